@@ -1,0 +1,117 @@
+import { z } from 'zod';
+
+/**
+ * The configuration contract (SPEC section 10), as one zod schema over environment variables.
+ * Each key is the variable's name; defaults are the documented ones. Values arrive as strings and
+ * are coerced here, so every consumer gets typed, validated values.
+ */
+
+const LOG_LEVEL_ALIASES: Record<string, string> = {
+  trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', warning: 'warn',
+  error: 'error', fatal: 'fatal', critical: 'fatal', silent: 'silent',
+};
+
+const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
+const httpUrl = z.string().refine((v) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'must be an http:// or https:// URL');
+
+const optionalUrl = z.preprocess(emptyToUndefined, httpUrl.optional());
+const optionalSecret = z.preprocess(emptyToUndefined, z.string().optional());
+
+const number = (min: number, max: number, def: number, int = false) =>
+  z.preprocess(emptyToUndefined, (int ? z.coerce.number().int() : z.coerce.number()).min(min).max(max).default(def));
+
+export const BACKENDS = ['ollama', 'openai', 'hf'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+/** Default base URL per backend: only Ollama has a well-known local address. */
+export const DEFAULT_BASE_URL: Partial<Record<Backend, string>> = { ollama: 'http://127.0.0.1:11434' };
+
+export const configSchema = z.object({
+  HOST: z.preprocess(emptyToUndefined, z.string().min(1).default('127.0.0.1')),
+  PORT: number(0, 65535, 8000, true),
+  API_KEY: z.preprocess(emptyToUndefined, z.string({ error: 'is required' }).min(1, 'is required')),
+  METRICS_API_KEY: optionalSecret,
+  LLM_BACKEND: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.enum(BACKENDS, { error: `must be one of ${BACKENDS.join(', ')}` }).default('ollama'),
+  ),
+  LLM_BASE_URL: optionalUrl,
+  LLM_API_KEY: optionalSecret,
+  MODEL_NAME: z.preprocess(emptyToUndefined, z.string().min(1).max(200).default('llama3.2')),
+  LLM_TIMEOUT_S: number(0.001, 3600, 60).refine((v) => v > 0, 'must be positive'),
+  DATABASE_URL: z.preprocess(emptyToUndefined, z.string().default('sqlite:./data/vega.db')).refine(
+    (v) => v === ':memory:' || v.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(v),
+    'must be sqlite:PATH, :memory: or postgres://…',
+  ),
+  LOG_LEVEL: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() !== '' ? v.trim().toLowerCase() : 'info'),
+    z.string().refine((v) => v in LOG_LEVEL_ALIASES, `must be one of ${Object.keys(LOG_LEVEL_ALIASES).join(', ')}`),
+  ).transform((v) => LOG_LEVEL_ALIASES[v] as string),
+  SLOW_QUERY_MS: number(0, 3_600_000, 100),
+  DEFAULT_TEMPERATURE: number(0, 2, 0.7),
+  DEFAULT_TOP_P: number(0, 1, 0.9),
+  DEFAULT_MAX_TOKENS: number(1, 1_000_000, 1024, true),
+  MAX_BODY_BYTES: number(1024, 64 * 1024 * 1024, 1024 * 1024, true),
+  MAX_PROMPT_CHARS: number(1, 10_000_000, 100_000, true),
+  SHUTDOWN_TIMEOUT_S: number(0, 600, 30),
+  CONFIG_CACHE_TTL_S: number(0, 86_400, 60),
+  HTTP_POOL_CONNECTIONS: number(1, 1024, 32, true),
+  // Integrations (SPEC section 6): each is disabled unless configured.
+  SEARCH_URL: optionalUrl,
+  SLACK_WEBHOOK_URL: optionalUrl,
+  HOME_ASSISTANT_URL: optionalUrl,
+  HOME_ASSISTANT_TOKEN: optionalSecret,
+  GITHUB_API_URL: optionalUrl,
+  GITHUB_TOKEN: optionalSecret,
+  SHODAN_API_URL: optionalUrl,
+  SHODAN_API_KEY: optionalSecret,
+  HUNTER_API_URL: optionalUrl,
+  HUNTER_API_KEY: optionalSecret,
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+
+/** Names of the variables that hold secrets: redacted in every report, log line and admin reply. */
+export const SECRET_VARIABLES = [
+  'API_KEY', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
+  'SHODAN_API_KEY', 'HUNTER_API_KEY', 'SLACK_WEBHOOK_URL',
+] as const;
+
+/** The validated configuration the rest of the code reads. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly apiKey: string;
+  readonly metricsApiKey: string | undefined;
+  readonly llm: {
+    readonly backend: Backend;
+    readonly baseUrl: string;
+    readonly apiKey: string | undefined;
+    readonly model: string;
+    readonly timeoutMs: number;
+  };
+  readonly generation: { readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  readonly databaseUrl: string;
+  readonly logLevel: string;
+  readonly slowQueryMs: number;
+  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number };
+  readonly shutdownTimeoutMs: number;
+  readonly configCacheTtlMs: number;
+  readonly httpPoolConnections: number;
+  readonly integrations: {
+    readonly searchUrl?: string;
+    readonly slackWebhookUrl?: string;
+    readonly homeAssistant?: { url: string; token: string };
+    readonly github?: { url: string; token?: string };
+    readonly shodan?: { url: string; apiKey: string };
+    readonly hunter?: { url: string; apiKey: string };
+  };
+}

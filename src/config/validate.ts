@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { configSchema, DEFAULT_BASE_URL, SECRET_VARIABLES, type Config, type RawConfig } from './schema';
+
+/** One finding of the validator, naming the variable it is about. */
+export interface ConfigIssue {
+  readonly variable: string;
+  readonly message: string;
+}
+
+/** What validation found: the config when it is usable, and every error and warning. */
+export interface ValidationReport {
+  readonly valid: boolean;
+  readonly errors: readonly ConfigIssue[];
+  readonly warnings: readonly ConfigIssue[];
+  /** The effective settings by variable name, secrets redacted. Safe to log and to serve. */
+  readonly effective: Readonly<Record<string, unknown>>;
+  readonly config: Config | undefined;
+}
+
+/** Reads `.env` (if present) under the real environment: a variable set in the environment wins. */
+export function readEnvironment(envFile = '.env', env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
+  let fromFile: Record<string, string> = {};
+  try {
+    fromFile = parseEnv(readFileSync(envFile, 'utf8')) as Record<string, string>;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return { ...fromFile, ...env };
+}
+
+/** Shows that a secret is set without showing any of it. */
+export function redact(value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  return '***';
+}
+
+/**
+ * Validates the environment against the schema and the seed's checks (seed 001, section 4):
+ * required fields, port range, 0.0.0.0 binding, backend enum, timeouts, URLs, key length, log level,
+ * generation parameters, and integration completeness. Errors make the config unusable;
+ * warnings are logged and the service starts.
+ */
+export function validateConfig(env: Record<string, string | undefined>): ValidationReport {
+  const errors: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const variable = String(issue.path[0] ?? 'config');
+      const received = env[variable];
+      const shown = received === undefined || (SECRET_VARIABLES as readonly string[]).includes(variable)
+        ? '' : ` (got ${JSON.stringify(received.slice(0, 80))})`;
+      errors.push({ variable, message: `${issue.message}${shown}` });
+    }
+    return { valid: false, errors, warnings, effective: effectiveOf(env), config: undefined };
+  }
+  const raw = parsed.data;
+  const need = (when: unknown, variable: keyof RawConfig, because: string) => {
+    if (when && !raw[variable]) errors.push({ variable, message: `is required when ${because}` });
+  };
+
+  if (raw.API_KEY.length < 16) {
+    warnings.push({ variable: 'API_KEY', message: `is ${raw.API_KEY.length} characters; use at least 16` });
+  }
+  if (raw.PORT > 0 && raw.PORT < 1024) {
+    warnings.push({ variable: 'PORT', message: `${raw.PORT} is a privileged port` });
+  }
+  if (raw.HOST === '0.0.0.0' || raw.HOST === '::') {
+    warnings.push({ variable: 'HOST', message: `${raw.HOST} listens on every interface; put the service behind a proxy or firewall` });
+  }
+  if (raw.LLM_TIMEOUT_S < 5) warnings.push({ variable: 'LLM_TIMEOUT_S', message: `${raw.LLM_TIMEOUT_S}s is short for LLM generation` });
+  if (raw.LLM_TIMEOUT_S > 300) warnings.push({ variable: 'LLM_TIMEOUT_S', message: `${raw.LLM_TIMEOUT_S}s holds connections for a long time` });
+  if (raw.SLOW_QUERY_MS === 0) warnings.push({ variable: 'SLOW_QUERY_MS', message: 'is 0: every query is logged as slow' });
+
+  const baseUrl = raw.LLM_BASE_URL ?? DEFAULT_BASE_URL[raw.LLM_BACKEND];
+  need(raw.LLM_BACKEND !== 'ollama', 'LLM_BASE_URL', `LLM_BACKEND is ${raw.LLM_BACKEND}`);
+  need(raw.HOME_ASSISTANT_URL, 'HOME_ASSISTANT_TOKEN', 'HOME_ASSISTANT_URL is set');
+  need(raw.HOME_ASSISTANT_TOKEN, 'HOME_ASSISTANT_URL', 'HOME_ASSISTANT_TOKEN is set');
+  need(raw.SHODAN_API_URL, 'SHODAN_API_KEY', 'SHODAN_API_URL is set');
+  need(raw.HUNTER_API_URL, 'HUNTER_API_KEY', 'HUNTER_API_URL is set');
+  if (raw.GITHUB_TOKEN && !raw.GITHUB_API_URL) {
+    warnings.push({ variable: 'GITHUB_API_URL', message: 'not set; GitHub integration uses https://api.github.com' });
+  }
+  if (raw.METRICS_API_KEY !== undefined && raw.METRICS_API_KEY.length < 16) {
+    warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
+  }
+
+  const effective = effectiveOf(env, raw);
+  if (errors.length > 0 || baseUrl === undefined) {
+    return { valid: false, errors, warnings, effective, config: undefined };
+  }
+  return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl) };
+}
+
+function toConfig(raw: RawConfig, baseUrl: string): Config {
+  return {
+    host: raw.HOST,
+    port: raw.PORT,
+    apiKey: raw.API_KEY,
+    metricsApiKey: raw.METRICS_API_KEY,
+    llm: {
+      backend: raw.LLM_BACKEND,
+      baseUrl: baseUrl.replace(/\/+$/, ''),
+      apiKey: raw.LLM_API_KEY,
+      model: raw.MODEL_NAME,
+      timeoutMs: Math.round(raw.LLM_TIMEOUT_S * 1000),
+    },
+    generation: { temperature: raw.DEFAULT_TEMPERATURE, topP: raw.DEFAULT_TOP_P, maxTokens: raw.DEFAULT_MAX_TOKENS },
+    databaseUrl: raw.DATABASE_URL,
+    logLevel: raw.LOG_LEVEL,
+    slowQueryMs: raw.SLOW_QUERY_MS,
+    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS },
+    shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
+    configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),
+    httpPoolConnections: raw.HTTP_POOL_CONNECTIONS,
+    integrations: {
+      searchUrl: raw.SEARCH_URL,
+      slackWebhookUrl: raw.SLACK_WEBHOOK_URL,
+      homeAssistant: raw.HOME_ASSISTANT_URL && raw.HOME_ASSISTANT_TOKEN
+        ? { url: raw.HOME_ASSISTANT_URL, token: raw.HOME_ASSISTANT_TOKEN } : undefined,
+      github: raw.GITHUB_API_URL || raw.GITHUB_TOKEN
+        ? { url: raw.GITHUB_API_URL ?? 'https://api.github.com', token: raw.GITHUB_TOKEN } : undefined,
+      shodan: raw.SHODAN_API_URL && raw.SHODAN_API_KEY ? { url: raw.SHODAN_API_URL, apiKey: raw.SHODAN_API_KEY } : undefined,
+      hunter: raw.HUNTER_API_URL && raw.HUNTER_API_KEY ? { url: raw.HUNTER_API_URL, apiKey: raw.HUNTER_API_KEY } : undefined,
+    },
+  };
+}
+
+/** The effective value of every known variable, with secrets replaced by `***`. */
+function effectiveOf(env: Record<string, string | undefined>, raw?: RawConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = raw ? (raw as Record<string, unknown>)[key] : env[key];
+    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value) : value;
+  }
+  return out;
+}
+
+/** Formats a failed report for a human at a terminal: one line per problem. */
+export function formatReport(report: ValidationReport): string {
+  const lines: string[] = [];
+  for (const e of report.errors) lines.push(`  ❌ ${e.variable}: ${e.message}`);
+  for (const w of report.warnings) lines.push(`  ⚠️  ${w.variable}: ${w.message}`);
+  return lines.join('\n');
+}

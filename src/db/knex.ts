@@ -1,0 +1,53 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+
+/** Which engine a DATABASE_URL selects. */
+export type DbSystem = 'sqlite' | 'postgresql';
+
+export interface Database {
+  readonly knex: Knex;
+  readonly system: DbSystem;
+  /** For SQLite, the file path (or `:memory:`); for PostgreSQL, undefined. */
+  readonly filename: string | undefined;
+}
+
+/**
+ * Opens the database named by DATABASE_URL: `sqlite:PATH`, `:memory:` or `postgres://…`.
+ * SQLite runs in WAL mode with a busy timeout, so readers never block the writer and a writer
+ * waits for a lock instead of failing at once; `synchronous=NORMAL` is durable across a process
+ * crash (what the SIGKILL tests check), though not across power loss.
+ */
+export function openDatabase(databaseUrl: string, opts: { busyTimeoutMs?: number; poolMax?: number } = {}): Database {
+  if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    const knex = knexFactory({
+      client: 'pg',
+      connection: databaseUrl,
+      pool: { min: 0, max: opts.poolMax ?? 10 },
+    });
+    return { knex, system: 'postgresql', filename: undefined };
+  }
+  const filename = databaseUrl === ':memory:' ? ':memory:' : resolve(databaseUrl.replace(/^sqlite:(\/\/)?/, ''));
+  if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true });
+  const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
+  const knex = knexFactory({
+    client: 'sqlite3',
+    connection: { filename },
+    useNullAsDefault: true,
+    // One connection: SQLite has one writer, and `:memory:` is private to its connection.
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate: (conn: { exec: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, conn: unknown) => void) => {
+        const pragmas = [
+          filename === ':memory:' ? '' : 'PRAGMA journal_mode = WAL;',
+          'PRAGMA synchronous = NORMAL;',
+          `PRAGMA busy_timeout = ${busyTimeoutMs};`,
+          'PRAGMA foreign_keys = ON;',
+        ].join(' ');
+        conn.exec(pragmas, (err) => done(err, conn));
+      },
+    },
+  });
+  return { knex, system: 'sqlite', filename };
+}

@@ -1,0 +1,83 @@
+import type { Knex } from 'knex';
+
+/**
+ * Migrations, compiled in rather than globbed from a folder, so the same list runs from src/
+ * under vitest and from dist/ in production, on SQLite and PostgreSQL alike.
+ */
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+const migrations: Record<string, Migration> = {
+  '001_conversations_and_memories': {
+    async up(knex) {
+      await knex.schema.createTable('conversations', (t) => {
+        t.increments('id').primary();
+        t.bigInteger('ts').notNullable().comment('request start, epoch milliseconds');
+        t.string('session_id', 128).notNullable();
+        t.text('prompt').notNullable();
+        t.text('response').notNullable().defaultTo('');
+        t.string('model', 200).notNullable();
+        t.string('source', 32).notNullable().defaultTo('chat');
+        t.boolean('reviewed').notNullable().defaultTo(false);
+        t.string('correlation_id', 128).notNullable();
+        t.string('trace_id', 32);
+        t.integer('input_tokens');
+        t.integer('output_tokens');
+        t.integer('latency_ms');
+        t.string('status', 16).notNullable().defaultTo('ok');
+        t.string('error_code', 64);
+      });
+      // The seed's composite indexes (SPEC section 3), with explicit DESC, which knex's builder lacks.
+      await knex.raw('CREATE INDEX conversations_session_ts_id ON conversations (session_id, ts DESC, id DESC)');
+      await knex.raw('CREATE INDEX conversations_ts_session_id ON conversations (ts DESC, session_id, id DESC)');
+      await knex.raw('CREATE INDEX conversations_reviewed_ts ON conversations (reviewed, ts DESC)');
+      await knex.raw('CREATE INDEX conversations_source_ts ON conversations (source, ts DESC)');
+      // Global keyset paging orders by (ts, id); the index above has session_id between them.
+      await knex.raw('CREATE INDEX conversations_ts_id ON conversations (ts DESC, id DESC)');
+      await knex.raw('CREATE INDEX conversations_correlation_id ON conversations (correlation_id)');
+
+      await knex.schema.createTable('memories', (t) => {
+        t.increments('id').primary();
+        t.bigInteger('ts').notNullable();
+        t.string('session_id', 128).notNullable();
+        t.string('kind', 32).notNullable().defaultTo('note');
+        t.text('content').notNullable();
+        t.float('importance').notNullable().defaultTo(0);
+      });
+      await knex.raw('CREATE INDEX memories_session_ts ON memories (session_id, ts DESC)');
+    },
+    async down(knex) {
+      await knex.schema.dropTableIfExists('memories');
+      await knex.schema.dropTableIfExists('conversations');
+    },
+  },
+};
+
+/** A knex migration source over the list above. */
+export const migrationSource: Knex.MigrationSource<string> = {
+  async getMigrations() {
+    return Object.keys(migrations).sort();
+  },
+  getMigrationName(name) {
+    return name;
+  },
+  async getMigration(name) {
+    const m = migrations[name];
+    if (!m) throw new Error(`unknown migration ${name}`);
+    return m;
+  },
+};
+
+/** Applies every pending migration; returns the names applied. */
+export async function migrateLatest(knex: Knex): Promise<string[]> {
+  const [, applied] = (await knex.migrate.latest({ migrationSource })) as [number, string[]];
+  return applied;
+}
+
+/** Names of migrations not yet applied (empty when the schema is current). */
+export async function pendingMigrations(knex: Knex): Promise<string[]> {
+  const [, pending] = (await knex.migrate.list({ migrationSource })) as [unknown[], Array<string | { file: string }>];
+  return pending.map((p) => (typeof p === 'string' ? p : p.file));
+}

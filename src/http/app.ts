@@ -1,0 +1,70 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import { bodyParser } from '@koa/bodyparser';
+import type { ConversationRepository } from '../db/conversations';
+import type { Database } from '../db/knex';
+import { VegaError } from '../errors';
+import type { ChatService } from '../llm/chat-service';
+import type { Logger } from '../telemetry/logger';
+import type { Config } from '../config/schema';
+import { accessLog } from './middleware/access-log';
+import { requireApiKey } from './middleware/auth';
+import { correlation, rejectInvalidCorrelationId } from './middleware/correlation';
+import { errorHandler } from './middleware/errors';
+import type { InflightTracker } from './middleware/inflight';
+import { registerChatRoutes } from './routes/chat';
+import { registerHealthRoutes } from './routes/health';
+import { registerHistoryRoutes } from './routes/history';
+import { registerMetricsRoute } from './routes/metrics';
+import type { VegaState } from './state';
+import { requireJson } from './validation';
+
+export interface AppDeps {
+  readonly config: () => Config;
+  readonly logger: Logger;
+  readonly db: Database;
+  readonly conversations: ConversationRepository;
+  readonly chat: ChatService;
+  readonly inflight: InflightTracker;
+}
+
+/** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * The Koa application. Order matters: ids first (so every answer carries them), then the one
+ * error path, then admission (drain), auth before the body is read, and the routes.
+ */
+export function createApp(deps: AppDeps): Koa<VegaState> {
+  const app = new Koa<VegaState>();
+  const config = deps.config();
+  const router = new Router<VegaState>();
+  registerHealthRoutes(router, { knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight });
+  registerMetricsRoute(router, config.metricsApiKey);
+  registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
+  registerHistoryRoutes(router, deps.conversations);
+
+  const auth = requireApiKey(() => deps.config().apiKey);
+  app.use(correlation());
+  app.use(accessLog(deps.logger));
+  app.use(errorHandler(deps.logger));
+  app.use(rejectInvalidCorrelationId());
+  app.use(deps.inflight.middleware());
+  app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : auth(ctx, next)));
+  app.use((ctx, next) => {
+    if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') requireJson(ctx);
+    return next();
+  });
+  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: config.limits.maxBodyBytes, encoding: 'utf-8' }));
+  // Routes are registered above, before this: the koa instrumentation patches the router's layers
+  // when it is `use`d, and that is what puts `http.route` on spans and metrics.
+  app.use(router.routes());
+  app.use(router.allowedMethods({
+    throw: true,
+    methodNotAllowed: () => new VegaError('method_not_allowed', 405, 'method not allowed on this route'),
+    // An unknown method is the client's mistake: 405, never a 5xx.
+    notImplemented: () => new VegaError('method_not_allowed', 405, 'method not supported'),
+  }));
+  app.on('error', (err) => deps.logger.error({ err }, 'koa error outside the error handler'));
+  return app;
+}

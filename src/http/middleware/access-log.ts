@@ -1,0 +1,28 @@
+import type { Middleware } from 'koa';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../../telemetry/logger';
+import type { VegaState } from '../state';
+
+/**
+ * One log line per request when its response is complete (for a stream, after the last byte),
+ * with the route template, status and duration. The ids are passed explicitly: the `close` event
+ * fires outside the request's async context.
+ */
+export function accessLog(logger: Logger): Middleware<VegaState> {
+  return async (ctx, next) => {
+    const started = performance.now();
+    const ids = { trace_id: ctx.state.traceId, correlation_id: ctx.state.correlationId };
+    ctx.res.once('close', () => {
+      logger.info({
+        ...ids,
+        method: ctx.method,
+        route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined,
+        path: ctx.path.slice(0, 200),
+        status: ctx.status,
+        duration_ms: Math.round((performance.now() - started) * 100) / 100,
+        completed: ctx.res.writableFinished,
+      }, 'request');
+    });
+    await next();
+  };
+}

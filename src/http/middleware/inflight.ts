@@ -1,0 +1,59 @@
+import type { Middleware } from 'koa';
+import { ShuttingDown } from '../../errors';
+
+/**
+ * Counts requests being served, from arrival until the response is fully written (for a stream,
+ * until its last byte), and refuses new ones while the service drains for shutdown.
+ */
+export class InflightTracker {
+  #inflight = 0;
+  #draining = false;
+  #waiters: Array<() => void> = [];
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  middleware(): Middleware {
+    return async (ctx, next) => {
+      if (this.#draining) {
+        ctx.set('Connection', 'close');
+        throw new ShuttingDown();
+      }
+      this.#inflight++;
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        this.#inflight--;
+        if (this.#inflight === 0) for (const w of this.#waiters.splice(0)) w();
+      };
+      ctx.res.once('close', finish);
+      try {
+        await next();
+      } finally {
+        // Once draining, ask keep-alive clients to reconnect elsewhere.
+        if (this.#draining && !ctx.headerSent) ctx.set('Connection', 'close');
+      }
+    };
+  }
+
+  /** Stops admitting requests and resolves when none are left or `timeoutMs` has passed. */
+  async drain(timeoutMs: number): Promise<{ drained: boolean; remaining: number }> {
+    this.#draining = true;
+    if (this.#inflight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return { drained: this.#inflight === 0, remaining: this.#inflight };
+  }
+}

@@ -1,0 +1,96 @@
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { ChatService } from '../../llm/chat-service';
+import type { StreamEvent } from '../../llm/types';
+import { toVegaError } from '../middleware/errors';
+import type { Logger } from '../../telemetry/logger';
+import type { VegaState } from '../state';
+import { chatBodySchema, parseOr400 } from '../validation';
+
+export interface ChatRouteDeps {
+  readonly chat: ChatService;
+  readonly logger: Logger;
+  readonly maxPromptChars: () => number;
+}
+
+/** An AbortSignal that fires when the client goes away before the response is complete. */
+export function clientGone(ctx: Context): AbortSignal {
+  const controller = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** `POST /chat`: JSON, server-sent events with `stream: true`, or NDJSON when asked for. */
+export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDeps): void {
+  router.post('/chat', async (ctx) => {
+    const body = parseOr400(chatBodySchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
+    const input = {
+      prompt: body.prompt,
+      sessionId: body.session_id ?? randomUUID(),
+      model: body.model,
+      temperature: body.temperature,
+      topP: body.top_p,
+      maxTokens: body.max_tokens,
+      source: 'chat',
+    };
+    const signal = clientGone(ctx);
+    const correlationId = ctx.state.correlationId ?? '';
+    if (!body.stream) {
+      const out = await deps.chat.complete(input, signal);
+      ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.body = {
+        response: out.response,
+        session_id: out.sessionId,
+        model: out.model,
+        correlation_id: correlationId,
+        cached: out.cached,
+        usage: { input_tokens: out.usage.inputTokens, output_tokens: out.usage.outputTokens },
+      };
+      return;
+    }
+    // Errors before the first byte (refused, timeout, open breaker) get a normal status code.
+    const events = await deps.chat.stream(input, signal);
+    const ndjson = /application\/x-ndjson/i.test(ctx.get('accept')) && !/text\/event-stream/i.test(ctx.get('accept'));
+    const format = ndjson ? ndjsonFrame : sseFrame;
+    ctx.status = 200;
+    ctx.set('Content-Type', ndjson ? 'application/x-ndjson; charset=utf-8' : 'text/event-stream; charset=utf-8');
+    ctx.set('Cache-Control', 'no-cache');
+    ctx.set('X-Accel-Buffering', 'no');
+    ctx.set('X-Cache', 'miss');
+    const done = { session_id: input.sessionId, correlation_id: correlationId, cached: false };
+    ctx.body = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
+  });
+}
+
+type Frame = (event: string, data: unknown) => string;
+const sseFrame: Frame = (event, data) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+const ndjsonFrame: Frame = (event, data) => `${JSON.stringify({ type: event, ...(data as object) })}\n`;
+
+/** Relays provider events as frames; an upstream failure becomes a final `error` frame. */
+async function* frames(
+  events: AsyncGenerator<StreamEvent>,
+  frame: Frame,
+  done: { session_id: string; correlation_id: string; cached: boolean },
+  logger: Logger,
+): AsyncGenerator<string> {
+  try {
+    for await (const ev of events) {
+      if (ev.type === 'delta') {
+        yield frame('chunk', { delta: ev.text });
+      } else {
+        yield frame('done', {
+          ...done, model: ev.model, finish_reason: ev.finishReason ?? null,
+          usage: { input_tokens: ev.usage.inputTokens, output_tokens: ev.usage.outputTokens },
+        });
+      }
+    }
+  } catch (thrown) {
+    const err = toVegaError(thrown);
+    logger.warn({ error_code: err.code }, 'stream ended with an error');
+    yield frame('error', { error: { code: err.code, message: err.expose ? err.message : 'internal error' }, correlation_id: done.correlation_id });
+  }
+}

@@ -1,0 +1,65 @@
+import type Router from '@koa/router';
+import type { Knex } from 'knex';
+import { pendingMigrations } from '../../db/migrations';
+import type { LlmProvider } from '../../llm/types';
+import type { InflightTracker } from '../middleware/inflight';
+import type { VegaState } from '../state';
+
+export interface HealthDeps {
+  readonly knex: Knex;
+  readonly provider: LlmProvider;
+  readonly inflight: InflightTracker;
+  /** Longest a readiness probe waits for any one check. Default 2000 ms. */
+  readonly checkTimeoutMs?: number;
+}
+
+type Check = { status: 'ok' | 'unreachable' | 'failing'; latency_ms: number; error?: string; [k: string]: unknown };
+
+/** Runs a check under a deadline; never throws, never blocks the loop. */
+async function timed(fn: (signal: AbortSignal) => Promise<Record<string, unknown> | void>, timeoutMs: number, failStatus: Check['status']): Promise<Check> {
+  const started = performance.now();
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    const extra = await Promise.race([
+      fn(signal),
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error(`timed out after ${timeoutMs} ms`)), { once: true })),
+    ]);
+    return { status: 'ok', latency_ms: Math.round(performance.now() - started), ...(extra ?? {}) };
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    return { status: failStatus, latency_ms: Math.round(performance.now() - started), error: e.code ?? e.message ?? 'error' };
+  }
+}
+
+/**
+ * `/healthz` is liveness: the process answers. `/readyz` is readiness: the database answers, the
+ * schema is current and the service is not draining; it also reports the LLM backend. A backend
+ * outage makes readiness `degraded` but not failing: every instance shares the backend, and
+ * pulling them all out of the load balancer would turn a clear 503 `upstream_unavailable` into
+ * a connection error.
+ */
+export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps): void {
+  const timeoutMs = deps.checkTimeoutMs ?? 2000;
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', async (ctx) => {
+    const [database, migrations, llm] = await Promise.all([
+      timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
+      timed(async () => {
+        const pending = await pendingMigrations(deps.knex);
+        if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
+      }, timeoutMs, 'failing'),
+      timed(async (signal) => ({ backend: deps.provider.name, models: (await deps.provider.listModels(signal)).length }), timeoutMs, 'unreachable'),
+    ]);
+    const draining = deps.inflight.draining;
+    const ready = database.status === 'ok' && migrations.status === 'ok' && !draining;
+    ctx.status = ready ? 200 : 503;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      status: !ready ? 'not_ready' : llm.status === 'ok' ? 'ready' : 'degraded',
+      draining,
+      checks: { database, migrations, llm: { backend: deps.provider.name, origin: deps.provider.origin, ...llm } },
+    };
+  });
+}

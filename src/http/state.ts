@@ -1,0 +1,11 @@
+import type { Span } from '@opentelemetry/api';
+
+/** What the middleware chain puts on `ctx.state` for the routes. */
+export interface VegaState {
+  /** The HTTP server span of this request (captured before router spans become active). */
+  serverSpan?: Span;
+  traceId?: string;
+  correlationId?: string;
+  /** Why the client's X-Correlation-ID was refused, if it was. */
+  correlationProblem?: string | undefined;
+}

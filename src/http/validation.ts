@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import { InvalidRequest, UnsupportedMediaType } from '../errors';
+
+/** Session ids: what fits in a URL path segment, a log field and an index without escaping. */
+export const SESSION_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
+/** Model names as Ollama and OpenAI-compatible servers spell them (`llama3.2:3b`, `org/model`). */
+export const MODEL_NAME = /^[A-Za-z0-9._:\/\-]{1,200}$/;
+
+/** The body of `POST /chat` (SPEC section 3). Unknown fields are refused, not ignored. */
+export function chatBodySchema(maxPromptChars: number) {
+  return z.strictObject({
+    prompt: z.string().max(maxPromptChars, `must be at most ${maxPromptChars} characters`)
+      .refine((s) => s.trim().length > 0, 'must not be empty'),
+    session_id: z.string().regex(SESSION_ID, 'must be 1-128 characters of letters, digits and . _ : -').optional(),
+    model: z.string().regex(MODEL_NAME, 'must be 1-200 characters of letters, digits and . _ : / -').optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().min(0).max(1).optional(),
+    max_tokens: z.number().int().min(1).max(1_000_000).optional(),
+    stream: z.boolean().optional(),
+  });
+}
+
+export type ChatBody = z.infer<ReturnType<typeof chatBodySchema>>;
+
+/** Parses with a schema, turning the first few problems into one 400 that names the fields. */
+export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const message = result.error.issues.slice(0, 5).map((i) => {
+    const path = i.path.length > 0 ? i.path.join('.') : 'body';
+    if (i.code === 'unrecognized_keys') return `unknown field(s): ${i.keys.map((k) => k.slice(0, 40)).join(', ')}`.slice(0, 200);
+    return `${path}: ${i.message}`;
+  }).join('; ');
+  throw new InvalidRequest(message);
+}
+
+/** Requires a JSON request body (checked before it is read). */
+export function requireJson(ctx: { is(type: string): string | false | null; request: { length?: number }; get(h: string): string }): void {
+  const hasBody = ctx.get('content-length') !== '0' && (ctx.get('content-length') !== '' || ctx.get('transfer-encoding') !== '');
+  if (hasBody && !ctx.is('application/json')) throw new UnsupportedMediaType('application/json');
+}
+
+/** A query parameter as a bounded integer, or 400 naming it. */
+export function intParam(raw: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const s = Array.isArray(raw) ? raw[0] : raw;
+  if (typeof s !== 'string' || !/^\d{1,9}$/.test(s)) throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
+  const n = Number(s);
+  if (n < min || n > max) throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
+  return n;
+}
+
+/** A single-valued string query parameter, or 400. */
+export function stringParam(raw: unknown, name: string): string | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || raw.length > 256) throw new InvalidRequest(`${name} must be given once, at most 256 characters`, `invalid_${name}`);
+  return raw;
+}

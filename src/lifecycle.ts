@@ -1,0 +1,177 @@
+import { createServer, STATUS_CODES, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { ConfigCache } from './config/cache';
+import type { Config } from './config/schema';
+import { readEnvironment, type ValidationReport } from './config/validate';
+import { ConversationRepository } from './db/conversations';
+import { openDatabase, type Database } from './db/knex';
+import { migrateLatest } from './db/migrations';
+import { createApp } from './http/app';
+import { InflightTracker } from './http/middleware/inflight';
+import { ChatService } from './llm/chat-service';
+import { createProvider } from './llm/providers';
+import { HttpPool } from './net/dispatcher';
+import { bindInstruments } from './telemetry/bindings';
+import { telemetryHooks } from './telemetry/hooks';
+import type { Logger } from './telemetry/logger';
+
+/** A started service: what the shutdown sequence needs to take apart. */
+export interface RunningService {
+  readonly server: Server;
+  readonly port: number;
+  readonly db: Database;
+  readonly pool: HttpPool;
+  readonly inflight: InflightTracker;
+  /** Runs the ordered shutdown; resolves with the exit code it recommends. */
+  shutdown(reason: string): Promise<number>;
+}
+
+/** Prints a line of the human startup sequence (stderr: stdout carries only JSON log lines). */
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * Starts Vega in the order SPEC section 7 gives: the config was validated by the caller; then the
+ * database is opened and migrated, telemetry (preloaded before any module) is reported, the
+ * mechanisms are wired and bound to instruments, and the server listens.
+ */
+export async function startService(config: Config, report: ValidationReport, logger: Logger): Promise<RunningService> {
+  const rule = '='.repeat(80);
+  say(`${rule}\n🚀 Vega Startup Sequence\n${rule}\n`);
+  say('📋 Validating configuration...');
+  say(`✅ Configuration validation passed${report.warnings.length ? ` (${report.warnings.length} warning(s))` : ''}`);
+  for (const w of report.warnings) say(`   ⚠️  ${w.variable}: ${w.message}`);
+  logger.info({ step: 'config', warnings: report.warnings.length }, 'configuration validated');
+
+  const db = openDatabase(config.databaseUrl);
+  let applied: string[];
+  try {
+    applied = await migrateLatest(db.knex);
+  } catch (err) {
+    await db.knex.destroy().catch(() => undefined);
+    throw err;
+  }
+  say(`✅ Database ready: ${db.system} ${db.filename ?? ''} (${applied.length ? `applied ${applied.join(', ')}` : 'schema current'})`);
+  logger.info({ step: 'database', system: db.system, migrations_applied: applied }, 'database ready');
+
+  const telemetry = telemetryHooks().status ?? { sdk: 'disabled', traces: 'off (not preloaded)', metrics: 'off (not preloaded)' };
+  if (telemetry.sdk === 'on') {
+    say(`✅ Distributed tracing enabled (correlation ids are trace ids; export: ${telemetry.traces})`);
+    say(`✅ Metrics: ${telemetry.metrics}`);
+  } else {
+    say(`⚠️  Telemetry off (${telemetry.traces}); correlation ids are random`);
+  }
+  logger.info({ step: 'telemetry', ...telemetry }, 'telemetry');
+
+  const pool = new HttpPool({ connectionsPerOrigin: config.httpPoolConnections });
+  const provider = createProvider(config.llm, pool);
+  say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
+  say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
+
+  const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
+  const conversations = new ConversationRepository(db.knex);
+  const inflight = new InflightTracker();
+  const chat = new ChatService({
+    provider,
+    conversations,
+    logger,
+    defaults: { model: config.llm.model, ...config.generation },
+  });
+  bindInstruments({ pool, configCache, conversations, inflight });
+  const app = createApp({ config: () => configCache.get(), logger, db, conversations, chat, inflight });
+
+  const server = createServer(app.callback());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  say(`🌐 Listening on http://${config.host}:${port}\n`);
+  logger.info({ step: 'listen', host: config.host, port }, 'listening');
+
+  let stopping: Promise<number> | undefined;
+  const service: RunningService = {
+    server, port, db, pool, inflight,
+    shutdown: (reason) => (stopping ??= shutdown({ server, db, pool, inflight, logger, drainMs: config.shutdownTimeoutMs }, reason)),
+  };
+  return service;
+}
+
+/**
+ * Answers a request Node's parser refused (bad header bytes, oversized headers) in the service's
+ * JSON error shape instead of Node's bare 400.
+ */
+function answerMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const id = randomBytes(16).toString('hex');
+  const body = JSON.stringify({
+    error: { code: status === 431 ? 'headers_too_large' : 'malformed_request', message: 'the HTTP request could not be parsed' },
+    correlation_id: id,
+  });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+interface ShutdownParts {
+  readonly server: Server;
+  readonly db: Database;
+  readonly pool: HttpPool;
+  readonly inflight: InflightTracker;
+  readonly logger: Logger;
+  readonly drainMs: number;
+}
+
+/** Runs `fn` under a deadline; a step that throws or hangs is logged, and the sequence goes on. */
+async function step(logger: Logger, name: string, timeoutMs: number, fn: () => Promise<unknown>): Promise<boolean> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const result = await Promise.race([
+      fn(),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs); }),
+    ]);
+    logger.info({ step: name, duration_ms: Math.round(performance.now() - started), result }, `shutdown: ${name}`);
+    return true;
+  } catch (err) {
+    logger.error({ step: name, err }, `shutdown: ${name} failed`);
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The ordered shutdown of SPEC section 7: stop accepting and drain in-flight requests (bounded),
+ * close the HTTP pool, close the database, flush telemetry. Every step runs even if one before it
+ * failed. (Conversations are committed before their response is sent, so there is no write
+ * buffer to flush yet; the batch writer of issue 4 adds that step between drain and pool.)
+ */
+async function shutdown(parts: ShutdownParts, reason: string): Promise<number> {
+  const { server, db, pool, inflight, logger } = parts;
+  logger.info({ reason, inflight: inflight.inflight }, 'shutdown started');
+  let ok = true;
+  ok = (await step(logger, 'drain', parts.drainMs + 1000, async () => {
+    server.close();
+    server.closeIdleConnections();
+    const drained = await inflight.drain(parts.drainMs);
+    server.closeAllConnections();
+    return drained;
+  })) && ok;
+  ok = (await step(logger, 'close_http_pool', 5000, () => pool.close())) && ok;
+  ok = (await step(logger, 'close_database', 5000, () => db.knex.destroy())) && ok;
+  const telemetry = telemetryHooks().shutdown;
+  ok = (await step(logger, 'flush_telemetry', 5000, async () => (telemetry ? telemetry() : 'not started'))) && ok;
+  logger.info({ clean: ok }, 'shutdown complete');
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  return 0;
+}

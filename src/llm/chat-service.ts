@@ -1,0 +1,226 @@
+import { performance } from 'node:perf_hooks';
+import type { Attributes } from '@opentelemetry/api';
+import type { ConversationRecord } from '../db/conversations';
+import { VegaError } from '../errors';
+import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
+import type { Logger } from '../telemetry/logger';
+import type { LlmProvider, StreamEvent, Usage } from './types';
+
+/** A chat as the HTTP layer hands it over (validated, defaults not yet applied). */
+export interface ChatInput {
+  readonly prompt: string;
+  readonly sessionId: string;
+  readonly model?: string | undefined;
+  readonly temperature?: number | undefined;
+  readonly topP?: number | undefined;
+  readonly maxTokens?: number | undefined;
+  /** Which API it came in through: `chat` or `openai`. */
+  readonly source: string;
+}
+
+export interface ChatResult {
+  readonly response: string;
+  readonly sessionId: string;
+  readonly model: string;
+  readonly usage: Usage;
+  readonly finishReason: string | undefined;
+  readonly cached: boolean;
+}
+
+/** Where finished conversations go. Resolves once the row is durable. */
+export interface ConversationSink {
+  log(record: ConversationRecord): Promise<unknown>;
+}
+
+/** Raised when the conversation could not be stored: the reply is withheld, as it was not logged. */
+export class StorageUnavailable extends VegaError {
+  constructor(cause: unknown) {
+    super('storage_unavailable', 503, 'the conversation could not be stored; try again', { retryAfterS: 1, cause });
+  }
+}
+
+export interface ChatServiceOptions {
+  readonly provider: LlmProvider;
+  readonly conversations: ConversationSink;
+  readonly logger: Logger;
+  readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+}
+
+/**
+ * The chat use case: apply defaults, call the backend, measure the call with the gen_ai
+ * instruments, and store the conversation (ok or failed) before the answer goes out.
+ */
+export class ChatService {
+  readonly #provider: LlmProvider;
+  readonly #sink: ConversationSink;
+  readonly #log: Logger;
+  readonly #defaults: ChatServiceOptions['defaults'];
+  readonly #models = new BoundedLabel(50);
+  readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
+  readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
+  readonly #ttfc = createHistogram(INSTRUMENTS.genAiTimeToFirstChunk);
+  readonly #requests = createCounter(INSTRUMENTS.chatRequests);
+
+  constructor(opts: ChatServiceOptions) {
+    this.#provider = opts.provider;
+    this.#sink = opts.conversations;
+    this.#log = opts.logger;
+    this.#defaults = opts.defaults;
+  }
+
+  get provider(): LlmProvider {
+    return this.#provider;
+  }
+
+  /** A non-streaming chat. Resolves once the conversation is stored. */
+  async complete(input: ChatInput, signal: AbortSignal): Promise<ChatResult> {
+    const call = this.#resolve(input, signal);
+    try {
+      const out = await this.#provider.chat(call.request);
+      this.#measure(call, out.model, out.usage);
+      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage });
+      this.#count(input.source, false, 'ok');
+      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: false };
+    } catch (err) {
+      await this.#fail(call, err, '', false);
+      throw err;
+    }
+  }
+
+  /**
+   * A streaming chat. Resolves with the event iterator once the backend has accepted the call;
+   * the iterator ends with `done` only after the conversation is stored. If it throws or is
+   * abandoned (client gone), the conversation is stored as failed with what had arrived.
+   */
+  async stream(input: ChatInput, signal: AbortSignal): Promise<AsyncGenerator<StreamEvent>> {
+    const call = this.#resolve(input, signal);
+    let upstream: AsyncIterable<StreamEvent>;
+    try {
+      upstream = await this.#provider.chatStream(call.request);
+    } catch (err) {
+      await this.#fail(call, err, '', true);
+      throw err;
+    }
+    return this.#relay(call, upstream);
+  }
+
+  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>): AsyncGenerator<StreamEvent> {
+    let text = '';
+    let settled = false;
+    try {
+      for await (const ev of upstream) {
+        if (ev.type === 'delta') {
+          if (text.length === 0) this.#ttfc.record((performance.now() - call.started) / 1000, this.#attrs(call, false));
+          text += ev.text;
+          yield ev;
+          continue;
+        }
+        this.#measure(call, ev.model, ev.usage);
+        settled = true;
+        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage });
+        this.#count(call.input.source, true, 'ok');
+        yield ev;
+        return;
+      }
+    } catch (err) {
+      settled = true;
+      await this.#fail(call, err, text, true);
+      throw err;
+    } finally {
+      // Reached without settling when the consumer stopped early: the client went away.
+      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true);
+    }
+  }
+
+  #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
+    return {
+      input,
+      ts: Date.now(),
+      started: performance.now(),
+      correlationId: currentCorrelationId() ?? '',
+      traceId: currentTraceId(),
+      request: {
+        model: input.model ?? this.#defaults.model,
+        prompt: input.prompt,
+        temperature: input.temperature ?? this.#defaults.temperature,
+        topP: input.topP ?? this.#defaults.topP,
+        maxTokens: input.maxTokens ?? this.#defaults.maxTokens,
+        signal,
+      },
+    };
+  }
+
+  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): Attributes {
+    const attrs: Attributes = {
+      'gen_ai.operation.name': 'chat',
+      'gen_ai.provider.name': this.#provider.name,
+      'gen_ai.request.model': this.#models.value(call.request.model, admit),
+    };
+    if (errorType) attrs['error.type'] = errorType;
+    return attrs;
+  }
+
+  #measure(call: ResolvedCall, model: string, usage: Usage): void {
+    const attrs = { ...this.#attrs(call, true), 'gen_ai.response.model': this.#models.value(model, true) };
+    this.#duration.record((performance.now() - call.started) / 1000, attrs);
+    this.#tokens.record(usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' });
+    this.#tokens.record(usage.outputTokens, { ...attrs, 'gen_ai.token.type': 'output' });
+  }
+
+  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean): Promise<void> {
+    const code = errorCode(err);
+    if (code === 'storage_unavailable') return; // the backend call succeeded; it is measured already
+    this.#duration.record((performance.now() - call.started) / 1000, this.#attrs(call, false, code));
+    this.#count(call.input.source, streamed, code);
+    try {
+      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code });
+    } catch (storeErr) {
+      this.#log.error({ err: storeErr, error_code: code }, 'could not store a failed conversation');
+    }
+  }
+
+  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string }): Promise<void> {
+    try {
+      await this.#sink.log({
+        ts: call.ts,
+        sessionId: call.input.sessionId,
+        prompt: call.input.prompt,
+        response: out.response,
+        model: out.model,
+        source: call.input.source,
+        correlationId: call.correlationId,
+        traceId: call.traceId,
+        inputTokens: out.usage?.inputTokens,
+        outputTokens: out.usage?.outputTokens,
+        latencyMs: performance.now() - call.started,
+        status: out.status,
+        errorCode: out.errorCode,
+      });
+    } catch (err) {
+      if (out.status === 'failed') throw err;
+      this.#log.error({ err }, 'could not store a conversation');
+      throw new StorageUnavailable(err);
+    }
+  }
+
+  #count(source: string, streamed: boolean, outcome: string): void {
+    this.#requests.add(1, { 'vega.chat.outcome': outcome, 'vega.chat.streamed': streamed, 'vega.chat.source': source });
+  }
+}
+
+interface ResolvedCall {
+  readonly input: ChatInput;
+  readonly ts: number;
+  readonly started: number;
+  readonly correlationId: string;
+  readonly traceId: string | undefined;
+  readonly request: import('./types').ProviderRequest;
+}
+
+/** A bounded error label: a VegaError's code, else the error's own code or class name. */
+export function errorCode(err: unknown): string {
+  if (err instanceof VegaError) return err.code;
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : 'internal_error';
+}

@@ -1,0 +1,111 @@
+import { request, type Dispatcher } from 'undici';
+import { outboundCorrelationHeaders } from '../telemetry/correlation';
+import { UpstreamBadResponse } from '../errors';
+import { statusError, transportError } from './upstream-errors';
+
+export interface UpstreamCall {
+  readonly dispatcher: Dispatcher;
+  readonly url: string;
+  readonly method?: 'GET' | 'POST';
+  readonly body?: unknown;
+  readonly headers?: Record<string, string>;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  /** For a stream the timeout bounds the wait for headers and each gap between chunks, not the whole. */
+  readonly streaming?: boolean;
+  /** The model asked for, for a `model_not_found` message. */
+  readonly model?: string;
+}
+
+/** Most bytes of an error body read to build a message. */
+const ERROR_BODY_LIMIT = 4096;
+
+/**
+ * One HTTP call to an LLM backend over the shared pool, with the correlation header, the timeout,
+ * and every failure turned into a VegaError. Resolves with the response once its status is 2xx.
+ * (The undici instrumentation adds `traceparent` and the client span.)
+ */
+export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+  const state = { timeoutMs: call.timeoutMs, timedOut: false, clientGone: false };
+  const timeout = AbortSignal.timeout(call.timeoutMs);
+  const signal = call.streaming ? call.signal : AbortSignal.any([call.signal, timeout]);
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(call.url, {
+      dispatcher: call.dispatcher,
+      method: call.method ?? 'POST',
+      headers: {
+        accept: 'application/json, application/x-ndjson, text/event-stream',
+        ...(call.body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...outboundCorrelationHeaders(),
+        ...call.headers,
+      },
+      body: call.body === undefined ? undefined : JSON.stringify(call.body),
+      signal,
+      headersTimeout: call.timeoutMs,
+      bodyTimeout: call.timeoutMs,
+    });
+  } catch (err) {
+    state.clientGone = call.signal.aborted;
+    state.timedOut = !state.clientGone && timeout.aborted;
+    throw transportError(err, state);
+  }
+  if (res.statusCode < 200 || res.statusCode >= 300) {
+    const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');
+    throw statusError(res.statusCode, text, res.headers['retry-after'], call.model ?? '');
+  }
+  return res;
+}
+
+/** Reads a JSON body, mapping a bad one to `upstream_bad_response`. */
+export async function readJson<T>(res: Dispatcher.ResponseData, what: string): Promise<T> {
+  const type = String(res.headers['content-type'] ?? '');
+  if (!/json/i.test(type)) {
+    res.body.destroy();
+    throw new UpstreamBadResponse(`${what}: expected JSON, got content-type '${type.slice(0, 60)}'`);
+  }
+  try {
+    return (await res.body.json()) as T;
+  } catch (err) {
+    throw new UpstreamBadResponse(`${what}: the response body is not valid JSON`, err);
+  }
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  let text = '';
+  for await (const chunk of body) {
+    text += chunk.toString('utf8');
+    if (text.length >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return text.slice(0, limit);
+}
+
+/** Longest line accepted from a streaming backend before the stream is declared broken. */
+const MAX_LINE = 1024 * 1024;
+
+/**
+ * Splits a response body into lines (NDJSON and SSE both frame by newline), decoding UTF-8 across
+ * chunk boundaries. Destroys the body when the consumer stops early.
+ */
+export async function* lines(body: Dispatcher.ResponseData['body']): AsyncGenerator<string> {
+  body.setEncoding('utf8');
+  let buffer = '';
+  try {
+    for await (const chunk of body as AsyncIterable<string>) {
+      buffer += chunk;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl).replace(/\r$/, '');
+        buffer = buffer.slice(nl + 1);
+        if (line.length > 0) yield line;
+      }
+      if (buffer.length > MAX_LINE) throw new UpstreamBadResponse('a streamed line exceeds 1 MiB');
+    }
+    if (buffer.trim().length > 0) yield buffer;
+  } finally {
+    if (!body.destroyed) body.destroy();
+  }
+}

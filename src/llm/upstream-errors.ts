@@ -1,0 +1,53 @@
+import {
+  ClientClosed, ModelNotFound, UpstreamBadResponse, UpstreamError, UpstreamOverloaded, UpstreamRejected,
+  UpstreamTimeout, UpstreamUnavailable, VegaError,
+} from '../errors';
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/**
+ * Turns a transport failure from undici into the VegaError a client should see. `timedOut` and
+ * `clientGone` say which of the caller's signals fired, since an abort alone does not say why.
+ */
+export function transportError(err: unknown, state: { timeoutMs: number; timedOut: boolean; clientGone: boolean }): VegaError {
+  if (err instanceof VegaError) return err;
+  if (state.clientGone) return new ClientClosed();
+  const e = err as { code?: string; name?: string; message?: string };
+  if (state.timedOut || e.name === 'TimeoutError' || (e.code !== undefined && TIMEOUT_CODES.has(e.code))) {
+    return new UpstreamTimeout(state.timeoutMs, err);
+  }
+  const detail = e.code ?? e.name ?? 'error';
+  return new UpstreamUnavailable(`the LLM backend could not be reached (${detail})`, err);
+}
+
+/** Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 10 minutes. */
+export function retryAfterSeconds(header: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(header) ? header[0] : header;
+  if (!v) return undefined;
+  const secs = /^\d+$/.test(v.trim()) ? Number(v.trim()) : (Date.parse(v) - now) / 1000;
+  return Number.isFinite(secs) ? Math.min(600, Math.max(0, Math.ceil(secs))) : undefined;
+}
+
+/** Turns a non-2xx backend response into a VegaError. `body` is the (truncated) response text. */
+export function statusError(status: number, body: string, retryAfter: string | string[] | undefined, model: string): VegaError {
+  const detail = upstreamMessage(body);
+  if (status === 404 && /model/i.test(detail)) return new ModelNotFound(model);
+  if (status === 429) return new UpstreamOverloaded(retryAfterSeconds(retryAfter));
+  if (status >= 500) return new UpstreamError(status, `the LLM backend failed with HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  return new UpstreamRejected(status, `the LLM backend rejected the request with HTTP ${status}${detail ? `: ${detail}` : ''}`);
+}
+
+/** A short, single-line, printable excerpt of an upstream error body (it may be echoed to clients). */
+function upstreamMessage(body: string): string {
+  let text = body;
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown; message?: unknown };
+    const e = parsed.error ?? parsed.message;
+    text = typeof e === 'string' ? e : typeof (e as { message?: unknown })?.message === 'string' ? (e as { message: string }).message : body;
+  } catch {
+    // not JSON: use the text as it is
+  }
+  return text.replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 200);
+}
+
+export { UpstreamBadResponse };

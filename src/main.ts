@@ -1,0 +1,95 @@
+import { readEnvironment, formatReport, validateConfig } from './config/validate';
+import { openDatabase } from './db/knex';
+import { migrateLatest } from './db/migrations';
+import { startService } from './lifecycle';
+import { createLogger } from './telemetry/logger';
+
+const USAGE = `usage: vega <command> [options]
+
+commands:
+  server [--host HOST] [--port PORT]   run the service (the default)
+  migrate                              apply pending database migrations and exit
+`;
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
+export async function main(argv: readonly string[]): Promise<number | undefined> {
+  const [command = 'server', ...rest] = argv;
+  const flags = parseFlags(rest);
+  if (flags === undefined || command === '--help' || command === 'help') {
+    process.stderr.write(USAGE);
+    return command === '--help' || command === 'help' ? 0 : 2;
+  }
+  const env = readEnvironment();
+  if (flags.host !== undefined) env.HOST = flags.host;
+  if (flags.port !== undefined) env.PORT = flags.port;
+
+  switch (command) {
+    case 'migrate': {
+      const db = openDatabase(env.DATABASE_URL || 'sqlite:./data/vega.db');
+      try {
+        const applied = await migrateLatest(db.knex);
+        process.stdout.write(`${JSON.stringify({ msg: 'migrations applied', applied })}\n`);
+        return 0;
+      } finally {
+        await db.knex.destroy();
+      }
+    }
+    case 'server':
+      return runServer(env);
+    default:
+      process.stderr.write(`unknown command '${command}'\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function runServer(env: Record<string, string | undefined>): Promise<number | undefined> {
+  const report = validateConfig(env);
+  if (!report.valid || !report.config) {
+    process.stderr.write(`❌ Configuration is invalid:\n${formatReport(report)}\n`);
+    process.stdout.write(`${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), msg: 'invalid configuration', errors: report.errors })}\n`);
+    return 2;
+  }
+  const logger = createLogger(report.config.logLevel);
+  for (const w of report.warnings) logger.warn({ variable: w.variable }, `config: ${w.variable} ${w.message}`);
+  const service = await startService(report.config, report, logger);
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      logger.warn({ signal }, 'shutdown already in progress');
+      return;
+    }
+    void service.shutdown(signal).then((code) => process.exit(code));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
+  return undefined; // keep running until a signal
+}
+
+function parseFlags(args: readonly string[]): { host?: string; port?: string } | undefined {
+  const out: { host?: string; port?: string } = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const value = args[i + 1];
+    if ((a === '--host' || a === '--port') && value !== undefined) {
+      out[a === '--host' ? 'host' : 'port'] = value;
+      i++;
+    } else {
+      return undefined;
+    }
+  }
+  return out;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code !== undefined) process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`vega: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,133 @@
+import { Agent, buildConnector, type Dispatcher } from 'undici';
+
+/** Options of {@link createHttpPool}. */
+export interface HttpPoolOptions {
+  /** Most connections per origin. Default 32. */
+  readonly connectionsPerOrigin?: number;
+  /** How long an idle keep-alive socket is kept. Default 30 000 ms. */
+  readonly keepAliveTimeoutMs?: number;
+  /** TCP connect timeout. Default 10 000 ms. */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Per-origin state, read from undici's PoolStats plus our own counters. */
+export interface OriginStats {
+  readonly origin: string;
+  readonly requests: number;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly connections_created: number;
+  readonly connections_open: number;
+  readonly connections_idle: number;
+  readonly requests_running: number;
+  readonly requests_queued: number;
+  /** Share of requests that went out on an already-open connection. */
+  readonly reuse_rate: number;
+}
+
+/** Plain-JSON state of the pool (seed: resource_manager `http_clients_created` etc.). */
+export interface HttpPoolSnapshot {
+  /** How many dispatchers this process made. The design says one; more is a defect. */
+  readonly dispatchers_created: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly connections_open: number;
+  readonly origins: readonly OriginStats[];
+}
+
+interface Counters {
+  requests: number;
+  connectionsCreated: number;
+  errors: Map<string, number>;
+}
+
+let dispatchersCreated = 0;
+
+/**
+ * The one pooled HTTP client for all outbound traffic (LLM backends, integrations). An undici Agent
+ * keeps a keep-alive pool per origin; an interceptor counts requests and errors by origin, and a
+ * wrapped connector counts new connections, so the reuse rate is measured rather than guessed.
+ */
+export class HttpPool {
+  /** The dispatcher to pass to undici calls. */
+  readonly dispatcher: Dispatcher;
+  readonly #agent: Agent;
+  readonly #byOrigin = new Map<string, Counters>();
+
+  constructor(opts: HttpPoolOptions = {}) {
+    const connections = opts.connectionsPerOrigin ?? 32;
+    if (!Number.isInteger(connections) || connections < 1) {
+      throw new RangeError(`HttpPool: connectionsPerOrigin must be a positive integer, got ${connections}`);
+    }
+    const connect = buildConnector({ timeout: opts.connectTimeoutMs ?? 10_000 });
+    this.#agent = new Agent({
+      connections,
+      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+      connect: (options, callback) => {
+        const origin = `${options.protocol}//${options.hostname}${options.port ? `:${options.port}` : ''}`;
+        return connect(options, (err, socket) => {
+          if (!err) this.#counters(origin).connectionsCreated++;
+          callback(err, socket as never);
+        });
+      },
+    });
+    this.dispatcher = this.#agent.compose((dispatch) => (options, handler) => {
+      const counters = this.#counters(String(options.origin ?? ''));
+      counters.requests++;
+      return dispatch(options, {
+        onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
+        onRequestUpgrade: (controller, status, headers, socket) => handler.onRequestUpgrade?.(controller, status, headers, socket),
+        onResponseStart: (controller, status, headers, message) => handler.onResponseStart?.(controller, status, headers, message),
+        onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+        onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
+        onResponseError: (controller, err) => {
+          const type = (err as { code?: string }).code ?? err.name ?? 'Error';
+          counters.errors.set(type, (counters.errors.get(type) ?? 0) + 1);
+          handler.onResponseError?.(controller, err);
+        },
+      });
+    });
+    dispatchersCreated++;
+  }
+
+  #counters(origin: string): Counters {
+    let c = this.#byOrigin.get(origin);
+    if (!c) {
+      c = { requests: 0, connectionsCreated: 0, errors: new Map() };
+      this.#byOrigin.set(origin, c);
+    }
+    return c;
+  }
+
+  snapshot(): HttpPoolSnapshot {
+    const live = this.#agent.stats as Record<string, { connected: number; free: number; running: number; queued?: number; pending: number }>;
+    const origins: OriginStats[] = [];
+    let requests = 0;
+    let errors = 0;
+    let open = 0;
+    for (const [origin, c] of this.#byOrigin) {
+      const s = live[origin];
+      const originErrors = Object.fromEntries(c.errors);
+      const errorCount = [...c.errors.values()].reduce((a, b) => a + b, 0);
+      requests += c.requests;
+      errors += errorCount;
+      open += s?.connected ?? 0;
+      origins.push({
+        origin,
+        requests: c.requests,
+        errors: originErrors,
+        connections_created: c.connectionsCreated,
+        connections_open: s?.connected ?? 0,
+        connections_idle: s?.free ?? 0,
+        requests_running: s?.running ?? 0,
+        requests_queued: s?.queued ?? s?.pending ?? 0,
+        reuse_rate: c.requests === 0 ? 0 : Math.max(0, (c.requests - c.connectionsCreated) / c.requests),
+      });
+    }
+    return { dispatchers_created: dispatchersCreated, requests, errors, connections_open: open, origins };
+  }
+
+  /** Waits for in-flight requests, then closes every socket. */
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+}

@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { context, createContextKey, isSpanContextValid, trace, type Context, type Span } from '@opentelemetry/api';
+
+/**
+ * Correlation ids are OpenTelemetry trace context (SPEC section 4). The id is the trace id unless
+ * the client sent a valid X-Correlation-ID; either way it lives in the active OTel context so that
+ * logs, outbound calls and stored rows can read it without being handed it.
+ */
+
+const CORRELATION_KEY = createContextKey('vega.correlation_id');
+
+/** Longest X-Correlation-ID accepted. Long enough for a UUID with a prefix, short enough to log. */
+export const MAX_CORRELATION_ID_LENGTH = 128;
+const CORRELATION_ID_PATTERN = /^[A-Za-z0-9._:\-]+$/;
+
+/** Why a client-sent correlation id was refused, or undefined when it is acceptable. */
+export function correlationIdProblem(raw: string): string | undefined {
+  if (raw.length === 0) return 'X-Correlation-ID is empty';
+  if (raw.length > MAX_CORRELATION_ID_LENGTH) {
+    return `X-Correlation-ID is longer than ${MAX_CORRELATION_ID_LENGTH} characters`;
+  }
+  if (!CORRELATION_ID_PATTERN.test(raw)) {
+    return 'X-Correlation-ID may only contain letters, digits and . _ : -';
+  }
+  return undefined;
+}
+
+export function withCorrelationId(ctx: Context, id: string): Context {
+  return ctx.setValue(CORRELATION_KEY, id);
+}
+
+/** The correlation id of the request being served, if any. */
+export function currentCorrelationId(ctx: Context = context.active()): string | undefined {
+  return ctx.getValue(CORRELATION_KEY) as string | undefined;
+}
+
+/** Trace ids of a span, or fresh random ones when tracing is off (OTEL_SDK_DISABLED). */
+export function traceIdsOf(span: Span | undefined): { traceId: string; spanId: string; traceparent?: string } {
+  const sc = span?.spanContext();
+  if (sc && isSpanContextValid(sc)) {
+    const flags = sc.traceFlags.toString(16).padStart(2, '0');
+    return { traceId: sc.traceId, spanId: sc.spanId, traceparent: `00-${sc.traceId}-${sc.spanId}-${flags}` };
+  }
+  return { traceId: randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex') };
+}
+
+/** The trace id active now (for rows, admin entries and error bodies), if there is one. */
+export function currentTraceId(): string | undefined {
+  const sc = trace.getActiveSpan()?.spanContext();
+  return sc && isSpanContextValid(sc) ? sc.traceId : undefined;
+}
+
+/** Headers every outbound call carries so the upstream's logs can be joined to ours. */
+export function outboundCorrelationHeaders(): Record<string, string> {
+  const id = currentCorrelationId();
+  return id === undefined ? {} : { 'x-correlation-id': id };
+}

@@ -1,0 +1,199 @@
+import { metrics, type Attributes, type Counter, type Histogram, type ObservableResult } from '@opentelemetry/api';
+
+/**
+ * Every instrument Vega defines, declared once (STYLE.md rule 3). Names follow the OpenTelemetry
+ * semantic conventions where one exists and use the `vega.` prefix otherwise; durations are in
+ * seconds with explicit bucket boundaries. `attributes` lists every label an instrument may carry:
+ * none of them holds unbounded input (prompt, session id, correlation id, raw URL). The metric
+ * catalogue in docs/ is generated from this table (scripts/gen-metric-docs.js).
+ */
+export interface InstrumentDefinition {
+  readonly name: string;
+  readonly kind: 'histogram' | 'counter' | 'gauge' | 'observableCounter' | 'observableGauge' | 'observableUpDownCounter';
+  readonly unit: string;
+  readonly description: string;
+  readonly attributes: readonly string[];
+  readonly buckets?: readonly number[];
+}
+
+/** Seconds, from 1 ms to 2 min: LLM calls are slow, and their tail is what pages someone. */
+const LLM_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+/** Token counts, powers of 4 (the semantic conventions' advice). */
+const TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576];
+
+const GEN_AI_ATTRS = ['gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'error.type'] as const;
+const ORIGIN_ATTRS = ['server.address', 'server.port'] as const;
+
+export const INSTRUMENTS = {
+  genAiDuration: {
+    name: 'gen_ai.client.operation.duration', kind: 'histogram', unit: 's',
+    description: 'Duration of a call to the LLM backend, from request to last byte.',
+    attributes: [...GEN_AI_ATTRS, 'gen_ai.response.model'], buckets: LLM_SECONDS,
+  },
+  genAiTokens: {
+    name: 'gen_ai.client.token.usage', kind: 'histogram', unit: '{token}',
+    description: 'Tokens used per LLM call, by gen_ai.token.type (input or output).',
+    attributes: [...GEN_AI_ATTRS, 'gen_ai.response.model', 'gen_ai.token.type'], buckets: TOKENS,
+  },
+  genAiTimeToFirstChunk: {
+    name: 'gen_ai.client.operation.time_to_first_chunk', kind: 'histogram', unit: 's',
+    description: 'Time from sending a streaming LLM request to receiving its first chunk.',
+    attributes: GEN_AI_ATTRS, buckets: LLM_SECONDS,
+  },
+  chatRequests: {
+    name: 'vega.chat.requests', kind: 'counter', unit: '{request}',
+    description: 'Chat requests by outcome (ok or an error code) and whether they streamed.',
+    attributes: ['vega.chat.outcome', 'vega.chat.streamed', 'vega.chat.source'],
+  },
+  httpErrors: {
+    name: 'vega.http.server.errors', kind: 'counter', unit: '{response}',
+    description: 'Error responses by route template, status and Vega error code.',
+    attributes: ['http.route', 'http.response.status_code', 'vega.error.code'],
+  },
+  conversationsLogged: {
+    name: 'vega.conversations.logged', kind: 'observableCounter', unit: '{conversation}',
+    description: 'Conversations written to the database, by status (ok or failed).',
+    attributes: ['vega.conversation.status'],
+  },
+  conversationLogFailures: {
+    name: 'vega.conversations.log_failures', kind: 'observableCounter', unit: '{conversation}',
+    description: 'Conversations the database refused to store (the request then failed with 503).',
+    attributes: [],
+  },
+  httpClientDispatchers: {
+    name: 'vega.http_client.dispatchers', kind: 'observableGauge', unit: '{dispatcher}',
+    description: 'Pooled HTTP dispatchers created by this process. Should be exactly 1.',
+    attributes: [],
+  },
+  httpClientRequests: {
+    name: 'vega.http_client.requests', kind: 'observableCounter', unit: '{request}',
+    description: 'Outbound HTTP requests through the shared pool, by origin.',
+    attributes: ORIGIN_ATTRS,
+  },
+  httpClientErrors: {
+    name: 'vega.http_client.errors', kind: 'observableCounter', unit: '{error}',
+    description: 'Outbound HTTP requests that failed at the transport level, by origin and error.type.',
+    attributes: [...ORIGIN_ATTRS, 'error.type'],
+  },
+  httpClientConnections: {
+    name: 'vega.http_client.connections', kind: 'observableGauge', unit: '{connection}',
+    description: 'Connections of the shared pool by origin and state (open: all connected; idle: free).',
+    attributes: [...ORIGIN_ATTRS, 'state'],
+  },
+  httpClientConnectionsCreated: {
+    name: 'vega.http_client.connections.created', kind: 'observableCounter', unit: '{connection}',
+    description: 'Connections the shared pool has opened, by origin. Requests minus this is reuse.',
+    attributes: ORIGIN_ATTRS,
+  },
+  httpClientQueued: {
+    name: 'vega.http_client.requests.queued', kind: 'observableGauge', unit: '{request}',
+    description: 'Outbound requests waiting for a free connection, by origin.',
+    attributes: ORIGIN_ATTRS,
+  },
+  configCacheLookups: {
+    name: 'vega.config_cache.lookups', kind: 'observableCounter', unit: '{lookup}',
+    description: 'Config cache lookups by result (hit or miss).',
+    attributes: ['vega.cache.result'],
+  },
+  configCacheReloadFailures: {
+    name: 'vega.config_cache.reload_failures', kind: 'observableCounter', unit: '{reload}',
+    description: 'Config reloads that failed validation (the last good config kept serving).',
+    attributes: [],
+  },
+  configCacheAge: {
+    name: 'vega.config_cache.age', kind: 'observableGauge', unit: 's',
+    description: 'Age of the cached validated config.',
+    attributes: [],
+  },
+  inflightRequests: {
+    name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',
+    description: 'HTTP requests being served now (what a shutdown drains).',
+    attributes: [],
+  },
+} as const satisfies Record<string, InstrumentDefinition>;
+
+/**
+ * Instruments that come from OpenTelemetry's own instrumentations, listed so the catalogue (and
+ * the dashboards that use them) can be checked against one list.
+ */
+export const EXTERNAL_INSTRUMENTS: readonly (InstrumentDefinition & { source: string })[] = [
+  {
+    name: 'http.server.request.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-http',
+    description: 'Duration of inbound HTTP requests.',
+    attributes: ['http.request.method', 'http.route', 'http.response.status_code', 'url.scheme', 'network.protocol.version', 'error.type'],
+  },
+  {
+    name: 'http.client.request.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-undici',
+    description: 'Duration of outbound HTTP requests made through undici.',
+    attributes: ['http.request.method', 'http.response.status_code', 'server.address', 'server.port', 'url.scheme', 'error.type'],
+  },
+  {
+    name: 'nodejs.eventloop.delay.*', kind: 'observableGauge', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'Event-loop delay: min, max, mean, stddev, p50, p90, p99.', attributes: [],
+  },
+  {
+    name: 'nodejs.eventloop.utilization', kind: 'observableGauge', unit: '1', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'Event-loop utilization.', attributes: [],
+  },
+  {
+    name: 'v8js.memory.heap.used', kind: 'observableGauge', unit: 'By', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'V8 heap used, by heap space.', attributes: ['v8js.heap.space.name'],
+  },
+  {
+    name: 'v8js.gc.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'Garbage-collection pause durations, by GC type.', attributes: ['v8js.gc.type'],
+  },
+];
+
+const meter = () => metrics.getMeter('vega');
+
+export function createHistogram(def: InstrumentDefinition & { kind: 'histogram' }): Histogram {
+  return meter().createHistogram(def.name, {
+    unit: def.unit,
+    description: def.description,
+    advice: def.buckets ? { explicitBucketBoundaries: [...def.buckets] } : undefined,
+  });
+}
+
+export function createCounter(def: InstrumentDefinition & { kind: 'counter' }): Counter {
+  return meter().createCounter(def.name, { unit: def.unit, description: def.description });
+}
+
+/** Registers an observable instrument whose callback reads a mechanism's snapshot at collection. */
+export function observe(
+  def: InstrumentDefinition & { kind: 'observableCounter' | 'observableGauge' | 'observableUpDownCounter' },
+  read: (record: (value: number, attributes?: Attributes) => void) => void,
+): void {
+  const opts = { unit: def.unit, description: def.description };
+  const m = meter();
+  const instrument = def.kind === 'observableCounter' ? m.createObservableCounter(def.name, opts)
+    : def.kind === 'observableGauge' ? m.createObservableGauge(def.name, opts)
+      : m.createObservableUpDownCounter(def.name, opts);
+  instrument.addCallback((result: ObservableResult) => read((value, attributes) => result.observe(value, attributes)));
+}
+
+/** `server.address` and `server.port` of an origin URL (bounded: only configured upstreams). */
+export function originAttributes(origin: string): Attributes {
+  try {
+    const u = new URL(origin);
+    return { 'server.address': u.hostname, 'server.port': Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
+  } catch {
+    return { 'server.address': '_invalid' };
+  }
+}
+
+/**
+ * Keeps a label's values bounded: the first `max` distinct values are kept as they are, anything
+ * after that is reported as `_other`. Used for model names, which clients choose.
+ */
+export class BoundedLabel {
+  readonly #seen = new Set<string>();
+  constructor(private readonly max = 50) {}
+  /** The label for `v`. Only `admit` (a value the backend confirmed) can add a new value. */
+  value(v: string, admit: boolean): string {
+    if (this.#seen.has(v)) return v;
+    if (!admit || this.#seen.size >= this.max) return '_other';
+    this.#seen.add(v);
+    return v;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Starts the OpenTelemetry SDK. Loaded with `node --require ./dist/telemetry/preload.js` so that it
+ * runs before http, koa, knex, pg and undici are first required: the instrumentations patch modules
+ * as they load, and a module loaded earlier is never patched. This is the only file (with main.ts)
+ * that imports SDK packages.
+ *
+ * Standard OTEL_* variables apply. Traces are exported with OTLP/HTTP only when
+ * OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER
+ * is not `none`); otherwise spans are still created, so every request has a trace id to use as its
+ * correlation id, but nothing is sent and nothing complains. Metrics are served by Vega itself on
+ * /metrics (Prometheus text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
+ */
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
+import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { IncomingMessage } from 'node:http';
+import { telemetryHooks } from './hooks';
+
+/** Paths whose requests are not traced: scrapes and probes would drown the real traffic. */
+const UNTRACED_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
+
+function list(name: string): string[] {
+  return (process.env[name] ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+}
+
+function traceProcessors(): { processors: SpanProcessor[]; description: string } {
+  const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const exporters = list('OTEL_TRACES_EXPORTER');
+  if (!endpoint || exporters.includes('none')) {
+    // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
+    return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
+  }
+  return { processors: [new BatchSpanProcessor(new OTLPTraceExporter())], description: `OTLP/HTTP -> ${endpoint}` };
+}
+
+function start(): void {
+  const hooks = telemetryHooks();
+  if (/^true$/i.test(process.env.OTEL_SDK_DISABLED ?? '')) {
+    hooks.status = { sdk: 'disabled', traces: 'off', metrics: 'off' };
+    return;
+  }
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const readers: MetricReader[] = [prometheus];
+  let metricsDescription = 'Prometheus on /metrics';
+  if (list('OTEL_METRICS_EXPORTER').includes('otlp')) {
+    readers.push(new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter() }));
+    metricsDescription += ' + OTLP push';
+  }
+  const traces = traceProcessors();
+  const sdk = new NodeSDK({
+    serviceName: process.env.OTEL_SERVICE_NAME || 'vega',
+    spanProcessors: traces.processors,
+    metricReaders: readers,
+    // Logs go to stdout as JSON (pino); no OTLP log export unless asked for by a later change.
+    logRecordProcessors: [],
+    instrumentations: [
+      getNodeAutoInstrumentations({
+        // Too chatty for their worth here (issue 2): a span per file read, lookup and socket.
+        '@opentelemetry/instrumentation-fs': { enabled: false },
+        '@opentelemetry/instrumentation-dns': { enabled: false },
+        '@opentelemetry/instrumentation-net': { enabled: false },
+        // Vega's logger adds trace_id/span_id/correlation_id itself (telemetry/logger.ts).
+        '@opentelemetry/instrumentation-pino': { enabled: false },
+        // One span per Koa middleware layer adds nothing an operator reads; router spans stay.
+        '@opentelemetry/instrumentation-koa': { ignoreLayersType: ['middleware' as never] },
+        '@opentelemetry/instrumentation-http': {
+          ignoreIncomingRequestHook: (req: IncomingMessage) => UNTRACED_PATHS.has((req.url ?? '').split('?')[0] ?? ''),
+        },
+      }),
+    ],
+  });
+  sdk.start();
+  hooks.metricsHandler = (req, res) => prometheus.getMetricsRequestHandler(req, res);
+  hooks.shutdown = () => sdk.shutdown();
+  hooks.status = { sdk: 'on', traces: traces.description, metrics: metricsDescription };
+}
+
+try {
+  start();
+} catch (err) {
+  // Telemetry must never stop the service from starting; say so once, as a JSON log line.
+  process.stderr.write(`${JSON.stringify({ level: 50, time: Date.now(), msg: 'telemetry failed to start', err: String(err) })}\n`);
+}
