@@ -1,5 +1,5 @@
 import type { HttpPool } from '../net/dispatcher';
-import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted, UpstreamTimeout, VegaError } from '../errors';
+import { ClientClosed, UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted, UpstreamTimeout, VegaError } from '../errors';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
 import { lines, readJson, upstreamCall } from './upstream-call';
 
@@ -95,7 +95,8 @@ export class OllamaProvider implements LlmProvider {
         }
       }
     } catch (err) {
-      if (err instanceof VegaError || signal.aborted) throw err;
+      if (signal.aborted) throw new ClientClosed();
+      if (err instanceof VegaError) throw err;
       const code = (err as { code?: string }).code;
       if (code === 'UND_ERR_BODY_TIMEOUT') throw new UpstreamTimeout(this.#timeoutMs, err);
       throw new UpstreamStreamInterrupted(`the Ollama stream broke (${code ?? (err as Error).name})`, err);

@@ -1,0 +1,106 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
+import { openDatabase, type Database } from '../../src/db/knex';
+import { migrateLatest, pendingMigrations } from '../../src/db/migrations';
+
+/** VEGA_TEST_DATABASE_URL runs this suite against PostgreSQL too (npm run test:stack). */
+const URL = process.env.VEGA_TEST_DATABASE_URL ?? ':memory:';
+
+let db: Database;
+let repo: ConversationRepository;
+
+const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => ({
+  ts: 1_700_000_000_000 + i * 1000, sessionId: `s${i % 3}`, prompt: `p${i}`, response: `r${i}`, model: 'm',
+  source: 'chat', correlationId: `c${i}`, status: 'ok', ...over,
+});
+
+beforeEach(async () => {
+  db = openDatabase(URL);
+  if (db.system === 'postgresql') {
+    await db.knex.schema.dropTableIfExists('memories');
+    await db.knex.schema.dropTableIfExists('conversations');
+    await db.knex.schema.dropTableIfExists('knex_migrations');
+    await db.knex.schema.dropTableIfExists('knex_migrations_lock');
+  }
+  await migrateLatest(db.knex);
+  repo = new ConversationRepository(db.knex);
+});
+
+afterEach(async () => {
+  await db.knex.destroy();
+});
+
+describe('migrations', () => {
+  it('leave nothing pending and create the four composite indexes of SPEC section 3', async () => {
+    expect(await pendingMigrations(db.knex)).toEqual([]);
+    const names = db.system === 'sqlite'
+      ? (await db.knex.raw("select name from sqlite_master where type = 'index' and tbl_name = 'conversations'")).map((r: { name: string }) => r.name)
+      : (await db.knex.raw("select indexname as name from pg_indexes where tablename = 'conversations'")).rows.map((r: { name: string }) => r.name);
+    expect(names).toEqual(expect.arrayContaining([
+      'conversations_session_ts_id', 'conversations_ts_session_id', 'conversations_reviewed_ts', 'conversations_source_ts',
+    ]));
+  });
+});
+
+describe('ConversationRepository', () => {
+  it('stores a conversation and reads it back with every field', async () => {
+    const id = await repo.log(record(1, { traceId: 'a'.repeat(32), inputTokens: 3, outputTokens: 4, latencyMs: 12.6 }));
+    const [row] = await repo.recent(1);
+    expect(row).toMatchObject({
+      id, ts: new Date(1_700_000_001_000).toISOString(), session_id: 's1', prompt: 'p1', response: 'r1', model: 'm',
+      source: 'chat', reviewed: false, correlation_id: 'c1', trace_id: 'a'.repeat(32), input_tokens: 3, output_tokens: 4,
+      latency_ms: 13, status: 'ok', error_code: null,
+    });
+    expect(repo.snapshot()).toEqual({ logged_ok: 1, logged_failed: 0, log_failures: 0 });
+  });
+
+  it('pages history newest first with a keyset cursor, ending with a null cursor', async () => {
+    await repo.logMany(Array.from({ length: 25 }, (_, i) => record(i)));
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await repo.page({ limit: 10, cursor });
+      seen.push(...page.items.map((r) => r.prompt));
+      cursor = page.next_cursor ?? undefined;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(pages).toBe(3);
+    expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => `p${24 - i}`));
+  });
+
+  it('keeps rows with the same timestamp in id order across pages', async () => {
+    await repo.logMany(Array.from({ length: 5 }, (_, i) => record(0, { prompt: `same${i}` })));
+    const first = await repo.page({ limit: 2 });
+    const second = await repo.page({ limit: 10, cursor: first.next_cursor! });
+    expect([...first.items, ...second.items].map((r) => r.prompt)).toEqual(['same4', 'same3', 'same2', 'same1', 'same0']);
+  });
+
+  it('narrows history to one session', async () => {
+    await repo.logMany(Array.from({ length: 9 }, (_, i) => record(i)));
+    const rows = await repo.sessionHistory('s1');
+    expect(rows.map((r) => r.prompt)).toEqual(['p7', 'p4', 'p1']);
+  });
+
+  it('refuses a cursor it did not issue and a limit out of range', async () => {
+    await expect(repo.page({ cursor: 'garbage!' })).rejects.toMatchObject({ code: 'invalid_cursor', status: 400 });
+    await expect(repo.page({ limit: 201 })).rejects.toMatchObject({ code: 'invalid_limit' });
+    await expect(repo.page({ limit: 0 })).rejects.toMatchObject({ code: 'invalid_limit' });
+  });
+
+  it('purges conversations older than N days and keeps the rest', async () => {
+    const now = Date.UTC(2026, 0, 31);
+    await repo.log(record(1, { ts: now - 10 * 86_400_000 }));
+    await repo.log(record(2, { ts: now - 1 * 86_400_000 }));
+    expect(await repo.purgeOld(7, now)).toBe(1);
+    expect(await repo.count()).toBe(1);
+    await expect(repo.purgeOld(0)).rejects.toThrow(RangeError);
+  });
+
+  it('stores SQL metacharacters in session ids and prompts as data', async () => {
+    const nasty = "x'); DROP TABLE conversations; --";
+    await repo.log(record(1, { sessionId: 'a;b', prompt: nasty }));
+    expect((await repo.sessionHistory('a;b'))[0]!.prompt).toBe(nasty);
+    expect(await repo.count()).toBe(1);
+  });
+});

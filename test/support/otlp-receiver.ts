@@ -1,0 +1,103 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** A span as the receiver stores it: ids in hex, attributes flattened to plain values. */
+export interface ReceivedSpan {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string;
+  readonly name: string;
+  readonly kind: number;
+  readonly scope: string;
+  readonly attributes: Record<string, unknown>;
+}
+
+/**
+ * An OTLP/HTTP trace receiver on 127.0.0.1: accepts `POST /v1/traces` in OTLP/JSON (what
+ * @opentelemetry/exporter-trace-otlp-http sends) and keeps every span.
+ */
+export class OtlpReceiver {
+  readonly spans: ReceivedSpan[] = [];
+  readonly #server: Server;
+
+  private constructor() {
+    this.#server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.url !== '/v1/traces' || req.method !== 'POST' || !/json/.test(req.headers['content-type'] ?? '')) {
+          res.writeHead(415).end();
+          return;
+        }
+        try {
+          this.#collect(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        } catch {
+          res.writeHead(400).end();
+        }
+      });
+    });
+  }
+
+  static async start(): Promise<OtlpReceiver> {
+    const r = new OtlpReceiver();
+    await new Promise<void>((resolve) => r.#server.listen(0, '127.0.0.1', resolve));
+    return r;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  trace(traceId: string): ReceivedSpan[] {
+    return this.spans.filter((s) => s.traceId === traceId);
+  }
+
+  /** Polls until `predicate` holds (spans arrive in batches), bounded by `timeoutMs`. */
+  async waitFor(predicate: (spans: ReceivedSpan[]) => boolean, timeoutMs = 10_000): Promise<ReceivedSpan[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this.spans)) {
+      if (Date.now() > deadline) throw new Error(`OTLP receiver: condition not met within ${timeoutMs} ms (${this.spans.length} spans)`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return this.spans;
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #collect(payload: { resourceSpans?: Array<{ scopeSpans?: Array<{ scope?: { name?: string }; spans?: Array<Record<string, unknown>> }> }> }): void {
+    for (const rs of payload.resourceSpans ?? []) {
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const s of ss.spans ?? []) {
+          this.spans.push({
+            traceId: hex(s.traceId),
+            spanId: hex(s.spanId),
+            parentSpanId: hex(s.parentSpanId),
+            name: String(s.name),
+            kind: Number(s.kind ?? 0),
+            scope: ss.scope?.name ?? '',
+            attributes: flatten(s.attributes as Array<{ key: string; value: Record<string, unknown> }> | undefined),
+          });
+        }
+      }
+    }
+  }
+}
+
+/** OTLP/JSON ids are hex; accept base64 too, as some encoders send it. */
+function hex(v: unknown): string {
+  if (typeof v !== 'string' || v === '') return '';
+  return /^[0-9a-f]+$/i.test(v) && (v.length === 32 || v.length === 16) ? v.toLowerCase() : Buffer.from(v, 'base64').toString('hex');
+}
+
+function flatten(attrs: Array<{ key: string; value: Record<string, unknown> }> | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const a of attrs ?? []) {
+    const v = a.value;
+    out[a.key] = v.stringValue ?? v.intValue ?? v.doubleValue ?? v.boolValue ?? v.arrayValue ?? v.kvlistValue;
+  }
+  return out;
+}

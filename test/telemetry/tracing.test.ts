@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeOllama } from '../support/fake-ollama';
+import { OtlpReceiver } from '../support/otlp-receiver';
+import { eventually, postJson, startVega, type VegaProcess } from '../support/vega-process';
+
+let fake: FakeOllama;
+let otlp: OtlpReceiver;
+let vega: VegaProcess;
+
+beforeAll(async () => {
+  fake = await FakeOllama.start();
+  otlp = await OtlpReceiver.start();
+  vega = await startVega({
+    env: {
+      LLM_BASE_URL: fake.url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      OTEL_SERVICE_NAME: 'vega-test',
+    },
+  });
+});
+
+afterAll(async () => {
+  await vega?.stop();
+  vega?.cleanup();
+  await otlp?.close();
+  await fake?.close();
+});
+
+const SERVER = 2;
+const CLIENT = 3;
+
+describe('tracing', () => {
+  it('puts the Koa server span, the undici client span and the knex spans in one trace, and sends traceparent upstream', async () => {
+    const res = await postJson(vega.url, '/chat', { prompt: 'trace me', session_id: 'trace-1' });
+    expect(res.status).toBe(200);
+    const traceId = res.headers.get('x-correlation-id')!;
+    expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(res.headers.get('traceparent')).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+
+    await otlp.waitFor(() => {
+      const spans = otlp.trace(traceId);
+      return spans.some((s) => s.kind === SERVER) && spans.some((s) => s.kind === CLIENT && s.scope.includes('undici'))
+        && spans.some((s) => s.scope.includes('knex'));
+    });
+    const spans = otlp.trace(traceId);
+    const server = spans.find((s) => s.kind === SERVER && s.scope.includes('http'))!;
+    expect(server.attributes['http.route']).toBe('/chat');
+    expect(server.attributes['correlation.id']).toBe(traceId);
+    expect(spans.some((s) => s.scope.includes('koa'))).toBe(true);
+    const client = spans.find((s) => s.kind === CLIENT && s.scope.includes('undici'))!;
+    const knex = spans.filter((s) => s.scope.includes('knex'));
+    expect(knex.some((s) => String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name).includes('conversations'))).toBe(true);
+
+    const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
+    expect(call).toBeDefined();
+    expect(call.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-${client.spanId}-01$`));
+  });
+
+  it('records a client X-Correlation-ID as correlation.id on the server span and echoes it', async () => {
+    const res = await postJson(vega.url, '/chat', { prompt: 'mine' }, { 'x-correlation-id': 'my-trace-001' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-correlation-id')).toBe('my-trace-001');
+    expect((await res.json()).correlation_id).toBe('my-trace-001');
+    const spans = await otlp.waitFor((all) => all.some((s) => s.kind === SERVER && s.attributes['correlation.id'] === 'my-trace-001'));
+    const server = spans.find((s) => s.attributes['correlation.id'] === 'my-trace-001')!;
+    const call = fake.generations.find((c) => c.headers['x-correlation-id'] === 'my-trace-001')!;
+    expect(call.headers.traceparent).toContain(server.traceId);
+  });
+
+  it('continues an incoming traceparent', async () => {
+    const parentTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parentSpan = '00f067aa0ba902b7';
+    const res = await postJson(vega.url, '/chat', { prompt: 'child' }, { traceparent: `00-${parentTrace}-${parentSpan}-01` });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-correlation-id')).toBe(parentTrace);
+    const spans = await otlp.waitFor(() => otlp.trace(parentTrace).some((s) => s.kind === SERVER));
+    const server = spans.find((s) => s.traceId === parentTrace && s.kind === SERVER)!;
+    expect(server.parentSpanId).toBe(parentSpan);
+  });
+});
+
+describe('logs', () => {
+  it('carry the trace id, span id and correlation id on every line written inside a request', async () => {
+    const res = await postJson(vega.url, '/chat', { prompt: 'log me' }, { 'x-correlation-id': 'log-check-42' });
+    const traceparent = res.headers.get('traceparent')!;
+    const traceId = traceparent.split('-')[1]!;
+    // pino writes asynchronously: wait for the access line, the last one of the request.
+    await eventually(() => vega.logs.some((l) => l.trace_id === traceId && l.msg === 'request'), 5000, 'access log line');
+    const lines = vega.logs.filter((l) => l.trace_id === traceId);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) {
+      expect(line.correlation_id).toBe('log-check-42');
+      expect(line.span_id).toMatch(/^[0-9a-f]{16}$/);
+    }
+    expect(lines.some((l) => l.msg === 'request')).toBe(true);
+  });
+});
+
+describe('/metrics', () => {
+  it('exposes the server duration by route, the pool stats and the gen_ai instruments, with bounded labels only', async () => {
+    await postJson(vega.url, '/chat', { prompt: 'SECRET-PROMPT-TEXT', session_id: 'SECRET-SESSION' }, { 'x-correlation-id': 'SECRET-CORRELATION' });
+    const res = await fetch(`${vega.url}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toMatch(/^http_server_request_duration_bucket\{.*http_route="\/chat".*le="[0-9.]+"/m);
+    expect(text).toMatch(/^vega_http_client_dispatchers(\{[^}]*\})? 1$/m);
+    expect(text).toMatch(/^vega_http_client_requests(_total)?\{[^}]*server_address="127\.0\.0\.1"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^vega_http_client_connections\{[^}]*state="open"/m);
+    expect(text).toMatch(/^gen_ai_client_operation_duration_bucket\{[^}]*gen_ai_provider_name="ollama"/m);
+    expect(text).toMatch(/^gen_ai_client_token_usage_bucket\{[^}]*gen_ai_token_type="input"/m);
+    expect(text).toMatch(/^gen_ai_client_token_usage_bucket\{[^}]*gen_ai_token_type="output"/m);
+    expect(text).toMatch(/^nodejs_eventloop_delay_p99/m);
+    // Histogram buckets are in seconds: the server histogram's first bucket is well under 1.
+    const le = /^http_server_request_duration_bucket\{[^}]*le="([0-9.]+)"/m.exec(text)!;
+    expect(Number(le[1])).toBeLessThan(1);
+    expect(text).not.toContain('SECRET');
+  });
+});
