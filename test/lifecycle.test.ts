@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeOllama } from './support/fake-ollama';
 import { conversationRows } from './support/db';
-import { eventually, postJson, startVega } from './support/vega-process';
+import { eventually, postJson, startVega, jsonOf } from './support/vega-process';
 
 describe('shutdown', () => {
   it('on SIGTERM with 20 chats in flight, completes every one, stores every one, and exits 0', async () => {
@@ -40,7 +40,7 @@ describe('shutdown', () => {
       const late = await postJson(vega.url, '/chat', { prompt: 'too late' }).catch((err: Error) => err);
       // Either the listener is already closed (connection refused) or the request is answered
       // 503 shutting_down; it is never served.
-      const refused = late instanceof Error || (late.status === 503 && (await late.json()).error.code === 'shutting_down');
+      const refused = late instanceof Error || (late.status === 503 && (await jsonOf(late)).error.code === 'shutting_down');
       expect(refused).toBe(true);
       expect((await slow).status).toBe(200);
       expect((await vega.exited).code).toBe(0);
@@ -60,14 +60,14 @@ describe('a fresh start with no LLM running', () => {
       expect(vega.output()).toContain('Vega Startup Sequence');
       expect((await fetch(`${vega.url}/healthz`)).status).toBe(200);
       const ready = await fetch(`${vega.url}/readyz`);
-      const body = await ready.json();
+      const body = await jsonOf(ready);
       expect(body.checks.database.status).toBe('ok');
       expect(body.checks.migrations.status).toBe('ok');
       expect(body.checks.llm).toMatchObject({ backend: 'ollama', origin: 'http://127.0.0.1:11434', status: 'unreachable' });
       expect(body.status).toBe('degraded');
       const chat = await postJson(vega.url, '/chat', { prompt: 'hello?' });
       expect(chat.status).toBe(503);
-      expect((await chat.json()).error.code).toBe('upstream_unavailable');
+      expect((await jsonOf(chat)).error.code).toBe('upstream_unavailable');
     } finally {
       expect((await vega.stop()).code).toBe(0);
       vega.cleanup();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
 import { conversationRows } from '../support/db';
-import { eventually, postJson, startVega, type VegaProcess } from '../support/vega-process';
+import { eventually, postJson, startVega, type VegaProcess, jsonOf } from '../support/vega-process';
 
 let fake: FakeOllama;
 let vega: VegaProcess;
@@ -101,7 +101,7 @@ describe('POST /chat with stream: true', () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'p', stream: true });
     expect(res.status).toBe(502);
     expect(res.headers.get('content-type')).toMatch(/application\/json/);
-    expect((await res.json()).error.code).toBe('upstream_error');
+    expect((await jsonOf(res)).error.code).toBe('upstream_error');
   });
 
   it('logs a stream the client abandons once, as failed with client_closed', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
 import { conversationRows } from '../support/db';
-import { postJson, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
+import { postJson, startVega, TEST_KEY, type VegaProcess, jsonOf } from '../support/vega-process';
 
 let fake: FakeOllama;
 let vega: VegaProcess;
@@ -23,7 +23,7 @@ describe('POST /chat', () => {
   it('answers with the fields of SPEC section 3 and stores the conversation under the same correlation id', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'why is the sky blue', session_id: 'sess-1', temperature: 0.2 });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = await jsonOf(res);
     expect(body).toMatchObject({
       response: 'Echo: why is the sky blue',
       session_id: 'sess-1',
@@ -44,7 +44,7 @@ describe('POST /chat', () => {
 
   it('sends the generation parameters in Ollama options and a session id when none was given', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'p', top_p: 0.5, max_tokens: 7, temperature: 1.5 });
-    const body = await res.json();
+    const body = await jsonOf(res);
     expect(body.session_id).toMatch(/^[0-9a-f-]{36}$/);
     const call = fake.generations.at(-1)!;
     expect(call.path).toBe('/api/chat');
@@ -55,7 +55,7 @@ describe('POST /chat', () => {
   it('answers 404 model_not_found for a model the backend does not have', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'p', model: 'no-such-model' });
     expect(res.status).toBe(404);
-    expect((await res.json()).error.code).toBe('model_not_found');
+    expect((await jsonOf(res)).error.code).toBe('model_not_found');
   });
 });
 
@@ -85,7 +85,7 @@ describe('bad input', () => {
       const res = await send();
       expect(res.status).toBe(status);
       expect(res.headers.get('content-type')).toMatch(/application\/json/);
-      const body = await res.json();
+      const body = await jsonOf(res);
       expect(body.error.code).toBe(code);
       expect(typeof body.error.message).toBe('string');
       expect(JSON.stringify(body)).not.toMatch(/at .*\.(js|ts):\d+/); // no stack trace
@@ -115,7 +115,7 @@ describe('bad input', () => {
   it('answers 404 not_found JSON for an unknown route (with the key)', async () => {
     const res = await fetch(`${vega.url}/nope`, { headers: { 'x-api-key': TEST_KEY } });
     expect(res.status).toBe(404);
-    expect((await res.json()).error.code).toBe('not_found');
+    expect((await jsonOf(res)).error.code).toBe('not_found');
   });
 });
 
@@ -124,7 +124,7 @@ describe('upstream trouble', () => {
     fake.behave({ failStatus: 500 });
     const res = await postJson(vega.url, '/chat', { prompt: 'p', session_id: 'fail-500' });
     expect(res.status).toBe(502);
-    const body = await res.json();
+    const body = await jsonOf(res);
     expect(body.error.code).toBe('upstream_error');
     fake.behave({});
     expect((await postJson(vega.url, '/chat', { prompt: 'again' })).status).toBe(200);
@@ -137,7 +137,7 @@ describe('upstream trouble', () => {
     fake.behave({ delayMs: 3000 });
     const res = await postJson(vega.url, '/chat', { prompt: 'slow' });
     expect(res.status).toBe(504);
-    expect((await res.json()).error.code).toBe('upstream_timeout');
+    expect((await jsonOf(res)).error.code).toBe('upstream_timeout');
   });
 
   it('answers 503 upstream_overloaded with Retry-After when the backend says 429', async () => {
@@ -145,14 +145,14 @@ describe('upstream trouble', () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'p' });
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('7');
-    expect((await res.json()).error.code).toBe('upstream_overloaded');
+    expect((await jsonOf(res)).error.code).toBe('upstream_overloaded');
   });
 
   it('answers 502 upstream_bad_response when the backend answers malformed JSON', async () => {
     fake.behave({ rawBody: '{"model": "llama3.2", "message": ' });
     const res = await postJson(vega.url, '/chat', { prompt: 'p' });
     expect(res.status).toBe(502);
-    expect((await res.json()).error.code).toBe('upstream_bad_response');
+    expect((await jsonOf(res)).error.code).toBe('upstream_bad_response');
   });
 
   it('answers 503 upstream_unavailable when the backend is down, and serves again when it is back', async () => {
@@ -160,7 +160,7 @@ describe('upstream trouble', () => {
     try {
       const res = await postJson(down.url, '/chat', { prompt: 'p' });
       expect(res.status).toBe(503);
-      expect((await res.json()).error.code).toBe('upstream_unavailable');
+      expect((await jsonOf(res)).error.code).toBe('upstream_unavailable');
       expect((await fetch(`${down.url}/healthz`)).status).toBe(200);
     } finally {
       expect((await down.stop()).code).toBe(0);

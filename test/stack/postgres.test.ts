@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/knex';
 import { FakeOllama } from '../support/fake-ollama';
-import { postJson, startVega, type VegaProcess } from '../support/vega-process';
+import { postJson, startVega, type VegaProcess, jsonOf } from '../support/vega-process';
 
 const URL = process.env.VEGA_TEST_DATABASE_URL;
 
@@ -26,7 +26,7 @@ describe.runIf(URL)('Vega on PostgreSQL', () => {
   it('migrates, stores a chat and pages it back through the history API', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'on postgres', session_id: 'pg-1' });
     expect(res.status).toBe(200);
-    const { correlation_id } = await res.json();
+    const { correlation_id } = await jsonOf(res);
     const db = openDatabase(URL!);
     try {
       const rows = await db.knex('conversations').where({ correlation_id });
@@ -36,13 +36,13 @@ describe.runIf(URL)('Vega on PostgreSQL', () => {
       await db.knex.destroy();
     }
     const history = await fetch(`${vega.url}/sessions/pg-1/history?limit=5`, { headers: { 'x-api-key': 'test-key-0123456789abcdef' } });
-    const page = await history.json();
+    const page = await jsonOf(history);
     expect(page.items.map((i: { correlation_id: string }) => i.correlation_id)).toEqual([correlation_id]);
     expect(page.next_cursor).toBeNull();
   });
 
   it('reports the database ready on /readyz', async () => {
-    const ready = await (await fetch(`${vega.url}/readyz`)).json();
+    const ready = await jsonOf(await fetch(`${vega.url}/readyz`));
     expect(ready.checks.database.status).toBe('ok');
     expect(ready.checks.migrations.status).toBe('ok');
   });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
 import { OtlpReceiver } from '../support/otlp-receiver';
-import { eventually, postJson, startVega, type VegaProcess } from '../support/vega-process';
+import { eventually, postJson, startVega, type VegaProcess, jsonOf } from '../support/vega-process';
 
 let fake: FakeOllama;
 let otlp: OtlpReceiver;
@@ -61,7 +61,7 @@ describe('tracing', () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'mine' }, { 'x-correlation-id': 'my-trace-001' });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-correlation-id')).toBe('my-trace-001');
-    expect((await res.json()).correlation_id).toBe('my-trace-001');
+    expect((await jsonOf(res)).correlation_id).toBe('my-trace-001');
     const spans = await otlp.waitFor((all) => all.some((s) => s.kind === SERVER && s.attributes['correlation.id'] === 'my-trace-001'));
     const server = spans.find((s) => s.attributes['correlation.id'] === 'my-trace-001')!;
     const call = fake.generations.find((c) => c.headers['x-correlation-id'] === 'my-trace-001')!;
