@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { FakeOllama } from './support/fake-ollama';
 import { conversationRows } from './support/db';
-import { eventually, postJson, startVega, jsonOf } from './support/vega-process';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { eventually, postJson, ROOT, startVega, jsonOf } from './support/vega-process';
 
 describe('shutdown', () => {
   it('on SIGTERM with 20 chats in flight, completes every one, stores every one, and exits 0', async () => {
@@ -68,6 +70,24 @@ describe('a fresh start with no LLM running', () => {
       const chat = await postJson(vega.url, '/chat', { prompt: 'hello?' });
       expect(chat.status).toBe(503);
       expect((await jsonOf(chat)).error.code).toBe('upstream_unavailable');
+    } finally {
+      expect((await vega.stop()).code).toBe(0);
+      vega.cleanup();
+    }
+  });
+});
+
+describe('npm start (scripts/start.js) on a fresh checkout', () => {
+  it('creates .env with a generated API key (mode 0600, not printed) and starts', async () => {
+    const vega = await startVega({ script: join(ROOT, 'scripts', 'start.js'), env: { API_KEY: undefined } });
+    try {
+      const envFile = join(vega.dir, '.env');
+      const key = /^API_KEY=([0-9a-f]{48})$/m.exec(readFileSync(envFile, 'utf8'))?.[1];
+      expect(key).toBeDefined();
+      expect(statSync(envFile).mode & 0o777).toBe(0o600);
+      expect(vega.output()).not.toContain(key!);
+      expect((await fetch(`${vega.url}/healthz`)).status).toBe(200);
+      expect((await postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-api-key': key! })).status).toBe(503); // authorized; no backend
     } finally {
       expect((await vega.stop()).code).toBe(0);
       vega.cleanup();

@@ -47,6 +47,8 @@ export async function startVega(opts: {
   args?: string[];
   dir?: string;
   preload?: boolean;
+  /** Run this script (e.g. scripts/start.js) instead of `--require preload dist/main.js`. */
+  script?: string;
   startTimeoutMs?: number;
 } = {}): Promise<VegaProcess> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'vega-test-'));
@@ -65,7 +67,9 @@ export async function startVega(opts: {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const args = [...(opts.preload === false ? [] : ['--require', PRELOAD]), MAIN, ...(opts.args ?? ['server'])];
+  const args = opts.script
+    ? [opts.script, ...(opts.args ?? [])]
+    : [...(opts.preload === false ? [] : ['--require', PRELOAD]), MAIN, ...(opts.args ?? ['server'])];
   const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   let raw = '';
