@@ -129,7 +129,7 @@ export class UpstreamStreamInterrupted extends VegaError {
 /** The backend did not answer within the configured timeout. */
 export class UpstreamTimeout extends VegaError {
   constructor(timeoutMs: number, cause?: unknown) {
-    super('upstream_timeout', 504, `the LLM backend did not answer within ${timeoutMs} ms`, { retryable: true, cause });
+    super('upstream_timeout', 504, `the LLM backend did not answer within ${timeoutMs} ms`, { cause });
   }
 }
 
@@ -145,4 +145,13 @@ export class ClientClosed extends VegaError {
   constructor() {
     super('client_closed', 499, 'the client closed the connection');
   }
+}
+
+const UPSTREAM_FAULTS = new Set([
+  'upstream_unavailable', 'upstream_timeout', 'upstream_error', 'upstream_overloaded', 'upstream_bad_response', 'upstream_stream_interrupted',
+]);
+
+/** Whether an error is the upstream's fault, and so counts against its circuit breaker. */
+export function isUpstreamFault(err: unknown): boolean {
+  return err instanceof VegaError && UPSTREAM_FAULTS.has(err.code);
 }

@@ -12,7 +12,17 @@ import { InflightTracker } from './http/middleware/inflight';
 import { ChatService } from './llm/chat-service';
 import { createProvider } from './llm/providers';
 import { HttpPool } from './net/dispatcher';
-import { bindInstruments } from './telemetry/bindings';
+import { bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
+import { isUpstreamFault } from './errors';
+import { ChatPipeline, type PipelineStages } from './llm/pipeline';
+import { StreamingMonitor } from './resilience/backpressure';
+import { BreakerRegistry } from './resilience/breaker';
+import { Coalescer } from './resilience/coalescer';
+import { RateLimiter } from './resilience/rate-limit';
+import { ResponseCache } from './resilience/response-cache';
+import { RetryStage } from './resilience/retry';
+import { TimeoutStage } from './resilience/timeout';
+import { currentTraceId } from './telemetry/correlation';
 import { telemetryHooks } from './telemetry/hooks';
 import type { Logger } from './telemetry/logger';
 
@@ -73,14 +83,34 @@ export async function startService(config: Config, report: ValidationReport, log
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
   const conversations = new ConversationRepository(db.knex);
   const inflight = new InflightTracker();
+  const r = config.resilience;
+  const breakers = new BreakerRegistry({ ...r.breaker, isFailure: isUpstreamFault, traceId: currentTraceId });
+  const stages: PipelineStages = {
+    cache: new ResponseCache(r.cache),
+    coalescer: new Coalescer(r.coalescing),
+    rateLimiter: new RateLimiter(r.rateLimit),
+    breaker: breakers.get(`llm:${provider.name}`),
+    retry: new RetryStage(r.retry),
+    timeout: new TimeoutStage(config.llm.timeoutMs),
+    streaming: new StreamingMonitor(r.stream),
+  };
+  for (const b of breakers.all()) {
+    b.onTransition((t) => logger.warn({ breaker: b.name, from: t.from, to: t.to, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms }, `circuit breaker ${b.name} is ${t.to}`));
+  }
+  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
   const chat = new ChatService({
     provider,
+    pipeline: new ChatPipeline(provider, stages),
     conversations,
     logger,
     defaults: { model: config.llm.model, ...config.generation },
   });
   bindInstruments({ pool, configCache, conversations, inflight });
-  const app = createApp({ config: () => configCache.get(), logger, db, conversations, chat, inflight });
+  bindResilienceInstruments({ breakers, ...stages });
+  const app = createApp({
+    config: () => configCache.get(), logger, db, conversations, chat, inflight,
+    admin: { breakers, stages, pool, configCache },
+  });
 
   const server = createServer(app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));

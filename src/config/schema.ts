@@ -38,6 +38,8 @@ export const configSchema = z.object({
   HOST: z.preprocess(emptyToUndefined, z.string().min(1).default('127.0.0.1')),
   PORT: number(0, 65535, 8000, true),
   API_KEY: z.preprocess(emptyToUndefined, z.string({ error: 'is required' }).min(1, 'is required')),
+  /** Further client keys, comma-separated; each is its own client for rate limiting. */
+  API_KEYS: optionalSecret,
   METRICS_API_KEY: optionalSecret,
   LLM_BACKEND: z.preprocess(
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
@@ -64,6 +66,27 @@ export const configSchema = z.object({
   SHUTDOWN_TIMEOUT_S: number(0, 600, 30),
   CONFIG_CACHE_TTL_S: number(0, 86_400, 60),
   HTTP_POOL_CONNECTIONS: number(1, 1024, 32, true),
+  // Resilience (SPEC section 5; defaults are the seed's).
+  BREAKER_FAILURE_THRESHOLD: number(1, 1000, 5, true),
+  BREAKER_OPEN_BASE_S: number(0.001, 86_400, 30),
+  BREAKER_OPEN_MAX_S: number(0.001, 86_400, 300),
+  BREAKER_HALF_OPEN_SUCCESSES: number(1, 1000, 3, true),
+  RETRY_MAX_RETRIES: number(0, 10, 2, true),
+  RETRY_BASE_DELAY_MS: number(0, 60_000, 200),
+  RETRY_MAX_DELAY_MS: number(0, 600_000, 5000),
+  RATE_LIMIT_RPS: number(0, 1_000_000, 10),
+  RATE_LIMIT_BURST: number(0, 1_000_000, 20),
+  RATE_LIMIT_GLOBAL_RPS: number(0, 1_000_000, 100),
+  RATE_LIMIT_GLOBAL_BURST: number(0, 1_000_000, 200),
+  CACHE_MAX_ENTRIES: number(0, 10_000_000, 1000, true),
+  CACHE_TTL_S: number(0.001, 604_800, 300),
+  COALESCING: z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.enum(['true', 'false', '1', '0', 'on', 'off'], { error: 'must be true or false' }).default('true'))
+    .transform((v) => v === 'true' || v === '1' || v === 'on'),
+  STREAM_BUFFER_CHUNKS: number(1, 100_000, 64, true),
+  STREAM_DROP_ON_OVERFLOW: z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.enum(['true', 'false', '1', '0', 'on', 'off'], { error: 'must be true or false' }).default('false'))
+    .transform((v) => v === 'true' || v === '1' || v === 'on'),
   // Integrations (SPEC section 6): each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   SLACK_WEBHOOK_URL: optionalUrl,
@@ -81,7 +104,7 @@ export type RawConfig = z.infer<typeof configSchema>;
 
 /** Names of the variables that hold secrets: redacted in every report, log line and admin reply. */
 export const SECRET_VARIABLES = [
-  'API_KEY', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
+  'API_KEY', 'API_KEYS', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
   'SHODAN_API_KEY', 'HUNTER_API_KEY', 'SLACK_WEBHOOK_URL',
 ] as const;
 
@@ -90,6 +113,8 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly apiKey: string;
+  /** API_KEY and every key of API_KEYS. */
+  readonly apiKeys: readonly string[];
   readonly metricsApiKey: string | undefined;
   readonly llm: {
     readonly backend: Backend;
@@ -106,6 +131,14 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly configCacheTtlMs: number;
   readonly httpPoolConnections: number;
+  readonly resilience: {
+    readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number };
+    readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
+    readonly rateLimit: { perKeyRps: number; perKeyBurst: number; globalRps: number; globalBurst: number };
+    readonly cache: { maxEntries: number; ttlMs: number };
+    readonly coalescing: boolean;
+    readonly stream: { capacity: number; dropOnOverflow: boolean };
+  };
   readonly integrations: {
     readonly searchUrl?: string;
     readonly slackWebhookUrl?: string;

@@ -82,6 +82,12 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   if (raw.GITHUB_TOKEN && !raw.GITHUB_API_URL) {
     warnings.push({ variable: 'GITHUB_API_URL', message: 'not set; GitHub integration uses https://api.github.com' });
   }
+  if (raw.BREAKER_OPEN_MAX_S < raw.BREAKER_OPEN_BASE_S) {
+    errors.push({ variable: 'BREAKER_OPEN_MAX_S', message: `must be >= BREAKER_OPEN_BASE_S (${raw.BREAKER_OPEN_BASE_S})` });
+  }
+  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (k.length < 16) warnings.push({ variable: 'API_KEYS', message: `a key of ${k.length} characters; use at least 16` });
+  }
   if (raw.METRICS_API_KEY !== undefined && raw.METRICS_API_KEY.length < 16) {
     warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
   }
@@ -98,6 +104,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     host: raw.HOST,
     port: raw.PORT,
     apiKey: raw.API_KEY,
+    apiKeys: [raw.API_KEY, ...(raw.API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)],
     metricsApiKey: raw.METRICS_API_KEY,
     llm: {
       backend: raw.LLM_BACKEND,
@@ -114,6 +121,17 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
     configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),
     httpPoolConnections: raw.HTTP_POOL_CONNECTIONS,
+    resilience: {
+      breaker: {
+        failureThreshold: raw.BREAKER_FAILURE_THRESHOLD, openBaseMs: raw.BREAKER_OPEN_BASE_S * 1000,
+        openMaxMs: raw.BREAKER_OPEN_MAX_S * 1000, halfOpenSuccesses: raw.BREAKER_HALF_OPEN_SUCCESSES,
+      },
+      retry: { maxRetries: raw.RETRY_MAX_RETRIES, baseDelayMs: raw.RETRY_BASE_DELAY_MS, maxDelayMs: raw.RETRY_MAX_DELAY_MS },
+      rateLimit: { perKeyRps: raw.RATE_LIMIT_RPS, perKeyBurst: raw.RATE_LIMIT_BURST, globalRps: raw.RATE_LIMIT_GLOBAL_RPS, globalBurst: raw.RATE_LIMIT_GLOBAL_BURST },
+      cache: { maxEntries: raw.CACHE_MAX_ENTRIES, ttlMs: raw.CACHE_TTL_S * 1000 },
+      coalescing: raw.COALESCING,
+      stream: { capacity: raw.STREAM_BUFFER_CHUNKS, dropOnOverflow: raw.STREAM_DROP_ON_OVERFLOW },
+    },
     integrations: {
       searchUrl: raw.SEARCH_URL,
       slackWebhookUrl: raw.SLACK_WEBHOOK_URL,

@@ -17,6 +17,8 @@ export interface ConversationRecord {
   readonly latencyMs?: number | undefined;
   readonly status: 'ok' | 'failed';
   readonly errorCode?: string | undefined;
+  /** Answered from the response cache, without a backend call. */
+  readonly cached?: boolean;
 }
 
 /** A stored conversation as the history API returns it. */
@@ -36,6 +38,7 @@ export interface ConversationRow {
   readonly latency_ms: number | null;
   readonly status: string;
   readonly error_code: string | null;
+  readonly cached: boolean;
 }
 
 export interface HistoryPage {
@@ -147,6 +150,7 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     latency_ms: r.latencyMs === undefined ? null : Math.round(r.latencyMs),
     status: r.status,
     error_code: r.errorCode ?? null,
+    cached: r.cached ?? false,
   };
 }
 
@@ -169,6 +173,7 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     latency_ms: num(r.latency_ms),
     status: String(r.status),
     error_code: (r.error_code as string | null) ?? null,
+    cached: Boolean(r.cached),
   };
 }
 

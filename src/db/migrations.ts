@@ -53,6 +53,18 @@ const migrations: Record<string, Migration> = {
       await knex.schema.dropTableIfExists('conversations');
     },
   },
+  '002_conversations_cached': {
+    async up(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.boolean('cached').notNullable().defaultTo(false);
+      });
+    },
+    async down(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.dropColumn('cached');
+      });
+    },
+  },
 };
 
 /** A knex migration source over the list above. */

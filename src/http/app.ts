@@ -17,6 +17,8 @@ import { registerHealthRoutes } from './routes/health';
 import { registerHistoryRoutes } from './routes/history';
 import { registerMetricsRoute } from './routes/metrics';
 import type { VegaState } from './state';
+import { registerPerformanceAdmin, type PerformanceAdminDeps } from './routes/admin/performance';
+import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/resources';
 import { requireJson } from './validation';
 
 export interface AppDeps {
@@ -26,6 +28,7 @@ export interface AppDeps {
   readonly conversations: ConversationRepository;
   readonly chat: ChatService;
   readonly inflight: InflightTracker;
+  readonly admin: PerformanceAdminDeps & ResourcesAdminDeps;
 }
 
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
@@ -43,8 +46,10 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerMetricsRoute(router, config.metricsApiKey);
   registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
   registerHistoryRoutes(router, deps.conversations);
+  registerPerformanceAdmin(router, deps.admin);
+  registerResourcesAdmin(router, deps.admin);
 
-  const auth = requireApiKey(() => deps.config().apiKey);
+  const auth = requireApiKey(() => deps.config().apiKeys);
   app.use(correlation());
   app.use(accessLog(deps.logger));
   app.use(errorHandler(deps.logger));

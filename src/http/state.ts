@@ -6,6 +6,8 @@ export interface VegaState {
   serverSpan?: Span;
   traceId?: string;
   correlationId?: string;
+  /** The authenticated client (a hash of its API key), for rate limits. */
+  clientId?: string;
   /** Why the client's X-Correlation-ID was refused, if it was. */
   correlationProblem?: string | undefined;
 }

@@ -5,6 +5,7 @@ import { VegaError } from '../errors';
 import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
+import type { ChatPipeline } from './pipeline';
 import type { LlmProvider, StreamEvent, Usage } from './types';
 
 /** A chat as the HTTP layer hands it over (validated, defaults not yet applied). */
@@ -17,6 +18,8 @@ export interface ChatInput {
   readonly maxTokens?: number | undefined;
   /** Which API it came in through: `chat` or `openai`. */
   readonly source: string;
+  /** Who is asking (a hash of the API key), for per-client rate limits. */
+  readonly clientId: string;
 }
 
 export interface ChatResult {
@@ -42,6 +45,7 @@ export class StorageUnavailable extends VegaError {
 
 export interface ChatServiceOptions {
   readonly provider: LlmProvider;
+  readonly pipeline: ChatPipeline;
   readonly conversations: ConversationSink;
   readonly logger: Logger;
   readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
@@ -53,6 +57,7 @@ export interface ChatServiceOptions {
  */
 export class ChatService {
   readonly #provider: LlmProvider;
+  readonly #pipeline: ChatPipeline;
   readonly #sink: ConversationSink;
   readonly #log: Logger;
   readonly #defaults: ChatServiceOptions['defaults'];
@@ -64,6 +69,7 @@ export class ChatService {
 
   constructor(opts: ChatServiceOptions) {
     this.#provider = opts.provider;
+    this.#pipeline = opts.pipeline;
     this.#sink = opts.conversations;
     this.#log = opts.logger;
     this.#defaults = opts.defaults;
@@ -77,11 +83,20 @@ export class ChatService {
   async complete(input: ChatInput, signal: AbortSignal): Promise<ChatResult> {
     const call = this.#resolve(input, signal);
     try {
-      const out = await this.#provider.chat(call.request);
-      this.#measure(call, out.model, out.usage);
-      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage });
-      this.#count(input.source, false, 'ok');
-      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: false };
+      const out = await this.#pipeline.complete(call.request, input.clientId, async (run) => {
+        const started = performance.now();
+        try {
+          const c = await run();
+          this.#measure(call, c.model, c.usage, started);
+          return c;
+        } catch (err) {
+          this.#measureFailure(call, err, started);
+          throw err;
+        }
+      });
+      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached });
+      this.#count(input.source, false, out.cached ? 'cache_hit' : 'ok');
+      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached };
     } catch (err) {
       await this.#fail(call, err, '', false);
       throw err;
@@ -93,38 +108,42 @@ export class ChatService {
    * the iterator ends with `done` only after the conversation is stored. If it throws or is
    * abandoned (client gone), the conversation is stored as failed with what had arrived.
    */
-  async stream(input: ChatInput, signal: AbortSignal): Promise<AsyncGenerator<StreamEvent>> {
+  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; events: AsyncGenerator<StreamEvent> }> {
     const call = this.#resolve(input, signal);
-    let upstream: AsyncIterable<StreamEvent>;
+    let opened: { cached: boolean; events: AsyncIterable<StreamEvent> };
     try {
-      upstream = await this.#provider.chatStream(call.request);
+      opened = await this.#pipeline.stream(call.request, input.clientId);
     } catch (err) {
+      this.#measureFailure(call, err, call.started);
       await this.#fail(call, err, '', true);
       throw err;
     }
-    return this.#relay(call, upstream);
+    return { cached: opened.cached, events: this.#relay(call, opened.events, opened.cached) };
   }
 
-  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>): AsyncGenerator<StreamEvent> {
+  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean): AsyncGenerator<StreamEvent> {
     let text = '';
     let settled = false;
     try {
       for await (const ev of upstream) {
         if (ev.type === 'delta') {
-          if (text.length === 0) this.#ttfc.record((performance.now() - call.started) / 1000, this.#attrs(call, false));
+          if (text.length === 0 && !cached) {
+            this.#ttfc.record((performance.now() - call.started) / 1000, this.#attrs(call, false));
+          }
           text += ev.text;
           yield ev;
           continue;
         }
-        this.#measure(call, ev.model, ev.usage);
+        if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
         settled = true;
-        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage });
-        this.#count(call.input.source, true, 'ok');
+        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached });
+        this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
         yield ev;
         return;
       }
     } catch (err) {
       settled = true;
+      if (!cached) this.#measureFailure(call, err, call.started);
       await this.#fail(call, err, text, true);
       throw err;
     } finally {
@@ -161,17 +180,23 @@ export class ChatService {
     return attrs;
   }
 
-  #measure(call: ResolvedCall, model: string, usage: Usage): void {
+  #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {
     const attrs = { ...this.#attrs(call, true), 'gen_ai.response.model': this.#models.value(model, true) };
-    this.#duration.record((performance.now() - call.started) / 1000, attrs);
+    this.#duration.record((performance.now() - started) / 1000, attrs);
     this.#tokens.record(usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' });
     this.#tokens.record(usage.outputTokens, { ...attrs, 'gen_ai.token.type': 'output' });
   }
 
+  /** A failed backend call (one that reached the pipeline's guarded part) in gen_ai.client.operation.duration. */
+  #measureFailure(call: ResolvedCall, err: unknown, started: number): void {
+    const code = errorCode(err);
+    if (code === 'rate_limited' || code === 'client_closed') return; // no backend operation happened or failed
+    this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
+  }
+
   async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean): Promise<void> {
     const code = errorCode(err);
-    if (code === 'storage_unavailable') return; // the backend call succeeded; it is measured already
-    this.#duration.record((performance.now() - call.started) / 1000, this.#attrs(call, false, code));
+    if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
     try {
       await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code });
@@ -180,7 +205,7 @@ export class ChatService {
     }
   }
 
-  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string }): Promise<void> {
+  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean }): Promise<void> {
     try {
       await this.#sink.log({
         ts: call.ts,
@@ -196,6 +221,7 @@ export class ChatService {
         latencyMs: performance.now() - call.started,
         status: out.status,
         errorCode: out.errorCode,
+        cached: out.cached ?? false,
       });
     } catch (err) {
       if (out.status === 'failed') throw err;

@@ -62,7 +62,7 @@ export class OllamaProvider implements LlmProvider {
   async chatStream(req: ProviderRequest): Promise<AsyncIterable<StreamEvent>> {
     const res = await upstreamCall({
       dispatcher: this.#pool.dispatcher, url: `${this.#base}/api/chat`, body: this.#body(req, true),
-      signal: req.signal, timeoutMs: this.#timeoutMs, streaming: true, model: req.model,
+      signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
     });
     const type = String(res.headers['content-type'] ?? '');
     if (!/ndjson|json/i.test(type)) {

@@ -9,10 +9,10 @@ export interface UpstreamCall {
   readonly method?: 'GET' | 'POST';
   readonly body?: unknown;
   readonly headers?: Record<string, string>;
+  /** Aborts the call: the client left, or the timeout stage's deadline passed. */
   readonly signal: AbortSignal;
+  /** undici's wait for headers and for each body chunk (LLM_TIMEOUT_S); the whole call is bounded by the timeout stage. */
   readonly timeoutMs: number;
-  /** For a stream the timeout bounds the wait for headers and each gap between chunks, not the whole. */
-  readonly streaming?: boolean;
   /** The model asked for, for a `model_not_found` message. */
   readonly model?: string;
 }
@@ -26,9 +26,6 @@ const ERROR_BODY_LIMIT = 4096;
  * (The undici instrumentation adds `traceparent` and the client span.)
  */
 export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
-  const state = { timeoutMs: call.timeoutMs, timedOut: false, clientGone: false };
-  const timeout = AbortSignal.timeout(call.timeoutMs);
-  const signal = call.streaming ? call.signal : AbortSignal.any([call.signal, timeout]);
   let res: Dispatcher.ResponseData;
   try {
     res = await request(call.url, {
@@ -41,14 +38,12 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
         ...call.headers,
       },
       body: call.body === undefined ? undefined : JSON.stringify(call.body),
-      signal,
+      signal: call.signal,
       headersTimeout: call.timeoutMs,
       bodyTimeout: call.timeoutMs,
     });
   } catch (err) {
-    state.clientGone = call.signal.aborted;
-    state.timedOut = !state.clientGone && timeout.aborted;
-    throw transportError(err, state);
+    throw transportError(err, { timeoutMs: call.timeoutMs, timedOut: false, clientGone: call.signal.aborted });
   }
   if (res.statusCode < 200 || res.statusCode >= 300) {
     const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');

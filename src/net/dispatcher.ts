@@ -32,6 +32,8 @@ export interface HttpPoolSnapshot {
   readonly errors: number;
   readonly connections_open: number;
   readonly origins: readonly OriginStats[];
+  /** Idle sockets are closed after this long (undici's keep-alive cleanup). */
+  readonly options: { connections_per_origin: number; keep_alive_timeout_ms: number; connect_timeout_ms: number };
 }
 
 interface Counters {
@@ -52,16 +54,18 @@ export class HttpPool {
   readonly dispatcher: Dispatcher;
   readonly #agent: Agent;
   readonly #byOrigin = new Map<string, Counters>();
+  readonly #options: HttpPoolSnapshot['options'];
 
   constructor(opts: HttpPoolOptions = {}) {
     const connections = opts.connectionsPerOrigin ?? 32;
     if (!Number.isInteger(connections) || connections < 1) {
       throw new RangeError(`HttpPool: connectionsPerOrigin must be a positive integer, got ${connections}`);
     }
-    const connect = buildConnector({ timeout: opts.connectTimeoutMs ?? 10_000 });
+    this.#options = { connections_per_origin: connections, keep_alive_timeout_ms: opts.keepAliveTimeoutMs ?? 30_000, connect_timeout_ms: opts.connectTimeoutMs ?? 10_000 };
+    const connect = buildConnector({ timeout: this.#options.connect_timeout_ms });
     this.#agent = new Agent({
       connections,
-      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+      keepAliveTimeout: this.#options.keep_alive_timeout_ms,
       connect: (options, callback) => {
         const origin = `${options.protocol}//${options.hostname}${options.port ? `:${options.port}` : ''}`;
         return connect(options, (err, socket) => {
@@ -123,7 +127,7 @@ export class HttpPool {
         reuse_rate: c.requests === 0 ? 0 : Math.max(0, (c.requests - c.connectionsCreated) / c.requests),
       });
     }
-    return { dispatchers_created: dispatchersCreated, requests, errors, connections_open: open, origins };
+    return { dispatchers_created: dispatchersCreated, requests, errors, connections_open: open, origins, options: this.#options };
   }
 
   /** Waits for in-flight requests, then closes every socket. */

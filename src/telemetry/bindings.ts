@@ -1,6 +1,12 @@
 import type { ConfigCacheSnapshot } from '../config/cache';
 import type { ConversationLogSnapshot } from '../db/conversations';
 import type { HttpPoolSnapshot } from '../net/dispatcher';
+import type { StreamingSnapshot } from '../resilience/backpressure';
+import type { BreakerSnapshot } from '../resilience/breaker';
+import type { CoalescerSnapshot } from '../resilience/coalescer';
+import type { RateLimitSnapshot } from '../resilience/rate-limit';
+import type { ResponseCacheSnapshot } from '../resilience/response-cache';
+import type { RetrySnapshot } from '../resilience/retry';
 import { INSTRUMENTS, observe, originAttributes } from './instruments';
 
 /** Anything that hands out a plain-JSON snapshot of its state. */
@@ -53,4 +59,80 @@ export function bindInstruments(sources: {
   });
   observe(INSTRUMENTS.conversationLogFailures, (record) => record(sources.conversations.snapshot().log_failures));
   observe(INSTRUMENTS.inflightRequests, (record) => record(sources.inflight.inflight));
+}
+
+/** Instruments over the resilience stages' snapshots (the same ones the admin routes return). */
+export function bindResilienceInstruments(sources: {
+  readonly breakers: Snapshotting<{ breakers: BreakerSnapshot[] }>;
+  readonly retry: Snapshotting<RetrySnapshot>;
+  readonly timeout: Snapshotting<{ timeouts: number }>;
+  readonly rateLimiter: Snapshotting<RateLimitSnapshot>;
+  readonly cache: Snapshotting<ResponseCacheSnapshot>;
+  readonly coalescer: Snapshotting<CoalescerSnapshot>;
+  readonly streaming: Snapshotting<StreamingSnapshot>;
+}): void {
+  const STATES = ['closed', 'open', 'half_open'] as const;
+  observe(INSTRUMENTS.breakerState, (record) => {
+    for (const b of sources.breakers.snapshot().breakers) {
+      for (const state of STATES) record(b.state === state ? 1 : 0, { 'vega.breaker.name': b.name, state });
+    }
+  });
+  observe(INSTRUMENTS.breakerTransitions, (record) => {
+    for (const b of sources.breakers.snapshot().breakers) {
+      for (const state of STATES) record(b.transitions_total[state], { 'vega.breaker.name': b.name, state });
+    }
+  });
+  observe(INSTRUMENTS.breakerCalls, (record) => {
+    for (const b of sources.breakers.snapshot().breakers) {
+      const name = { 'vega.breaker.name': b.name };
+      record(b.successes, { ...name, outcome: 'success' });
+      record(b.failures, { ...name, outcome: 'failure' });
+      record(b.rejected, { ...name, outcome: 'rejected' });
+      record(b.ignored, { ...name, outcome: 'ignored' });
+    }
+  });
+  observe(INSTRUMENTS.breakerOpenTimeout, (record) => {
+    for (const b of sources.breakers.snapshot().breakers) record(b.open_timeout_ms / 1000, { 'vega.breaker.name': b.name });
+  });
+  observe(INSTRUMENTS.retryAttempts, (record) => {
+    const s = sources.retry.snapshot();
+    record(s.retries, { event: 'retry' });
+    record(s.succeeded_after_retry, { event: 'recovered' });
+    record(s.gave_up, { event: 'gave_up' });
+  });
+  observe(INSTRUMENTS.upstreamTimeouts, (record) => record(sources.timeout.snapshot().timeouts));
+  observe(INSTRUMENTS.rateLimitDecisions, (record) => {
+    const s = sources.rateLimiter.snapshot();
+    record(s.allowed, { decision: 'allowed' });
+    record(s.rejected_key, { decision: 'rejected_key' });
+    record(s.rejected_global, { decision: 'rejected_global' });
+  });
+  observe(INSTRUMENTS.responseCacheLookups, (record) => {
+    const s = sources.cache.snapshot();
+    record(s.hits, { 'vega.cache.result': 'hit' });
+    record(s.misses, { 'vega.cache.result': 'miss' });
+  });
+  observe(INSTRUMENTS.responseCacheEvictions, (record) => {
+    const s = sources.cache.snapshot();
+    record(s.evictions, { reason: 'evict' });
+    record(s.expirations, { reason: 'expire' });
+  });
+  observe(INSTRUMENTS.responseCacheEntries, (record) => record(sources.cache.snapshot().entries));
+  observe(INSTRUMENTS.coalescingRequests, (record) => {
+    const s = sources.coalescer.snapshot();
+    record(s.leaders, { role: 'leader' });
+    record(s.followers, { role: 'follower' });
+  });
+  observe(INSTRUMENTS.coalescingInflight, (record) => record(sources.coalescer.snapshot().inflight));
+  observe(INSTRUMENTS.streamsActive, (record) => {
+    for (const [state, n] of Object.entries(sources.streaming.snapshot().streams_by_state)) record(n, { state });
+  });
+  observe(INSTRUMENTS.streamChunks, (record) => {
+    const s = sources.streaming.snapshot();
+    record(s.chunks_in, { direction: 'in' });
+    record(s.chunks_out, { direction: 'out' });
+    record(s.chunks_dropped, { direction: 'dropped' });
+  });
+  observe(INSTRUMENTS.streamThrottleTime, (record) => record(sources.streaming.snapshot().throttle_time_ms / 1000));
+  observe(INSTRUMENTS.streamMaxBuffered, (record) => record(sources.streaming.snapshot().max_buffered));
 }

@@ -105,6 +105,86 @@ export const INSTRUMENTS = {
     description: 'Age of the cached validated config.',
     attributes: [],
   },
+  breakerState: {
+    name: 'vega.circuit_breaker.state', kind: 'observableGauge', unit: '1',
+    description: 'Circuit breaker state: 1 for the state the breaker is in, 0 for the others.',
+    attributes: ['vega.breaker.name', 'state'],
+  },
+  breakerTransitions: {
+    name: 'vega.circuit_breaker.transitions', kind: 'observableCounter', unit: '{transition}',
+    description: 'Circuit breaker transitions, by the state entered.',
+    attributes: ['vega.breaker.name', 'state'],
+  },
+  breakerCalls: {
+    name: 'vega.circuit_breaker.calls', kind: 'observableCounter', unit: '{call}',
+    description: 'Calls through a circuit breaker by outcome: success, failure, rejected (open) or ignored (not the upstream\'s fault).',
+    attributes: ['vega.breaker.name', 'outcome'],
+  },
+  breakerOpenTimeout: {
+    name: 'vega.circuit_breaker.open_timeout', kind: 'observableGauge', unit: 's',
+    description: 'Open timeout of the current or last opening, jitter included.',
+    attributes: ['vega.breaker.name'],
+  },
+  retryAttempts: {
+    name: 'vega.retry.events', kind: 'observableCounter', unit: '{event}',
+    description: 'Retry stage events: retry (a retry was made), recovered (a call succeeded after retrying), gave_up.',
+    attributes: ['event'],
+  },
+  upstreamTimeouts: {
+    name: 'vega.upstream.timeouts', kind: 'observableCounter', unit: '{timeout}',
+    description: 'LLM calls cut off by LLM_TIMEOUT_S.',
+    attributes: [],
+  },
+  rateLimitDecisions: {
+    name: 'vega.rate_limit.decisions', kind: 'observableCounter', unit: '{request}',
+    description: 'Rate-limit decisions: allowed, or rejected by the per-key or global bucket.',
+    attributes: ['decision'],
+  },
+  responseCacheLookups: {
+    name: 'vega.response_cache.lookups', kind: 'observableCounter', unit: '{lookup}',
+    description: 'Response cache lookups by result (hit or miss).',
+    attributes: ['vega.cache.result'],
+  },
+  responseCacheEvictions: {
+    name: 'vega.response_cache.evictions', kind: 'observableCounter', unit: '{entry}',
+    description: 'Response cache entries removed, by reason (evict: capacity; expire: TTL).',
+    attributes: ['reason'],
+  },
+  responseCacheEntries: {
+    name: 'vega.response_cache.entries', kind: 'observableGauge', unit: '{entry}',
+    description: 'Entries in the response cache.',
+    attributes: [],
+  },
+  coalescingRequests: {
+    name: 'vega.coalescing.requests', kind: 'observableCounter', unit: '{request}',
+    description: 'Coalesced requests by role: leader (made the upstream call) or follower (shared it).',
+    attributes: ['role'],
+  },
+  coalescingInflight: {
+    name: 'vega.coalescing.inflight', kind: 'observableGauge', unit: '{call}',
+    description: 'Distinct upstream calls being shared now.',
+    attributes: [],
+  },
+  streamsActive: {
+    name: 'vega.stream.active', kind: 'observableGauge', unit: '{stream}',
+    description: 'Streams being relayed now, by buffer state (normal, warning, throttled, blocked).',
+    attributes: ['state'],
+  },
+  streamChunks: {
+    name: 'vega.stream.chunks', kind: 'observableCounter', unit: '{chunk}',
+    description: 'Stream chunks by direction: in (from the backend), out (to clients), dropped (overflow).',
+    attributes: ['direction'],
+  },
+  streamThrottleTime: {
+    name: 'vega.stream.throttle_time', kind: 'observableCounter', unit: 's',
+    description: 'Time backend reads were paused because a client could not keep up.',
+    attributes: [],
+  },
+  streamMaxBuffered: {
+    name: 'vega.stream.buffer.max_fill', kind: 'observableGauge', unit: '{chunk}',
+    description: 'Most chunks held for one stream so far (bounded by STREAM_BUFFER_CHUNKS).',
+    attributes: [],
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',
     description: 'HTTP requests being served now (what a shutdown drains).',

@@ -62,6 +62,12 @@ export async function startVega(opts: {
     DATABASE_URL: `sqlite:${dbPath}`,
     LOG_LEVEL: 'info',
     LLM_BASE_URL: 'http://127.0.0.1:9', // discard port: nothing listens unless a test says so
+    // Suites not about these stages should not trip over them; the resilience suites set their own.
+    CACHE_MAX_ENTRIES: '0',
+    RATE_LIMIT_RPS: '0',
+    RATE_LIMIT_GLOBAL_RPS: '0',
+    BREAKER_FAILURE_THRESHOLD: '1000',
+    RETRY_BASE_DELAY_MS: '10',
   };
   for (const [k, v] of Object.entries(opts.env ?? {})) {
     if (v === undefined) delete env[k];

@@ -20,12 +20,30 @@ export function presentedKey(headers: { get(name: string): string }): string {
   return m?.[1]?.trim() ?? '';
 }
 
-/** Requires the API key; `expectedKey` is read per request so a config reload takes effect. */
-export function requireApiKey(expectedKey: () => string): Middleware {
+/** Which configured key `given` is, comparing against every key so timing says nothing; -1 if none. */
+export function matchKey(given: string, keys: readonly string[]): number {
+  let found = -1;
+  keys.forEach((k, i) => {
+    if (safeEqual(given, k) && found < 0) found = i;
+  });
+  return found;
+}
+
+/** A stable, non-reversible id for a key: what rate limits and logs may use instead of the key. */
+export function clientIdOf(key: string): string {
+  return `k_${digest(key).toString('hex').slice(0, 12)}`;
+}
+
+/**
+ * Requires one of the API keys; `keys` is read per request so a config reload takes effect.
+ * Sets `ctx.state.clientId` to the key's id.
+ */
+export function requireApiKey(keys: () => readonly string[]): Middleware<{ clientId?: string }> {
   return async (ctx, next) => {
     const given = presentedKey(ctx);
     if (given === '') throw new Unauthorized('an X-API-Key header is required');
-    if (!safeEqual(given, expectedKey())) throw new Unauthorized('the API key is not valid');
+    if (matchKey(given, keys()) < 0) throw new Unauthorized('the API key is not valid');
+    ctx.state.clientId = clientIdOf(given);
     await next();
   };
 }

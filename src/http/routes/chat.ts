@@ -36,6 +36,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       topP: body.top_p,
       maxTokens: body.max_tokens,
       source: 'chat',
+      clientId: ctx.state.clientId ?? 'anonymous',
     };
     const signal = clientGone(ctx);
     const correlationId = ctx.state.correlationId ?? '';
@@ -53,15 +54,15 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       return;
     }
     // Errors before the first byte (refused, timeout, open breaker) get a normal status code.
-    const events = await deps.chat.stream(input, signal);
+    const { cached, events } = await deps.chat.stream(input, signal);
     const ndjson = /application\/x-ndjson/i.test(ctx.get('accept')) && !/text\/event-stream/i.test(ctx.get('accept'));
     const format = ndjson ? ndjsonFrame : sseFrame;
     ctx.status = 200;
     ctx.set('Content-Type', ndjson ? 'application/x-ndjson; charset=utf-8' : 'text/event-stream; charset=utf-8');
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
-    ctx.set('X-Cache', 'miss');
-    const done = { session_id: input.sessionId, correlation_id: correlationId, cached: false };
+    ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
     ctx.body = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
   });
 }

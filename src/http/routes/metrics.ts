@@ -15,6 +15,6 @@ export function registerMetricsRoute(router: Router<VegaState>, metricsApiKey: s
     ctx.respond = false;
     serve(ctx.req, ctx.res);
   };
-  if (metricsApiKey) router.get('/metrics', requireApiKey(() => metricsApiKey), handler);
+  if (metricsApiKey) router.get('/metrics', requireApiKey(() => [metricsApiKey]), handler);
   else router.get('/metrics', handler);
 }

@@ -1,0 +1,92 @@
+import type { CircuitBreaker } from '../resilience/breaker';
+import type { Coalescer } from '../resilience/coalescer';
+import type { RateLimiter } from '../resilience/rate-limit';
+import { cacheKey, type ResponseCache } from '../resilience/response-cache';
+import type { RetryStage } from '../resilience/retry';
+import type { TimeoutStage } from '../resilience/timeout';
+import type { StreamingMonitor } from '../resilience/backpressure';
+import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
+
+/** The stages of SPEC section 3, each its own module in src/resilience/. */
+export interface PipelineStages {
+  readonly cache: ResponseCache<Completion>;
+  readonly coalescer: Coalescer<Completion>;
+  readonly rateLimiter: RateLimiter;
+  readonly breaker: CircuitBreaker;
+  readonly retry: RetryStage;
+  readonly timeout: TimeoutStage;
+  readonly streaming: StreamingMonitor;
+}
+
+/** How a completion was obtained, for the caller's bookkeeping. */
+export type Sourced<T> = T & { readonly cached: boolean; readonly upstream: boolean };
+
+/**
+ * The chat pipeline: cache -> coalesce -> rate limit -> breaker -> retry -> timeout -> provider.
+ * Each stage is a wrapper from src/resilience/; this file only says in which order they run.
+ * `onUpstream` is told about each real upstream call (the leader's, not the followers').
+ */
+export class ChatPipeline {
+  constructor(private readonly provider: LlmProvider, private readonly stages: PipelineStages) {}
+
+  /**
+   * A complete (non-streamed) answer. Followers of a coalesced call are not rate limited: they
+   * cost the backend nothing. A would-be leader is checked before it starts the shared call, so
+   * its refusal is its own and never a follower's.
+   */
+  async complete(
+    request: ProviderRequest,
+    clientId: string,
+    onUpstream: (call: () => Promise<Completion>) => Promise<Completion>,
+  ): Promise<Sourced<Completion>> {
+    const { cache, coalescer, rateLimiter } = this.stages;
+    const key = cacheKey(request);
+    const hit = cache.get(key);
+    if (hit) return { ...hit, cached: true, upstream: false };
+    const leader = !coalescer.has(key);
+    if (leader) rateLimiter.check(clientId);
+    let ranUpstream = false;
+    const out = await coalescer.run(key, request.signal, (shared) => {
+      ranUpstream = true;
+      return onUpstream(() => this.#guarded((s) => this.stages.timeout.execute((t) => this.provider.chat({ ...request, signal: t }), s), shared))
+        .then((completion) => {
+          cache.set(key, completion);
+          return completion;
+        });
+    });
+    return { ...out, cached: false, upstream: ranUpstream };
+  }
+
+  /**
+   * A stream. A cached answer is replayed as one chunk. Otherwise the call is rate limited,
+   * guarded by the breaker and retried until the backend accepts it (never once it has started),
+   * then relayed through a bounded buffer. The complete text is cached when the stream ends well.
+   */
+  async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; events: AsyncIterable<StreamEvent> }> {
+    const key = cacheKey(request);
+    const hit = this.stages.cache.get(key);
+    if (hit) return { cached: true, events: replay(hit) };
+    this.stages.rateLimiter.check(clientId);
+    const upstream = await this.#guarded((s) => this.provider.chatStream({ ...request, signal: s }), request.signal);
+    const cache = this.stages.cache;
+    async function* remember(): AsyncGenerator<StreamEvent> {
+      let text = '';
+      for await (const ev of upstream) {
+        if (ev.type === 'delta') text += ev.text;
+        else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason });
+        yield ev;
+      }
+    }
+    return { cached: false, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };
+  }
+
+  /** breaker -> retry -> `fn` (the breaker counts one outcome per retried call). */
+  #guarded<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+    return this.stages.breaker.execute((s) => this.stages.retry.execute(fn, s), signal);
+  }
+}
+
+async function* replay(c: Completion): AsyncGenerator<StreamEvent> {
+  if (c.text.length > 0) yield { type: 'delta', text: c.text };
+  yield { type: 'done', model: c.model, usage: c.usage, finishReason: c.finishReason };
+}
