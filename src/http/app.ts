@@ -16,6 +16,7 @@ import { registerChatRoutes } from './routes/chat';
 import { registerHealthRoutes } from './routes/health';
 import { registerHistoryRoutes } from './routes/history';
 import { registerMetricsRoute } from './routes/metrics';
+import { registerOpenAiRoutes } from './routes/openai';
 import type { VegaState } from './state';
 import { registerPerformanceAdmin, type PerformanceAdminDeps } from './routes/admin/performance';
 import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/resources';
@@ -45,6 +46,10 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerHealthRoutes(router, { knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight });
   registerMetricsRoute(router, config.metricsApiKey);
   registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
+  registerOpenAiRoutes(router, {
+    chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars,
+    models: () => [deps.config().llm.model],
+  });
   registerHistoryRoutes(router, deps.conversations);
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);

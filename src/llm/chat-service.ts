@@ -6,11 +6,14 @@ import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../te
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
 import type { ChatPipeline } from './pipeline';
-import type { LlmProvider, StreamEvent, Usage } from './types';
+import type { ChatMessage, LlmProvider, StreamEvent, Usage } from './types';
 
 /** A chat as the HTTP layer hands it over (validated, defaults not yet applied). */
 export interface ChatInput {
+  /** What is stored as the conversation's prompt (for `/v1`, the last user message). */
   readonly prompt: string;
+  /** The conversation to send; default one user message with `prompt`. */
+  readonly messages?: readonly ChatMessage[] | undefined;
   readonly sessionId: string;
   readonly model?: string | undefined;
   readonly temperature?: number | undefined;
@@ -161,7 +164,9 @@ export class ChatService {
       traceId: currentTraceId(),
       request: {
         model: input.model ?? this.#defaults.model,
-        prompt: input.prompt,
+        // The cache key's "prompt" must cover everything sent, so a conversation is keyed by all of it.
+        prompt: input.messages ? JSON.stringify(input.messages) : input.prompt,
+        messages: input.messages ?? [{ role: 'user', content: input.prompt }],
         temperature: input.temperature ?? this.#defaults.temperature,
         topP: input.topP ?? this.#defaults.topP,
         maxTokens: input.maxTokens ?? this.#defaults.maxTokens,

@@ -116,7 +116,7 @@ export class OllamaProvider implements LlmProvider {
   #body(req: ProviderRequest, stream: boolean) {
     return {
       model: req.model,
-      messages: [{ role: 'user', content: req.prompt }],
+      messages: req.messages,
       stream,
       options: { temperature: req.temperature, top_p: req.topP, num_predict: req.maxTokens },
     };

@@ -1,6 +1,8 @@
 import type { Config } from '../config/schema';
 import type { HttpPool } from '../net/dispatcher';
+import { HfProvider } from './hf';
 import { OllamaProvider } from './ollama';
+import { OpenAiProvider } from './openai';
 import type { LlmProvider } from './types';
 
 /** The provider LLM_BACKEND names. */
@@ -9,8 +11,8 @@ export function createProvider(llm: Config['llm'], pool: HttpPool): LlmProvider 
     case 'ollama':
       return new OllamaProvider({ baseUrl: llm.baseUrl, pool, timeoutMs: llm.timeoutMs });
     case 'openai':
+      return new OpenAiProvider({ baseUrl: llm.baseUrl, pool, timeoutMs: llm.timeoutMs, apiKey: llm.apiKey });
     case 'hf':
-      // Tracked by issue 3 (the OpenAI-compatible and TGI providers).
-      throw new Error(`LLM_BACKEND=${llm.backend} is not available in this build yet; use ollama`);
+      return new HfProvider({ baseUrl: llm.baseUrl, pool, timeoutMs: llm.timeoutMs, apiKey: llm.apiKey });
   }
 }

@@ -6,10 +6,19 @@ export interface Usage {
   readonly outputTokens: number;
 }
 
+/** One message of a conversation, as chat APIs exchange them. */
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
+
 /** One call to a backend, fully resolved (defaults applied). */
 export interface ProviderRequest {
   readonly model: string;
+  /** The text that identifies the request (the cache key's prompt): the prompt, or the messages as JSON. */
   readonly prompt: string;
+  /** What is sent: for `/chat`, one user message with the prompt. */
+  readonly messages: readonly ChatMessage[];
   readonly temperature: number;
   readonly topP: number;
   readonly maxTokens: number;

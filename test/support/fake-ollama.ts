@@ -7,6 +7,8 @@ export interface FakeOllamaBehaviour {
   delayMs: number;
   /** Answer every /api/chat and /api/generate with this status and an Ollama error body. */
   failStatus?: number;
+  /** With failStatus: fail only the first N generation calls after behave(), then answer normally. */
+  failFirst?: number;
   /** Extra headers on a failure (e.g. Retry-After). */
   failHeaders?: Record<string, string>;
   /** Never answer (the connection stays open until the client gives up or the fake closes). */
@@ -48,6 +50,7 @@ export class FakeOllama {
   /** Streamed chunks written so far, over all streams (lets a test see how far the fake has got). */
   chunksWritten = 0;
   #behaviour: FakeOllamaBehaviour = { ...DEFAULTS };
+  #failed = 0;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
 
@@ -91,6 +94,7 @@ export class FakeOllama {
 
   behave(b: Partial<FakeOllamaBehaviour>): void {
     this.#behaviour = { ...DEFAULTS, ...b };
+    this.#failed = 0;
   }
 
   async close(): Promise<void> {
@@ -114,7 +118,7 @@ export class FakeOllama {
     if (b.hang) return; // never answer
     if (b.delayMs > 0) await sleep(b.delayMs);
     if (res.destroyed) return;
-    if (b.failStatus !== undefined) {
+    if (b.failStatus !== undefined && (b.failFirst === undefined || this.#failed++ < b.failFirst)) {
       for (const [k, v] of Object.entries(b.failHeaders ?? {})) res.setHeader(k, v);
       return json(res, b.failStatus, { error: b.failStatus === 404 ? `model "${String(body?.model)}" not found, try pulling it first` : 'simulated failure' });
     }
