@@ -35,6 +35,8 @@ class StreamBuffer<T> {
   closed = false;
   error: unknown;
   cancelled = false;
+  /** When the producer started waiting for room, while it waits. */
+  blockedSince: number | undefined;
   #wakeConsumer: (() => void) | undefined;
   #wakeProducer: (() => void) | undefined;
 
@@ -85,7 +87,8 @@ class StreamBuffer<T> {
  */
 export class StreamingMonitor {
   readonly #opts: Required<StreamBufferOptions>;
-  readonly #active = new Set<StreamBuffer<unknown>>();
+  /** Open streams and when each opened. */
+  readonly #active = new Map<StreamBuffer<unknown>, number>();
   #streams = 0;
   #in = 0;
   #out = 0;
@@ -118,7 +121,7 @@ export class StreamingMonitor {
     const buffer = new StreamBuffer<T>(this.#opts.capacity);
     const opened = performance.now();
     this.#streams++;
-    this.#active.add(buffer as StreamBuffer<unknown>);
+    this.#active.set(buffer as StreamBuffer<unknown>, opened);
     const pump = (async () => {
       try {
         for await (const item of source) {
@@ -129,8 +132,13 @@ export class StreamingMonitor {
           }
           const started = performance.now();
           const full = buffer.items.length >= buffer.capacity;
-          if (!(await buffer.push(item))) break; // the client left: stop reading, close the source
-          if (full) this.#throttleMs += performance.now() - started;
+          if (full) buffer.blockedSince = started;
+          const accepted = await buffer.push(item);
+          if (full) {
+            this.#throttleMs += performance.now() - started;
+            buffer.blockedSince = undefined;
+          }
+          if (!accepted) break; // the client left: stop reading, close the source
           if (buffer.items.length > this.#maxBuffered) this.#maxBuffered = buffer.items.length;
         }
         buffer.finish();
@@ -168,8 +176,15 @@ export class StreamingMonitor {
 
   snapshot(): StreamingSnapshot {
     const byState: Record<BufferState, number> = { normal: 0, warning: 0, throttled: 0, blocked: 0 };
-    for (const b of this.#active) byState[this.stateOf(b.items.length)]++;
-    const openS = this.#openMs / 1000;
+    const now = performance.now();
+    let openMs = this.#openMs;
+    let throttleMs = this.#throttleMs;
+    for (const [b, opened] of this.#active) {
+      byState[this.stateOf(b.items.length)]++;
+      openMs += now - opened;
+      if (b.blockedSince !== undefined) throttleMs += now - b.blockedSince;
+    }
+    const openS = openMs / 1000;
     return {
       active_streams: this.#active.size,
       streams_total: this.#streams,
@@ -178,7 +193,7 @@ export class StreamingMonitor {
       chunks_out: this.#out,
       chunks_dropped: this.#dropped,
       bytes_out: this.#bytesOut,
-      throttle_time_ms: Math.round(this.#throttleMs),
+      throttle_time_ms: Math.round(throttleMs),
       max_buffered: this.#maxBuffered,
       throughput_chunks_per_s: openS > 0 ? this.#out / openS : 0,
       options: {

@@ -170,7 +170,7 @@ export class FakeOllama {
         this.streamsAbortedByClient++;
         return;
       }
-      if (!ok) await new Promise((r) => res.once('drain', r));
+      if (!ok) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
       if (b.chunkDelayMs > 0) await sleep(b.chunkDelayMs);
       if (res.destroyed) {
         this.streamsAbortedByClient++;
