@@ -7,12 +7,16 @@ import { readEnvironment, type ValidationReport } from './config/validate';
 import { ConversationRepository } from './db/conversations';
 import { openDatabase, type Database } from './db/knex';
 import { migrateLatest } from './db/migrations';
+import { ConversationLog } from './db/batch-writer';
+import { QueryProfiler } from './db/profiler';
+import { RetentionJob } from './db/retention';
+import { poolSnapshot } from './db/stats';
 import { createApp } from './http/app';
 import { InflightTracker } from './http/middleware/inflight';
 import { ChatService } from './llm/chat-service';
 import { createProvider } from './llm/providers';
 import { HttpPool } from './net/dispatcher';
-import { bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
+import { bindDatabaseInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
 import { isUpstreamFault } from './errors';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
 import { StreamingMonitor } from './resilience/backpressure';
@@ -56,6 +60,8 @@ export async function startService(config: Config, report: ValidationReport, log
   logger.info({ step: 'config', warnings: report.warnings.length }, 'configuration validated');
 
   const db = openDatabase(config.databaseUrl);
+  // Before the migrations, so they are profiled too.
+  const profiler = new QueryProfiler(db.knex, db.system, { slowQueryMs: config.slowQueryMs });
   let applied: string[];
   try {
     applied = await migrateLatest(db.knex);
@@ -65,6 +71,7 @@ export async function startService(config: Config, report: ValidationReport, log
   }
   say(`✅ Database ready: ${db.system} ${db.filename ?? ''} (${applied.length ? `applied ${applied.join(', ')}` : 'schema current'})`);
   logger.info({ step: 'database', system: db.system, migrations_applied: applied }, 'database ready');
+  say(`✅ Database query profiler enabled (${config.slowQueryMs}ms slow query threshold)`);
 
   const telemetry = telemetryHooks().status ?? { sdk: 'disabled', traces: 'off (not preloaded)', metrics: 'off (not preloaded)' };
   if (telemetry.sdk === 'on') {
@@ -82,6 +89,10 @@ export async function startService(config: Config, report: ValidationReport, log
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
   const conversations = new ConversationRepository(db.knex);
+  const conversationLog = new ConversationLog(conversations, config.batch);
+  const retention = new RetentionJob(conversations, logger, config.retention);
+  retention.start();
+  say(`✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`);
   const inflight = new InflightTracker();
   const r = config.resilience;
   const breakers = new BreakerRegistry({ ...r.breaker, isFailure: isUpstreamFault, traceId: currentTraceId });
@@ -101,15 +112,16 @@ export async function startService(config: Config, report: ValidationReport, log
   const chat = new ChatService({
     provider,
     pipeline: new ChatPipeline(provider, stages),
-    conversations,
+    conversations: conversationLog,
     logger,
     defaults: { model: config.llm.model, ...config.generation },
   });
   bindInstruments({ pool, configCache, conversations, inflight });
   bindResilienceInstruments({ breakers, ...stages });
+  bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   const app = createApp({
     config: () => configCache.get(), logger, db, conversations, chat, inflight,
-    admin: { breakers, stages, pool, configCache },
+    admin: { breakers, stages, pool, configCache, db, profiler, conversationLog, retention },
   });
 
   const server = createServer(app.callback());
@@ -129,7 +141,7 @@ export async function startService(config: Config, report: ValidationReport, log
   let stopping: Promise<number> | undefined;
   const service: RunningService = {
     server, port, db, pool, inflight,
-    shutdown: (reason) => (stopping ??= shutdown({ server, db, pool, inflight, logger, drainMs: config.shutdownTimeoutMs }, reason)),
+    shutdown: (reason) => (stopping ??= shutdown({ server, db, pool, inflight, logger, conversationLog, retention, drainMs: config.shutdownTimeoutMs }, reason)),
   };
   return service;
 }
@@ -158,6 +170,8 @@ interface ShutdownParts {
   readonly pool: HttpPool;
   readonly inflight: InflightTracker;
   readonly logger: Logger;
+  readonly conversationLog: ConversationLog;
+  readonly retention: RetentionJob;
   readonly drainMs: number;
 }
 
@@ -182,12 +196,11 @@ async function step(logger: Logger, name: string, timeoutMs: number, fn: () => P
 
 /**
  * The ordered shutdown of SPEC section 7: stop accepting and drain in-flight requests (bounded),
- * close the HTTP pool, close the database, flush telemetry. Every step runs even if one before it
- * failed. (Conversations are committed before their response is sent, so there is no write
- * buffer to flush yet; the batch writer of issue 4 adds that step between drain and pool.)
+ * flush the batch writer, close the HTTP pool, close the database, flush telemetry. Every step
+ * runs even if one before it failed.
  */
 async function shutdown(parts: ShutdownParts, reason: string): Promise<number> {
-  const { server, db, pool, inflight, logger } = parts;
+  const { server, db, pool, inflight, logger, conversationLog, retention } = parts;
   logger.info({ reason, inflight: inflight.inflight }, 'shutdown started');
   let ok = true;
   ok = (await step(logger, 'drain', parts.drainMs + 1000, async () => {
@@ -196,6 +209,11 @@ async function shutdown(parts: ShutdownParts, reason: string): Promise<number> {
     const drained = await inflight.drain(parts.drainMs);
     server.closeAllConnections();
     return drained;
+  })) && ok;
+  ok = (await step(logger, 'flush_batch_writer', 10_000, async () => {
+    retention.stop();
+    await conversationLog.flush();
+    return conversationLog.snapshot();
   })) && ok;
   ok = (await step(logger, 'close_http_pool', 5000, () => pool.close())) && ok;
   ok = (await step(logger, 'close_database', 5000, () => db.knex.destroy())) && ok;

@@ -1,6 +1,7 @@
 import { readEnvironment, formatReport, validateConfig } from './config/validate';
 import { openDatabase } from './db/knex';
 import { migrateLatest } from './db/migrations';
+import { ConversationRepository } from './db/conversations';
 import { startService } from './lifecycle';
 import { createLogger } from './telemetry/logger';
 
@@ -9,6 +10,7 @@ const USAGE = `usage: vega <command> [options]
 commands:
   server [--host HOST] [--port PORT]   run the service (the default)
   migrate                              apply pending database migrations and exit
+  purge --days N                       delete conversations older than N days (purge_old) and exit
 `;
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
@@ -29,6 +31,21 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
       try {
         const applied = await migrateLatest(db.knex);
         process.stdout.write(`${JSON.stringify({ msg: 'migrations applied', applied })}\n`);
+        return 0;
+      } finally {
+        await db.knex.destroy();
+      }
+    }
+    case 'purge': {
+      const days = Number(flags.days);
+      if (!(days > 0)) {
+        process.stderr.write('purge needs --days N with N > 0\n');
+        return 2;
+      }
+      const db = openDatabase(env.DATABASE_URL || 'sqlite:./data/vega.db');
+      try {
+        const deleted = await new ConversationRepository(db.knex).purgeOld(days);
+        process.stdout.write(`${JSON.stringify({ msg: 'purged old conversations', days, deleted })}\n`);
         return 0;
       } finally {
         await db.knex.destroy();
@@ -67,13 +84,13 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   return undefined; // keep running until a signal
 }
 
-function parseFlags(args: readonly string[]): { host?: string; port?: string } | undefined {
-  const out: { host?: string; port?: string } = {};
+function parseFlags(args: readonly string[]): { host?: string; port?: string; days?: string } | undefined {
+  const out: { host?: string; port?: string; days?: string } = {};
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = args[i + 1];
-    if ((a === '--host' || a === '--port') && value !== undefined) {
-      out[a === '--host' ? 'host' : 'port'] = value;
+    if ((a === '--host' || a === '--port' || a === '--days') && value !== undefined) {
+      out[a.slice(2) as 'host' | 'port' | 'days'] = value;
       i++;
     } else {
       return undefined;

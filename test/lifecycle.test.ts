@@ -22,7 +22,7 @@ describe('shutdown', () => {
       expect(rows).toHaveLength(20);
       expect(new Set(rows.map((r) => r.correlation_id))).toEqual(new Set(bodies.map((b) => b.correlation_id)));
       const steps = vega.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('shutdown: ')).map((l) => l.step);
-      expect(steps).toEqual(['drain', 'close_http_pool', 'close_database', 'flush_telemetry']);
+      expect(steps).toEqual(['drain', 'flush_batch_writer', 'close_http_pool', 'close_database', 'flush_telemetry']);
     } finally {
       await vega.stop('SIGKILL');
       vega.cleanup();

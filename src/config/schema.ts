@@ -58,6 +58,11 @@ export const configSchema = z.object({
     z.string().refine((v) => v in LOG_LEVEL_ALIASES, `must be one of ${Object.keys(LOG_LEVEL_ALIASES).join(', ')}`),
   ).transform((v) => LOG_LEVEL_ALIASES[v] as string),
   SLOW_QUERY_MS: number(0, 3_600_000, 100),
+  DB_BATCH_MAX_SIZE: number(1, 10_000, 500, true),
+  DB_BATCH_MAX_DELAY_MS: number(0, 10_000, 0),
+  DB_QUEUE_MAX: number(1, 10_000_000, 10_000, true),
+  RETENTION_DAYS: number(0, 36_500, 0),
+  RETENTION_INTERVAL_S: number(1, 604_800, 3600),
   DEFAULT_TEMPERATURE: number(0, 2, 0.7),
   DEFAULT_TOP_P: number(0, 1, 0.9),
   DEFAULT_MAX_TOKENS: number(1, 1_000_000, 1024, true),
@@ -127,6 +132,8 @@ export interface Config {
   readonly databaseUrl: string;
   readonly logLevel: string;
   readonly slowQueryMs: number;
+  readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
+  readonly retention: { readonly days: number; readonly intervalMs: number };
   readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number };
   readonly shutdownTimeoutMs: number;
   readonly configCacheTtlMs: number;

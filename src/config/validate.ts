@@ -117,6 +117,8 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     databaseUrl: raw.DATABASE_URL,
     logLevel: raw.LOG_LEVEL,
     slowQueryMs: raw.SLOW_QUERY_MS,
+    batch: { maxBatch: raw.DB_BATCH_MAX_SIZE, maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS, maxQueue: raw.DB_QUEUE_MAX },
+    retention: { days: raw.RETENTION_DAYS, intervalMs: raw.RETENTION_INTERVAL_S * 1000 },
     limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS },
     shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
     configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),

@@ -20,6 +20,7 @@ import { registerOpenAiRoutes } from './routes/openai';
 import type { VegaState } from './state';
 import { registerPerformanceAdmin, type PerformanceAdminDeps } from './routes/admin/performance';
 import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/resources';
+import { registerDatabaseAdmin, type DatabaseAdminDeps } from './routes/admin/database';
 import { requireJson } from './validation';
 
 export interface AppDeps {
@@ -29,7 +30,7 @@ export interface AppDeps {
   readonly conversations: ConversationRepository;
   readonly chat: ChatService;
   readonly inflight: InflightTracker;
-  readonly admin: PerformanceAdminDeps & ResourcesAdminDeps;
+  readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps;
 }
 
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerHistoryRoutes(router, deps.conversations);
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);
+  registerDatabaseAdmin(router, deps.admin);
 
   const auth = requireApiKey(() => deps.config().apiKeys);
   app.use(correlation());

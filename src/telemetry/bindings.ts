@@ -7,6 +7,9 @@ import type { CoalescerSnapshot } from '../resilience/coalescer';
 import type { RateLimitSnapshot } from '../resilience/rate-limit';
 import type { ResponseCacheSnapshot } from '../resilience/response-cache';
 import type { RetrySnapshot } from '../resilience/retry';
+import type { BatchWriterSnapshot } from '../db/batch-writer';
+import type { ProfilerSnapshot } from '../db/profiler';
+import type { PoolSnapshot } from '../db/stats';
 import { INSTRUMENTS, observe, originAttributes } from './instruments';
 
 /** Anything that hands out a plain-JSON snapshot of its state. */
@@ -135,4 +138,35 @@ export function bindResilienceInstruments(sources: {
   });
   observe(INSTRUMENTS.streamThrottleTime, (record) => record(sources.streaming.snapshot().throttle_time_ms / 1000));
   observe(INSTRUMENTS.streamMaxBuffered, (record) => record(sources.streaming.snapshot().max_buffered));
+}
+
+/** Instruments over the database mechanisms: profiler counts, the knex pool, the batch writer. */
+export function bindDatabaseInstruments(sources: {
+  readonly profiler: Snapshotting<ProfilerSnapshot>;
+  readonly pool: () => PoolSnapshot;
+  readonly conversationLog: Snapshotting<BatchWriterSnapshot>;
+}): void {
+  observe(INSTRUMENTS.dbSlowQueries, (record) => record(sources.profiler.snapshot().lifetime.slow_queries));
+  observe(INSTRUMENTS.dbFailedQueries, (record) => record(sources.profiler.snapshot().lifetime.failed_queries));
+  observe(INSTRUMENTS.dbConnectionCount, (record) => {
+    const p = sources.pool();
+    record(p.idle, { 'db.client.connection.pool.name': p.name, 'db.client.connection.state': 'idle' });
+    record(p.used, { 'db.client.connection.pool.name': p.name, 'db.client.connection.state': 'used' });
+  });
+  observe(INSTRUMENTS.dbConnectionMax, (record) => {
+    const p = sources.pool();
+    record(p.max, { 'db.client.connection.pool.name': p.name });
+  });
+  observe(INSTRUMENTS.dbConnectionPending, (record) => {
+    const p = sources.pool();
+    record(p.pending, { 'db.client.connection.pool.name': p.name });
+  });
+  observe(INSTRUMENTS.dbBatchQueue, (record) => record(sources.conversationLog.snapshot().queue_size));
+  observe(INSTRUMENTS.dbBatchQueueMax, (record) => record(sources.conversationLog.snapshot().max_queue));
+  observe(INSTRUMENTS.dbBatchEvents, (record) => {
+    const s = sources.conversationLog.snapshot();
+    record(s.retries, { event: 'retry' });
+    record(s.failed_batches, { event: 'failure' });
+    record(s.rejected, { event: 'rejected' });
+  });
 }

@@ -18,6 +18,10 @@ export interface InstrumentDefinition {
 
 /** Seconds, from 1 ms to 2 min: LLM calls are slow, and their tail is what pages someone. */
 const LLM_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+/** Seconds, from 100 µs to 10 s: SQLite answers in microseconds, a locked or remote database in seconds. */
+const DB_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Rows per batch of the conversation writer. */
+const BATCH_ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Token counts, powers of 4 (the semantic conventions' advice). */
 const TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576];
 
@@ -104,6 +108,61 @@ export const INSTRUMENTS = {
     name: 'vega.config_cache.age', kind: 'observableGauge', unit: 's',
     description: 'Age of the cached validated config.',
     attributes: [],
+  },
+  dbOperationDuration: {
+    name: 'db.client.operation.duration', kind: 'histogram', unit: 's',
+    description: 'Duration of database queries, timed from knex query events.',
+    attributes: ['db.system.name', 'db.operation.name', 'db.collection.name', 'error.type'], buckets: DB_SECONDS,
+  },
+  dbSlowQueries: {
+    name: 'vega.db.slow_queries', kind: 'observableCounter', unit: '{query}',
+    description: 'Queries at or over SLOW_QUERY_MS (the admin JSON keeps the most recent, with trace ids).',
+    attributes: [],
+  },
+  dbFailedQueries: {
+    name: 'vega.db.failed_queries', kind: 'observableCounter', unit: '{query}',
+    description: 'Queries the database refused.',
+    attributes: [],
+  },
+  dbConnectionCount: {
+    name: 'db.client.connection.count', kind: 'observableGauge', unit: '{connection}',
+    description: 'Database pool connections by state (idle or used).',
+    attributes: ['db.client.connection.pool.name', 'db.client.connection.state'],
+  },
+  dbConnectionMax: {
+    name: 'db.client.connection.max', kind: 'observableGauge', unit: '{connection}',
+    description: 'Most connections the database pool may open.',
+    attributes: ['db.client.connection.pool.name'],
+  },
+  dbConnectionPending: {
+    name: 'db.client.connection.pending_requests', kind: 'observableGauge', unit: '{request}',
+    description: 'Queries waiting for a database connection.',
+    attributes: ['db.client.connection.pool.name'],
+  },
+  dbBatchSize: {
+    name: 'vega.db.batch.size', kind: 'histogram', unit: '{row}',
+    description: 'Conversations written per transaction by the batch writer (count = transactions, sum = rows).',
+    attributes: ['outcome'], buckets: BATCH_ROWS,
+  },
+  dbBatchDuration: {
+    name: 'vega.db.batch.duration', kind: 'histogram', unit: 's',
+    description: 'Time to write and commit one batch.',
+    attributes: ['outcome'], buckets: DB_SECONDS,
+  },
+  dbBatchQueue: {
+    name: 'vega.db.batch.queue_size', kind: 'observableGauge', unit: '{row}',
+    description: 'Conversations waiting to be written.',
+    attributes: [],
+  },
+  dbBatchQueueMax: {
+    name: 'vega.db.batch.queue_max', kind: 'observableGauge', unit: '{row}',
+    description: 'Bound of the batch writer queue; past it, chats answer 503 storage_busy.',
+    attributes: [],
+  },
+  dbBatchEvents: {
+    name: 'vega.db.batch.events', kind: 'observableCounter', unit: '{event}',
+    description: 'Batch writer events: retry (a transient error, e.g. SQLITE_BUSY), failure (a batch given up), rejected (queue full).',
+    attributes: ['event'],
   },
   breakerState: {
     name: 'vega.circuit_breaker.state', kind: 'observableGauge', unit: '1',

@@ -1,0 +1,196 @@
+import { performance } from 'node:perf_hooks';
+import { context, trace, SpanKind, SpanStatusCode, type Context, type Link, type Histogram } from '@opentelemetry/api';
+import { VegaError } from '../errors';
+import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import type { ConversationRecord, ConversationRepository } from './conversations';
+
+/** The writer's queue is full: the service is writing slower than chats arrive. */
+export class StorageBusy extends VegaError {
+  constructor() {
+    super('storage_busy', 503, 'too many conversations are waiting to be stored; try again', { retryAfterS: 1 });
+  }
+}
+
+/** Options of {@link ConversationLog}. */
+export interface BatchWriterOptions {
+  /** Most rows in one transaction. Default 500. */
+  readonly maxBatch?: number;
+  /** Wait up to this long for more rows before writing (0: write as soon as the last commit ends). Default 0. */
+  readonly maxDelayMs?: number;
+  /** Most rows waiting; past it `log()` fails with 503 storage_busy. Default 10 000. */
+  readonly maxQueue?: number;
+  /** Tries of a batch that fails with a transient error (SQLITE_BUSY, a dropped connection). Default 5. */
+  readonly maxAttempts?: number;
+}
+
+export interface BatchWriterSnapshot {
+  readonly queue_size: number;
+  readonly max_queue: number;
+  readonly writing: boolean;
+  readonly batches: number;
+  readonly rows_written: number;
+  readonly avg_batch_size: number;
+  readonly max_batch_size: number;
+  readonly last_batch_size: number;
+  readonly avg_flush_ms: number;
+  readonly retries: number;
+  readonly failed_batches: number;
+  readonly failed_rows: number;
+  readonly rejected: number;
+  readonly options: { max_batch: number; max_delay_ms: number; max_queue: number; max_attempts: number };
+}
+
+interface Waiting {
+  readonly record: ConversationRecord;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+  readonly link: Link | undefined;
+  /** The request's context, inside its `conversation.store` span. */
+  readonly ctx: Context;
+}
+
+const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
+const tracer = trace.getTracer('vega');
+
+/**
+ * The conversation log's batch writer, by group commit (seed: batch_operations). Each `log()`
+ * joins a queue and resolves once its row is committed, so a reply is sent only for a stored
+ * conversation and a conversation whose reply was sent survives a crash. Rows that arrive while a
+ * transaction is running are written together in the next one, as soon as it can start: under
+ * load there are far fewer transactions than rows, and alone a row waits for nobody. The queue is
+ * bounded; when it is full `log()` fails with 503 storage_busy at once, never silently.
+ *
+ * Each request has a `conversation.store` span for its wait. A batch runs in a
+ * `conversation.batch_write` span that is a child of its first request's (so a lone request has
+ * its knex spans in its own trace, as DESIGN.md wants) and links to every other request it carries.
+ */
+export class ConversationLog {
+  readonly #repo: ConversationRepository;
+  readonly #opts: Required<BatchWriterOptions>;
+  readonly #size: Histogram;
+  readonly #duration: Histogram;
+  #queue: Waiting[] = [];
+  #writing = false;
+  #idle: Array<() => void> = [];
+  #batches = 0;
+  #rows = 0;
+  #maxBatch = 0;
+  #lastBatch = 0;
+  #flushMs = 0;
+  #retries = 0;
+  #failedBatches = 0;
+  #failedRows = 0;
+  #rejected = 0;
+
+  constructor(repo: ConversationRepository, opts: BatchWriterOptions = {}) {
+    this.#repo = repo;
+    this.#opts = { maxBatch: opts.maxBatch ?? 500, maxDelayMs: opts.maxDelayMs ?? 0, maxQueue: opts.maxQueue ?? 10_000, maxAttempts: opts.maxAttempts ?? 5 };
+    for (const [k, v] of Object.entries(this.#opts)) {
+      if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1)) throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
+    }
+    this.#size = createHistogram(INSTRUMENTS.dbBatchSize);
+    this.#duration = createHistogram(INSTRUMENTS.dbBatchDuration);
+  }
+
+  /** Queues one conversation; resolves once it is committed. */
+  log(record: ConversationRecord): Promise<void> {
+    if (this.#queue.length >= this.#opts.maxQueue) {
+      this.#rejected++;
+      return Promise.reject(new StorageBusy());
+    }
+    return tracer.startActiveSpan('conversation.store', { kind: SpanKind.INTERNAL }, (span) => new Promise<void>((resolve, reject) => {
+      this.#queue.push({
+        record,
+        link: span.isRecording() ? { context: span.spanContext() } : undefined,
+        ctx: context.active(),
+        resolve: () => { span.end(); resolve(); },
+        reject: (err) => { span.setStatus({ code: SpanStatusCode.ERROR }); span.end(); reject(err); },
+      });
+      if (!this.#writing) void this.#drain();
+    }));
+  }
+
+  /** Resolves when every queued row has been written (or has failed). */
+  flush(): Promise<void> {
+    if (!this.#writing && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    while (this.#queue.length > 0) {
+      if (this.#opts.maxDelayMs > 0 && this.#queue.length < this.#opts.maxBatch) {
+        await new Promise((r) => setTimeout(r, this.#opts.maxDelayMs));
+      }
+      const batch = this.#queue.splice(0, this.#opts.maxBatch);
+      await context.with(batch[0]!.ctx, () => this.#write(batch));
+    }
+    this.#writing = false;
+    for (const done of this.#idle.splice(0)) done();
+  }
+
+  async #write(batch: Waiting[]): Promise<void> {
+    const links = batch.slice(1).flatMap((w) => (w.link ? [w.link] : [])).slice(0, 128);
+    await tracer.startActiveSpan('conversation.batch_write', { kind: SpanKind.INTERNAL, links, attributes: { 'vega.batch.size': batch.length } }, async (span) => {
+      const started = performance.now();
+      let attempt = 0;
+      for (;;) {
+        attempt++;
+        try {
+          await this.#repo.logMany(batch.map((w) => w.record));
+          const ms = performance.now() - started;
+          this.#record(batch.length, ms, 'ok');
+          for (const w of batch) w.resolve();
+          span.end();
+          return;
+        } catch (err) {
+          const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+          if (transient && attempt < this.#opts.maxAttempts) {
+            this.#retries++;
+            await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+            continue;
+          }
+          this.#record(batch.length, performance.now() - started, 'failed');
+          this.#failedBatches++;
+          this.#failedRows += batch.length;
+          span.recordException(err as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          span.end();
+          for (const w of batch) w.reject(err);
+          return;
+        }
+      }
+    });
+  }
+
+  #record(rows: number, ms: number, outcome: 'ok' | 'failed'): void {
+    this.#size.record(rows, { outcome });
+    this.#duration.record(ms / 1000, { outcome });
+    if (outcome === 'ok') {
+      this.#batches++;
+      this.#rows += rows;
+      this.#lastBatch = rows;
+      if (rows > this.#maxBatch) this.#maxBatch = rows;
+      this.#flushMs += ms;
+    }
+  }
+
+  snapshot(): BatchWriterSnapshot {
+    return {
+      queue_size: this.#queue.length,
+      max_queue: this.#opts.maxQueue,
+      writing: this.#writing,
+      batches: this.#batches,
+      rows_written: this.#rows,
+      avg_batch_size: this.#batches === 0 ? 0 : this.#rows / this.#batches,
+      max_batch_size: this.#maxBatch,
+      last_batch_size: this.#lastBatch,
+      avg_flush_ms: this.#batches === 0 ? 0 : Math.round((this.#flushMs / this.#batches) * 1000) / 1000,
+      retries: this.#retries,
+      failed_batches: this.#failedBatches,
+      failed_rows: this.#failedRows,
+      rejected: this.#rejected,
+      options: { max_batch: this.#opts.maxBatch, max_delay_ms: this.#opts.maxDelayMs, max_queue: this.#opts.maxQueue, max_attempts: this.#opts.maxAttempts },
+    };
+  }
+}

@@ -1,0 +1,41 @@
+import type Router from '@koa/router';
+import type { ConversationLog } from '../../../db/batch-writer';
+import type { Database } from '../../../db/knex';
+import type { QueryProfiler } from '../../../db/profiler';
+import type { RetentionJob } from '../../../db/retention';
+import { poolSnapshot, storageSnapshot } from '../../../db/stats';
+import type { VegaState } from '../../state';
+
+export interface DatabaseAdminDeps {
+  readonly db: Database;
+  readonly profiler: QueryProfiler;
+  readonly conversationLog: ConversationLog;
+  readonly retention: RetentionJob;
+}
+
+/** The seed's database endpoints, and the batch writer's. */
+export function registerDatabaseAdmin(router: Router<VegaState>, deps: DatabaseAdminDeps): void {
+  router.get('/admin/database/stats', async (ctx) => {
+    const queries = deps.profiler.snapshot();
+    ctx.body = {
+      queries: { ...queries, recent_slow: undefined, recent_failed: undefined },
+      recent_slow_queries: queries.recent_slow,
+      recent_failed_queries: queries.recent_failed,
+      pool: poolSnapshot(deps.db),
+      ...(await storageSnapshot(deps.db)),
+      batch_writer: deps.conversationLog.snapshot(),
+      retention: deps.retention.snapshot(),
+    };
+  });
+  router.post('/admin/database/reset-stats', (ctx) => {
+    deps.profiler.reset();
+    ctx.body = { reset: true, queries: deps.profiler.snapshot() };
+  });
+  router.get('/admin/performance/batch/conversation-logger/stats', (ctx) => {
+    ctx.body = deps.conversationLog.snapshot();
+  });
+  router.post('/admin/performance/batch/conversation-logger/flush', async (ctx) => {
+    await deps.conversationLog.flush();
+    ctx.body = { flushed: true, batch_writer: deps.conversationLog.snapshot() };
+  });
+}
