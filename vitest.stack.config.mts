@@ -3,8 +3,8 @@ import { defineConfig } from 'vitest/config';
 /** `npm run test:stack`: suites that need real servers, started by scripts/test-stack.sh. */
 export default defineConfig({
   test: {
-    // test/db runs again here, against the PostgreSQL that VEGA_TEST_DATABASE_URL names.
-    include: ['test/stack/**/*.test.ts', 'test/db/**/*.test.ts'],
+    // The database-portable suites run again here, on the PostgreSQL VEGA_TEST_DATABASE_URL names.
+    include: ['test/stack/**/*.test.ts', 'test/db/conversations.test.ts', 'test/db/batch-writer.test.ts'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -51,6 +51,8 @@ interface Waiting {
 
 const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
 const tracer = trace.getTracer('vega');
+/** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
+const QUIET_CAP_MS = 2;
 
 /**
  * The conversation log's batch writer, by group commit (seed: batch_operations). Each `log()`
@@ -121,12 +123,29 @@ export class ConversationLog {
     while (this.#queue.length > 0) {
       if (this.#opts.maxDelayMs > 0 && this.#queue.length < this.#opts.maxBatch) {
         await new Promise((r) => setTimeout(r, this.#opts.maxDelayMs));
+      } else {
+        await this.#settle();
       }
       const batch = this.#queue.splice(0, this.#opts.maxBatch);
       await context.with(batch[0]!.ctx, () => this.#write(batch));
     }
     this.#writing = false;
     for (const done of this.#idle.splice(0)) done();
+  }
+
+  /**
+   * Lets the queue settle before a commit: turns of the event loop go by while rows keep arriving
+   * (at most QUIET_CAP_MS). Replies already received enqueue their rows first and share the
+   * commit. A lone row waits one or two turns (microseconds). Without it 50 concurrent chats took
+   * 23 to 31 commits: each commit ended about as fast as the next reply was parsed.
+   */
+  async #settle(): Promise<void> {
+    const deadline = performance.now() + QUIET_CAP_MS;
+    let seen = -1;
+    while (this.#queue.length !== seen && this.#queue.length < this.#opts.maxBatch && performance.now() < deadline) {
+      seen = this.#queue.length;
+      await new Promise((r) => setImmediate(r));
+    }
   }
 
   async #write(batch: Waiting[]): Promise<void> {

@@ -66,6 +66,16 @@ export function classify(sql: string, method?: string): { operation: string; tab
   return { operation, table: KNOWN_TABLES.has(t) ? t : t ? '_other' : '' };
 }
 
+/**
+ * The driver's own error message. knex prefixes it with the query *with its values filled in*
+ * (`select … where prompt = 'secret' - SQLITE_ERROR: …`), and values hold prompts.
+ */
+export function driverMessage(err: Error): string {
+  const code = (err as { code?: string }).code ?? err.name;
+  const message = err.message.includes(' - ') ? err.message.slice(err.message.lastIndexOf(' - ') + 3) : err.message;
+  return (message.startsWith(code) ? message : `${code}: ${message}`).slice(0, 500);
+}
+
 class Ring<T> {
   #items: T[] = [];
   constructor(private readonly size: number) {}
@@ -145,7 +155,7 @@ export class QueryProfiler {
     this.#byOp.set(operation, op);
     const entry = (): QueryEntry => ({
       sql: sql.slice(0, 2000), operation, table, duration_ms: Math.round(ms * 1000) / 1000, at: new Date().toISOString(),
-      trace_id: p.traceId ?? null, ...(err ? { error: `${(err as { code?: string }).code ?? err.name}: ${err.message}`.slice(0, 500) } : {}),
+      trace_id: p.traceId ?? null, ...(err ? { error: driverMessage(err) } : {}),
     });
     if (err) {
       this.#failures++;

@@ -1,10 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
-import { openDatabase, type Database } from '../../src/db/knex';
-import { migrateLatest, pendingMigrations } from '../../src/db/migrations';
-
-/** VEGA_TEST_DATABASE_URL runs this suite against PostgreSQL too (npm run test:stack). */
-const URL = process.env.VEGA_TEST_DATABASE_URL ?? ':memory:';
+import type { Knex } from 'knex';
+import type { Database } from '../../src/db/knex';
+import { pendingMigrations } from '../../src/db/migrations';
+import { freshDatabase, TEST_DATABASE_URL as URL } from '../support/db';
 
 let db: Database;
 let repo: ConversationRepository;
@@ -15,14 +14,7 @@ const record = (i: number, over: Partial<ConversationRecord> = {}): Conversation
 });
 
 beforeEach(async () => {
-  db = openDatabase(URL);
-  if (db.system === 'postgresql') {
-    await db.knex.schema.dropTableIfExists('memories');
-    await db.knex.schema.dropTableIfExists('conversations');
-    await db.knex.schema.dropTableIfExists('knex_migrations');
-    await db.knex.schema.dropTableIfExists('knex_migrations_lock');
-  }
-  await migrateLatest(db.knex);
+  db = await freshDatabase();
   repo = new ConversationRepository(db.knex);
 });
 
@@ -102,5 +94,27 @@ describe('ConversationRepository', () => {
     await repo.log(record(1, { sessionId: 'a;b', prompt: nasty }));
     expect((await repo.sessionHistory('a;b'))[0]!.prompt).toBe(nasty);
     expect(await repo.count()).toBe(1);
+  });
+});
+
+describe.runIf(URL === ':memory:')('query plans (SQLite)', () => {
+  const plan = async (sql: string, bindings: readonly Knex.Value[]) =>
+    ((await db.knex.raw(`EXPLAIN QUERY PLAN ${sql}`, bindings as Knex.RawBinding[])) as Array<{ detail: string }>).map((r) => r.detail).join(' | ');
+
+  it('page one session\'s history through (session_id, ts DESC, id DESC), with no scan or sort', async () => {
+    const q = db.knex('conversations').select('*').where('session_id', 's1').whereRaw('(ts, id) < (?, ?)', [5, 5])
+      .orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(51).toSQL();
+    const p = await plan(q.sql, [...q.bindings]);
+    expect(p).toMatch(/USING INDEX conversations_session_ts_id/);
+    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
+    expect(p).not.toMatch(/TEMP B-TREE/);
+  });
+
+  it('page the global history through an index on (ts, id), with no scan or sort', async () => {
+    const q = db.knex('conversations').select('*').whereRaw('(ts, id) < (?, ?)', [5, 5])
+      .orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(51).toSQL();
+    const p = await plan(q.sql, [...q.bindings]);
+    expect(p).toMatch(/USING INDEX conversations_ts_id/);
+    expect(p).not.toMatch(/TEMP B-TREE/);
   });
 });

@@ -1,4 +1,18 @@
-import { openDatabase } from '../../src/db/knex';
+import { openDatabase, type Database } from '../../src/db/knex';
+import { migrateLatest } from '../../src/db/migrations';
+
+/** VEGA_TEST_DATABASE_URL (set by npm run test:stack) runs the portable suites on PostgreSQL too. */
+export const TEST_DATABASE_URL = process.env.VEGA_TEST_DATABASE_URL ?? ':memory:';
+
+/** A migrated, empty database: in-memory SQLite, or the stack's PostgreSQL with its tables dropped first. */
+export async function freshDatabase(): Promise<Database> {
+  const db = openDatabase(TEST_DATABASE_URL);
+  if (db.system === 'postgresql') {
+    for (const t of ['memories', 'conversations', 'knex_migrations', 'knex_migrations_lock']) await db.knex.schema.dropTableIfExists(t);
+  }
+  await migrateLatest(db.knex);
+  return db;
+}
 
 /** Reads conversation rows straight from a Vega process's SQLite file (WAL lets us read while it writes). */
 export async function conversationRows(dbPath: string, where: Record<string, unknown> = {}): Promise<Record<string, unknown>[]> {
