@@ -27,6 +27,12 @@ import { ResponseCache } from './resilience/response-cache';
 import { RetryStage } from './resilience/retry';
 import { TimeoutStage } from './resilience/timeout';
 import { currentTraceId } from './telemetry/correlation';
+import { EventLoopMonitor } from './diagnostics/event-loop';
+import { LeakDetector } from './diagnostics/leaks';
+import { createIntegrations } from './integrations';
+import { IntegrationHealthMonitor } from './integrations/health';
+import { bindDiagnosticsInstruments } from './telemetry/bindings';
+import { dirname } from 'node:path';
 import { telemetryHooks } from './telemetry/hooks';
 import type { Logger } from './telemetry/logger';
 
@@ -105,23 +111,39 @@ export async function startService(config: Config, report: ValidationReport, log
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
   };
+  const integrations = createIntegrations(config.integrations, pool, breakers);
+  const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);
+  integrationHealth.start();
   for (const b of breakers.all()) {
     b.onTransition((t) => logger.warn({ breaker: b.name, from: t.from, to: t.to, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms }, `circuit breaker ${b.name} is ${t.to}`));
   }
+  const enabled = integrations.all.filter((i) => i.enabled).map((i) => i.name);
+  say(`✅ Integrations: ${enabled.length ? enabled.join(', ') : 'none configured'}`);
+  const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: () => inflight.active() });
+  eventLoop.start();
+  const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
+  leaks.start();
+  say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
   say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
   const chat = new ChatService({
     provider,
     pipeline: new ChatPipeline(provider, stages),
     conversations: conversationLog,
     logger,
+    track: (obj, type, label) => leaks.track(obj, type, label),
     defaults: { model: config.llm.model, ...config.generation },
   });
   bindInstruments({ pool, configCache, conversations, inflight });
   bindResilienceInstruments({ breakers, ...stages });
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
+  bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
     config: () => configCache.get(), logger, db, conversations, chat, inflight,
-    admin: { breakers, stages, pool, configCache, db, profiler, conversationLog, retention },
+    admin: {
+      breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
+      eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
+      dataDir: db.filename && db.filename !== ':memory:' ? dirname(db.filename) : process.cwd(), testRoutes: config.diagnostics.testRoutes,
+    },
   });
 
   const server = createServer(app.callback());
@@ -141,7 +163,12 @@ export async function startService(config: Config, report: ValidationReport, log
   let stopping: Promise<number> | undefined;
   const service: RunningService = {
     server, port, db, pool, inflight,
-    shutdown: (reason) => (stopping ??= shutdown({ server, db, pool, inflight, logger, conversationLog, retention, drainMs: config.shutdownTimeoutMs }, reason)),
+    shutdown: (reason) => {
+      eventLoop.stop();
+      leaks.stop();
+      integrationHealth.stop();
+      return (stopping ??= shutdown({ server, db, pool, inflight, logger, conversationLog, retention, drainMs: config.shutdownTimeoutMs }, reason));
+    },
   };
   return service;
 }

@@ -28,6 +28,12 @@ const optionalSecret = z.preprocess(emptyToUndefined, z.string().optional());
 const number = (min: number, max: number, def: number, int = false) =>
   z.preprocess(emptyToUndefined, (int ? z.coerce.number().int() : z.coerce.number()).min(min).max(max).default(def));
 
+/** A true/false variable (also 1/0, on/off, yes/no). */
+const bool = (def: boolean) => z.preprocess(
+  (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+  z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no'], { error: 'must be true or false' }).default(def ? 'true' : 'false'),
+).transform((v) => v === 'true' || v === '1' || v === 'on' || v === 'yes');
+
 export const BACKENDS = ['ollama', 'openai', 'hf'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
@@ -85,15 +91,20 @@ export const configSchema = z.object({
   RATE_LIMIT_GLOBAL_BURST: number(0, 1_000_000, 200),
   CACHE_MAX_ENTRIES: number(0, 10_000_000, 1000, true),
   CACHE_TTL_S: number(0.001, 604_800, 300),
-  COALESCING: z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
-    z.enum(['true', 'false', '1', '0', 'on', 'off'], { error: 'must be true or false' }).default('true'))
-    .transform((v) => v === 'true' || v === '1' || v === 'on'),
+  COALESCING: bool(true),
   STREAM_BUFFER_CHUNKS: number(1, 100_000, 64, true),
-  STREAM_DROP_ON_OVERFLOW: z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
-    z.enum(['true', 'false', '1', '0', 'on', 'off'], { error: 'must be true or false' }).default('false'))
-    .transform((v) => v === 'true' || v === '1' || v === 'on'),
+  STREAM_DROP_ON_OVERFLOW: bool(false),
   // Integrations (SPEC section 6): each is disabled unless configured.
   SEARCH_URL: optionalUrl,
+  FETCH_ENABLED: bool(false),
+  FETCH_ALLOW_PRIVATE: bool(false),
+  FETCH_MAX_BYTES: number(1024, 100 * 1024 * 1024, 1024 * 1024, true),
+  FETCH_TIMEOUT_S: number(0.1, 300, 10),
+  INTEGRATION_TIMEOUT_S: number(0.1, 300, 10),
+  INTEGRATION_HEALTH_TIMEOUT_S: number(1, 30, 10),
+  EVENT_LOOP_STALL_MS: number(1, 60_000, 100),
+  LEAK_THRESHOLD_S: number(1, 86_400, 300),
+  ENABLE_TEST_ROUTES: bool(false),
   SLACK_WEBHOOK_URL: optionalUrl,
   HOME_ASSISTANT_URL: optionalUrl,
   HOME_ASSISTANT_TOKEN: optionalSecret,
@@ -146,7 +157,11 @@ export interface Config {
     readonly coalescing: boolean;
     readonly stream: { capacity: number; dropOnOverflow: boolean };
   };
+  readonly diagnostics: { readonly stallThresholdMs: number; readonly leakThresholdMs: number; readonly testRoutes: boolean };
   readonly integrations: {
+    readonly callTimeoutMs: number;
+    readonly healthTimeoutMs: number;
+    readonly fetch: { readonly enabled: boolean; readonly allowPrivate: boolean; readonly maxBytes: number; readonly timeoutMs: number };
     readonly searchUrl?: string;
     readonly slackWebhookUrl?: string;
     readonly homeAssistant?: { url: string; token: string };

@@ -88,6 +88,10 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
     if (k.length < 16) warnings.push({ variable: 'API_KEYS', message: `a key of ${k.length} characters; use at least 16` });
   }
+  if (raw.FETCH_ALLOW_PRIVATE) {
+    warnings.push({ variable: 'FETCH_ALLOW_PRIVATE', message: 'web fetch may reach private and loopback addresses (SSRF protection off)' });
+  }
+  if (raw.ENABLE_TEST_ROUTES) warnings.push({ variable: 'ENABLE_TEST_ROUTES', message: 'test-only routes are on; never in production' });
   if (raw.METRICS_API_KEY !== undefined && raw.METRICS_API_KEY.length < 16) {
     warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
   }
@@ -134,7 +138,11 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
       coalescing: raw.COALESCING,
       stream: { capacity: raw.STREAM_BUFFER_CHUNKS, dropOnOverflow: raw.STREAM_DROP_ON_OVERFLOW },
     },
+    diagnostics: { stallThresholdMs: raw.EVENT_LOOP_STALL_MS, leakThresholdMs: raw.LEAK_THRESHOLD_S * 1000, testRoutes: raw.ENABLE_TEST_ROUTES },
     integrations: {
+      callTimeoutMs: raw.INTEGRATION_TIMEOUT_S * 1000,
+      healthTimeoutMs: raw.INTEGRATION_HEALTH_TIMEOUT_S * 1000,
+      fetch: { enabled: raw.FETCH_ENABLED, allowPrivate: raw.FETCH_ALLOW_PRIVATE, maxBytes: raw.FETCH_MAX_BYTES, timeoutMs: raw.FETCH_TIMEOUT_S * 1000 },
       searchUrl: raw.SEARCH_URL,
       slackWebhookUrl: raw.SLACK_WEBHOOK_URL,
       homeAssistant: raw.HOME_ASSISTANT_URL && raw.HOME_ASSISTANT_TOKEN

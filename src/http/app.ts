@@ -21,6 +21,8 @@ import type { VegaState } from './state';
 import { registerPerformanceAdmin, type PerformanceAdminDeps } from './routes/admin/performance';
 import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/resources';
 import { registerDatabaseAdmin, type DatabaseAdminDeps } from './routes/admin/database';
+import { registerDiagnosticsAdmin, type DiagnosticsAdminDeps } from './routes/admin/diagnostics';
+import { registerComprehensiveAdmin } from './routes/admin/comprehensive';
 import { requireJson } from './validation';
 
 export interface AppDeps {
@@ -30,7 +32,7 @@ export interface AppDeps {
   readonly conversations: ConversationRepository;
   readonly chat: ChatService;
   readonly inflight: InflightTracker;
-  readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps;
+  readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
 
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
@@ -55,6 +57,8 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);
+  registerDiagnosticsAdmin(router, deps.admin);
+  registerComprehensiveAdmin(router, deps.admin);
 
   const auth = requireApiKey(() => deps.config().apiKeys);
   app.use(correlation());

@@ -52,6 +52,8 @@ export interface ChatServiceOptions {
   readonly conversations: ConversationSink;
   readonly logger: Logger;
   readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** Tracks each chat's call object for the leak detector (it should die with the request). */
+  readonly track?: (obj: object, type: string, label: string) => void;
 }
 
 /**
@@ -64,6 +66,7 @@ export class ChatService {
   readonly #sink: ConversationSink;
   readonly #log: Logger;
   readonly #defaults: ChatServiceOptions['defaults'];
+  readonly #track: ChatServiceOptions['track'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
@@ -76,6 +79,7 @@ export class ChatService {
     this.#sink = opts.conversations;
     this.#log = opts.logger;
     this.#defaults = opts.defaults;
+    this.#track = opts.track;
   }
 
   get provider(): LlmProvider {
@@ -156,7 +160,7 @@ export class ChatService {
   }
 
   #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
-    return {
+    const call: ResolvedCall = {
       input,
       ts: Date.now(),
       started: performance.now(),
@@ -173,6 +177,8 @@ export class ChatService {
         signal,
       },
     };
+    this.#track?.(call, 'chat_session', input.sessionId);
+    return call;
   }
 
   #attrs(call: ResolvedCall, admit: boolean, errorType?: string): Attributes {

@@ -10,6 +10,11 @@ import type { RetrySnapshot } from '../resilience/retry';
 import type { BatchWriterSnapshot } from '../db/batch-writer';
 import type { ProfilerSnapshot } from '../db/profiler';
 import type { PoolSnapshot } from '../db/stats';
+import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { EventLoopSnapshot } from '../diagnostics/event-loop';
+import type { LeakSnapshot } from '../diagnostics/leaks';
+import type { HealthReport } from '../integrations/health';
 import { INSTRUMENTS, observe, originAttributes } from './instruments';
 
 /** Anything that hands out a plain-JSON snapshot of its state. */
@@ -169,4 +174,73 @@ export function bindDatabaseInstruments(sources: {
     record(s.failed_batches, { event: 'failure' });
     record(s.rejected, { event: 'rejected' });
   });
+}
+
+/** Instruments over the runtime diagnostics and the integrations' last health check. */
+export function bindDiagnosticsInstruments(sources: {
+  readonly eventLoop: Snapshotting<EventLoopSnapshot>;
+  readonly leaks: Snapshotting<LeakSnapshot>;
+  readonly integrations: { last(): HealthReport | undefined; readonly integrationNames: string[] };
+}): void {
+  observe(INSTRUMENTS.eventLoopStalls, (record) => record(sources.eventLoop.snapshot().stalls_total));
+  observe(INSTRUMENTS.eventLoopHealth, (record) => {
+    const h = sources.eventLoop.snapshot().health;
+    for (const state of ['healthy', 'warning', 'critical']) record(h === state ? 1 : 0, { state });
+  });
+  const leakGauge = (def: typeof INSTRUMENTS.memoryTracked | typeof INSTRUMENTS.memoryPotentialLeaks, pick: (g: LeakSnapshot['by_type'][number]) => number) =>
+    observe(def, (record) => {
+      for (const g of sources.leaks.snapshot().by_type) record(pick(g), { 'vega.object.type': g.type });
+    });
+  leakGauge(INSTRUMENTS.memoryTracked, (g) => g.tracked);
+  leakGauge(INSTRUMENTS.memoryPotentialLeaks, (g) => g.potential_leaks);
+  // /proc reads here are a directory listing and two small files: cheap enough for a scrape.
+  observe(INSTRUMENTS.processOpenFds, (record) => {
+    try {
+      record(readdirSync('/proc/self/fd').length);
+    } catch {
+      // not Linux: no /proc
+    }
+  });
+  observe(INSTRUMENTS.processFdLimit, (record) => {
+    const m = /^Max open files\s+(\d+)/m.exec(safeRead('/proc/self/limits'));
+    if (m?.[1]) record(Number(m[1]));
+  });
+  observe(INSTRUMENTS.processRss, (record) => record(process.memoryUsage.rss()));
+  observe(INSTRUMENTS.systemMemoryUtilization, (record) => {
+    const available = Number(/^MemAvailable:\s+(\d+) kB/m.exec(safeRead('/proc/meminfo'))?.[1] ?? NaN) * 1024;
+    const total = os.totalmem();
+    record(1 - (Number.isFinite(available) ? available : os.freemem()) / total);
+  });
+  let lastCpu = process.cpuUsage();
+  let lastAt = process.hrtime.bigint();
+  observe(INSTRUMENTS.processCpuUtilization, (record) => {
+    const now = process.hrtime.bigint();
+    const used = process.cpuUsage(lastCpu);
+    const elapsedUs = Number(now - lastAt) / 1000;
+    lastCpu = process.cpuUsage();
+    lastAt = now;
+    if (elapsedUs > 0) record((used.user + used.system) / elapsedUs / os.cpus().length);
+  });
+  observe(INSTRUMENTS.integrationStatus, (record) => {
+    const report = sources.integrations.last();
+    const states = ['healthy', 'degraded', 'unhealthy', 'disabled'];
+    for (const name of sources.integrations.integrationNames) {
+      const current = report?.integrations.find((i) => i.name === name)?.status;
+      if (!current) continue;
+      for (const state of states) record(current === state ? 1 : 0, { 'vega.integration.name': name, state });
+    }
+  });
+  observe(INSTRUMENTS.integrationLatency, (record) => {
+    for (const i of sources.integrations.last()?.integrations ?? []) {
+      if (i.latency_ms !== null) record(i.latency_ms / 1000, { 'vega.integration.name': i.name });
+    }
+  });
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }

@@ -244,6 +244,61 @@ export const INSTRUMENTS = {
     description: 'Most chunks held for one stream so far (bounded by STREAM_BUFFER_CHUNKS).',
     attributes: [],
   },
+  eventLoopStalls: {
+    name: 'vega.eventloop.stalls', kind: 'observableCounter', unit: '{stall}',
+    description: 'Event-loop stalls: a timer late by EVENT_LOOP_STALL_MS or more.',
+    attributes: [],
+  },
+  eventLoopHealth: {
+    name: 'vega.eventloop.health', kind: 'observableGauge', unit: '1',
+    description: 'Event-loop health by the documented rules: 1 for the current state (healthy, warning, critical), 0 for the others.',
+    attributes: ['state'],
+  },
+  memoryTracked: {
+    name: 'vega.memory.tracked_objects', kind: 'observableGauge', unit: '{object}',
+    description: 'Objects the leak detector tracks that are still alive, by type.',
+    attributes: ['vega.object.type'],
+  },
+  memoryPotentialLeaks: {
+    name: 'vega.memory.potential_leaks', kind: 'observableGauge', unit: '{object}',
+    description: 'Tracked objects alive past LEAK_THRESHOLD_S, by type.',
+    attributes: ['vega.object.type'],
+  },
+  processOpenFds: {
+    name: 'vega.process.open_fds', kind: 'observableGauge', unit: '{fd}',
+    description: 'File descriptors this process has open.',
+    attributes: [],
+  },
+  processFdLimit: {
+    name: 'vega.process.fd_limit', kind: 'observableGauge', unit: '{fd}',
+    description: 'The soft limit on open file descriptors.',
+    attributes: [],
+  },
+  processRss: {
+    name: 'vega.process.memory.rss', kind: 'observableGauge', unit: 'By',
+    description: 'Resident set size of the process.',
+    attributes: [],
+  },
+  systemMemoryUtilization: {
+    name: 'vega.system.memory.utilization', kind: 'observableGauge', unit: '1',
+    description: 'Share of the machine\'s memory in use (1 - MemAvailable / MemTotal).',
+    attributes: [],
+  },
+  processCpuUtilization: {
+    name: 'vega.process.cpu.utilization', kind: 'observableGauge', unit: '1',
+    description: 'CPU used by this process since the last collection, as a share of all cores.',
+    attributes: [],
+  },
+  integrationStatus: {
+    name: 'vega.integration.status', kind: 'observableGauge', unit: '1',
+    description: 'Integration health from the last check: 1 for its state (healthy, degraded, unhealthy, disabled), 0 for the others.',
+    attributes: ['vega.integration.name', 'state'],
+  },
+  integrationLatency: {
+    name: 'vega.integration.check.duration', kind: 'observableGauge', unit: 's',
+    description: 'How long the last health check of each enabled integration took.',
+    attributes: ['vega.integration.name'],
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',
     description: 'HTTP requests being served now (what a shutdown drains).',

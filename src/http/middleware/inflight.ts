@@ -9,6 +9,7 @@ export class InflightTracker {
   #inflight = 0;
   #draining = false;
   #waiters: Array<() => void> = [];
+  readonly #active = new Set<{ state: { traceId?: string }; _matchedRoute?: unknown }>();
 
   get inflight(): number {
     return this.#inflight;
@@ -25,11 +26,13 @@ export class InflightTracker {
         throw new ShuttingDown();
       }
       this.#inflight++;
+      this.#active.add(ctx);
       let done = false;
       const finish = () => {
         if (done) return;
         done = true;
         this.#inflight--;
+        this.#active.delete(ctx);
         if (this.#inflight === 0) for (const w of this.#waiters.splice(0)) w();
       };
       ctx.res.once('close', finish);
@@ -40,6 +43,11 @@ export class InflightTracker {
         if (this.#draining && !ctx.headerSent) ctx.set('Connection', 'close');
       }
     };
+  }
+
+  /** The requests being served now: their trace ids and route templates (for stall reports). */
+  active(): Array<{ trace_id: string; route: string | undefined }> {
+    return [...this.#active].map((c) => ({ trace_id: c.state.traceId ?? '', route: c._matchedRoute ? String(c._matchedRoute) : undefined }));
   }
 
   /** Stops admitting requests and resolves when none are left or `timeoutMs` has passed. */

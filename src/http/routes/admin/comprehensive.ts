@@ -1,0 +1,59 @@
+import type Router from '@koa/router';
+import { poolSnapshot } from '../../../db/stats';
+import { systemSnapshot } from '../../../diagnostics/system';
+import type { VegaState } from '../../state';
+import type { DatabaseAdminDeps } from './database';
+import type { DiagnosticsAdminDeps } from './diagnostics';
+import type { PerformanceAdminDeps } from './performance';
+import type { ResourcesAdminDeps } from './resources';
+
+type Status = 'healthy' | 'degraded' | 'unhealthy';
+const worst = (s: Status[]): Status => (s.includes('unhealthy') ? 'unhealthy' : s.includes('degraded') ? 'degraded' : 'healthy');
+
+/**
+ * `GET /admin/performance/health/comprehensive`: every subsystem in one reply, each with a
+ * status and the snapshot behind it, and the worst status overall (seed: performance_endpoints).
+ */
+export function registerComprehensiveAdmin(
+  router: Router<VegaState>,
+  deps: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps,
+): void {
+  router.get('/admin/performance/health/comprehensive', async (ctx) => {
+    const started = performance.now();
+    const [system, integrations] = await Promise.all([
+      systemSnapshot(deps.dataDir),
+      Promise.resolve(deps.integrationHealth.last() ?? deps.integrationHealth.run(Math.min(deps.integrationTimeoutMs, 5000))),
+    ]);
+    const breakers = deps.breakers.snapshot();
+    const batch = deps.conversationLog.snapshot();
+    const loop = deps.eventLoop.snapshot();
+    const leaks = deps.leaks.snapshot();
+    const pool = deps.pool.snapshot();
+    const rate = deps.stages.rateLimiter.snapshot();
+    const streaming = deps.stages.streaming.snapshot();
+    const subsystems: Record<string, { status: Status; [k: string]: unknown }> = {
+      database: {
+        status: batch.failed_batches > 0 || batch.queue_size >= batch.max_queue * 0.8 ? 'degraded' : 'healthy',
+        pool: poolSnapshot(deps.db), queries: { ...deps.profiler.snapshot(), recent_slow: undefined, recent_failed: undefined }, batch_writer: batch,
+      },
+      circuit_breakers: { status: breakers.open.some((n) => n.startsWith('llm:')) ? 'unhealthy' : breakers.open.length ? 'degraded' : 'healthy', open: breakers.open, count: breakers.breakers.length },
+      response_cache: { status: 'healthy', ...deps.stages.cache.snapshot() },
+      request_coalescing: { status: 'healthy', ...deps.stages.coalescer.snapshot() },
+      rate_limits: { status: 'healthy', ...rate },
+      streaming: { status: streaming.streams_by_state.blocked > 0 ? 'degraded' : 'healthy', ...streaming },
+      http_pool: { status: pool.dispatchers_created === 1 ? 'healthy' : 'degraded', ...pool },
+      config_cache: { status: deps.configCache.snapshot().last_error ? 'degraded' : 'healthy', ...deps.configCache.snapshot() },
+      event_loop: { status: loop.health === 'critical' ? 'unhealthy' : loop.health === 'warning' ? 'degraded' : 'healthy', ...loop },
+      memory: { status: leaks.potential_leaks > 20 ? 'degraded' : 'healthy', tracked: leaks.tracked, potential_leaks: leaks.potential_leaks, memory: leaks.memory },
+      system: { ...system, system_status: system.status, status: system.status === 'error' ? 'unhealthy' : system.status === 'warning' ? 'degraded' : 'healthy' },
+      // An integration being down degrades Vega, it does not take chat down.
+      integrations: { ...integrations, integrations_status: integrations.status, status: integrations.status === 'unhealthy' ? 'degraded' : integrations.status },
+    };
+    ctx.body = {
+      status: worst(Object.values(subsystems).map((s) => s.status)),
+      checked_at: new Date().toISOString(),
+      duration_ms: Math.round(performance.now() - started),
+      subsystems,
+    };
+  });
+}

@@ -1,0 +1,79 @@
+import { request } from 'undici';
+import { VegaError } from '../errors';
+import type { HttpPool } from '../net/dispatcher';
+import type { CircuitBreaker } from '../resilience/breaker';
+import { outboundCorrelationHeaders } from '../telemetry/correlation';
+
+/** An integration's upstream failed or refused. */
+export class IntegrationError extends VegaError {
+  /** Whether it is the upstream's fault (it counts against the integration's breaker). */
+  readonly upstreamFault: boolean;
+  constructor(integration: string, code: string, message: string, upstreamFault: boolean, cause?: unknown) {
+    super(code, upstreamFault ? 502 : 400, `${integration}: ${message}`, { cause });
+    this.upstreamFault = upstreamFault;
+  }
+}
+
+/** Counts against an integration's breaker: transport failures, timeouts and 5xx. */
+export function isIntegrationFault(err: Error): boolean {
+  return !(err instanceof IntegrationError) || err.upstreamFault;
+}
+
+export interface IntegrationCallOptions {
+  readonly method?: 'GET' | 'POST';
+  readonly headers?: Record<string, string>;
+  readonly body?: unknown;
+  readonly signal?: AbortSignal;
+  readonly timeoutMs?: number;
+  /** Most bytes of the response body read. Default 1 MiB. */
+  readonly maxBytes?: number;
+}
+
+/** What an integration call returns: status, headers and the (bounded) body as text. */
+export interface IntegrationResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly text: string;
+  readonly truncated: boolean;
+}
+
+/**
+ * One HTTP call of an integration: over the shared pool, through the integration's breaker, with
+ * a deadline, the correlation header, and a bounded body. A 2xx resolves; anything else throws an
+ * IntegrationError (5xx and transport errors count against the breaker, 4xx do not).
+ */
+export async function integrationCall(pool: HttpPool, breaker: CircuitBreaker, name: string, url: string, opts: IntegrationCallOptions = {}): Promise<IntegrationResponse> {
+  return breaker.execute(async (breakerSignal) => {
+    const signal = AbortSignal.any([breakerSignal, AbortSignal.timeout(opts.timeoutMs ?? 10_000), ...(opts.signal ? [opts.signal] : [])]);
+    let res;
+    try {
+      res = await request(url, {
+        dispatcher: pool.dispatcher,
+        method: opts.method ?? 'GET',
+        headers: { ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }), ...outboundCorrelationHeaders(), ...opts.headers },
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal,
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? (err as Error).name;
+      throw new IntegrationError(name, signal.aborted ? 'integration_timeout' : 'integration_unavailable', signal.aborted ? 'timed out' : `could not connect (${code})`, true, err);
+    }
+    const max = opts.maxBytes ?? 1024 * 1024;
+    let text = '';
+    let bytes = 0;
+    let truncated = false;
+    for await (const chunk of res.body) {
+      bytes += (chunk as Buffer).length;
+      if (bytes > max) {
+        truncated = true;
+        res.body.destroy();
+        break;
+      }
+      text += (chunk as Buffer).toString('utf8');
+    }
+    if (res.statusCode >= 300) {
+      throw new IntegrationError(name, `integration_http_${res.statusCode}`, `answered HTTP ${res.statusCode}`, res.statusCode >= 500 || res.statusCode === 429);
+    }
+    return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), text, truncated };
+  });
+}
