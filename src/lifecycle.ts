@@ -119,7 +119,7 @@ export async function startService(config: Config, report: ValidationReport, log
   }
   const enabled = integrations.all.filter((i) => i.enabled).map((i) => i.name);
   say(`✅ Integrations: ${enabled.length ? enabled.join(', ') : 'none configured'}`);
-  const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: () => inflight.active() });
+  const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: (since) => inflight.activeSince(since) });
   eventLoop.start();
   const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
   leaks.start();

@@ -3,6 +3,7 @@ import { openDatabase } from './db/knex';
 import { migrateLatest } from './db/migrations';
 import { ConversationRepository } from './db/conversations';
 import { startService } from './lifecycle';
+import { verify } from './verify';
 import { createLogger } from './telemetry/logger';
 
 const USAGE = `usage: vega <command> [options]
@@ -11,6 +12,8 @@ commands:
   server [--host HOST] [--port PORT]   run the service (the default)
   migrate                              apply pending database migrations and exit
   purge --days N                       delete conversations older than N days (purge_old) and exit
+  verify                               check config, database, indexes, backend, integrations and
+                                       telemetry; print a report; exit 1 if a check failed
 `;
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
@@ -51,6 +54,8 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
         await db.knex.destroy();
       }
     }
+    case 'verify':
+      return verify(env, (line) => process.stderr.write(`${line}\n`));
     case 'server':
       return runServer(env);
     default:

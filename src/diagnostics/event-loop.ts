@@ -11,8 +11,8 @@ export interface EventLoopOptions {
   readonly windowMs?: number;
   /** Stalls and slow async operations kept. Default 50. */
   readonly keep?: number;
-  /** The requests in flight now (trace id and route), to say what was running around a stall. */
-  readonly activeRequests?: () => ReadonlyArray<{ trace_id: string; route: string | undefined }>;
+  /** The requests served since a time (performance.now() ms): what was running around a stall. */
+  readonly activeRequests?: (since: number) => ReadonlyArray<{ trace_id: string; route: string | undefined }>;
 }
 
 export type LoopHealth = 'healthy' | 'warning' | 'critical';
@@ -20,7 +20,7 @@ export type LoopHealth = 'healthy' | 'warning' | 'critical';
 export interface Stall {
   readonly at: string;
   readonly duration_ms: number;
-  /** Requests in flight when the stall ended: one of them held the loop. */
+  /** Requests in flight at any time during the stall: one of them held the loop. */
   readonly requests: ReadonlyArray<{ trace_id: string; route: string | undefined }>;
 }
 
@@ -110,7 +110,7 @@ export class EventLoopMonitor {
       this.#push(this.#stalls, {
         at: new Date(Date.now() - lag).toISOString(),
         duration_ms: Math.round(lag),
-        requests: this.#opts.activeRequests?.().slice(0, 10) ?? [],
+        requests: this.#opts.activeRequests?.(now - lag - this.#opts.checkIntervalMs).slice(0, 10) ?? [],
       });
     }
   }

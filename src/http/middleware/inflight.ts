@@ -1,4 +1,5 @@
 import type { Middleware } from 'koa';
+import { performance } from 'node:perf_hooks';
 import { ShuttingDown } from '../../errors';
 
 /**
@@ -10,6 +11,8 @@ export class InflightTracker {
   #draining = false;
   #waiters: Array<() => void> = [];
   readonly #active = new Set<{ state: { traceId?: string }; _matchedRoute?: unknown }>();
+  /** The last requests to finish, with when (performance.now()), for stall reports. */
+  #recent: Array<{ trace_id: string; route: string | undefined; finished: number }> = [];
 
   get inflight(): number {
     return this.#inflight;
@@ -33,6 +36,8 @@ export class InflightTracker {
         done = true;
         this.#inflight--;
         this.#active.delete(ctx);
+        this.#recent.push({ trace_id: ctx.state.traceId ?? '', route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined, finished: performance.now() });
+        if (this.#recent.length > 64) this.#recent.shift();
         if (this.#inflight === 0) for (const w of this.#waiters.splice(0)) w();
       };
       ctx.res.once('close', finish);
@@ -45,9 +50,15 @@ export class InflightTracker {
     };
   }
 
-  /** The requests being served now: their trace ids and route templates (for stall reports). */
-  active(): Array<{ trace_id: string; route: string | undefined }> {
-    return [...this.#active].map((c) => ({ trace_id: c.state.traceId ?? '', route: c._matchedRoute ? String(c._matchedRoute) : undefined }));
+  /**
+   * The requests served at any time since `since` (performance.now() ms): those still in flight
+   * and those that finished since. A stall is only noticed once it is over, by which time the
+   * request that held the loop may have finished.
+   */
+  activeSince(since: number): Array<{ trace_id: string; route: string | undefined }> {
+    const live = [...this.#active].map((c) => ({ trace_id: c.state.traceId ?? '', route: c._matchedRoute ? String(c._matchedRoute) : undefined }));
+    const finished = this.#recent.filter((r) => r.finished >= since).map(({ trace_id, route }) => ({ trace_id, route }));
+    return [...live, ...finished];
   }
 
   /** Stops admitting requests and resolves when none are left or `timeoutMs` has passed. */

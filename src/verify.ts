@@ -1,0 +1,89 @@
+import { request } from 'undici';
+import { formatReport, validateConfig } from './config/validate';
+import { openDatabase } from './db/knex';
+import { pendingMigrations } from './db/migrations';
+import { storageSnapshot } from './db/stats';
+import { createIntegrations } from './integrations';
+import { checkIntegrations } from './integrations/health';
+import { createProvider } from './llm/providers';
+import { HttpPool } from './net/dispatcher';
+import { BreakerRegistry } from './resilience/breaker';
+import { telemetryHooks } from './telemetry/hooks';
+
+type Outcome = 'pass' | 'warn' | 'fail';
+interface Check { readonly name: string; readonly outcome: Outcome; readonly detail: string }
+
+const REQUIRED_INDEXES = ['conversations_session_ts_id', 'conversations_ts_session_id', 'conversations_reviewed_ts', 'conversations_source_ts'];
+const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌' };
+
+/**
+ * `vega verify`: the seed's verification script. Checks the configuration, that the database
+ * answers, that migrations are current and the indexes present, the LLM backend, the
+ * integrations, and telemetry; prints a report (and a JSON line) and returns 1 if any check
+ * failed. Warnings (an unreachable backend, a degraded integration) do not fail it.
+ */
+export async function verify(env: Record<string, string | undefined>, out: (line: string) => void): Promise<number> {
+  const checks: Check[] = [];
+  const add = (name: string, outcome: Outcome, detail: string) => checks.push({ name, outcome, detail });
+  const report = validateConfig(env);
+  add('configuration', report.valid ? (report.warnings.length ? 'warn' : 'pass') : 'fail',
+    report.valid ? `${report.warnings.length} warning(s)${report.warnings.length ? `\n${formatReport(report)}` : ''}` : `\n${formatReport(report)}`);
+  const config = report.config;
+  if (config) {
+    const db = openDatabase(config.databaseUrl);
+    try {
+      await db.knex.raw('select 1');
+      add('database reachable', 'pass', `${db.system} ${db.filename ?? ''}`.trim());
+      const pending = await pendingMigrations(db.knex);
+      add('migrations current', pending.length ? 'fail' : 'pass', pending.length ? `pending: ${pending.join(', ')} (run vega migrate)` : 'none pending');
+      if (!pending.length) {
+        const storage = await storageSnapshot(db);
+        const missing = REQUIRED_INDEXES.filter((n) => !storage.indexes.some((i) => i.name === n));
+        add('indexes present', missing.length ? 'fail' : 'pass', missing.length ? `missing: ${missing.join(', ')}` : `${storage.indexes.length} indexes; ${storage.tables.conversations} conversations`);
+      }
+    } catch (err) {
+      add('database reachable', 'fail', (err as Error).message);
+    } finally {
+      await db.knex.destroy().catch(() => undefined);
+    }
+    const pool = new HttpPool({ connectionsPerOrigin: 4 });
+    try {
+      const provider = createProvider(config.llm, pool);
+      try {
+        const models = await provider.listModels(AbortSignal.timeout(5000));
+        const has = models.some((m) => m === config.llm.model || m === `${config.llm.model}:latest`);
+        add('LLM backend', has ? 'pass' : 'warn', `${provider.name} at ${provider.origin}: ${models.length} model(s)${has ? '' : `; '${config.llm.model}' not among them`}`);
+      } catch (err) {
+        add('LLM backend', 'warn', `${provider.name} at ${provider.origin} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
+      }
+      const integrations = createIntegrations(config.integrations, pool, new BreakerRegistry());
+      const health = await checkIntegrations(integrations.all, config.integrations.healthTimeoutMs);
+      for (const i of health.integrations) {
+        add(`integration ${i.name}`, i.status === 'unhealthy' ? 'fail' : i.status === 'degraded' ? 'warn' : 'pass', i.status === 'disabled' ? 'disabled (not configured)' : `${i.status}${i.latency_ms !== null ? ` in ${i.latency_ms} ms` : ''}${i.error ? `: ${i.error}` : ''}`);
+      }
+    } finally {
+      await pool.close().catch(() => undefined);
+    }
+  }
+  const t = telemetryHooks().status;
+  add('telemetry', t?.sdk === 'on' ? 'pass' : 'warn', t ? `SDK ${t.sdk}; traces: ${t.traces}; metrics: ${t.metrics}` : 'not preloaded (run through bin/vega or npm start)');
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : undefined);
+  if (endpoint) {
+    try {
+      const res = await request(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}', signal: AbortSignal.timeout(3000) });
+      await res.body.dump();
+      add('OTLP endpoint', res.statusCode < 300 ? 'pass' : 'warn', `${endpoint} answered ${res.statusCode}`);
+    } catch (err) {
+      add('OTLP endpoint', 'warn', `${endpoint} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
+    }
+  }
+
+  const rule = '='.repeat(80);
+  out(`${rule}\n🔎 Vega verification\n${rule}`);
+  for (const c of checks) out(`${ICON[c.outcome]} ${c.name}: ${c.detail}`);
+  const failed = checks.filter((c) => c.outcome === 'fail').length;
+  const warned = checks.filter((c) => c.outcome === 'warn').length;
+  out(`${rule}\n${failed ? '❌' : '✅'} ${checks.length - failed - warned} passed, ${warned} warning(s), ${failed} failed`);
+  process.stdout.write(`${JSON.stringify({ msg: 'verify', ok: failed === 0, checks })}\n`);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,60 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { LeakDetector } from '../../src/diagnostics/leaks';
+
+// A real collector for this test process (vitest workers are not started with --expose-gc).
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+(globalThis as { gc?: () => void }).gc = gc; // as --expose-gc would
+
+async function collect(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('LeakDetector', () => {
+  it('reports an object kept alive past the threshold as a potential leak of its type', () => {
+    let clock = 1_000_000;
+    const d = new LeakDetector({ thresholdMs: 5000, now: () => clock });
+    const kept = { session: 'abc' };
+    d.track(kept, 'chat_session', 'abc');
+    expect(d.snapshot().potential_leaks).toBe(0);
+    clock += 5001;
+    const s = d.snapshot();
+    expect(s.potential_leaks).toBe(1);
+    expect(s.by_type).toEqual([{ type: 'chat_session', tracked: 1, potential_leaks: 1, oldest_age_s: 5, examples: [{ label: 'abc', age_s: 5 }] }]);
+    expect(d.snapshot('chat_session').potential_leaks).toBe(1);
+    expect(d.snapshot('other').potential_leaks).toBe(0);
+    expect(kept.session).toBe('abc'); // kept alive to here
+  });
+
+  it('does not report an object that was released and collected', async () => {
+    let clock = 1_000_000;
+    const d = new LeakDetector({ thresholdMs: 5000, now: () => clock });
+    (() => {
+      d.track({ short: 'lived' }, 'chat_session', 'gone');
+    })();
+    await collect();
+    clock += 5001;
+    const s = d.snapshot();
+    expect(s.potential_leaks).toBe(0);
+    expect(s.tracked).toBe(0);
+    expect(s.collected_total).toBe(1);
+  });
+
+  it('runs GC on request when it is exposed, and computes a heap trend from samples', () => {
+    const d = new LeakDetector();
+    for (let i = 0; i < 3; i++) d.sample();
+    const s = d.snapshot();
+    expect(s.memory.heap_trend_mb_per_min).not.toBeNull();
+    expect(s.gc_available).toBe(true);
+    expect(d.gc()).toMatchObject({ ran: true });
+  });
+
+  it('rejects bad options, naming them', () => {
+    expect(() => new LeakDetector({ thresholdMs: -1 })).toThrow(/thresholdMs.*-1/);
+  });
+});

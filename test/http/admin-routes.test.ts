@@ -1,0 +1,91 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonOf, ROOT, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
+
+/** Every route registered in src/http/routes, read from the source: [method, path]. */
+function registeredRoutes(): Array<[string, string]> {
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const f of readdirSync(dir)) {
+      const p = join(dir, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) files.push(p);
+    }
+  };
+  walk(join(ROOT, 'src', 'http', 'routes'));
+  const routes: Array<[string, string]> = [];
+  for (const f of files) {
+    for (const m of readFileSync(f, 'utf8').matchAll(/router\.(get|post)\('([^']+)'/g)) routes.push([m[1]!.toUpperCase(), m[2]!]);
+  }
+  return routes;
+}
+
+const routes = registeredRoutes();
+const guarded = routes.filter(([, p]) => !['/healthz', '/readyz', '/metrics'].includes(p) && !p.startsWith('/admin/test/'));
+
+describe('route inventory', () => {
+  it('finds the routes (the parser works)', () => {
+    expect(routes.length).toBeGreaterThan(25);
+    expect(routes).toContainEqual(['POST', '/chat']);
+  });
+
+  it('documents every /admin route in docs/api.md', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'api.md'), 'utf8');
+    const missing = routes.filter(([, p]) => p.startsWith('/admin/') && !p.startsWith('/admin/test/') && !doc.includes(p));
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('authentication', () => {
+  let vega: VegaProcess;
+  beforeAll(async () => { vega = await startVega({}); });
+  afterAll(async () => {
+    await vega?.stop();
+    vega?.cleanup();
+  });
+
+  it('answers 401 on every guarded route without the key and with a wrong key of the same length', async () => {
+    const wrong = 'x'.repeat(TEST_KEY.length);
+    const failures: string[] = [];
+    for (const [method, path] of guarded) {
+      const url = `${vega.url}${path.replace(/:[a-z]+/g, 'x')}`;
+      for (const headers of [{}, { 'x-api-key': wrong }, { authorization: `Bearer ${wrong}` }] as Array<Record<string, string>>) {
+        const res = await fetch(url, { method, headers: { 'content-type': 'application/json', ...headers }, body: method === 'POST' ? '{}' : undefined });
+        if (res.status !== 401) failures.push(`${method} ${path} ${JSON.stringify(Object.keys(headers))} -> ${res.status}`);
+        else expect((await jsonOf(res)).error.code).toBe('unauthorized');
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('serves the comprehensive roll-up with every subsystem', async () => {
+    const r = await fetch(`${vega.url}/admin/performance/health/comprehensive`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
+    expect(Object.keys(r.subsystems).sort()).toEqual([
+      'circuit_breakers', 'config_cache', 'database', 'event_loop', 'http_pool', 'integrations', 'memory', 'rate_limits',
+      'request_coalescing', 'response_cache', 'streaming', 'system',
+    ]);
+    expect(['healthy', 'degraded', 'unhealthy']).toContain(r.status);
+  });
+
+  it('says GC is not available when the process was not started with --expose-gc', async () => {
+    const r = await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
+    expect(r).toMatchObject({ ran: false });
+    expect(r.message).toMatch(/--expose-gc/);
+  });
+});
+
+describe('/metrics behind METRICS_API_KEY', () => {
+  it('needs the metrics key when one is set', async () => {
+    const key = 'metrics-key-0123456789';
+    const vega = await startVega({ env: { METRICS_API_KEY: key } });
+    try {
+      expect((await fetch(`${vega.url}/metrics`)).status).toBe(401);
+      expect((await fetch(`${vega.url}/metrics`, { headers: { 'x-api-key': 'm'.repeat(key.length) } })).status).toBe(401);
+      expect((await fetch(`${vega.url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    } finally {
+      await vega.stop();
+      vega.cleanup();
+    }
+  });
+});
