@@ -20,9 +20,22 @@ async function main() {
   const runs = 3;
   const started = Date.now();
   const results = [];
-  process.stderr.write('bench: database scenarios…\n');
-  results.push(...(await require('./db').run({ runs, quick })));
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
+  const scenarios = { db: './db', eventloop: './eventloop' };
+  for (const [name, mod] of Object.entries(scenarios)) {
+    if (only && !only.split(',').includes(name)) continue;
+    process.stderr.write(`bench: ${name} scenarios…\n`);
+    results.push(...(await require(mod).run({ runs, quick })));
+  }
   for (const r of results) r.verdict = verdict(r);
+  if (only) {
+    // A partial run keeps the other scenarios' last figures, marked with the date they were taken.
+    try {
+      const previous = JSON.parse(require('node:fs').readFileSync(join(__dirname, 'results', 'latest.json'), 'utf8'));
+      const fresh = new Set(results.map((r) => r.scenario));
+      for (const r of previous.results ?? []) if (!fresh.has(r.scenario)) results.push({ ...r, taken: r.taken ?? previous.date });
+    } catch { /* no previous results */ }
+  }
   const out = { date: new Date().toISOString(), machine: machine(), quick, runs, duration_s: (Date.now() - started) / 1000, results };
   mkdirSync(join(__dirname, 'results'), { recursive: true });
   writeFileSync(join(__dirname, 'results', 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
@@ -37,7 +50,7 @@ async function main() {
     '',
     '| scenario | median | min | max | unit | target | verdict | note |',
     '|---|---|---|---|---|---|---|---|',
-    ...results.map((r) => `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${r.note ?? ''} |`),
+    ...results.map((r) => `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}` : ''].filter(Boolean).join('; ')} |`),
     '',
   ].join('\n');
   writeFileSync(join(__dirname, '..', 'docs', 'benchmarks.md'), md);

@@ -1,0 +1,74 @@
+'use strict';
+// Starting and stopping the processes a benchmark measures: the fake upstream and Vega itself.
+const { spawn } = require('node:child_process');
+const { mkdtempSync, rmSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+
+const ROOT = join(__dirname, '..');
+const KEY = 'bench-key-0123456789abcdef';
+
+/** Spawns `args` with `env`, resolves with the JSON line `match` accepts. Kills it on timeout. */
+function spawnUntil(args, env, match, timeoutMs = 20_000) {
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: env.VEGA_CWD ?? ROOT });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args.join(' ')} did not start`)); }, timeoutMs);
+    child.stdout.on('data', (d) => {
+      buf += d;
+      for (const line of buf.split('\n')) {
+        try {
+          const j = JSON.parse(line);
+          const found = match(j);
+          if (found !== undefined) { clearTimeout(timer); resolve({ child, value: found }); return; }
+        } catch { /* partial or non-JSON line */ }
+      }
+    });
+    child.stderr.resume();
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args.join(' ')} exited ${code}`)); });
+  });
+}
+
+async function startUpstream(extraEnv = {}) {
+  const { child, value } = await spawnUntil([join(__dirname, 'fake-upstream.js')], { PATH: process.env.PATH, ...extraEnv }, (j) => j.port);
+  return { child, url: `http://127.0.0.1:${value}`, stop: () => stop(child) };
+}
+
+/** Starts Vega from dist/ with the preload (or without telemetry when `telemetry` is false). */
+async function startVega(env = {}, { telemetry = true } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
+  const fullEnv = {
+    PATH: process.env.PATH, HOME: dir, VEGA_CWD: dir, API_KEY: KEY, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn',
+    DATABASE_URL: `sqlite:${join(dir, 'vega.db')}`, RATE_LIMIT_RPS: '0', RATE_LIMIT_GLOBAL_RPS: '0', CACHE_MAX_ENTRIES: '0',
+    ...(telemetry ? {} : { OTEL_SDK_DISABLED: 'true' }), ...env,
+  };
+  // LOG_LEVEL warn keeps the access log out of the measurement; the "listening" line is info,
+  // so readiness is read from /healthz instead.
+  const args = ['--require', join(ROOT, 'dist', 'telemetry', 'preload.js'), join(ROOT, 'dist', 'main.js'), 'server'];
+  const child = spawn(process.execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let port;
+  let err = '';
+  child.stderr.on('data', (d) => {
+    err += d;
+    const m = /Listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(err);
+    if (m) port = Number(m[1]);
+  });
+  child.stdout.resume();
+  const deadline = Date.now() + 20_000;
+  while (port === undefined) {
+    if (Date.now() > deadline || child.exitCode !== null) { child.kill('SIGKILL'); throw new Error(`vega did not start: ${err.slice(-500)}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, url: `http://127.0.0.1:${port}`, key: KEY, dir, stop: async () => { await stop(child); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+function stop(child) {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+module.exports = { startUpstream, startVega, KEY };
