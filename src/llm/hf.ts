@@ -1,18 +1,8 @@
-import type { HttpPool } from '../net/dispatcher';
-import { ClientClosed, UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted, UpstreamTimeout, VegaError } from '../errors';
+import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
+import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
 import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-import { readJson, upstreamCall } from './upstream-call';
-
-/** Options of {@link HfProvider}. */
-export interface HfOptions {
-  /** A TGI server or Inference Endpoint. */
-  readonly baseUrl: string;
-  readonly pool: HttpPool;
-  readonly timeoutMs: number;
-  /** A Hugging Face token, sent as `Authorization: Bearer`. */
-  readonly apiKey?: string | undefined;
-}
+import { readJson } from './upstream-call';
 
 interface TgiDetails {
   finish_reason?: string;
@@ -26,28 +16,16 @@ interface TgiDetails {
  * model, so the request's model name is informational. A conversation is flattened to a prompt
  * with role prefixes; TGI applies no chat template on this API.
  */
-export class HfProvider implements LlmProvider {
+export class HfProvider extends HttpProvider implements LlmProvider {
   readonly name = 'hf' as const;
-  readonly origin: string;
-  readonly #base: string;
-  readonly #pool: HttpPool;
-  readonly #timeoutMs: number;
-  readonly #headers: Record<string, string>;
 
-  constructor(opts: HfOptions) {
-    this.#base = opts.baseUrl.replace(/\/+$/, '');
-    this.origin = new URL(this.#base).origin;
-    this.#pool = opts.pool;
-    if (!(opts.timeoutMs > 0)) throw new RangeError(`HfProvider: timeoutMs must be positive, got ${opts.timeoutMs}`);
-    this.#timeoutMs = opts.timeoutMs;
-    this.#headers = opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {};
+  /** `baseUrl`: a TGI server or an Inference Endpoint; `apiKey`: a Hugging Face token. */
+  constructor(opts: HttpProviderOptions) {
+    super('HfProvider', opts);
   }
 
   async chat(req: ProviderRequest): Promise<Completion> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#base}/generate`, body: this.#body(req),
-      headers: this.#headers, signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
-    });
+    const res = await this.call(`${this.base}/generate`, { body: this.#body(req), signal: req.signal, model: req.model });
     const out = await readJson<{ generated_text?: string; details?: TgiDetails }>(res, 'TGI /generate');
     if (typeof out.generated_text !== 'string') throw new UpstreamBadResponse('TGI /generate: the reply has no generated_text');
     return {
@@ -59,15 +37,8 @@ export class HfProvider implements LlmProvider {
   }
 
   async chatStream(req: ProviderRequest): Promise<AsyncIterable<StreamEvent>> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#base}/generate_stream`, body: this.#body(req),
-      headers: this.#headers, signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
-    });
-    const type = String(res.headers['content-type'] ?? '');
-    if (!/text\/event-stream/i.test(type)) {
-      res.body.destroy();
-      throw new UpstreamBadResponse(`TGI /generate_stream: expected text/event-stream, got '${type.slice(0, 60)}'`);
-    }
+    const res = await this.call(`${this.base}/generate_stream`, { body: this.#body(req), signal: req.signal, model: req.model });
+    this.expectContentType(res, /text\/event-stream/i, 'TGI /generate_stream');
     return this.#events(res.body, req);
   }
 
@@ -96,20 +67,13 @@ export class HfProvider implements LlmProvider {
         }
       }
     } catch (err) {
-      if (req.signal.aborted) throw new ClientClosed();
-      if (err instanceof VegaError) throw err;
-      const code = (err as { code?: string }).code;
-      if (code === 'UND_ERR_BODY_TIMEOUT') throw new UpstreamTimeout(this.#timeoutMs, err);
-      throw new UpstreamStreamInterrupted(`the TGI stream broke (${code ?? (err as Error).name})`, err);
+      throw this.streamFailure(err, req.signal, 'TGI');
     }
     throw new UpstreamStreamInterrupted('the TGI stream ended before generated_text');
   }
 
   async listModels(signal: AbortSignal): Promise<string[]> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#base}/info`, method: 'GET', headers: this.#headers, signal,
-      timeoutMs: Math.min(this.#timeoutMs, 5000),
-    });
+    const res = await this.call(`${this.base}/info`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
     const info = await readJson<{ model_id?: string }>(res, 'TGI /info');
     return info.model_id ? [info.model_id] : [];
   }

@@ -1,16 +1,7 @@
-import type { HttpPool } from '../net/dispatcher';
-import { ClientClosed, UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted, UpstreamTimeout, VegaError } from '../errors';
+import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
+import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-import { lines, readJson, upstreamCall } from './upstream-call';
-
-/** Options of {@link OllamaProvider}. */
-export interface OllamaOptions {
-  /** Where Ollama listens. Default http://127.0.0.1:11434. */
-  readonly baseUrl: string;
-  readonly pool: HttpPool;
-  /** Per-call timeout (LLM_TIMEOUT_S). */
-  readonly timeoutMs: number;
-}
+import { lines, readJson } from './upstream-call';
 
 /** The parts of Ollama's /api/chat reply Vega reads (docs/api.md in ollama/ollama). */
 interface OllamaChatMessage {
@@ -27,26 +18,15 @@ interface OllamaChatMessage {
  * Ollama over its native API: `POST /api/chat` (JSON, or NDJSON when streaming) and
  * `GET /api/tags` for the model list.
  */
-export class OllamaProvider implements LlmProvider {
+export class OllamaProvider extends HttpProvider implements LlmProvider {
   readonly name = 'ollama' as const;
-  readonly origin: string;
-  readonly #base: string;
-  readonly #pool: HttpPool;
-  readonly #timeoutMs: number;
 
-  constructor(opts: OllamaOptions) {
-    this.#base = opts.baseUrl.replace(/\/+$/, '');
-    this.origin = new URL(this.#base).origin;
-    this.#pool = opts.pool;
-    if (!(opts.timeoutMs > 0)) throw new RangeError(`OllamaProvider: timeoutMs must be positive, got ${opts.timeoutMs}`);
-    this.#timeoutMs = opts.timeoutMs;
+  constructor(opts: HttpProviderOptions) {
+    super('OllamaProvider', opts);
   }
 
   async chat(req: ProviderRequest): Promise<Completion> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#base}/api/chat`, body: this.#body(req, false),
-      signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
-    });
+    const res = await this.call(`${this.base}/api/chat`, { body: this.#body(req, false), signal: req.signal, model: req.model });
     const msg = await readJson<OllamaChatMessage>(res, 'Ollama /api/chat');
     if (typeof msg.message?.content !== 'string') {
       throw new UpstreamBadResponse('Ollama /api/chat: the reply has no message.content');
@@ -60,15 +40,8 @@ export class OllamaProvider implements LlmProvider {
   }
 
   async chatStream(req: ProviderRequest): Promise<AsyncIterable<StreamEvent>> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#base}/api/chat`, body: this.#body(req, true),
-      signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
-    });
-    const type = String(res.headers['content-type'] ?? '');
-    if (!/ndjson|json/i.test(type)) {
-      res.body.destroy();
-      throw new UpstreamBadResponse(`Ollama /api/chat: expected NDJSON, got content-type '${type.slice(0, 60)}'`);
-    }
+    const res = await this.call(`${this.base}/api/chat`, { body: this.#body(req, true), signal: req.signal, model: req.model });
+    this.expectContentType(res, /ndjson|json/i, 'Ollama /api/chat (stream)');
     return this.#events(res.body, req.model, req.signal);
   }
 
@@ -95,20 +68,13 @@ export class OllamaProvider implements LlmProvider {
         }
       }
     } catch (err) {
-      if (signal.aborted) throw new ClientClosed();
-      if (err instanceof VegaError) throw err;
-      const code = (err as { code?: string }).code;
-      if (code === 'UND_ERR_BODY_TIMEOUT') throw new UpstreamTimeout(this.#timeoutMs, err);
-      throw new UpstreamStreamInterrupted(`the Ollama stream broke (${code ?? (err as Error).name})`, err);
+      throw this.streamFailure(err, signal, 'Ollama');
     }
     throw new UpstreamStreamInterrupted('the Ollama stream ended before its final message');
   }
 
   async listModels(signal: AbortSignal): Promise<string[]> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#base}/api/tags`, method: 'GET', signal,
-      timeoutMs: Math.min(this.#timeoutMs, 5000),
-    });
+    const res = await this.call(`${this.base}/api/tags`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
     const tags = await readJson<{ models?: Array<{ name?: string; model?: string }> }>(res, 'Ollama /api/tags');
     return (tags.models ?? []).map((m) => m.name ?? m.model ?? '').filter(Boolean);
   }

@@ -1,18 +1,8 @@
-import type { HttpPool } from '../net/dispatcher';
-import { ClientClosed, UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted, UpstreamTimeout, VegaError } from '../errors';
+import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
+import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-import { readJson, upstreamCall } from './upstream-call';
-
-/** Options of {@link OpenAiProvider}. */
-export interface OpenAiOptions {
-  /** The server's base URL, with or without the trailing `/v1`. */
-  readonly baseUrl: string;
-  readonly pool: HttpPool;
-  readonly timeoutMs: number;
-  /** Sent as `Authorization: Bearer`, when set. */
-  readonly apiKey?: string | undefined;
-}
+import { readJson } from './upstream-call';
 
 interface OpenAiCompletion {
   model?: string;
@@ -25,29 +15,18 @@ interface OpenAiCompletion {
  * Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, OpenAI itself):
  * `POST /v1/chat/completions` (JSON, or SSE with `stream: true`) and `GET /v1/models`.
  */
-export class OpenAiProvider implements LlmProvider {
+export class OpenAiProvider extends HttpProvider implements LlmProvider {
   readonly name = 'openai' as const;
-  readonly origin: string;
   readonly #v1: string;
-  readonly #pool: HttpPool;
-  readonly #timeoutMs: number;
-  readonly #headers: Record<string, string>;
 
-  constructor(opts: OpenAiOptions) {
-    const base = opts.baseUrl.replace(/\/+$/, '');
-    this.#v1 = /\/v1$/.test(base) ? base : `${base}/v1`;
-    this.origin = new URL(base).origin;
-    this.#pool = opts.pool;
-    if (!(opts.timeoutMs > 0)) throw new RangeError(`OpenAiProvider: timeoutMs must be positive, got ${opts.timeoutMs}`);
-    this.#timeoutMs = opts.timeoutMs;
-    this.#headers = opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {};
+  /** `baseUrl` may end in `/v1` or not. */
+  constructor(opts: HttpProviderOptions) {
+    super('OpenAiProvider', opts);
+    this.#v1 = /\/v1$/.test(this.base) ? this.base : `${this.base}/v1`;
   }
 
   async chat(req: ProviderRequest): Promise<Completion> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#v1}/chat/completions`, body: this.#body(req, false),
-      headers: this.#headers, signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
-    });
+    const res = await this.call(`${this.#v1}/chat/completions`, { body: this.#body(req, false), signal: req.signal, model: req.model });
     const out = await readJson<OpenAiCompletion>(res, 'POST /v1/chat/completions');
     const choice = out.choices?.[0];
     if (typeof choice?.message?.content !== 'string') throw new UpstreamBadResponse('the completion has no choices[0].message.content');
@@ -60,15 +39,8 @@ export class OpenAiProvider implements LlmProvider {
   }
 
   async chatStream(req: ProviderRequest): Promise<AsyncIterable<StreamEvent>> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#v1}/chat/completions`, body: this.#body(req, true),
-      headers: this.#headers, signal: req.signal, timeoutMs: this.#timeoutMs, model: req.model,
-    });
-    const type = String(res.headers['content-type'] ?? '');
-    if (!/text\/event-stream/i.test(type)) {
-      res.body.destroy();
-      throw new UpstreamBadResponse(`expected text/event-stream, got content-type '${type.slice(0, 60)}'`);
-    }
+    const res = await this.call(`${this.#v1}/chat/completions`, { body: this.#body(req, true), signal: req.signal, model: req.model });
+    this.expectContentType(res, /text\/event-stream/i, 'POST /v1/chat/completions (stream)');
     return this.#events(res.body, req);
   }
 
@@ -101,20 +73,13 @@ export class OpenAiProvider implements LlmProvider {
         }
       }
     } catch (err) {
-      if (req.signal.aborted) throw new ClientClosed();
-      if (err instanceof VegaError) throw err;
-      const code = (err as { code?: string }).code;
-      if (code === 'UND_ERR_BODY_TIMEOUT') throw new UpstreamTimeout(this.#timeoutMs, err);
-      throw new UpstreamStreamInterrupted(`the stream broke (${code ?? (err as Error).name})`, err);
+      throw this.streamFailure(err, req.signal, 'OpenAI-compatible');
     }
     throw new UpstreamStreamInterrupted('the stream ended without [DONE]');
   }
 
   async listModels(signal: AbortSignal): Promise<string[]> {
-    const res = await upstreamCall({
-      dispatcher: this.#pool.dispatcher, url: `${this.#v1}/models`, method: 'GET', headers: this.#headers, signal,
-      timeoutMs: Math.min(this.#timeoutMs, 5000),
-    });
+    const res = await this.call(`${this.#v1}/models`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
     const out = await readJson<{ data?: Array<{ id?: string }> }>(res, 'GET /v1/models');
     return (out.data ?? []).map((m) => m.id ?? '').filter(Boolean);
   }
