@@ -5,8 +5,8 @@ export default defineConfig({
   test: {
     // The database-portable suites run again here, on the PostgreSQL VEGA_TEST_DATABASE_URL names.
     include: ['test/stack/**/*.test.ts', 'test/db/conversations.test.ts', 'test/db/batch-writer.test.ts'],
+    testTimeout: 120_000,
     pool: 'forks',
-    testTimeout: 60_000,
     hookTimeout: 60_000,
     // One file at a time: the database suites share one PostgreSQL database.
     fileParallelism: false,

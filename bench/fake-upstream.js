@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 'use strict';
-// The benchmarks' upstream, run as its own process so its work is not charged to Vega: an
-// Ollama-compatible /api/chat that answers at once (JSON or NDJSON), /api/tags, and slow
-// integration endpoints (/slow/*, answering after INTEGRATION_DELAY_MS) for the health-check
-// scenario. Prints {"port": N} on stdout when listening on 127.0.0.1.
+// A simulated LLM backend that speaks Ollama's API: /api/chat (JSON or NDJSON), /api/tags, and
+// slow integration endpoints (/slow/*, answering after INTEGRATION_DELAY_MS). The benchmarks run
+// it as their upstream (answering at once, by default); docker-compose runs it as the stack's
+// backend with some latency, a token rate and an error rate, so every dashboard panel has data.
+//   HOST [127.0.0.1], PORT [0: any], LATENCY_MS [0] before the first byte, TOKENS_PER_S [0: no
+//   pacing] for streams, ERROR_RATE [0] share of chats answered 500, STREAM_CHUNKS [3].
+// Prints {"port": N} on stdout when listening.
 const { createServer } = require('node:http');
 
 const delay = Number(process.env.INTEGRATION_DELAY_MS ?? 300);
 const chunks = Number(process.env.STREAM_CHUNKS ?? 3);
+const latencyMs = Number(process.env.LATENCY_MS ?? 0);
+const tokensPerS = Number(process.env.TOKENS_PER_S ?? 0);
+const errorRate = Number(process.env.ERROR_RATE ?? 0);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const server = createServer((req, res) => {
   let body = '';
@@ -24,6 +31,18 @@ const server = createServer((req, res) => {
       return;
     }
     if (path !== '/api/chat') { res.writeHead(404).end(); return; }
+    void answerChat(body, res);
+  });
+});
+
+async function answerChat(body, res) {
+  {
+    if (latencyMs > 0) await sleep(latencyMs * (0.5 + Math.random()));
+    if (errorRate > 0 && Math.random() < errorRate) {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"error":"simulated failure"}');
+      return;
+    }
     let parsed = {};
     try { parsed = JSON.parse(body); } catch { /* keep {} */ }
     const model = parsed.model ?? 'llama3.2';
@@ -34,11 +53,19 @@ const server = createServer((req, res) => {
       return;
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    if (tokensPerS > 0) {
+      for (let i = 0; i < chunks; i++) {
+        res.write(`${JSON.stringify({ model, message: { role: 'assistant', content: 'ok ' }, done: false })}\n`);
+        await sleep(1000 / tokensPerS);
+      }
+      res.end(`${JSON.stringify({ model, message: { role: 'assistant', content: '' }, ...stats })}\n`);
+      return;
+    }
     let out = '';
     for (let i = 0; i < chunks; i++) out += `${JSON.stringify({ model, message: { role: 'assistant', content: 'ok ' }, done: false })}\n`;
     res.end(`${out}${JSON.stringify({ model, message: { role: 'assistant', content: '' }, ...stats })}\n`);
-  });
-});
+  }
+}
 server.keepAliveTimeout = 30_000;
-server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));
+server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs the tests that need real servers (vitest.stack.config.mts): today the database suite and
-# an end-to-end chat on PostgreSQL. Installs what is missing from Debian's packages (apt-get, as
-# root), starts a throwaway PostgreSQL cluster on 127.0.0.1, and stops and removes it on exit.
+# Runs the tests that need real servers (vitest.stack.config.mts): the database suites and an
+# end-to-end chat on PostgreSQL; promtool on the alert rules and on Vega's /metrics; a real
+# Prometheus scraping Vega under load, running every dashboard and alert query; docker-compose
+# config. Installs what is missing from Debian's packages (apt-get, as root), starts a throwaway
+# PostgreSQL cluster on 127.0.0.1, and stops and removes it on exit (the tests start and stop
+# Prometheus themselves).
 # Extra arguments go to vitest (CI passes its JSON reporter options).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,8 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 ensure_packages() {
   local missing=()
   [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

@@ -68,6 +68,8 @@ export class LeakDetector {
   #nextId = 0;
   #collected = 0;
   #overLimit = 0;
+  /** Every type ever tracked: reported with zeros too, so a type's series never vanishes. */
+  readonly #types = new Set<string>();
   #samples: MemorySample[] = [];
   #timer: NodeJS.Timeout | undefined;
 
@@ -102,6 +104,7 @@ export class LeakDetector {
       this.#overLimit++;
       return;
     }
+    this.#types.add(type);
     const id = this.#nextId++;
     this.#tracked.set(id, { ref: new WeakRef(obj), type, label: label.slice(0, 120), created: this.#now() });
     this.#registry.register(obj, id);
@@ -127,6 +130,7 @@ export class LeakDetector {
   snapshot(type?: string): LeakSnapshot {
     const now = this.#now();
     const groups = new Map<string, { tracked: number; leaks: number; oldest: number; examples: Array<{ label: string; age_s: number }> }>();
+    for (const t of this.#types) if (type === undefined || t === type) groups.set(t, { tracked: 0, leaks: 0, oldest: 0, examples: [] });
     for (const [id, t] of this.#tracked) {
       if (t.ref.deref() === undefined) {
         // Collected but not yet finalized: gone already.

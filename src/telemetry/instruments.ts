@@ -125,8 +125,11 @@ export const INSTRUMENTS = {
     attributes: [],
   },
   dbConnectionCount: {
-    name: 'db.client.connection.count', kind: 'observableGauge', unit: '{connection}',
-    description: 'Database pool connections by state (idle or used).',
+    // Not today's semconv name, db.client.connection.count: exposed as db_client_connection_count,
+    // which Prometheus reserves for histograms (promtool check metrics flags it). This is the
+    // previous semconv name for the same thing.
+    name: 'db.client.connections.usage', kind: 'observableGauge', unit: '{connection}',
+    description: 'Database pool connections by state (idle or used). (db.client.connection.count in current semconv; renamed so Prometheus lint accepts it.)',
     attributes: ['db.client.connection.pool.name', 'db.client.connection.state'],
   },
   dbConnectionMax: {

@@ -43,6 +43,8 @@ describe('LeakDetector', () => {
     expect(s.potential_leaks).toBe(0);
     expect(s.tracked).toBe(0);
     expect(s.collected_total).toBe(1);
+    // The type stays in the report with zeros, so its metric series does not vanish.
+    expect(s.by_type).toEqual([{ type: 'chat_session', tracked: 0, potential_leaks: 0, oldest_age_s: 0, examples: [] }]);
   });
 
   it('runs GC on request when it is exposed, and computes a heap trend from samples', () => {

@@ -1,0 +1,12 @@
+# Vega's image: built by docker-compose.yml for the service and for the simulated backend.
+FROM node:20-bookworm-slim
+WORKDIR /app
+# sqlite3 compiles its addon when no prebuilt binary can be fetched.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+RUN npm run build && npm prune --omit=dev
+ENV HOST=0.0.0.0 PORT=8000 DATABASE_URL=sqlite:/data/vega.db NODE_ENV=production
+EXPOSE 8000
+CMD ["node", "bin/vega", "server"]
