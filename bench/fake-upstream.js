@@ -30,6 +30,16 @@ const server = createServer((req, res) => {
       res.end('{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest"}]}');
       return;
     }
+    if (path === '/v1/chat/completions') {
+      // OpenAI-compatible, for the peer gateway (Portkey) in the overhead benchmark.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({
+        id: 'chatcmpl-bench', object: 'chat.completion', created: 1, model: 'llama3.2',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'ok '.repeat(chunks) }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 8, completion_tokens: chunks, total_tokens: 8 + chunks },
+      }));
+      return;
+    }
     if (path !== '/api/chat') { res.writeHead(404).end(); return; }
     void answerChat(body, res);
   });

@@ -71,4 +71,27 @@ function stop(child) {
   });
 }
 
-module.exports = { startUpstream, startVega, KEY };
+/** Starts a bench helper script that prints {"port": N} (floor servers, the peer gateway). */
+async function startScript(args, env = {}, portFrom = (j) => j.port) {
+  const { child, value } = await spawnUntil(args, { PATH: process.env.PATH, ...env }, portFrom);
+  return { child, url: `http://127.0.0.1:${value}`, stop: () => stop(child) };
+}
+
+/** Starts Portkey's gateway (the peer) on `port`; it prints no JSON, so readiness is polled. */
+async function startPortkey(port) {
+  const bin = join(ROOT, 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js');
+  const child = spawn(process.execPath, [bin, `--port=${port}`, '--headless'], { env: { PATH: process.env.PATH, NODE_ENV: 'production' }, stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) break;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('portkey did not start'); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, url, stop: () => stop(child) };
+}
+
+module.exports = { startUpstream, startVega, startScript, startPortkey, KEY };

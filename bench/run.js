@@ -13,7 +13,7 @@ function verdict(r) {
   return ok ? 'PASS' : 'FAIL';
 }
 
-const fmt = (n) => (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(3));
+const fmt = (n) => (!Number.isFinite(n) ? '–' : Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(3));
 
 async function main() {
   const quick = process.argv.includes('--quick');
@@ -21,7 +21,7 @@ async function main() {
   const started = Date.now();
   const results = [];
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-  const scenarios = { db: './db', eventloop: './eventloop' };
+  const scenarios = { gateway: './gateway', db: './db', eventloop: './eventloop' };
   for (const [name, mod] of Object.entries(scenarios)) {
     if (only && !only.split(',').includes(name)) continue;
     process.stderr.write(`bench: ${name} scenarios…\n`);

@@ -7,14 +7,16 @@ import type { StreamEvent } from '../../llm/types';
 import type { Logger } from '../../telemetry/logger';
 import { toVegaError } from '../middleware/errors';
 import type { VegaState } from '../state';
-import { MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
+import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
 import { clientGone } from './chat';
 
 /**
  * The body of an OpenAI chat-completions request. Fields OpenAI clients commonly send but Vega
  * does not act on are accepted and ignored; anything else is refused, as OpenAI itself does.
  */
-function completionsSchema(maxPromptChars: number) {
+const completionsSchema = memoized((maxPromptChars: number) => buildCompletionsSchema(maxPromptChars));
+
+function buildCompletionsSchema(maxPromptChars: number) {
   const content = z.union([
     z.string(),
     z.array(z.object({ type: z.literal('text'), text: z.string() })).transform((parts) => parts.map((p) => p.text).join('')),
