@@ -52,12 +52,6 @@ export class NotFound extends VegaError {
   }
 }
 
-export class PayloadTooLarge extends VegaError {
-  constructor(limitBytes: number) {
-    super('payload_too_large', 413, `request body exceeds ${limitBytes} bytes`);
-  }
-}
-
 export class UnsupportedMediaType extends VegaError {
   constructor(expected: string) {
     super('unsupported_media_type', 415, `Content-Type must be ${expected}`);

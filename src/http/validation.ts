@@ -35,8 +35,6 @@ function buildChatBodySchema(maxPromptChars: number) {
   });
 }
 
-export type ChatBody = z.infer<ReturnType<typeof buildChatBodySchema>>;
-
 /** Parses with a schema, turning the first few problems into one 400 that names the fields. */
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
@@ -50,7 +48,7 @@ export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 /** Requires a JSON request body (checked before it is read). */
-export function requireJson(ctx: { is(type: string): string | false | null; request: { length?: number }; get(h: string): string }): void {
+export function requireJson(ctx: { is(type: string): string | false | null; get(h: string): string }): void {
   const hasBody = ctx.get('content-length') !== '0' && (ctx.get('content-length') !== '' || ctx.get('transfer-encoding') !== '');
   if (hasBody && !ctx.is('application/json')) throw new UnsupportedMediaType('application/json');
 }

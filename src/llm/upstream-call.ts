@@ -43,7 +43,7 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
       bodyTimeout: call.timeoutMs,
     });
   } catch (err) {
-    throw transportError(err, { timeoutMs: call.timeoutMs, timedOut: false, clientGone: call.signal.aborted });
+    throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted });
   }
   if (res.statusCode < 200 || res.statusCode >= 300) {
     const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');

@@ -1,19 +1,20 @@
 import {
-  ClientClosed, ModelNotFound, UpstreamBadResponse, UpstreamError, UpstreamOverloaded, UpstreamRejected,
+  ClientClosed, ModelNotFound, UpstreamError, UpstreamOverloaded, UpstreamRejected,
   UpstreamTimeout, UpstreamUnavailable, VegaError,
 } from '../errors';
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
- * Turns a transport failure from undici into the VegaError a client should see. `timedOut` and
- * `clientGone` say which of the caller's signals fired, since an abort alone does not say why.
+ * Turns a transport failure from undici into the VegaError a client should see. `clientGone`
+ * says the caller's signal fired (the client left, or the timeout stage's deadline passed, which
+ * that stage turns into upstream_timeout itself).
  */
-export function transportError(err: unknown, state: { timeoutMs: number; timedOut: boolean; clientGone: boolean }): VegaError {
+export function transportError(err: unknown, state: { timeoutMs: number; clientGone: boolean }): VegaError {
   if (err instanceof VegaError) return err;
   if (state.clientGone) return new ClientClosed();
   const e = err as { code?: string; name?: string; message?: string };
-  if (state.timedOut || e.name === 'TimeoutError' || (e.code !== undefined && TIMEOUT_CODES.has(e.code))) {
+  if (e.name === 'TimeoutError' || (e.code !== undefined && TIMEOUT_CODES.has(e.code))) {
     return new UpstreamTimeout(state.timeoutMs, err);
   }
   const detail = e.code ?? e.name ?? 'error';
@@ -49,5 +50,3 @@ function upstreamMessage(body: string): string {
   }
   return text.replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 200);
 }
-
-export { UpstreamBadResponse };

@@ -4,14 +4,6 @@ import { Unauthorized } from '../../errors';
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
-/**
- * Compares two secrets in constant time. Hashing first makes both sides 32 bytes, so neither the
- * content nor the length of the expected key leaks through timing.
- */
-export function safeEqual(given: string, expected: string): boolean {
-  return timingSafeEqual(digest(given), digest(expected));
-}
-
 /** The key a request presents: `X-API-Key`, or `Authorization: Bearer` (what OpenAI clients send). */
 export function presentedKey(headers: { get(name: string): string }): string {
   const key = headers.get('x-api-key');
@@ -20,30 +12,35 @@ export function presentedKey(headers: { get(name: string): string }): string {
   return m?.[1]?.trim() ?? '';
 }
 
-/** Which configured key `given` is, comparing against every key so timing says nothing; -1 if none. */
-export function matchKey(given: string, keys: readonly string[]): number {
-  let found = -1;
-  keys.forEach((k, i) => {
-    if (safeEqual(given, k) && found < 0) found = i;
-  });
-  return found;
-}
-
-/** A stable, non-reversible id for a key: what rate limits and logs may use instead of the key. */
-export function clientIdOf(key: string): string {
-  return `k_${digest(key).toString('hex').slice(0, 12)}`;
+/**
+ * The digests of the configured keys, recomputed only when the key list changes (a config
+ * reload hands over a new array). Comparing SHA-256 digests makes both sides 32 bytes, so neither
+ * the content nor the length of a key leaks through timing.
+ */
+function keyDigests(): (keys: readonly string[]) => Buffer[] {
+  let last: { keys: readonly string[]; digests: Buffer[] } | undefined;
+  return (keys) => {
+    if (last?.keys !== keys) last = { keys, digests: keys.map(digest) };
+    return last.digests;
+  };
 }
 
 /**
  * Requires one of the API keys; `keys` is read per request so a config reload takes effect.
- * Sets `ctx.state.clientId` to the key's id.
+ * The presented key is hashed once and compared with every configured key's digest in constant
+ * time (no early exit, so timing does not say which key matched). Sets `ctx.state.clientId` to a
+ * stable, non-reversible id for the key, which rate limits use instead of the key.
  */
 export function requireApiKey(keys: () => readonly string[]): Middleware<{ clientId?: string }> {
+  const digestsOf = keyDigests();
   return async (ctx, next) => {
     const given = presentedKey(ctx);
     if (given === '') throw new Unauthorized('an X-API-Key header is required');
-    if (matchKey(given, keys()) < 0) throw new Unauthorized('the API key is not valid');
-    ctx.state.clientId = clientIdOf(given);
+    const hashed = digest(given);
+    let matched = false;
+    for (const d of digestsOf(keys())) matched = timingSafeEqual(hashed, d) || matched;
+    if (!matched) throw new Unauthorized('the API key is not valid');
+    ctx.state.clientId = `k_${hashed.toString('hex').slice(0, 12)}`;
     await next();
   };
 }

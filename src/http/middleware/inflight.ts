@@ -7,7 +7,6 @@ import { ShuttingDown } from '../../errors';
  * until its last byte), and refuses new ones while the service drains for shutdown.
  */
 export class InflightTracker {
-  #inflight = 0;
   #draining = false;
   #waiters: Array<() => void> = [];
   readonly #active = new Set<{ state: { traceId?: string }; _matchedRoute?: unknown }>();
@@ -15,7 +14,7 @@ export class InflightTracker {
   #recent: Array<{ trace_id: string; route: string | undefined; finished: number }> = [];
 
   get inflight(): number {
-    return this.#inflight;
+    return this.#active.size;
   }
 
   get draining(): boolean {
@@ -28,17 +27,15 @@ export class InflightTracker {
         ctx.set('Connection', 'close');
         throw new ShuttingDown();
       }
-      this.#inflight++;
       this.#active.add(ctx);
       let done = false;
       const finish = () => {
         if (done) return;
         done = true;
-        this.#inflight--;
         this.#active.delete(ctx);
         this.#recent.push({ trace_id: ctx.state.traceId ?? '', route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined, finished: performance.now() });
         if (this.#recent.length > 64) this.#recent.shift();
-        if (this.#inflight === 0) for (const w of this.#waiters.splice(0)) w();
+        if (this.#active.size === 0) for (const w of this.#waiters.splice(0)) w();
       };
       ctx.res.once('close', finish);
       try {
@@ -64,7 +61,7 @@ export class InflightTracker {
   /** Stops admitting requests and resolves when none are left or `timeoutMs` has passed. */
   async drain(timeoutMs: number): Promise<{ drained: boolean; remaining: number }> {
     this.#draining = true;
-    if (this.#inflight > 0) {
+    if (this.#active.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
         this.#waiters.push(() => {
@@ -73,6 +70,6 @@ export class InflightTracker {
         });
       });
     }
-    return { drained: this.#inflight === 0, remaining: this.#inflight };
+    return { drained: this.#active.size === 0, remaining: this.#active.size };
   }
 }

@@ -15,6 +15,10 @@ export function registerMetricsRoute(router: Router<VegaState>, metricsApiKey: s
     ctx.respond = false;
     serve(ctx.req, ctx.res);
   };
-  if (metricsApiKey) router.get('/metrics', requireApiKey(() => [metricsApiKey]), handler);
-  else router.get('/metrics', handler);
+  if (metricsApiKey) {
+    const keys = [metricsApiKey]; // one array, so the key's digest is computed once
+    router.get('/metrics', requireApiKey(() => keys), handler);
+  } else {
+    router.get('/metrics', handler);
+  }
 }
