@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { listenOnLoopback } from './loopback';
 
 /** How the fake answers; change it between requests with `fake.behave({...})`. */
 export interface FakeOllamaBehaviour {
@@ -79,13 +80,12 @@ export class FakeOllama {
 
   static async start(): Promise<FakeOllama> {
     const fake = new FakeOllama();
-    await new Promise<void>((resolve) => fake.#server.listen(0, '127.0.0.1', resolve));
+    fake.url = await listenOnLoopback(fake.#server);
     return fake;
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
+  /** The base URL, once started. */
+  url = '';
 
   /** Chat and generate calls (not tags or version). */
   get generations(): RecordedCall[] {

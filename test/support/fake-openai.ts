@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenOnLoopback } from './loopback';
 
 export interface FakeCall {
   readonly path: string;
@@ -34,17 +34,15 @@ export class FakeOpenAi {
 
   static async start(): Promise<FakeOpenAi> {
     const f = new FakeOpenAi();
-    await new Promise<void>((r) => f.#server.listen(0, '127.0.0.1', r));
+    f.url = await listenOnLoopback(f.#server);
     return f;
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
+  /** The base URL, once started. */
+  url = '';
 
   async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((r) => this.#server.close(() => r()));
+    await closeServer(this.#server);
   }
 
   #answer(path: string, body: Record<string, unknown> | undefined, res: ServerResponse): void {

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenOnLoopback } from './loopback';
 
 /** A span as the receiver stores it: ids in hex, attributes flattened to plain values. */
 export interface ReceivedSpan {
@@ -41,13 +41,12 @@ export class OtlpReceiver {
 
   static async start(): Promise<OtlpReceiver> {
     const r = new OtlpReceiver();
-    await new Promise<void>((resolve) => r.#server.listen(0, '127.0.0.1', resolve));
+    r.url = await listenOnLoopback(r.#server);
     return r;
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
+  /** The base URL, once started. */
+  url = '';
 
   trace(traceId: string): ReceivedSpan[] {
     return this.spans.filter((s) => s.traceId === traceId);
@@ -64,8 +63,7 @@ export class OtlpReceiver {
   }
 
   async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closeServer(this.#server);
   }
 
   #collect(payload: { resourceSpans?: Array<{ scopeSpans?: Array<{ scope?: { name?: string }; spans?: Array<Record<string, unknown>> }> }> }): void {
