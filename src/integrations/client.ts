@@ -1,5 +1,6 @@
 import { request } from 'undici';
 import { VegaError } from '../errors';
+import { discardBody } from '../net/body';
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
 import { outboundCorrelationHeaders } from '../telemetry/correlation';
@@ -66,7 +67,7 @@ export async function integrationCall(pool: HttpPool, breaker: CircuitBreaker, n
       bytes += (chunk as Buffer).length;
       if (bytes > max) {
         truncated = true;
-        res.body.destroy();
+        discardBody(res.body);
         break;
       }
       text += (chunk as Buffer).toString('utf8');

@@ -2,7 +2,6 @@ import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '.
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
 import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-import { readJson } from './upstream-call';
 
 interface TgiDetails {
   finish_reason?: string;
@@ -26,7 +25,7 @@ export class HfProvider extends HttpProvider implements LlmProvider {
 
   async chat(req: ProviderRequest): Promise<Completion> {
     const res = await this.call(`${this.base}/generate`, { body: this.#body(req), signal: req.signal, model: req.model });
-    const out = await readJson<{ generated_text?: string; details?: TgiDetails }>(res, 'TGI /generate');
+    const out = await this.json<{ generated_text?: string; details?: TgiDetails }>(res, 'TGI /generate', req.signal);
     if (typeof out.generated_text !== 'string') throw new UpstreamBadResponse('TGI /generate: the reply has no generated_text');
     return {
       text: out.generated_text,
@@ -74,7 +73,7 @@ export class HfProvider extends HttpProvider implements LlmProvider {
 
   async listModels(signal: AbortSignal): Promise<string[]> {
     const res = await this.call(`${this.base}/info`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
-    const info = await readJson<{ model_id?: string }>(res, 'TGI /info');
+    const info = await this.json<{ model_id?: string }>(res, 'TGI /info', signal);
     return info.model_id ? [info.model_id] : [];
   }
 

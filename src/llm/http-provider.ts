@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import { ClientClosed, UpstreamBadResponse, UpstreamStreamInterrupted, UpstreamTimeout, VegaError } from '../errors';
 import type { HttpPool } from '../net/dispatcher';
-import { upstreamCall } from './upstream-call';
+import { discardBody } from '../net/body';
+import { readJson, upstreamCall } from './upstream-call';
 
 /** What every HTTP provider is built from. */
 export interface HttpProviderOptions {
@@ -48,17 +49,22 @@ export abstract class HttpProvider {
   protected expectContentType(res: Dispatcher.ResponseData, expected: RegExp, what: string): void {
     const type = String(res.headers['content-type'] ?? '');
     if (!expected.test(type)) {
-      res.body.destroy();
+      discardBody(res.body);
       throw new UpstreamBadResponse(`${what}: unexpected content-type '${type.slice(0, 60)}'`);
     }
   }
 
-  /** The error a client sees when a started stream breaks with `err`. */
+  /** A JSON reply; one that breaks off while being read is mapped like a broken stream. */
+  protected json<T>(res: Dispatcher.ResponseData, what: string, signal: AbortSignal): Promise<T> {
+    return readJson<T>(res, what, (err) => this.streamFailure(err, signal, what));
+  }
+
+  /** The error a client sees when a started stream (or a JSON reply being read) breaks with `err`. */
   protected streamFailure(err: unknown, signal: AbortSignal, what: string): VegaError {
     if (signal.aborted) return new ClientClosed();
     if (err instanceof VegaError) return err;
     const code = (err as { code?: string }).code;
     if (code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamTimeout(this.timeoutMs, err);
-    return new UpstreamStreamInterrupted(`the ${what} stream broke (${code ?? (err as Error).name})`, err);
+    return new UpstreamStreamInterrupted(`the ${what} response broke off (${code ?? (err as Error).name})`, err);
   }
 }

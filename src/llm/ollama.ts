@@ -1,7 +1,7 @@
 import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-import { lines, readJson } from './upstream-call';
+import { lines } from './upstream-call';
 
 /** The parts of Ollama's /api/chat reply Vega reads (docs/api.md in ollama/ollama). */
 interface OllamaChatMessage {
@@ -27,7 +27,7 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
 
   async chat(req: ProviderRequest): Promise<Completion> {
     const res = await this.call(`${this.base}/api/chat`, { body: this.#body(req, false), signal: req.signal, model: req.model });
-    const msg = await readJson<OllamaChatMessage>(res, 'Ollama /api/chat');
+    const msg = await this.json<OllamaChatMessage>(res, 'Ollama /api/chat', req.signal);
     if (typeof msg.message?.content !== 'string') {
       throw new UpstreamBadResponse('Ollama /api/chat: the reply has no message.content');
     }
@@ -75,7 +75,7 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
 
   async listModels(signal: AbortSignal): Promise<string[]> {
     const res = await this.call(`${this.base}/api/tags`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
-    const tags = await readJson<{ models?: Array<{ name?: string; model?: string }> }>(res, 'Ollama /api/tags');
+    const tags = await this.json<{ models?: Array<{ name?: string; model?: string }> }>(res, 'Ollama /api/tags', signal);
     return (tags.models ?? []).map((m) => m.name ?? m.model ?? '').filter(Boolean);
   }
 

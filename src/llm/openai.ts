@@ -2,7 +2,6 @@ import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '.
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-import { readJson } from './upstream-call';
 
 interface OpenAiCompletion {
   model?: string;
@@ -27,7 +26,7 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
 
   async chat(req: ProviderRequest): Promise<Completion> {
     const res = await this.call(`${this.#v1}/chat/completions`, { body: this.#body(req, false), signal: req.signal, model: req.model });
-    const out = await readJson<OpenAiCompletion>(res, 'POST /v1/chat/completions');
+    const out = await this.json<OpenAiCompletion>(res, 'POST /v1/chat/completions', req.signal);
     const choice = out.choices?.[0];
     if (typeof choice?.message?.content !== 'string') throw new UpstreamBadResponse('the completion has no choices[0].message.content');
     return {
@@ -80,7 +79,7 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
 
   async listModels(signal: AbortSignal): Promise<string[]> {
     const res = await this.call(`${this.#v1}/models`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
-    const out = await readJson<{ data?: Array<{ id?: string }> }>(res, 'GET /v1/models');
+    const out = await this.json<{ data?: Array<{ id?: string }> }>(res, 'GET /v1/models', signal);
     return (out.data ?? []).map((m) => m.id ?? '').filter(Boolean);
   }
 

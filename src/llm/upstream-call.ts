@@ -1,6 +1,7 @@
 import { request, type Dispatcher } from 'undici';
 import { outboundCorrelationHeaders } from '../telemetry/correlation';
-import { UpstreamBadResponse } from '../errors';
+import { UpstreamBadResponse, type VegaError } from '../errors';
+import { discardBody } from '../net/body';
 import { statusError, transportError } from './upstream-errors';
 
 export interface UpstreamCall {
@@ -52,15 +53,24 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
   return res;
 }
 
-/** Reads a JSON body, mapping a bad one to `upstream_bad_response`. */
-export async function readJson<T>(res: Dispatcher.ResponseData, what: string): Promise<T> {
+/**
+ * Reads a JSON body. Not JSON (by content type or by parse) is `upstream_bad_response`; a body
+ * that breaks off while being read (reset, body timeout, abort) is mapped by `bodyFailure`.
+ */
+export async function readJson<T>(res: Dispatcher.ResponseData, what: string, bodyFailure: (err: unknown) => VegaError): Promise<T> {
   const type = String(res.headers['content-type'] ?? '');
   if (!/json/i.test(type)) {
-    res.body.destroy();
+    discardBody(res.body);
     throw new UpstreamBadResponse(`${what}: expected JSON, got content-type '${type.slice(0, 60)}'`);
   }
+  let text: string;
   try {
-    return (await res.body.json()) as T;
+    text = await res.body.text();
+  } catch (err) {
+    throw bodyFailure(err);
+  }
+  try {
+    return JSON.parse(text) as T;
   } catch (err) {
     throw new UpstreamBadResponse(`${what}: the response body is not valid JSON`, err);
   }
@@ -71,7 +81,7 @@ async function readLimited(body: Dispatcher.ResponseData['body'], limit: number)
   for await (const chunk of body) {
     text += chunk.toString('utf8');
     if (text.length >= limit) {
-      body.destroy();
+      discardBody(body);
       break;
     }
   }
@@ -101,6 +111,6 @@ export async function* lines(body: Dispatcher.ResponseData['body']): AsyncGenera
     }
     if (buffer.trim().length > 0) yield buffer;
   } finally {
-    if (!body.destroyed) body.destroy();
+    discardBody(body);
   }
 }

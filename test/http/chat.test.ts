@@ -155,6 +155,24 @@ describe('upstream trouble', () => {
     expect((await jsonOf(res)).error.code).toBe('upstream_bad_response');
   });
 
+  it('answers 502 upstream_bad_response when the backend answers HTML, and stays up (the unread body once crashed it)', async () => {
+    fake.behave({ rawBody: '<html>bad gateway</html>', contentType: 'text/html' });
+    for (const stream of [false, true]) {
+      const res = await postJson(vega.url, '/chat', { prompt: 'p', stream });
+      expect(res.status).toBe(502);
+      expect((await jsonOf(res)).error.code).toBe('upstream_bad_response');
+    }
+    fake.behave({});
+    expect((await postJson(vega.url, '/chat', { prompt: 'still up' })).status).toBe(200);
+  });
+
+  it('answers 502 upstream_stream_interrupted when the backend resets mid-body', async () => {
+    fake.behave({ cutBody: true });
+    const res = await postJson(vega.url, '/chat', { prompt: 'p' });
+    expect(res.status).toBe(502);
+    expect((await jsonOf(res)).error.code).toBe('upstream_stream_interrupted');
+  });
+
   it('answers 503 upstream_unavailable when the backend is down, and serves again when it is back', async () => {
     const down = await startVega({ env: { LLM_BASE_URL: 'http://127.0.0.1:9' } });
     try {

@@ -22,6 +22,10 @@ export interface FakeOllamaBehaviour {
   cutAfterChunks?: number;
   /** Content-type to claim (to test a backend that answers in the wrong format). */
   contentType?: string;
+  /** Non-streamed replies: send the headers and half the body, then wait this long before the rest (a slow body). */
+  bodyDelayMs?: number;
+  /** Non-streamed replies: send the headers and half the body, then reset the connection. */
+  cutBody?: boolean;
   /** Send this raw body instead of the proper reply (malformed JSON tests). */
   rawBody?: string;
   /** Models listed by /api/tags. */
@@ -146,8 +150,22 @@ export class FakeOllama {
       const msg = isChat
         ? { model, created_at, message: { role: 'assistant', content: text }, done_reason: 'stop', done: true, ...stats }
         : { model, created_at, response: text, done: true, done_reason: 'stop', context: [1, 2, 3], ...stats };
-      res.writeHead(200, { 'content-type': b.contentType ?? 'application/json; charset=utf-8' });
-      res.end(JSON.stringify(msg));
+      const whole = JSON.stringify(msg);
+      res.writeHead(200, { 'content-type': b.contentType ?? 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(whole) });
+      if (b.bodyDelayMs === undefined && !b.cutBody) {
+        res.end(whole);
+        return;
+      }
+      const half = Math.floor(whole.length / 2);
+      res.write(whole.slice(0, half));
+      await new Promise<void>((r) => (res.socket ? res.socket.write('', () => r()) : r()));
+      if (b.cutBody) {
+        await sleep(20);
+        res.socket?.destroy();
+        return;
+      }
+      await sleep(b.bodyDelayMs ?? 0);
+      if (!res.destroyed) res.end(whole.slice(half));
       return;
     }
     res.writeHead(200, { 'content-type': b.contentType ?? 'application/x-ndjson' });
