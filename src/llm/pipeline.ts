@@ -5,6 +5,7 @@ import { cacheKey, type ResponseCache } from '../resilience/response-cache';
 import type { RetryStage } from '../resilience/retry';
 import type { TimeoutStage } from '../resilience/timeout';
 import type { StreamingMonitor } from '../resilience/backpressure';
+import { ClientClosed } from '../errors';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
 
 /** The stages of SPEC section 3, each its own module in src/resilience/. */
@@ -61,20 +62,47 @@ export class ChatPipeline {
    * A stream. A cached answer is replayed as one chunk. Otherwise the call is rate limited,
    * guarded by the breaker and retried until the backend accepts it (never once it has started),
    * then relayed through a bounded buffer. The complete text is cached when the stream ends well.
+   *
+   * The breaker sees the whole stream, not just its headers: a backend that accepts every stream
+   * and then cuts it is failing, and a half-open trial is only good once its stream has ended
+   * well. So the breaker's call lasts until the stream is over; a client leaving settles it as
+   * neither success nor failure (client_closed is not the backend's fault).
    */
   async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; events: AsyncIterable<StreamEvent> }> {
     const key = cacheKey(request);
     const hit = this.stages.cache.get(key);
     if (hit) return { cached: true, events: replay(hit) };
     this.stages.rateLimiter.check(clientId);
-    const upstream = await this.#guarded((s) => this.provider.chatStream({ ...request, signal: s }), request.signal);
+
+    let accept!: (events: AsyncIterable<StreamEvent>) => void;
+    let refuse!: (err: unknown) => void;
+    const accepted = new Promise<AsyncIterable<StreamEvent>>((res, rej) => { accept = res; refuse = rej; });
+    let settle!: (err?: unknown) => void;
+    const finished = new Promise<void>((res, rej) => { settle = (err) => (err === undefined ? res() : rej(err)); });
+    finished.catch(() => undefined); // awaited by the breaker's call only once the backend accepted
+    const onClientGone = () => settle(new ClientClosed());
+    request.signal.addEventListener('abort', onClientGone, { once: true });
+    void this.stages.breaker.execute(async (s) => {
+      accept(await this.stages.retry.execute((rs) => this.provider.chatStream({ ...request, signal: rs }), s));
+      await finished; // the stream's outcome is the breaker's outcome
+    }, request.signal).catch(refuse).finally(() => request.signal.removeEventListener('abort', onClientGone));
+    const upstream = await accepted; // a failure before the first byte rejects here
+
     const cache = this.stages.cache;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
-      for await (const ev of upstream) {
-        if (ev.type === 'delta') text += ev.text;
-        else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason });
-        yield ev;
+      try {
+        for await (const ev of upstream) {
+          if (ev.type === 'delta') text += ev.text;
+          else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason });
+          yield ev;
+        }
+        settle();
+      } catch (err) {
+        settle(err);
+        throw err;
+      } finally {
+        settle(new ClientClosed()); // stopped early by the consumer; a no-op once settled
       }
     }
     return { cached: false, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };

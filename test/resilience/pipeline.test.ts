@@ -135,6 +135,19 @@ describe('circuit breaker', () => {
     expect((await fetch(`${vega.url}/admin/performance/circuit-breaker/nope/status`, { headers: { 'x-api-key': TEST_KEY } })).status).toBe(404);
   });
 
+  it('counts streams the backend cuts after accepting them: three cut streams open it (threshold 3)', async () => {
+    const vega = await vegaWith({ BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '0' });
+    fake.behave({ chunks: ['a', 'b', 'c'], cutAfterChunks: 1 });
+    for (let i = 0; i < 3; i++) {
+      const res = await postJson(vega.url, '/chat', { prompt: `cut ${i}`, stream: true });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toMatch(/event: error\ndata: .*upstream_stream_interrupted/);
+    }
+    const status = await admin(vega, '/admin/performance/circuit-breaker/llm:ollama/status');
+    expect(status).toMatchObject({ state: 'open', failures: 3 });
+    expect((await jsonOf(await postJson(vega.url, '/chat', { prompt: 'after', stream: true }))).error.code).toBe('circuit_open');
+  });
+
   it('does not count the client\'s own mistakes (an unknown model) against the backend', async () => {
     const vega = await vegaWith({ BREAKER_FAILURE_THRESHOLD: '2' });
     for (let i = 0; i < 4; i++) expect((await postJson(vega.url, '/chat', { prompt: 'p', model: 'missing-model' })).status).toBe(404);
