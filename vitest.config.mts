@@ -4,7 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // test/stack/ needs real servers (PostgreSQL, Prometheus): `npm run test:stack` runs it.
-    exclude: ['test/stack/**', 'node_modules/**'],
+    // test/chaos/ runs for 15 minutes: `npm run test:chaos` runs it.
+    exclude: ['test/stack/**', 'test/chaos/**', 'node_modules/**'],
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -59,6 +59,19 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerDatabaseAdmin(router, deps.admin);
   registerDiagnosticsAdmin(router, deps.admin);
   registerComprehensiveAdmin(router, deps.admin);
+  // The route table as registered, read at request time: what an operator (and the auth test)
+  // checks the API reference and the key guard against.
+  router.get('/admin/routes', (ctx) => {
+    ctx.body = {
+      routes: router.stack
+        .filter((layer) => layer.methods.length > 0)
+        .map((layer) => ({
+          methods: layer.methods.filter((m) => m !== 'HEAD'),
+          path: String(layer.path),
+          public: PUBLIC_PATHS.has(String(layer.path)) && !(layer.path === '/metrics' && config.metricsApiKey),
+        })),
+    };
+  });
 
   const auth = requireApiKey(() => deps.config().apiKeys);
   app.use(correlation());

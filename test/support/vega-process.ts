@@ -27,6 +27,8 @@ export interface VegaProcess {
   readonly child: ChildProcess;
   /** Every JSON line written to stdout so far. */
   readonly logs: LogLine[];
+  /** Lines written to stdout that are not one whole JSON object (a log line split or corrupted). */
+  readonly nonJsonLines: string[];
   /** Everything written to stdout and stderr, raw. */
   output(): string;
   /** Resolves with the exit code and signal once the process has exited. */
@@ -78,6 +80,7 @@ export async function startVega(opts: {
     : [...(opts.preload === false ? [] : ['--require', PRELOAD]), MAIN, ...(opts.args ?? ['server'])];
   const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
+  const nonJsonLines: string[] = [];
   let raw = '';
   let pending = '';
   child.stdout!.setEncoding('utf8');
@@ -89,9 +92,11 @@ export async function startVega(opts: {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       try {
-        logs.push(JSON.parse(line) as LogLine);
+        const parsed = JSON.parse(line) as unknown;
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) logs.push(parsed as LogLine);
+        else nonJsonLines.push(line);
       } catch {
-        // not JSON; kept in raw output
+        nonJsonLines.push(line); // kept in raw output too
       }
     }
   });
@@ -128,6 +133,7 @@ export async function startVega(opts: {
     dbPath,
     child,
     logs,
+    nonJsonLines,
     exited,
     output: () => raw,
     async stop(signal = 'SIGTERM', timeoutMs = 20_000) {
