@@ -1,25 +1,8 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registeredRoutes } from '../support/routes';
 import { jsonOf, ROOT, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
-
-/** Every route registered in src/http/routes, read from the source: [method, path]. */
-function registeredRoutes(): Array<[string, string]> {
-  const files: string[] = [];
-  const walk = (dir: string) => {
-    for (const f of readdirSync(dir)) {
-      const p = join(dir, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (p.endsWith('.ts')) files.push(p);
-    }
-  };
-  walk(join(ROOT, 'src', 'http', 'routes'));
-  const routes: Array<[string, string]> = [];
-  for (const f of files) {
-    for (const m of readFileSync(f, 'utf8').matchAll(/router\.(get|post)\('([^']+)'/g)) routes.push([m[1]!.toUpperCase(), m[2]!]);
-  }
-  return routes;
-}
 
 const routes = registeredRoutes();
 const guarded = routes.filter(([, p]) => !['/healthz', '/readyz', '/metrics'].includes(p) && !p.startsWith('/admin/test/'));
