@@ -96,13 +96,16 @@ describe('soak', () => {
         await Promise.race([running, new Promise((r) => setTimeout(r, SAMPLE_MS))]);
       }
       load = await running;
-      samples.push(await sample(vega, t0));
-
+      // Compared: the first sample after the warm-up and the last one taken under load. One more
+      // after the load shows the clients' connections released.
       const base = samples.find((s) => s.t >= WARMUP_MS / 1000)!;
       const end = samples.at(-1)!;
+      const idle = await sample(vega, t0);
+      samples.push(idle);
       verdict = [
         `open FDs ${base.fds} -> ${end.fds}, sockets ${base.sockets} -> ${end.sockets}, handles ${base.handles} -> ${end.handles}, `
-          + `heap after GC ${base.heapMb} -> ${end.heapMb} MB, RSS ${base.rssMb} -> ${end.rssMb} MB (from t=${Math.round(base.t)} s to t=${Math.round(end.t)} s)`,
+          + `heap after GC ${base.heapMb} -> ${end.heapMb} MB, RSS ${base.rssMb} -> ${end.rssMb} MB (from t=${Math.round(base.t)} s to t=${Math.round(end.t)} s, under load)`,
+        `once the load stopped: ${idle.fds} FDs, ${idle.sockets} sockets, ${idle.handles} handles (the clients' 4 connections closed)`,
       ];
       expect(load.unexpected5xx).toEqual([]);
       expect(load.transportErrors).toBe(0);
