@@ -33,8 +33,9 @@ describe('a request that blocks the event loop for 300 ms', () => {
   const admin = (path: string) => fetch(`${vega.url}${path}`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
 
   it('is recorded as a stall with its duration and trace id, turns health to warning or worse, and shows in /metrics', async () => {
+    // Not asserted healthy first: on two busy cores, start-up itself (module loading) can stall
+    // the loop past 100 ms, and that stall stays in the one-minute window. The count is compared.
     const before = await admin('/admin/performance/event-loop/status');
-    expect(before.health).toBe('healthy');
     const res = await fetch(`${vega.url}/admin/test/block?ms=300`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } });
     expect(res.status).toBe(200);
     const traceId = res.headers.get('x-correlation-id');
