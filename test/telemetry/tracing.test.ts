@@ -117,3 +117,43 @@ describe('/metrics', () => {
     expect(text).not.toContain('SECRET');
   });
 });
+
+describe('with no span exporter configured', () => {
+  // Nothing can read a span, so root spans are not recorded; ids, propagation, logs and metrics stay.
+  let bare: VegaProcess;
+  beforeAll(async () => {
+    bare = await startVega({ env: { LLM_BASE_URL: fake.url } });
+  });
+  afterAll(async () => {
+    await bare?.stop();
+    bare?.cleanup();
+  });
+
+  it('still gives every request a trace id as its correlation id, in the headers, the logs and the upstream call', async () => {
+    const res = await postJson(bare.url, '/chat', { prompt: 'no exporter' });
+    expect(res.status).toBe(200);
+    const traceId = res.headers.get('x-correlation-id')!;
+    expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(traceId).not.toBe('0'.repeat(32));
+    expect(res.headers.get('traceparent')).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+    const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
+    expect(call.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+    await eventually(() => bare.logs.some((l) => l.trace_id === traceId && l.msg === 'request'), 5000, 'access log line');
+  });
+
+  it('honours and propagates a caller\'s sampled trace', async () => {
+    const parentTrace = '5bf92f3577b34da6a3ce929d0e0e4737';
+    const res = await postJson(bare.url, '/chat', { prompt: 'sampled upstream' }, { traceparent: `00-${parentTrace}-00f067aa0ba902b8-01` });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-correlation-id')).toBe(parentTrace);
+    const call = fake.generations.find((c) => c.headers['x-correlation-id'] === parentTrace)!;
+    expect(call.headers.traceparent).toMatch(new RegExp(`^00-${parentTrace}-[0-9a-f]{16}-01$`));
+  });
+
+  it('keeps the server duration by route on /metrics', async () => {
+    await postJson(bare.url, '/chat', { prompt: 'route label' });
+    const text = await (await fetch(`${bare.url}/metrics`)).text();
+    expect(text).toMatch(/^http_server_request_duration_bucket\{.*http_route="\/chat".*le="[0-9.]+"/m);
+    expect(text).toMatch(/^gen_ai_client_operation_duration_bucket\{[^}]*gen_ai_provider_name="ollama"/m);
+  });
+});
