@@ -4,6 +4,8 @@
 // slow integration endpoints (/slow/*, answering after INTEGRATION_DELAY_MS). The benchmarks run
 // it as their upstream (answering at once, by default); docker-compose runs it as the stack's
 // backend with some latency, a token rate and an error rate, so every dashboard panel has data.
+// It is also an OTLP/HTTP (JSON) sink: POST /v1/traces and /v1/metrics are counted and accepted,
+// GET /otlp-stats reports {requests, spans}; the telemetry benchmark exports Vega's spans to it.
 //   HOST [127.0.0.1], PORT [0: any], LATENCY_MS [0] before the first byte, TOKENS_PER_S [0: no
 //   pacing] for streams, ERROR_RATE [0] share of chats answered 500, STREAM_CHUNKS [3].
 // Prints {"port": N} on stdout when listening.
@@ -16,6 +18,15 @@ const tokensPerS = Number(process.env.TOKENS_PER_S ?? 0);
 const errorRate = Number(process.env.ERROR_RATE ?? 0);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+const otlp = { requests: 0, spans: 0 };
+function countSpans(body) {
+  try {
+    let n = 0;
+    for (const rs of JSON.parse(body).resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) n += (ss.spans ?? []).length;
+    return n;
+  } catch { return 0; }
+}
+
 const server = createServer((req, res) => {
   let body = '';
   req.on('data', (c) => { body += c; });
@@ -23,6 +34,18 @@ const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path.startsWith('/slow/')) {
       setTimeout(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); }, delay);
+      return;
+    }
+    if (path === '/v1/traces' || path === '/v1/metrics') {
+      otlp.requests += 1;
+      if (path === '/v1/traces') otlp.spans += countSpans(body);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+      return;
+    }
+    if (path === '/otlp-stats') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(otlp));
       return;
     }
     if (path === '/api/tags') {

@@ -60,7 +60,8 @@ async function run({ runs = 3, quick = false } = {}) {
 
     // 1. Gateway overhead: sequential latency and throughput at concurrency 32.
     const latency = { vega: [], direct: [], peer: [] };
-    const rps = { vega: [], direct: [], peer: [], vegaNoOtel: [] };
+    const rps = { vega: [], direct: [], peer: [], vegaNoOtel: [], vegaExport: [] };
+    const exported = [];
     for (let r = 0; r < runs; r++) {
       await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
         latency.vega.push(await seq(`${vega.url}/chat`, seqN, { headers: VEGA_HEADERS, body: CHAT }));
@@ -69,6 +70,18 @@ async function run({ runs = 3, quick = false } = {}) {
       await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
         rps.vegaNoOtel.push((await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT })).rps);
       }, { telemetry: false });
+      // 2b. Telemetry as an operator runs it: every span exported over OTLP/HTTP to a collector
+      // (a sink in its own process), with the SDK's default batch processor settings.
+      const sink = await startUpstream();
+      try {
+        let answered = 0;
+        await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }, async (vega) => {
+          const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
+          rps.vegaExport.push(a.rps);
+          answered = a.total;
+        }); // stopping Vega flushes its last batch
+        exported.push({ answered, ...(await (await fetch(`${sink.url}/otlp-stats`)).json()) });
+      } finally { await sink.stop(); }
       latency.direct.push(await seq(direct.url, seqN, direct.opts));
       rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, ...direct.opts })).rps);
       latency.peer.push(await seq(peer.url, seqN, peer.opts));
@@ -83,7 +96,9 @@ async function run({ runs = 3, quick = false } = {}) {
       { scenario: 'throughput.upstream alone (limit, c=32)', unit: 'req/s', ...med(rps.direct) },
       { scenario: 'throughput.portkey gateway (peer, c=32)', unit: 'req/s', ...med(rps.peer) },
       { scenario: 'throughput.vega / portkey', unit: 'x', ...pair(rps.vega, rps.peer, (v, p) => v / p), target: { op: '>=', value: 1.5, text: '>= 1.5x' } },
-      { scenario: 'telemetry.throughput on / off', unit: 'x', ...pair(rps.vega, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `off: ${med(rps.vegaNoOtel).median.toFixed(0)} req/s` },
+      { scenario: 'telemetry.throughput on / off', unit: 'x', ...pair(rps.vega, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `off: ${med(rps.vegaNoOtel).median.toFixed(0)} req/s; on = metrics + trace ids, no span exporter` },
+      { scenario: 'telemetry.throughput on + OTLP span export / off', unit: 'x', ...pair(rps.vegaExport, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `exporting: ${med(rps.vegaExport).median.toFixed(0)} req/s` },
+      { scenario: 'telemetry.spans received per chat (OTLP export, default batch settings)', unit: 'spans', ...med(exported.map((e) => e.spans / Math.max(1, e.answered))), note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats; fewer than a chat creates means the batch processor's queue (2048) dropped spans` },
     );
 
     // 3. Framework floor: bare node:http and bare Koa vs Vega's cache-hit /chat.
