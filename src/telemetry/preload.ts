@@ -6,11 +6,8 @@
  *
  * Standard OTEL_* variables apply. Traces are exported with OTLP/HTTP only when
  * OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER
- * is not `none`). Otherwise nothing could read a span, so none is recorded: a root request gets a
- * non-recording span (ParentBased(AlwaysOff), unless OTEL_TRACES_SAMPLER says otherwise) that still
- * carries fresh trace and span ids, so every request keeps a trace id to use as its correlation id
- * and outbound calls still carry traceparent; a caller's sampled trace is still honoured and
- * propagated. Recording spans only to drop them cost a third of the throughput (issue 7). Metrics are served by Vega itself on
+ * is not `none`); otherwise spans are still created, so every request has a trace id to use as its
+ * correlation id, but nothing is sent and nothing complains. Metrics are served by Vega itself on
  * /metrics (Prometheus text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
  */
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -19,9 +16,7 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
-import {
-  AlwaysOffSampler, BatchSpanProcessor, NoopSpanProcessor, ParentBasedSampler, type Sampler, type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
 
@@ -53,14 +48,12 @@ function list(name: string): string[] {
   return (process.env[name] ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
 }
 
-function traceProcessors(): { processors: SpanProcessor[]; sampler?: Sampler; description: string } {
+function traceProcessors(): { processors: SpanProcessor[]; description: string } {
   const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const exporters = list('OTEL_TRACES_EXPORTER');
   if (!endpoint || exporters.includes('none')) {
-    // A tracer provider stays registered, so trace ids still exist; with no exporter, root spans are
-    // not recorded (an explicit OTEL_TRACES_SAMPLER wins, e.g. to record for a span processor of one's own).
-    const sampler = process.env.OTEL_TRACES_SAMPLER ? undefined : new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    return { processors: [new NoopSpanProcessor()], sampler, description: 'ids only (no OTLP endpoint set; spans not recorded)' };
+    // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
+    return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
   }
   return { processors: [new BatchSpanProcessor(new OTLPTraceExporter())], description: `OTLP/HTTP -> ${endpoint}` };
 }
@@ -82,7 +75,6 @@ function start(): void {
   const sdk = new NodeSDK({
     serviceName: process.env.OTEL_SERVICE_NAME || 'vega',
     spanProcessors: traces.processors,
-    ...(traces.sampler ? { sampler: traces.sampler } : {}),
     metricReaders: readers,
     // Logs go to stdout as JSON (pino); no OTLP log export unless asked for by a later change.
     logRecordProcessors: [],
