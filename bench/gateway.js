@@ -51,6 +51,8 @@ async function withVega(env, fn, opts) {
 async function run({ runs = 3, quick = false } = {}) {
   const seqN = quick ? 300 : 2000;
   const dur = quick ? 3 : 8;
+  /** The throughput load every Vega variant gets: the same /chat at c=32 for `dur` seconds. */
+  const chatLoad = (vega) => autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
   const upstream = await startUpstream();
   const portkey = await startPortkey(await freePort());
   const results = [];
@@ -65,10 +67,10 @@ async function run({ runs = 3, quick = false } = {}) {
     for (let r = 0; r < runs; r++) {
       await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
         latency.vega.push(await seq(`${vega.url}/chat`, seqN, { headers: VEGA_HEADERS, body: CHAT }));
-        rps.vega.push((await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT })).rps);
+        rps.vega.push((await chatLoad(vega)).rps);
       });
       await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
-        rps.vegaNoOtel.push((await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT })).rps);
+        rps.vegaNoOtel.push((await chatLoad(vega)).rps);
       }, { telemetry: false });
       // 2b. Telemetry as an operator runs it: every span exported over OTLP/HTTP to a collector
       // (a sink in its own process), with the SDK's default batch processor settings.
@@ -76,7 +78,7 @@ async function run({ runs = 3, quick = false } = {}) {
       try {
         let answered = 0;
         await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }, async (vega) => {
-          const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
+          const a = await chatLoad(vega);
           rps.vegaExport.push(a.rps);
           answered = a.total;
         }); // stopping Vega flushes its last batch
@@ -110,7 +112,7 @@ async function run({ runs = 3, quick = false } = {}) {
       }
       await withVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '100' }, async (vega) => {
         await fetch(`${vega.url}/chat`, { method: 'POST', headers: VEGA_HEADERS, body: JSON.stringify(CHAT) });
-        floor.hit.push((await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT })).rps);
+        floor.hit.push((await chatLoad(vega)).rps);
       });
     }
     results.push(
