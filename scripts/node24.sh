@@ -5,7 +5,8 @@
 # there. Quiet and offline once cached. Use it as:
 #   NODE24=$(bash scripts/node24.sh)
 #   PATH="$NODE24/bin:$PATH" npm ci --nodedir="$NODE24"
-# NODE24_VERSION picks another version or range (default: the newest 24.x).
+# NODE24_VERSION picks another version or range (default: the newest 24.x); NODE24_CACHE_ONLY=1 only
+# looks in the cache (exit 1 when it is not there), never downloads.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${NODE24_CACHE:-$root/.cache/node24}"
@@ -23,6 +24,7 @@ cached() {
 }
 
 if dir=$(cached); then echo "$dir"; exit 0; fi
+[ -z "${NODE24_CACHE_ONLY:-}" ] || exit 1
 
 case "$(uname -s)-$(uname -m)" in
   Linux-x86_64) ;;
