@@ -29,6 +29,9 @@ import { TimeoutStage } from './resilience/timeout';
 import { currentTraceId } from './telemetry/correlation';
 import { EventLoopMonitor } from './diagnostics/event-loop';
 import { LeakDetector } from './diagnostics/leaks';
+import { SessionContext } from './sessions/context';
+import { SessionStore } from './sessions/store';
+import { Summarizer } from './sessions/summarizer';
 import { createIntegrations } from './integrations';
 import { IntegrationHealthMonitor } from './integrations/health';
 import { bindDiagnosticsInstruments } from './telemetry/bindings';
@@ -125,12 +128,23 @@ export async function startService(config: Config, report: ValidationReport, log
   leaks.start();
   say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
   say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
+  const pipeline = new ChatPipeline(provider, stages);
+  const sessionStore = new SessionStore(db.knex);
+  const contextSettings = () => configCache.get().context;
+  const summarizer = new Summarizer({
+    store: sessionStore, pipeline, logger, settings: contextSettings, model: () => configCache.get().llm.model, timeoutMs: config.llm.timeoutMs,
+  });
+  const sessions = {
+    store: sessionStore,
+    context: new SessionContext({ store: sessionStore, settings: contextSettings, logger, track: (obj, type, label) => leaks.track(obj, type, label) }),
+  };
   const chat = new ChatService({
     provider,
-    pipeline: new ChatPipeline(provider, stages),
+    pipeline,
     conversations: conversationLog,
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
+    onStored: (input) => { if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId); },
     defaults: { model: config.llm.model, ...config.generation },
   });
   bindInstruments({ pool, configCache, conversations, inflight });
@@ -138,7 +152,7 @@ export async function startService(config: Config, report: ValidationReport, log
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, inflight,
+    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight,
     admin: {
       breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
       eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
@@ -166,6 +180,7 @@ export async function startService(config: Config, report: ValidationReport, log
     shutdown: (reason) => {
       eventLoop.stop();
       leaks.stop();
+      summarizer.stop();
       integrationHealth.stop();
       return (stopping ??= shutdown({ server, db, pool, inflight, logger, conversationLog, retention, drainMs: config.shutdownTimeoutMs }, reason));
     },
