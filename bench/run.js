@@ -26,7 +26,7 @@ async function main() {
   const started = Date.now();
   const results = [];
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-  const scenarios = { gateway: './gateway', db: './db', eventloop: './eventloop' };
+  const scenarios = { gateway: './gateway', db: './db', eventloop: './eventloop', context: './context' };
   for (const [name, mod] of Object.entries(scenarios)) {
     if (only && !only.split(',').includes(name)) continue;
     process.stderr.write(`bench: ${name} scenarios…\n`);

@@ -57,6 +57,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerOpenAiRoutes(router, {
     chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars,
     models: () => [deps.config().llm.model],
+    sessions: deps.sessions.store,
   });
   registerHistoryRoutes(router, deps.conversations, deps.sessions.store);
   registerSessionRoutes(router, { sessions: deps.sessions.store, logger: deps.logger });

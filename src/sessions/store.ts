@@ -50,7 +50,7 @@ export const CONTEXT_READ_OPERATION = 'context_read';
  * index, the session's claim and summary, and its memories, as one statement (one round trip on
  * the chat path). Columns: kind, id, ts, a, b, o.
  */
-const CONTEXT_SQL = `/* op:${CONTEXT_READ_OPERATION} */ SELECT * FROM (
+export const CONTEXT_SQL = `/* op:${CONTEXT_READ_OPERATION} */ SELECT * FROM (
   SELECT 'turn' AS kind, id, ts, prompt AS a, response AS b, owner AS o FROM conversations
   WHERE session_id = ? AND status = 'ok' ORDER BY ts DESC, id DESC LIMIT ?
 ) t

@@ -143,6 +143,9 @@ describe('session ownership', () => {
       expect(res.status, `${method} ${path}`).toBe(404);
       expect((await jsonOf(res)).error.code).toBe('session_not_found');
     }
+    // Nor write into it through the stateless OpenAI route.
+    const v1 = await postJson(vega.url, '/v1/chat/completions', { model: 'llama3.2', messages: [{ role: 'user', content: 'injected' }] }, { ...asSecond, 'x-session-id': 'owned-1' });
+    expect(v1.status).toBe(404);
     // Untouched: the owner still has its history and memories.
     const history = await jsonOf(await api('/sessions/owned-1/history', 'GET'));
     expect(history.items.map((r: { prompt: string }) => r.prompt)).toEqual(['my secret plan']);
@@ -204,6 +207,14 @@ describe('DELETE /sessions/:id', () => {
     expect(audit).toMatchObject({ level: 'info', rows: 4 });
     expect(audit.session_hash).toMatch(/^[0-9a-f]{16}$/);
     expect(JSON.stringify(audit)).not.toContain('forget-1');
+  });
+});
+
+describe('diagnostics', () => {
+  it('the leak detector tracks each turn\'s context object', async () => {
+    await chat({ prompt: 'tracked', session_id: 'diag-1' });
+    const leaks = await jsonOf(await api('/admin/performance/memory/leaks', 'GET'));
+    expect(JSON.stringify(leaks)).toContain('chat_context');
   });
 });
 
