@@ -45,7 +45,6 @@ const DASHBOARDS = [
         q(`histogram_quantile(0.5, sum by (le) (rate(vega_context_chars_bucket[${R}])))`, 'chars p50'),
         q(`histogram_quantile(0.95, sum by (le) (rate(vega_context_chars_bucket[${R}])))`, 'chars p95'),
         q(`histogram_quantile(0.95, sum by (le) (rate(vega_context_turns_bucket[${R}])))`, 'turns p95'),
-        q(`sum by (vega_summary_outcome) (rate(vega_context_summary_calls_total[${R}]))`, 'summaries {{vega_summary_outcome}}'),
       ]],
     ],
   },
