@@ -63,6 +63,8 @@ export class SessionContext {
   readonly #turns = createHistogram(INSTRUMENTS.contextTurns);
   readonly #chars = createHistogram(INSTRUMENTS.contextChars);
   readonly #reads = createCounter(INSTRUMENTS.contextReads);
+  /** Claims being written, by session: concurrent first turns of one session share one write. */
+  readonly #claims = new Map<string, Promise<string>>();
 
   constructor(opts: SessionContextOptions) {
     this.#store = opts.store;
@@ -82,7 +84,7 @@ export class SessionContext {
         try {
           const read = await this.#store.readContext(req.sessionId, settings.maxTurns);
           let owner = read.owner;
-          if (owner === undefined) owner = await this.#store.claim(req.sessionId, req.clientId);
+          if (owner === undefined) owner = await this.#claim(req.sessionId, req.clientId);
           if (owner !== req.clientId) {
             this.#reads.add(1, { 'vega.context.outcome': 'not_owner' });
             span.setAttribute('vega.error.code', 'session_not_found');
@@ -110,5 +112,15 @@ export class SessionContext {
     this.#turns.record(built.turns, streamed);
     this.#chars.record(built.chars, streamed);
     return { messages: built.messages.length > 1 ? built.messages : undefined, turns: built.turns, chars: built.chars };
+  }
+
+  /** Claims a new session; a claim already being written for it is shared (its owner is what counts). */
+  #claim(sessionId: string, clientId: string): Promise<string> {
+    let pending = this.#claims.get(sessionId);
+    if (!pending) {
+      pending = this.#store.claim(sessionId, clientId).finally(() => this.#claims.delete(sessionId));
+      this.#claims.set(sessionId, pending);
+    }
+    return pending;
   }
 }
