@@ -52,6 +52,7 @@ async function main() {
     runtime: (o) => require('./gateway').runRuntimes(o),
     db: (o) => require('./db').run(o),
     eventloop: (o) => require('./eventloop').run(o),
+    context: (o) => require('./context').run(o),
   };
   for (const [name, run] of Object.entries(scenarios)) {
     if (only && !only.split(',').includes(name)) continue;

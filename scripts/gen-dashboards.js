@@ -41,6 +41,11 @@ const DASHBOARDS = [
       ['Upstream timeouts', 'short', [q(`sum(increase(vega_upstream_timeouts_total[${R}]))`, 'timeouts')]],
       ['Streams by buffer state', 'short', [q('sum by (state) (vega_stream_active)', '{{state}}')]],
       ['Stream chunks', 'short', [q(`sum by (direction) (rate(vega_stream_chunks_total[${R}]))`, '{{direction}}')]],
+      ['Context sent per chat (session turns and characters)', 'short', [
+        q(`histogram_quantile(0.5, sum by (le) (rate(vega_context_chars_bucket[${R}])))`, 'chars p50'),
+        q(`histogram_quantile(0.95, sum by (le) (rate(vega_context_chars_bucket[${R}])))`, 'chars p95'),
+        q(`histogram_quantile(0.95, sum by (le) (rate(vega_context_turns_bucket[${R}])))`, 'turns p95'),
+      ]],
     ],
   },
   {

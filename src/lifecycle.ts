@@ -156,6 +156,7 @@ function stopSteps(c: Components): Step[] {
         for (const p of c.probes) p.stop();
         c.eventLoop.stop();
         c.leaks.stop();
+        c.summarizer.stop();
         c.integrationHealth.stop();
         c.retention.stop();
       },

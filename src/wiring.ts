@@ -13,6 +13,9 @@ import { RetentionJob } from './db/retention';
 import { poolSnapshot } from './db/stats';
 import { EventLoopMonitor } from './diagnostics/event-loop';
 import { LeakDetector } from './diagnostics/leaks';
+import { SessionContext } from './sessions/context';
+import { SessionStore } from './sessions/store';
+import { Summarizer } from './sessions/summarizer';
 import { isUpstreamFault } from './errors';
 import { createApp } from './http/app';
 import { InflightTracker } from './http/middleware/inflight';
@@ -52,6 +55,8 @@ export interface Components {
   readonly integrationHealth: IntegrationHealthMonitor;
   readonly eventLoop: EventLoopMonitor;
   readonly leaks: LeakDetector;
+  /** Background session summaries (aborted at shutdown). */
+  readonly summarizer: Summarizer;
   /** The HTTP server, not yet listening. */
   readonly server: Server;
 }
@@ -114,12 +119,23 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
   say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
 
+  const pipeline = new ChatPipeline(provider, stages);
+  const sessionStore = new SessionStore(db.knex);
+  const contextSettings = () => configCache.get().context;
+  const summarizer = new Summarizer({
+    store: sessionStore, pipeline, logger, settings: contextSettings, model: () => configCache.get().llm.model, timeoutMs: config.llm.timeoutMs,
+  });
+  const sessions = {
+    store: sessionStore,
+    context: new SessionContext({ store: sessionStore, settings: contextSettings, logger, track: (obj, type, label) => leaks.track(obj, type, label) }),
+  };
   const chat = new ChatService({
     provider,
-    pipeline: new ChatPipeline(provider, stages),
+    pipeline,
     conversations: conversationLog,
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
+    onStored: (input) => { if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId); },
     defaults: { model: config.llm.model, ...config.generation },
   });
   bindInstruments({ pool, configCache, conversations, inflight });
@@ -127,7 +143,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, inflight,
+    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight,
     admin: {
       breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
       eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
@@ -137,7 +153,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const server = createServer(app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 
-  return { config, logger, db, profiler, pool, provider, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, server };
+  return { config, logger, db, profiler, pool, provider, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };
 }
 
 /**

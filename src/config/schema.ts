@@ -96,6 +96,12 @@ export const configSchema = z.object({
   COALESCING: bool(true),
   STREAM_BUFFER_CHUNKS: number(1, 100_000, 64, true),
   STREAM_DROP_ON_OVERFLOW: bool(false),
+  // Conversation context: what a /chat turn with a session sends besides its prompt.
+  SYSTEM_PROMPT: z.preprocess(emptyToUndefined, z.string().max(10_000).optional()),
+  CONTEXT_MAX_TURNS: number(0, 100, 10, true),
+  CONTEXT_MAX_CHARS: number(0, 1_000_000, 4000, true),
+  CONTEXT_SUMMARY: bool(false),
+  CONTEXT_SUMMARY_MAX_CHARS: number(100, 100_000, 1000, true),
   // Integrations (SPEC section 6): each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   FETCH_ENABLED: bool(false),
@@ -158,6 +164,14 @@ export interface Config {
     readonly cache: { maxEntries: number; ttlMs: number };
     readonly coalescing: boolean;
     readonly stream: { capacity: number; dropOnOverflow: boolean };
+  };
+  /** Session context of /chat: system prompt, window bounds, background summaries. */
+  readonly context: {
+    readonly systemPrompt: string | undefined;
+    readonly maxTurns: number;
+    readonly maxChars: number;
+    readonly summary: boolean;
+    readonly summaryMaxChars: number;
   };
   readonly diagnostics: { readonly stallThresholdMs: number; readonly leakThresholdMs: number; readonly testRoutes: boolean };
   readonly integrations: {

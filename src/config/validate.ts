@@ -139,6 +139,10 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
       coalescing: raw.COALESCING,
       stream: { capacity: raw.STREAM_BUFFER_CHUNKS, dropOnOverflow: raw.STREAM_DROP_ON_OVERFLOW },
     },
+    context: {
+      systemPrompt: raw.SYSTEM_PROMPT, maxTurns: raw.CONTEXT_MAX_TURNS, maxChars: raw.CONTEXT_MAX_CHARS,
+      summary: raw.CONTEXT_SUMMARY, summaryMaxChars: raw.CONTEXT_SUMMARY_MAX_CHARS,
+    },
     diagnostics: { stallThresholdMs: raw.EVENT_LOOP_STALL_MS, leakThresholdMs: raw.LEAK_THRESHOLD_S * 1000, testRoutes: raw.ENABLE_TEST_ROUTES },
     integrations: {
       callTimeoutMs: raw.INTEGRATION_TIMEOUT_S * 1000,

@@ -19,6 +19,8 @@ export interface ConversationRecord {
   readonly errorCode?: string | undefined;
   /** Answered from the response cache, without a backend call. */
   readonly cached?: boolean;
+  /** The client (a hash of its API key) the conversation belongs to. */
+  readonly owner?: string | undefined;
 }
 
 /** A stored conversation as the history API returns it. */
@@ -39,6 +41,8 @@ export interface ConversationRow {
   readonly status: string;
   readonly error_code: string | null;
   readonly cached: boolean;
+  /** The client id of the key that made it (null for conversations stored before owners). */
+  readonly owner: string | null;
 }
 
 export interface HistoryPage {
@@ -88,13 +92,15 @@ export class ConversationRepository {
   }
 
   /** One page of history, newest first; `sessionId` narrows it to one session. */
-  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined } = {}): Promise<HistoryPage> {
+  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined; owner?: string | undefined } = {}): Promise<HistoryPage> {
     const limit = opts.limit ?? DEFAULT_PAGE_SIZE;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`, 'invalid_limit');
     }
     const q = this.knex('conversations').select('*').orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(limit + 1);
     if (opts.sessionId !== undefined) q.where('session_id', opts.sessionId);
+    // A client's own history: through (owner, ts DESC, id DESC).
+    if (opts.owner !== undefined) q.where('owner', opts.owner);
     if (opts.cursor) {
       const { ts, id } = decodeCursor(opts.cursor);
       q.whereRaw('(ts, id) < (?, ?)', [ts, id]);
@@ -151,6 +157,7 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     status: r.status,
     error_code: r.errorCode ?? null,
     cached: r.cached ?? false,
+    owner: r.owner ?? null,
   };
 }
 
@@ -174,6 +181,7 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     status: String(r.status),
     error_code: (r.error_code as string | null) ?? null,
     cached: Boolean(r.cached),
+    owner: (r.owner as string | null) ?? null,
   };
 }
 

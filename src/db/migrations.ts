@@ -65,6 +65,36 @@ const migrations: Record<string, Migration> = {
       });
     },
   },
+  '003_session_owners_and_summaries': {
+    // A session belongs to the API key that made it: `owner` is the client id (a hash of the key,
+    // never the key). `sessions` holds that claim and the summary of turns that left the context
+    // window. Sessions that existed before owners did are claimed by nobody ('', admin-only).
+    async up(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.string('owner', 64);
+      });
+      await knex.raw('CREATE INDEX conversations_owner_ts_id ON conversations (owner, ts DESC, id DESC)');
+      await knex.schema.createTable('sessions', (t) => {
+        t.string('session_id', 128).primary();
+        t.string('owner', 64).notNullable();
+        t.bigInteger('created_ts').notNullable();
+        t.text('summary');
+        t.bigInteger('summary_through_ts');
+        t.integer('summary_through_id');
+        t.bigInteger('summary_ts');
+      });
+      await knex.raw(
+        "INSERT INTO sessions (session_id, owner, created_ts) SELECT session_id, '', MIN(ts) FROM conversations GROUP BY session_id",
+      );
+    },
+    async down(knex) {
+      await knex.schema.dropTableIfExists('sessions');
+      await knex.raw('DROP INDEX IF EXISTS conversations_owner_ts_id');
+      await knex.schema.alterTable('conversations', (t) => {
+        t.dropColumn('owner');
+      });
+    },
+  },
 };
 
 /** A knex migration source over the list above. */

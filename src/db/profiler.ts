@@ -41,7 +41,9 @@ export interface ProfilerSnapshot {
 }
 
 /** The tables a label may name; anything else is `_other` (labels stay bounded). */
-const KNOWN_TABLES = new Set(['conversations', 'memories', 'knex_migrations', 'knex_migrations_lock', 'sqlite_master', 'pg_indexes']);
+const KNOWN_TABLES = new Set(['conversations', 'memories', 'sessions', 'knex_migrations', 'knex_migrations_lock', 'sqlite_master', 'pg_indexes']);
+/** Operations named by a leading `/* op:NAME *\/` comment (bounded: only these). */
+const NAMED_OPERATIONS = new Set(['context_read']);
 const OPERATIONS = new Set(['select', 'insert', 'update', 'delete', 'create', 'drop', 'alter', 'pragma', 'begin', 'commit', 'rollback', 'explain', 'with']);
 
 interface Pending {
@@ -57,10 +59,13 @@ interface KnexQuery {
 
 /** `db.operation.name` and `db.collection.name` of a statement (bounded values). */
 export function classify(sql: string, method?: string): { operation: string; table: string } {
-  const s = sql.trimStart().toLowerCase();
+  let s = sql.trimStart().toLowerCase();
+  const named = /^\/\* op:([a-z_]+) \*\/\s*/.exec(s);
+  if (named) s = s.slice(named[0].length);
   const first = /^[a-z]+/.exec(s)?.[0] ?? '';
   let operation = method === 'del' ? 'delete' : method && OPERATIONS.has(method) ? method : first;
   if (!OPERATIONS.has(operation)) operation = method === 'first' || method === 'pluck' ? 'select' : operation === 'raw' ? 'raw' : '_other';
+  if (named && NAMED_OPERATIONS.has(named[1] as string)) operation = named[1] as string;
   const m = /\b(?:from|into|update|table|exists|on)\s+["`[]?([a-z_][a-z0-9_]*)/.exec(s);
   const t = m?.[1] ?? '';
   return { operation, table: KNOWN_TABLES.has(t) ? t : t ? '_other' : '' };

@@ -5,6 +5,8 @@ import type { ConversationRepository } from '../db/conversations';
 import type { Database } from '../db/knex';
 import { VegaError } from '../errors';
 import type { ChatService } from '../llm/chat-service';
+import type { SessionContext } from '../sessions/context';
+import type { SessionStore } from '../sessions/store';
 import type { Logger } from '../telemetry/logger';
 import type { Config } from '../config/schema';
 import { accessLog } from './middleware/access-log';
@@ -15,6 +17,7 @@ import type { InflightTracker } from './middleware/inflight';
 import { registerChatRoutes } from './routes/chat';
 import { registerHealthRoutes } from './routes/health';
 import { registerHistoryRoutes } from './routes/history';
+import { registerSessionRoutes } from './routes/sessions';
 import { registerMetricsRoute } from './routes/metrics';
 import { registerOpenAiRoutes } from './routes/openai';
 import type { VegaState } from './state';
@@ -31,6 +34,8 @@ export interface AppDeps {
   readonly db: Database;
   readonly conversations: ConversationRepository;
   readonly chat: ChatService;
+  /** Session ownership, context, memories and forgetting. */
+  readonly sessions: { readonly store: SessionStore; readonly context: SessionContext };
   readonly inflight: InflightTracker;
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
@@ -51,12 +56,14 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     breaker: () => deps.admin.breakers.find(`llm:${deps.chat.provider.name}`)?.snapshot(),
   });
   registerMetricsRoute(router, config.metricsApiKey);
-  registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
+  registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
   registerOpenAiRoutes(router, {
     chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars,
     models: () => [deps.config().llm.model],
+    sessions: deps.sessions.store,
   });
-  registerHistoryRoutes(router, deps.conversations);
+  registerHistoryRoutes(router, deps.conversations, deps.sessions.store);
+  registerSessionRoutes(router, { sessions: deps.sessions.store, logger: deps.logger });
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);
@@ -76,7 +83,14 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     };
   });
 
-  const auth = requireApiKey(() => deps.config().apiKeys);
+  // The admin key list keeps its identity while the key does, so its digest is computed once.
+  let admin: { key: string; list: readonly string[] } | undefined;
+  const adminKeys = () => {
+    const key = deps.config().apiKey;
+    if (admin?.key !== key) admin = { key, list: [key] };
+    return admin.list;
+  };
+  const auth = requireApiKey(() => deps.config().apiKeys, adminKeys);
   app.use(correlation());
   app.use(accessLog(deps.logger));
   app.use(errorHandler(deps.logger));

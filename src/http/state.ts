@@ -8,6 +8,8 @@ export interface VegaState {
   correlationId?: string;
   /** The authenticated client (a hash of its API key), for rate limits. */
   clientId?: string;
+  /** The key is an admin key (API_KEY): it sees every session, not only its own. */
+  isAdmin?: boolean;
   /** Why the client's X-Correlation-ID was refused, if it was. */
   correlationProblem?: string | undefined;
 }

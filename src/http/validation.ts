@@ -32,8 +32,21 @@ function buildChatBodySchema(maxPromptChars: number) {
     top_p: z.number().min(0).max(1).optional(),
     max_tokens: z.number().int().min(1).max(1_000_000).optional(),
     stream: z.boolean().optional(),
+    /** false: send the prompt alone, without the session's context. Default true. */
+    context: z.boolean().optional(),
   });
 }
+
+/** Most pinned memories a session holds, and the longest one. */
+export const MAX_MEMORIES = 20;
+export const MAX_MEMORY_CHARS = 500;
+
+/** The body of `PUT /sessions/:id/memories`: the whole new list of short facts. */
+export const memoriesBodySchema = z.strictObject({
+  memories: z.array(
+    z.string().max(MAX_MEMORY_CHARS, `must be at most ${MAX_MEMORY_CHARS} characters`).refine((m) => m.trim().length > 0, 'must not be empty'),
+  ).max(MAX_MEMORIES, `at most ${MAX_MEMORIES} memories`),
+});
 
 /** Parses with a schema, turning the first few problems into one 400 that names the fields. */
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {

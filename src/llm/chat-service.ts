@@ -54,6 +54,8 @@ export interface ChatServiceOptions {
   readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
+  /** Told about each successfully stored conversation (starts a session's background summary). */
+  readonly onStored?: (input: ChatInput) => void;
 }
 
 /**
@@ -67,6 +69,7 @@ export class ChatService {
   readonly #log: Logger;
   readonly #defaults: ChatServiceOptions['defaults'];
   readonly #track: ChatServiceOptions['track'];
+  readonly #onStored: ChatServiceOptions['onStored'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
@@ -80,6 +83,7 @@ export class ChatService {
     this.#log = opts.logger;
     this.#defaults = opts.defaults;
     this.#track = opts.track;
+    this.#onStored = opts.onStored;
   }
 
   get provider(): LlmProvider {
@@ -233,12 +237,14 @@ export class ChatService {
         status: out.status,
         errorCode: out.errorCode,
         cached: out.cached ?? false,
+        owner: call.input.clientId,
       });
     } catch (err) {
       if (out.status === 'failed') throw err;
       this.#log.error({ err }, 'could not store a conversation');
       throw new StorageUnavailable(err);
     }
+    if (out.status === 'ok') this.#onStored?.(call.input);
   }
 
   #count(source: string, streamed: boolean, outcome: string): void {

@@ -25,6 +25,11 @@ const BATCH_ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Token counts, powers of 4 (the semantic conventions' advice). */
 const TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576];
 
+/** Earlier turns per chat: CONTEXT_MAX_TURNS is at most 100. */
+const CONTEXT_TURNS = [0, 1, 2, 4, 6, 8, 10, 15, 20, 50, 100];
+/** Characters of context per chat, around the 4000 default. */
+const CONTEXT_CHARS = [0, 250, 500, 1000, 2000, 4000, 8000, 16000, 64000, 256000, 1000000];
+
 const GEN_AI_ATTRS = ['gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'error.type'] as const;
 const ORIGIN_ATTRS = ['server.address', 'server.port'] as const;
 
@@ -301,6 +306,26 @@ export const INSTRUMENTS = {
     name: 'vega.integration.check.duration', kind: 'observableGauge', unit: 's',
     description: 'How long the last health check of each enabled integration took.',
     attributes: ['vega.integration.name'],
+  },
+  contextTurns: {
+    name: 'vega.context.turns', kind: 'histogram', unit: '{turn}',
+    description: 'Earlier turns of the session sent with a /chat turn (0 without a session or with context off).',
+    attributes: ['vega.chat.streamed'], buckets: CONTEXT_TURNS,
+  },
+  contextChars: {
+    name: 'vega.context.chars', kind: 'histogram', unit: '{char}',
+    description: 'Characters sent with a /chat turn besides its prompt: system prompt, memories, summary, earlier turns.',
+    attributes: ['vega.chat.streamed'], buckets: CONTEXT_CHARS,
+  },
+  contextReads: {
+    name: 'vega.context.reads', kind: 'counter', unit: '{read}',
+    description: 'Session context reads by outcome: ok, not_owner (answered 404) or error (database).',
+    attributes: ['vega.context.outcome'],
+  },
+  summaryCalls: {
+    name: 'vega.context.summary.calls', kind: 'counter', unit: '{call}',
+    description: 'Background summary calls by outcome: ok, failed, stale (superseded), skipped (too many in flight).',
+    attributes: ['vega.summary.outcome'],
   },
   inflightRequests: {
     name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',

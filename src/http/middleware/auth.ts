@@ -29,10 +29,15 @@ function keyDigests(): (keys: readonly string[]) => Buffer[] {
  * Requires one of the API keys; `keys` is read per request so a config reload takes effect.
  * The presented key is hashed once and compared with every configured key's digest in constant
  * time (no early exit, so timing does not say which key matched). Sets `ctx.state.clientId` to a
- * stable, non-reversible id for the key, which rate limits use instead of the key.
+ * stable, non-reversible id for the key, which rate limits and session ownership use instead of
+ * the key, and `ctx.state.isAdmin` when the key is one of `adminKeys` (API_KEY).
  */
-export function requireApiKey(keys: () => readonly string[]): Middleware<{ clientId?: string }> {
+export function requireApiKey(
+  keys: () => readonly string[],
+  adminKeys: () => readonly string[] = () => [],
+): Middleware<{ clientId?: string; isAdmin?: boolean }> {
   const digestsOf = keyDigests();
+  const adminDigestsOf = keyDigests();
   return async (ctx, next) => {
     const given = presentedKey(ctx);
     if (given === '') throw new Unauthorized('an X-API-Key header is required');
@@ -40,7 +45,11 @@ export function requireApiKey(keys: () => readonly string[]): Middleware<{ clien
     let matched = false;
     for (const d of digestsOf(keys())) matched = timingSafeEqual(hashed, d) || matched;
     if (!matched) throw new Unauthorized('the API key is not valid');
+    let admin = false;
+    for (const d of adminDigestsOf(adminKeys())) admin = timingSafeEqual(hashed, d) || admin;
     ctx.state.clientId = `k_${hashed.toString('hex').slice(0, 12)}`;
+    // Admin keys see every session; client keys see their own.
+    ctx.state.isAdmin = admin;
     await next();
   };
 }

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ChatService } from '../../llm/chat-service';
+import type { SessionContext } from '../../sessions/context';
 import type { StreamEvent } from '../../llm/types';
 import { toVegaError } from '../middleware/errors';
 import type { Logger } from '../../telemetry/logger';
@@ -11,6 +12,7 @@ import { chatBodySchema, parseOr400 } from '../validation';
 
 export interface ChatRouteDeps {
   readonly chat: ChatService;
+  readonly context: SessionContext;
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
 }
@@ -28,15 +30,24 @@ export function clientGone(ctx: Context): AbortSignal {
 export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDeps): void {
   router.post('/chat', async (ctx) => {
     const body = parseOr400(chatBodySchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
+    const sessionId = body.session_id ?? randomUUID();
+    const clientId = ctx.state.clientId ?? 'anonymous';
+    // Before the backend call: this turn sees the turns committed before it started.
+    const context = await deps.context.prepare({
+      sessionId, given: body.session_id !== undefined, clientId, prompt: body.prompt,
+      useContext: body.context !== false, streamed: body.stream === true,
+    });
+    ctx.state.serverSpan?.setAttributes({ 'vega.context.turns': context.turns, 'vega.context.chars': context.chars });
     const input = {
       prompt: body.prompt,
-      sessionId: body.session_id ?? randomUUID(),
+      messages: context.messages,
+      sessionId,
       model: body.model,
       temperature: body.temperature,
       topP: body.top_p,
       maxTokens: body.max_tokens,
       source: 'chat',
-      clientId: ctx.state.clientId ?? 'anonymous',
+      clientId,
     };
     const signal = clientGone(ctx);
     const correlationId = ctx.state.correlationId ?? '';

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type Router from '@koa/router';
+import { SessionNotFound } from '../../sessions/context';
+import type { SessionStore } from '../../sessions/store';
 import { z } from 'zod';
 import type { ChatService } from '../../llm/chat-service';
 import type { StreamEvent } from '../../llm/types';
@@ -48,6 +50,8 @@ export interface OpenAiRouteDeps {
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
   readonly models: () => string[];
+  /** Session ownership: an `X-Session-ID` another key owns is refused (the route adds no context). */
+  readonly sessions?: SessionStore;
 }
 
 /** `POST /v1/chat/completions` and `GET /v1/models`: Vega as an OpenAI-compatible server. */
@@ -60,6 +64,12 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     const body = parseOr400(completionsSchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
     const sessionHeader = ctx.get('x-session-id');
     const sessionId = SESSION_ID.test(sessionHeader) ? sessionHeader : randomUUID();
+    if (deps.sessions && sessionId === sessionHeader) {
+      // Stateless, but it writes turns into the session: only into the caller's own.
+      const client = ctx.state.clientId ?? 'anonymous';
+      const owner = (await deps.sessions.owner(sessionId)) ?? (await deps.sessions.claim(sessionId, client));
+      if (owner !== client) throw new SessionNotFound();
+    }
     const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
     const input = {
       prompt: lastUser?.content ?? '',
