@@ -19,6 +19,8 @@ export interface ConversationRecord {
   readonly errorCode?: string | undefined;
   /** Answered from the response cache, without a backend call. */
   readonly cached?: boolean;
+  /** The LLM backend that answered (`ollama`, `openai-fallback1`, ...); unset when none did. */
+  readonly backend?: string | undefined;
 }
 
 /** A stored conversation as the history API returns it. */
@@ -39,6 +41,7 @@ export interface ConversationRow {
   readonly status: string;
   readonly error_code: string | null;
   readonly cached: boolean;
+  readonly backend: string | null;
 }
 
 export interface HistoryPage {
@@ -151,6 +154,7 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     status: r.status,
     error_code: r.errorCode ?? null,
     cached: r.cached ?? false,
+    backend: r.backend ?? null,
   };
 }
 
@@ -174,6 +178,7 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     status: String(r.status),
     error_code: (r.error_code as string | null) ?? null,
     cached: Boolean(r.cached),
+    backend: (r.backend as string | null | undefined) ?? null,
   };
 }
 
