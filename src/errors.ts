@@ -90,11 +90,29 @@ export class UpstreamOverloaded extends VegaError {
   }
 }
 
-/** The backend rejected the request (4xx other than 404/429): our request was not acceptable to it. */
+/**
+ * The backend refused the request itself (400, 404, 413, 422): the client's request, so it goes
+ * back to the client with the same 4xx and the backend's reason, and is never tried elsewhere.
+ */
 export class UpstreamRejected extends VegaError {
   readonly upstreamStatus: number;
   constructor(upstreamStatus: number, message: string) {
-    super('upstream_rejected', 502, message);
+    super('upstream_rejected', upstreamStatus, message);
+    this.upstreamStatus = upstreamStatus;
+  }
+}
+
+/**
+ * The backend refused Vega rather than the request: a wrong key (401, 403) or another 4xx that
+ * says the backend is set up wrong. The operator's problem: a 502 that counts against the backend
+ * (and so falls back). The backend's text is never shown: it may quote the key.
+ */
+export class UpstreamMisconfigured extends VegaError {
+  readonly upstreamStatus: number;
+  constructor(upstreamStatus: number) {
+    super('upstream_misconfigured', 502, upstreamStatus === 401 || upstreamStatus === 403
+      ? `the LLM backend refused Vega's credentials (HTTP ${upstreamStatus}); check its API key`
+      : `the LLM backend refused the call with HTTP ${upstreamStatus}; check its URL and settings`);
     this.upstreamStatus = upstreamStatus;
   }
 }
@@ -143,6 +161,7 @@ export class ClientClosed extends VegaError {
 
 const UPSTREAM_FAULTS = new Set([
   'upstream_unavailable', 'upstream_timeout', 'upstream_error', 'upstream_overloaded', 'upstream_bad_response', 'upstream_stream_interrupted',
+  'upstream_misconfigured',
 ]);
 
 /** Whether an error is the upstream's fault, and so counts against its circuit breaker. */

@@ -56,6 +56,18 @@ export async function verify(env: Record<string, string | undefined>, out: (line
       } catch (err) {
         add('LLM backend', 'warn', `${provider.name} at ${provider.origin} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
       }
+      for (const [i, f] of config.llm.fallbacks.entries()) {
+        const fallback = createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool);
+        const model = f.model ?? config.llm.model;
+        const what = `LLM fallback ${i + 1}`;
+        try {
+          const models = await fallback.listModels(AbortSignal.timeout(5000));
+          const has = models.some((m) => m === model || m === `${model}:latest`);
+          add(what, has ? 'pass' : 'warn', `${fallback.name} at ${fallback.origin}: ${models.length} model(s)${has ? '' : `; '${model}' not among them`}`);
+        } catch (err) {
+          add(what, 'warn', `${fallback.name} at ${fallback.origin} unreachable (${(err as { code?: string }).code ?? 'error'})`);
+        }
+      }
       const integrations = createIntegrations(config.integrations, pool, new BreakerRegistry());
       const health = await checkIntegrations(integrations.all, config.integrations.healthTimeoutMs);
       for (const i of health.integrations) {

@@ -22,6 +22,7 @@ import { InflightTracker } from './http/middleware/inflight';
 import { createIntegrations } from './integrations';
 import { IntegrationHealthMonitor } from './integrations/health';
 import { ChatService } from './llm/chat-service';
+import { BackendChain, fallbackName, type LlmBackend } from './llm/backends';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
 import { createProvider } from './llm/providers';
 import type { LlmProvider } from './llm/types';
@@ -46,6 +47,8 @@ export interface Components {
   readonly profiler: QueryProfiler;
   readonly pool: HttpPool;
   readonly provider: LlmProvider;
+  /** The primary and every fallback, in the order they are tried. */
+  readonly backends: BackendChain;
   readonly conversationLog: ConversationLog;
   readonly retention: RetentionJob;
   readonly inflight: InflightTracker;
@@ -78,6 +81,10 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const provider = createProvider(config.llm, pool);
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
   say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
+  const fallbackProviders = config.llm.fallbacks.map((f) => createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool));
+  config.llm.fallbacks.forEach((f, i) => {
+    say(`✅ LLM fallback ${i + 1}: ${fallbackName(f.backend, i + 1)} at ${fallbackProviders[i]!.origin}${f.model ? ` (model ${f.model})` : ''}${f.apiKey ? ' (key set)' : ''}`);
+  });
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
   const conversations = new ConversationRepository(db.knex);
@@ -89,19 +96,25 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const r = config.resilience;
   const { probeIntervalMs, ...breakerOptions } = r.breaker;
   const breakers = new BreakerRegistry({ ...breakerOptions, isFailure: isUpstreamFault, traceId: currentTraceId });
-  const llmBreaker = breakers.get(`llm:${provider.name}`);
+  // Each backend has its own breaker (`llm:<name>`) and its own recovery probe.
+  const backends = new BackendChain([
+    { name: provider.name, role: 'primary', provider, model: undefined, breaker: breakers.get(`llm:${provider.name}`) },
+    ...config.llm.fallbacks.map((f, i): LlmBackend => {
+      const name = fallbackName(f.backend, i + 1);
+      return { name, role: 'fallback', provider: fallbackProviders[i]!, model: f.model, breaker: breakers.get(`llm:${name}`) };
+    }),
+  ]);
   const stages: PipelineStages = {
     cache: new ResponseCache(r.cache),
     coalescer: new Coalescer(r.coalescing),
     rateLimiter: new RateLimiter(r.rateLimit),
-    breaker: llmBreaker,
     retry: new RetryStage(r.retry),
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
   };
   // The backend's model list is its cheap health call (Ollama /api/tags, OpenAI /models, TGI /info).
   const probes = probeIntervalMs > 0
-    ? [new RecoveryProbe(llmBreaker, (signal) => provider.listModels(signal), { intervalMs: probeIntervalMs })]
+    ? backends.backends.map((b) => new RecoveryProbe(b.breaker, (signal) => b.provider.listModels(signal), { intervalMs: probeIntervalMs }))
     : [];
   const integrations = createIntegrations(config.integrations, pool, breakers);
   const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);
@@ -117,9 +130,9 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: (since) => inflight.activeSince(since) });
   const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
   say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
-  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
+  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `each backend probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
 
-  const pipeline = new ChatPipeline(provider, stages);
+  const pipeline = new ChatPipeline(backends, stages);
   const sessionStore = new SessionStore(db.knex);
   const contextSettings = () => configCache.get().context;
   const summarizer = new Summarizer({
@@ -143,7 +156,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight,
+    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight, backends,
     admin: {
       breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
       eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
@@ -153,7 +166,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const server = createServer(app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 
-  return { config, logger, db, profiler, pool, provider, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };
+  return { config, logger, db, profiler, pool, provider, backends, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };
 }
 
 /**

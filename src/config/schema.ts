@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { FallbackSpec } from './fallbacks';
 
 /**
  * The configuration contract (SPEC section 10), as one zod schema over environment variables.
@@ -54,6 +55,8 @@ export const configSchema = z.object({
   LLM_BASE_URL: optionalUrl,
   LLM_API_KEY: optionalSecret,
   MODEL_NAME: z.preprocess(emptyToUndefined, z.string().min(1).max(200).default('llama3.2')),
+  /** Further backends, tried in order when the one before is down: `kind=url[#model]`, comma-separated (config/fallbacks.ts). */
+  LLM_FALLBACKS: z.preprocess(emptyToUndefined, z.string().max(8192).optional()),
   LLM_TIMEOUT_S: number(0.001, 3600, 60).refine((v) => v > 0, 'must be positive'),
   DATABASE_URL: z.preprocess(emptyToUndefined, z.string().default('sqlite:./data/vega.db')).refine(
     (v) => v === ':memory:' || v.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(v),
@@ -146,6 +149,8 @@ export interface Config {
     readonly apiKey: string | undefined;
     readonly model: string;
     readonly timeoutMs: number;
+    /** LLM_FALLBACKS with their keys, in the order they are tried after this backend. */
+    readonly fallbacks: readonly FallbackSpec[];
   };
   readonly generation: { readonly temperature: number; readonly topP: number; readonly maxTokens: number };
   readonly databaseUrl: string;

@@ -21,6 +21,8 @@ export interface ConversationRecord {
   readonly cached?: boolean;
   /** The client (a hash of its API key) the conversation belongs to. */
   readonly owner?: string | undefined;
+  /** The LLM backend that answered (`ollama`, `openai-fallback1`, ...); unset when none did. */
+  readonly backend?: string | undefined;
 }
 
 /** A stored conversation as the history API returns it. */
@@ -43,6 +45,7 @@ export interface ConversationRow {
   readonly cached: boolean;
   /** The client id of the key that made it (null for conversations stored before owners). */
   readonly owner: string | null;
+  readonly backend: string | null;
 }
 
 export interface HistoryPage {
@@ -158,6 +161,7 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     error_code: r.errorCode ?? null,
     cached: r.cached ?? false,
     owner: r.owner ?? null,
+    backend: r.backend ?? null,
   };
 }
 
@@ -182,6 +186,7 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     error_code: (r.error_code as string | null) ?? null,
     cached: Boolean(r.cached),
     owner: (r.owner as string | null) ?? null,
+    backend: (r.backend as string | null | undefined) ?? null,
   };
 }
 

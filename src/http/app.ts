@@ -4,6 +4,7 @@ import { bodyParser } from '@koa/bodyparser';
 import type { ConversationRepository } from '../db/conversations';
 import type { Database } from '../db/knex';
 import { VegaError } from '../errors';
+import type { BackendChain } from '../llm/backends';
 import type { ChatService } from '../llm/chat-service';
 import type { SessionContext } from '../sessions/context';
 import type { SessionStore } from '../sessions/store';
@@ -36,6 +37,8 @@ export interface AppDeps {
   readonly chat: ChatService;
   /** Session ownership, context, memories and forgetting. */
   readonly sessions: { readonly store: SessionStore; readonly context: SessionContext };
+  /** The LLM backends, primary first: each has a health entry. */
+  readonly backends: BackendChain;
   readonly inflight: InflightTracker;
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
@@ -52,8 +55,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const config = deps.config();
   const router = new Router<VegaState>();
   registerHealthRoutes(router, {
-    knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight,
-    breaker: () => deps.admin.breakers.find(`llm:${deps.chat.provider.name}`)?.snapshot(),
+    knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight,
   });
   registerMetricsRoute(router, config.metricsApiKey);
   registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
@@ -68,7 +70,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);
   registerDiagnosticsAdmin(router, deps.admin);
-  registerComprehensiveAdmin(router, deps.admin);
+  registerComprehensiveAdmin(router, { ...deps.admin, backends: deps.backends });
   // The route table as registered, read at request time: what an operator (and the auth test)
   // checks the API reference and the key guard against.
   router.get('/admin/routes', (ctx) => {

@@ -32,6 +32,8 @@ export interface ChatResult {
   readonly usage: Usage;
   readonly finishReason: string | undefined;
   readonly cached: boolean;
+  /** The backend that answered (for a cached answer: the one that first did). */
+  readonly backend: string;
 }
 
 /** Where finished conversations go. Resolves once the row is durable. */
@@ -105,9 +107,9 @@ export class ChatService {
           throw err;
         }
       });
-      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached });
+      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached, backend: out.backend });
       this.#count(input.source, false, out.cached ? 'cache_hit' : 'ok');
-      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached };
+      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached, backend: out.backend };
     } catch (err) {
       await this.#fail(call, err, '', false);
       throw err;
@@ -119,9 +121,9 @@ export class ChatService {
    * the iterator ends with `done` only after the conversation is stored. If it throws or is
    * abandoned (client gone), the conversation is stored as failed with what had arrived.
    */
-  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; events: AsyncGenerator<StreamEvent> }> {
+  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; backend: string; events: AsyncGenerator<StreamEvent> }> {
     const call = this.#resolve(input, signal);
-    let opened: { cached: boolean; events: AsyncIterable<StreamEvent> };
+    let opened: { cached: boolean; backend: string; events: AsyncIterable<StreamEvent> };
     try {
       opened = await this.#pipeline.stream(call.request, input.clientId);
     } catch (err) {
@@ -129,10 +131,10 @@ export class ChatService {
       await this.#fail(call, err, '', true);
       throw err;
     }
-    return { cached: opened.cached, events: this.#relay(call, opened.events, opened.cached) };
+    return { cached: opened.cached, backend: opened.backend, events: this.#relay(call, opened.events, opened.cached, opened.backend) };
   }
 
-  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean): AsyncGenerator<StreamEvent> {
+  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean, backend: string): AsyncGenerator<StreamEvent> {
     let text = '';
     let settled = false;
     try {
@@ -147,7 +149,7 @@ export class ChatService {
         }
         if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
         settled = true;
-        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached });
+        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached, backend });
         this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
         yield ev;
         return;
@@ -155,11 +157,11 @@ export class ChatService {
     } catch (err) {
       settled = true;
       if (!cached) this.#measureFailure(call, err, call.started);
-      await this.#fail(call, err, text, true);
+      await this.#fail(call, err, text, true, backend);
       throw err;
     } finally {
       // Reached without settling when the consumer stopped early: the client went away.
-      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true);
+      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true, backend);
     }
   }
 
@@ -209,18 +211,18 @@ export class ChatService {
     this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
   }
 
-  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean): Promise<void> {
+  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean, backend?: string): Promise<void> {
     const code = errorCode(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
     try {
-      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code });
+      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code, backend });
     } catch (storeErr) {
       this.#log.error({ err: storeErr, error_code: code }, 'could not store a failed conversation');
     }
   }
 
-  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean }): Promise<void> {
+  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean; backend?: string | undefined }): Promise<void> {
     try {
       await this.#sink.log({
         ts: call.ts,
@@ -238,6 +240,7 @@ export class ChatService {
         errorCode: out.errorCode,
         cached: out.cached ?? false,
         owner: call.input.clientId,
+        backend: out.backend,
       });
     } catch (err) {
       if (out.status === 'failed') throw err;

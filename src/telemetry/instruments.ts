@@ -49,6 +49,16 @@ export const INSTRUMENTS = {
     description: 'Time from sending a streaming LLM request to receiving its first chunk.',
     attributes: GEN_AI_ATTRS, buckets: LLM_SECONDS,
   },
+  llmAttempts: {
+    name: 'vega.llm.attempts', kind: 'counter', unit: '{attempt}',
+    description: 'Calls to each LLM backend by outcome: ok, failed (counts against it), skipped (its breaker was open), rejected (the request\'s own fault) or client_closed.',
+    attributes: ['vega.llm.backend', 'vega.llm.backend.role', 'outcome', 'error.type'],
+  },
+  llmFallbacks: {
+    name: 'vega.llm.fallbacks', kind: 'counter', unit: '{fallback}',
+    description: 'Calls moved from one LLM backend to the next, by the backend left, why (failed or skipped) and the backend tried next.',
+    attributes: ['vega.llm.backend', 'vega.llm.backend.role', 'reason', 'vega.llm.fallback.to'],
+  },
   chatRequests: {
     name: 'vega.chat.requests', kind: 'counter', unit: '{request}',
     description: 'Chat requests by outcome (ok or an error code) and whether they streamed.',

@@ -54,6 +54,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('X-Vega-Backend', out.backend);
       ctx.body = {
         response: out.response,
         session_id: out.sessionId,
@@ -65,7 +66,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       return;
     }
     // Errors before the first byte (refused, timeout, open breaker) get a normal status code.
-    const { cached, events } = await deps.chat.stream(input, signal);
+    const { cached, backend, events } = await deps.chat.stream(input, signal);
     const ndjson = /application\/x-ndjson/i.test(ctx.get('accept')) && !/text\/event-stream/i.test(ctx.get('accept'));
     const format = ndjson ? ndjsonFrame : sseFrame;
     ctx.status = 200;
@@ -73,6 +74,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
     ctx.body = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
   });

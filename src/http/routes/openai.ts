@@ -89,6 +89,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('X-Vega-Backend', out.backend);
       ctx.body = {
         id, object: 'chat.completion', created, model: out.model,
         choices: [{ index: 0, message: { role: 'assistant', content: out.response }, finish_reason: out.finishReason ?? 'stop', logprobs: null }],
@@ -96,12 +97,13 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
       };
       return;
     }
-    const { cached, events } = await deps.chat.stream(input, signal);
+    const { cached, backend, events } = await deps.chat.stream(input, signal);
     ctx.status = 200;
     ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
     ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', deps.logger), { objectMode: false });
   });
