@@ -1,15 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { context, trace, SpanKind, SpanStatusCode, type Context, type Link, type Histogram } from '@opentelemetry/api';
-import { VegaError } from '../errors';
+import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import type { ConversationRecord, ConversationRepository } from './conversations';
-
-/** The writer's queue is full: the service is writing slower than chats arrive. */
-export class StorageBusy extends VegaError {
-  constructor() {
-    super('storage_busy', 503, 'too many conversations are waiting to be stored; try again', { retryAfterS: 1 });
-  }
-}
 
 /** Options of {@link ConversationLog}. */
 export interface BatchWriterOptions {

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { performance } from 'node:perf_hooks';
 import type { Attributes, Histogram } from '@opentelemetry/api';
+import { errorType } from '../errors';
 import { currentTraceId } from '../telemetry/correlation';
 import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import type { DbSystem } from './knex';
@@ -140,7 +141,7 @@ export class QueryProfiler {
     const { operation, table } = classify(sql, q.method);
     const attrs: Attributes = { 'db.system.name': this.#system, 'db.operation.name': operation };
     if (table) attrs['db.collection.name'] = table;
-    if (err) attrs['error.type'] = (err as { code?: string }).code ?? err.name;
+    if (err) attrs['error.type'] = errorType(err);
     this.#duration.record(ms / 1000, attrs);
 
     this.#total++;

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Attributes } from '@opentelemetry/api';
 import type { ConversationRecord } from '../db/conversations';
-import { VegaError } from '../errors';
+import { ClientClosed, errorType, StorageUnavailable } from '../errors';
 import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
@@ -37,13 +37,6 @@ export interface ChatResult {
 /** Where finished conversations go. Resolves once the row is durable. */
 export interface ConversationSink {
   log(record: ConversationRecord): Promise<unknown>;
-}
-
-/** Raised when the conversation could not be stored: the reply is withheld, as it was not logged. */
-export class StorageUnavailable extends VegaError {
-  constructor(cause: unknown) {
-    super('storage_unavailable', 503, 'the conversation could not be stored; try again', { retryAfterS: 1, cause });
-  }
 }
 
 export interface ChatServiceOptions {
@@ -155,7 +148,7 @@ export class ChatService {
       throw err;
     } finally {
       // Reached without settling when the consumer stopped early: the client went away.
-      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true);
+      if (!settled) await this.#fail(call, new ClientClosed(), text, true);
     }
   }
 
@@ -200,13 +193,13 @@ export class ChatService {
 
   /** A failed backend call (one that reached the pipeline's guarded part) in gen_ai.client.operation.duration. */
   #measureFailure(call: ResolvedCall, err: unknown, started: number): void {
-    const code = errorCode(err);
+    const code = errorType(err);
     if (code === 'rate_limited' || code === 'client_closed') return; // no backend operation happened or failed
     this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
   }
 
   async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean): Promise<void> {
-    const code = errorCode(err);
+    const code = errorType(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
     try {
@@ -253,11 +246,4 @@ interface ResolvedCall {
   readonly correlationId: string;
   readonly traceId: string | undefined;
   readonly request: import('./types').ProviderRequest;
-}
-
-/** A bounded error label: a VegaError's code, else the error's own code or class name. */
-export function errorCode(err: unknown): string {
-  if (err instanceof VegaError) return err.code;
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : 'internal_error';
 }

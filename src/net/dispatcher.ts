@@ -1,4 +1,5 @@
 import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { errorType } from '../errors';
 
 /** Options of {@link createHttpPool}. */
 export interface HttpPoolOptions {
@@ -84,7 +85,7 @@ export class HttpPool {
         onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
         onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
         onResponseError: (controller, err) => {
-          const type = (err as { code?: string }).code ?? err.name ?? 'Error';
+          const type = errorType(err);
           counters.errors.set(type, (counters.errors.get(type) ?? 0) + 1);
           handler.onResponseError?.(controller, err);
         },

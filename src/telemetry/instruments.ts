@@ -51,7 +51,7 @@ export const INSTRUMENTS = {
   },
   httpErrors: {
     name: 'vega.http.server.errors', kind: 'counter', unit: '{response}',
-    description: 'Error responses by route template, status and Vega error code.',
+    description: 'Error answers by route template, status and Vega error code; an error that ends a stream already answered 200 counts with status 200.',
     attributes: ['http.route', 'http.response.status_code', 'vega.error.code'],
   },
   conversationsLogged: {

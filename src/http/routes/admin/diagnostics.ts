@@ -31,7 +31,7 @@ export function registerDiagnosticsAdmin(router: Router<VegaState>, deps: Diagno
   });
   router.get('/admin/performance/memory/leaks/:type', (ctx) => {
     const type = ctx.params.type ?? '';
-    if (!/^[a-z_]{1,64}$/.test(type)) throw new VegaError('invalid_type', 400, 'type must be 1-64 of a-z and _');
+    if (!/^[a-z_]{1,64}$/.test(type)) throw new VegaError('invalid_type', 'type must be 1-64 of a-z and _');
     ctx.body = deps.leaks.snapshot(type);
   });
   router.post('/admin/performance/memory/gc', (ctx) => {
