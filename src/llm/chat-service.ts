@@ -124,6 +124,7 @@ export class ChatService {
   async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean): AsyncGenerator<StreamEvent> {
     let text = '';
     let settled = false;
+    let measured = cached; // a replayed answer made no backend call to measure
     try {
       for await (const ev of upstream) {
         if (ev.type === 'delta') {
@@ -134,7 +135,8 @@ export class ChatService {
           yield ev;
           continue;
         }
-        if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
+        if (!measured) this.#measure(call, ev.model, ev.usage, call.started);
+        measured = true;
         settled = true;
         await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached });
         this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
@@ -143,7 +145,8 @@ export class ChatService {
       }
     } catch (err) {
       settled = true;
-      if (!cached) this.#measureFailure(call, err, call.started);
+      // Only a failure of the backend call itself; when storing fails the call was measured as done.
+      if (!measured) this.#measureFailure(call, err, call.started);
       await this.#fail(call, err, text, true);
       throw err;
     } finally {

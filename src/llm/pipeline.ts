@@ -74,6 +74,7 @@ export class ChatPipeline {
     if (hit) return { cached: true, events: replay(hit) };
     this.stages.rateLimiter.check(clientId);
 
+    let streaming = false;
     let accept!: (events: AsyncIterable<StreamEvent>) => void;
     let refuse!: (err: unknown) => void;
     const accepted = new Promise<AsyncIterable<StreamEvent>>((res, rej) => { accept = res; refuse = rej; });
@@ -85,10 +86,14 @@ export class ChatPipeline {
     void this.stages.breaker.execute(async (s) => {
       accept(await this.stages.retry.execute((rs) => this.provider.chatStream({ ...request, signal: rs }), s));
       await finished; // the stream's outcome is the breaker's outcome
-    }, request.signal).catch(refuse).finally(() => request.signal.removeEventListener('abort', onClientGone));
+    }, request.signal).catch((err: unknown) => {
+      if (!streaming) this.stages.timeout.record(err); // a timeout before the first byte
+      refuse(err);
+    }).finally(() => request.signal.removeEventListener('abort', onClientGone));
     const upstream = await accepted; // a failure before the first byte rejects here
+    streaming = true;
 
-    const cache = this.stages.cache;
+    const { cache, timeout } = this.stages;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
       try {
@@ -99,6 +104,7 @@ export class ChatPipeline {
         }
         settle();
       } catch (err) {
+        timeout.record(err); // a timeout while streaming
         settle(err);
         throw err;
       } finally {

@@ -61,7 +61,7 @@ export const INSTRUMENTS = {
   },
   conversationLogFailures: {
     name: 'vega.conversations.log_failures', kind: 'observableCounter', unit: '{conversation}',
-    description: 'Conversations the database refused to store (the request then failed with 503).',
+    description: 'Conversations the database refused to store after the batch writer\'s retries (the request then failed with 503).',
     attributes: [],
   },
   httpClientDispatchers: {

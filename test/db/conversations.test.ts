@@ -43,7 +43,7 @@ describe('ConversationRepository', () => {
       source: 'chat', reviewed: false, correlation_id: 'c1', trace_id: 'a'.repeat(32), input_tokens: 3, output_tokens: 4,
       latency_ms: 13, status: 'ok', error_code: null,
     });
-    expect(repo.snapshot()).toEqual({ logged_ok: 1, logged_failed: 0, log_failures: 0 });
+    expect(repo.snapshot()).toEqual({ logged_ok: 1, logged_failed: 0 });
   });
 
   it('pages history newest first with a keyset cursor, ending with a null cursor', async () => {
