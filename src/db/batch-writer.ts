@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import { context, trace, SpanKind, SpanStatusCode, type Context, type Link, type Histogram } from '@opentelemetry/api';
+import { context, trace, SpanKind, SpanStatusCode, type Context, type Link } from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
-import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
 import type { ConversationRecord, ConversationRepository } from './conversations';
 
 /** Options of {@link ConversationLog}. */
@@ -62,8 +62,8 @@ const QUIET_CAP_MS = 2;
 export class ConversationLog {
   readonly #repo: ConversationRepository;
   readonly #opts: Required<BatchWriterOptions>;
-  readonly #size: Histogram;
-  readonly #duration: Histogram;
+  readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
+  readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbBatchDuration>;
   #queue: Waiting[] = [];
   #writing = false;
   #idle: Array<() => void> = [];

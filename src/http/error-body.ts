@@ -1,6 +1,5 @@
-import type { Counter } from '@opentelemetry/api';
 import { VegaError, type ErrorCode } from '../errors';
-import { createCounter, INSTRUMENTS } from '../telemetry/instruments';
+import { createCounter, INSTRUMENTS, type TypedCounter } from '../telemetry/instruments';
 import type { Logger } from '../telemetry/logger';
 
 /** What every error answer carries, as JSON or as a stream's last event. */
@@ -48,9 +47,9 @@ export function countHttpError(route: string | undefined, err: VegaError, status
   httpErrors().add(1, { 'http.route': route ?? '_unmatched', 'http.response.status_code': status, 'vega.error.code': err.code });
 }
 
-let counter: Counter | undefined;
+let counter: TypedCounter<typeof INSTRUMENTS.httpErrors> | undefined;
 /** Created on first use, so the meter provider the preload registered is the one used. */
-function httpErrors(): Counter {
+function httpErrors(): TypedCounter<typeof INSTRUMENTS.httpErrors> {
   return (counter ??= createCounter(INSTRUMENTS.httpErrors));
 }
 

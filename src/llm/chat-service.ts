@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { Attributes } from '@opentelemetry/api';
 import type { ConversationRecord } from '../db/conversations';
 import { ClientClosed, errorType, StorageUnavailable } from '../errors';
-import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
 import type { ChatPipeline } from './pipeline';
@@ -177,14 +176,13 @@ export class ChatService {
     return call;
   }
 
-  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): Attributes {
-    const attrs: Attributes = {
+  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
+    return {
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': this.#provider.name,
       'gen_ai.request.model': this.#models.value(call.request.model, admit),
+      ...(errorType ? { 'error.type': errorType } : {}),
     };
-    if (errorType) attrs['error.type'] = errorType;
-    return attrs;
   }
 
   #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {

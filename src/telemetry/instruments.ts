@@ -1,19 +1,50 @@
-import { metrics, type Attributes, type Counter, type Histogram, type ObservableResult } from '@opentelemetry/api';
+import { metrics, type AttributeValue, type ObservableResult } from '@opentelemetry/api';
+import {
+  ATTR_DB_COLLECTION_NAME, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT,
+  ATTR_URL_SCHEME, METRIC_DB_CLIENT_OPERATION_DURATION, METRIC_HTTP_CLIENT_REQUEST_DURATION, METRIC_HTTP_SERVER_REQUEST_DURATION,
+} from '@opentelemetry/semantic-conventions';
+// The incubating entry point: these names are still "development" in the conventions, so the
+// package may change them in a minor release; the catalogue test (docs/metrics.md) would show it.
+import {
+  ATTR_DB_CLIENT_CONNECTION_POOL_NAME, ATTR_DB_CLIENT_CONNECTION_STATE, ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_PROVIDER_NAME,
+  ATTR_GEN_AI_REQUEST_MODEL, ATTR_GEN_AI_RESPONSE_MODEL, ATTR_GEN_AI_TOKEN_TYPE, ATTR_V8JS_GC_TYPE, ATTR_V8JS_HEAP_SPACE_NAME,
+  METRIC_DB_CLIENT_CONNECTION_MAX, METRIC_DB_CLIENT_CONNECTION_PENDING_REQUESTS, METRIC_DB_CLIENT_CONNECTIONS_USAGE,
+  METRIC_GEN_AI_CLIENT_OPERATION_DURATION, METRIC_GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, METRIC_GEN_AI_CLIENT_TOKEN_USAGE,
+  METRIC_NODEJS_EVENTLOOP_UTILIZATION, METRIC_V8JS_GC_DURATION, METRIC_V8JS_MEMORY_HEAP_USED,
+} from '@opentelemetry/semantic-conventions/incubating';
 
 /**
- * Every instrument Vega defines, declared once (STYLE.md rule 3). Names follow the OpenTelemetry
- * semantic conventions where one exists and use the `vega.` prefix otherwise; durations are in
- * seconds with explicit bucket boundaries. `attributes` lists every label an instrument may carry:
- * none of them holds unbounded input (prompt, session id, correlation id, raw URL). The metric
- * catalogue in docs/ is generated from this table (scripts/gen-metric-docs.js).
+ * Every instrument Vega defines, declared once, so the metric catalogue in docs/ is generated
+ * from this table (scripts/gen-metric-docs.js) and cannot drift. Names follow the OpenTelemetry
+ * semantic conventions where one exists (taken from @opentelemetry/semantic-conventions) and use
+ * the `vega.` prefix otherwise; durations are in seconds with explicit bucket boundaries.
+ * `attributes` lists every label an instrument may carry, and the recording helpers below accept
+ * only those keys, so a misspelt label does not compile. None of them holds unbounded input
+ * (prompt, session id, correlation id, raw URL).
  */
-export interface InstrumentDefinition {
+export interface InstrumentDefinition<K extends string = string> {
   readonly name: string;
   readonly kind: 'histogram' | 'counter' | 'gauge' | 'observableCounter' | 'observableGauge' | 'observableUpDownCounter';
   readonly unit: string;
   readonly description: string;
-  readonly attributes: readonly string[];
+  readonly attributes: readonly K[];
   readonly buckets?: readonly number[];
+}
+
+/** The attributes an instrument may be recorded with: only the keys its definition lists. */
+export type AttributesOf<D extends { readonly attributes: readonly string[] }> = {
+  readonly [K in D['attributes'][number]]?: AttributeValue;
+};
+
+/** A histogram that takes only its definition's attribute keys. */
+export interface TypedHistogram<D extends InstrumentDefinition> {
+  record(value: number, attributes?: AttributesOf<D>): void;
+}
+
+/** A counter that takes only its definition's attribute keys. */
+export interface TypedCounter<D extends InstrumentDefinition> {
+  add(value: number, attributes?: AttributesOf<D>): void;
 }
 
 /** Seconds, from 1 ms to 2 min: LLM calls are slow, and their tail is what pages someone. */
@@ -25,22 +56,22 @@ const BATCH_ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Token counts, powers of 4 (the semantic conventions' advice). */
 const TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576];
 
-const GEN_AI_ATTRS = ['gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'error.type'] as const;
-const ORIGIN_ATTRS = ['server.address', 'server.port'] as const;
+const GEN_AI_ATTRS = [ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_PROVIDER_NAME, ATTR_GEN_AI_REQUEST_MODEL, ATTR_ERROR_TYPE] as const;
+const ORIGIN_ATTRS = [ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT] as const;
 
 export const INSTRUMENTS = {
   genAiDuration: {
-    name: 'gen_ai.client.operation.duration', kind: 'histogram', unit: 's',
+    name: METRIC_GEN_AI_CLIENT_OPERATION_DURATION, kind: 'histogram', unit: 's',
     description: 'Duration of a call to the LLM backend, from request to last byte.',
-    attributes: [...GEN_AI_ATTRS, 'gen_ai.response.model'], buckets: LLM_SECONDS,
+    attributes: [...GEN_AI_ATTRS, ATTR_GEN_AI_RESPONSE_MODEL], buckets: LLM_SECONDS,
   },
   genAiTokens: {
-    name: 'gen_ai.client.token.usage', kind: 'histogram', unit: '{token}',
+    name: METRIC_GEN_AI_CLIENT_TOKEN_USAGE, kind: 'histogram', unit: '{token}',
     description: 'Tokens used per LLM call, by gen_ai.token.type (input or output).',
-    attributes: [...GEN_AI_ATTRS, 'gen_ai.response.model', 'gen_ai.token.type'], buckets: TOKENS,
+    attributes: [...GEN_AI_ATTRS, ATTR_GEN_AI_RESPONSE_MODEL, ATTR_GEN_AI_TOKEN_TYPE], buckets: TOKENS,
   },
   genAiTimeToFirstChunk: {
-    name: 'gen_ai.client.operation.time_to_first_chunk', kind: 'histogram', unit: 's',
+    name: METRIC_GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, kind: 'histogram', unit: 's',
     description: 'Time from sending a streaming LLM request to receiving its first chunk.',
     attributes: GEN_AI_ATTRS, buckets: LLM_SECONDS,
   },
@@ -52,7 +83,7 @@ export const INSTRUMENTS = {
   httpErrors: {
     name: 'vega.http.server.errors', kind: 'counter', unit: '{response}',
     description: 'Error answers by route template, status and Vega error code; an error that ends a stream already answered 200 counts with status 200.',
-    attributes: ['http.route', 'http.response.status_code', 'vega.error.code'],
+    attributes: [ATTR_HTTP_ROUTE, ATTR_HTTP_RESPONSE_STATUS_CODE, 'vega.error.code'],
   },
   conversationsLogged: {
     name: 'vega.conversations.logged', kind: 'observableCounter', unit: '{conversation}',
@@ -77,7 +108,7 @@ export const INSTRUMENTS = {
   httpClientErrors: {
     name: 'vega.http_client.errors', kind: 'observableCounter', unit: '{error}',
     description: 'Outbound HTTP requests that failed at the transport level, by origin and error.type.',
-    attributes: [...ORIGIN_ATTRS, 'error.type'],
+    attributes: [...ORIGIN_ATTRS, ATTR_ERROR_TYPE],
   },
   httpClientConnections: {
     name: 'vega.http_client.connections', kind: 'observableGauge', unit: '{connection}',
@@ -110,9 +141,9 @@ export const INSTRUMENTS = {
     attributes: [],
   },
   dbOperationDuration: {
-    name: 'db.client.operation.duration', kind: 'histogram', unit: 's',
+    name: METRIC_DB_CLIENT_OPERATION_DURATION, kind: 'histogram', unit: 's',
     description: 'Duration of database queries, timed from knex query events.',
-    attributes: ['db.system.name', 'db.operation.name', 'db.collection.name', 'error.type'], buckets: DB_SECONDS,
+    attributes: [ATTR_DB_SYSTEM_NAME, ATTR_DB_OPERATION_NAME, ATTR_DB_COLLECTION_NAME, ATTR_ERROR_TYPE], buckets: DB_SECONDS,
   },
   dbSlowQueries: {
     name: 'vega.db.slow_queries', kind: 'observableCounter', unit: '{query}',
@@ -128,19 +159,19 @@ export const INSTRUMENTS = {
     // Not today's semconv name, db.client.connection.count: exposed as db_client_connection_count,
     // which Prometheus reserves for histograms (promtool check metrics flags it). This is the
     // previous semconv name for the same thing.
-    name: 'db.client.connections.usage', kind: 'observableGauge', unit: '{connection}',
+    name: METRIC_DB_CLIENT_CONNECTIONS_USAGE, kind: 'observableGauge', unit: '{connection}',
     description: 'Database pool connections by state (idle or used). (db.client.connection.count in current semconv; renamed so Prometheus lint accepts it.)',
-    attributes: ['db.client.connection.pool.name', 'db.client.connection.state'],
+    attributes: [ATTR_DB_CLIENT_CONNECTION_POOL_NAME, ATTR_DB_CLIENT_CONNECTION_STATE],
   },
   dbConnectionMax: {
-    name: 'db.client.connection.max', kind: 'observableGauge', unit: '{connection}',
+    name: METRIC_DB_CLIENT_CONNECTION_MAX, kind: 'observableGauge', unit: '{connection}',
     description: 'Most connections the database pool may open.',
-    attributes: ['db.client.connection.pool.name'],
+    attributes: [ATTR_DB_CLIENT_CONNECTION_POOL_NAME],
   },
   dbConnectionPending: {
-    name: 'db.client.connection.pending_requests', kind: 'observableGauge', unit: '{request}',
+    name: METRIC_DB_CLIENT_CONNECTION_PENDING_REQUESTS, kind: 'observableGauge', unit: '{request}',
     description: 'Queries waiting for a database connection.',
-    attributes: ['db.client.connection.pool.name'],
+    attributes: [ATTR_DB_CLIENT_CONNECTION_POOL_NAME],
   },
   dbBatchSize: {
     name: 'vega.db.batch.size', kind: 'histogram', unit: '{row}',
@@ -315,36 +346,37 @@ export const INSTRUMENTS = {
  */
 export const EXTERNAL_INSTRUMENTS: readonly (InstrumentDefinition & { source: string })[] = [
   {
-    name: 'http.server.request.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-http',
+    name: METRIC_HTTP_SERVER_REQUEST_DURATION, kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-http',
     description: 'Duration of inbound HTTP requests.',
-    attributes: ['http.request.method', 'http.route', 'http.response.status_code', 'url.scheme', 'network.protocol.version', 'error.type'],
+    attributes: [ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_ROUTE, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_URL_SCHEME, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_ERROR_TYPE],
   },
   {
-    name: 'http.client.request.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-undici',
+    name: METRIC_HTTP_CLIENT_REQUEST_DURATION, kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-undici',
     description: 'Duration of outbound HTTP requests made through undici.',
-    attributes: ['http.request.method', 'http.response.status_code', 'server.address', 'server.port', 'url.scheme', 'error.type'],
+    attributes: [ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_SCHEME, ATTR_ERROR_TYPE],
   },
   {
     name: 'nodejs.eventloop.delay.*', kind: 'observableGauge', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
     description: 'Event-loop delay: min, max, mean, stddev, p50, p90, p99.', attributes: [],
   },
   {
-    name: 'nodejs.eventloop.utilization', kind: 'observableGauge', unit: '1', source: '@opentelemetry/instrumentation-runtime-node',
+    name: METRIC_NODEJS_EVENTLOOP_UTILIZATION, kind: 'observableGauge', unit: '1', source: '@opentelemetry/instrumentation-runtime-node',
     description: 'Event-loop utilization.', attributes: [],
   },
   {
-    name: 'v8js.memory.heap.used', kind: 'observableGauge', unit: 'By', source: '@opentelemetry/instrumentation-runtime-node',
-    description: 'V8 heap used, by heap space.', attributes: ['v8js.heap.space.name'],
+    name: METRIC_V8JS_MEMORY_HEAP_USED, kind: 'observableGauge', unit: 'By', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'V8 heap used, by heap space.', attributes: [ATTR_V8JS_HEAP_SPACE_NAME],
   },
   {
-    name: 'v8js.gc.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
-    description: 'Garbage-collection pause durations, by GC type.', attributes: ['v8js.gc.type'],
+    name: METRIC_V8JS_GC_DURATION, kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'Garbage-collection pause durations, by GC type.', attributes: [ATTR_V8JS_GC_TYPE],
   },
 ];
 
 const meter = () => metrics.getMeter('vega');
 
-export function createHistogram(def: InstrumentDefinition & { kind: 'histogram' }): Histogram {
+/** A histogram from its definition (name, unit, description, bucket boundaries). */
+export function createHistogram<D extends InstrumentDefinition & { kind: 'histogram' }>(def: D): TypedHistogram<D> {
   return meter().createHistogram(def.name, {
     unit: def.unit,
     description: def.description,
@@ -352,14 +384,15 @@ export function createHistogram(def: InstrumentDefinition & { kind: 'histogram' 
   });
 }
 
-export function createCounter(def: InstrumentDefinition & { kind: 'counter' }): Counter {
+/** A counter from its definition. */
+export function createCounter<D extends InstrumentDefinition & { kind: 'counter' }>(def: D): TypedCounter<D> {
   return meter().createCounter(def.name, { unit: def.unit, description: def.description });
 }
 
 /** Registers an observable instrument whose callback reads a mechanism's snapshot at collection. */
-export function observe(
-  def: InstrumentDefinition & { kind: 'observableCounter' | 'observableGauge' | 'observableUpDownCounter' },
-  read: (record: (value: number, attributes?: Attributes) => void) => void,
+export function observe<D extends InstrumentDefinition & { kind: 'observableCounter' | 'observableGauge' | 'observableUpDownCounter' }>(
+  def: D,
+  read: (record: (value: number, attributes?: AttributesOf<D>) => void) => void,
 ): void {
   const opts = { unit: def.unit, description: def.description };
   const m = meter();
@@ -370,12 +403,12 @@ export function observe(
 }
 
 /** `server.address` and `server.port` of an origin URL (bounded: only configured upstreams). */
-export function originAttributes(origin: string): Attributes {
+export function originAttributes(origin: string): { [ATTR_SERVER_ADDRESS]: string; [ATTR_SERVER_PORT]?: number } {
   try {
     const u = new URL(origin);
-    return { 'server.address': u.hostname, 'server.port': Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
+    return { [ATTR_SERVER_ADDRESS]: u.hostname, [ATTR_SERVER_PORT]: Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
   } catch {
-    return { 'server.address': '_invalid' };
+    return { [ATTR_SERVER_ADDRESS]: '_invalid' };
   }
 }
 
