@@ -44,7 +44,7 @@ export interface RunningService {
   readonly db: Database;
   readonly pool: HttpPool;
   readonly inflight: InflightTracker;
-  /** Runs the ordered shutdown; resolves with the exit code it recommends. */
+  /** Runs the ordered shutdown; resolves with the exit code (0: a failed step is logged, not fatal). */
   shutdown(reason: string): Promise<number>;
 }
 
@@ -54,7 +54,7 @@ function say(line: string): void {
 }
 
 /**
- * Starts Vega in the order SPEC section 7 gives: the config was validated by the caller; then the
+ * Starts Vega in the order docs/runbook.md ("Starting") describes: the config was validated by the caller; then the
  * database is opened and migrated, telemetry (preloaded before any module) is reported, the
  * mechanisms are wired and bound to instruments, and the server listens.
  */
@@ -221,7 +221,7 @@ async function step(logger: Logger, name: string, timeoutMs: number, fn: () => P
 }
 
 /**
- * The ordered shutdown of SPEC section 7: stop accepting and drain in-flight requests (bounded),
+ * The ordered shutdown docs/runbook.md ("Stopping") describes: stop accepting and drain in-flight requests (bounded),
  * flush the batch writer, close the HTTP pool, close the database, flush telemetry. Every step
  * runs even if one before it failed.
  */

@@ -48,7 +48,7 @@ const tracer = trace.getTracer('vega');
 const QUIET_CAP_MS = 2;
 
 /**
- * The conversation log's batch writer, by group commit (seed: batch_operations). Each `log()`
+ * The conversation log's batch writer, by group commit. Each `log()`
  * joins a queue and resolves once its row is committed, so a reply is sent only for a stored
  * conversation and a conversation whose reply was sent survives a crash. Rows that arrive while a
  * transaction is running are written together in the next one, as soon as it can start: under
@@ -57,7 +57,7 @@ const QUIET_CAP_MS = 2;
  *
  * Each request has a `conversation.store` span for its wait. A batch runs in a
  * `conversation.batch_write` span that is a child of its first request's (so a lone request has
- * its knex spans in its own trace, as DESIGN.md wants) and links to every other request it carries.
+ * its knex spans in its own trace, where an operator following it looks) and links to every other request it carries.
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;

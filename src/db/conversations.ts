@@ -113,7 +113,7 @@ export class ConversationRepository {
     return (await this.page({ limit, sessionId })).items;
   }
 
-  /** Deletes conversations older than `days` days; returns how many (seed: purge_old). */
+  /** Deletes conversations older than `days` days; returns how many (`vega purge`, the retention job). */
   async purgeOld(days: number, now = Date.now()): Promise<number> {
     if (!(days > 0)) throw new RangeError(`purgeOld: days must be positive, got ${days}`);
     return this.knex('conversations').where('ts', '<', now - days * 86_400_000).delete();

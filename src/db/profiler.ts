@@ -92,7 +92,7 @@ class Ring<T> {
 }
 
 /**
- * The database query profiler (seed: db_profiler): every query knex runs is timed from its
+ * The database query profiler: every query knex runs is timed from its
  * `query` event to its `query-response` or `query-error`, recorded in
  * `db.client.operation.duration`, and summarised for GET /admin/database/stats, with ring buffers
  * of recent slow and failed queries that carry the trace id of the request that ran them.

@@ -4,7 +4,7 @@ import { fdLimits, memAvailableBytes, openFdCount, tcpSockets, threadCount } fro
 
 export type ResourceStatus = 'healthy' | 'warning' | 'error';
 
-/** Past these fractions a resource is `warning` or `error` (the seed's 80%; 95% for error). */
+/** Past these fractions a resource is `warning` (80%: time to act) or `error` (95%: about to fail). */
 export const THRESHOLDS = { warning: 0.8, error: 0.95 } as const;
 
 function status(fraction: number | null): ResourceStatus {

@@ -19,7 +19,7 @@ export function memoized<T>(build: (limit: number) => T): (limit: number) => T {
   };
 }
 
-/** The body of `POST /chat` (SPEC section 3). Unknown fields are refused, not ignored. */
+/** The body of `POST /chat` (docs/api.md). Unknown fields are refused, not ignored. */
 export const chatBodySchema = memoized((maxPromptChars: number) => buildChatBodySchema(maxPromptChars));
 
 function buildChatBodySchema(maxPromptChars: number) {

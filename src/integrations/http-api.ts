@@ -4,7 +4,7 @@ import { IntegrationError } from '../errors';
 import { integrationCall, type IntegrationResponse } from './client';
 import type { Integration } from './types';
 
-/** How one HTTP API integration is reached; each is configured by its own variables (SPEC section 6). */
+/** How one HTTP API integration is reached; each is configured by its own variables (README.md). */
 export interface HttpApiDescriptor {
   readonly name: string;
   /** Unset: the integration is disabled. */

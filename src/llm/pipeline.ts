@@ -8,7 +8,7 @@ import type { StreamingMonitor } from '../resilience/backpressure';
 import { ClientClosed } from '../errors';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
 
-/** The stages of SPEC section 3, each its own module in src/resilience/. */
+/** The stages a chat goes through, each its own module in src/resilience/. */
 export interface PipelineStages {
   readonly cache: ResponseCache<Completion>;
   readonly coalescer: Coalescer<Completion>;

@@ -25,7 +25,7 @@ export interface OriginStats {
   readonly reuse_rate: number;
 }
 
-/** Plain-JSON state of the pool (seed: resource_manager `http_clients_created` etc.). */
+/** Plain-JSON state of the pool, as `GET /admin/performance/connection-pool` returns it. */
 export interface HttpPoolSnapshot {
   /** How many dispatchers this process made. The design says one; more is a defect. */
   readonly dispatchers_created: number;

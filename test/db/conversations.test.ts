@@ -23,7 +23,7 @@ afterEach(async () => {
 });
 
 describe('migrations', () => {
-  it('leave nothing pending and create the four composite indexes of SPEC section 3', async () => {
+  it('leave nothing pending and create the four composite indexes the history reads use', async () => {
     expect(await pendingMigrations(db.knex)).toEqual([]);
     const names = db.system === 'sqlite'
       ? (await db.knex.raw("select name from sqlite_master where type = 'index' and tbl_name = 'conversations'")).map((r: { name: string }) => r.name)

@@ -18,7 +18,7 @@ export interface DiagnosticsAdminDeps {
   readonly testRoutes: boolean;
 }
 
-/** Event loop, memory, system, integrations and config: the seed's diagnostics endpoints. */
+/** The diagnostics admin routes: event loop, memory, system, integrations and config. */
 export function registerDiagnosticsAdmin(router: Router<VegaState>, deps: DiagnosticsAdminDeps): void {
   router.get('/admin/performance/event-loop/status', (ctx) => {
     ctx.body = deps.eventLoop.snapshot();
