@@ -17,7 +17,7 @@ const REQUIRED_INDEXES = ['conversations_session_ts_id', 'conversations_ts_sessi
 const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌' };
 
 /**
- * `vega verify`: the seed's verification script. Checks the configuration, that the database
+ * `vega verify`: the pre-flight check an operator runs before (or instead of) starting. Checks the configuration, that the database
  * answers, that migrations are current and the indexes present, the LLM backend, the
  * integrations, and telemetry; prints a report (and a JSON line) and returns 1 if any check
  * failed. Warnings (an unreachable backend, a degraded integration) do not fail it.

@@ -16,8 +16,9 @@ import { LeakDetector } from './diagnostics/leaks';
 import { SessionContext } from './sessions/context';
 import { SessionStore } from './sessions/store';
 import { Summarizer } from './sessions/summarizer';
-import { isUpstreamFault } from './errors';
+import { isUpstreamFault, VegaError } from './errors';
 import { createApp } from './http/app';
+import { errorBody } from './http/error-body';
 import { InflightTracker } from './http/middleware/inflight';
 import { createIntegrations } from './integrations';
 import { IntegrationHealthMonitor } from './integrations/health';
@@ -178,11 +179,9 @@ function answerMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy();
     return;
   }
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const refusal = new VegaError(err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'malformed_request', 'the HTTP request could not be parsed');
+  const status = refusal.status;
   const id = randomBytes(16).toString('hex');
-  const body = JSON.stringify({
-    error: { code: status === 431 ? 'headers_too_large' : 'malformed_request', message: 'the HTTP request could not be parsed' },
-    correlation_id: id,
-  });
+  const body = JSON.stringify(errorBody(refusal, id));
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`);
 }

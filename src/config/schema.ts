@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { FallbackSpec } from './fallbacks';
 
 /**
- * The configuration contract (SPEC section 10), as one zod schema over environment variables.
+ * The configuration contract (README.md, "Configuration"), as one zod schema over environment variables.
  * Each key is the variable's name; defaults are the documented ones. Values arrive as strings and
  * are coerced here, so every consumer gets typed, validated values.
  */
@@ -80,7 +80,7 @@ export const configSchema = z.object({
   SHUTDOWN_TIMEOUT_S: number(0, 600, 30),
   CONFIG_CACHE_TTL_S: number(0, 86_400, 60),
   HTTP_POOL_CONNECTIONS: number(1, 1024, 32, true),
-  // Resilience (SPEC section 5; defaults are the seed's).
+  // Resilience (docs/architecture.md, "The resilience stages", says why these defaults).
   BREAKER_FAILURE_THRESHOLD: number(1, 1000, 5, true),
   BREAKER_OPEN_BASE_S: number(0.001, 86_400, 30),
   BREAKER_OPEN_MAX_S: number(0.001, 86_400, 300),
@@ -105,7 +105,7 @@ export const configSchema = z.object({
   CONTEXT_MAX_CHARS: number(0, 1_000_000, 4000, true),
   CONTEXT_SUMMARY: bool(false),
   CONTEXT_SUMMARY_MAX_CHARS: number(100, 100_000, 1000, true),
-  // Integrations (SPEC section 6): each is disabled unless configured.
+  // Integrations: each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   FETCH_ENABLED: bool(false),
   FETCH_ALLOW_PRIVATE: bool(false),

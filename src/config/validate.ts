@@ -37,7 +37,7 @@ export function redact(value: unknown): string | undefined {
 }
 
 /**
- * Validates the environment against the schema and the seed's checks (seed 001, section 4):
+ * Validates the environment against the schema and the checks README.md's configuration table describes:
  * required fields, port range, 0.0.0.0 binding, backend enum, timeouts, URLs, key length, log level,
  * generation parameters, and integration completeness. Errors make the config unusable;
  * warnings are logged and the service starts.

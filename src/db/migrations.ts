@@ -29,7 +29,9 @@ const migrations: Record<string, Migration> = {
         t.string('status', 16).notNullable().defaultTo('ok');
         t.string('error_code', 64);
       });
-      // The seed's composite indexes (SPEC section 3), with explicit DESC, which knex's builder lacks.
+      // One composite index per way conversations are read: a session's history newest first,
+      // recent chats across sessions, the review queue, and by source. Explicit DESC, which
+      // knex's builder lacks.
       await knex.raw('CREATE INDEX conversations_session_ts_id ON conversations (session_id, ts DESC, id DESC)');
       await knex.raw('CREATE INDEX conversations_ts_session_id ON conversations (ts DESC, session_id, id DESC)');
       await knex.raw('CREATE INDEX conversations_reviewed_ts ON conversations (reviewed, ts DESC)');

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { performance } from 'node:perf_hooks';
-import type { Attributes, Histogram } from '@opentelemetry/api';
+import { errorType } from '../errors';
 import { currentTraceId } from '../telemetry/correlation';
-import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { createHistogram, INSTRUMENTS, type AttributesOf, type TypedHistogram } from '../telemetry/instruments';
 import type { DbSystem } from './knex';
 
 /** Options of {@link QueryProfiler}. */
@@ -97,7 +97,7 @@ class Ring<T> {
 }
 
 /**
- * The database query profiler (seed: db_profiler): every query knex runs is timed from its
+ * The database query profiler: every query knex runs is timed from its
  * `query` event to its `query-response` or `query-error`, recorded in
  * `db.client.operation.duration`, and summarised for GET /admin/database/stats, with ring buffers
  * of recent slow and failed queries that carry the trace id of the request that ran them.
@@ -108,7 +108,7 @@ export class QueryProfiler {
   readonly #slowMs: number;
   readonly #slow: Ring<QueryEntry>;
   readonly #failed: Ring<QueryEntry>;
-  readonly #duration: Histogram;
+  readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbOperationDuration>;
   readonly #system: DbSystem;
   #total = 0;
   #failures = 0;
@@ -143,9 +143,12 @@ export class QueryProfiler {
     const ms = performance.now() - p.started;
     const sql = q.sql ?? '';
     const { operation, table } = classify(sql, q.method);
-    const attrs: Attributes = { 'db.system.name': this.#system, 'db.operation.name': operation };
-    if (table) attrs['db.collection.name'] = table;
-    if (err) attrs['error.type'] = (err as { code?: string }).code ?? err.name;
+    const attrs: AttributesOf<typeof INSTRUMENTS.dbOperationDuration> = {
+      'db.system.name': this.#system,
+      'db.operation.name': operation,
+      ...(table ? { 'db.collection.name': table } : {}),
+      ...(err ? { 'error.type': errorType(err) } : {}),
+    };
     this.#duration.record(ms / 1000, attrs);
 
     this.#total++;

@@ -109,9 +109,9 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   app.use(router.routes());
   app.use(router.allowedMethods({
     throw: true,
-    methodNotAllowed: () => new VegaError('method_not_allowed', 405, 'method not allowed on this route'),
+    methodNotAllowed: () => new VegaError('method_not_allowed', 'method not allowed on this route'),
     // An unknown method is the client's mistake: 405, never a 5xx.
-    notImplemented: () => new VegaError('method_not_allowed', 405, 'method not supported'),
+    notImplemented: () => new VegaError('method_not_allowed', 'method not supported'),
   }));
   app.on('error', (err) => deps.logger.error({ err }, 'koa error outside the error handler'));
   return app;

@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { Attributes } from '@opentelemetry/api';
 import type { ConversationRecord } from '../db/conversations';
-import { VegaError } from '../errors';
-import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { ClientClosed, errorType, StorageUnavailable } from '../errors';
+import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
 import type { ChatPipeline } from './pipeline';
@@ -39,13 +38,6 @@ export interface ChatResult {
 /** Where finished conversations go. Resolves once the row is durable. */
 export interface ConversationSink {
   log(record: ConversationRecord): Promise<unknown>;
-}
-
-/** Raised when the conversation could not be stored: the reply is withheld, as it was not logged. */
-export class StorageUnavailable extends VegaError {
-  constructor(cause: unknown) {
-    super('storage_unavailable', 503, 'the conversation could not be stored; try again', { retryAfterS: 1, cause });
-  }
 }
 
 export interface ChatServiceOptions {
@@ -137,6 +129,7 @@ export class ChatService {
   async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean, backend: string): AsyncGenerator<StreamEvent> {
     let text = '';
     let settled = false;
+    let measured = cached; // a replayed answer made no backend call to measure
     try {
       for await (const ev of upstream) {
         if (ev.type === 'delta') {
@@ -147,7 +140,8 @@ export class ChatService {
           yield ev;
           continue;
         }
-        if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
+        if (!measured) this.#measure(call, ev.model, ev.usage, call.started);
+        measured = true;
         settled = true;
         await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached, backend });
         this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
@@ -156,12 +150,13 @@ export class ChatService {
       }
     } catch (err) {
       settled = true;
-      if (!cached) this.#measureFailure(call, err, call.started);
+      // Only a failure of the backend call itself; when storing fails the call was measured as done.
+      if (!measured) this.#measureFailure(call, err, call.started);
       await this.#fail(call, err, text, true, backend);
       throw err;
     } finally {
       // Reached without settling when the consumer stopped early: the client went away.
-      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true, backend);
+      if (!settled) await this.#fail(call, new ClientClosed(), text, true, backend);
     }
   }
 
@@ -187,14 +182,13 @@ export class ChatService {
     return call;
   }
 
-  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): Attributes {
-    const attrs: Attributes = {
+  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
+    return {
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': this.#provider.name,
       'gen_ai.request.model': this.#models.value(call.request.model, admit),
+      ...(errorType ? { 'error.type': errorType } : {}),
     };
-    if (errorType) attrs['error.type'] = errorType;
-    return attrs;
   }
 
   #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {
@@ -206,13 +200,13 @@ export class ChatService {
 
   /** A failed backend call (one that reached the pipeline's guarded part) in gen_ai.client.operation.duration. */
   #measureFailure(call: ResolvedCall, err: unknown, started: number): void {
-    const code = errorCode(err);
+    const code = errorType(err);
     if (code === 'rate_limited' || code === 'client_closed') return; // no backend operation happened or failed
     this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
   }
 
   async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean, backend?: string): Promise<void> {
-    const code = errorCode(err);
+    const code = errorType(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
     try {
@@ -262,11 +256,4 @@ interface ResolvedCall {
   readonly correlationId: string;
   readonly traceId: string | undefined;
   readonly request: import('./types').ProviderRequest;
-}
-
-/** A bounded error label: a VegaError's code, else the error's own code or class name. */
-export function errorCode(err: unknown): string {
-  if (err instanceof VegaError) return err.code;
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : 'internal_error';
 }

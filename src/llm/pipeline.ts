@@ -8,7 +8,7 @@ import { ClientClosed } from '../errors';
 import type { AttemptResult, BackendChain, LlmBackend } from './backends';
 import type { Completion, ProviderRequest, StreamEvent } from './types';
 
-/** The stages of SPEC section 3, each its own module in src/resilience/. */
+/** The stages a chat goes through, each its own module in src/resilience/. */
 export interface PipelineStages {
   readonly cache: ResponseCache<ServedCompletion>;
   readonly coalescer: Coalescer<ServedCompletion>;
@@ -87,7 +87,7 @@ export class ChatPipeline {
     this.stages.rateLimiter.check(clientId);
     const { value: upstream, backend } = await this.backends.run(request, (b, req, last) => this.#open(b, req, last));
 
-    const cache = this.stages.cache;
+    const { cache } = this.stages;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
       for await (const ev of upstream) {
@@ -105,9 +105,17 @@ export class ChatPipeline {
    * it broke, or the client left (ClientClosed, which no breaker counts).
    */
   async #open(b: LlmBackend, req: ProviderRequest, last: boolean): Promise<AttemptResult<AsyncIterable<StreamEvent>>> {
-    const opened = await this.#retried(last, (rs) => b.provider.chatStream({ ...req, signal: rs }), req.signal);
-    const it = opened[Symbol.asyncIterator]();
-    const first = await it.next();
+    const { timeout } = this.stages;
+    let it: AsyncIterator<StreamEvent>;
+    let first: IteratorResult<StreamEvent>;
+    try {
+      const opened = await this.#retried(last, (rs) => b.provider.chatStream({ ...req, signal: rs }), req.signal);
+      it = opened[Symbol.asyncIterator]();
+      first = await it.next();
+    } catch (err) {
+      timeout.record(err); // a timeout before the first event
+      throw err;
+    }
 
     let settle!: (err?: unknown) => void;
     const finished = new Promise<void>((res, rej) => { settle = (err) => (err === undefined ? res() : rej(err)); });
@@ -123,6 +131,7 @@ export class ChatPipeline {
         }
         settle();
       } catch (err) {
+        timeout.record(err); // a timeout while streaming
         settle(err);
         throw err;
       } finally {

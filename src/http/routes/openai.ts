@@ -7,10 +7,10 @@ import { z } from 'zod';
 import type { ChatService } from '../../llm/chat-service';
 import type { StreamEvent } from '../../llm/types';
 import type { Logger } from '../../telemetry/logger';
-import { toVegaError } from '../middleware/errors';
+import { errorBody, streamFailed } from '../error-body';
 import type { VegaState } from '../state';
 import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
-import { clientGone } from './chat';
+import { clientGone, routeOf } from './chat';
 
 /**
  * The body of an OpenAI chat-completions request. Fields OpenAI clients commonly send but Vega
@@ -105,7 +105,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
-    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', deps.logger), { objectMode: false });
+    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
   });
 }
 
@@ -113,7 +113,7 @@ async function* chunks(
   events: AsyncGenerator<StreamEvent>,
   meta: { id: string; created: number; model: string; includeUsage: boolean },
   correlationId: string,
-  logger: Logger,
+  where: { route: string | undefined; logger: Logger },
 ): AsyncGenerator<string> {
   const frame = (choices: unknown[], model: string, extra: object = {}) =>
     `data: ${JSON.stringify({ id: meta.id, object: 'chat.completion.chunk', created: meta.created, model, choices, ...extra })}\n\n`;
@@ -135,8 +135,6 @@ async function* chunks(
       yield 'data: [DONE]\n\n';
     }
   } catch (thrown) {
-    const err = toVegaError(thrown);
-    logger.warn({ error_code: err.code }, 'stream ended with an error');
-    yield `data: ${JSON.stringify({ error: { code: err.code, message: err.expose ? err.message : 'internal error', type: 'upstream_error' }, correlation_id: correlationId })}\n\n`;
+    yield `data: ${JSON.stringify(errorBody(streamFailed(thrown, where), correlationId, { type: 'upstream_error' }))}\n\n`;
   }
 }

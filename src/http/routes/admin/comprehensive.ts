@@ -13,7 +13,7 @@ const worst = (s: Status[]): Status => (s.includes('unhealthy') ? 'unhealthy' : 
 
 /**
  * `GET /admin/performance/health/comprehensive`: every subsystem in one reply, each with a
- * status and the snapshot behind it, and the worst status overall (seed: performance_endpoints).
+ * status and the snapshot behind it, and the worst status overall.
  */
 export function registerComprehensiveAdmin(
   router: Router<VegaState>,
