@@ -2,6 +2,7 @@ import {
   BrokenCircuitError, CircuitState, circuitBreaker, handleWhen, type CircuitBreakerPolicy, type IBackoff, type IBreaker,
 } from 'cockatiel';
 import { CircuitOpen } from '../errors';
+import { preciseIso } from '../telemetry/clock';
 
 /** Options of {@link CircuitBreaker}; every field has the seed's default. */
 export interface BreakerOptions {
@@ -231,7 +232,7 @@ export class CircuitBreaker {
   #transition(to: BreakerState, openTimeoutMs?: number): void {
     if (to === this.#state) return;
     const t: BreakerTransition = {
-      from: this.#state, to, at: new Date().toISOString(), trace_id: this.#opts.traceId?.() ?? null,
+      from: this.#state, to, at: preciseIso(), trace_id: this.#opts.traceId?.() ?? null,
       ...(openTimeoutMs === undefined ? {} : { open_timeout_ms: openTimeoutMs }),
     };
     this.#state = to;
