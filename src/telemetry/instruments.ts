@@ -302,6 +302,11 @@ export const INSTRUMENTS = {
     description: 'How long the last health check of each enabled integration took.',
     attributes: ['vega.integration.name'],
   },
+  spansDropped: {
+    name: 'vega.traces.spans_dropped', kind: 'observableCounter', unit: '{span}',
+    description: 'Finished spans the batch span processor dropped because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: they never reach the collector.',
+    attributes: [],
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',
     description: 'HTTP requests being served now (what a shutdown drains).',

@@ -20,6 +20,7 @@ import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@open
 import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
 import { PreciseStartSpanProcessor } from './span-clock';
+import { DropCountingSpanProcessor } from './span-drops';
 import { endAfterStreamedBody } from './streamed-body';
 
 /** Query parameters whose values never reach a span (integration keys travel in query strings). */
@@ -57,7 +58,9 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string }
     // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
     return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
   }
-  return { processors: [new BatchSpanProcessor(new OTLPTraceExporter())], description: `OTLP/HTTP -> ${endpoint}` };
+  const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(new OTLPTraceExporter()));
+  telemetryHooks().spansDropped = () => batch.dropped;
+  return { processors: [batch], description: `OTLP/HTTP -> ${endpoint}` };
 }
 
 function start(): void {
