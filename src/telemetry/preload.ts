@@ -19,6 +19,7 @@ import { PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
+import { outboundTracingSuppressed } from './correlation';
 
 /** Query parameters whose values never reach a span (integration keys travel in query strings). */
 const SECRET_PARAM = /key|token|secret|password|signature|sig|auth/i;
@@ -89,6 +90,8 @@ function start(): void {
         // One span per Koa middleware layer adds nothing an operator reads; router spans stay.
         '@opentelemetry/instrumentation-koa': { ignoreLayersType: ['middleware' as never] },
         '@opentelemetry/instrumentation-undici': {
+          // Web fetch: no span and, above all, no trace headers to a site that is not ours.
+          ignoreRequestHook: () => outboundTracingSuppressed(),
           requestHook: (span, request) => {
             const redacted = redactQuery(request.path, request.origin);
             if (redacted) span.setAttributes({ 'url.full': redacted.full, 'url.query': redacted.query, 'url.path': redacted.path });
