@@ -127,6 +127,32 @@ export class UpstreamTimeout extends VegaError {
   }
 }
 
+/**
+ * Every pooled connection to the backend is in use and none came free within the bounded wait
+ * (LLM_POOL_WAIT_S), or the streams in flight are at their cap. Not the backend's fault: it does
+ * not count against the breaker, and it is not retried.
+ */
+export class UpstreamBusy extends VegaError {
+  constructor(message = 'every connection to the LLM backend is busy; try again shortly') {
+    super('upstream_busy', 503, message, { retryAfterS: 1 });
+  }
+}
+
+/** This API key already has as many streams open as STREAM_MAX_PER_KEY allows. */
+export class TooManyStreams extends VegaError {
+  constructor(limit: number) {
+    super('too_many_streams', 429, `this API key already has ${limit} streams open`, { retryAfterS: 1 });
+  }
+}
+
+/** A stream was closed by Vega: its client stopped reading, or it ran past LLM_STREAM_MAX_S. */
+export class StreamClosed extends VegaError {
+  constructor(reason: 'stalled' | 'deadline', limitMs: number) {
+    super(reason === 'stalled' ? 'stream_stalled' : 'stream_deadline', 504,
+      reason === 'stalled' ? `the client did not read for ${limitMs / 1000} s; the stream was closed` : `the stream ran past its ${limitMs / 1000} s limit and was closed`);
+  }
+}
+
 /** The circuit breaker for this upstream is open. */
 export class CircuitOpen extends VegaError {
   constructor(name: string, retryAfterS?: number) {

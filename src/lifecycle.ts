@@ -16,6 +16,8 @@ import { InflightTracker } from './http/middleware/inflight';
 import { ChatService } from './llm/chat-service';
 import { createProvider } from './llm/providers';
 import { HttpPool } from './net/dispatcher';
+import { ConnectionGate } from './net/connection-gate';
+import { StreamSlots } from './resilience/stream-slots';
 import { bindDatabaseInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
 import { isUpstreamFault } from './errors';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
@@ -89,7 +91,8 @@ export async function startService(config: Config, report: ValidationReport, log
   logger.info({ step: 'telemetry', ...telemetry }, 'telemetry');
 
   const pool = new HttpPool({ connectionsPerOrigin: config.httpPoolConnections });
-  const provider = createProvider(config.llm, pool);
+  const gate = new ConnectionGate({ permits: config.httpPoolConnections, maxWaitMs: config.streams.poolWaitMs });
+  const provider = createProvider(config.llm, pool, gate);
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
   say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
 
@@ -110,6 +113,7 @@ export async function startService(config: Config, report: ValidationReport, log
     retry: new RetryStage(r.retry),
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
+    streamSlots: new StreamSlots({ maxConcurrent: config.streams.maxConcurrent, maxPerKey: config.streams.maxPerKey }),
   };
   const integrations = createIntegrations(config.integrations, pool, breakers);
   const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);

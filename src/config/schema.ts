@@ -114,6 +114,13 @@ export const configSchema = z.object({
   SHODAN_API_KEY: optionalSecret,
   HUNTER_API_URL: optionalUrl,
   HUNTER_API_KEY: optionalSecret,
+  // Hardening: slow readers, connection pool, stream caps.
+  STREAM_STALL_S: number(0.01, 3600, 30),
+  LLM_STREAM_MAX_S: number(0.01, 86_400, 600),
+  /** Default: three quarters of HTTP_POOL_CONNECTIONS (computed in validate.ts). */
+  STREAM_MAX_CONCURRENT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1024).optional()),
+  STREAM_MAX_PER_KEY: number(1, 1024, 8, true),
+  LLM_POOL_WAIT_S: number(0, 600, 5),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -149,6 +156,18 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly configCacheTtlMs: number;
   readonly httpPoolConnections: number;
+  readonly streams: {
+    /** A stream whose client has not read for this long is closed (STREAM_STALL_S). */
+    readonly stallMs: number;
+    /** A stream's total deadline (LLM_STREAM_MAX_S). */
+    readonly maxMs: number;
+    /** Streams open at once, whole process (STREAM_MAX_CONCURRENT); always below httpPoolConnections. */
+    readonly maxConcurrent: number;
+    /** Streams open at once per API key (STREAM_MAX_PER_KEY). */
+    readonly maxPerKey: number;
+    /** Longest wait for a pooled backend connection before 503 upstream_busy: min(LLM_POOL_WAIT_S, LLM_TIMEOUT_S). */
+    readonly poolWaitMs: number;
+  };
   readonly resilience: {
     readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };

@@ -96,11 +96,21 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
   }
 
+  const maxStreams = raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS);
+  if (maxStreams >= raw.HTTP_POOL_CONNECTIONS && raw.HTTP_POOL_CONNECTIONS > 1) {
+    errors.push({ variable: 'STREAM_MAX_CONCURRENT', message: `must be below HTTP_POOL_CONNECTIONS (${raw.HTTP_POOL_CONNECTIONS}), so streams can never hold every backend connection (got ${maxStreams})` });
+  }
+
   const effective = effectiveOf(env, raw);
   if (errors.length > 0 || baseUrl === undefined) {
     return { valid: false, errors, warnings, effective, config: undefined };
   }
   return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl) };
+}
+
+/** Streams may use three quarters of the backend connections; the rest stay for other chats. */
+function defaultMaxStreams(poolConnections: number): number {
+  return Math.max(1, Math.floor((poolConnections * 3) / 4));
 }
 
 function toConfig(raw: RawConfig, baseUrl: string): Config {
@@ -127,6 +137,13 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
     configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),
     httpPoolConnections: raw.HTTP_POOL_CONNECTIONS,
+    streams: {
+      stallMs: Math.round(raw.STREAM_STALL_S * 1000),
+      maxMs: Math.round(raw.LLM_STREAM_MAX_S * 1000),
+      maxConcurrent: raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS),
+      maxPerKey: raw.STREAM_MAX_PER_KEY,
+      poolWaitMs: Math.round(Math.min(raw.LLM_POOL_WAIT_S, raw.LLM_TIMEOUT_S) * 1000),
+    },
     resilience: {
       breaker: {
         failureThreshold: raw.BREAKER_FAILURE_THRESHOLD, openBaseMs: raw.BREAKER_OPEN_BASE_S * 1000,

@@ -48,9 +48,10 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const router = new Router<VegaState>();
   registerHealthRoutes(router, { knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight });
   registerMetricsRoute(router, config.metricsApiKey);
-  registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
+  const streamLimits = () => ({ stallMs: deps.config().streams.stallMs, maxMs: deps.config().streams.maxMs });
+  registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits });
   registerOpenAiRoutes(router, {
-    chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars,
+    chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits,
     models: () => [deps.config().llm.model],
   });
   registerHistoryRoutes(router, deps.conversations);

@@ -6,6 +6,7 @@ import type { RetryStage } from '../resilience/retry';
 import type { TimeoutStage } from '../resilience/timeout';
 import type { StreamingMonitor } from '../resilience/backpressure';
 import { ClientClosed } from '../errors';
+import type { StreamSlots } from '../resilience/stream-slots';
 import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
 
 /** The stages of SPEC section 3, each its own module in src/resilience/. */
@@ -17,6 +18,8 @@ export interface PipelineStages {
   readonly retry: RetryStage;
   readonly timeout: TimeoutStage;
   readonly streaming: StreamingMonitor;
+  /** Caps on concurrent streams (per key and overall); unlimited when absent. */
+  readonly streamSlots?: StreamSlots;
 }
 
 /** How a completion was obtained, for the caller's bookkeeping. */
@@ -72,7 +75,15 @@ export class ChatPipeline {
     const key = cacheKey(request);
     const hit = this.stages.cache.get(key);
     if (hit) return { cached: true, events: replay(hit) };
-    this.stages.rateLimiter.check(clientId);
+    // A stream holds a backend connection while it lasts: it needs a slot, given back when the
+    // backend stream is over (ended, failed, cancelled) or was never opened.
+    const releaseSlot = this.stages.streamSlots?.acquire(clientId) ?? (() => undefined);
+    try {
+      this.stages.rateLimiter.check(clientId);
+    } catch (err) {
+      releaseSlot();
+      throw err;
+    }
 
     let accept!: (events: AsyncIterable<StreamEvent>) => void;
     let refuse!: (err: unknown) => void;
@@ -80,12 +91,18 @@ export class ChatPipeline {
     let settle!: (err?: unknown) => void;
     const finished = new Promise<void>((res, rej) => { settle = (err) => (err === undefined ? res() : rej(err)); });
     finished.catch(() => undefined); // awaited by the breaker's call only once the backend accepted
-    const onClientGone = () => settle(new ClientClosed());
+    const onClientGone = () => {
+      settle(new ClientClosed());
+      releaseSlot();
+    };
     request.signal.addEventListener('abort', onClientGone, { once: true });
     void this.stages.breaker.execute(async (s) => {
       accept(await this.stages.retry.execute((rs) => this.provider.chatStream({ ...request, signal: rs }), s));
       await finished; // the stream's outcome is the breaker's outcome
-    }, request.signal).catch(refuse).finally(() => request.signal.removeEventListener('abort', onClientGone));
+    }, request.signal).catch((err: unknown) => {
+      releaseSlot();
+      refuse(err);
+    }).finally(() => request.signal.removeEventListener('abort', onClientGone));
     const upstream = await accepted; // a failure before the first byte rejects here
 
     const cache = this.stages.cache;
@@ -103,6 +120,7 @@ export class ChatPipeline {
         throw err;
       } finally {
         settle(new ClientClosed()); // stopped early by the consumer; a no-op once settled
+        releaseSlot();
       }
     }
     return { cached: false, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };

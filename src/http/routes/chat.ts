@@ -5,6 +5,7 @@ import type { Context } from 'koa';
 import type { ChatService } from '../../llm/chat-service';
 import type { StreamEvent } from '../../llm/types';
 import { toVegaError } from '../middleware/errors';
+import { guardStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
@@ -13,6 +14,8 @@ export interface ChatRouteDeps {
   readonly chat: ChatService;
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
+  /** STREAM_STALL_S and LLM_STREAM_MAX_S, in ms. */
+  readonly streamLimits: () => { stallMs: number; maxMs: number };
 }
 
 /** An AbortSignal that fires when the client goes away before the response is complete. */
@@ -63,7 +66,13 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
-    ctx.body = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
+    const stream = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
+    ctx.body = stream;
+    guardStream(ctx.res, stream, {
+      ...deps.streamLimits(),
+      errorFrame: (err) => format('error', { error: { code: err.code, message: err.message }, correlation_id: correlationId }),
+      onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),
+    });
   });
 }
 

@@ -6,6 +6,7 @@ import type { ChatService } from '../../llm/chat-service';
 import type { StreamEvent } from '../../llm/types';
 import type { Logger } from '../../telemetry/logger';
 import { toVegaError } from '../middleware/errors';
+import { guardStream } from '../stream-guard';
 import type { VegaState } from '../state';
 import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
 import { clientGone } from './chat';
@@ -48,6 +49,8 @@ export interface OpenAiRouteDeps {
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
   readonly models: () => string[];
+  /** STREAM_STALL_S and LLM_STREAM_MAX_S, in ms. */
+  readonly streamLimits: () => { stallMs: number; maxMs: number };
 }
 
 /** `POST /v1/chat/completions` and `GET /v1/models`: Vega as an OpenAI-compatible server. */
@@ -93,7 +96,13 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     const includeUsage = body.stream_options?.include_usage === true;
-    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', deps.logger), { objectMode: false });
+    const stream = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', deps.logger), { objectMode: false });
+    ctx.body = stream;
+    guardStream(ctx.res, stream, {
+      ...deps.streamLimits(),
+      errorFrame: (err) => `data: ${JSON.stringify({ error: { code: err.code, message: err.message, type: 'upstream_error' }, correlation_id: ctx.state.correlationId ?? '' })}\n\n`,
+      onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),
+    });
   });
 }
 
