@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
+import { isUrlSetting, redactUrl, redactUrlsIn } from './redact';
 import { configSchema, DEFAULT_BASE_URL, SECRET_VARIABLES, type Config, type RawConfig } from './schema';
 
 /** One finding of the validator, naming the variable it is about. */
@@ -50,7 +51,7 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
       const variable = String(issue.path[0] ?? 'config');
       const received = env[variable];
       const shown = received === undefined || (SECRET_VARIABLES as readonly string[]).includes(variable)
-        ? '' : ` (got ${JSON.stringify(received.slice(0, 80))})`;
+        ? '' : ` (got ${JSON.stringify(redactUrlsIn(received).slice(0, 80))})`;
       errors.push({ variable, message: `${issue.message}${shown}` });
     }
     return { valid: false, errors, warnings, effective: effectiveOf(env), config: undefined };
@@ -172,12 +173,13 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
   };
 }
 
-/** The effective value of every known variable, with secrets replaced by `***`. */
+/** The effective value of every known variable, with secrets (and the secrets inside URLs) replaced by `***`. */
 function effectiveOf(env: Record<string, string | undefined>, raw?: RawConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = raw ? (raw as Record<string, unknown>)[key] : env[key];
-    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value) : value;
+    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value)
+      : isUrlSetting(key) && typeof value === 'string' ? redactUrl(value) : value;
   }
   return out;
 }

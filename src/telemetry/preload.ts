@@ -20,26 +20,17 @@ import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@open
 import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
 import { outboundTracingSuppressed } from './correlation';
+import { redactUrl } from '../config/redact';
 
-/** Query parameters whose values never reach a span (integration keys travel in query strings). */
-const SECRET_PARAM = /key|token|secret|password|signature|sig|auth/i;
-
-/** `url.full` and `url.query` with secret-looking query values replaced by REDACTED. */
+/** `url.full` and `url.query` with secret-looking query values redacted (src/config/redact.ts decides). */
 function redactQuery(path: string, origin: string): { full: string; query: string; path: string } | undefined {
-  const url = new URL(path, origin);
-  let changed = false;
+  const full = new URL(path, origin).toString();
+  let redacted = redactUrl(full);
   // A Slack webhook's path is its secret.
-  if (/^\/services\/[^/]+\/[^/]+\/[^/]+/.test(url.pathname)) {
-    url.pathname = '/services/REDACTED';
-    changed = true;
-  }
-  for (const name of [...url.searchParams.keys()]) {
-    if (SECRET_PARAM.test(name)) {
-      url.searchParams.set(name, 'REDACTED');
-      changed = true;
-    }
-  }
-  return changed ? { full: url.toString(), query: url.search, path: url.pathname } : undefined;
+  redacted = redacted.replace(/\/services\/[^/?#]+\/[^/?#]+\/[^/?#]+/, '/services/REDACTED');
+  if (redacted === full) return undefined;
+  const url = new URL(redacted);
+  return { full: redacted, query: url.search, path: url.pathname };
 }
 
 /** Paths whose requests are not traced: scrapes and probes would drown the real traffic. */
@@ -56,7 +47,7 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string }
     // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
     return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
   }
-  return { processors: [new BatchSpanProcessor(new OTLPTraceExporter())], description: `OTLP/HTTP -> ${endpoint}` };
+  return { processors: [new BatchSpanProcessor(new OTLPTraceExporter())], description: `OTLP/HTTP -> ${redactUrl(endpoint)}` };
 }
 
 function start(): void {
