@@ -121,6 +121,8 @@ export const configSchema = z.object({
   STREAM_MAX_CONCURRENT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1024).optional()),
   STREAM_MAX_PER_KEY: number(1, 1024, 8, true),
   LLM_POOL_WAIT_S: number(0, 600, 5),
+  AUTH_FAILURES_MAX: number(1, 1_000_000, 30, true),
+  AUTH_FAILURE_WINDOW_S: number(1, 86_400, 60),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -168,6 +170,8 @@ export interface Config {
     /** Longest wait for a pooled backend connection before 503 upstream_busy: min(LLM_POOL_WAIT_S, LLM_TIMEOUT_S). */
     readonly poolWaitMs: number;
   };
+  /** Repeated failed authentications per source address (AUTH_FAILURES_MAX in AUTH_FAILURE_WINDOW_S). */
+  readonly authThrottle: { readonly maxFailures: number; readonly windowMs: number };
   readonly resilience: {
     readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };

@@ -61,9 +61,7 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     if (when && !raw[variable]) errors.push({ variable, message: `is required when ${because}` });
   };
 
-  if (raw.API_KEY.length < 16) {
-    warnings.push({ variable: 'API_KEY', message: `is ${raw.API_KEY.length} characters; use at least 16` });
-  }
+  checkKeyLength('API_KEY', raw.API_KEY, 'it', errors, warnings);
   if (raw.PORT > 0 && raw.PORT < 1024) {
     warnings.push({ variable: 'PORT', message: `${raw.PORT} is a privileged port` });
   }
@@ -86,16 +84,12 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   if (raw.BREAKER_OPEN_MAX_S < raw.BREAKER_OPEN_BASE_S) {
     errors.push({ variable: 'BREAKER_OPEN_MAX_S', message: `must be >= BREAKER_OPEN_BASE_S (${raw.BREAKER_OPEN_BASE_S})` });
   }
-  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (k.length < 16) warnings.push({ variable: 'API_KEYS', message: `a key of ${k.length} characters; use at least 16` });
-  }
+  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) checkKeyLength('API_KEYS', k, 'a key', errors, warnings);
   if (raw.FETCH_ALLOW_PRIVATE) {
     warnings.push({ variable: 'FETCH_ALLOW_PRIVATE', message: 'web fetch may reach private and loopback addresses (SSRF protection off)' });
   }
   if (raw.ENABLE_TEST_ROUTES) warnings.push({ variable: 'ENABLE_TEST_ROUTES', message: 'test-only routes are on; never in production' });
-  if (raw.METRICS_API_KEY !== undefined && raw.METRICS_API_KEY.length < 16) {
-    warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
-  }
+  if (raw.METRICS_API_KEY !== undefined) checkKeyLength('METRICS_API_KEY', raw.METRICS_API_KEY, 'it', errors, warnings);
 
   const maxStreams = raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS);
   if (maxStreams >= raw.HTTP_POOL_CONNECTIONS && raw.HTTP_POOL_CONNECTIONS > 1) {
@@ -107,6 +101,12 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     return { valid: false, errors, warnings, effective, config: undefined };
   }
   return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl) };
+}
+
+/** Keys shorter than 16 characters are refused (guessable); under 32 they are allowed with a warning. */
+function checkKeyLength(variable: string, key: string, what: string, errors: ConfigIssue[], warnings: ConfigIssue[]): void {
+  if (key.length < 16) errors.push({ variable, message: `${what} is ${key.length} characters; keys must be at least 16 (32 or more recommended: openssl rand -hex 24)` });
+  else if (key.length < 32) warnings.push({ variable, message: `${what} is ${key.length} characters; use at least 32` });
 }
 
 /** Streams may use three quarters of the backend connections; the rest stay for other chats. */
@@ -138,6 +138,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
     configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),
     httpPoolConnections: raw.HTTP_POOL_CONNECTIONS,
+    authThrottle: { maxFailures: raw.AUTH_FAILURES_MAX, windowMs: raw.AUTH_FAILURE_WINDOW_S * 1000 },
     streams: {
       stallMs: Math.round(raw.STREAM_STALL_S * 1000),
       maxMs: Math.round(raw.LLM_STREAM_MAX_S * 1000),

@@ -9,6 +9,7 @@ import type { Logger } from '../telemetry/logger';
 import type { Config } from '../config/schema';
 import { accessLog } from './middleware/access-log';
 import { requireApiKey } from './middleware/auth';
+import { authThrottle } from './middleware/auth-throttle';
 import { correlation, rejectInvalidCorrelationId } from './middleware/correlation';
 import { errorHandler } from './middleware/errors';
 import type { InflightTracker } from './middleware/inflight';
@@ -80,7 +81,9 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   app.use(errorHandler(deps.logger));
   app.use(rejectInvalidCorrelationId());
   app.use(deps.inflight.middleware());
-  app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : auth(ctx, next)));
+  // Repeated 401s from one address are throttled (429) before any key is compared.
+  const guardedAuth = authThrottle({ maxFailures: config.authThrottle.maxFailures, windowMs: config.authThrottle.windowMs })(auth as Koa.Middleware);
+  app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : guardedAuth(ctx, next)));
   app.use((ctx, next) => {
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') requireJson(ctx);
     return next();
