@@ -150,7 +150,15 @@ export async function startService(config: Config, report: ValidationReport, log
     },
   });
 
-  const server = createServer(app.callback());
+  // Set deliberately (docs/security.md): a client gets HTTP_HEADERS_TIMEOUT_S for its headers and
+  // HTTP_REQUEST_TIMEOUT_S for the whole request (so slowloris connections end); idle keep-alive
+  // sockets close after HTTP_KEEP_ALIVE_TIMEOUT_S. Responses are bounded by the stream guard.
+  const server = createServer({
+    headersTimeout: config.server.headersTimeoutMs,
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+  }, app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -123,6 +123,10 @@ export const configSchema = z.object({
   LLM_POOL_WAIT_S: number(0, 600, 5),
   AUTH_FAILURES_MAX: number(1, 1_000_000, 30, true),
   AUTH_FAILURE_WINDOW_S: number(1, 86_400, 60),
+  JSON_MAX_DEPTH: number(2, 1000, 32, true),
+  HTTP_HEADERS_TIMEOUT_S: number(1, 600, 10),
+  HTTP_REQUEST_TIMEOUT_S: number(1, 3600, 30),
+  HTTP_KEEP_ALIVE_TIMEOUT_S: number(0, 600, 5),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -154,7 +158,9 @@ export interface Config {
   readonly slowQueryMs: number;
   readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
   readonly retention: { readonly days: number; readonly intervalMs: number };
-  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number };
+  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number; readonly maxJsonDepth: number };
+  /** The HTTP server's own timeouts (HTTP_HEADERS_TIMEOUT_S, HTTP_REQUEST_TIMEOUT_S, HTTP_KEEP_ALIVE_TIMEOUT_S). */
+  readonly server: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly shutdownTimeoutMs: number;
   readonly configCacheTtlMs: number;
   readonly httpPoolConnections: number;

@@ -134,7 +134,13 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     slowQueryMs: raw.SLOW_QUERY_MS,
     batch: { maxBatch: raw.DB_BATCH_MAX_SIZE, maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS, maxQueue: raw.DB_QUEUE_MAX },
     retention: { days: raw.RETENTION_DAYS, intervalMs: raw.RETENTION_INTERVAL_S * 1000 },
-    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS },
+    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS, maxJsonDepth: raw.JSON_MAX_DEPTH },
+    server: {
+      headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_S * 1000,
+      // Node requires requestTimeout >= headersTimeout.
+      requestTimeoutMs: Math.max(raw.HTTP_REQUEST_TIMEOUT_S, raw.HTTP_HEADERS_TIMEOUT_S) * 1000,
+      keepAliveTimeoutMs: raw.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000,
+    },
     shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
     configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),
     httpPoolConnections: raw.HTTP_POOL_CONNECTIONS,

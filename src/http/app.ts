@@ -1,6 +1,5 @@
 import Koa from 'koa';
 import Router from '@koa/router';
-import { bodyParser } from '@koa/bodyparser';
 import type { ConversationRepository } from '../db/conversations';
 import type { Database } from '../db/knex';
 import { VegaError } from '../errors';
@@ -10,6 +9,7 @@ import type { Config } from '../config/schema';
 import { accessLog } from './middleware/access-log';
 import { requireApiKey } from './middleware/auth';
 import { authThrottle } from './middleware/auth-throttle';
+import { jsonBody } from './middleware/body';
 import { correlation, rejectInvalidCorrelationId } from './middleware/correlation';
 import { errorHandler } from './middleware/errors';
 import type { InflightTracker } from './middleware/inflight';
@@ -35,6 +35,9 @@ export interface AppDeps {
   readonly inflight: InflightTracker;
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
+
+/** The routes that take a request body; no other request's body is read. */
+const BODY_ROUTES: ReadonlySet<string> = new Set(['POST /chat', 'POST /v1/chat/completions']);
 
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -88,7 +91,8 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') requireJson(ctx);
     return next();
   });
-  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: config.limits.maxBodyBytes, encoding: 'utf-8' }));
+  // Bodies are read only for the routes that take one, after auth and before the route runs.
+  app.use(jsonBody({ routes: BODY_ROUTES, limitBytes: config.limits.maxBodyBytes, maxDepth: config.limits.maxJsonDepth }));
   // Routes are registered above, before this: the koa instrumentation patches the router's layers
   // when it is `use`d, and that is what puts `http.route` on spans and metrics.
   app.use(router.routes());
