@@ -136,6 +136,7 @@ export async function startService(config: Config, report: ValidationReport, log
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
     defaults: { model: config.llm.model, ...config.generation },
+    limits: config.requestLimits,
   });
   bindInstruments({ pool, configCache, conversations, inflight });
   bindResilienceInstruments({ breakers, ...stages });

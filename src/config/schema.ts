@@ -127,6 +127,10 @@ export const configSchema = z.object({
   HTTP_HEADERS_TIMEOUT_S: number(1, 600, 10),
   HTTP_REQUEST_TIMEOUT_S: number(1, 3600, 30),
   HTTP_KEEP_ALIVE_TIMEOUT_S: number(0, 600, 5),
+  MAX_TOKENS_LIMIT: number(1, 1_000_000, 16_384, true),
+  /** Comma-separated model names a client may ask for (MODEL_NAME always may); any when unset. */
+  MODELS_ALLOWED: z.preprocess(emptyToUndefined, z.string().optional()),
+  TRACE_HONOR_CLIENT_SAMPLED: bool(false),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -153,6 +157,8 @@ export interface Config {
     readonly timeoutMs: number;
   };
   readonly generation: { readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** What a client may ask for (MAX_TOKENS_LIMIT, MODELS_ALLOWED). */
+  readonly requestLimits: { readonly maxTokens: number; readonly modelsAllowed: readonly string[] | undefined };
   readonly databaseUrl: string;
   readonly logLevel: string;
   readonly slowQueryMs: number;

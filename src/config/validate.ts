@@ -91,6 +91,9 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   if (raw.ENABLE_TEST_ROUTES) warnings.push({ variable: 'ENABLE_TEST_ROUTES', message: 'test-only routes are on; never in production' });
   if (raw.METRICS_API_KEY !== undefined) checkKeyLength('METRICS_API_KEY', raw.METRICS_API_KEY, 'it', errors, warnings);
 
+  if (raw.DEFAULT_MAX_TOKENS > raw.MAX_TOKENS_LIMIT) {
+    errors.push({ variable: 'DEFAULT_MAX_TOKENS', message: `must be at most MAX_TOKENS_LIMIT (${raw.MAX_TOKENS_LIMIT})` });
+  }
   const maxStreams = raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS);
   if (maxStreams >= raw.HTTP_POOL_CONNECTIONS && raw.HTTP_POOL_CONNECTIONS > 1) {
     errors.push({ variable: 'STREAM_MAX_CONCURRENT', message: `must be below HTTP_POOL_CONNECTIONS (${raw.HTTP_POOL_CONNECTIONS}), so streams can never hold every backend connection (got ${maxStreams})` });
@@ -129,6 +132,10 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
       timeoutMs: Math.round(raw.LLM_TIMEOUT_S * 1000),
     },
     generation: { temperature: raw.DEFAULT_TEMPERATURE, topP: raw.DEFAULT_TOP_P, maxTokens: raw.DEFAULT_MAX_TOKENS },
+    requestLimits: {
+      maxTokens: raw.MAX_TOKENS_LIMIT,
+      modelsAllowed: raw.MODELS_ALLOWED ? raw.MODELS_ALLOWED.split(',').map((m) => m.trim()).filter(Boolean) : undefined,
+    },
     databaseUrl: raw.DATABASE_URL,
     logLevel: raw.LOG_LEVEL,
     slowQueryMs: raw.SLOW_QUERY_MS,

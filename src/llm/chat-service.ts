@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Attributes } from '@opentelemetry/api';
 import type { ConversationRecord } from '../db/conversations';
-import { VegaError } from '../errors';
+import { InvalidRequest, VegaError } from '../errors';
 import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
@@ -52,6 +52,8 @@ export interface ChatServiceOptions {
   readonly conversations: ConversationSink;
   readonly logger: Logger;
   readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** What a client may ask for: max_tokens up to `maxTokens`; a model of `modelsAllowed` (any when absent). */
+  readonly limits?: { readonly maxTokens: number; readonly modelsAllowed?: readonly string[] | undefined };
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
 }
@@ -67,6 +69,7 @@ export class ChatService {
   readonly #log: Logger;
   readonly #defaults: ChatServiceOptions['defaults'];
   readonly #track: ChatServiceOptions['track'];
+  readonly #limits: ChatServiceOptions['limits'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
@@ -80,6 +83,7 @@ export class ChatService {
     this.#log = opts.logger;
     this.#defaults = opts.defaults;
     this.#track = opts.track;
+    this.#limits = opts.limits;
   }
 
   get provider(): LlmProvider {
@@ -160,6 +164,13 @@ export class ChatService {
   }
 
   #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
+    const limits = this.#limits;
+    if (limits && input.maxTokens !== undefined && input.maxTokens > limits.maxTokens) {
+      throw new InvalidRequest(`max_tokens must be at most ${limits.maxTokens}`, 'invalid_max_tokens');
+    }
+    if (limits?.modelsAllowed && input.model !== undefined && input.model !== this.#defaults.model && !limits.modelsAllowed.includes(input.model)) {
+      throw new InvalidRequest(`model '${input.model.slice(0, 200)}' is not allowed here`, 'model_not_allowed');
+    }
     const call: ResolvedCall = {
       input,
       ts: Date.now(),

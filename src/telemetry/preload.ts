@@ -10,7 +10,8 @@
  * correlation id, but nothing is sent and nothing complains. Metrics are served by Vega itself on
  * /metrics (Prometheus text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
  */
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import { NodeSDK, core } from '@opentelemetry/sdk-node';
+import { trace, TraceFlags, type Context, type TextMapGetter, type TextMapPropagator, type TextMapSetter } from '@opentelemetry/api';
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -31,6 +32,33 @@ function redactQuery(path: string, origin: string): { full: string; query: strin
   if (redacted === full) return undefined;
   const url = new URL(redacted);
   return { full: redacted, query: url.search, path: url.pathname };
+}
+
+/**
+ * W3C trace context, `traceparent` only. A client's `tracestate` and `baggage` (kilobytes of its
+ * own data) are dropped on the way in, so they never reach the backend or an integration. A client
+ * cannot opt its requests out of being recorded either: the sampled flag is set on extraction
+ * unless TRACE_HONOR_CLIENT_SAMPLED is true (then ParentBased sampling follows the client).
+ */
+class TraceparentOnly implements TextMapPropagator {
+  readonly #w3c = new core.W3CTraceContextPropagator();
+  constructor(private readonly honorClientSampled: boolean) {}
+
+  inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
+    this.#w3c.inject(ctx, carrier, setter);
+  }
+
+  extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+    const extracted = this.#w3c.extract(ctx, carrier, getter);
+    const sc = trace.getSpanContext(extracted);
+    if (!sc) return extracted;
+    const traceFlags = this.honorClientSampled ? sc.traceFlags : sc.traceFlags | TraceFlags.SAMPLED;
+    return trace.setSpanContext(extracted, { traceId: sc.traceId, spanId: sc.spanId, isRemote: sc.isRemote, traceFlags });
+  }
+
+  fields(): string[] {
+    return ['traceparent'];
+  }
 }
 
 /** Paths whose requests are not traced: scrapes and probes would drown the real traffic. */
@@ -68,6 +96,7 @@ function start(): void {
     serviceName: process.env.OTEL_SERVICE_NAME || 'vega',
     spanProcessors: traces.processors,
     metricReaders: readers,
+    textMapPropagator: new TraceparentOnly(/^(true|1|yes|on)$/i.test(process.env.TRACE_HONOR_CLIENT_SAMPLED ?? '')),
     // Logs go to stdout as JSON (pino); no OTLP log export unless asked for by a later change.
     logRecordProcessors: [],
     instrumentations: [

@@ -46,6 +46,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('Cache-Control', 'no-store');
       ctx.body = {
         response: out.response,
         session_id: out.sessionId,
@@ -62,7 +63,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     const format = ndjson ? ndjsonFrame : sseFrame;
     ctx.status = 200;
     ctx.set('Content-Type', ndjson ? 'application/x-ndjson; charset=utf-8' : 'text/event-stream; charset=utf-8');
-    ctx.set('Cache-Control', 'no-cache');
+    ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };

@@ -82,6 +82,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('Cache-Control', 'no-store');
       ctx.body = {
         id, object: 'chat.completion', created, model: out.model,
         choices: [{ index: 0, message: { role: 'assistant', content: out.response }, finish_reason: out.finishReason ?? 'stop', logprobs: null }],
@@ -92,7 +93,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     const { cached, events } = await deps.chat.stream(input, signal);
     ctx.status = 200;
     ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
-    ctx.set('Cache-Control', 'no-cache');
+    ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     const includeUsage = body.stream_options?.include_usage === true;
