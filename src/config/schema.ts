@@ -131,6 +131,7 @@ export const configSchema = z.object({
   /** Comma-separated model names a client may ask for (MODEL_NAME always may); any when unset. */
   MODELS_ALLOWED: z.preprocess(emptyToUndefined, z.string().optional()),
   TRACE_HONOR_CLIENT_SAMPLED: bool(false),
+  HISTORY_PAGE_MAX_BYTES: number(1024, 256 * 1024 * 1024, 2 * 1024 * 1024, true),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -164,7 +165,7 @@ export interface Config {
   readonly slowQueryMs: number;
   readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
   readonly retention: { readonly days: number; readonly intervalMs: number };
-  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number; readonly maxJsonDepth: number };
+  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number; readonly maxJsonDepth: number; readonly maxHistoryPageBytes: number };
   /** The HTTP server's own timeouts (HTTP_HEADERS_TIMEOUT_S, HTTP_REQUEST_TIMEOUT_S, HTTP_KEEP_ALIVE_TIMEOUT_S). */
   readonly server: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly shutdownTimeoutMs: number;

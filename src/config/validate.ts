@@ -141,7 +141,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     slowQueryMs: raw.SLOW_QUERY_MS,
     batch: { maxBatch: raw.DB_BATCH_MAX_SIZE, maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS, maxQueue: raw.DB_QUEUE_MAX },
     retention: { days: raw.RETENTION_DAYS, intervalMs: raw.RETENTION_INTERVAL_S * 1000 },
-    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS, maxJsonDepth: raw.JSON_MAX_DEPTH },
+    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS, maxJsonDepth: raw.JSON_MAX_DEPTH, maxHistoryPageBytes: raw.HISTORY_PAGE_MAX_BYTES },
     server: {
       headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_S * 1000,
       // Node requires requestTimeout >= headersTimeout.

@@ -58,7 +58,10 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits,
     models: () => [deps.config().llm.model],
   });
-  registerHistoryRoutes(router, deps.conversations);
+  registerHistoryRoutes(router, deps.conversations, {
+    admit: (clientId) => deps.admin.stages.rateLimiter.check(clientId),
+    maxPageBytes: () => deps.config().limits.maxHistoryPageBytes,
+  });
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);

@@ -13,6 +13,9 @@ export interface HealthDeps {
   readonly checkTimeoutMs?: number;
 }
 
+/** How long a readiness result is reused. */
+export const READY_CACHE_MS = 1500;
+
 type Check = { status: 'ok' | 'unreachable' | 'failing'; latency_ms: number; error?: string; [k: string]: unknown };
 
 /** Runs a check under a deadline; never throws, never blocks the loop. */
@@ -43,15 +46,28 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  // Probes are unauthenticated: the checks (a backend call, three queries) run at most once per
+  // READY_CACHE_MS however often /readyz is asked, and concurrent probes share one run.
+  let cached: { at: number; checks: Promise<[Check, Check, Check]> } | undefined;
+  const checks = () => {
+    const now = Date.now();
+    if (!cached || now - cached.at >= READY_CACHE_MS) {
+      cached = {
+        at: now,
+        checks: Promise.all([
+          timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
+          timed(async () => {
+            const pending = await pendingMigrations(deps.knex);
+            if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
+          }, timeoutMs, 'failing'),
+          timed(async (signal) => ({ backend: deps.provider.name, models: (await deps.provider.listModels(signal)).length }), timeoutMs, 'unreachable'),
+        ]),
+      };
+    }
+    return cached.checks;
+  };
   router.get('/readyz', async (ctx) => {
-    const [database, migrations, llm] = await Promise.all([
-      timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
-      timed(async () => {
-        const pending = await pendingMigrations(deps.knex);
-        if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
-      }, timeoutMs, 'failing'),
-      timed(async (signal) => ({ backend: deps.provider.name, models: (await deps.provider.listModels(signal)).length }), timeoutMs, 'unreachable'),
-    ]);
+    const [database, migrations, llm] = await checks();
     const draining = deps.inflight.draining;
     const ready = database.status === 'ok' && migrations.status === 'ok' && !draining;
     ctx.status = ready ? 200 : 503;
