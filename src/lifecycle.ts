@@ -113,6 +113,7 @@ export async function startService(config: Config, report: ValidationReport, log
     retry: new RetryStage(r.retry),
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
+    cacheScope: r.cache.scope,
     streamSlots: new StreamSlots({ maxConcurrent: config.streams.maxConcurrent, maxPerKey: config.streams.maxPerKey }),
   };
   const integrations = createIntegrations(config.integrations, pool, breakers);

@@ -131,6 +131,10 @@ export const configSchema = z.object({
   /** Comma-separated model names a client may ask for (MODEL_NAME always may); any when unset. */
   MODELS_ALLOWED: z.preprocess(emptyToUndefined, z.string().optional()),
   TRACE_HONOR_CLIENT_SAMPLED: bool(false),
+  CACHE_SCOPE: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.enum(['client', 'shared'], { error: 'must be client or shared' }).default('client'),
+  ),
   HISTORY_PAGE_MAX_BYTES: number(1024, 256 * 1024 * 1024, 2 * 1024 * 1024, true),
 });
 
@@ -189,7 +193,7 @@ export interface Config {
     readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
     readonly rateLimit: { perKeyRps: number; perKeyBurst: number; globalRps: number; globalBurst: number };
-    readonly cache: { maxEntries: number; ttlMs: number };
+    readonly cache: { maxEntries: number; ttlMs: number; scope: 'client' | 'shared' };
     readonly coalescing: boolean;
     readonly stream: { capacity: number; dropOnOverflow: boolean };
   };

@@ -166,7 +166,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
       },
       retry: { maxRetries: raw.RETRY_MAX_RETRIES, baseDelayMs: raw.RETRY_BASE_DELAY_MS, maxDelayMs: raw.RETRY_MAX_DELAY_MS },
       rateLimit: { perKeyRps: raw.RATE_LIMIT_RPS, perKeyBurst: raw.RATE_LIMIT_BURST, globalRps: raw.RATE_LIMIT_GLOBAL_RPS, globalBurst: raw.RATE_LIMIT_GLOBAL_BURST },
-      cache: { maxEntries: raw.CACHE_MAX_ENTRIES, ttlMs: raw.CACHE_TTL_S * 1000 },
+      cache: { maxEntries: raw.CACHE_MAX_ENTRIES, ttlMs: raw.CACHE_TTL_S * 1000, scope: raw.CACHE_SCOPE },
       coalescing: raw.COALESCING,
       stream: { capacity: raw.STREAM_BUFFER_CHUNKS, dropOnOverflow: raw.STREAM_DROP_ON_OVERFLOW },
     },

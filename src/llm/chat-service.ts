@@ -185,6 +185,7 @@ export class ChatService {
         temperature: input.temperature ?? this.#defaults.temperature,
         topP: input.topP ?? this.#defaults.topP,
         maxTokens: input.maxTokens ?? this.#defaults.maxTokens,
+        route: input.source,
         signal,
       },
     };

@@ -18,6 +18,8 @@ export interface PipelineStages {
   readonly retry: RetryStage;
   readonly timeout: TimeoutStage;
   readonly streaming: StreamingMonitor;
+  /** `client` (default): cache entries are per client; `shared`: one entry serves every client. */
+  readonly cacheScope?: 'client' | 'shared';
   /** Caps on concurrent streams (per key and overall); unlimited when absent. */
   readonly streamSlots?: StreamSlots;
 }
@@ -44,7 +46,7 @@ export class ChatPipeline {
     onUpstream: (call: () => Promise<Completion>) => Promise<Completion>,
   ): Promise<Sourced<Completion>> {
     const { cache, coalescer, rateLimiter } = this.stages;
-    const key = cacheKey(request);
+    const key = this.#key(request, clientId);
     const hit = cache.get(key);
     if (hit) return { ...hit, cached: true, upstream: false };
     const leader = !coalescer.has(key);
@@ -72,7 +74,7 @@ export class ChatPipeline {
    * neither success nor failure (client_closed is not the backend's fault).
    */
   async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; events: AsyncIterable<StreamEvent> }> {
-    const key = cacheKey(request);
+    const key = this.#key(request, clientId);
     const hit = this.stages.cache.get(key);
     if (hit) return { cached: true, events: replay(hit) };
     // A stream holds a backend connection while it lasts: it needs a slot, given back when the
@@ -124,6 +126,11 @@ export class ChatPipeline {
       }
     }
     return { cached: false, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };
+  }
+
+  /** The cache (and coalescing) key: what is sent, the route, and the client unless entries are shared. */
+  #key(request: ProviderRequest, clientId: string): string {
+    return cacheKey({ ...request, route: request.route ?? '', scope: this.stages.cacheScope === 'shared' ? '' : clientId });
   }
 
   /** breaker -> retry -> `fn` (the breaker counts one outcome per retried call). */
