@@ -221,6 +221,9 @@ export class ChatService {
     const code = errorCode(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
+    // A request refused before the backend saw it is counted, not stored: otherwise every 429 would
+    // write its (up to MAX_PROMPT_CHARS) prompt, and a limited client could still fill the disk.
+    if (REFUSED_BEFORE_BACKEND.has(code)) return;
     try {
       await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code });
     } catch (storeErr) {
@@ -257,6 +260,9 @@ export class ChatService {
     this.#requests.add(1, { 'vega.chat.outcome': outcome, 'vega.chat.streamed': streamed, 'vega.chat.source': source });
   }
 }
+
+/** Refusals that happen before any backend call: counted in vega.chat.requests, never stored. */
+const REFUSED_BEFORE_BACKEND = new Set(['rate_limited', 'too_many_streams', 'upstream_busy', 'invalid_max_tokens', 'model_not_allowed']);
 
 interface ResolvedCall {
   readonly input: ChatInput;

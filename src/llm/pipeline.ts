@@ -48,7 +48,10 @@ export class ChatPipeline {
     const { cache, coalescer, rateLimiter } = this.stages;
     const key = this.#key(request, clientId);
     const hit = cache.get(key);
-    if (hit) return { ...hit, cached: true, upstream: false };
+    if (hit) {
+      rateLimiter.check(clientId); // a hit costs no backend call, but it is still a request
+      return { ...hit, cached: true, upstream: false };
+    }
     const leader = !coalescer.has(key);
     if (leader) rateLimiter.check(clientId);
     let ranUpstream = false;
@@ -76,7 +79,10 @@ export class ChatPipeline {
   async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; events: AsyncIterable<StreamEvent> }> {
     const key = this.#key(request, clientId);
     const hit = this.stages.cache.get(key);
-    if (hit) return { cached: true, events: replay(hit) };
+    if (hit) {
+      this.stages.rateLimiter.check(clientId);
+      return { cached: true, events: replay(hit) };
+    }
     // A stream holds a backend connection while it lasts: it needs a slot, given back when the
     // backend stream is over (ended, failed, cancelled) or was never opened.
     const releaseSlot = this.stages.streamSlots?.acquire(clientId) ?? (() => undefined);
