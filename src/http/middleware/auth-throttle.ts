@@ -48,6 +48,8 @@ export function authThrottle(opts: AuthThrottleOptions, now: () => number = Date
       await inner(ctx, next);
     } catch (err) {
       if ((err as { code?: unknown }).code === 'unauthorized') {
+        // Its body will not be read: close the connection after the 401 rather than drain it.
+        if (ctx.get('content-length') !== '' || ctx.get('transfer-encoding') !== '') ctx.set('Connection', 'close');
         if (seen) seen.count++;
         else failures.set(address, { count: 1, since: now() });
       }
