@@ -45,8 +45,8 @@ export interface AppDeps {
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
 
-/** The routes that take a request body; no other request's body is read. */
-const BODY_ROUTES: ReadonlySet<string> = new Set(['POST /chat', 'POST /v1/chat/completions']);
+/** The routes that take a request body (`METHOD path`, `:param` matching one segment); no other request's body is read. */
+const BODY_ROUTES = ['POST /chat', 'POST /v1/chat/completions', 'PUT /sessions/:id/memories'];
 
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);

@@ -46,7 +46,8 @@ describe('what comes back', () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'who am I' });
     const body = await jsonOf(res);
     expect(res.status).toBe(502);
-    expect(body.error.message).toBe("the LLM backend refused Vega's credentials (HTTP 401)");
+    expect(body.error.code).toBe('upstream_misconfigured');
+    expect(body.error.message).toMatch(/^the LLM backend refused Vega's credentials \(HTTP 401\)/);
     expect(JSON.stringify(body)).not.toContain('simulated failure');
   });
 

@@ -4,8 +4,8 @@ import { InvalidRequest, VegaError } from '../../errors';
 
 /** Options of {@link jsonBody}. */
 export interface JsonBodyOptions {
-  /** `METHOD /path` of every route that takes a body; no other request's body is ever read. */
-  readonly routes: ReadonlySet<string>;
+  /** `METHOD /path` of every route that takes a body (`:name` matches one path segment); no other request's body is ever read. */
+  readonly routes: readonly string[];
   /** Most bytes of a body (after decompression). */
   readonly limitBytes: number;
   /** Deepest nesting of arrays and objects accepted (JSON_MAX_DEPTH). */
@@ -26,9 +26,11 @@ export function jsonBody(opts: JsonBodyOptions): Middleware {
   // The library reads, inflates and limits the body; it hands over text, and the depth check and
   // the parse happen here.
   const read = bodyParser({ enableTypes: ['text'], extendTypes: { text: ['application/json', 'application/*+json'] }, textLimit: opts.limitBytes, encoding: 'utf-8' } as never) as unknown as Middleware;
+  const patterns = opts.routes.map((r) => new RegExp(`^${r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}$`));
+  const takesBody = (method: string, path: string) => patterns.some((p) => p.test(`${method} ${path}`));
   return async (ctx, next) => {
     const hasBody = ctx.get('content-length') !== '' ? ctx.get('content-length') !== '0' : ctx.get('transfer-encoding') !== '';
-    if (!opts.routes.has(`${ctx.method} ${ctx.path}`)) {
+    if (!takesBody(ctx.method, ctx.path)) {
       if (hasBody) ctx.set('Connection', 'close');
       return next();
     }
