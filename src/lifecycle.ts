@@ -95,6 +95,16 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
       },
     },
     {
+      // Never fails the start: an unreachable Redis leaves the instance serving from its
+      // in-process fallback (degraded) while the link keeps retrying.
+      name: 'connect_redis', timeoutMs: 5000,
+      run: async () => {
+        if (!c.redis) return;
+        await c.redis.connect();
+        if (!c.redis.up) say('⚠️  Redis unreachable: limits and cache per process until it answers');
+      },
+    },
+    {
       name: 'report_telemetry', timeoutMs: 1000,
       run: async () => {
         const telemetry = telemetryHooks().status ?? { sdk: 'disabled', traces: 'off (not preloaded)', metrics: 'off (not preloaded)' };
@@ -170,6 +180,7 @@ function stopSteps(c: Components): Step[] {
     },
     { name: 'close_http_pool', timeoutMs: 5000, run: () => c.pool.close() },
     { name: 'close_database', timeoutMs: 5000, run: () => c.db.knex.destroy() },
+    { name: 'close_redis', timeoutMs: 3000, run: async () => (c.redis ? c.redis.close() : 'not configured') },
     {
       name: 'flush_telemetry', timeoutMs: 5000,
       run: async () => {

@@ -38,6 +38,7 @@ import { RecoveryProbe } from './resilience/recovery-probe';
 import { ResponseCache } from './resilience/response-cache';
 import { RetryStage } from './resilience/retry';
 import { TimeoutStage } from './resilience/timeout';
+import { RedisLink } from './shared/redis';
 import { bindDatabaseInstruments, bindDiagnosticsInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
 import { currentTraceId } from './telemetry/correlation';
 import type { Logger } from './telemetry/logger';
@@ -65,6 +66,8 @@ export interface Components {
   readonly summarizer: Summarizer;
   /** The HTTP server, not yet listening. */
   readonly server: Server;
+  /** The shared-state connection (REDIS_URL), not yet connected; absent without REDIS_URL. */
+  readonly redis: RedisLink | undefined;
 }
 
 /**
@@ -110,10 +113,14 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       return { name, role: 'fallback', provider: fallbackProviders[i]!, model: f.model, breaker: breakers.get(`llm:${name}`) };
     }),
   ]);
+  // With REDIS_URL, rate limits and the response cache are shared by every instance; the link
+  // falls back to in-process answers whenever Redis cannot answer in REDIS_TIMEOUT_MS.
+  const redis = config.redis ? new RedisLink(config.redis.url, { commandTimeoutMs: config.redis.commandTimeoutMs, logger }) : undefined;
+  say(redis ? `✅ Shared state: Redis (rate limits and response cache across instances, ${config.redis!.commandTimeoutMs}ms command timeout)` : '✅ Shared state: none (REDIS_URL unset; limits and cache are per process)');
   const stages: PipelineStages = {
-    cache: new ResponseCache(r.cache),
+    cache: new ResponseCache(r.cache, redis),
     coalescer: new Coalescer(r.coalescing),
-    rateLimiter: new RateLimiter(r.rateLimit),
+    rateLimiter: new RateLimiter(r.rateLimit, redis),
     retry: new RetryStage(r.retry),
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
@@ -161,11 +168,11 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     limits: config.requestLimits,
   });
   bindInstruments({ pool, configCache, conversations, inflight });
-  bindResilienceInstruments({ breakers, ...stages });
+  bindResilienceInstruments({ breakers, ...stages, redis });
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight, backends,
+    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight, backends, redis,
     admin: {
       breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
       eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
@@ -183,7 +190,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   }, app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 
-  return { config, logger, db, profiler, pool, provider, backends, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };
+  return { config, logger, db, profiler, pool, provider, backends, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server, redis };
 }
 
 /**

@@ -147,6 +147,12 @@ export const configSchema = z.object({
     z.enum(['client', 'shared'], { error: 'must be client or shared' }).default('client'),
   ),
   HISTORY_PAGE_MAX_BYTES: number(1024, 256 * 1024 * 1024, 2 * 1024 * 1024, true),
+  /** Shared state of several instances (rate limits, response cache): `redis://[:password@]host:port[/db]`; unset: per process. */
+  REDIS_URL: z.preprocess(emptyToUndefined, z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL').optional()),
+  /** Longest wait for one Redis command before it counts as failed (the in-process fallback answers). */
+  REDIS_TIMEOUT_MS: number(10, 10_000, 250, true),
+  /** Largest response kept in the shared cache (bytes of JSON); larger ones stay in-process only. */
+  CACHE_MAX_ENTRY_BYTES: number(1024, 64 * 1024 * 1024, 256 * 1024, true),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -154,7 +160,7 @@ export type RawConfig = z.infer<typeof configSchema>;
 /** Names of the variables that hold secrets: redacted in every report, log line and admin reply. */
 export const SECRET_VARIABLES = [
   'API_KEY', 'API_KEYS', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
-  'SHODAN_API_KEY', 'HUNTER_API_KEY', 'SLACK_WEBHOOK_URL',
+  'SHODAN_API_KEY', 'HUNTER_API_KEY', 'SLACK_WEBHOOK_URL', 'REDIS_URL',
 ] as const;
 
 /** The validated configuration the rest of the code reads. */
@@ -178,6 +184,8 @@ export interface Config {
   /** What a client may ask for (MAX_TOKENS_LIMIT, MODELS_ALLOWED). */
   readonly requestLimits: { readonly maxTokens: number; readonly modelsAllowed: readonly string[] | undefined };
   readonly databaseUrl: string;
+  /** Shared state across instances (REDIS_URL, REDIS_TIMEOUT_MS); absent: every limit and cache is per process. */
+  readonly redis: { readonly url: string; readonly commandTimeoutMs: number } | undefined;
   readonly logLevel: string;
   readonly slowQueryMs: number;
   readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
@@ -206,7 +214,7 @@ export interface Config {
     readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number; probeIntervalMs: number };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
     readonly rateLimit: { perKeyRps: number; perKeyBurst: number; globalRps: number; globalBurst: number };
-    readonly cache: { maxEntries: number; ttlMs: number; scope: 'client' | 'shared' };
+    readonly cache: { maxEntries: number; ttlMs: number; scope: 'client' | 'shared'; maxEntryBytes: number };
     readonly coalescing: boolean;
     readonly stream: { capacity: number; dropOnOverflow: boolean };
   };

@@ -17,7 +17,7 @@ import { correlation, rejectInvalidCorrelationId } from './middleware/correlatio
 import { errorHandler } from './middleware/errors';
 import type { InflightTracker } from './middleware/inflight';
 import { registerChatRoutes } from './routes/chat';
-import { registerHealthRoutes } from './routes/health';
+import { registerHealthRoutes, type SharedStateHealth } from './routes/health';
 import { registerHistoryRoutes } from './routes/history';
 import { registerSessionRoutes } from './routes/sessions';
 import { registerMetricsRoute } from './routes/metrics';
@@ -42,6 +42,8 @@ export interface AppDeps {
   /** The LLM backends, primary first: each has a health entry. */
   readonly backends: BackendChain;
   readonly inflight: InflightTracker;
+  /** The shared-state link (REDIS_URL): checked by /readyz and the comprehensive health. */
+  readonly redis?: SharedStateHealth | undefined;
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
 
@@ -60,7 +62,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const config = deps.config();
   const router = new Router<VegaState>();
   registerHealthRoutes(router, {
-    knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight,
+    knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight, redis: deps.redis,
   });
   registerMetricsRoute(router, config.metricsApiKey);
   const streamLimits = () => ({ stallMs: deps.config().streams.stallMs, maxMs: deps.config().streams.maxMs });
@@ -71,7 +73,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     sessions: deps.sessions.store,
   });
   registerHistoryRoutes(router, deps.conversations, deps.sessions.store, {
-    admit: (clientId) => deps.admin.stages.rateLimiter.check(clientId),
+    admit: (clientId) => deps.admin.stages.rateLimiter.admit(clientId),
     maxPageBytes: () => deps.config().limits.maxHistoryPageBytes,
   });
   registerSessionRoutes(router, { sessions: deps.sessions.store, logger: deps.logger });
@@ -79,7 +81,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);
   registerDiagnosticsAdmin(router, deps.admin);
-  registerComprehensiveAdmin(router, { ...deps.admin, backends: deps.backends });
+  registerComprehensiveAdmin(router, { ...deps.admin, backends: deps.backends, redis: deps.redis });
   registerAdminAliases(router);
   // The route table as registered, read at request time: what an operator (and the auth test)
   // checks the API reference and the key guard against.

@@ -51,13 +51,18 @@ export class ChatPipeline {
   ): Promise<Sourced<ServedCompletion>> {
     const { cache, coalescer, rateLimiter } = this.stages;
     const key = this.#key(request, clientId);
-    const hit = cache.get(key);
+    // Without Redis both steps answer in this tick, so whether this call leads is decided before
+    // anything else runs; with Redis, a call that became a follower while it was admitted was charged.
+    const found = cache.lookup(key);
+    const hit = found instanceof Promise ? await found : found;
     if (hit) {
-      rateLimiter.check(clientId); // a hit costs no backend call, but it is still a request
+      await rateLimiter.admit(clientId); // a hit costs no backend call, but it is still a request
       return { ...hit, cached: true, upstream: false };
     }
-    const leader = !coalescer.has(key);
-    if (leader) rateLimiter.check(clientId);
+    if (!coalescer.has(key)) {
+      const admitted = rateLimiter.admit(clientId);
+      if (admitted) await admitted;
+    }
     let ranUpstream = false;
     const out = await coalescer.run(key, request.signal, (shared) => {
       ranUpstream = true;
@@ -90,9 +95,9 @@ export class ChatPipeline {
    */
   async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; backend: string; events: AsyncIterable<StreamEvent> }> {
     const key = this.#key(request, clientId);
-    const hit = this.stages.cache.get(key);
+    const hit = await this.stages.cache.lookup(key);
     if (hit) {
-      this.stages.rateLimiter.check(clientId); // a hit costs no backend call, but it is still a request
+      await this.stages.rateLimiter.admit(clientId); // a hit costs no backend call, but it is still a request
       return { cached: true, backend: hit.backend, events: replay(hit) };
     }
     // A stream holds a backend connection while it lasts: it needs a slot, given back when the
@@ -100,7 +105,7 @@ export class ChatPipeline {
     const releaseSlot = this.stages.streamSlots?.acquire(clientId) ?? (() => undefined);
     let opened: { value: AsyncIterable<StreamEvent>; backend: LlmBackend };
     try {
-      this.stages.rateLimiter.check(clientId);
+      await this.stages.rateLimiter.admit(clientId);
       opened = await this.backends.run(request, (b, req, last) => this.#open(b, req, last));
     } catch (err) {
       releaseSlot();

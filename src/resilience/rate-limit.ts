@@ -1,3 +1,4 @@
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { RateLimited } from '../errors';
 
 /**
@@ -53,8 +54,55 @@ export interface RateLimitSnapshot {
 }
 
 /**
+ * Where limits are kept when several instances share them: a Redis client the limiter library
+ * (rate-limiter-flexible) speaks to, and a way to time each call.
+ */
+export interface SharedLimitStore {
+  /** An ioredis client. */
+  readonly client: unknown;
+  /** Whether the store can answer now; when not, the in-process fallback does at once. */
+  readonly up: boolean;
+  timed<T>(operation: string, fn: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * One limit in the shared store: `burst` requests per window of burst/rps seconds (whole
+ * seconds, the library's unit), so the average rate is `rps` and a quiet client may send `burst`
+ * at once. While Redis cannot answer, an in-process limiter of the same shape decides
+ * (rate-limiter-flexible's insurance limiter): per instance, so N instances then admit up to N
+ * times the rate until Redis is back.
+ */
+class SharedLimit {
+  readonly #limiter: RateLimiterRedis;
+  constructor(private readonly store: SharedLimitStore, prefix: string, rps: number, burst: number) {
+    const duration = Math.max(1, Math.ceil(Math.max(1, burst) / rps));
+    const points = Math.max(1, Math.round(rps * duration));
+    this.#limiter = new RateLimiterRedis({
+      storeClient: this.store.client, keyPrefix: prefix, points, duration, rejectIfRedisNotReady: true,
+      insuranceLimiter: new RateLimiterMemory({ keyPrefix: prefix, points, duration }),
+    });
+  }
+
+  /** 0 when admitted, else the milliseconds until the next request would be. */
+  async take(key: string): Promise<number> {
+    try {
+      await this.store.timed('rate_limit', () => this.#limiter.consume(key));
+      return 0;
+    } catch (err) {
+      if (err instanceof RateLimiterRes) return Math.max(1, err.msBeforeNext);
+      return 0; // neither Redis nor the insurance limiter answered: admit rather than fail the chat
+    }
+  }
+
+  async refund(key: string): Promise<void> {
+    await this.#limiter.reward(key, 1).catch(() => undefined);
+  }
+}
+
+/**
  * Token buckets per client (API key identity) and one global, checked before a request may go
  * upstream. Refusals are 429 with Retry-After. A key's refusal does not touch other keys' buckets.
+ * Given a {@link SharedLimitStore}, {@link admit} keeps both limits in Redis, across instances.
  */
 export class RateLimiter {
   readonly #perKey = new Map<string, TokenBucket>();
@@ -65,7 +113,9 @@ export class RateLimiter {
   #rejectedKey = 0;
   #rejectedGlobal = 0;
 
-  constructor(opts: RateLimitOptions = {}) {
+  readonly #shared: { perKey: SharedLimit | undefined; global: SharedLimit | undefined } | undefined;
+
+  constructor(opts: RateLimitOptions = {}, store?: SharedLimitStore) {
     const perKeyRps = opts.perKeyRps ?? 10;
     const globalRps = opts.globalRps ?? 100;
     this.#opts = { perKeyRps, perKeyBurst: opts.perKeyBurst ?? perKeyRps * 2, globalRps, globalBurst: opts.globalBurst ?? globalRps * 2 };
@@ -74,6 +124,36 @@ export class RateLimiter {
     }
     this.#now = opts.now ?? Date.now;
     this.#global = globalRps > 0 ? new TokenBucket(globalRps, Math.max(1, this.#opts.globalBurst), this.#now) : undefined;
+    this.#shared = store ? {
+      perKey: perKeyRps > 0 ? new SharedLimit(store, 'vega:rl:key', perKeyRps, this.#opts.perKeyBurst) : undefined,
+      global: globalRps > 0 ? new SharedLimit(store, 'vega:rl:global', globalRps, this.#opts.globalBurst) : undefined,
+    } : undefined;
+  }
+
+  /**
+   * Admits one request for `clientId` or rejects with RateLimited: in Redis when a store was given
+   * (shared by every instance), in this process otherwise: then synchronously, exactly
+   * {@link check}, so callers that decide something in the same tick (coalescing) still can.
+   */
+  admit(clientId: string): void | Promise<void> {
+    if (!this.#shared) return this.check(clientId);
+    return this.#admitShared(clientId, this.#shared);
+  }
+
+  async #admitShared(clientId: string, shared: { perKey: SharedLimit | undefined; global: SharedLimit | undefined }): Promise<void> {
+    const { perKey, global } = shared;
+    const keyWait = perKey ? await perKey.take(clientId) : 0;
+    if (keyWait > 0) {
+      this.#rejectedKey++;
+      throw new RateLimited('key', Math.max(1, Math.ceil(keyWait / 1000)));
+    }
+    const globalWait = global ? await global.take('all') : 0;
+    if (globalWait > 0) {
+      if (perKey) await perKey.refund(clientId);
+      this.#rejectedGlobal++;
+      throw new RateLimited('global', Math.max(1, Math.ceil(globalWait / 1000)));
+    }
+    this.#allowed++;
   }
 
   /** Admits one request for `clientId` or throws RateLimited. */

@@ -7,6 +7,14 @@ export interface ResponseCacheOptions {
   readonly maxEntries?: number;
   /** How long an entry is served. Default 300 000 ms. */
   readonly ttlMs?: number;
+  /** Largest entry written to the shared store, in bytes of JSON. Default 262 144. */
+  readonly maxEntryBytes?: number;
+}
+
+/** A cache shared by several instances (Redis): never throws, a failure reads as a miss. */
+export interface SharedCacheStore {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string, ttlMs: number): Promise<void>;
 }
 
 export interface ResponseCacheSnapshot {
@@ -21,6 +29,8 @@ export interface ResponseCacheSnapshot {
   readonly expirations: number;
   readonly sets: number;
   readonly clears: number;
+  /** With a shared store: lookups it answered, and entries too large to share. */
+  readonly shared?: { readonly hits: number; readonly too_large: number; readonly max_entry_bytes: number };
 }
 
 /** What identifies a response: exactly what the backend is sent, where it came in, and for whom. */
@@ -47,7 +57,12 @@ export function cacheKey(p: CacheKeyParts): string {
   return createHash('sha256').update(JSON.stringify([p.route, p.scope, p.messages.map((m) => [m.role, m.content]), p.model, p.temperature, p.topP, p.maxTokens])).digest('hex');
 }
 
-/** An LRU + TTL cache of complete responses (lru-cache), counting hits, misses and evictions. */
+/**
+ * An LRU + TTL cache of complete responses (lru-cache), counting hits, misses and evictions.
+ * Given a {@link SharedCacheStore}, {@link lookup} asks it on a local miss (a hit is kept locally
+ * for the rest of the TTL) and {@link set} writes through, so an answer cached by one instance is
+ * a hit on all; an entry larger than `maxEntryBytes` stays local.
+ */
 export class ResponseCache<V extends object> {
   readonly #cache: LRUCache<string, V> | undefined;
   readonly #max: number;
@@ -58,8 +73,14 @@ export class ResponseCache<V extends object> {
   #expirations = 0;
   #sets = 0;
   #clears = 0;
+  #sharedHits = 0;
+  #tooLarge = 0;
+  readonly #maxEntryBytes: number;
+  readonly #shared: SharedCacheStore | undefined;
 
-  constructor(opts: ResponseCacheOptions = {}) {
+  constructor(opts: ResponseCacheOptions = {}, shared?: SharedCacheStore) {
+    this.#maxEntryBytes = opts.maxEntryBytes ?? 262_144;
+    this.#shared = shared;
     this.#max = opts.maxEntries ?? 1000;
     this.#ttlMs = opts.ttlMs ?? 300_000;
     if (!Number.isInteger(this.#max) || this.#max < 0) throw new RangeError(`ResponseCache: maxEntries must be an integer >= 0, got ${this.#max}`);
@@ -86,10 +107,45 @@ export class ResponseCache<V extends object> {
     return v;
   }
 
+  /** Like {@link get} (synchronously, without a shared store or on a local hit), then the shared store on a local miss. */
+  lookup(key: string): V | undefined | Promise<V | undefined> {
+    if (!this.#cache) return undefined;
+    const local = this.#cache.get(key);
+    if (local !== undefined || !this.#shared) {
+      if (local === undefined) this.#misses++;
+      else this.#hits++;
+      return local;
+    }
+    return this.#lookupShared(key, this.#shared, this.#cache);
+  }
+
+  async #lookupShared(key: string, shared: SharedCacheStore, cache: LRUCache<string, V>): Promise<V | undefined> {
+    const raw = await shared.get(`vega:cache:${key}`);
+    let v: V | undefined;
+    try {
+      v = raw === undefined ? undefined : (JSON.parse(raw) as V);
+    } catch {
+      v = undefined;
+    }
+    if (v === undefined || typeof v !== 'object' || v === null) {
+      this.#misses++;
+      return undefined;
+    }
+    this.#hits++;
+    this.#sharedHits++;
+    cache.set(key, v);
+    return v;
+  }
+
   set(key: string, value: V): void {
     if (!this.#cache) return;
     this.#sets++;
     this.#cache.set(key, value);
+    if (this.#shared) {
+      const json = JSON.stringify(value);
+      if (Buffer.byteLength(json) > this.#maxEntryBytes) this.#tooLarge++;
+      else void this.#shared.set(`vega:cache:${key}`, json, this.#ttlMs);
+    }
   }
 
   clear(): number {
@@ -113,6 +169,7 @@ export class ResponseCache<V extends object> {
       expirations: this.#expirations,
       sets: this.#sets,
       clears: this.#clears,
+      ...(this.#shared ? { shared: { hits: this.#sharedHits, too_large: this.#tooLarge, max_entry_bytes: this.#maxEntryBytes } } : {}),
     };
   }
 }

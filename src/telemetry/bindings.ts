@@ -80,6 +80,8 @@ export function bindResilienceInstruments(sources: {
   readonly cache: Snapshotting<ResponseCacheSnapshot>;
   readonly coalescer: Snapshotting<CoalescerSnapshot>;
   readonly streaming: Snapshotting<StreamingSnapshot>;
+  /** The shared-state link, when REDIS_URL is set. */
+  readonly redis?: { readonly up: boolean } | undefined;
 }): void {
   const STATES = ['closed', 'open', 'half_open'] as const;
   observe(INSTRUMENTS.breakerState, (record) => {
@@ -128,6 +130,8 @@ export function bindResilienceInstruments(sources: {
     record(s.expirations, { reason: 'expire' });
   });
   observe(INSTRUMENTS.responseCacheEntries, (record) => record(sources.cache.snapshot().entries));
+  const redis = sources.redis;
+  if (redis) observe(INSTRUMENTS.redisUp, (record) => record(redis.up ? 1 : 0));
   observe(INSTRUMENTS.coalescingRequests, (record) => {
     const s = sources.coalescer.snapshot();
     record(s.leaders, { role: 'leader' });

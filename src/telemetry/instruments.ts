@@ -181,7 +181,7 @@ export const INSTRUMENTS = {
   },
   dbOperationDuration: {
     name: METRIC_DB_CLIENT_OPERATION_DURATION, kind: 'histogram', unit: 's',
-    description: 'Duration of database queries, timed from knex query events.',
+    description: 'Duration of database queries (timed from knex query events) and of Redis commands (db.system.name=redis, when REDIS_URL is set).',
     attributes: [ATTR_DB_SYSTEM_NAME, ATTR_DB_OPERATION_NAME, ATTR_DB_COLLECTION_NAME, ATTR_ERROR_TYPE], buckets: DB_SECONDS,
   },
   dbSlowQueries: {
@@ -281,6 +281,11 @@ export const INSTRUMENTS = {
     name: 'vega.response_cache.evictions', kind: 'observableCounter', unit: '{entry}',
     description: 'Response cache entries removed, by reason (evict: capacity; expire: TTL).',
     attributes: ['reason'],
+  },
+  redisUp: {
+    name: 'vega.redis.up', kind: 'observableGauge', unit: '1',
+    description: 'Whether this instance has a working Redis connection (1) or serves from its in-process fallback (0); absent without REDIS_URL.',
+    attributes: [],
   },
   responseCacheEntries: {
     name: 'vega.response_cache.entries', kind: 'observableGauge', unit: '{entry}',

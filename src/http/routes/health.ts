@@ -5,11 +5,20 @@ import type { LlmBackend } from '../../llm/backends';
 import type { InflightTracker } from '../middleware/inflight';
 import type { VegaState } from '../state';
 
+/** The shared-state link as the probes see it (src/shared/redis.ts). */
+export interface SharedStateHealth {
+  readonly up: boolean;
+  ping(): Promise<void>;
+  snapshot(): { readonly status: 'up' | 'down'; readonly down_since: string | null; readonly last_error: string | null };
+}
+
 export interface HealthDeps {
   readonly knex: Knex;
   /** The LLM backends in the order they are tried: the primary first. Each is checked, with its breaker. */
   readonly backends: readonly LlmBackend[];
   readonly inflight: InflightTracker;
+  /** Redis (REDIS_URL), when configured: down makes readiness `degraded`, never failing. */
+  readonly redis?: SharedStateHealth | undefined;
   /** Longest a readiness probe waits for any one check. Default 2000 ms. */
   readonly checkTimeoutMs?: number;
 }
@@ -45,6 +54,8 @@ async function timed(fn: (signal: AbortSignal) => Promise<Record<string, unknown
  * instance, and the recovery probe closes them within seconds of the backend's return. The
  * primary is `checks.llm`; each fallback is an entry of `checks.llm_fallbacks`, checked the same
  * way, and any of them down or with its breaker not closed makes the status `degraded`.
+ * With REDIS_URL, `checks.redis` is a PING: Redis down makes the status `degraded` only, as every
+ * instance then limits and caches on its own and chat goes on.
  */
 export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps): void {
   const timeoutMs = deps.checkTimeoutMs ?? 2000;
@@ -66,13 +77,16 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
             if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
           }, timeoutMs, 'failing'),
           ...deps.backends.map((b) => timed(async (signal) => ({ models: (await b.provider.listModels(signal)).length }), timeoutMs, 'unreachable')),
+          ...(deps.redis ? [timed(async () => { await deps.redis!.ping(); }, timeoutMs, 'unreachable')] : []),
         ]),
       };
     }
     return cached.checks;
   };
   router.get('/readyz', async (ctx) => {
-    const [database, migrations, ...reached] = (await checks()) as [Check, Check, ...Check[]];
+    const [database, migrations, ...rest] = (await checks()) as [Check, Check, ...Check[]];
+    const reached = rest.slice(0, deps.backends.length);
+    const redis = deps.redis ? rest[deps.backends.length] : undefined;
     // The breakers' states are read now: only the backend calls are reused.
     const llms = deps.backends.map((b, i) => {
       const snap = b.breaker.snapshot();
@@ -81,13 +95,13 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
     const [llm, ...fallbacks] = llms;
     const draining = deps.inflight.draining;
     const ready = database.status === 'ok' && migrations.status === 'ok' && !draining;
-    const allWell = llms.every((c) => c.status === 'ok' && c.breaker.state === 'closed');
+    const allWell = llms.every((c) => c.status === 'ok' && c.breaker.state === 'closed') && (!redis || redis.status === 'ok');
     ctx.status = ready ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
       status: !ready ? 'not_ready' : allWell ? 'ready' : 'degraded',
       draining,
-      checks: { database, migrations, llm, ...(fallbacks.length ? { llm_fallbacks: fallbacks } : {}) },
+      checks: { database, migrations, llm, ...(fallbacks.length ? { llm_fallbacks: fallbacks } : {}), ...(redis ? { redis } : {}) },
     };
   });
 }

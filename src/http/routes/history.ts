@@ -7,7 +7,7 @@ import { checkAccess, sessionIdParam } from './sessions';
 
 export interface HistoryRouteDeps {
   /** Admits a read for a client or throws 429 (the chat rate limiter: reads cost too). */
-  readonly admit: (clientId: string) => void;
+  readonly admit: (clientId: string) => void | Promise<void>;
   /** Most bytes of JSON a page holds (HISTORY_PAGE_MAX_BYTES). */
   readonly maxPageBytes: () => number;
 }
@@ -19,7 +19,7 @@ export interface HistoryRouteDeps {
 export function registerHistoryRoutes(router: Router<VegaState>, conversations: ConversationRepository, sessions: SessionStore, deps: HistoryRouteDeps): void {
   router.get('/history', async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
-    deps.admit(ctx.state.clientId ?? 'anonymous');
+    await deps.admit(ctx.state.clientId ?? 'anonymous');
     ctx.body = await conversations.page({
       maxBytes: deps.maxPageBytes(),
       limit: intParam(ctx.query.limit, 'limit', 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
@@ -32,7 +32,7 @@ export function registerHistoryRoutes(router: Router<VegaState>, conversations: 
     const sessionId = sessionIdParam(ctx);
     const limit = intParam(ctx.query.limit, 'limit', 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE);
     const cursor = stringParam(ctx.query.cursor, 'cursor');
-    deps.admit(ctx.state.clientId ?? 'anonymous');
+    await deps.admit(ctx.state.clientId ?? 'anonymous');
     if (!(await checkAccess(sessions, ctx, sessionId))) {
       ctx.body = { items: [], next_cursor: null };
       return;

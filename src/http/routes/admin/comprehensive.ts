@@ -3,6 +3,7 @@ import { poolSnapshot } from '../../../db/stats';
 import { systemSnapshot } from '../../../diagnostics/system';
 import type { BackendChain } from '../../../llm/backends';
 import type { VegaState } from '../../state';
+import type { SharedStateHealth } from '../health';
 import type { DatabaseAdminDeps } from './database';
 import type { DiagnosticsAdminDeps } from './diagnostics';
 import type { PerformanceAdminDeps } from './performance';
@@ -17,7 +18,7 @@ const worst = (s: Status[]): Status => (s.includes('unhealthy') ? 'unhealthy' : 
  */
 export function registerComprehensiveAdmin(
   router: Router<VegaState>,
-  deps: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps & { readonly backends: BackendChain },
+  deps: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps & { readonly backends: BackendChain; readonly redis?: SharedStateHealth | undefined },
 ): void {
   router.get('/admin/performance/health/comprehensive', async (ctx) => {
     const started = performance.now();
@@ -62,6 +63,8 @@ export function registerComprehensiveAdmin(
       response_cache: { status: 'healthy', ...deps.stages.cache.snapshot() },
       request_coalescing: { status: 'healthy', ...deps.stages.coalescer.snapshot() },
       rate_limits: { status: 'healthy', ...rate },
+      // Redis down degrades: limits and cache fall back to this instance, chat goes on.
+      ...(deps.redis ? { redis: { ...deps.redis.snapshot(), redis_status: deps.redis.snapshot().status, status: deps.redis.up ? 'healthy' as const : 'degraded' as const } } : {}),
       streaming: { status: streaming.streams_by_state.blocked > 0 ? 'degraded' : 'healthy', ...streaming },
       http_pool: { status: pool.dispatchers_created === 1 ? 'healthy' : 'degraded', ...pool },
       config_cache: { status: deps.configCache.snapshot().last_error ? 'degraded' : 'healthy', ...deps.configCache.snapshot() },
