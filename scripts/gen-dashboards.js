@@ -17,6 +17,10 @@ const DASHBOARDS = [
       ['Requests per second by route', 'reqps', [q(`sum by (http_route) (rate(http_server_request_duration_count[${R}]))`, '{{http_route}}')]],
       ['5xx per second by route', 'reqps', [q(`sum by (http_route) (rate(http_server_request_duration_count{http_response_status_code=~"5.."}[${R}]))`, '{{http_route}}')]],
       ['p95 duration by route', 's', [q(`histogram_quantile(0.95, sum by (le, http_route) (rate(http_server_request_duration_bucket[${R}])))`, '{{http_route}}')]],
+      ['Requests per second by instance', 'reqps', [q(`sum by (instance) (rate(http_server_request_duration_count{instance=~"$instance"}[${R}]))`, '{{instance}}')]],
+      ['5xx per second by instance', 'reqps', [q(`sum by (instance) (rate(http_server_request_duration_count{instance=~"$instance", http_response_status_code=~"5.."}[${R}]))`, '{{instance}}')]],
+      ['Redis reachable by instance (1 = shared limits and cache)', 'short', [q('max by (instance) (vega_redis_up{instance=~"$instance"})', '{{instance}}')]],
+      ['Redis command p95 by instance', 's', [q(`histogram_quantile(0.95, sum by (le, instance) (rate(db_client_operation_duration_bucket{db_system_name="redis", instance=~"$instance"}[${R}])))`, '{{instance}}')]],
       ['Errors by code', 'reqps', [q(`sum by (vega_error_code, http_response_status_code) (rate(vega_http_server_errors_total[${R}]))`, '{{http_response_status_code}} {{vega_error_code}}')]],
       ['Requests in flight', 'short', [q('sum by (instance) (vega_http_server_inflight)', '{{instance}}')]],
       ['Chat outcomes', 'reqps', [q(`sum by (vega_chat_outcome) (rate(vega_chat_requests_total[${R}]))`, '{{vega_chat_outcome}}')]],
@@ -108,7 +112,14 @@ function panel(id, [title, unit, queries, kind = 'timeseries'], i) {
 
 function dashboard(d) {
   const panels = d.panels.map((p, i) => panel(i + 1, p, i));
-  const templating = { list: [] };
+  // Every dashboard can be narrowed to some instances; the per-instance panels use it.
+  const templating = {
+    list: [{
+      type: 'query', name: 'instance', label: 'Instance', datasource: PROM, query: 'label_values(up{job="vega"}, instance)',
+      definition: 'label_values(up{job="vega"}, instance)', refresh: 2, multi: true, includeAll: true, allValue: '.*',
+      current: { selected: true, text: ['All'], value: ['$__all'] },
+    }],
+  };
   if (d.uid === 'vega-overview') {
     // A correlation id (or trace id) typed here becomes links to Jaeger's search and trace views.
     templating.list.push({ type: 'textbox', name: 'correlation_id', label: 'Correlation / trace id', query: '' });

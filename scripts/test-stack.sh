@@ -3,7 +3,8 @@
 # end-to-end chat on PostgreSQL; promtool on the alert rules and on Vega's /metrics; a real
 # Prometheus scraping Vega under load, running every dashboard and alert query; amtool on the
 # Alertmanager configuration, and an alert from a real fault travelling Vega -> Prometheus ->
-# Alertmanager -> a fake Slack webhook, firing then resolved; docker-compose config. Installs what is missing from Debian's packages (apt-get, as root), starts a throwaway
+# Alertmanager -> a fake Slack webhook, firing then resolved; docker-compose config; three Vega
+# processes sharing PostgreSQL and a real redis-server. Installs what is missing from Debian's packages (apt-get, as root), starts a throwaway
 # PostgreSQL cluster on 127.0.0.1, and stops and removes it on exit (the tests start and stop
 # Prometheus themselves).
 # Extra arguments go to vitest (CI passes its JSON reporter options).
@@ -20,6 +21,7 @@ ensure_packages() {
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive
@@ -52,4 +54,7 @@ as_pg "$PGBIN/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/server.log" -w -t 30 \
 as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U vega vega_test
 
 export VEGA_TEST_DATABASE_URL="postgres://vega@127.0.0.1:$PGPORT/vega_test"
+# The multi-instance suite starts redis-server itself on a free loopback port (it kills and
+# restarts it under load); this names the binary it runs.
+export VEGA_TEST_REDIS_SERVER="$(command -v redis-server)"
 npx vitest run --config vitest.stack.config.mts "$@"

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { FakeOllama } from '../support/fake-ollama';
+import { startRedis, type RedisServer } from '../support/redis-server';
 import { eventually, jsonOf, postJson, ROOT, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -15,7 +16,7 @@ const { allQueries } = require(join(ROOT, 'scripts', 'gen-dashboards.js')) as { 
 const run = (cmd: string, args: string[], input?: string, env?: Record<string, string>) =>
   spawnSync(cmd, args, { cwd: ROOT, input, encoding: 'utf8', timeout: 60_000, env: env ? { ...process.env, ...env } : undefined });
 /** What compose needs from the operator (it refuses to start without them). */
-const STACK_ENV = { API_KEY: 'stack-test-key-0123456789abcdef', METRICS_API_KEY: 'stack-metrics-key-0123456789ab', GRAFANA_ADMIN_PASSWORD: 'stack-test-grafana-pw' };
+const STACK_ENV = { API_KEY: 'stack-test-key-0123456789abcdef', METRICS_API_KEY: 'stack-metrics-key-0123456789ab', GRAFANA_ADMIN_PASSWORD: 'stack-test-grafana-pw', POSTGRES_PASSWORD: 'stack-test-pg-pw' };
 
 describe('alert rules', () => {
   it('pass promtool check rules and promtool test rules', () => {
@@ -46,7 +47,7 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
     const res = run('docker-compose', ['-f', 'docker-compose.yml', 'config'], undefined, STACK_ENV);
     expect(res.status, res.stderr).toBe(0);
     const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { volumes?: string[]; build?: string }> };
-    expect(Object.keys(compose.services).sort()).toEqual(['alertmanager', 'grafana', 'jaeger', 'otel-collector', 'prometheus', 'simulator', 'vega']);
+    expect(Object.keys(compose.services).sort()).toEqual(['alertmanager', 'grafana', 'jaeger', 'nginx', 'otel-collector', 'postgres', 'prometheus', 'redis', 'simulator', 'vega-1', 'vega-2', 'vega-3']);
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const v of svc.volumes ?? []) {
         const source = v.split(':')[0]!;
@@ -67,11 +68,14 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
       services: Record<string, { ports?: Array<string | { host_ip?: string; published?: string | number }>; command?: string[]; entrypoint?: string[]; environment?: Record<string, string> }>;
     };
     const published = Object.entries(compose.services).filter(([, svc]) => (svc.ports ?? []).length > 0).map(([name]) => name);
-    expect(published).toEqual(['vega']);
-    expect(JSON.stringify(compose.services.vega!.ports)).toContain('127.0.0.1');
+    expect(published).toEqual(['nginx']);
+    expect(JSON.stringify(compose.services.nginx!.ports)).toContain('127.0.0.1');
     expect(JSON.stringify(compose.services.prometheus)).not.toContain('enable-admin-api');
     expect(compose.services.grafana!.environment?.GF_AUTH_ANONYMOUS_ENABLED).toBe('false');
-    expect(compose.services.vega!.environment?.METRICS_API_KEY).toBe(STACK_ENV.METRICS_API_KEY);
+    for (const v of ['vega-1', 'vega-2', 'vega-3']) {
+      expect(compose.services[v]!.environment?.METRICS_API_KEY).toBe(STACK_ENV.METRICS_API_KEY);
+      expect(compose.services[v]!.environment?.REDIS_URL).toBe('redis://redis:6379');
+    }
   });
 
   it('the collector config is YAML naming only contrib components, wired OTLP in (gRPC and HTTP), traces to Jaeger and spanmetrics, metrics to Prometheus', () => {
@@ -100,6 +104,7 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
 
 describe('against a real Prometheus scraping Vega under load', () => {
   let fake: FakeOllama;
+  let redis: RedisServer;
   let integration: Server;
   let vega: VegaProcess;
   let prometheus: ChildProcess;
@@ -109,12 +114,14 @@ describe('against a real Prometheus scraping Vega under load', () => {
 
   beforeAll(async () => {
     fake = await FakeOllama.start();
+    // A real Redis, so the shared-state panels (Redis reachable, Redis command p95) have series.
+    redis = await startRedis();
     integration = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{}'); });
     await new Promise<void>((r) => integration.listen(0, '127.0.0.1', r));
     const intUrl = `http://127.0.0.1:${(integration.address() as AddressInfo).port}`;
     vega = await startVega({
       env: {
-        LLM_BASE_URL: fake.url, CACHE_MAX_ENTRIES: '100', SLOW_QUERY_MS: '0.01', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1',
+        LLM_BASE_URL: fake.url, REDIS_URL: redis.url, CACHE_MAX_ENTRIES: '100', SLOW_QUERY_MS: '0.01', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1',
         RATE_LIMIT_RPS: '1000', RATE_LIMIT_GLOBAL_RPS: '1000', GITHUB_API_URL: `${intUrl}/gh`, SHODAN_API_URL: 'http://127.0.0.1:9/shodan', SHODAN_API_KEY: 'k',
       },
     });
@@ -160,13 +167,14 @@ describe('against a real Prometheus scraping Vega under load', () => {
     await vega?.stop();
     vega?.cleanup();
     await fake?.close();
+    await redis?.stop();
     integration?.closeAllConnections();
     await new Promise((r) => integration?.close(r));
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   const query = async (expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> =>
-    jsonOf(await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr.replaceAll('$__rate_interval', '1m'))}`));
+    jsonOf(await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*'))}`));
 
   it('Prometheus scrapes Vega', async () => {
     const targets = await jsonOf(await fetch(`${promUrl}/api/v1/targets`));

@@ -1,8 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
-/** Whether a redis-server binary is on PATH (Debian package `redis-server`). */
-export const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0;
+/** The binary: VEGA_TEST_REDIS_SERVER (scripts/test-stack.sh sets it), else redis-server on PATH. */
+const BIN = process.env.VEGA_TEST_REDIS_SERVER || 'redis-server';
+
+/** Whether the redis-server binary runs (Debian package `redis-server`). */
+export const hasRedisServer = spawnSync(BIN, ['--version']).status === 0;
 
 export interface RedisServer {
   readonly port: number;
@@ -23,7 +26,7 @@ async function freePort(): Promise<number> {
 }
 
 async function launch(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('redis-server did not start within 5 s')); }, 5000);
     let out = '';
