@@ -4,7 +4,7 @@ import { migrateLatest } from './db/migrations';
 import { ConversationRepository } from './db/conversations';
 import { startService } from './lifecycle';
 import { verify } from './verify';
-import { createLogger } from './telemetry/logger';
+import { createLogger, type Logger } from './telemetry/logger';
 
 const USAGE = `usage: vega <command> [options]
 
@@ -72,6 +72,7 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
     return 2;
   }
   const logger = createLogger(report.config.logLevel);
+  routeWarningsToLog(logger);
   for (const w of report.warnings) logger.warn({ variable: w.variable }, `config: ${w.variable} ${w.message}`);
   const service = await startService(report.config, report, logger);
 
@@ -87,6 +88,17 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   process.on('SIGINT', onSignal);
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
   return undefined; // keep running until a signal
+}
+
+/**
+ * Node prints process warnings (deprecations, MaxListenersExceededWarning, ...) to stderr as raw
+ * text, which log collectors cannot parse: replace its printer with a JSON warn line.
+ */
+function routeWarningsToLog(logger: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    logger.warn({ warning: { name: w.name, code: w.code, message: w.message } }, `process warning: ${w.name}`);
+  });
 }
 
 function parseFlags(args: readonly string[]): { host?: string; port?: string; days?: string } | undefined {

@@ -35,6 +35,9 @@ export interface AppDeps {
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
 
+/** What a response stream fails with when the client has gone away. */
+const CLIENT_LEFT = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
+
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -94,6 +97,14 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     // An unknown method is the client's mistake: 405, never a 5xx.
     notImplemented: () => new VegaError('method_not_allowed', 405, 'method not supported'),
   }));
-  app.on('error', (err) => deps.logger.error({ err }, 'koa error outside the error handler'));
+  app.on('error', (err: NodeJS.ErrnoException & { headerSent?: boolean }) => {
+    // A client that leaves mid-stream makes Koa's response pipeline fail with a premature close:
+    // normal, and already logged once (at info) by the stream itself.
+    if (err.headerSent && CLIENT_LEFT.has(err.code ?? '')) {
+      deps.logger.debug({ error_code: 'client_closed', cause: err.code }, 'response pipeline closed by the client');
+      return;
+    }
+    deps.logger.error({ err }, 'koa error outside the error handler');
+  });
   return app;
 }

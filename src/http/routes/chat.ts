@@ -6,6 +6,7 @@ import type { ChatService } from '../../llm/chat-service';
 import type { StreamEvent } from '../../llm/types';
 import { toVegaError } from '../middleware/errors';
 import type { Logger } from '../../telemetry/logger';
+import { onResponseClose } from '../response-close';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
 
@@ -18,7 +19,7 @@ export interface ChatRouteDeps {
 /** An AbortSignal that fires when the client goes away before the response is complete. */
 export function clientGone(ctx: Context): AbortSignal {
   const controller = new AbortController();
-  ctx.res.once('close', () => {
+  onResponseClose(ctx.res, () => {
     if (!ctx.res.writableFinished) controller.abort();
   });
   return controller.signal;
@@ -91,6 +92,11 @@ async function* frames(
     }
   } catch (thrown) {
     const err = toVegaError(thrown);
+    if (err.code === 'client_closed') {
+      // Leaving is the client's right: one info line, and nobody left to send a frame to.
+      logger.info({ error_code: err.code }, 'client left mid-stream');
+      return;
+    }
     logger.warn({ error_code: err.code }, 'stream ended with an error');
     yield frame('error', { error: { code: err.code, message: err.expose ? err.message : 'internal error' }, correlation_id: done.correlation_id });
   }

@@ -124,6 +124,11 @@ async function* chunks(
     }
   } catch (thrown) {
     const err = toVegaError(thrown);
+    if (err.code === 'client_closed') {
+      // Leaving is the client's right: one info line, and nobody left to send a frame to.
+      logger.info({ error_code: err.code }, 'client left mid-stream');
+      return;
+    }
     logger.warn({ error_code: err.code }, 'stream ended with an error');
     yield `data: ${JSON.stringify({ error: { code: err.code, message: err.expose ? err.message : 'internal error', type: 'upstream_error' }, correlation_id: correlationId })}\n\n`;
   }
