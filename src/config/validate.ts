@@ -85,8 +85,10 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   if (raw.BREAKER_OPEN_MAX_S < raw.BREAKER_OPEN_BASE_S) {
     errors.push({ variable: 'BREAKER_OPEN_MAX_S', message: `must be >= BREAKER_OPEN_BASE_S (${raw.BREAKER_OPEN_BASE_S})` });
   }
-  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (k.length < 16) warnings.push({ variable: 'API_KEYS', message: `a key of ${k.length} characters; use at least 16` });
+  for (const variable of ['API_KEYS', 'ADMIN_API_KEYS'] as const) {
+    for (const k of keyList(raw[variable])) {
+      if (k.length < 16) warnings.push({ variable, message: `a key of ${k.length} characters; use at least 16` });
+    }
   }
   if (raw.FETCH_ALLOW_PRIVATE) {
     warnings.push({ variable: 'FETCH_ALLOW_PRIVATE', message: 'web fetch may reach private and loopback addresses (SSRF protection off)' });
@@ -103,12 +105,18 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl) };
 }
 
+/** A comma-separated key list, trimmed, empty entries dropped. */
+function keyList(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+}
+
 function toConfig(raw: RawConfig, baseUrl: string): Config {
   return {
     host: raw.HOST,
     port: raw.PORT,
     apiKey: raw.API_KEY,
-    apiKeys: [raw.API_KEY, ...(raw.API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)],
+    apiKeys: [raw.API_KEY, ...keyList(raw.ADMIN_API_KEYS), ...keyList(raw.API_KEYS)],
+    adminApiKeys: [raw.API_KEY, ...keyList(raw.ADMIN_API_KEYS)],
     metricsApiKey: raw.METRICS_API_KEY,
     llm: {
       backend: raw.LLM_BACKEND,

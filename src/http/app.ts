@@ -38,6 +38,16 @@ export interface AppDeps {
 /** What a response stream fails with when the client has gone away. */
 const CLIENT_LEFT = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
 
+/** The admin routes, matched as the router matches them: case-insensitive, percent-decoded. */
+const ADMIN_PATH = /^\/admin(\/|$)/i;
+const decodedPath = (path: string): string => {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+};
+
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -76,13 +86,20 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     };
   });
 
-  const auth = requireApiKey(() => deps.config().apiKeys);
+  const auth = requireApiKey(() => deps.config().apiKeys, () => deps.config().adminApiKeys);
   app.use(correlation());
   app.use(accessLog(deps.logger));
   app.use(errorHandler(deps.logger));
   app.use(rejectInvalidCorrelationId());
   app.use(deps.inflight.middleware());
   app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : auth(ctx, next)));
+  // /admin/* can clear caches and reset breakers: admin keys only (API_KEY, ADMIN_API_KEYS).
+  app.use((ctx, next) => {
+    if (ADMIN_PATH.test(decodedPath(ctx.path)) && ctx.state.isAdmin !== true) {
+      throw new VegaError('forbidden', 403, 'this key is a client key; /admin routes need an admin key (API_KEY or one of ADMIN_API_KEYS)');
+    }
+    return next();
+  });
   app.use((ctx, next) => {
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') requireJson(ctx);
     return next();
