@@ -11,7 +11,7 @@ const USAGE = `usage: vega <command> [options]
 commands:
   server [--host HOST] [--port PORT]   run the service (the default)
   migrate                              apply pending database migrations and exit
-  purge --days N                       delete conversations older than N days (purge_old) and exit
+  purge --days N (or --days=N)         delete conversations older than N days (purge_old) and exit
   verify                               check config, database, indexes, backend, integrations and
                                        telemetry; print a report; exit 1 if a check failed
 `;
@@ -47,6 +47,7 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
       }
       const db = openDatabase(env.DATABASE_URL || 'sqlite:./data/vega.db');
       try {
+        await migrateLatest(db.knex); // as the server does: a fresh database has no table to purge yet
         const deleted = await new ConversationRepository(db.knex).purgeOld(days);
         process.stdout.write(`${JSON.stringify({ msg: 'purged old conversations', days, deleted })}\n`);
         return 0;
@@ -106,7 +107,10 @@ function parseFlags(args: readonly string[]): { host?: string; port?: string; da
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = args[i + 1];
-    if ((a === '--host' || a === '--port' || a === '--days') && value !== undefined) {
+    const inline = /^--(host|port|days)=(.*)$/.exec(a ?? '');
+    if (inline) {
+      out[inline[1] as 'host' | 'port' | 'days'] = inline[2];
+    } else if ((a === '--host' || a === '--port' || a === '--days') && value !== undefined) {
       out[a.slice(2) as 'host' | 'port' | 'days'] = value;
       i++;
     } else {

@@ -107,13 +107,19 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   app.use(bodyParser({ enableTypes: ['json'], jsonLimit: config.limits.maxBodyBytes, encoding: 'utf-8' }));
   // Routes are registered above, before this: the koa instrumentation patches the router's layers
   // when it is `use`d, and that is what puts `http.route` on spans and metrics.
+  // The router answers a wrong method with 405 (an unknown one with 501) and an `Allow` header;
+  // this turns both into the one error shape as a 405 (an unknown method is the client's
+  // mistake, never a 5xx), keeping `Allow`.
+  app.use(async (ctx, next) => {
+    await next();
+    if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
+      const allow = ctx.response.get('Allow');
+      if (allow === '') ctx.remove('Allow');
+      throw new VegaError('method_not_allowed', 405, allow ? `${ctx.method.slice(0, 20)} is not allowed on this route; allowed: ${allow}` : 'method not supported');
+    }
+  });
   app.use(router.routes());
-  app.use(router.allowedMethods({
-    throw: true,
-    methodNotAllowed: () => new VegaError('method_not_allowed', 405, 'method not allowed on this route'),
-    // An unknown method is the client's mistake: 405, never a 5xx.
-    notImplemented: () => new VegaError('method_not_allowed', 405, 'method not supported'),
-  }));
+  app.use(router.allowedMethods());
   app.on('error', (err: NodeJS.ErrnoException & { headerSent?: boolean }) => {
     // A client that leaves mid-stream makes Koa's response pipeline fail with a premature close:
     // normal, and already logged once (at info) by the stream itself.

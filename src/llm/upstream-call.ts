@@ -18,6 +18,15 @@ export interface UpstreamCall {
   readonly model?: string;
 }
 
+/** The scheme, host and port of a URL (no path, no credentials), or undefined if it does not parse. */
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Most bytes of an error body read to build a message. */
 const ERROR_BODY_LIMIT = 4096;
 
@@ -44,7 +53,7 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
       bodyTimeout: call.timeoutMs,
     });
   } catch (err) {
-    throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted });
+    throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted, origin: originOf(call.url) });
   }
   if (res.statusCode < 200 || res.statusCode >= 300) {
     const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');

@@ -6,7 +6,7 @@ import type { Logger } from '../../telemetry/logger';
 import type { VegaState } from '../state';
 
 /** Codes for the 4xx errors that koa's body parser (co-body, raw-body) raises as http-errors. */
-function fromHttpError(err: { status?: number; type?: string; expose?: boolean; message?: string; name?: string }): VegaError | undefined {
+function fromHttpError(err: { status?: number; type?: string; expose?: boolean; message?: string; name?: string; limit?: number }): VegaError | undefined {
   const status = err.status;
   if (typeof status !== 'number' || status < 400 || status > 499) return undefined;
   const code = status === 413 ? 'payload_too_large'
@@ -14,6 +14,7 @@ function fromHttpError(err: { status?: number; type?: string; expose?: boolean; 
       : status === 400 && (err.name === 'SyntaxError' || err.type === undefined) ? 'invalid_json'
         : status === 400 ? 'bad_request' : `http_${status}`;
   const message = code === 'invalid_json' ? 'the request body is not valid JSON (an object is expected)'
+    : code === 'payload_too_large' && typeof err.limit === 'number' ? `the request body is larger than the limit of ${err.limit} bytes (MAX_BODY_BYTES)`
     : err.expose && err.message ? err.message : 'bad request';
   return new VegaError(code, status, message);
 }
