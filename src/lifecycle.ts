@@ -15,6 +15,7 @@ import { createApp } from './http/app';
 import { InflightTracker } from './http/middleware/inflight';
 import { ChatService } from './llm/chat-service';
 import { createProvider } from './llm/providers';
+import { checkBackend } from './llm/backend-check';
 import { HttpPool } from './net/dispatcher';
 import { bindDatabaseInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
 import { isUpstreamFault } from './errors';
@@ -91,7 +92,15 @@ export async function startService(config: Config, report: ValidationReport, log
   const pool = new HttpPool({ connectionsPerOrigin: config.httpPoolConnections });
   const provider = createProvider(config.llm, pool);
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
-  say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
+  // Asked once at start, so the banner tells the truth about the backend and how to fix it.
+  const backend = await checkBackend(provider, config.llm.model, 2000);
+  if (backend.status === 'ok') {
+    say(`✅ LLM backend: ${provider.name} at ${provider.origin}, ${backend.models.length} model(s), default model ${config.llm.model} present (timeout ${config.llm.timeoutMs / 1000}s)`);
+  } else {
+    say(`${backend.status === 'unknown' ? '⚠️ ' : '❌'} LLM backend: ${provider.name} at ${provider.origin}: ${backend.problem}
+   👉 ${backend.fix}`);
+  }
+  logger[backend.status === 'ok' ? 'info' : 'warn']({ step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) }, backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`);
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
   const conversations = new ConversationRepository(db.knex);
