@@ -103,6 +103,8 @@ export async function startService(config: Config, report: ValidationReport, log
   logger[backend.status === 'ok' ? 'info' : 'warn']({ step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) }, backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`);
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
+  configCache.onChange((change) => logger[change.restart_required.length ? 'warn' : 'info'](change,
+    `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`));
   const conversations = new ConversationRepository(db.knex);
   const conversationLog = new ConversationLog(conversations, config.batch);
   const retention = new RetentionJob(conversations, logger, config.retention);
@@ -140,7 +142,10 @@ export async function startService(config: Config, report: ValidationReport, log
     conversations: conversationLog,
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
-    defaults: { model: config.llm.model, ...config.generation },
+    defaults: () => {
+      const live = configCache.get();
+      return { model: live.llm.model, ...live.generation };
+    },
   });
   bindInstruments({ pool, configCache, conversations, inflight });
   bindResilienceInstruments({ breakers, ...stages });

@@ -46,12 +46,16 @@ export class StorageUnavailable extends VegaError {
   }
 }
 
+/** What a chat uses for the fields its request leaves out. */
+export interface ChatDefaults { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number }
+
 export interface ChatServiceOptions {
   readonly provider: LlmProvider;
   readonly pipeline: ChatPipeline;
   readonly conversations: ConversationSink;
   readonly logger: Logger;
-  readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** Generation defaults; a function is read per chat, so a config reload applies to the next one. */
+  readonly defaults: ChatDefaults | (() => ChatDefaults);
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
 }
@@ -65,7 +69,7 @@ export class ChatService {
   readonly #pipeline: ChatPipeline;
   readonly #sink: ConversationSink;
   readonly #log: Logger;
-  readonly #defaults: ChatServiceOptions['defaults'];
+  readonly #defaults: () => ChatDefaults;
   readonly #track: ChatServiceOptions['track'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
@@ -78,7 +82,8 @@ export class ChatService {
     this.#pipeline = opts.pipeline;
     this.#sink = opts.conversations;
     this.#log = opts.logger;
-    this.#defaults = opts.defaults;
+    const defaults = opts.defaults;
+    this.#defaults = typeof defaults === 'function' ? defaults : () => defaults;
     this.#track = opts.track;
   }
 
@@ -160,6 +165,7 @@ export class ChatService {
   }
 
   #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
+    const defaults = this.#defaults();
     const call: ResolvedCall = {
       input,
       ts: Date.now(),
@@ -167,13 +173,13 @@ export class ChatService {
       correlationId: currentCorrelationId() ?? '',
       traceId: currentTraceId(),
       request: {
-        model: input.model ?? this.#defaults.model,
+        model: input.model ?? defaults.model,
         // The cache key's "prompt" must cover everything sent, so a conversation is keyed by all of it.
         prompt: input.messages ? JSON.stringify(input.messages) : input.prompt,
         messages: input.messages ?? [{ role: 'user', content: input.prompt }],
-        temperature: input.temperature ?? this.#defaults.temperature,
-        topP: input.topP ?? this.#defaults.topP,
-        maxTokens: input.maxTokens ?? this.#defaults.maxTokens,
+        temperature: input.temperature ?? defaults.temperature,
+        topP: input.topP ?? defaults.topP,
+        maxTokens: input.maxTokens ?? defaults.maxTokens,
         signal,
       },
     };
