@@ -1,41 +1,14 @@
-import { createServer, STATUS_CODES, type Server } from 'node:http';
-import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
-import { ConfigCache } from './config/cache';
+import type { Server } from 'node:http';
 import type { Config } from './config/schema';
-import { readEnvironment, type ValidationReport } from './config/validate';
-import { ConversationRepository } from './db/conversations';
-import { openDatabase, type Database } from './db/knex';
+import type { ValidationReport } from './config/validate';
+import type { Database } from './db/knex';
 import { migrateLatest } from './db/migrations';
-import { ConversationLog } from './db/batch-writer';
-import { QueryProfiler } from './db/profiler';
-import { RetentionJob } from './db/retention';
-import { poolSnapshot } from './db/stats';
-import { createApp } from './http/app';
-import { InflightTracker } from './http/middleware/inflight';
-import { ChatService } from './llm/chat-service';
-import { createProvider } from './llm/providers';
+import type { InflightTracker } from './http/middleware/inflight';
+import type { HttpPool } from './net/dispatcher';
 import { checkBackend } from './llm/backend-check';
-import { HttpPool } from './net/dispatcher';
-import { bindDatabaseInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
-import { isUpstreamFault } from './errors';
-import { ChatPipeline, type PipelineStages } from './llm/pipeline';
-import { StreamingMonitor } from './resilience/backpressure';
-import { BreakerRegistry } from './resilience/breaker';
-import { Coalescer } from './resilience/coalescer';
-import { RateLimiter } from './resilience/rate-limit';
-import { ResponseCache } from './resilience/response-cache';
-import { RetryStage } from './resilience/retry';
-import { TimeoutStage } from './resilience/timeout';
-import { currentTraceId } from './telemetry/correlation';
-import { EventLoopMonitor } from './diagnostics/event-loop';
-import { LeakDetector } from './diagnostics/leaks';
-import { createIntegrations } from './integrations';
-import { IntegrationHealthMonitor } from './integrations/health';
-import { bindDiagnosticsInstruments } from './telemetry/bindings';
-import { dirname } from 'node:path';
 import { telemetryHooks } from './telemetry/hooks';
 import type { Logger } from './telemetry/logger';
+import { buildComponents, type Components } from './wiring';
 
 /** A started service: what the shutdown sequence needs to take apart. */
 export interface RunningService {
@@ -48,219 +21,237 @@ export interface RunningService {
   shutdown(reason: string): Promise<number>;
 }
 
-/** Prints a line of the human startup sequence (stderr: stdout carries only JSON log lines). */
-function say(line: string): void {
-  process.stderr.write(`${line}\n`);
+/** The start failed at `step`; `message` names the cause in one line (no stack). */
+export class StartFailed extends Error {
+  readonly step: string;
+  readonly code: string | undefined;
+  constructor(step: string, message: string, code: string | undefined, cause: unknown) {
+    super(message, { cause });
+    this.name = 'StartFailed';
+    this.step = step;
+    this.code = code;
+  }
+}
+
+/** One named step of the start or stop sequence, bounded by `timeoutMs`. */
+interface Step {
+  readonly name: string;
+  readonly timeoutMs: number;
+  run(): Promise<unknown>;
 }
 
 /**
- * Starts Vega in the order SPEC section 7 gives: the config was validated by the caller; then the
- * database is opened and migrated, telemetry (preloaded before any module) is reported, the
- * mechanisms are wired and bound to instruments, and the server listens.
+ * Starts Vega: the config was validated by the caller; the components are built (wiring.ts),
+ * then the start steps run in order. If one fails, every stop step runs (so no timer, monitor or
+ * database handle keeps the process alive) and StartFailed names the step and the cause. The
+ * human banner goes to stderr only once the service listens, so nothing claims success first.
  */
 export async function startService(config: Config, report: ValidationReport, logger: Logger): Promise<RunningService> {
-  const rule = '='.repeat(80);
-  say(`${rule}\n🚀 Vega Startup Sequence\n${rule}\n`);
-  say('📋 Validating configuration...');
+  const banner: string[] = ['='.repeat(80), '🚀 Vega Startup Sequence', '='.repeat(80), ''];
+  const say = (line: string) => banner.push(line);
   say(`✅ Configuration validation passed${report.warnings.length ? ` (${report.warnings.length} warning(s))` : ''}`);
   for (const w of report.warnings) say(`   ⚠️  ${w.variable}: ${w.message}`);
   logger.info({ step: 'config', warnings: report.warnings.length }, 'configuration validated');
 
-  const db = openDatabase(config.databaseUrl);
-  // Before the migrations, so they are profiled too.
-  const profiler = new QueryProfiler(db.knex, db.system, { slowQueryMs: config.slowQueryMs });
-  let applied: string[];
+  let c: Components;
   try {
-    applied = await migrateLatest(db.knex);
+    c = buildComponents(config, logger, say);
   } catch (err) {
-    await db.knex.destroy().catch(() => undefined);
-    throw err;
+    throw new StartFailed('wiring', `could not build the service: ${oneLine(err)}`, codeOf(err), err);
   }
-  say(`✅ Database ready: ${db.system} ${db.filename ?? ''} (${applied.length ? `applied ${applied.join(', ')}` : 'schema current'})`);
-  logger.info({ step: 'database', system: db.system, migrations_applied: applied }, 'database ready');
-  say(`✅ Database query profiler enabled (${config.slowQueryMs}ms slow query threshold)`);
-
-  const telemetry = telemetryHooks().status ?? { sdk: 'disabled', traces: 'off (not preloaded)', metrics: 'off (not preloaded)' };
-  if (telemetry.sdk === 'on') {
-    say(`✅ Distributed tracing enabled (correlation ids are trace ids; export: ${telemetry.traces})`);
-    say(`✅ Metrics: ${telemetry.metrics}`);
-  } else {
-    say(`⚠️  Telemetry off (${telemetry.traces}); correlation ids are random`);
+  const stop = stopSteps(c);
+  for (const step of startSteps(c, say)) {
+    try {
+      await bounded(step);
+    } catch (err) {
+      // Take apart what was built, quietly: the one line that matters is the cause, logged by the caller.
+      for (const s of stop) await runStep(logger, s, 'debug');
+      throw new StartFailed(step.name, describeStartFailure(step.name, err, config), codeOf(err), err);
+    }
   }
-  logger.info({ step: 'telemetry', ...telemetry }, 'telemetry');
-
-  const pool = new HttpPool({ connectionsPerOrigin: config.httpPoolConnections });
-  const provider = createProvider(config.llm, pool);
-  say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
-  // Asked once at start, so the banner tells the truth about the backend and how to fix it.
-  const backend = await checkBackend(provider, config.llm.model, 2000);
-  if (backend.status === 'ok') {
-    say(`✅ LLM backend: ${provider.name} at ${provider.origin}, ${backend.models.length} model(s), default model ${config.llm.model} present (timeout ${config.llm.timeoutMs / 1000}s)`);
-  } else {
-    say(`${backend.status === 'unknown' ? '⚠️ ' : '❌'} LLM backend: ${provider.name} at ${provider.origin}: ${backend.problem}
-   👉 ${backend.fix}`);
-  }
-  logger[backend.status === 'ok' ? 'info' : 'warn']({ step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) }, backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`);
-
-  const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
-  configCache.onChange((change) => logger[change.restart_required.length ? 'warn' : 'info'](change,
-    `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`));
-  const conversations = new ConversationRepository(db.knex);
-  const conversationLog = new ConversationLog(conversations, config.batch);
-  const retention = new RetentionJob(conversations, logger, config.retention);
-  retention.start();
-  say(`✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`);
-  const inflight = new InflightTracker();
-  const r = config.resilience;
-  const breakers = new BreakerRegistry({ ...r.breaker, isFailure: isUpstreamFault, traceId: currentTraceId });
-  const stages: PipelineStages = {
-    cache: new ResponseCache(r.cache),
-    coalescer: new Coalescer(r.coalescing),
-    rateLimiter: new RateLimiter(r.rateLimit),
-    breaker: breakers.get(`llm:${provider.name}`),
-    retry: new RetryStage(r.retry),
-    timeout: new TimeoutStage(config.llm.timeoutMs),
-    streaming: new StreamingMonitor(r.stream),
-  };
-  const integrations = createIntegrations(config.integrations, pool, breakers);
-  const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);
-  integrationHealth.start();
-  for (const b of breakers.all()) {
-    b.onTransition((t) => logger.warn({ breaker: b.name, from: t.from, to: t.to, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms }, `circuit breaker ${b.name} is ${t.to}`));
-  }
-  const enabled = integrations.all.filter((i) => i.enabled).map((i) => i.name);
-  say(`✅ Integrations: ${enabled.length ? enabled.join(', ') : 'none configured'}`);
-  const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: (since) => inflight.activeSince(since) });
-  eventLoop.start();
-  const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
-  leaks.start();
-  say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
-  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
-  const chat = new ChatService({
-    provider,
-    pipeline: new ChatPipeline(provider, stages),
-    conversations: conversationLog,
-    logger,
-    track: (obj, type, label) => leaks.track(obj, type, label),
-    defaults: () => {
-      const live = configCache.get();
-      return { model: live.llm.model, ...live.generation };
-    },
-  });
-  bindInstruments({ pool, configCache, conversations, inflight });
-  bindResilienceInstruments({ breakers, ...stages });
-  bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
-  bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
-  const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, inflight,
-    admin: {
-      breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
-      eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
-      dataDir: db.filename && db.filename !== ':memory:' ? dirname(db.filename) : process.cwd(), testRoutes: config.diagnostics.testRoutes,
-    },
-  });
-
-  const server = createServer(app.callback());
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
+  const address = c.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   say(`🌐 Listening on http://${config.host}:${port}\n`);
+  process.stderr.write(`${banner.join('\n')}\n`);
   logger.info({ step: 'listen', host: config.host, port }, 'listening');
 
   let stopping: Promise<number> | undefined;
-  const service: RunningService = {
-    server, port, db, pool, inflight,
-    shutdown: (reason) => {
-      eventLoop.stop();
-      leaks.stop();
-      integrationHealth.stop();
-      return (stopping ??= shutdown({ server, db, pool, inflight, logger, conversationLog, retention, drainMs: config.shutdownTimeoutMs }, reason));
-    },
+  return {
+    server: c.server, port, db: c.db, pool: c.pool, inflight: c.inflight,
+    shutdown: (reason) => (stopping ??= shutdown(c, stop, reason)),
   };
-  return service;
+}
+
+/** The start steps, in order: the database, the background work, the socket. */
+function startSteps(c: Components, say: (line: string) => void): Step[] {
+  const { config, logger, db } = c;
+  return [
+    {
+      name: 'migrate_database', timeoutMs: 60_000,
+      run: async () => {
+        const applied = await migrateLatest(db.knex);
+        say(`✅ Database ready: ${db.system} ${db.filename ?? ''} (${applied.length ? `applied ${applied.join(', ')}` : 'schema current'})`);
+        say(`✅ Database query profiler enabled (${config.slowQueryMs}ms slow query threshold)`);
+        logger.info({ step: 'database', system: db.system, migrations_applied: applied }, 'database ready');
+      },
+    },
+    {
+      name: 'report_telemetry', timeoutMs: 1000,
+      run: async () => {
+        const telemetry = telemetryHooks().status ?? { sdk: 'disabled', traces: 'off (not preloaded)', metrics: 'off (not preloaded)' };
+        if (telemetry.sdk === 'on') {
+          say(`✅ Distributed tracing enabled (correlation ids are trace ids; export: ${telemetry.traces})`);
+          say(`✅ Metrics: ${telemetry.metrics}`);
+        } else {
+          say(`⚠️  Telemetry off (${telemetry.traces}); correlation ids are random`);
+        }
+        logger.info({ step: 'telemetry', ...telemetry }, 'telemetry');
+      },
+    },
+    {
+      name: 'start_monitors', timeoutMs: 1000,
+      run: async () => {
+        c.retention.start();
+        c.integrationHealth.start();
+        c.eventLoop.start();
+        c.leaks.start();
+        for (const p of c.probes) p.start();
+      },
+    },
+    {
+      name: 'listen', timeoutMs: 10_000,
+      run: () => new Promise<void>((resolve, reject) => {
+        c.server.once('error', reject);
+        c.server.listen(config.port, config.host, () => {
+          c.server.off('error', reject);
+          resolve();
+        });
+      }),
+    },
+    {
+      // Asked once, so the banner tells the truth about the backend and says how to fix it.
+      // Never fails the start: Vega runs (and answers 503) without a backend. After listen, so a
+      // start that cannot listen fails fast.
+      name: 'check_llm_backend', timeoutMs: 5000,
+      run: async () => {
+        const { provider } = c;
+        const backend = await checkBackend(provider, config.llm.model, 2000);
+        if (backend.status === 'ok') {
+          say(`✅ LLM backend: ${provider.name} at ${provider.origin}, ${backend.models.length} model(s), default model ${config.llm.model} present (timeout ${config.llm.timeoutMs / 1000}s)`);
+        } else {
+          say(`${backend.status === 'unknown' ? '⚠️ ' : '❌'} LLM backend: ${provider.name} at ${provider.origin}: ${backend.problem}\n   👉 ${backend.fix}`);
+        }
+        logger[backend.status === 'ok' ? 'info' : 'warn']({ step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) },
+          backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`);
+      },
+    },
+  ];
 }
 
 /**
- * Answers a request Node's parser refused (bad header bytes, oversized headers) in the service's
- * JSON error shape instead of Node's bare 400.
+ * The stop steps, in order: stop accepting and drain in-flight requests (bounded), stop the
+ * monitors and probes, flush the batch writer, close the HTTP pool, close the database, flush
+ * telemetry. Each is isolated: one that fails or hangs is logged and the rest still run. They
+ * also take apart a start that failed half way (a server that never listened has nothing to drain).
  */
-function answerMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-  const id = randomBytes(16).toString('hex');
-  const body = JSON.stringify({
-    error: { code: status === 431 ? 'headers_too_large' : 'malformed_request', message: 'the HTTP request could not be parsed' },
-    correlation_id: id,
-  });
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`);
+function stopSteps(c: Components): Step[] {
+  const drainMs = c.config.shutdownTimeoutMs;
+  return [
+    {
+      name: 'drain', timeoutMs: drainMs + 1000,
+      run: async () => {
+        if (!c.server.listening) return 'not listening';
+        c.server.close();
+        c.server.closeIdleConnections();
+        const drained = await c.inflight.drain(drainMs);
+        c.server.closeAllConnections();
+        return drained;
+      },
+    },
+    {
+      name: 'stop_monitors', timeoutMs: 1000,
+      run: async () => {
+        for (const p of c.probes) p.stop();
+        c.eventLoop.stop();
+        c.leaks.stop();
+        c.integrationHealth.stop();
+        c.retention.stop();
+      },
+    },
+    {
+      name: 'flush_batch_writer', timeoutMs: 10_000,
+      run: async () => {
+        await c.conversationLog.flush();
+        return c.conversationLog.snapshot();
+      },
+    },
+    { name: 'close_http_pool', timeoutMs: 5000, run: () => c.pool.close() },
+    { name: 'close_database', timeoutMs: 5000, run: () => c.db.knex.destroy() },
+    {
+      name: 'flush_telemetry', timeoutMs: 5000,
+      run: async () => {
+        const telemetry = telemetryHooks().shutdown;
+        return telemetry ? telemetry() : 'not started';
+      },
+    },
+  ];
 }
 
-interface ShutdownParts {
-  readonly server: Server;
-  readonly db: Database;
-  readonly pool: HttpPool;
-  readonly inflight: InflightTracker;
-  readonly logger: Logger;
-  readonly conversationLog: ConversationLog;
-  readonly retention: RetentionJob;
-  readonly drainMs: number;
+/** The ordered shutdown. Every step runs even if one before it failed; the exit code is 0. */
+async function shutdown(c: Components, steps: readonly Step[], reason: string): Promise<number> {
+  c.logger.info({ reason, inflight: c.inflight.inflight }, 'shutdown started');
+  let clean = true;
+  for (const s of steps) clean = (await runStep(c.logger, s, 'info')) && clean;
+  c.logger.info({ clean }, 'shutdown complete');
+  await new Promise<void>((resolve) => c.logger.flush(() => resolve()));
+  return 0;
 }
 
-/** Runs `fn` under a deadline; a step that throws or hangs is logged, and the sequence goes on. */
-async function step(logger: Logger, name: string, timeoutMs: number, fn: () => Promise<unknown>): Promise<boolean> {
+/** Runs `step` under its deadline; the step's result (or failure, without a stack) is logged. */
+async function runStep(logger: Logger, step: Step, level: 'info' | 'debug'): Promise<boolean> {
   const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const result = await Promise.race([
-      fn(),
-      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs); }),
-    ]);
-    logger.info({ step: name, duration_ms: Math.round(performance.now() - started), result }, `shutdown: ${name}`);
+    const result = await bounded(step);
+    logger[level]({ step: step.name, duration_ms: Math.round(performance.now() - started), result }, `shutdown: ${step.name}`);
     return true;
   } catch (err) {
-    logger.error({ step: name, err }, `shutdown: ${name} failed`);
+    logger.error({ step: step.name, error: oneLine(err), code: codeOf(err) }, `shutdown: ${step.name} failed`);
     return false;
+  }
+}
+
+/** `step.run()`, rejected if it takes longer than `step.timeoutMs`. */
+async function bounded(step: Step): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      step.run(),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${step.name} timed out after ${step.timeoutMs} ms`)), step.timeoutMs); }),
+    ]);
   } finally {
     clearTimeout(timer);
   }
 }
 
-/**
- * The ordered shutdown of SPEC section 7: stop accepting and drain in-flight requests (bounded),
- * flush the batch writer, close the HTTP pool, close the database, flush telemetry. Every step
- * runs even if one before it failed.
- */
-async function shutdown(parts: ShutdownParts, reason: string): Promise<number> {
-  const { server, db, pool, inflight, logger, conversationLog, retention } = parts;
-  logger.info({ reason, inflight: inflight.inflight }, 'shutdown started');
-  let ok = true;
-  ok = (await step(logger, 'drain', parts.drainMs + 1000, async () => {
-    server.close();
-    server.closeIdleConnections();
-    const drained = await inflight.drain(parts.drainMs);
-    server.closeAllConnections();
-    return drained;
-  })) && ok;
-  ok = (await step(logger, 'flush_batch_writer', 10_000, async () => {
-    retention.stop();
-    await conversationLog.flush();
-    return conversationLog.snapshot();
-  })) && ok;
-  ok = (await step(logger, 'close_http_pool', 5000, () => pool.close())) && ok;
-  ok = (await step(logger, 'close_database', 5000, () => db.knex.destroy())) && ok;
-  const telemetry = telemetryHooks().shutdown;
-  ok = (await step(logger, 'flush_telemetry', 5000, async () => (telemetry ? telemetry() : 'not started'))) && ok;
-  logger.info({ clean: ok }, 'shutdown complete');
-  await new Promise<void>((resolve) => logger.flush(() => resolve()));
-  return 0;
+/** The cause of a failed start in words an operator can act on. */
+function describeStartFailure(step: string, err: unknown, config: Config): string {
+  const code = codeOf(err);
+  if (step === 'listen') {
+    const where = `${config.host}:${config.port}`;
+    if (code === 'EADDRINUSE') return `port ${config.port} is already in use (${where}): stop the other process or set PORT`;
+    if (code === 'EACCES') return `no permission to listen on port ${config.port} (${where})`;
+    if (code === 'EADDRNOTAVAIL') return `cannot listen on ${where}: the address is not on this machine (HOST)`;
+    return `cannot listen on ${where}: ${oneLine(err)}`;
+  }
+  if (step === 'migrate_database') return `the database could not be opened or migrated (${config.databaseUrl.replace(/\/\/[^@/]*@/, '//***@')}): ${oneLine(err)}`;
+  return `${step} failed: ${oneLine(err)}`;
+}
+
+function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 300);
 }

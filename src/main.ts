@@ -2,7 +2,7 @@ import { readEnvironment, formatReport, validateConfig } from './config/validate
 import { openDatabase } from './db/knex';
 import { migrateLatest } from './db/migrations';
 import { ConversationRepository } from './db/conversations';
-import { startService } from './lifecycle';
+import { StartFailed, startService } from './lifecycle';
 import { verify } from './verify';
 import { createLogger, type Logger } from './telemetry/logger';
 
@@ -75,7 +75,15 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   const logger = createLogger(report.config.logLevel);
   routeWarningsToLog(logger);
   for (const w of report.warnings) logger.warn({ variable: w.variable }, `config: ${w.variable} ${w.message}`);
-  const service = await startService(report.config, report, logger);
+  let service;
+  try {
+    service = await startService(report.config, report, logger);
+  } catch (err) {
+    if (!(err instanceof StartFailed)) throw err;
+    // A designed failure: one line naming the cause, no stack; everything started was stopped.
+    logger.fatal({ step: err.step, code: err.code, port: err.step === 'listen' ? report.config.port : undefined }, `start failed: ${err.message}`);
+    return 1;
+  }
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { FakeOllama } from './support/fake-ollama';
 import { conversationRows } from './support/db';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, postJson, ROOT, startVega, jsonOf } from './support/vega-process';
+import { eventually, postJson, ROOT, runVega, startVega, jsonOf } from './support/vega-process';
 
 describe('shutdown', () => {
   it('on SIGTERM with 20 chats in flight, completes every one, stores every one, and exits 0', async () => {
@@ -22,7 +23,7 @@ describe('shutdown', () => {
       expect(rows).toHaveLength(20);
       expect(new Set(rows.map((r) => r.correlation_id))).toEqual(new Set(bodies.map((b) => b.correlation_id)));
       const steps = vega.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('shutdown: ')).map((l) => l.step);
-      expect(steps).toEqual(['drain', 'flush_batch_writer', 'close_http_pool', 'close_database', 'flush_telemetry']);
+      expect(steps).toEqual(['drain', 'stop_monitors', 'flush_batch_writer', 'close_http_pool', 'close_database', 'flush_telemetry']);
     } finally {
       await vega.stop('SIGKILL');
       vega.cleanup();
@@ -91,6 +92,51 @@ describe('npm start (scripts/start.js) on a fresh checkout', () => {
     } finally {
       expect((await vega.stop()).code).toBe(0);
       vega.cleanup();
+    }
+  });
+});
+
+describe('a start that fails', () => {
+  // Time is measured from Vega's first log line (its own code running) to its exit: on this shared
+  // machine, loading node and the telemetry preload alone can take seconds under load.
+  const secondsToExit = (run: { stdout: string; exitedAt: number }) => (run.exitedAt - Date.parse((JSON.parse(run.stdout.split('\n')[0]!) as { time: string }).time)) / 1000;
+  const fatalLines = (stdout: string) => stdout.split('\n').filter(Boolean)
+    .map((l) => JSON.parse(l) as { level: string; msg: string; port?: number; step?: string })
+    .filter((l) => l.level === 'fatal' || l.level === 'error');
+
+  it('on a port already in use, exits non-zero within 5 s with one JSON line naming the port, no stack and no banner', async () => {
+    const first = await startVega();
+    try {
+      const second = await runVega({ API_KEY: 'test-key-0123456789abcdef', PORT: String(first.port), LLM_BASE_URL: 'http://127.0.0.1:9' }, ['server'], 30_000, { preload: true });
+      expect(second.code).toBe(1);
+      expect(secondsToExit(second)).toBeLessThan(5);
+      const fatal = fatalLines(second.stdout); // every stdout line is JSON, or this throws
+      expect(fatal).toHaveLength(1);
+      expect(fatal[0]).toMatchObject({ level: 'fatal', step: 'listen', port: first.port });
+      expect(fatal[0]!.msg).toContain(`port ${first.port} is already in use`);
+      expect(second.output).not.toMatch(/\n\s+at /); // no stack
+      expect(second.output).not.toContain('Listening on');
+      expect(second.output).not.toContain('✅');
+    } finally {
+      expect((await first.stop()).code).toBe(0);
+      first.cleanup();
+    }
+  });
+
+  it('with a file that is not a database, exits 1 within 5 s naming the database, and nothing keeps it alive', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vega-baddb-'));
+    try {
+      writeFileSync(join(dir, 'vega.db'), 'this is not an SQLite database, '.repeat(100));
+      const run = await runVega({ API_KEY: 'test-key-0123456789abcdef', DATABASE_URL: `sqlite:${join(dir, 'vega.db')}` }, ['server'], 30_000, { preload: true });
+      expect(run.code).toBe(1);
+      expect(secondsToExit(run)).toBeLessThan(5);
+      const fatal = fatalLines(run.stdout);
+      expect(fatal).toHaveLength(1);
+      expect(fatal[0]).toMatchObject({ level: 'fatal', step: 'migrate_database' });
+      expect(fatal[0]!.msg).toContain('database');
+      expect(run.output).not.toMatch(/\n\s+at /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

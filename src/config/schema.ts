@@ -84,6 +84,8 @@ export const configSchema = z.object({
   BREAKER_OPEN_BASE_S: number(0.001, 86_400, 30),
   BREAKER_OPEN_MAX_S: number(0.001, 86_400, 300),
   BREAKER_HALF_OPEN_SUCCESSES: number(1, 1000, 3, true),
+  // Seconds between recovery probes of an open LLM breaker (jittered ±20%); 0 turns probing off.
+  BREAKER_PROBE_INTERVAL_S: number(0, 3600, 5),
   RETRY_MAX_RETRIES: number(0, 10, 2, true),
   RETRY_BASE_DELAY_MS: number(0, 60_000, 200),
   RETRY_MAX_DELAY_MS: number(0, 600_000, 5000),
@@ -154,7 +156,7 @@ export interface Config {
   readonly configCacheTtlMs: number;
   readonly httpPoolConnections: number;
   readonly resilience: {
-    readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number };
+    readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number; probeIntervalMs: number };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
     readonly rateLimit: { perKeyRps: number; perKeyBurst: number; globalRps: number; globalBurst: number };
     readonly cache: { maxEntries: number; ttlMs: number };

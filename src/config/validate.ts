@@ -139,6 +139,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
       breaker: {
         failureThreshold: raw.BREAKER_FAILURE_THRESHOLD, openBaseMs: raw.BREAKER_OPEN_BASE_S * 1000,
         openMaxMs: raw.BREAKER_OPEN_MAX_S * 1000, halfOpenSuccesses: raw.BREAKER_HALF_OPEN_SUCCESSES,
+        probeIntervalMs: Math.round(raw.BREAKER_PROBE_INTERVAL_S * 1000),
       },
       retry: { maxRetries: raw.RETRY_MAX_RETRIES, baseDelayMs: raw.RETRY_BASE_DELAY_MS, maxDelayMs: raw.RETRY_MAX_DELAY_MS },
       rateLimit: { perKeyRps: raw.RATE_LIMIT_RPS, perKeyBurst: raw.RATE_LIMIT_BURST, globalRps: raw.RATE_LIMIT_GLOBAL_RPS, globalBurst: raw.RATE_LIMIT_GLOBAL_BURST },

@@ -18,9 +18,17 @@ export interface Database {
  * waits for a lock instead of failing at once; `synchronous=NORMAL` is durable across a process
  * crash (what the SIGKILL tests check), though not across power loss.
  */
-export function openDatabase(databaseUrl: string, opts: { busyTimeoutMs?: number; poolMax?: number } = {}): Database {
+export function openDatabase(
+  databaseUrl: string,
+  opts: { busyTimeoutMs?: number; poolMax?: number; warn?: (message: string) => void } = {},
+): Database {
+  // knex prints its own warnings (e.g. "Acquire connection error" with a stack) with console.log,
+  // which would put a raw line among stdout's JSON; when a `warn` sink is given, they go there.
+  const warn = opts.warn;
+  const log = warn ? { log: { warn, error: warn, deprecate: warn, debug: () => undefined } } : {};
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
     const knex = knexFactory({
+      ...log,
       client: 'pg',
       connection: databaseUrl,
       pool: { min: 0, max: opts.poolMax ?? 10 },
@@ -31,6 +39,7 @@ export function openDatabase(databaseUrl: string, opts: { busyTimeoutMs?: number
   if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true });
   const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
   const knex = knexFactory({
+    ...log,
     client: 'sqlite3',
     connection: { filename },
     useNullAsDefault: true,

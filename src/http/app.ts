@@ -59,7 +59,10 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const app = new Koa<VegaState>();
   const config = deps.config();
   const router = new Router<VegaState>();
-  registerHealthRoutes(router, { knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight });
+  registerHealthRoutes(router, {
+    knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight,
+    breaker: () => deps.admin.breakers.find(`llm:${deps.chat.provider.name}`)?.snapshot(),
+  });
   registerMetricsRoute(router, config.metricsApiKey);
   registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
   registerOpenAiRoutes(router, {

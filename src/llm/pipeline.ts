@@ -66,7 +66,9 @@ export class ChatPipeline {
    * The breaker sees the whole stream, not just its headers: a backend that accepts every stream
    * and then cuts it is failing, and a half-open trial is only good once its stream has ended
    * well. So the breaker's call lasts until the stream is over; a client leaving settles it as
-   * neither success nor failure (client_closed is not the backend's fault).
+   * neither success nor failure (client_closed is not the backend's fault). A streamed half-open
+   * trial holds only the breaker's trial slot: every other call meanwhile fails fast with
+   * circuit_open instead of waiting for it.
    */
   async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; events: AsyncIterable<StreamEvent> }> {
     const key = cacheKey(request);

@@ -1,9 +1,6 @@
-import {
-  BrokenCircuitError, CircuitState, circuitBreaker, handleWhen, type CircuitBreakerPolicy, type IBackoff, type IBreaker,
-} from 'cockatiel';
 import { CircuitOpen } from '../errors';
 
-/** Options of {@link CircuitBreaker}; every field has the seed's default. */
+/** Options of {@link CircuitBreaker}; every field documented with its default. */
 export interface BreakerOptions {
   /** Consecutive failures that open the circuit. Default 5. */
   readonly failureThreshold?: number;
@@ -13,9 +10,9 @@ export interface BreakerOptions {
   readonly openMaxMs?: number;
   /** Jitter applied to each open timeout, as a fraction (0.2 = ±20%). Default 0.2. */
   readonly jitter?: number;
-  /** Successes in half-open needed to close. Default 3. */
+  /** Successful half-open trials, one after the other, needed to close. Default 3. */
   readonly halfOpenSuccesses?: number;
-  /** Which errors count against the upstream. Default: all. */
+  /** Which errors count against the upstream; the others are ignored. Default: all. */
   readonly isFailure?: (err: Error) => boolean;
   /** Random source in [0, 1), for tests. Default Math.random. */
   readonly random?: () => number;
@@ -25,9 +22,19 @@ export interface BreakerOptions {
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
+/** Why a transition happened. */
+export type TransitionReason =
+  | 'failures' // closed -> open: the consecutive-failure threshold was reached
+  | 'trial_failed' // half_open -> open: a trial failed
+  | 'open_timeout' // open -> half_open: the open timeout elapsed
+  | 'probe' // open -> half_open: a recovery probe found the upstream answering
+  | 'recovered' // half_open -> closed: enough trials succeeded
+  | 'manual_reset'; // open/half_open -> closed: an operator reset it
+
 export interface BreakerTransition {
   readonly from: BreakerState;
   readonly to: BreakerState;
+  readonly reason: TransitionReason;
   readonly at: string;
   readonly trace_id: string | null;
   /** For a transition to open: how long it stays open (jittered). */
@@ -41,15 +48,25 @@ export interface BreakerSnapshot {
   readonly successes: number;
   readonly failures: number;
   readonly rejected: number;
-  /** Errors that do not count against the upstream (e.g. the client's own mistakes). */
+  /** Outcomes that are not the upstream's fault (client gone, the client's own mistakes). */
   readonly ignored: number;
   readonly consecutive_failures: number;
   /** successes / (successes + failures), 1 when nothing ran. */
   readonly success_rate: number;
-  /** Half-open trials that closed the circuit / half-open trials. */
+  /** Half-open periods that ended closed / half-open periods. */
   readonly recovery_rate: number;
+  /** Half-open periods that ended closed by their trials (manual resets are not recoveries). */
   readonly recoveries: number;
+  /** Resets of an open or half-open breaker by an operator. */
+  readonly manual_resets: number;
+  /** Times the breaker went half-open. */
   readonly half_open_trials: number;
+  /** In half-open: whether the one trial call is running now. */
+  readonly trial_in_flight: boolean;
+  /** In half-open: trials that succeeded so far in this half-open period. */
+  readonly half_open_successes: number;
+  /** Recovery probes while open, by outcome, and when the last one ended. */
+  readonly probes: { readonly succeeded: number; readonly failed: number; readonly last_at: string | null };
   /** The open timeout of the current (or last) opening, jitter included. */
   readonly open_timeout_ms: number;
   /** The open timeout the next opening would use, before jitter. */
@@ -61,7 +78,17 @@ export interface BreakerSnapshot {
   readonly options: { failure_threshold: number; open_base_ms: number; open_max_ms: number; jitter: number; half_open_successes: number };
 }
 
+/** What `execute` was let in as: a normal call, or the one half-open trial. */
+interface Admission {
+  /** The state period it was admitted in; an outcome from an earlier period changes no state. */
+  readonly period: number;
+  readonly trial: boolean;
+}
+
+type Outcome = 'success' | 'failure' | 'ignored';
+
 const MAX_TRANSITIONS = 20;
+const NEVER_ABORTED = new AbortController().signal;
 
 function positive(name: string, value: number, integer = false): number {
   if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
@@ -71,37 +98,49 @@ function positive(name: string, value: number, integer = false): number {
 }
 
 /**
- * A circuit breaker with the seed's behaviour (enhanced_resilience), built on cockatiel's
- * CircuitBreakerPolicy. cockatiel opens after N consecutive failures and lets one trial through
- * after `halfOpenAfter`; two things are added here:
+ * A circuit breaker whose whole state machine lives here; every change of state goes through
+ * `#transition`. (cockatiel's CircuitBreakerPolicy is not used: it queues every caller behind a
+ * half-open trial and closes the circuit when a trial ends in an error it does not handle.)
  *
- * - **Half-open needs N successes.** cockatiel closes on the first good trial; this breaker keeps
- *   the circuit reported `half_open` (probation) until N successes in a row, and a failure during
- *   probation opens it again at once.
- * - **Each reopen doubles the open timeout** (base to max, ±jitter), however the reopen happened:
- *   cockatiel restarts its backoff when a closed circuit opens, which a failed probation is.
- *   The timeout returns to the base only after a full recovery.
+ * - **closed**: every call runs; `failureThreshold` consecutive failures open the circuit.
+ * - **open**: every call fails fast with CircuitOpen (Retry-After until the timeout ends). The
+ *   timeout doubles on each reopen, base to max, ±jitter, and returns to the base after a
+ *   recovery or a reset. The open timeout elapsing, or a recovery probe that found the upstream
+ *   answering (`probeSucceeded`), moves it to half-open.
+ * - **half_open**: exactly one trial call runs at a time; every other call fails fast with
+ *   CircuitOpen. `halfOpenSuccesses` successful trials close it; a failed one reopens it.
+ *
+ * An ignored outcome (not the upstream's fault) frees the trial slot and changes nothing else.
+ * An outcome of a call admitted before the last transition is counted but changes no state: a
+ * long stream started while closed cannot decide a later half-open period. The breaker keeps no
+ * timers: the open timeout is checked whenever the breaker is used or read.
  */
 export class CircuitBreaker {
   readonly name: string;
-  readonly #policy: CircuitBreakerPolicy;
   readonly #opts: Required<Omit<BreakerOptions, 'isFailure' | 'traceId'>> & Pick<BreakerOptions, 'traceId'>;
   readonly #isFailure: (err: Error) => boolean;
-  #ignored = 0;
   #state: BreakerState = 'closed';
+  /** Incremented on every transition; admissions remember it. */
+  #period = 0;
+  #trialInFlight = false;
+  #trialSuccesses = 0;
   #consecutive = 0;
-  #probation = 0;
   #reopens = 0;
   #openedAt = 0;
   #openFor = 0;
   #successes = 0;
   #failures = 0;
   #rejected = 0;
+  #ignored = 0;
   #recoveries = 0;
-  #trials = 0;
+  #manualResets = 0;
+  #halfOpens = 0;
+  #probesOk = 0;
+  #probesFailed = 0;
+  #lastProbeAt: string | null = null;
   #transitions: BreakerTransition[] = [];
   #totals: Record<BreakerState, number> = { closed: 0, open: 0, half_open: 0 };
-  #listeners: Array<(t: BreakerTransition) => void> = [];
+  #listeners = new Set<(t: BreakerTransition) => void>();
 
   constructor(name: string, opts: BreakerOptions = {}) {
     this.name = name;
@@ -114,89 +153,66 @@ export class CircuitBreaker {
       random: opts.random ?? Math.random,
       traceId: opts.traceId,
     };
-    if (this.#opts.jitter < 0 || this.#opts.jitter >= 1) throw new RangeError(`CircuitBreaker: jitter must be in [0, 1), got ${this.#opts.jitter}`);
+    if (!(this.#opts.jitter >= 0 && this.#opts.jitter < 1)) throw new RangeError(`CircuitBreaker: jitter must be in [0, 1), got ${this.#opts.jitter}`);
     if (this.#opts.openMaxMs < this.#opts.openBaseMs) {
       throw new RangeError(`CircuitBreaker: openMaxMs (${this.#opts.openMaxMs}) must be >= openBaseMs (${this.#opts.openBaseMs})`);
     }
     this.#isFailure = opts.isFailure ?? (() => true);
-    const self = this;
-    const breaker: IBreaker = {
-      state: undefined,
-      success(state) {
-        self.#consecutive = 0;
-        if (state === CircuitState.HalfOpen) self.#probation = self.#opts.halfOpenSuccesses - 1;
-        else if (self.#probation > 0) self.#probation--;
-        if (self.#state === 'half_open' && self.#probation === 0 && state !== CircuitState.HalfOpen) self.#recover();
-      },
-      failure(state) {
-        if (state === CircuitState.HalfOpen) return true;
-        if (self.#probation > 0) {
-          self.#probation = 0;
-          return true; // a failure during probation reopens at once
-        }
-        self.#consecutive++;
-        return self.#consecutive >= self.#opts.failureThreshold;
-      },
-    };
-    const backoff = (): IBackoff<unknown> => {
-      const base = Math.min(this.#opts.openMaxMs, this.#opts.openBaseMs * 2 ** this.#reopens);
-      const duration = Math.round(base * (1 + this.#opts.jitter * (2 * this.#opts.random() - 1)));
-      this.#reopens++;
-      this.#openFor = duration;
-      return { duration, next: backoff };
-    };
-    this.#policy = circuitBreaker(handleWhen(this.#isFailure), { halfOpenAfter: { next: backoff }, breaker });
-    this.#policy.onBreak(() => {
-      this.#openedAt = Date.now();
-      this.#transition('open', this.#openFor);
-    });
-    this.#policy.onHalfOpen(() => {
-      this.#trials++;
-      this.#transition('half_open');
-    });
-    this.#policy.onReset(() => {
-      // cockatiel closed after one good trial; we stay half-open until the probation is served.
-      if (this.#probation === 0) this.#recover();
-    });
   }
 
   get state(): BreakerState {
+    this.#expireOpen();
     return this.#state;
   }
 
-  /** Runs `fn` through the breaker; an open circuit throws CircuitOpen without calling it. */
+  /** Runs `fn` through the breaker; a call it does not admit throws CircuitOpen without calling `fn`. */
   async execute<T>(fn: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const admission = this.#admit();
+    let result: T;
     try {
-      const result = await this.#policy.execute(({ signal: s }) => fn(s), signal);
-      this.#successes++;
-      return result;
+      result = await fn(signal ?? NEVER_ABORTED);
     } catch (err) {
-      if (err instanceof BrokenCircuitError) {
-        this.#rejected++;
-        const waitS = Math.max(1, Math.ceil((this.#openedAt + this.#openFor - Date.now()) / 1000));
-        throw new CircuitOpen(this.name, waitS);
-      }
-      if (err instanceof Error && this.#isFailure(err)) this.#failures++;
-      else this.#ignored++;
+      this.#settle(admission, err instanceof Error && this.#isFailure(err) ? 'failure' : 'ignored');
       throw err;
     }
+    this.#settle(admission, 'success');
+    return result;
   }
 
-  /** Forces the breaker closed and forgets the failure streak and the backoff (admin reset). */
+  /** A recovery probe found the upstream answering: an open breaker goes half-open now. */
+  probeSucceeded(): void {
+    this.#probesOk++;
+    this.#lastProbeAt = new Date().toISOString();
+    this.#expireOpen();
+    if (this.#state === 'open') this.#transition('half_open', 'probe');
+  }
+
+  /** A recovery probe failed: counted, nothing else. */
+  probeFailed(): void {
+    this.#probesFailed++;
+    this.#lastProbeAt = new Date().toISOString();
+  }
+
+  /**
+   * Operator reset: an open or half-open breaker closes and forgets its backoff, recorded as a
+   * manual reset (not a recovery). A closed breaker is left exactly as it is.
+   */
   reset(): void {
-    this.#consecutive = 0;
-    this.#probation = 0;
+    this.#expireOpen();
+    if (this.#state === 'closed') return;
+    this.#manualResets++;
     this.#reopens = 0;
-    // cockatiel has no reset: isolating and releasing the policy is its way back to closed.
-    this.#policy.isolate().dispose();
-    if (this.#state !== 'closed') this.#transition('closed');
+    this.#transition('closed', 'manual_reset');
   }
 
-  onTransition(listener: (t: BreakerTransition) => void): void {
-    this.#listeners.push(listener);
+  /** Calls `listener` on every transition; returns the function that unsubscribes it. */
+  onTransition(listener: (t: BreakerTransition) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   snapshot(): BreakerSnapshot {
+    this.#expireOpen();
     const ran = this.#successes + this.#failures;
     return {
       name: this.name,
@@ -207,11 +223,15 @@ export class CircuitBreaker {
       ignored: this.#ignored,
       consecutive_failures: this.#consecutive,
       success_rate: ran === 0 ? 1 : this.#successes / ran,
-      recovery_rate: this.#trials === 0 ? 1 : this.#recoveries / this.#trials,
+      recovery_rate: this.#halfOpens === 0 ? 1 : this.#recoveries / this.#halfOpens,
       recoveries: this.#recoveries,
-      half_open_trials: this.#trials,
+      manual_resets: this.#manualResets,
+      half_open_trials: this.#halfOpens,
+      trial_in_flight: this.#trialInFlight,
+      half_open_successes: this.#trialSuccesses,
+      probes: { succeeded: this.#probesOk, failed: this.#probesFailed, last_at: this.#lastProbeAt },
       open_timeout_ms: this.#openFor,
-      next_open_timeout_ms: Math.min(this.#opts.openMaxMs, this.#opts.openBaseMs * 2 ** this.#reopens),
+      next_open_timeout_ms: this.#nominalOpenMs(),
       retry_at: this.#state === 'open' ? new Date(this.#openedAt + this.#openFor).toISOString() : null,
       transitions_total: { ...this.#totals },
       recent_transitions: [...this.#transitions],
@@ -222,19 +242,67 @@ export class CircuitBreaker {
     };
   }
 
-  #recover(): void {
-    this.#recoveries++;
-    this.#reopens = 0;
-    this.#transition('closed');
+  #admit(): Admission {
+    this.#expireOpen();
+    if (this.#state === 'closed') return { period: this.#period, trial: false };
+    if (this.#state === 'half_open' && !this.#trialInFlight) {
+      this.#trialInFlight = true;
+      return { period: this.#period, trial: true };
+    }
+    this.#rejected++;
+    const waitS = this.#state === 'open' ? Math.ceil((this.#openedAt + this.#openFor - Date.now()) / 1000) : 1;
+    throw new CircuitOpen(this.name, Math.max(1, waitS));
   }
 
-  #transition(to: BreakerState, openTimeoutMs?: number): void {
-    if (to === this.#state) return;
+  #settle(admission: Admission, outcome: Outcome): void {
+    if (outcome === 'success') this.#successes++;
+    else if (outcome === 'failure') this.#failures++;
+    else this.#ignored++;
+    if (admission.period !== this.#period) return; // admitted before the last transition
+    if (admission.trial) {
+      this.#trialInFlight = false;
+      if (outcome === 'success' && ++this.#trialSuccesses >= this.#opts.halfOpenSuccesses) {
+        this.#recoveries++;
+        this.#reopens = 0;
+        this.#transition('closed', 'recovered');
+      } else if (outcome === 'failure') {
+        this.#open('trial_failed');
+      }
+      return;
+    }
+    if (outcome === 'success') this.#consecutive = 0;
+    else if (outcome === 'failure' && ++this.#consecutive >= this.#opts.failureThreshold) this.#open('failures');
+  }
+
+  /** The open timeout elapsing is an event too; it is applied whenever the breaker is used or read. */
+  #expireOpen(): void {
+    if (this.#state === 'open' && Date.now() >= this.#openedAt + this.#openFor) this.#transition('half_open', 'open_timeout');
+  }
+
+  #nominalOpenMs(): number {
+    return Math.min(this.#opts.openMaxMs, this.#opts.openBaseMs * 2 ** this.#reopens);
+  }
+
+  #open(reason: TransitionReason): void {
+    const nominal = this.#nominalOpenMs();
+    this.#openFor = Math.round(nominal * (1 + this.#opts.jitter * (2 * this.#opts.random() - 1)));
+    this.#openedAt = Date.now();
+    this.#reopens++;
+    this.#transition('open', reason, this.#openFor);
+  }
+
+  /** The one place the state changes. */
+  #transition(to: BreakerState, reason: TransitionReason, openTimeoutMs?: number): void {
     const t: BreakerTransition = {
-      from: this.#state, to, at: new Date().toISOString(), trace_id: this.#opts.traceId?.() ?? null,
+      from: this.#state, to, reason, at: new Date().toISOString(), trace_id: this.#opts.traceId?.() ?? null,
       ...(openTimeoutMs === undefined ? {} : { open_timeout_ms: openTimeoutMs }),
     };
     this.#state = to;
+    this.#period++;
+    this.#trialInFlight = false;
+    this.#trialSuccesses = 0;
+    if (to === 'closed') this.#consecutive = 0;
+    if (to === 'half_open') this.#halfOpens++;
     this.#totals[to]++;
     this.#transitions.push(t);
     if (this.#transitions.length > MAX_TRANSITIONS) this.#transitions.shift();

@@ -82,9 +82,10 @@ export class FakeOllama {
     });
   }
 
-  static async start(): Promise<FakeOllama> {
+  /** Starts a fake on a free port, or on `port` (to bring a stopped backend back at the same address). */
+  static async start(port = 0): Promise<FakeOllama> {
     const fake = new FakeOllama();
-    fake.url = await listenOnLoopback(fake.#server);
+    fake.url = await listenOnLoopback(fake.#server, port);
     return fake;
   }
 

@@ -152,7 +152,9 @@ export async function startVega(opts: {
 }
 
 /** Runs Vega with `args` to completion (for commands that exit, or starts that must fail). */
-export async function runVega(env: Record<string, string | undefined>, args: string[] = ['server'], timeoutMs = 15_000): Promise<{ code: number | null; output: string }> {
+export async function runVega(
+  env: Record<string, string | undefined>, args: string[] = ['server'], timeoutMs = 15_000, opts: { preload?: boolean } = {},
+): Promise<{ code: number | null; output: string; stdout: string; exitedAt: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'vega-run-'));
   try {
     const merged: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, HOST: '127.0.0.1', PORT: '0', DATABASE_URL: `sqlite:${join(dir, 'v.db')}` };
@@ -160,14 +162,16 @@ export async function runVega(env: Record<string, string | undefined>, args: str
       if (v === undefined) delete merged[k];
       else merged[k] = v;
     }
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: dir, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(opts.preload ? ['--require', PRELOAD] : []), MAIN, ...args], { cwd: dir, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => { output += c.toString(); stdout += c.toString(); });
     child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+    const exitedAt = Date.now();
     clearTimeout(timer);
-    return { code, output };
+    return { code, output, stdout, exitedAt };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -2,6 +2,7 @@ import type Router from '@koa/router';
 import type { Knex } from 'knex';
 import { pendingMigrations } from '../../db/migrations';
 import type { LlmProvider } from '../../llm/types';
+import type { BreakerSnapshot } from '../../resilience/breaker';
 import type { InflightTracker } from '../middleware/inflight';
 import type { VegaState } from '../state';
 
@@ -9,6 +10,8 @@ export interface HealthDeps {
   readonly knex: Knex;
   readonly provider: LlmProvider;
   readonly inflight: InflightTracker;
+  /** The LLM backend's breaker, reported with the backend. */
+  readonly breaker?: () => BreakerSnapshot | undefined;
   /** Longest a readiness probe waits for any one check. Default 2000 ms. */
   readonly checkTimeoutMs?: number;
 }
@@ -36,7 +39,9 @@ async function timed(fn: (signal: AbortSignal) => Promise<Record<string, unknown
  * schema is current and the service is not draining; it also reports the LLM backend. A backend
  * outage makes readiness `degraded` but not failing: every instance shares the backend, and
  * pulling them all out of the load balancer would turn a clear 503 `upstream_unavailable` into
- * a connection error.
+ * a connection error. For the same reason an open breaker keeps the instance ready but makes the
+ * status `degraded`, with the breaker's state under `checks.llm.breaker`: breakers are per
+ * instance, and the recovery probe closes them within seconds of the backend's return.
  */
 export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps): void {
   const timeoutMs = deps.checkTimeoutMs ?? 2000;
@@ -54,12 +59,14 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
     ]);
     const draining = deps.inflight.draining;
     const ready = database.status === 'ok' && migrations.status === 'ok' && !draining;
+    const b = deps.breaker?.();
+    const breaker = b ? { state: b.state, retry_at: b.retry_at } : undefined;
     ctx.status = ready ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
-      status: !ready ? 'not_ready' : llm.status === 'ok' ? 'ready' : 'degraded',
+      status: !ready ? 'not_ready' : llm.status === 'ok' && (!breaker || breaker.state === 'closed') ? 'ready' : 'degraded',
       draining,
-      checks: { database, migrations, llm: { backend: deps.provider.name, origin: deps.provider.origin, ...llm } },
+      checks: { database, migrations, llm: { backend: deps.provider.name, origin: deps.provider.origin, ...llm, ...(breaker ? { breaker } : {}) } },
     };
   });
 }

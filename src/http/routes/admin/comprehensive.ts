@@ -36,7 +36,12 @@ export function registerComprehensiveAdmin(
         status: batch.failed_batches > 0 || batch.queue_size >= batch.max_queue * 0.8 ? 'degraded' : 'healthy',
         pool: poolSnapshot(deps.db), queries: { ...deps.profiler.snapshot(), recent_slow: undefined, recent_failed: undefined }, batch_writer: batch,
       },
-      circuit_breakers: { status: breakers.open.some((n) => n.startsWith('llm:')) ? 'unhealthy' : breakers.open.length ? 'degraded' : 'healthy', open: breakers.open, count: breakers.breakers.length },
+      circuit_breakers: {
+        status: breakers.open.some((n) => n.startsWith('llm:')) ? 'unhealthy' : breakers.open.length ? 'degraded' : 'healthy',
+        open: breakers.open, count: breakers.breakers.length,
+        // Every breaker that is not closed, with when it next lets a trial through and its probing so far.
+        not_closed: breakers.breakers.filter((b) => b.state !== 'closed').map((b) => ({ name: b.name, state: b.state, retry_at: b.retry_at, probes: b.probes })),
+      },
       response_cache: { status: 'healthy', ...deps.stages.cache.snapshot() },
       request_coalescing: { status: 'healthy', ...deps.stages.coalescer.snapshot() },
       rate_limits: { status: 'healthy', ...rate },

@@ -1,0 +1,164 @@
+import { createServer, STATUS_CODES, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { ConfigCache } from './config/cache';
+import type { Config } from './config/schema';
+import { readEnvironment } from './config/validate';
+import { ConversationRepository } from './db/conversations';
+import { openDatabase, type Database } from './db/knex';
+import { ConversationLog } from './db/batch-writer';
+import { QueryProfiler } from './db/profiler';
+import { RetentionJob } from './db/retention';
+import { poolSnapshot } from './db/stats';
+import { EventLoopMonitor } from './diagnostics/event-loop';
+import { LeakDetector } from './diagnostics/leaks';
+import { isUpstreamFault } from './errors';
+import { createApp } from './http/app';
+import { InflightTracker } from './http/middleware/inflight';
+import { createIntegrations } from './integrations';
+import { IntegrationHealthMonitor } from './integrations/health';
+import { ChatService } from './llm/chat-service';
+import { ChatPipeline, type PipelineStages } from './llm/pipeline';
+import { createProvider } from './llm/providers';
+import type { LlmProvider } from './llm/types';
+import { HttpPool } from './net/dispatcher';
+import { StreamingMonitor } from './resilience/backpressure';
+import { BreakerRegistry } from './resilience/breaker';
+import { Coalescer } from './resilience/coalescer';
+import { RateLimiter } from './resilience/rate-limit';
+import { RecoveryProbe } from './resilience/recovery-probe';
+import { ResponseCache } from './resilience/response-cache';
+import { RetryStage } from './resilience/retry';
+import { TimeoutStage } from './resilience/timeout';
+import { bindDatabaseInstruments, bindDiagnosticsInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
+import { currentTraceId } from './telemetry/correlation';
+import type { Logger } from './telemetry/logger';
+
+/** Every component of a running Vega, built and connected but not started (no timers, no socket). */
+export interface Components {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: Database;
+  readonly profiler: QueryProfiler;
+  readonly pool: HttpPool;
+  readonly provider: LlmProvider;
+  readonly conversationLog: ConversationLog;
+  readonly retention: RetentionJob;
+  readonly inflight: InflightTracker;
+  readonly breakers: BreakerRegistry;
+  /** One per breaker that has a cheap health call to probe while it is open. */
+  readonly probes: readonly RecoveryProbe[];
+  readonly integrationHealth: IntegrationHealthMonitor;
+  readonly eventLoop: EventLoopMonitor;
+  readonly leaks: LeakDetector;
+  /** The HTTP server, not yet listening. */
+  readonly server: Server;
+}
+
+/**
+ * Builds every component from the validated config and connects them: the database handle (not
+ * yet migrated), the one HTTP pool, the provider, the resilience stages and breakers, the
+ * integrations, the monitors, the chat service, the instruments and the Koa app. Starts nothing:
+ * the start steps in lifecycle.ts do that, in order. `say` receives the lines of the human
+ * startup banner.
+ */
+export function buildComponents(config: Config, logger: Logger, say: (line: string) => void): Components {
+  // knex's own warnings as JSON warn lines, first line only (no stack).
+  const db = openDatabase(config.databaseUrl, { warn: (m) => logger.warn({ component: 'knex' }, String(m).split('\n')[0]!.slice(0, 300)) });
+  // Built before the migrations run, so they are profiled too.
+  const profiler = new QueryProfiler(db.knex, db.system, { slowQueryMs: config.slowQueryMs });
+
+  const pool = new HttpPool({ connectionsPerOrigin: config.httpPoolConnections });
+  const provider = createProvider(config.llm, pool);
+  say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
+
+  const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
+  configCache.onChange((change) => logger[change.restart_required.length ? 'warn' : 'info'](change,
+    `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`));
+  const conversations = new ConversationRepository(db.knex);
+  const conversationLog = new ConversationLog(conversations, config.batch);
+  const retention = new RetentionJob(conversations, logger, config.retention);
+  say(`✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`);
+
+  const inflight = new InflightTracker();
+  const r = config.resilience;
+  const { probeIntervalMs, ...breakerOptions } = r.breaker;
+  const breakers = new BreakerRegistry({ ...breakerOptions, isFailure: isUpstreamFault, traceId: currentTraceId });
+  const llmBreaker = breakers.get(`llm:${provider.name}`);
+  const stages: PipelineStages = {
+    cache: new ResponseCache(r.cache),
+    coalescer: new Coalescer(r.coalescing),
+    rateLimiter: new RateLimiter(r.rateLimit),
+    breaker: llmBreaker,
+    retry: new RetryStage(r.retry),
+    timeout: new TimeoutStage(config.llm.timeoutMs),
+    streaming: new StreamingMonitor(r.stream),
+  };
+  // The backend's model list is its cheap health call (Ollama /api/tags, OpenAI /models, TGI /info).
+  const probes = probeIntervalMs > 0
+    ? [new RecoveryProbe(llmBreaker, (signal) => provider.listModels(signal), { intervalMs: probeIntervalMs })]
+    : [];
+  const integrations = createIntegrations(config.integrations, pool, breakers);
+  const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);
+  for (const b of breakers.all()) {
+    b.onTransition((t) => logger.warn(
+      { breaker: b.name, from: t.from, to: t.to, reason: t.reason, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms },
+      `circuit breaker ${b.name} is ${t.to} (${t.reason})`,
+    ));
+  }
+  const enabled = integrations.all.filter((i) => i.enabled).map((i) => i.name);
+  say(`✅ Integrations: ${enabled.length ? enabled.join(', ') : 'none configured'}`);
+
+  const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: (since) => inflight.activeSince(since) });
+  const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
+  say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
+  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
+
+  const chat = new ChatService({
+    provider,
+    pipeline: new ChatPipeline(provider, stages),
+    conversations: conversationLog,
+    logger,
+    track: (obj, type, label) => leaks.track(obj, type, label),
+    // Read per chat, so a reload's MODEL_NAME reaches /chat as it reaches /v1/models.
+    defaults: () => {
+      const live = configCache.get();
+      return { model: live.llm.model, ...live.generation };
+    },
+  });
+  bindInstruments({ pool, configCache, conversations, inflight });
+  bindResilienceInstruments({ breakers, ...stages });
+  bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
+  bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
+  const app = createApp({
+    config: () => configCache.get(), logger, db, conversations, chat, inflight,
+    admin: {
+      breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
+      eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
+      dataDir: db.filename && db.filename !== ':memory:' ? dirname(db.filename) : process.cwd(), testRoutes: config.diagnostics.testRoutes,
+    },
+  });
+  const server = createServer(app.callback());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
+
+  return { config, logger, db, profiler, pool, provider, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, server };
+}
+
+/**
+ * Answers a request Node's parser refused (bad header bytes, oversized headers) in the service's
+ * JSON error shape instead of Node's bare 400.
+ */
+function answerMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const id = randomBytes(16).toString('hex');
+  const body = JSON.stringify({
+    error: { code: status === 431 ? 'headers_too_large' : 'malformed_request', message: 'the HTTP request could not be parsed' },
+    correlation_id: id,
+  });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`);
+}
