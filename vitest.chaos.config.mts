@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -8,8 +9,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/chaos/**/*.test.ts'],
-    // docs/reliability.md is written by this reporter; CI adds its JSON reporter after these.
-    reporters: ['default', './test/chaos/reporter.ts'],
+    // docs/reliability.md is written by this reporter; CI adds its JSON reporter after these. Named
+    // by absolute path: vitest resolved the relative one in the enclosing checkout when this one
+    // is a copy inside it (CI's Node 24 copy, .ci-node24/).
+    reporters: ['default', fileURLToPath(new URL('./test/chaos/reporter.ts', import.meta.url))],
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 120_000,

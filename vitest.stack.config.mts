@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     // The database-portable suites run again here, on the PostgreSQL VEGA_TEST_DATABASE_URL names.
-    include: ['test/stack/**/*.test.ts', 'test/db/conversations.test.ts', 'test/db/batch-writer.test.ts'],
+    include: ['test/stack/**/*.test.ts', 'test/db/conversations.test.ts', 'test/db/batch-writer.test.ts', 'test/sessions/store.test.ts'],
     testTimeout: 120_000,
     pool: 'forks',
     hookTimeout: 60_000,

@@ -7,7 +7,7 @@ const { createServer } = require('node:net');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { startPortkey, startScript, startUpstream, startVega, KEY } = require('./procs');
-const { repeat } = require('./lib');
+const { repeat, runtimes } = require('./lib');
 
 const ROOT = join(__dirname, '..');
 const CHAT = { prompt: 'how fast is the gateway' };
@@ -193,4 +193,55 @@ async function run({ runs = 3, quick = false } = {}) {
   return results;
 }
 
-module.exports = { run };
+/**
+ * 6. Runtimes side by side: the same cache-miss /chat load against Vega on Node 20 and on Node 24,
+ * telemetry on and off, alternating in each run so that both see the same machine. The load
+ * generator and the upstream stay on the bench's own node; only Vega's runtime changes. Both run the
+ * same dist/ and node_modules (sqlite3's addon is built on N-API, which loads on the newer runtime).
+ */
+async function runRuntimes({ runs = 3, quick = false } = {}) {
+  const found = runtimes();
+  const dur = quick ? 3 : 8;
+  const upstream = await startUpstream();
+  const rps = Object.fromEntries(found.map((rt) => [rt.label, { on: [], off: [] }]));
+  const failed = {};
+  try {
+    for (let r = 0; r < runs; r++) {
+      for (const rt of found) {
+        if (failed[rt.label]) continue;
+        try {
+          for (const telemetry of [true, false]) {
+            await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
+              const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
+              rps[rt.label][telemetry ? 'on' : 'off'].push(a.rps);
+            }, { telemetry, execPath: rt.execPath });
+          }
+        } catch (err) {
+          // A runtime that cannot run Vega here (e.g. node_modules built for the other one) is
+          // reported in its rows, not allowed to stop the other scenarios.
+          failed[rt.label] = String(err.message ?? err).split('\n')[0].slice(0, 200);
+        }
+      }
+    }
+  } finally { await upstream.stop(); }
+  const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return { median: s[Math.floor((s.length - 1) / 2)] ?? NaN, min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN, runs: xs }; };
+  const results = [];
+  for (const label of ['node20', 'node24']) {
+    const rt = found.find((x) => x.label === label);
+    const why = !rt ? `${label === 'node20' ? 'Node 20' : 'Node 24'} not found on this machine` : failed[label] ? `did not run: ${failed[label]}` : '';
+    const v = rt ? rt.version : label;
+    const x = rps[label] ?? { on: [], off: [] };
+    const n = Math.min(x.on.length, x.off.length);
+    results.push(
+      { scenario: `runtime.${label} /chat cache-miss (c=32)`, unit: 'req/s', ...med(x.on), node: rt?.version, note: why || `Vega on ${v}, telemetry on` },
+      { scenario: `runtime.${label} telemetry on / off`, unit: 'x', ...med(x.on.slice(0, n).map((on, i) => on / x.off[i])), node: rt?.version, note: why || `Vega on ${v}; off: ${med(x.off).median.toFixed(0)} req/s` },
+    );
+  }
+  const a = rps.node20?.on ?? [];
+  const b = rps.node24?.on ?? [];
+  const n = Math.min(a.length, b.length);
+  results.push({ scenario: 'runtime.node24 / node20 /chat cache-miss', unit: 'x', ...med(b.slice(0, n).map((y, i) => y / a[i])), note: n ? 'per run, the same load on both' : 'needs both runtimes' });
+  return results;
+}
+
+module.exports = { run, runRuntimes };

@@ -1,6 +1,8 @@
 'use strict';
 // Shared helpers for the benchmark scenarios: repeated runs, percentiles, the machine's description.
+const { execFileSync } = require('node:child_process');
 const os = require('node:os');
+const { join } = require('node:path');
 
 /** Runs `fn` `runs` times and returns {median, min, max, runs} of the number it resolves to. */
 async function repeat(runs, fn) {
@@ -28,4 +30,59 @@ function machine() {
   };
 }
 
-module.exports = { repeat, percentile, machine };
+const major = (version) => Number(/^v(\d+)\./.exec(version)?.[1]);
+
+/** The version `node -v` prints for the executable at `execPath`, or undefined when it does not run. */
+function versionOf(execPath) {
+  try {
+    return execFileSync(execPath, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The Node 24 to benchmark on: this process when it is one, else BENCH_NODE24 (a node executable),
+ * else the one scripts/node24.sh prints (fetched from the npm registry into .cache/node24/ the first
+ * time). `fetch: false` only looks, never downloads. Undefined when there is none.
+ */
+function findNode24({ fetch = true } = {}) {
+  if (major(process.version) === 24) return process.execPath;
+  if (process.env.BENCH_NODE24) return major(versionOf(process.env.BENCH_NODE24)) === 24 ? process.env.BENCH_NODE24 : undefined;
+  try {
+    const dir = execFileSync('bash', [join(__dirname, '..', 'scripts', 'node24.sh')], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000,
+      env: fetch ? process.env : { ...process.env, NODE24_CACHE_ONLY: '1' },
+    }).trim();
+    const execPath = join(dir, 'bin', 'node');
+    return major(versionOf(execPath)) === 24 ? execPath : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Node 20 to compare with: this process when it is one, else BENCH_NODE20, else `node` on PATH. */
+function findNode20() {
+  if (major(process.version) === 20) return process.execPath;
+  for (const candidate of [process.env.BENCH_NODE20, 'node']) {
+    if (!candidate) continue;
+    if (major(versionOf(candidate)) !== 20) continue;
+    if (candidate !== 'node') return candidate;
+    try {
+      return execFileSync('bash', ['-c', 'command -v node'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch { /* not found */ }
+  }
+  return undefined;
+}
+
+/** The runtimes compared side by side: [{label, execPath, version}], the ones found on this machine. */
+function runtimes() {
+  const found = [];
+  for (const [label, execPath] of [['node20', findNode20()], ['node24', findNode24({ fetch: false })]]) {
+    const version = execPath && versionOf(execPath);
+    if (version) found.push({ label, execPath, version });
+  }
+  return found;
+}
+
+module.exports = { repeat, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };

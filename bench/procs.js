@@ -34,8 +34,11 @@ async function startUpstream(extraEnv = {}) {
   return { child, url: `http://127.0.0.1:${value}`, stop: () => stop(child) };
 }
 
-/** Starts Vega from dist/ with the preload (or without telemetry when `telemetry` is false); `nodeArgs` go to node (e.g. --cpu-prof). */
-async function startVega(env = {}, { telemetry = true, nodeArgs = [] } = {}) {
+/**
+ * Starts Vega from dist/ with the preload (or without telemetry when `telemetry` is false); `nodeArgs`
+ * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own).
+ */
+async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath = process.execPath } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
     PATH: process.env.PATH, HOME: dir, VEGA_CWD: dir, API_KEY: KEY, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn',
@@ -45,7 +48,7 @@ async function startVega(env = {}, { telemetry = true, nodeArgs = [] } = {}) {
   // LOG_LEVEL warn keeps the access log out of the measurement; the "listening" line is info,
   // so readiness is read from /healthz instead.
   const args = [...nodeArgs, '--require', join(ROOT, 'dist', 'telemetry', 'preload.js'), join(ROOT, 'dist', 'main.js'), 'server'];
-  const child = spawn(process.execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let port;
   let err = '';
   child.stderr.on('data', (d) => {

@@ -2,9 +2,28 @@
 'use strict';
 // `npm run bench`: runs every scenario, prints PASS/FAIL per target, and writes
 // bench/results/latest.json and docs/benchmarks.md. `--quick` shrinks the data for a smoke run.
+// Runs on Node 24, the runtime Vega ships on: started on another node, it re-runs itself on the one
+// scripts/node24.sh provides (fetched into .cache/node24/ the first time), unless --node=current.
+// The runtime scenario compares Vega on Node 20 and Node 24 side by side in the same run.
+const { spawnSync } = require('node:child_process');
 const { mkdirSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { machine } = require('./lib');
+const { findNode24, machine, major } = require('./lib');
+
+/** Re-runs this script on Node 24 when this is another runtime; returns its exit code, or undefined to go on here. */
+function onNode24() {
+  if (major(process.version) === 24 || process.argv.includes('--node=current') || process.argv.includes('--render')) return undefined;
+  const node24 = findNode24();
+  if (!node24) {
+    process.stderr.write(`bench: no Node 24 found (scripts/node24.sh failed); measuring on ${process.version}\n`);
+    return undefined;
+  }
+  process.stderr.write(`bench: re-running on Node 24 (${node24}); ${process.version} is the side-by-side baseline\n`);
+  // The baseline is this node, for the runtime scenario's Node 20 rows.
+  const env = { ...process.env, ...(major(process.version) === 20 ? { BENCH_NODE20: process.execPath } : {}) };
+  const r = spawnSync(node24, [__filename, ...process.argv.slice(2)], { stdio: 'inherit', env });
+  return r.status ?? 1;
+}
 
 function verdict(r) {
   if (!r.target) return '';
@@ -21,16 +40,24 @@ async function main() {
     render(JSON.parse(require('node:fs').readFileSync(join(__dirname, 'results', 'latest.json'), 'utf8')));
     return;
   }
+  const code = onNode24();
+  if (code !== undefined) process.exit(code);
   const quick = process.argv.includes('--quick');
   const runs = 3;
   const started = Date.now();
   const results = [];
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-  const scenarios = { gateway: './gateway', db: './db', eventloop: './eventloop' };
-  for (const [name, mod] of Object.entries(scenarios)) {
+  const scenarios = {
+    gateway: (o) => require('./gateway').run(o),
+    runtime: (o) => require('./gateway').runRuntimes(o),
+    db: (o) => require('./db').run(o),
+    eventloop: (o) => require('./eventloop').run(o),
+    context: (o) => require('./context').run(o),
+  };
+  for (const [name, run] of Object.entries(scenarios)) {
     if (only && !only.split(',').includes(name)) continue;
-    process.stderr.write(`bench: ${name} scenarios…\n`);
-    results.push(...(await require(mod).run({ runs, quick })));
+    process.stderr.write(`bench: ${name} scenarios on ${process.version}…\n`);
+    results.push(...(await run({ runs, quick })));
   }
   for (const r of results) r.verdict = verdict(r);
   if (only) {
@@ -38,10 +65,13 @@ async function main() {
     try {
       const previous = JSON.parse(require('node:fs').readFileSync(join(__dirname, 'results', 'latest.json'), 'utf8'));
       const fresh = new Set(results.map((r) => r.scenario));
-      for (const r of previous.results ?? []) if (!fresh.has(r.scenario)) results.push({ ...r, taken: r.taken ?? previous.date });
+      const node = previous.node ?? previous.machine?.node;
+      for (const r of previous.results ?? []) if (!fresh.has(r.scenario)) results.push({ ...r, taken: r.taken ?? previous.date, node: r.node ?? node });
     } catch { /* no previous results */ }
   }
-  const out = { date: new Date().toISOString(), machine: machine(), quick, runs, duration_s: (Date.now() - started) / 1000, results };
+  // process.version is the runtime the scenarios ran on (Vega, the load generators, the database
+  // scenarios); the runtime scenario's rows carry their own.
+  const out = { date: new Date().toISOString(), node: process.version, machine: machine(), quick, runs, duration_s: (Date.now() - started) / 1000, results };
   mkdirSync(join(__dirname, 'results'), { recursive: true });
   writeFileSync(join(__dirname, 'results', 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
   render(out);
@@ -56,12 +86,16 @@ function render(out) {
     '',
     `<!-- Written by \`npm run bench\` (bench/run.js); the raw figures are in bench/results/latest.json. -->`,
     '',
-    `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
+    `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
     `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s.`,
+    ...(results.some((r) => r.scenario.startsWith('runtime.'))
+      ? ['The `runtime.` rows run Vega on Node 20 and on Node 24 in the same run, alternating, with the same load',
+        'generator; every other row runs on the Node named above.']
+      : []),
     '',
     '| scenario | median | min | max | unit | target | verdict | note |',
     '|---|---|---|---|---|---|---|---|',
-    ...results.map((r) => `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}` : ''].filter(Boolean).join('; ')} |`),
+    ...results.map((r) => `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}${r.node && r.node !== (out.node ?? m.node) ? ` on Node ${r.node}` : ''}` : ''].filter(Boolean).join('; ')} |`),
     '',
     // The analysis of misses and fixes is kept by hand in bench/analysis.md.
     require('node:fs').readFileSync(join(__dirname, 'analysis.md'), 'utf8'),

@@ -17,7 +17,7 @@ export interface RunningService {
   readonly db: Database;
   readonly pool: HttpPool;
   readonly inflight: InflightTracker;
-  /** Runs the ordered shutdown; resolves with the exit code it recommends. */
+  /** Runs the ordered shutdown; resolves with the exit code (0: a failed step is logged, not fatal). */
   shutdown(reason: string): Promise<number>;
 }
 
@@ -174,6 +174,7 @@ function stopSteps(c: Components): Step[] {
         for (const p of c.probes) p.stop();
         c.eventLoop.stop();
         c.leaks.stop();
+        c.summarizer.stop();
         c.integrationHealth.stop();
         c.retention.stop();
       },

@@ -18,7 +18,7 @@ const REQUIRED_INDEXES = ['conversations_session_ts_id', 'conversations_ts_sessi
 const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌' };
 
 /**
- * `vega verify`: the seed's verification script. Checks the configuration, that the database
+ * `vega verify`: the pre-flight check an operator runs before (or instead of) starting. Checks the configuration, that the database
  * answers, that migrations are current and the indexes present, the LLM backend, the
  * integrations, and telemetry; prints a report (and a JSON line) and returns 1 if any check
  * failed: an unreachable backend or a missing default model fails it (chat cannot work);
@@ -51,12 +51,23 @@ export async function verify(env: Record<string, string | undefined>, out: (line
     const pool = new HttpPool({ connectionsPerOrigin: 4 });
     try {
       const provider = createProvider(config.llm, pool);
-      // Chat cannot work without a reachable backend that has the default model: a failure.
+      // Chat cannot work without a reachable backend that has its model: a failure, unless a
+      // fallback can serve instead (then a warning).
       const backend = await checkBackend(provider, config.llm.model, 5000);
-      add('LLM backend', backend.status === 'ok' ? 'pass' : backend.status === 'unknown' ? 'warn' : 'fail',
+      const fallbackChecks = [];
+      for (const [i, f] of config.llm.fallbacks.entries()) {
+        const fallback = createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool);
+        fallbackChecks.push({ i, fallback, check: await checkBackend(fallback, f.model ?? config.llm.model, 5000) });
+      }
+      const rescued = fallbackChecks.some((f) => f.check.status === 'ok');
+      add('LLM backend', backend.status === 'ok' ? 'pass' : backend.status === 'unknown' || rescued ? 'warn' : 'fail',
         backend.status === 'ok'
           ? `${provider.name} at ${provider.origin}: ${backend.models.length} model(s), '${config.llm.model}' among them`
-          : `${provider.name} at ${provider.origin}: ${backend.problem}\n   👉 ${backend.fix}`);
+          : `${provider.name} at ${provider.origin}: ${backend.problem}${rescued ? ' (a fallback can serve)' : ''}\n   👉 ${backend.fix}`);
+      for (const { i, fallback, check } of fallbackChecks) {
+        add(`LLM fallback ${i + 1}`, check.status === 'ok' ? 'pass' : 'warn',
+          check.status === 'ok' ? `${fallback.name} at ${fallback.origin}: ${check.models.length} model(s), '${check.model}' among them` : `${fallback.name} at ${fallback.origin}: ${check.problem}`);
+      }
       const integrations = createIntegrations(config.integrations, pool, new BreakerRegistry());
       const health = await checkIntegrations(integrations.all, config.integrations.healthTimeoutMs);
       for (const i of health.integrations) {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import type { FallbackSpec } from './fallbacks';
 
 /**
- * The configuration contract (SPEC section 10), as one zod schema over environment variables.
+ * The configuration contract (README.md, "Configuration"), as one zod schema over environment variables.
  * Each key is the variable's name; defaults are the documented ones. Values arrive as strings and
  * are coerced here, so every consumer gets typed, validated values.
  */
@@ -56,6 +57,8 @@ export const configSchema = z.object({
   LLM_BASE_URL: optionalUrl,
   LLM_API_KEY: optionalSecret,
   MODEL_NAME: z.preprocess(emptyToUndefined, z.string().min(1).max(200).default('llama3.2')),
+  /** Further backends, tried in order when the one before is down: `kind=url[#model]`, comma-separated (config/fallbacks.ts). */
+  LLM_FALLBACKS: z.preprocess(emptyToUndefined, z.string().max(8192).optional()),
   LLM_TIMEOUT_S: number(0.001, 3600, 60).refine((v) => v > 0, 'must be positive'),
   DATABASE_URL: z.preprocess(emptyToUndefined, z.string().default('sqlite:./data/vega.db')).refine(
     (v) => v === ':memory:' || v.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(v),
@@ -79,7 +82,7 @@ export const configSchema = z.object({
   SHUTDOWN_TIMEOUT_S: number(0, 600, 30),
   CONFIG_CACHE_TTL_S: number(0, 86_400, 60),
   HTTP_POOL_CONNECTIONS: number(1, 1024, 32, true),
-  // Resilience (SPEC section 5; defaults are the seed's).
+  // Resilience (docs/architecture.md, "The resilience stages", says why these defaults).
   BREAKER_FAILURE_THRESHOLD: number(1, 1000, 5, true),
   BREAKER_OPEN_BASE_S: number(0.001, 86_400, 30),
   BREAKER_OPEN_MAX_S: number(0.001, 86_400, 300),
@@ -98,7 +101,13 @@ export const configSchema = z.object({
   COALESCING: bool(true),
   STREAM_BUFFER_CHUNKS: number(1, 100_000, 64, true),
   STREAM_DROP_ON_OVERFLOW: bool(false),
-  // Integrations (SPEC section 6): each is disabled unless configured.
+  // Conversation context: what a /chat turn with a session sends besides its prompt.
+  SYSTEM_PROMPT: z.preprocess(emptyToUndefined, z.string().max(10_000).optional()),
+  CONTEXT_MAX_TURNS: number(0, 100, 10, true),
+  CONTEXT_MAX_CHARS: number(0, 1_000_000, 4000, true),
+  CONTEXT_SUMMARY: bool(false),
+  CONTEXT_SUMMARY_MAX_CHARS: number(100, 100_000, 1000, true),
+  // Integrations: each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   FETCH_ENABLED: bool(false),
   FETCH_ALLOW_PRIVATE: bool(false),
@@ -144,6 +153,8 @@ export interface Config {
     readonly apiKey: string | undefined;
     readonly model: string;
     readonly timeoutMs: number;
+    /** LLM_FALLBACKS with their keys, in the order they are tried after this backend. */
+    readonly fallbacks: readonly FallbackSpec[];
   };
   readonly generation: { readonly temperature: number; readonly topP: number; readonly maxTokens: number };
   readonly databaseUrl: string;
@@ -162,6 +173,14 @@ export interface Config {
     readonly cache: { maxEntries: number; ttlMs: number };
     readonly coalescing: boolean;
     readonly stream: { capacity: number; dropOnOverflow: boolean };
+  };
+  /** Session context of /chat: system prompt, window bounds, background summaries. */
+  readonly context: {
+    readonly systemPrompt: string | undefined;
+    readonly maxTurns: number;
+    readonly maxChars: number;
+    readonly summary: boolean;
+    readonly summaryMaxChars: number;
   };
   readonly diagnostics: { readonly stallThresholdMs: number; readonly leakThresholdMs: number; readonly testRoutes: boolean };
   readonly integrations: {

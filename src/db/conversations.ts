@@ -19,6 +19,10 @@ export interface ConversationRecord {
   readonly errorCode?: string | undefined;
   /** Answered from the response cache, without a backend call. */
   readonly cached?: boolean;
+  /** The client (a hash of its API key) the conversation belongs to. */
+  readonly owner?: string | undefined;
+  /** The LLM backend that answered (`ollama`, `openai-fallback1`, ...); unset when none did. */
+  readonly backend?: string | undefined;
 }
 
 /** A stored conversation as the history API returns it. */
@@ -39,6 +43,9 @@ export interface ConversationRow {
   readonly status: string;
   readonly error_code: string | null;
   readonly cached: boolean;
+  /** The client id of the key that made it (null for conversations stored before owners). */
+  readonly owner: string | null;
+  readonly backend: string | null;
 }
 
 export interface HistoryPage {
@@ -50,7 +57,6 @@ export interface HistoryPage {
 export interface ConversationLogSnapshot {
   readonly logged_ok: number;
   readonly logged_failed: number;
-  readonly log_failures: number;
 }
 
 export const MAX_PAGE_SIZE = 200;
@@ -63,7 +69,6 @@ export const DEFAULT_PAGE_SIZE = 50;
 export class ConversationRepository {
   #ok = 0;
   #failed = 0;
-  #failures = 0;
 
   constructor(private readonly knex: Knex) {}
 
@@ -74,27 +79,26 @@ export class ConversationRepository {
 
   /** Stores several conversations in one transaction; resolves with their ids once committed. */
   async logMany(records: readonly ConversationRecord[]): Promise<number[]> {
-    try {
-      const rows = await this.knex('conversations').insert(records.map(toRow), ['id']);
-      for (const r of records) {
-        if (r.status === 'ok') this.#ok++;
-        else this.#failed++;
-      }
-      return rows.map((r: number | { id: number }) => (typeof r === 'object' ? r.id : r));
-    } catch (err) {
-      this.#failures += records.length;
-      throw err;
+    // A refused insert is not counted here: the batch writer may retry it (SQLITE_BUSY), and only
+    // it knows when a row is lost for good (its failed_rows).
+    const rows = await this.knex('conversations').insert(records.map(toRow), ['id']);
+    for (const r of records) {
+      if (r.status === 'ok') this.#ok++;
+      else this.#failed++;
     }
+    return rows.map((r: number | { id: number }) => (typeof r === 'object' ? r.id : r));
   }
 
   /** One page of history, newest first; `sessionId` narrows it to one session. */
-  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined } = {}): Promise<HistoryPage> {
+  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined; owner?: string | undefined } = {}): Promise<HistoryPage> {
     const limit = opts.limit ?? DEFAULT_PAGE_SIZE;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`, 'invalid_limit');
     }
     const q = this.knex('conversations').select('*').orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(limit + 1);
     if (opts.sessionId !== undefined) q.where('session_id', opts.sessionId);
+    // A client's own history: through (owner, ts DESC, id DESC).
+    if (opts.owner !== undefined) q.where('owner', opts.owner);
     if (opts.cursor) {
       const { ts, id } = decodeCursor(opts.cursor);
       q.whereRaw('(ts, id) < (?, ?)', [ts, id]);
@@ -118,7 +122,7 @@ export class ConversationRepository {
     return (await this.page({ limit, sessionId })).items;
   }
 
-  /** Deletes conversations older than `days` days; returns how many (seed: purge_old). */
+  /** Deletes conversations older than `days` days; returns how many (`vega purge`, the retention job). */
   async purgeOld(days: number, now = Date.now()): Promise<number> {
     if (!(days > 0)) throw new RangeError(`purgeOld: days must be positive, got ${days}`);
     return this.knex('conversations').where('ts', '<', now - days * 86_400_000).delete();
@@ -130,7 +134,7 @@ export class ConversationRepository {
   }
 
   snapshot(): ConversationLogSnapshot {
-    return { logged_ok: this.#ok, logged_failed: this.#failed, log_failures: this.#failures };
+    return { logged_ok: this.#ok, logged_failed: this.#failed };
   }
 }
 
@@ -151,6 +155,8 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     status: r.status,
     error_code: r.errorCode ?? null,
     cached: r.cached ?? false,
+    owner: r.owner ?? null,
+    backend: r.backend ?? null,
   };
 }
 
@@ -174,6 +180,8 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     status: String(r.status),
     error_code: (r.error_code as string | null) ?? null,
     cached: Boolean(r.cached),
+    owner: (r.owner as string | null) ?? null,
+    backend: (r.backend as string | null | undefined) ?? null,
   };
 }
 

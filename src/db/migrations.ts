@@ -29,7 +29,9 @@ const migrations: Record<string, Migration> = {
         t.string('status', 16).notNullable().defaultTo('ok');
         t.string('error_code', 64);
       });
-      // The seed's composite indexes (SPEC section 3), with explicit DESC, which knex's builder lacks.
+      // One composite index per way conversations are read: a session's history newest first,
+      // recent chats across sessions, the review queue, and by source. Explicit DESC, which
+      // knex's builder lacks.
       await knex.raw('CREATE INDEX conversations_session_ts_id ON conversations (session_id, ts DESC, id DESC)');
       await knex.raw('CREATE INDEX conversations_ts_session_id ON conversations (ts DESC, session_id, id DESC)');
       await knex.raw('CREATE INDEX conversations_reviewed_ts ON conversations (reviewed, ts DESC)');
@@ -62,6 +64,48 @@ const migrations: Record<string, Migration> = {
     async down(knex) {
       await knex.schema.alterTable('conversations', (t) => {
         t.dropColumn('cached');
+      });
+    },
+  },
+  '003_session_owners_and_summaries': {
+    // A session belongs to the API key that made it: `owner` is the client id (a hash of the key,
+    // never the key). `sessions` holds that claim and the summary of turns that left the context
+    // window. Sessions that existed before owners did are claimed by nobody ('', admin-only).
+    async up(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.string('owner', 64);
+      });
+      await knex.raw('CREATE INDEX conversations_owner_ts_id ON conversations (owner, ts DESC, id DESC)');
+      await knex.schema.createTable('sessions', (t) => {
+        t.string('session_id', 128).primary();
+        t.string('owner', 64).notNullable();
+        t.bigInteger('created_ts').notNullable();
+        t.text('summary');
+        t.bigInteger('summary_through_ts');
+        t.integer('summary_through_id');
+        t.bigInteger('summary_ts');
+      });
+      await knex.raw(
+        "INSERT INTO sessions (session_id, owner, created_ts) SELECT session_id, '', MIN(ts) FROM conversations GROUP BY session_id",
+      );
+    },
+    async down(knex) {
+      await knex.schema.dropTableIfExists('sessions');
+      await knex.raw('DROP INDEX IF EXISTS conversations_owner_ts_id');
+      await knex.schema.alterTable('conversations', (t) => {
+        t.dropColumn('owner');
+      });
+    },
+  },
+  '004_conversations_backend': {
+    async up(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.string('backend', 64).comment('the LLM backend that answered: the primary\'s kind or <kind>-fallback<N>');
+      });
+    },
+    async down(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.dropColumn('backend');
       });
     },
   },

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { performance } from 'node:perf_hooks';
-import type { Attributes, Histogram } from '@opentelemetry/api';
+import { errorType } from '../errors';
 import { currentTraceId } from '../telemetry/correlation';
-import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { createHistogram, INSTRUMENTS, type AttributesOf, type TypedHistogram } from '../telemetry/instruments';
 import type { DbSystem } from './knex';
 
 /** Options of {@link QueryProfiler}. */
@@ -41,7 +41,9 @@ export interface ProfilerSnapshot {
 }
 
 /** The tables a label may name; anything else is `_other` (labels stay bounded). */
-const KNOWN_TABLES = new Set(['conversations', 'memories', 'knex_migrations', 'knex_migrations_lock', 'sqlite_master', 'pg_indexes']);
+const KNOWN_TABLES = new Set(['conversations', 'memories', 'sessions', 'knex_migrations', 'knex_migrations_lock', 'sqlite_master', 'pg_indexes']);
+/** Operations named by a leading `/* op:NAME *\/` comment (bounded: only these). */
+const NAMED_OPERATIONS = new Set(['context_read']);
 const OPERATIONS = new Set(['select', 'insert', 'update', 'delete', 'create', 'drop', 'alter', 'pragma', 'begin', 'commit', 'rollback', 'explain', 'with']);
 
 interface Pending {
@@ -57,10 +59,13 @@ interface KnexQuery {
 
 /** `db.operation.name` and `db.collection.name` of a statement (bounded values). */
 export function classify(sql: string, method?: string): { operation: string; table: string } {
-  const s = sql.trimStart().toLowerCase();
+  let s = sql.trimStart().toLowerCase();
+  const named = /^\/\* op:([a-z_]+) \*\/\s*/.exec(s);
+  if (named) s = s.slice(named[0].length);
   const first = /^[a-z]+/.exec(s)?.[0] ?? '';
   let operation = method === 'del' ? 'delete' : method && OPERATIONS.has(method) ? method : first;
   if (!OPERATIONS.has(operation)) operation = method === 'first' || method === 'pluck' ? 'select' : operation === 'raw' ? 'raw' : '_other';
+  if (named && NAMED_OPERATIONS.has(named[1] as string)) operation = named[1] as string;
   const m = /\b(?:from|into|update|table|exists|on)\s+["`[]?([a-z_][a-z0-9_]*)/.exec(s);
   const t = m?.[1] ?? '';
   return { operation, table: KNOWN_TABLES.has(t) ? t : t ? '_other' : '' };
@@ -92,7 +97,7 @@ class Ring<T> {
 }
 
 /**
- * The database query profiler (seed: db_profiler): every query knex runs is timed from its
+ * The database query profiler: every query knex runs is timed from its
  * `query` event to its `query-response` or `query-error`, recorded in
  * `db.client.operation.duration`, and summarised for GET /admin/database/stats, with ring buffers
  * of recent slow and failed queries that carry the trace id of the request that ran them.
@@ -103,7 +108,7 @@ export class QueryProfiler {
   readonly #slowMs: number;
   readonly #slow: Ring<QueryEntry>;
   readonly #failed: Ring<QueryEntry>;
-  readonly #duration: Histogram;
+  readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbOperationDuration>;
   readonly #system: DbSystem;
   #total = 0;
   #failures = 0;
@@ -138,9 +143,12 @@ export class QueryProfiler {
     const ms = performance.now() - p.started;
     const sql = q.sql ?? '';
     const { operation, table } = classify(sql, q.method);
-    const attrs: Attributes = { 'db.system.name': this.#system, 'db.operation.name': operation };
-    if (table) attrs['db.collection.name'] = table;
-    if (err) attrs['error.type'] = (err as { code?: string }).code ?? err.name;
+    const attrs: AttributesOf<typeof INSTRUMENTS.dbOperationDuration> = {
+      'db.system.name': this.#system,
+      'db.operation.name': operation,
+      ...(table ? { 'db.collection.name': table } : {}),
+      ...(err ? { 'error.type': errorType(err) } : {}),
+    };
     this.#duration.record(ms / 1000, attrs);
 
     this.#total++;

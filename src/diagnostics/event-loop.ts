@@ -54,7 +54,7 @@ export const RULES = {
 } as const;
 
 /**
- * The event-loop monitor (seed: async_monitor): delay percentiles from
+ * The event-loop monitor: delay percentiles from
  * `perf_hooks.monitorEventLoopDelay`, utilization from `performance.eventLoopUtilization`, and
  * stall detection by a timer that measures its own lateness. A stall records its time, its
  * duration, and the requests in flight around it. The runtime-node instrumentation exports the
@@ -121,8 +121,8 @@ export class EventLoopMonitor {
   }
 
   /**
-   * Runs `fn` and records it as a slow operation if it takes `thresholdMs` or more (the seed's
-   * monitor_async). Errors pass through; the timing is recorded either way.
+   * Runs `fn` and records it as a slow operation if it takes `thresholdMs` or more, so
+   * the diagnostics route can name what held things up. Errors pass through; the timing is recorded either way.
    */
   async monitorAsync<T>(name: string, fn: () => Promise<T>, thresholdMs = 1000): Promise<T> {
     const started = performance.now();

@@ -4,7 +4,10 @@ import { bodyParser } from '@koa/bodyparser';
 import type { ConversationRepository } from '../db/conversations';
 import type { Database } from '../db/knex';
 import { VegaError } from '../errors';
+import type { BackendChain } from '../llm/backends';
 import type { ChatService } from '../llm/chat-service';
+import type { SessionContext } from '../sessions/context';
+import type { SessionStore } from '../sessions/store';
 import type { Logger } from '../telemetry/logger';
 import type { Config } from '../config/schema';
 import { accessLog } from './middleware/access-log';
@@ -15,6 +18,7 @@ import type { InflightTracker } from './middleware/inflight';
 import { registerChatRoutes } from './routes/chat';
 import { registerHealthRoutes } from './routes/health';
 import { registerHistoryRoutes } from './routes/history';
+import { registerSessionRoutes } from './routes/sessions';
 import { registerMetricsRoute } from './routes/metrics';
 import { registerOpenAiRoutes } from './routes/openai';
 import type { VegaState } from './state';
@@ -31,6 +35,10 @@ export interface AppDeps {
   readonly db: Database;
   readonly conversations: ConversationRepository;
   readonly chat: ChatService;
+  /** Session ownership, context, memories and forgetting. */
+  readonly sessions: { readonly store: SessionStore; readonly context: SessionContext };
+  /** The LLM backends, primary first: each has a health entry. */
+  readonly backends: BackendChain;
   readonly inflight: InflightTracker;
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
@@ -60,21 +68,22 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const config = deps.config();
   const router = new Router<VegaState>();
   registerHealthRoutes(router, {
-    knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight,
-    breaker: () => deps.admin.breakers.find(`llm:${deps.chat.provider.name}`)?.snapshot(),
+    knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight,
   });
   registerMetricsRoute(router, config.metricsApiKey);
-  registerChatRoutes(router, { chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
+  registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
   registerOpenAiRoutes(router, {
     chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars,
     models: () => [deps.config().llm.model],
+    sessions: deps.sessions.store,
   });
-  registerHistoryRoutes(router, deps.conversations);
+  registerHistoryRoutes(router, deps.conversations, deps.sessions.store);
+  registerSessionRoutes(router, { sessions: deps.sessions.store, logger: deps.logger });
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);
   registerDiagnosticsAdmin(router, deps.admin);
-  registerComprehensiveAdmin(router, deps.admin);
+  registerComprehensiveAdmin(router, { ...deps.admin, backends: deps.backends });
   // The route table as registered, read at request time: what an operator (and the auth test)
   // checks the API reference and the key guard against.
   router.get('/admin/routes', (ctx) => {
@@ -99,7 +108,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   // /admin/* can clear caches and reset breakers: admin keys only (API_KEY, ADMIN_API_KEYS).
   app.use((ctx, next) => {
     if (ADMIN_PATH.test(decodedPath(ctx.path)) && ctx.state.isAdmin !== true) {
-      throw new VegaError('forbidden', 403, 'this key is a client key; /admin routes need an admin key (API_KEY or one of ADMIN_API_KEYS)');
+      throw new VegaError('forbidden', 'this key is a client key; /admin routes need an admin key (API_KEY or one of ADMIN_API_KEYS)');
     }
     return next();
   });
@@ -118,7 +127,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
       const allow = ctx.response.get('Allow');
       if (allow === '') ctx.remove('Allow');
-      throw new VegaError('method_not_allowed', 405, allow ? `${ctx.method.slice(0, 20)} is not allowed on this route; allowed: ${allow}` : 'method not supported');
+      throw new VegaError('method_not_allowed', allow ? `${ctx.method.slice(0, 20)} is not allowed on this route; allowed: ${allow}` : 'method not supported');
     }
   });
   app.use(router.routes());

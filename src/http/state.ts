@@ -10,7 +10,7 @@ export interface VegaState {
   correlationId?: string;
   /** The authenticated client (a hash of its API key), for rate limits. */
   clientId?: string;
-  /** Whether the key presented is an admin key (`API_KEY` or one of `ADMIN_API_KEYS`). */
+  /** Whether the key is an admin key (`API_KEY` or one of `ADMIN_API_KEYS`): it may use /admin/* and sees every session, not only its own. */
   isAdmin?: boolean;
   /** Why the client's X-Correlation-ID was refused, if it was. */
   correlationProblem?: string | undefined;

@@ -19,7 +19,7 @@ export function memoized<T>(build: (limit: number) => T): (limit: number) => T {
   };
 }
 
-/** The body of `POST /chat` (SPEC section 3). Unknown fields are refused, not ignored. */
+/** The body of `POST /chat` (docs/api.md). Unknown fields are refused, not ignored. */
 export const chatBodySchema = memoized((maxPromptChars: number) => buildChatBodySchema(maxPromptChars));
 
 function buildChatBodySchema(maxPromptChars: number) {
@@ -32,8 +32,21 @@ function buildChatBodySchema(maxPromptChars: number) {
     top_p: z.number().min(0).max(1).optional(),
     max_tokens: z.number().int().min(1).max(1_000_000).optional(),
     stream: z.boolean().optional(),
+    /** false: send the prompt alone, without the session's context. Default true. */
+    context: z.boolean().optional(),
   });
 }
+
+/** Most pinned memories a session holds, and the longest one. */
+export const MAX_MEMORIES = 20;
+export const MAX_MEMORY_CHARS = 500;
+
+/** The body of `PUT /sessions/:id/memories`: the whole new list of short facts. */
+export const memoriesBodySchema = z.strictObject({
+  memories: z.array(
+    z.string().max(MAX_MEMORY_CHARS, `must be at most ${MAX_MEMORY_CHARS} characters`).refine((m) => m.trim().length > 0, 'must not be empty'),
+  ).max(MAX_MEMORIES, `at most ${MAX_MEMORIES} memories`),
+});
 
 /** Parses with a schema, turning the first few problems into one 400 whose sentences name the fields. */
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -93,7 +106,7 @@ export function requireJson(ctx: { is(type: string): string | false | null; get(
 }
 
 /** A query parameter as a bounded integer, or 400 naming it. */
-export function intParam(raw: unknown, name: string, min: number, max: number, fallback: number): number {
+export function intParam(raw: unknown, name: 'limit' | 'timeout' | 'ms', min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
   const s = Array.isArray(raw) ? raw[0] : raw;
   if (typeof s !== 'string' || !/^\d{1,9}$/.test(s)) throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
@@ -103,7 +116,7 @@ export function intParam(raw: unknown, name: string, min: number, max: number, f
 }
 
 /** A single-valued string query parameter, or 400. */
-export function stringParam(raw: unknown, name: string): string | undefined {
+export function stringParam(raw: unknown, name: 'cursor'): string | undefined {
   if (raw === undefined) return undefined;
   if (typeof raw !== 'string' || raw.length > 256) throw new InvalidRequest(`${name} must be given once, at most 256 characters`, `invalid_${name}`);
   return raw;

@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { Attributes } from '@opentelemetry/api';
 import type { ConversationRecord } from '../db/conversations';
-import { VegaError } from '../errors';
-import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { ClientClosed, errorType, StorageUnavailable } from '../errors';
+import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
 import type { ChatPipeline } from './pipeline';
@@ -32,18 +31,13 @@ export interface ChatResult {
   readonly usage: Usage;
   readonly finishReason: string | undefined;
   readonly cached: boolean;
+  /** The backend that answered (for a cached answer: the one that first did). */
+  readonly backend: string;
 }
 
 /** Where finished conversations go. Resolves once the row is durable. */
 export interface ConversationSink {
   log(record: ConversationRecord): Promise<unknown>;
-}
-
-/** Raised when the conversation could not be stored: the reply is withheld, as it was not logged. */
-export class StorageUnavailable extends VegaError {
-  constructor(cause: unknown) {
-    super('storage_unavailable', 503, 'the conversation could not be stored; try again', { retryAfterS: 1, cause });
-  }
 }
 
 /** What a chat uses for the fields its request leaves out. */
@@ -58,6 +52,8 @@ export interface ChatServiceOptions {
   readonly defaults: ChatDefaults | (() => ChatDefaults);
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
+  /** Told about each successfully stored conversation (starts a session's background summary). */
+  readonly onStored?: (input: ChatInput) => void;
 }
 
 /**
@@ -71,6 +67,7 @@ export class ChatService {
   readonly #log: Logger;
   readonly #defaults: () => ChatDefaults;
   readonly #track: ChatServiceOptions['track'];
+  readonly #onStored: ChatServiceOptions['onStored'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
@@ -85,6 +82,7 @@ export class ChatService {
     const defaults = opts.defaults;
     this.#defaults = typeof defaults === 'function' ? defaults : () => defaults;
     this.#track = opts.track;
+    this.#onStored = opts.onStored;
   }
 
   get provider(): LlmProvider {
@@ -106,9 +104,9 @@ export class ChatService {
           throw err;
         }
       });
-      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached });
+      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached, backend: out.backend });
       this.#count(input.source, false, out.cached ? 'cache_hit' : 'ok');
-      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached };
+      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached, backend: out.backend };
     } catch (err) {
       await this.#fail(call, err, '', false);
       throw err;
@@ -120,9 +118,9 @@ export class ChatService {
    * the iterator ends with `done` only after the conversation is stored. If it throws or is
    * abandoned (client gone), the conversation is stored as failed with what had arrived.
    */
-  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; events: AsyncGenerator<StreamEvent> }> {
+  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; backend: string; events: AsyncGenerator<StreamEvent> }> {
     const call = this.#resolve(input, signal);
-    let opened: { cached: boolean; events: AsyncIterable<StreamEvent> };
+    let opened: { cached: boolean; backend: string; events: AsyncIterable<StreamEvent> };
     try {
       opened = await this.#pipeline.stream(call.request, input.clientId);
     } catch (err) {
@@ -130,12 +128,13 @@ export class ChatService {
       await this.#fail(call, err, '', true);
       throw err;
     }
-    return { cached: opened.cached, events: this.#relay(call, opened.events, opened.cached) };
+    return { cached: opened.cached, backend: opened.backend, events: this.#relay(call, opened.events, opened.cached, opened.backend) };
   }
 
-  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean): AsyncGenerator<StreamEvent> {
+  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean, backend: string): AsyncGenerator<StreamEvent> {
     let text = '';
     let settled = false;
+    let measured = cached; // a replayed answer made no backend call to measure
     try {
       for await (const ev of upstream) {
         if (ev.type === 'delta') {
@@ -146,21 +145,23 @@ export class ChatService {
           yield ev;
           continue;
         }
-        if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
+        if (!measured) this.#measure(call, ev.model, ev.usage, call.started);
+        measured = true;
         settled = true;
-        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached });
+        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached, backend });
         this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
         yield ev;
         return;
       }
     } catch (err) {
       settled = true;
-      if (!cached) this.#measureFailure(call, err, call.started);
-      await this.#fail(call, err, text, true);
+      // Only a failure of the backend call itself; when storing fails the call was measured as done.
+      if (!measured) this.#measureFailure(call, err, call.started);
+      await this.#fail(call, err, text, true, backend);
       throw err;
     } finally {
       // Reached without settling when the consumer stopped early: the client went away.
-      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true);
+      if (!settled) await this.#fail(call, new ClientClosed(), text, true, backend);
     }
   }
 
@@ -187,14 +188,13 @@ export class ChatService {
     return call;
   }
 
-  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): Attributes {
-    const attrs: Attributes = {
+  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
+    return {
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': this.#provider.name,
       'gen_ai.request.model': this.#models.value(call.request.model, admit),
+      ...(errorType ? { 'error.type': errorType } : {}),
     };
-    if (errorType) attrs['error.type'] = errorType;
-    return attrs;
   }
 
   #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {
@@ -206,23 +206,23 @@ export class ChatService {
 
   /** A failed backend call (one that reached the pipeline's guarded part) in gen_ai.client.operation.duration. */
   #measureFailure(call: ResolvedCall, err: unknown, started: number): void {
-    const code = errorCode(err);
+    const code = errorType(err);
     if (code === 'rate_limited' || code === 'client_closed') return; // no backend operation happened or failed
     this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
   }
 
-  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean): Promise<void> {
-    const code = errorCode(err);
+  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean, backend?: string): Promise<void> {
+    const code = errorType(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
     try {
-      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code });
+      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code, backend });
     } catch (storeErr) {
       this.#log.error({ err: storeErr, error_code: code }, 'could not store a failed conversation');
     }
   }
 
-  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean }): Promise<void> {
+  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean; backend?: string | undefined }): Promise<void> {
     try {
       await this.#sink.log({
         ts: call.ts,
@@ -239,12 +239,15 @@ export class ChatService {
         status: out.status,
         errorCode: out.errorCode,
         cached: out.cached ?? false,
+        owner: call.input.clientId,
+        backend: out.backend,
       });
     } catch (err) {
       if (out.status === 'failed') throw err;
       this.#log.error({ err }, 'could not store a conversation');
       throw new StorageUnavailable(err);
     }
+    if (out.status === 'ok') this.#onStored?.(call.input);
   }
 
   #count(source: string, streamed: boolean, outcome: string): void {
@@ -259,11 +262,4 @@ interface ResolvedCall {
   readonly correlationId: string;
   readonly traceId: string | undefined;
   readonly request: import('./types').ProviderRequest;
-}
-
-/** A bounded error label: a VegaError's code, else the error's own code or class name. */
-export function errorCode(err: unknown): string {
-  if (err instanceof VegaError) return err.code;
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : 'internal_error';
 }

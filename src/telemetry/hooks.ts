@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 /**
  * The seam between the preloaded SDK (telemetry/preload.ts) and the application. The preload
  * registers what only it can provide; the app asks for it here, so nothing outside telemetry/
- * imports an SDK package (DESIGN.md: dependencies point one way).
+ * imports an SDK package (dependencies point one way: docs/architecture.md).
  */
 export interface TelemetryHooks {
   /** Serves the Prometheus exposition for the current state of every instrument. */

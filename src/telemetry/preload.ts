@@ -80,7 +80,7 @@ function start(): void {
     logRecordProcessors: [],
     instrumentations: [
       getNodeAutoInstrumentations({
-        // Too chatty for their worth here (issue 2): a span per file read, lookup and socket.
+        // Too chatty for their worth: a span per file read, DNS lookup and socket buried every request's trace.
         '@opentelemetry/instrumentation-fs': { enabled: false },
         '@opentelemetry/instrumentation-dns': { enabled: false },
         '@opentelemetry/instrumentation-net': { enabled: false },

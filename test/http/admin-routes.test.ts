@@ -45,7 +45,7 @@ describe('authentication', () => {
   it('serves the comprehensive roll-up with every subsystem', async () => {
     const r = await fetch(`${vega.url}/admin/performance/health/comprehensive`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
     expect(Object.keys(r.subsystems).sort()).toEqual([
-      'circuit_breakers', 'config_cache', 'database', 'event_loop', 'http_pool', 'integrations', 'memory', 'rate_limits',
+      'circuit_breakers', 'config_cache', 'database', 'event_loop', 'http_pool', 'integrations', 'llm_backends', 'memory', 'rate_limits',
       'request_coalescing', 'response_cache', 'streaming', 'system',
     ]);
     expect(['healthy', 'degraded', 'unhealthy']).toContain(r.status);

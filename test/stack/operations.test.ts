@@ -49,7 +49,7 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
     }
   });
 
-  it('the collector config is YAML naming only contrib components, wired as SPEC section 8 says', () => {
+  it('the collector config is YAML naming only contrib components, wired OTLP in (gRPC and HTTP), traces to Jaeger and spanmetrics, metrics to Prometheus', () => {
     const c = parse(readFileSync(join(ROOT, 'otel-collector.yaml'), 'utf8')) as Record<string, Record<string, unknown>> & { service: { pipelines: Record<string, { receivers: string[]; processors: string[]; exporters: string[] }>; extensions: string[] } };
     // Component types of the otelcol-contrib distribution this config may use.
     const contrib: Record<string, string[]> = {

@@ -10,6 +10,8 @@ export interface FakeOllamaBehaviour {
   failStatus?: number;
   /** With failStatus: fail only the first N generation calls after behave(), then answer normally. */
   failFirst?: number;
+  /** With failStatus: fail only the calls whose body this picks (e.g. background summary calls). */
+  failIf?: (body: Record<string, unknown> | undefined) => boolean;
   /** Extra headers on a failure (e.g. Retry-After). */
   failHeaders?: Record<string, string>;
   /** Never answer (the connection stays open until the client gives up or the fake closes). */
@@ -97,6 +99,11 @@ export class FakeOllama {
     return this.calls.filter((c) => c.path === '/api/chat' || c.path === '/api/generate');
   }
 
+  /** The messages each `/api/chat` call carried, in the order the calls arrived: what the model was sent. */
+  get sentMessages(): Array<Array<{ role: string; content: string }>> {
+    return this.calls.filter((c) => c.path === '/api/chat').map((c) => (c.body?.messages ?? []) as Array<{ role: string; content: string }>);
+  }
+
   behave(b: Partial<FakeOllamaBehaviour>): void {
     this.#behaviour = { ...DEFAULTS, ...b };
     this.#failed = 0;
@@ -123,7 +130,7 @@ export class FakeOllama {
     if (b.hang) return; // never answer
     if (b.delayMs > 0) await sleep(b.delayMs);
     if (res.destroyed) return;
-    if (b.failStatus !== undefined && (b.failFirst === undefined || this.#failed++ < b.failFirst)) {
+    if (b.failStatus !== undefined && (b.failIf === undefined || b.failIf(body)) && (b.failFirst === undefined || this.#failed++ < b.failFirst)) {
       for (const [k, v] of Object.entries(b.failHeaders ?? {})) res.setHeader(k, v);
       return json(res, b.failStatus, { error: b.failStatus === 404 ? `model "${String(body?.model)}" not found, try pulling it first` : 'simulated failure' });
     }

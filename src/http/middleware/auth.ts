@@ -30,8 +30,8 @@ function keyDigests(): (keys: readonly string[]) => Buffer[] {
  * are read per request so a config reload takes effect. The presented key is hashed once and
  * compared with every configured key's digest in constant time (no early exit, so timing says
  * neither which key matched nor whether it is an admin key). Sets `ctx.state.clientId` to a
- * stable, non-reversible id for the key, which rate limits use instead of the key, and
- * `ctx.state.isAdmin`.
+ * stable, non-reversible id for the key, which rate limits and session ownership use instead of
+ * the key, and `ctx.state.isAdmin`.
  */
 export function requireApiKey(
   keys: () => readonly string[],
@@ -45,10 +45,11 @@ export function requireApiKey(
     const hashed = digest(given);
     let matched = false;
     for (const d of digestsOf(keys())) matched = timingSafeEqual(hashed, d) || matched;
+    if (!matched) throw new Unauthorized('the API key is not valid');
     let admin = false;
     for (const d of adminDigestsOf(adminKeys())) admin = timingSafeEqual(hashed, d) || admin;
-    if (!matched && !admin) throw new Unauthorized('the API key is not valid');
     ctx.state.clientId = `k_${hashed.toString('hex').slice(0, 12)}`;
+    // Admin keys may use /admin/* and see every session; client keys see their own.
     ctx.state.isAdmin = admin;
     await next();
   };

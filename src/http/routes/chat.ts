@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ChatService } from '../../llm/chat-service';
+import type { SessionContext } from '../../sessions/context';
 import type { StreamEvent } from '../../llm/types';
-import { toVegaError } from '../middleware/errors';
+import { errorBody, streamFailed } from '../error-body';
 import type { Logger } from '../../telemetry/logger';
 import { onResponseClose } from '../response-close';
 import type { VegaState } from '../state';
@@ -12,6 +14,7 @@ import { chatBodySchema, parseOr400 } from '../validation';
 
 export interface ChatRouteDeps {
   readonly chat: ChatService;
+  readonly context: SessionContext;
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
 }
@@ -25,25 +28,40 @@ export function clientGone(ctx: Context): AbortSignal {
   return controller.signal;
 }
 
+/** The route template koa's router matched, for metric labels. */
+export function routeOf(ctx: Context): string | undefined {
+  return ctx._matchedRoute ? String(ctx._matchedRoute) : undefined;
+}
+
 /** `POST /chat`: JSON, server-sent events with `stream: true`, or NDJSON when asked for. */
 export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDeps): void {
   router.post('/chat', async (ctx) => {
     const body = parseOr400(chatBodySchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
+    const sessionId = body.session_id ?? randomUUID();
+    const clientId = ctx.state.clientId ?? 'anonymous';
+    // Before the backend call: this turn sees the turns committed before it started.
+    const context = await deps.context.prepare({
+      sessionId, given: body.session_id !== undefined, clientId, prompt: body.prompt,
+      useContext: body.context !== false, streamed: body.stream === true,
+    });
+    ctx.state.serverSpan?.setAttributes({ 'vega.context.turns': context.turns, 'vega.context.chars': context.chars });
     const input = {
       prompt: body.prompt,
-      sessionId: body.session_id ?? randomUUID(),
+      messages: context.messages,
+      sessionId,
       model: body.model,
       temperature: body.temperature,
       topP: body.top_p,
       maxTokens: body.max_tokens,
       source: 'chat',
-      clientId: ctx.state.clientId ?? 'anonymous',
+      clientId,
     };
     const signal = clientGone(ctx);
     const correlationId = ctx.state.correlationId ?? '';
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('X-Vega-Backend', out.backend);
       ctx.body = {
         response: out.response,
         session_id: out.sessionId,
@@ -55,7 +73,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       return;
     }
     // Errors before the first byte (refused, timeout, open breaker) get a normal status code.
-    const { cached, events } = await deps.chat.stream(input, signal);
+    const { cached, backend, events } = await deps.chat.stream(input, signal);
     const ndjson = /application\/x-ndjson/i.test(ctx.get('accept')) && !/text\/event-stream/i.test(ctx.get('accept'));
     const format = ndjson ? ndjsonFrame : sseFrame;
     ctx.status = 200;
@@ -63,8 +81,9 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
-    ctx.body = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
+    ctx.body = Readable.from(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
   });
 }
 
@@ -77,7 +96,7 @@ async function* frames(
   events: AsyncGenerator<StreamEvent>,
   frame: Frame,
   done: { session_id: string; correlation_id: string; cached: boolean },
-  logger: Logger,
+  where: { route: string | undefined; logger: Logger },
 ): AsyncGenerator<string> {
   try {
     for await (const ev of events) {
@@ -91,13 +110,11 @@ async function* frames(
       }
     }
   } catch (thrown) {
-    const err = toVegaError(thrown);
-    if (err.code === 'client_closed') {
+    if (thrown instanceof VegaError && thrown.code === 'client_closed') {
       // Leaving is the client's right: one info line, and nobody left to send a frame to.
-      logger.info({ error_code: err.code }, 'client left mid-stream');
+      where.logger.info({ error_code: thrown.code }, 'client left mid-stream');
       return;
     }
-    logger.warn({ error_code: err.code }, 'stream ended with an error');
-    yield frame('error', { error: { code: err.code, message: err.expose ? err.message : 'internal error' }, correlation_id: done.correlation_id });
+    yield frame('error', errorBody(streamFailed(thrown, where), done.correlation_id));
   }
 }

@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { VegaError } from '../../errors';
 import type Router from '@koa/router';
+import { SessionNotFound } from '../../sessions/context';
+import type { SessionStore } from '../../sessions/store';
 import { z } from 'zod';
 import type { ChatService } from '../../llm/chat-service';
 import type { StreamEvent } from '../../llm/types';
 import type { Logger } from '../../telemetry/logger';
-import { toVegaError } from '../middleware/errors';
+import { errorBody, streamFailed } from '../error-body';
 import type { VegaState } from '../state';
 import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
-import { clientGone } from './chat';
+import { clientGone, routeOf } from './chat';
 
 /**
  * The body of an OpenAI chat-completions request. Fields OpenAI clients commonly send but Vega
@@ -48,6 +51,8 @@ export interface OpenAiRouteDeps {
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
   readonly models: () => string[];
+  /** Session ownership: an `X-Session-ID` another key owns is refused (the route adds no context). */
+  readonly sessions?: SessionStore;
 }
 
 /** `POST /v1/chat/completions` and `GET /v1/models`: Vega as an OpenAI-compatible server. */
@@ -60,6 +65,12 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     const body = parseOr400(completionsSchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
     const sessionHeader = ctx.get('x-session-id');
     const sessionId = SESSION_ID.test(sessionHeader) ? sessionHeader : randomUUID();
+    if (deps.sessions && sessionId === sessionHeader) {
+      // Stateless, but it writes turns into the session: only into the caller's own.
+      const client = ctx.state.clientId ?? 'anonymous';
+      const owner = (await deps.sessions.owner(sessionId)) ?? (await deps.sessions.claim(sessionId, client));
+      if (owner !== client) throw new SessionNotFound();
+    }
     const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
     const input = {
       prompt: lastUser?.content ?? '',
@@ -79,6 +90,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('X-Vega-Backend', out.backend);
       ctx.body = {
         id, object: 'chat.completion', created, model: out.model,
         choices: [{ index: 0, message: { role: 'assistant', content: out.response }, finish_reason: out.finishReason ?? 'stop', logprobs: null }],
@@ -86,14 +98,15 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
       };
       return;
     }
-    const { cached, events } = await deps.chat.stream(input, signal);
+    const { cached, backend, events } = await deps.chat.stream(input, signal);
     ctx.status = 200;
     ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
-    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', deps.logger), { objectMode: false });
+    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
   });
 }
 
@@ -101,7 +114,7 @@ async function* chunks(
   events: AsyncGenerator<StreamEvent>,
   meta: { id: string; created: number; model: string; includeUsage: boolean },
   correlationId: string,
-  logger: Logger,
+  where: { route: string | undefined; logger: Logger },
 ): AsyncGenerator<string> {
   const frame = (choices: unknown[], model: string, extra: object = {}) =>
     `data: ${JSON.stringify({ id: meta.id, object: 'chat.completion.chunk', created: meta.created, model, choices, ...extra })}\n\n`;
@@ -123,13 +136,11 @@ async function* chunks(
       yield 'data: [DONE]\n\n';
     }
   } catch (thrown) {
-    const err = toVegaError(thrown);
-    if (err.code === 'client_closed') {
+    if (thrown instanceof VegaError && thrown.code === 'client_closed') {
       // Leaving is the client's right: one info line, and nobody left to send a frame to.
-      logger.info({ error_code: err.code }, 'client left mid-stream');
+      where.logger.info({ error_code: thrown.code }, 'client left mid-stream');
       return;
     }
-    logger.warn({ error_code: err.code }, 'stream ended with an error');
-    yield `data: ${JSON.stringify({ error: { code: err.code, message: err.expose ? err.message : 'internal error', type: 'upstream_error' }, correlation_id: correlationId })}\n\n`;
+    yield `data: ${JSON.stringify(errorBody(streamFailed(thrown, where), correlationId, { type: 'upstream_error' }))}\n\n`;
   }
 }
