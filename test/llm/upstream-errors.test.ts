@@ -17,7 +17,7 @@ describe('statusError', () => {
   });
 
   it('maps another 4xx to upstream_rejected', () => {
-    expect(statusError(400, '{"error":{"message":"bad temperature"}}', undefined, 'm')).toMatchObject({ code: 'upstream_rejected', status: 502 });
+    expect(statusError(400, '{"error":{"message":"bad temperature"}}', undefined, 'm')).toMatchObject({ code: 'upstream_rejected', status: 400 });
   });
 
   it('quotes a short, printable excerpt of the backend\'s message', () => {
