@@ -82,6 +82,7 @@ const DASHBOARDS = [
       ['Outbound connections (sockets) by origin', 'short', [q('sum by (server_address, server_port, state) (vega_http_client_connections)', '{{server_address}}:{{server_port}} {{state}}')]],
       ['Potential leaks and tracked objects', 'short', [q('sum by (vega_object_type) (vega_memory_potential_leaks)', 'leaks {{vega_object_type}}'), q('sum by (vega_object_type) (vega_memory_tracked_objects)', 'tracked {{vega_object_type}}')]],
       ['CPU and memory', 'percentunit', [q('max by (instance) (vega_process_cpu_utilization)', 'cpu {{instance}}'), q('max by (instance) (vega_system_memory_utilization)', 'memory {{instance}}')]],
+      ['Spans dropped (span export queue full)', 'short', [q(`sum by (instance) (increase(vega_traces_spans_dropped_total[${R}]))`, '{{instance}}')]],
     ],
   },
   {

@@ -152,8 +152,10 @@ export class ConversationLog {
           await this.#repo.logMany(batch.map((w) => w.record));
           const ms = performance.now() - started;
           this.#record(batch.length, ms, 'ok');
-          for (const w of batch) w.resolve();
+          // End this span before the waiters' conversation.store spans: the first of them is its
+          // parent, and a child that ends after its parent does not nest in the trace.
           span.end();
+          for (const w of batch) w.resolve();
           return;
         } catch (err) {
           const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { performance } from 'node:perf_hooks';
 import { errorType } from '../errors';
+import { preciseIso } from '../telemetry/clock';
 import { currentTraceId } from '../telemetry/correlation';
 import { createHistogram, INSTRUMENTS, type AttributesOf, type TypedHistogram } from '../telemetry/instruments';
 import type { DbSystem } from './knex';
@@ -162,7 +163,7 @@ export class QueryProfiler {
     if (ms > op.max) op.max = ms;
     this.#byOp.set(operation, op);
     const entry = (): QueryEntry => ({
-      sql: sql.slice(0, 2000), operation, table, duration_ms: Math.round(ms * 1000) / 1000, at: new Date().toISOString(),
+      sql: sql.slice(0, 2000), operation, table, duration_ms: Math.round(ms * 1000) / 1000, at: preciseIso(),
       trace_id: p.traceId ?? null, ...(err ? { error: driverMessage(err) } : {}),
     });
     if (err) {

@@ -1,4 +1,5 @@
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
+import { preciseIso, wallClockMs } from '../telemetry/clock';
 import { currentTraceId } from '../telemetry/correlation';
 
 /** Options of {@link EventLoopMonitor}; every field has its default. */
@@ -108,7 +109,7 @@ export class EventLoopMonitor {
     if (lag >= this.#opts.stallThresholdMs) {
       this.#stallsTotal++;
       this.#push(this.#stalls, {
-        at: new Date(Date.now() - lag).toISOString(),
+        at: preciseIso(wallClockMs(now - lag)),
         duration_ms: Math.round(lag),
         requests: this.#opts.activeRequests?.(now - lag - this.#opts.checkIntervalMs).slice(0, 10) ?? [],
       });
@@ -132,7 +133,7 @@ export class EventLoopMonitor {
       const ms = performance.now() - started;
       if (ms >= thresholdMs) {
         this.#slowTotal++;
-        this.#push(this.#slow, { name, duration_ms: Math.round(ms), threshold_ms: thresholdMs, at: new Date().toISOString(), trace_id: currentTraceId() ?? null });
+        this.#push(this.#slow, { name, duration_ms: Math.round(ms), threshold_ms: thresholdMs, at: preciseIso(), trace_id: currentTraceId() ?? null });
       }
     }
   }

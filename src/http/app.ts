@@ -26,6 +26,7 @@ import { registerPerformanceAdmin, type PerformanceAdminDeps } from './routes/ad
 import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/resources';
 import { registerDatabaseAdmin, type DatabaseAdminDeps } from './routes/admin/database';
 import { registerDiagnosticsAdmin, type DiagnosticsAdminDeps } from './routes/admin/diagnostics';
+import { registerAdminAliases } from './routes/admin/aliases';
 import { registerComprehensiveAdmin } from './routes/admin/comprehensive';
 import { requireJson } from './validation';
 
@@ -84,6 +85,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerDatabaseAdmin(router, deps.admin);
   registerDiagnosticsAdmin(router, deps.admin);
   registerComprehensiveAdmin(router, { ...deps.admin, backends: deps.backends });
+  registerAdminAliases(router);
   // The route table as registered, read at request time: what an operator (and the auth test)
   // checks the API reference and the key guard against.
   router.get('/admin/routes', (ctx) => {

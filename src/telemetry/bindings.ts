@@ -15,6 +15,7 @@ import type { EventLoopSnapshot } from '../diagnostics/event-loop';
 import type { LeakSnapshot } from '../diagnostics/leaks';
 import type { HealthReport } from '../integrations/health';
 import { fdLimits, memAvailableBytes, openFdCount } from '../diagnostics/kernel-stats';
+import { telemetryHooks } from './hooks';
 import { INSTRUMENTS, observe, originAttributes } from './instruments';
 
 /** Anything that hands out a plain-JSON snapshot of its state. */
@@ -66,6 +67,8 @@ export function bindInstruments(sources: {
     record(s.logged_failed, { 'vega.conversation.status': 'failed' });
   });
   observe(INSTRUMENTS.inflightRequests, (record) => record(sources.inflight.inflight));
+  // 0 without a span exporter (nothing is queued), so the series exists for alerts and panels.
+  observe(INSTRUMENTS.spansDropped, (record) => record(telemetryHooks().spansDropped?.() ?? 0));
 }
 
 /** Instruments over the resilience stages' snapshots (the same ones the admin routes return). */

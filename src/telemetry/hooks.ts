@@ -10,6 +10,8 @@ export interface TelemetryHooks {
   metricsHandler?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Flushes and shuts the SDK down (spans, metrics). */
   shutdown?: () => Promise<void>;
+  /** Spans the batch span processor has dropped so far (its queue was full). */
+  spansDropped?: () => number;
   /** What the preload configured, for the startup report. */
   status?: { sdk: 'on' | 'disabled'; traces: string; metrics: string };
 }

@@ -382,6 +382,11 @@ export const INSTRUMENTS = {
     description: 'Background summary calls by outcome: ok, failed, stale (superseded), skipped (too many in flight).',
     attributes: ['vega.summary.outcome'],
   },
+  spansDropped: {
+    name: 'vega.traces.spans_dropped', kind: 'observableCounter', unit: '{span}',
+    description: 'Finished spans the batch span processor dropped because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: they never reach the collector.',
+    attributes: [],
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',
     description: 'HTTP requests being served now (what a shutdown drains).',

@@ -16,8 +16,16 @@ describe('statusError', () => {
     expect(statusError(503, '', undefined, 'm')).toMatchObject({ code: 'upstream_error', retryable: true });
   });
 
-  it('maps another 4xx to upstream_rejected', () => {
-    expect(statusError(400, '{"error":{"message":"bad temperature"}}', undefined, 'm')).toMatchObject({ code: 'upstream_rejected', status: 400 });
+  it('passes the backend\'s 400, 413 and 422 back as upstream_rejected with the same status', () => {
+    for (const status of [400, 413, 422]) {
+      expect(statusError(status, '{"error":{"message":"bad temperature"}}', undefined, 'm')).toMatchObject({ code: 'upstream_rejected', status });
+    }
+  });
+
+  it('maps a 401 or 403 to upstream_misconfigured (502), without the backend\'s text', () => {
+    const err = statusError(401, '{"error":{"message":"Incorrect API key provided: sk-secret"}}', undefined, 'm');
+    expect(err).toMatchObject({ code: 'upstream_misconfigured', status: 502 });
+    expect(err.message).not.toContain('sk-secret');
   });
 
   it('quotes a short, printable excerpt of the backend\'s message', () => {
