@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ConversationRecord } from '../db/conversations';
-import { ClientClosed, errorType, StorageUnavailable } from '../errors';
+import { ClientClosed, errorType, InvalidRequest, StorageUnavailable } from '../errors';
 import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
@@ -50,6 +50,8 @@ export interface ChatServiceOptions {
   readonly logger: Logger;
   /** Generation defaults; a function is read per chat, so a config reload applies to the next one. */
   readonly defaults: ChatDefaults | (() => ChatDefaults);
+  /** What a client may ask for: max_tokens up to `maxTokens`; a model of `modelsAllowed` (any when absent). */
+  readonly limits?: { readonly maxTokens: number; readonly modelsAllowed?: readonly string[] | undefined };
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
   /** Told about each successfully stored conversation (starts a session's background summary). */
@@ -68,6 +70,7 @@ export class ChatService {
   readonly #defaults: () => ChatDefaults;
   readonly #track: ChatServiceOptions['track'];
   readonly #onStored: ChatServiceOptions['onStored'];
+  readonly #limits: ChatServiceOptions['limits'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
@@ -83,6 +86,7 @@ export class ChatService {
     this.#defaults = typeof defaults === 'function' ? defaults : () => defaults;
     this.#track = opts.track;
     this.#onStored = opts.onStored;
+    this.#limits = opts.limits;
   }
 
   get provider(): LlmProvider {
@@ -167,6 +171,13 @@ export class ChatService {
 
   #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
     const defaults = this.#defaults();
+    const limits = this.#limits;
+    if (limits && input.maxTokens !== undefined && input.maxTokens > limits.maxTokens) {
+      throw new InvalidRequest(`max_tokens must be at most ${limits.maxTokens}`, 'invalid_max_tokens');
+    }
+    if (limits?.modelsAllowed && input.model !== undefined && input.model !== defaults.model && !limits.modelsAllowed.includes(input.model)) {
+      throw new InvalidRequest(`model '${input.model.slice(0, 200)}' is not allowed here`, 'model_not_allowed');
+    }
     const call: ResolvedCall = {
       input,
       ts: Date.now(),
@@ -181,6 +192,7 @@ export class ChatService {
         temperature: input.temperature ?? defaults.temperature,
         topP: input.topP ?? defaults.topP,
         maxTokens: input.maxTokens ?? defaults.maxTokens,
+        route: input.source,
         signal,
       },
     };
@@ -215,6 +227,9 @@ export class ChatService {
     const code = errorType(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
+    // A request refused before the backend saw it is counted, not stored: otherwise every 429 would
+    // write its (up to MAX_PROMPT_CHARS) prompt, and a limited client could still fill the disk.
+    if (REFUSED_BEFORE_BACKEND.has(code)) return;
     try {
       await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code, backend });
     } catch (storeErr) {
@@ -254,6 +269,9 @@ export class ChatService {
     this.#requests.add(1, { 'vega.chat.outcome': outcome, 'vega.chat.streamed': streamed, 'vega.chat.source': source });
   }
 }
+
+/** Refusals that happen before any backend call: counted in vega.chat.requests, never stored. */
+const REFUSED_BEFORE_BACKEND = new Set(['rate_limited', 'too_many_streams', 'upstream_busy', 'invalid_max_tokens', 'model_not_allowed']);
 
 interface ResolvedCall {
   readonly input: ChatInput;

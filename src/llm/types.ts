@@ -22,6 +22,8 @@ export interface ProviderRequest {
   readonly temperature: number;
   readonly topP: number;
   readonly maxTokens: number;
+  /** The API the chat came in through (`chat`, `openai`); part of the cache key. */
+  readonly route?: string;
   /** Aborts the upstream call: the client went away, or the caller gave up. */
   readonly signal: AbortSignal;
 }

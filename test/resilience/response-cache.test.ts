@@ -1,13 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { cacheKey, ResponseCache } from '../../src/resilience/response-cache';
 
-const parts = { prompt: 'p', model: 'm', temperature: 0.7, topP: 1, maxTokens: 100 };
+const parts = { messages: [{ role: 'user' as const, content: 'p' }], model: 'm', temperature: 0.7, topP: 1, maxTokens: 100, route: 'chat', scope: 'k_1' };
 
 describe('cacheKey', () => {
   it('is the same for the same inputs and differs when any input differs', () => {
     expect(cacheKey(parts)).toBe(cacheKey({ ...parts }));
     expect(cacheKey(parts)).toMatch(/^[0-9a-f]{64}$/);
-    const variants = [{ prompt: 'q' }, { model: 'n' }, { temperature: 0.8 }, { topP: 0.9 }, { maxTokens: 99 }];
+    const variants = [
+      { messages: [{ role: 'user' as const, content: 'q' }] }, { messages: [{ role: 'system' as const, content: 'p' }] },
+      { model: 'n' }, { temperature: 0.8 }, { topP: 0.9 }, { maxTokens: 99 }, { route: 'openai' }, { scope: 'k_2' },
+    ];
     for (const v of variants) expect(cacheKey({ ...parts, ...v })).not.toBe(cacheKey(parts));
   });
 });
