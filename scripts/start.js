@@ -3,7 +3,9 @@
 // `npm start`: the quick start on a fresh clone. The server requires API_KEY (and exits 2 without
 // one); so that `npm ci && npm start` works out of the box, this creates ./.env with a random key
 // the first time (mode 0600, git-ignored) and says where it is. Then it starts the server with
-// the telemetry preload loaded first, exactly as bin/vega does.
+// the telemetry preload loaded first, exactly as bin/vega does. package.json builds in `prestart`
+// and runs this with `exec`, so this process is npm's own child: the SIGTERM or Ctrl-C npm
+// forwards reaches the server, and the server's exit code is npm's.
 const { randomBytes } = require('node:crypto');
 const { existsSync, readFileSync, writeFileSync, appendFileSync } = require('node:fs');
 const { parseEnv } = require('node:util');

@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   bad_request: 400,
   malformed_request: 400,
   unauthorized: 401,
+  /** A client key on /admin/*: admin routes need an admin key. */
+  forbidden: 403,
   not_found: 404,
   breaker_not_found: 404,
   model_not_found: 404,

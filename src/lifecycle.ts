@@ -5,6 +5,7 @@ import type { Database } from './db/knex';
 import { migrateLatest } from './db/migrations';
 import type { InflightTracker } from './http/middleware/inflight';
 import type { HttpPool } from './net/dispatcher';
+import { checkBackend } from './llm/backend-check';
 import { telemetryHooks } from './telemetry/hooks';
 import type { Logger } from './telemetry/logger';
 import { buildComponents, type Components } from './wiring';
@@ -136,6 +137,23 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
           resolve();
         });
       }),
+    },
+    {
+      // Asked once, so the banner tells the truth about the backend and says how to fix it.
+      // Never fails the start: Vega runs (and answers 503) without a backend. After listen, so a
+      // start that cannot listen fails fast.
+      name: 'check_llm_backend', timeoutMs: 5000,
+      run: async () => {
+        const { provider } = c;
+        const backend = await checkBackend(provider, config.llm.model, 2000);
+        if (backend.status === 'ok') {
+          say(`✅ LLM backend: ${provider.name} at ${provider.origin}, ${backend.models.length} model(s), default model ${config.llm.model} present (timeout ${config.llm.timeoutMs / 1000}s)`);
+        } else {
+          say(`${backend.status === 'unknown' ? '⚠️ ' : '❌'} LLM backend: ${provider.name} at ${provider.origin}: ${backend.problem}\n   👉 ${backend.fix}`);
+        }
+        logger[backend.status === 'ok' ? 'info' : 'warn']({ step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) },
+          backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`);
+      },
     },
   ];
 }

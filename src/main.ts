@@ -4,14 +4,14 @@ import { migrateLatest } from './db/migrations';
 import { ConversationRepository } from './db/conversations';
 import { StartFailed, startService } from './lifecycle';
 import { verify } from './verify';
-import { createLogger } from './telemetry/logger';
+import { createLogger, type Logger } from './telemetry/logger';
 
 const USAGE = `usage: vega <command> [options]
 
 commands:
   server [--host HOST] [--port PORT]   run the service (the default)
   migrate                              apply pending database migrations and exit
-  purge --days N                       delete conversations older than N days and exit
+  purge --days N (or --days=N)         delete conversations older than N days and exit
   verify                               check config, database, indexes, backend, integrations and
                                        telemetry; print a report; exit 1 if a check failed
 `;
@@ -47,6 +47,7 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
       }
       const db = openDatabase(env.DATABASE_URL || 'sqlite:./data/vega.db');
       try {
+        await migrateLatest(db.knex); // as the server does: a fresh database has no table to purge yet
         const deleted = await new ConversationRepository(db.knex).purgeOld(days);
         process.stdout.write(`${JSON.stringify({ msg: 'purged old conversations', days, deleted })}\n`);
         return 0;
@@ -72,6 +73,7 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
     return 2;
   }
   const logger = createLogger(report.config.logLevel);
+  routeWarningsToLog(logger);
   for (const w of report.warnings) logger.warn({ variable: w.variable }, `config: ${w.variable} ${w.message}`);
   let service;
   try {
@@ -97,12 +99,26 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   return undefined; // keep running until a signal
 }
 
+/**
+ * Node prints process warnings (deprecations, MaxListenersExceededWarning, ...) to stderr as raw
+ * text, which log collectors cannot parse: replace its printer with a JSON warn line.
+ */
+function routeWarningsToLog(logger: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    logger.warn({ warning: { name: w.name, code: w.code, message: w.message } }, `process warning: ${w.name}`);
+  });
+}
+
 function parseFlags(args: readonly string[]): { host?: string; port?: string; days?: string } | undefined {
   const out: { host?: string; port?: string; days?: string } = {};
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = args[i + 1];
-    if ((a === '--host' || a === '--port' || a === '--days') && value !== undefined) {
+    const inline = /^--(host|port|days)=(.*)$/.exec(a ?? '');
+    if (inline) {
+      out[inline[1] as 'host' | 'port' | 'days'] = inline[2];
+    } else if ((a === '--host' || a === '--port' || a === '--days') && value !== undefined) {
       out[a.slice(2) as 'host' | 'port' | 'days'] = value;
       i++;
     } else {

@@ -7,6 +7,7 @@ import { storageSnapshot } from './db/stats';
 import { createIntegrations } from './integrations';
 import { checkIntegrations } from './integrations/health';
 import { createProvider } from './llm/providers';
+import { checkBackend } from './llm/backend-check';
 import { HttpPool } from './net/dispatcher';
 import { BreakerRegistry } from './resilience/breaker';
 import { telemetryHooks } from './telemetry/hooks';
@@ -21,7 +22,8 @@ const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌
  * `vega verify`: the pre-flight check an operator runs before (or instead of) starting. Checks the configuration, that the database
  * answers, that migrations are current and the indexes present, the LLM backend, the
  * integrations, and telemetry; prints a report (and a JSON line) and returns 1 if any check
- * failed. Warnings (an unreachable backend, a degraded integration) do not fail it.
+ * failed: an unreachable backend or a missing default model fails it (chat cannot work);
+ * warnings (a degraded integration, no telemetry) do not.
  */
 export async function verify(env: Record<string, string | undefined>, out: (line: string) => void): Promise<number> {
   const checks: Check[] = [];
@@ -50,24 +52,22 @@ export async function verify(env: Record<string, string | undefined>, out: (line
     const pool = new HttpPool({ connectionsPerOrigin: 4 });
     try {
       const provider = createProvider(config.llm, pool);
-      try {
-        const models = await provider.listModels(AbortSignal.timeout(5000));
-        const has = models.some((m) => m === config.llm.model || m === `${config.llm.model}:latest`);
-        add('LLM backend', has ? 'pass' : 'warn', `${provider.name} at ${provider.origin}: ${models.length} model(s)${has ? '' : `; '${config.llm.model}' not among them`}`);
-      } catch (err) {
-        add('LLM backend', 'warn', `${provider.name} at ${provider.origin} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
-      }
+      // Chat cannot work without a reachable backend that has its model: a failure, unless a
+      // fallback can serve instead (then a warning).
+      const backend = await checkBackend(provider, config.llm.model, 5000);
+      const fallbackChecks = [];
       for (const [i, f] of config.llm.fallbacks.entries()) {
         const fallback = createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool);
-        const model = f.model ?? config.llm.model;
-        const what = `LLM fallback ${i + 1}`;
-        try {
-          const models = await fallback.listModels(AbortSignal.timeout(5000));
-          const has = models.some((m) => m === model || m === `${model}:latest`);
-          add(what, has ? 'pass' : 'warn', `${fallback.name} at ${fallback.origin}: ${models.length} model(s)${has ? '' : `; '${model}' not among them`}`);
-        } catch (err) {
-          add(what, 'warn', `${fallback.name} at ${fallback.origin} unreachable (${(err as { code?: string }).code ?? 'error'})`);
-        }
+        fallbackChecks.push({ i, fallback, check: await checkBackend(fallback, f.model ?? config.llm.model, 5000) });
+      }
+      const rescued = fallbackChecks.some((f) => f.check.status === 'ok');
+      add('LLM backend', backend.status === 'ok' ? 'pass' : backend.status === 'unknown' || rescued ? 'warn' : 'fail',
+        backend.status === 'ok'
+          ? `${provider.name} at ${provider.origin}: ${backend.models.length} model(s), '${config.llm.model}' among them`
+          : `${provider.name} at ${provider.origin}: ${backend.problem}${rescued ? ' (a fallback can serve)' : ''}\n   👉 ${backend.fix}`);
+      for (const { i, fallback, check } of fallbackChecks) {
+        add(`LLM fallback ${i + 1}`, check.status === 'ok' ? 'pass' : 'warn',
+          check.status === 'ok' ? `${fallback.name} at ${fallback.origin}: ${check.models.length} model(s), '${check.model}' among them` : `${fallback.name} at ${fallback.origin}: ${check.problem}`);
       }
       const integrations = createIntegrations(config.integrations, pool, new BreakerRegistry());
       const health = await checkIntegrations(integrations.all, config.integrations.healthTimeoutMs);

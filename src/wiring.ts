@@ -89,13 +89,14 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const gate = () => new ConnectionGate({ permits: config.httpPoolConnections, maxWaitMs: config.streams.poolWaitMs });
   const provider = createProvider(config.llm, pool, gate());
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
-  say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
   const fallbackProviders = config.llm.fallbacks.map((f) => createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool, gate()));
   config.llm.fallbacks.forEach((f, i) => {
     say(`✅ LLM fallback ${i + 1}: ${fallbackName(f.backend, i + 1)} at ${fallbackProviders[i]!.origin}${f.model ? ` (model ${f.model})` : ''}${f.apiKey ? ' (key set)' : ''}`);
   });
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
+  configCache.onChange((change) => logger[change.restart_required.length ? 'warn' : 'info'](change,
+    `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`));
   const conversations = new ConversationRepository(db.knex);
   const conversationLog = new ConversationLog(conversations, config.batch);
   const retention = new RetentionJob(conversations, logger, config.retention);
@@ -164,7 +165,11 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
     onStored: (input) => { if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId); },
-    defaults: { model: config.llm.model, ...config.generation },
+    // Read per chat, so a reload's MODEL_NAME reaches /chat as it reaches /v1/models.
+    defaults: () => {
+      const live = configCache.get();
+      return { model: live.llm.model, ...live.generation };
+    },
     limits: config.requestLimits,
   });
   bindInstruments({ pool, configCache, conversations, inflight });

@@ -1,5 +1,17 @@
-import type { Config } from './schema';
+import { createHash } from 'node:crypto';
+import { classifyChange, type ConfigChange } from './live';
+import { configSchema, type Config } from './schema';
 import { validateConfig, type ValidationReport } from './validate';
+
+/** A digest of each known variable's value: enough to see what changed, without keeping secrets around. */
+function fingerprint(env: Record<string, string | undefined>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const name of Object.keys(configSchema.shape)) {
+    const v = env[name];
+    if (v !== undefined) out.set(name, createHash('sha256').update(v).digest('hex'));
+  }
+  return out;
+}
 
 /** Options of {@link ConfigCache}. */
 export interface ConfigCacheOptions {
@@ -41,6 +53,8 @@ export class ConfigCache {
   #reloads = 0;
   #reloadFailures = 0;
   #lastError: string | null = null;
+  #fingerprint: Map<string, string>;
+  readonly #listeners: Array<(change: ConfigChange) => void> = [];
 
   constructor(initial: Config, opts: ConfigCacheOptions) {
     const ttlMs = opts.ttlMs ?? 60_000;
@@ -50,6 +64,18 @@ export class ConfigCache {
     this.#now = opts.now ?? Date.now;
     this.#config = initial;
     this.#loadedAt = this.#now();
+    let initialEnv: Record<string, string | undefined> = {};
+    try {
+      initialEnv = this.#read();
+    } catch {
+      // compared with nothing, the first reload reports every set variable as changed
+    }
+    this.#fingerprint = fingerprint(initialEnv);
+  }
+
+  /** Calls `listener` after a successful reload that changed any setting, with what changed. */
+  onChange(listener: (change: ConfigChange) => void): void {
+    this.#listeners.push(listener);
   }
 
   /** The current config, reloading first if the cached one has expired. */
@@ -67,8 +93,10 @@ export class ConfigCache {
   reload(): ValidationReport {
     this.#reloads++;
     let report: ValidationReport;
+    let env: Record<string, string | undefined>;
     try {
-      report = validateConfig(this.#read());
+      env = this.#read();
+      report = validateConfig(env);
     } catch (err) {
       this.#recordFailure(String((err as Error).message));
       throw err;
@@ -76,6 +104,11 @@ export class ConfigCache {
     if (report.valid && report.config) {
       this.#config = report.config;
       this.#lastError = null;
+      const next = fingerprint(env);
+      const names = new Set([...this.#fingerprint.keys(), ...next.keys()]);
+      const changed = [...names].filter((n) => this.#fingerprint.get(n) !== next.get(n)).sort();
+      this.#fingerprint = next;
+      if (changed.length > 0) for (const l of this.#listeners) l(classifyChange(changed));
     } else {
       this.#recordFailure(report.errors.map((e) => `${e.variable}: ${e.message}`).join('; '));
     }

@@ -47,6 +47,8 @@ export const configSchema = z.object({
   API_KEY: z.preprocess(emptyToUndefined, z.string({ error: 'is required' }).min(1, 'is required')),
   /** Further client keys, comma-separated; each is its own client for rate limiting. */
   API_KEYS: optionalSecret,
+  /** Further admin keys, comma-separated: they may use /admin/* (API_KEY always may). */
+  ADMIN_API_KEYS: optionalSecret,
   METRICS_API_KEY: optionalSecret,
   LLM_BACKEND: z.preprocess(
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
@@ -159,7 +161,7 @@ export type RawConfig = z.infer<typeof configSchema>;
 
 /** Names of the variables that hold secrets: redacted in every report, log line and admin reply. */
 export const SECRET_VARIABLES = [
-  'API_KEY', 'API_KEYS', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
+  'API_KEY', 'API_KEYS', 'ADMIN_API_KEYS', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
   'SHODAN_API_KEY', 'HUNTER_API_KEY', 'SLACK_WEBHOOK_URL', 'REDIS_URL',
 ] as const;
 
@@ -168,8 +170,10 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly apiKey: string;
-  /** API_KEY and every key of API_KEYS. */
+  /** Every key that may call the service: API_KEY, ADMIN_API_KEYS and API_KEYS. */
   readonly apiKeys: readonly string[];
+  /** The keys that may also use /admin/*: API_KEY and ADMIN_API_KEYS. */
+  readonly adminApiKeys: readonly string[];
   readonly metricsApiKey: string | undefined;
   readonly llm: {
     readonly backend: Backend;

@@ -85,7 +85,9 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   if (raw.BREAKER_OPEN_MAX_S < raw.BREAKER_OPEN_BASE_S) {
     errors.push({ variable: 'BREAKER_OPEN_MAX_S', message: `must be >= BREAKER_OPEN_BASE_S (${raw.BREAKER_OPEN_BASE_S})` });
   }
-  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) checkKeyLength('API_KEYS', k, 'a key', errors, warnings);
+  for (const variable of ['API_KEYS', 'ADMIN_API_KEYS'] as const) {
+    for (const k of keyList(raw[variable])) checkKeyLength(variable, k, 'a key', errors, warnings);
+  }
   if (raw.FETCH_ALLOW_PRIVATE) {
     warnings.push({ variable: 'FETCH_ALLOW_PRIVATE', message: 'web fetch may reach private and loopback addresses (SSRF protection off)' });
   }
@@ -127,12 +129,18 @@ function defaultMaxStreams(poolConnections: number): number {
   return Math.max(1, Math.floor((poolConnections * 3) / 4));
 }
 
+/** A comma-separated key list, trimmed, empty entries dropped. */
+function keyList(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+}
+
 function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackSpec[]): Config {
   return {
     host: raw.HOST,
     port: raw.PORT,
     apiKey: raw.API_KEY,
-    apiKeys: [raw.API_KEY, ...(raw.API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)],
+    apiKeys: [raw.API_KEY, ...keyList(raw.ADMIN_API_KEYS), ...keyList(raw.API_KEYS)],
+    adminApiKeys: [raw.API_KEY, ...keyList(raw.ADMIN_API_KEYS)],
     metricsApiKey: raw.METRICS_API_KEY,
     llm: {
       backend: raw.LLM_BACKEND,

@@ -47,6 +47,19 @@ export interface AppDeps {
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
 
+/** What a response stream fails with when the client has gone away. */
+const CLIENT_LEFT = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
+
+/** The admin routes, matched as the router matches them: case-insensitive, percent-decoded. */
+const ADMIN_PATH = /^\/admin(\/|$)/i;
+const decodedPath = (path: string): string => {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+};
+
 /** The routes that take a request body (`METHOD path`, `:param` matching one segment); no other request's body is read. */
 const BODY_ROUTES = ['POST /chat', 'POST /v1/chat/completions', 'PUT /sessions/:id/memories'];
 
@@ -97,14 +110,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     };
   });
 
-  // The admin key list keeps its identity while the key does, so its digest is computed once.
-  let admin: { key: string; list: readonly string[] } | undefined;
-  const adminKeys = () => {
-    const key = deps.config().apiKey;
-    if (admin?.key !== key) admin = { key, list: [key] };
-    return admin.list;
-  };
-  const auth = requireApiKey(() => deps.config().apiKeys, adminKeys);
+  const auth = requireApiKey(() => deps.config().apiKeys, () => deps.config().adminApiKeys);
   app.use(correlation());
   app.use(accessLog(deps.logger));
   app.use(errorHandler(deps.logger));
@@ -113,6 +119,13 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   // Repeated 401s from one address are throttled (429) before any key is compared.
   const guardedAuth = authThrottle({ maxFailures: config.authThrottle.maxFailures, windowMs: config.authThrottle.windowMs })(auth as Koa.Middleware);
   app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : guardedAuth(ctx, next)));
+  // /admin/* can clear caches and reset breakers: admin keys only (API_KEY, ADMIN_API_KEYS).
+  app.use((ctx, next) => {
+    if (ADMIN_PATH.test(decodedPath(ctx.path)) && ctx.state.isAdmin !== true) {
+      throw new VegaError('forbidden', 'this key is a client key; /admin routes need an admin key (API_KEY or one of ADMIN_API_KEYS)');
+    }
+    return next();
+  });
   app.use((ctx, next) => {
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') requireJson(ctx);
     return next();
@@ -121,13 +134,27 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   app.use(jsonBody({ routes: BODY_ROUTES, limitBytes: config.limits.maxBodyBytes, maxDepth: config.limits.maxJsonDepth }));
   // Routes are registered above, before this: the koa instrumentation patches the router's layers
   // when it is `use`d, and that is what puts `http.route` on spans and metrics.
+  // The router answers a wrong method with 405 (an unknown one with 501) and an `Allow` header;
+  // this turns both into the one error shape as a 405 (an unknown method is the client's
+  // mistake, never a 5xx), keeping `Allow`.
+  app.use(async (ctx, next) => {
+    await next();
+    if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
+      const allow = ctx.response.get('Allow');
+      if (allow === '') ctx.remove('Allow');
+      throw new VegaError('method_not_allowed', allow ? `${ctx.method.slice(0, 20)} is not allowed on this route; allowed: ${allow}` : 'method not supported');
+    }
+  });
   app.use(router.routes());
-  app.use(router.allowedMethods({
-    throw: true,
-    methodNotAllowed: () => new VegaError('method_not_allowed', 'method not allowed on this route'),
-    // An unknown method is the client's mistake: 405, never a 5xx.
-    notImplemented: () => new VegaError('method_not_allowed', 'method not supported'),
-  }));
-  app.on('error', (err) => deps.logger.error({ err }, 'koa error outside the error handler'));
+  app.use(router.allowedMethods());
+  app.on('error', (err: NodeJS.ErrnoException & { headerSent?: boolean }) => {
+    // A client that leaves mid-stream makes Koa's response pipeline fail with a premature close:
+    // normal, and already logged once (at info) by the stream itself.
+    if (err.headerSent && CLIENT_LEFT.has(err.code ?? '')) {
+      deps.logger.debug({ error_code: 'client_closed', cause: err.code }, 'response pipeline closed by the client');
+      return;
+    }
+    deps.logger.error({ err }, 'koa error outside the error handler');
+  });
   return app;
 }

@@ -5,10 +5,12 @@ export interface VegaState {
   /** The HTTP server span of this request (captured before router spans become active). */
   serverSpan?: Span;
   traceId?: string;
+  /** The server span's id (random when the request is not traced), for the access log line. */
+  spanId?: string;
   correlationId?: string;
   /** The authenticated client (a hash of its API key), for rate limits. */
   clientId?: string;
-  /** The key is an admin key (API_KEY): it sees every session, not only its own. */
+  /** Whether the key is an admin key (`API_KEY` or one of `ADMIN_API_KEYS`): it may use /admin/* and sees every session, not only its own. */
   isAdmin?: boolean;
   /** Why the client's X-Correlation-ID was refused, if it was. */
   correlationProblem?: string | undefined;

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { StreamClosed } from '../errors';
 import { createCounter, INSTRUMENTS } from '../telemetry/instruments';
+import { onResponseClose } from './response-close';
 
 /** Options of {@link guardStream}. */
 export interface StreamGuardOptions {
@@ -34,7 +35,7 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
   const tick = Math.max(10, Math.min(1000, opts.stallMs / 4, opts.maxMs / 4));
   const timer = setInterval(check, tick);
   const stop = () => clearInterval(timer);
-  res.once('close', stop);
+  onResponseClose(res, stop); // shared: a stream's response is near Node's 10-listener warning
   res.once('finish', stop);
 
   function check(): void {

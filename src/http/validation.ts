@@ -48,16 +48,55 @@ export const memoriesBodySchema = z.strictObject({
   ).max(MAX_MEMORIES, `at most ${MAX_MEMORIES} memories`),
 });
 
-/** Parses with a schema, turning the first few problems into one 400 that names the fields. */
+/** Parses with a schema, turning the first few problems into one 400 whose sentences name the fields. */
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const message = result.error.issues.slice(0, 5).map((i) => {
-    const path = i.path.length > 0 ? i.path.join('.') : 'body';
-    if (i.code === 'unrecognized_keys') return `unknown field(s): ${i.keys.map((k) => k.slice(0, 40)).join(', ')}`.slice(0, 200);
-    return `${path}: ${i.message}`;
-  }).join('; ');
-  throw new InvalidRequest(message);
+  const message = result.error.issues.slice(0, 5).map((i) => describeIssue(i, value)).join(' ');
+  throw new InvalidRequest(message.slice(0, 1000));
+}
+
+/** What a JSON value is, in words: `a string`, `a number`, `null`, `missing`. */
+function kindOf(v: unknown): string {
+  if (v === undefined) return 'missing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string', number: 'a number', int: 'an integer', boolean: 'true or false', object: 'an object', array: 'an array',
+};
+
+/** One zod issue as a sentence that names the field and says what is expected. */
+function describeIssue(issue: z.core.$ZodIssue, body: unknown): string {
+  const field = issue.path.length > 0 ? issue.path.map(String).join('.').slice(0, 80) : '';
+  const subject = field ? `Field '${field}'` : 'The request body';
+  const given = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), body);
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `${subject} has unknown field(s): ${issue.keys.map((k) => `'${k.slice(0, 40)}'`).join(', ').slice(0, 200)}.`;
+    case 'invalid_type': {
+      const expected = EXPECTED[issue.expected] ?? issue.expected;
+      if (given === undefined) return `${subject} is required: ${expected}.`;
+      if (issue.expected === 'int' && typeof given === 'number') return `${subject} must be a whole number.`;
+      return `${subject} must be ${expected}, not ${kindOf(given)}.`;
+    }
+    case 'too_small':
+    case 'too_big': {
+      if (issue.message && !/^Too (small|big)/.test(issue.message)) return `${subject} ${issue.message}.`;
+      const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+      const what = issue.origin === 'string' ? ' characters' : issue.origin === 'array' ? ' items' : '';
+      return `${subject} must be ${issue.code === 'too_small' ? 'at least' : 'at most'} ${String(bound)}${what}.`;
+    }
+    case 'invalid_value':
+      return `${subject} must be one of: ${issue.values.map((v) => String(v)).join(', ')}.`;
+    case 'invalid_union':
+      return `${subject} is not in an accepted form (see docs/api.md).`;
+    default:
+      // Our own refinements carry a readable message ("must not be empty").
+      return `${subject} ${/^Invalid/.test(issue.message) ? 'is not valid' : issue.message}.`;
+  }
 }
 
 /** Requires a JSON request body (checked before it is read). */

@@ -40,12 +40,16 @@ export interface ConversationSink {
   log(record: ConversationRecord): Promise<unknown>;
 }
 
+/** What a chat uses for the fields its request leaves out. */
+export interface ChatDefaults { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number }
+
 export interface ChatServiceOptions {
   readonly provider: LlmProvider;
   readonly pipeline: ChatPipeline;
   readonly conversations: ConversationSink;
   readonly logger: Logger;
-  readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** Generation defaults; a function is read per chat, so a config reload applies to the next one. */
+  readonly defaults: ChatDefaults | (() => ChatDefaults);
   /** What a client may ask for: max_tokens up to `maxTokens`; a model of `modelsAllowed` (any when absent). */
   readonly limits?: { readonly maxTokens: number; readonly modelsAllowed?: readonly string[] | undefined };
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
@@ -63,7 +67,7 @@ export class ChatService {
   readonly #pipeline: ChatPipeline;
   readonly #sink: ConversationSink;
   readonly #log: Logger;
-  readonly #defaults: ChatServiceOptions['defaults'];
+  readonly #defaults: () => ChatDefaults;
   readonly #track: ChatServiceOptions['track'];
   readonly #onStored: ChatServiceOptions['onStored'];
   readonly #limits: ChatServiceOptions['limits'];
@@ -78,7 +82,8 @@ export class ChatService {
     this.#pipeline = opts.pipeline;
     this.#sink = opts.conversations;
     this.#log = opts.logger;
-    this.#defaults = opts.defaults;
+    const defaults = opts.defaults;
+    this.#defaults = typeof defaults === 'function' ? defaults : () => defaults;
     this.#track = opts.track;
     this.#onStored = opts.onStored;
     this.#limits = opts.limits;
@@ -165,11 +170,12 @@ export class ChatService {
   }
 
   #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
+    const defaults = this.#defaults();
     const limits = this.#limits;
     if (limits && input.maxTokens !== undefined && input.maxTokens > limits.maxTokens) {
       throw new InvalidRequest(`max_tokens must be at most ${limits.maxTokens}`, 'invalid_max_tokens');
     }
-    if (limits?.modelsAllowed && input.model !== undefined && input.model !== this.#defaults.model && !limits.modelsAllowed.includes(input.model)) {
+    if (limits?.modelsAllowed && input.model !== undefined && input.model !== defaults.model && !limits.modelsAllowed.includes(input.model)) {
       throw new InvalidRequest(`model '${input.model.slice(0, 200)}' is not allowed here`, 'model_not_allowed');
     }
     const call: ResolvedCall = {
@@ -179,13 +185,13 @@ export class ChatService {
       correlationId: currentCorrelationId() ?? '',
       traceId: currentTraceId(),
       request: {
-        model: input.model ?? this.#defaults.model,
+        model: input.model ?? defaults.model,
         // The cache key's "prompt" must cover everything sent, so a conversation is keyed by all of it.
         prompt: input.messages ? JSON.stringify(input.messages) : input.prompt,
         messages: input.messages ?? [{ role: 'user', content: input.prompt }],
-        temperature: input.temperature ?? this.#defaults.temperature,
-        topP: input.topP ?? this.#defaults.topP,
-        maxTokens: input.maxTokens ?? this.#defaults.maxTokens,
+        temperature: input.temperature ?? defaults.temperature,
+        topP: input.topP ?? defaults.topP,
+        maxTokens: input.maxTokens ?? defaults.maxTokens,
         route: input.source,
         signal,
       },

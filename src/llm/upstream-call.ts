@@ -21,6 +21,15 @@ export interface UpstreamCall {
   readonly gate?: ConnectionGate;
 }
 
+/** The scheme, host and port of a URL (no path, no credentials), or undefined if it does not parse. */
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Most bytes of an error body read to build a message. */
 const ERROR_BODY_LIMIT = 4096;
 
@@ -56,7 +65,7 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
     });
   } catch (err) {
     release();
-    throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted });
+    throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted, origin: originOf(call.url) });
   }
   // The connection is the pool's again once the body has been read to its end or dropped.
   res.body.once('close', release);

@@ -8,9 +8,9 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 /**
  * Turns a transport failure from undici into the VegaError a client should see. `clientGone`
  * says the caller's signal fired (the client left, or the timeout stage's deadline passed, which
- * that stage turns into upstream_timeout itself).
+ * that stage turns into upstream_timeout itself). `origin` names the backend tried.
  */
-export function transportError(err: unknown, state: { timeoutMs: number; clientGone: boolean }): VegaError {
+export function transportError(err: unknown, state: { timeoutMs: number; clientGone: boolean; origin?: string }): VegaError {
   if (err instanceof VegaError) return err;
   if (state.clientGone) return new ClientClosed();
   const e = err as { code?: string; name?: string; message?: string };
@@ -18,7 +18,9 @@ export function transportError(err: unknown, state: { timeoutMs: number; clientG
     return new UpstreamTimeout(state.timeoutMs, err);
   }
   const detail = e.code ?? e.name ?? 'error';
-  return new UpstreamUnavailable(`the LLM backend could not be reached (${detail})`, err);
+  // The origin only (scheme, host, port): never a path or credentials from LLM_BASE_URL.
+  const where = state.origin ? ` at ${state.origin}` : '';
+  return new UpstreamUnavailable(`the LLM backend${where} could not be reached (${detail})`, err);
 }
 
 /** Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 10 minutes. */

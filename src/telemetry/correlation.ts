@@ -50,13 +50,17 @@ export function currentCorrelationId(ctx: Context = context.active()): string | 
 }
 
 /** Trace ids of a span, or fresh random ones when tracing is off (OTEL_SDK_DISABLED). */
-export function traceIdsOf(span: Span | undefined): { traceId: string; spanId: string; traceparent?: string } {
+export function traceIdsOf(span: Span | undefined): { traceId: string; spanId: string; traceparent: string } {
   const sc = span?.spanContext();
   if (sc && isSpanContextValid(sc)) {
     const flags = sc.traceFlags.toString(16).padStart(2, '0');
     return { traceId: sc.traceId, spanId: sc.spanId, traceparent: `00-${sc.traceId}-${sc.spanId}-${flags}` };
   }
-  return { traceId: randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex') };
+  // No span (telemetry off, or a probe the http instrumentation ignores): fresh ids, still
+  // answered as a `traceparent`, flagged not sampled, so every response carries one.
+  const traceId = randomBytes(16).toString('hex');
+  const spanId = randomBytes(8).toString('hex');
+  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-00` };
 }
 
 /** The trace id active now (for rows, admin entries and error bodies), if there is one. */

@@ -1,6 +1,7 @@
 import { Stream } from 'node:stream';
 import type { ServerResponse } from 'node:http';
 import type { Span, TimeInput } from '@opentelemetry/api';
+import { onResponseClose } from '../http/response-close';
 
 /** What of a Koa context this needs: the body a handler set and the raw response. */
 interface BodyContext {
@@ -34,6 +35,6 @@ export function endAfterStreamedBody(span: Span, ctx: BodyContext): void {
     body.once('end', once);
     body.once('error', once);
     body.once('close', once);
-    ctx.res.once('close', once);
+    onResponseClose(ctx.res, once); // shared: a stream's response is near Node's 10-listener warning
   };
 }

@@ -43,6 +43,21 @@ describe('ConfigCache', () => {
     expect(cache.snapshot()).toMatchObject({ misses: 1, reloads: 1 });
   });
 
+  it('says which changed settings apply live and which need a restart, naming no values', () => {
+    const { cache, env } = setup({ API_KEY: 'k'.repeat(20), MODEL_NAME: 'a' });
+    const changes: unknown[] = [];
+    cache.onChange((c) => changes.push(c));
+    env.MODEL_NAME = 'b';
+    env.API_KEYS = 'c'.repeat(20);
+    env.RATE_LIMIT_RPS = '3';
+    cache.invalidate();
+    cache.get();
+    expect(changes).toEqual([{ applied: ['API_KEYS', 'MODEL_NAME'], restart_required: ['RATE_LIMIT_RPS'] }]);
+    cache.invalidate();
+    cache.get(); // nothing changed: no call
+    expect(changes).toHaveLength(1);
+  });
+
   it('rejects a negative TTL, naming it', () => {
     expect(() => new ConfigCache(validateConfig({ API_KEY: 'k'.repeat(20) }).config!, { ttlMs: -1, readEnvironment: () => ({}) }))
       .toThrow(/ttlMs.*-1/);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FakeOllama } from '../support/fake-ollama';
 import { sampleValue, scrape } from '../support/prom';
 import { jsonOf, runVega, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
 
@@ -107,17 +108,19 @@ describe('vega verify', () => {
   it('fails on a database that is not migrated, and passes once it is, printing a report', async () => {
     delays['/gh/rate_limit'] = 0;
     const dir = mkdtempSync(join(tmpdir(), 'vega-verify-'));
-    const env = { API_KEY: TEST_KEY, GITHUB_API_URL: `${base}/gh`, LLM_BASE_URL: 'http://127.0.0.1:9', DATABASE_URL: `sqlite:${join(dir, 'v.db')}` };
+    const ollama = await FakeOllama.start();
+    const env = { API_KEY: TEST_KEY, GITHUB_API_URL: `${base}/gh`, LLM_BASE_URL: ollama.url, DATABASE_URL: `sqlite:${join(dir, 'v.db')}` };
     const unmigrated = await runVega(env, ['verify']);
     expect(unmigrated.code).toBe(1);
     expect(unmigrated.output).toMatch(/❌ migrations current: pending/);
     expect((await runVega(env, ['migrate'])).code).toBe(0);
     const run = await runVega(env, ['verify']);
     rmSync(dir, { recursive: true, force: true });
+    await ollama.close();
     expect(run.code, run.output).toBe(0);
     expect(run.output).toContain('Vega verification');
     expect(run.output).toMatch(/✅ indexes present/);
-    expect(run.output).toMatch(/⚠️ +LLM backend/);
+    expect(run.output).toMatch(/✅ LLM backend: ollama at .*'llama3.2' among them/);
     expect(run.output).toMatch(/✅ integration github: healthy/);
   });
 

@@ -26,11 +26,12 @@ function keyDigests(): (keys: readonly string[]) => Buffer[] {
 }
 
 /**
- * Requires one of the API keys; `keys` is read per request so a config reload takes effect.
- * The presented key is hashed once and compared with every configured key's digest in constant
- * time (no early exit, so timing does not say which key matched). Sets `ctx.state.clientId` to a
+ * Requires one of the API keys; `keys` (every key) and `adminKeys` (those that may use /admin/*)
+ * are read per request so a config reload takes effect. The presented key is hashed once and
+ * compared with every configured key's digest in constant time (no early exit, so timing says
+ * neither which key matched nor whether it is an admin key). Sets `ctx.state.clientId` to a
  * stable, non-reversible id for the key, which rate limits and session ownership use instead of
- * the key, and `ctx.state.isAdmin` when the key is one of `adminKeys` (API_KEY).
+ * the key, and `ctx.state.isAdmin`.
  */
 export function requireApiKey(
   keys: () => readonly string[],
@@ -40,7 +41,7 @@ export function requireApiKey(
   const adminDigestsOf = keyDigests();
   return async (ctx, next) => {
     const given = presentedKey(ctx);
-    if (given === '') throw new Unauthorized('an X-API-Key header is required');
+    if (given === '') throw new Unauthorized('an API key is required: send it as X-API-Key: <key> or Authorization: Bearer <key>');
     const hashed = digest(given);
     let matched = false;
     for (const d of digestsOf(keys())) matched = timingSafeEqual(hashed, d) || matched;
@@ -48,7 +49,7 @@ export function requireApiKey(
     let admin = false;
     for (const d of adminDigestsOf(adminKeys())) admin = timingSafeEqual(hashed, d) || admin;
     ctx.state.clientId = `k_${hashed.toString('hex').slice(0, 12)}`;
-    // Admin keys see every session; client keys see their own.
+    // Admin keys may use /admin/* and see every session; client keys see their own.
     ctx.state.isAdmin = admin;
     await next();
   };

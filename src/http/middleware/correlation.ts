@@ -24,9 +24,10 @@ export function correlation(): Middleware<VegaState> {
       span.setAttribute('correlation.id', correlationId);
     }
     ctx.state.traceId = ids.traceId;
+    ctx.state.spanId = ids.spanId;
     ctx.state.correlationId = correlationId;
     ctx.set('X-Correlation-ID', correlationId);
-    if (ids.traceparent) ctx.set('traceparent', ids.traceparent);
+    ctx.set('traceparent', ids.traceparent);
     ctx.state.correlationProblem = problem;
     await context.with(withCorrelationId(context.active(), correlationId), next);
   };

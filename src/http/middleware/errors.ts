@@ -1,6 +1,6 @@
 import type { Middleware } from 'koa';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { NotFound } from '../../errors';
+import { NotFound, VegaError } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
 import { countHttpError, errorBody, toVegaError } from '../error-body';
 import type { VegaState } from '../state';
@@ -23,7 +23,10 @@ export function errorHandler(logger: Logger): Middleware<VegaState> {
       if (err.status >= 500) {
         span?.recordException(thrown as Error);
         span?.setStatus({ code: SpanStatusCode.ERROR, message: err.code });
-        logger.error({ err: thrown, error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, err.expose ? err.message : 'unhandled error');
+        // A VegaError is a designed outcome (backend down, breaker open, timeout): a warn line
+        // with its code. Only what we did not design gets error level and a stack.
+        if (thrown instanceof VegaError) logger.warn({ error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, err.message);
+        else logger.error({ err: thrown, error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, 'unhandled error');
       } else {
         logger.info({ error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, err.message);
       }

@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 import { performance } from 'node:perf_hooks';
 import { ShuttingDown } from '../../errors';
+import { onResponseClose } from '../response-close';
 
 /**
  * Counts requests being served, from arrival until the response is fully written (for a stream,
@@ -37,7 +38,7 @@ export class InflightTracker {
         if (this.#recent.length > 64) this.#recent.shift();
         if (this.#active.size === 0) for (const w of this.#waiters.splice(0)) w();
       };
-      ctx.res.once('close', finish);
+      onResponseClose(ctx.res, finish);
       try {
         await next();
       } finally {

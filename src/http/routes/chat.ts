@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ChatService } from '../../llm/chat-service';
@@ -8,6 +9,7 @@ import type { StreamEvent } from '../../llm/types';
 import { errorBody, streamFailed } from '../error-body';
 import { guardStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
+import { onResponseClose } from '../response-close';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
 
@@ -23,7 +25,7 @@ export interface ChatRouteDeps {
 /** An AbortSignal that fires when the client goes away before the response is complete. */
 export function clientGone(ctx: Context): AbortSignal {
   const controller = new AbortController();
-  ctx.res.once('close', () => {
+  onResponseClose(ctx.res, () => {
     if (!ctx.res.writableFinished) controller.abort();
   });
   return controller.signal;
@@ -118,6 +120,11 @@ async function* frames(
       }
     }
   } catch (thrown) {
+    if (thrown instanceof VegaError && thrown.code === 'client_closed') {
+      // Leaving is the client's right: one info line, and nobody left to send a frame to.
+      where.logger.info({ error_code: thrown.code }, 'client left mid-stream');
+      return;
+    }
     yield frame('error', errorBody(streamFailed(thrown, where), done.correlation_id));
   }
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import { SessionNotFound } from '../../sessions/context';
 import type { SessionStore } from '../../sessions/store';
@@ -145,6 +146,11 @@ async function* chunks(
       yield 'data: [DONE]\n\n';
     }
   } catch (thrown) {
+    if (thrown instanceof VegaError && thrown.code === 'client_closed') {
+      // Leaving is the client's right: one info line, and nobody left to send a frame to.
+      where.logger.info({ error_code: thrown.code }, 'client left mid-stream');
+      return;
+    }
     yield `data: ${JSON.stringify(errorBody(streamFailed(thrown, where), correlationId, { type: 'upstream_error' }))}\n\n`;
   }
 }

@@ -1,0 +1,81 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeOllama } from '../support/fake-ollama';
+import { eventually, postJson, ROOT, startVega, type VegaProcess } from '../support/vega-process';
+
+// What an operator sees on stdout and stderr while streams are served, left early and failed:
+// JSON lines only, no raw Node warnings, and levels that say designed or not.
+let fake: FakeOllama;
+let vega: VegaProcess;
+let stderrAtStart = 0;
+
+beforeAll(async () => {
+  fake = await FakeOllama.start();
+  vega = await startVega({
+    env: { LLM_BASE_URL: fake.url, LLM_TIMEOUT_S: '2', NODE_OPTIONS: `--require ${join(ROOT, 'test', 'support', 'emit-warning.js')}` },
+  });
+  stderrAtStart = vega.output().length;
+});
+
+afterAll(async () => {
+  await vega?.stop();
+  vega?.cleanup();
+  await fake?.close();
+});
+
+/** Everything written after the startup banner. */
+const sinceStart = () => vega.output().slice(stderrAtStart);
+
+describe('logs while streaming', () => {
+  it('serves 10 streams (SSE, NDJSON, /v1) with no warning on stderr and only JSON on stdout', async () => {
+    fake.behave({ chunks: ['a', 'b', 'c'] });
+    for (let i = 0; i < 10; i++) {
+      const kind = i % 3;
+      const res = kind === 2
+        ? await postJson(vega.url, '/v1/chat/completions', { messages: [{ role: 'user', content: `v1 ${i}` }], stream: true })
+        : await postJson(vega.url, '/chat', { prompt: `stream ${i}`, stream: true }, kind === 1 ? { accept: 'application/x-ndjson' } : {});
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    await eventually(() => vega.logs.filter((l) => l.msg === 'request' && l.route !== undefined).length >= 10, 5000, '10 access lines');
+    expect(sinceStart()).not.toMatch(/Warning|\(node:\d+\)/);
+    expect(vega.nonJsonLines).toEqual([]);
+  });
+
+  it('turns a process warning into a JSON warn line', async () => {
+    const line = await eventually(() => vega.logs.find((l) => l.msg === 'process warning: Warning'), 5000, 'warning log line');
+    expect(line.level).toBe('warn');
+    expect(line.warning).toMatchObject({ code: 'VEGA_TEST_WARNING', message: 'a test warning' });
+    expect(vega.output()).not.toMatch(/VEGA_TEST_WARNING\)?.*\n.*at /); // no raw stderr copy
+    expect(vega.output()).not.toMatch(/\(node:\d+\) \[VEGA_TEST_WARNING\]/);
+  });
+
+  it('logs a client leaving mid-stream as one info line, with no error and no stack', async () => {
+    fake.behave({ chunks: ['a', 'b', 'c', 'd', 'e'], chunkDelayMs: 200 });
+    const res = await postJson(vega.url, '/chat', { prompt: 'leave early', stream: true });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const cid = res.headers.get('x-correlation-id');
+    await eventually(() => vega.logs.some((l) => l.correlation_id === cid && l.msg === 'request'), 5000, 'access line');
+    await eventually(() => vega.logs.some((l) => l.correlation_id === cid && l.msg === 'client left mid-stream'), 5000, 'client left line');
+    await new Promise((r) => setTimeout(r, 300)); // let any late error line arrive
+    const lines = vega.logs.filter((l) => l.correlation_id === cid && l.msg !== 'request');
+    expect(lines.map((l) => `${l.level} ${l.msg}`)).toEqual(['info client left mid-stream']);
+    expect(vega.logs.some((l) => l.msg === 'koa error outside the error handler')).toBe(false);
+    expect(sinceStart()).not.toContain('ERR_STREAM_PREMATURE_CLOSE');
+  });
+
+  it('logs designed upstream failures at warn with their code and no stack', async () => {
+    fake.behave({ failStatus: 503 });
+    const failed = await postJson(vega.url, '/chat', { prompt: 'backend says 503' });
+    expect(failed.status).toBe(502);
+    fake.behave({});
+    const cid = failed.headers.get('x-correlation-id');
+    const line = await eventually(() => vega.logs.find((l) => l.correlation_id === cid && l.error_code === 'upstream_error'), 5000, 'error line');
+    expect(line.level).toBe('warn');
+    expect(line.err).toBeUndefined();
+    expect(JSON.stringify(line)).not.toContain('stack');
+    expect(vega.logs.filter((l) => l.level === 'error' || l.level === 'fatal')).toEqual([]);
+  });
+});
