@@ -24,7 +24,7 @@ describe('shutdown', () => {
       expect(rows).toHaveLength(20);
       expect(new Set(rows.map((r) => r.correlation_id))).toEqual(new Set(bodies.map((b) => b.correlation_id)));
       const steps = vega.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('shutdown: ')).map((l) => l.step);
-      expect(steps).toEqual(['drain', 'stop_monitors', 'flush_batch_writer', 'close_http_pool', 'close_database', 'flush_telemetry']);
+      expect(steps).toEqual(['drain', 'stop_monitors', 'flush_batch_writer', 'close_http_pool', 'close_database', 'close_redis', 'flush_telemetry']);
     } finally {
       await vega.stop('SIGKILL');
       vega.cleanup();
@@ -131,9 +131,14 @@ describe('GC on demand (POST /admin/performance/memory/gc) as the service is sta
   it('collects under the Dockerfile CMD, which compose runs as it is', async () => {
     const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
     const { nodeArgs, script, args } = runnable(JSON.parse(cmd!) as string[]);
-    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: { vega: { command?: unknown; environment?: Record<string, string> } } };
-    expect(compose.services.vega.command).toBeUndefined();
-    expect(compose.services.vega.environment?.NODE_OPTIONS ?? '').not.toMatch(/./); // nothing overrides the image's flags
+    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, { build?: string; command?: unknown; environment?: Record<string, string> }> };
+    const replicas = Object.entries(compose.services).filter(([name]) => /^vega-\d+$/.test(name));
+    expect(replicas.length).toBe(3);
+    for (const [, vega] of replicas) {
+      expect(vega.build).toBe('.');
+      expect(vega.command).toBeUndefined();
+      expect(vega.environment?.NODE_OPTIONS ?? '').not.toMatch(/./); // nothing overrides the image's flags
+    }
     await collects(await startVega({ script, nodeArgs, args }));
   });
 });
