@@ -6,7 +6,7 @@ import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../te
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
 import type { ChatPipeline } from './pipeline';
-import type { ChatMessage, LlmProvider, StreamEvent, Usage } from './types';
+import type { ChatMessage, GenerationOptions, LlmProvider, StreamEvent, ToolCall, Usage } from './types';
 
 /** A chat as the HTTP layer hands it over (validated, defaults not yet applied). */
 export interface ChatInput {
@@ -19,6 +19,10 @@ export interface ChatInput {
   readonly temperature?: number | undefined;
   readonly topP?: number | undefined;
   readonly maxTokens?: number | undefined;
+  /** Tools and other settings passed to the backend as given (`/v1`). */
+  readonly options?: GenerationOptions | undefined;
+  /** Store the whole conversation sent (`/v1`, where the client keeps it), bounded, beside the prompt. */
+  readonly storeMessages?: boolean | undefined;
   /** Which API it came in through: `chat` or `openai`. */
   readonly source: string;
   /** Who is asking (a hash of the API key), for per-client rate limits. */
@@ -32,7 +36,12 @@ export interface ChatResult {
   readonly usage: Usage;
   readonly finishReason: string | undefined;
   readonly cached: boolean;
+  /** The calls the model asked for (returned to the client on `/v1`). */
+  readonly toolCalls?: readonly ToolCall[] | undefined;
 }
+
+/** Most characters of a stored conversation transcript; older messages are dropped first. */
+export const MAX_STORED_MESSAGES_CHARS = 100_000;
 
 /** Where finished conversations go. Resolves once the row is durable. */
 export interface ConversationSink {
@@ -105,9 +114,12 @@ export class ChatService {
           throw err;
         }
       });
-      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached });
+      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached, toolCalls: out.toolCalls });
       this.#count(input.source, false, out.cached ? 'cache_hit' : 'ok');
-      return { response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached };
+      return {
+        response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached,
+        ...(out.toolCalls?.length ? { toolCalls: out.toolCalls } : {}),
+      };
     } catch (err) {
       await this.#fail(call, err, '', false);
       throw err;
@@ -134,9 +146,15 @@ export class ChatService {
 
   async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean): AsyncGenerator<StreamEvent> {
     let text = '';
+    let toolCalls: readonly ToolCall[] | undefined;
     let settled = false;
     try {
       for await (const ev of upstream) {
+        if (ev.type === 'tool_calls') {
+          toolCalls = ev.calls;
+          yield ev;
+          continue;
+        }
         if (ev.type === 'delta') {
           if (text.length === 0 && !cached) {
             this.#ttfc.record((performance.now() - call.started) / 1000, this.#attrs(call, false));
@@ -147,7 +165,7 @@ export class ChatService {
         }
         if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
         settled = true;
-        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached });
+        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached, toolCalls });
         this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
         yield ev;
         return;
@@ -172,12 +190,14 @@ export class ChatService {
       traceId: currentTraceId(),
       request: {
         model: input.model ?? this.#defaults.model,
-        // The cache key's "prompt" must cover everything sent, so a conversation is keyed by all of it.
-        prompt: input.messages ? JSON.stringify(input.messages) : input.prompt,
+        // The cache key's "prompt" must cover everything sent, so a conversation is keyed by all of it
+        // (and by its tools and settings).
+        prompt: input.options ? JSON.stringify([input.messages ?? input.prompt, input.options]) : input.messages ? JSON.stringify(input.messages) : input.prompt,
         messages: input.messages ?? [{ role: 'user', content: input.prompt }],
         temperature: input.temperature ?? this.#defaults.temperature,
         topP: input.topP ?? this.#defaults.topP,
         maxTokens: input.maxTokens ?? this.#defaults.maxTokens,
+        ...(input.options ? { options: input.options } : {}),
         signal,
       },
     };
@@ -220,7 +240,10 @@ export class ChatService {
     }
   }
 
-  async #store(call: ResolvedCall, out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean }): Promise<void> {
+  async #store(
+    call: ResolvedCall,
+    out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean; toolCalls?: readonly ToolCall[] | undefined },
+  ): Promise<void> {
     try {
       await this.#sink.log({
         ts: call.ts,
@@ -238,6 +261,8 @@ export class ChatService {
         errorCode: out.errorCode,
         cached: out.cached ?? false,
         owner: call.input.clientId,
+        messages: call.input.storeMessages ? storedMessages(call.request.messages) : undefined,
+        toolCalls: out.toolCalls?.length ? JSON.stringify(out.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: bounded(c.arguments, 2000) }))) : undefined,
       });
     } catch (err) {
       if (out.status === 'failed') throw err;
@@ -266,4 +291,26 @@ export function errorCode(err: unknown): string {
   if (err instanceof VegaError) return err.code;
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : 'internal_error';
+}
+
+const bounded = (s: string, max: number) => (s.length > max ? `${s.slice(0, max)}...` : s);
+
+/**
+ * The conversation sent, as JSON in OpenAI's message form, at most MAX_STORED_MESSAGES_CHARS:
+ * the oldest messages are left out first, and a lone message too long for the bound is cut.
+ */
+export function storedMessages(messages: readonly ChatMessage[]): string {
+  const wire = messages.map((m) => ({
+    role: m.role,
+    content: m.content,
+    ...(m.toolCalls?.length ? { tool_calls: m.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments })) } : {}),
+    ...(m.toolCallId ? { tool_call_id: m.toolCallId } : {}),
+  }));
+  const sizes = wire.map((m) => JSON.stringify(m).length + 1);
+  let total = sizes.reduce((a, b) => a + b, 2);
+  let first = 0;
+  while (total > MAX_STORED_MESSAGES_CHARS && first < wire.length - 1) total -= sizes[first++] ?? 0;
+  const kept = wire.slice(first);
+  if (total > MAX_STORED_MESSAGES_CHARS && kept[0]) kept[0] = { ...kept[0], content: bounded(kept[0].content, MAX_STORED_MESSAGES_CHARS / 2), tool_calls: undefined } as (typeof kept)[0];
+  return JSON.stringify(kept);
 }

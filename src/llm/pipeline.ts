@@ -93,10 +93,12 @@ export class ChatPipeline {
     const cache = this.stages.cache;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
+      let toolCalls: Completion['toolCalls'];
       try {
         for await (const ev of upstream) {
           if (ev.type === 'delta') text += ev.text;
-          else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason });
+          else if (ev.type === 'tool_calls') toolCalls = ev.calls;
+          else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, ...(toolCalls ? { toolCalls } : {}) });
           yield ev;
         }
         settle();
@@ -118,5 +120,6 @@ export class ChatPipeline {
 
 async function* replay(c: Completion): AsyncGenerator<StreamEvent> {
   if (c.text.length > 0) yield { type: 'delta', text: c.text };
+  if (c.toolCalls?.length) yield { type: 'tool_calls', calls: c.toolCalls };
   yield { type: 'done', model: c.model, usage: c.usage, finishReason: c.finishReason };
 }

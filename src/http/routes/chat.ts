@@ -93,7 +93,7 @@ async function* frames(
     for await (const ev of events) {
       if (ev.type === 'delta') {
         yield frame('chunk', { delta: ev.text });
-      } else {
+      } else if (ev.type === 'done') {
         yield frame('done', {
           ...done, model: ev.model, finish_reason: ev.finishReason ?? null,
           usage: { input_tokens: ev.usage.inputTokens, output_tokens: ev.usage.outputTokens },
