@@ -20,6 +20,8 @@ import { isUpstreamFault } from './errors';
 import { createApp } from './http/app';
 import { InflightTracker } from './http/middleware/inflight';
 import { createIntegrations } from './integrations';
+import { buildTools } from './tools/catalogue';
+import { ToolRunner } from './tools/runner';
 import { IntegrationHealthMonitor } from './integrations/health';
 import { ChatService } from './llm/chat-service';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
@@ -136,6 +138,13 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
     onStored: (input) => { if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId); },
+    tools: {
+      runner: new ToolRunner({
+        tools: buildTools(integrations), logger,
+        selection: () => configCache.get().tools.selection, resultMaxChars: () => configCache.get().tools.resultMaxChars,
+      }),
+      maxRounds: () => configCache.get().tools.maxRounds,
+    },
     defaults: { model: config.llm.model, ...config.generation },
   });
   bindInstruments({ pool, configCache, conversations, inflight });

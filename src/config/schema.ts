@@ -40,6 +40,11 @@ export type Backend = (typeof BACKENDS)[number];
 /** Default base URL per backend: only Ollama has a well-known local address. */
 export const DEFAULT_BASE_URL: Partial<Record<Backend, string>> = { ollama: 'http://127.0.0.1:11434' };
 
+/** The tools a /chat model can be offered (TOOLS names them); the last two act on the world. */
+export const TOOL_NAMES = [
+  'web_search', 'web_fetch', 'github_search', 'home_assistant_state', 'shodan_host', 'hunter_domain', 'slack_post', 'home_assistant_service',
+] as const;
+
 export const configSchema = z.object({
   HOST: z.preprocess(emptyToUndefined, z.string().min(1).default('127.0.0.1')),
   PORT: number(0, 65535, 8000, true),
@@ -102,6 +107,16 @@ export const configSchema = z.object({
   CONTEXT_MAX_CHARS: number(0, 1_000_000, 4000, true),
   CONTEXT_SUMMARY: bool(false),
   CONTEXT_SUMMARY_MAX_CHARS: number(100, 100_000, 1000, true),
+  // Server-side tools on /chat: `auto` (every configured read-only tool), `none`, or a comma list.
+  TOOLS: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.string().default('auto').refine(
+      (v) => v === 'auto' || v === 'none' || v.split(',').every((n) => (TOOL_NAMES as readonly string[]).includes(n.trim())),
+      `must be auto, none or a comma list of ${TOOL_NAMES.join(', ')}`,
+    ),
+  ),
+  TOOL_MAX_ROUNDS: number(1, 20, 4, true),
+  TOOL_RESULT_MAX_CHARS: number(100, 1_000_000, 4000, true),
   // Integrations (SPEC section 6): each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   FETCH_ENABLED: bool(false),
@@ -172,6 +187,12 @@ export interface Config {
     readonly maxChars: number;
     readonly summary: boolean;
     readonly summaryMaxChars: number;
+  };
+  /** Server-side tools on /chat. */
+  readonly tools: {
+    readonly selection: 'auto' | 'none' | readonly string[];
+    readonly maxRounds: number;
+    readonly resultMaxChars: number;
   };
   readonly diagnostics: { readonly stallThresholdMs: number; readonly leakThresholdMs: number; readonly testRoutes: boolean };
   readonly integrations: {

@@ -1,4 +1,5 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
+import { convert } from 'html-to-text';
 import ipaddr from 'ipaddr.js';
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
@@ -112,15 +113,21 @@ export class WebFetch implements Integration {
   }
 }
 
-/** The readable text of an HTML page: no scripts, styles or tags; entities and whitespace tidied. */
+/**
+ * The readable text of an HTML page (html-to-text: scripts, styles and images dropped, links as
+ * their text, entities decoded, no line wrapping). `maxInputLength` bounds the parser's work.
+ */
 export function htmlToText(html: string): string {
-  return html
-    .replace(/<(script|style|noscript|template)[^>]*>[\s\S]*?<\/\1>/gi, ' ')
-    .replace(/<!--[\s\S]*?-->/g, ' ')
-    .replace(/<(br|p|div|li|h[1-6]|tr)[^>]*>/gi, '\n')
-    .replace(/<[^>]+>/g, ' ')
-    .replace(/&nbsp;/g, ' ').replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'")
-    .replace(/[ \t]+/g, ' ')
-    .replace(/\s*\n\s*/g, '\n')
-    .trim();
+  return convert(html, {
+    wordwrap: false,
+    limits: { maxInputLength: 2_000_000 },
+    selectors: [
+      { selector: 'a', options: { ignoreHref: true } },
+      { selector: 'img', format: 'skip' },
+      { selector: 'h1', options: { uppercase: false } },
+      { selector: 'h2', options: { uppercase: false } },
+      { selector: 'h3', options: { uppercase: false } },
+      { selector: 'table', format: 'dataTable' },
+    ],
+  }).trim();
 }

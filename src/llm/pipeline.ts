@@ -98,7 +98,7 @@ export class ChatPipeline {
         for await (const ev of upstream) {
           if (ev.type === 'delta') text += ev.text;
           else if (ev.type === 'tool_calls') toolCalls = ev.calls;
-          else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, ...(toolCalls ? { toolCalls } : {}) });
+          else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, ...(toolCalls ? { toolCalls } : {}) });
           yield ev;
         }
         settle();

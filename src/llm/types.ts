@@ -82,6 +82,8 @@ export interface Completion {
 export type StreamEvent =
   | { readonly type: 'delta'; readonly text: string }
   | { readonly type: 'tool_calls'; readonly calls: readonly ToolCall[] }
+  /** A server-side tool call (`/chat`): once when it starts (`running`), once with its outcome. */
+  | { readonly type: 'tool'; readonly id: string; readonly name: string; readonly status: string }
   | { readonly type: 'done'; readonly model: string; readonly usage: Usage; readonly finishReason: string | undefined };
 
 /** An LLM backend. Implementations send all traffic through the shared HttpPool. */

@@ -37,6 +37,8 @@ export interface FakeOllamaBehaviour {
    * end in a tool result is answered with these (in the first streamed message, as Ollama does).
    */
   toolCalls?: Array<{ name: string; arguments: Record<string, unknown> }>;
+  /** With toolCalls: ask for them after tool results too (a model that never stops calling). */
+  toolCallsAlways?: boolean;
   /** Answer 400 "does not support tools" to a chat that offers tools, as Ollama does for such models. */
   noToolSupport?: boolean;
 }
@@ -149,7 +151,7 @@ export class FakeOllama {
     const offersTools = isChat && Array.isArray(body?.tools);
     if (offersTools && b.noToolSupport) return json(res, 400, { error: `registry.ollama.ai/library/${model}:latest does not support tools` });
     const lastRole = (body?.messages as Array<{ role?: string }> | undefined)?.at(-1)?.role;
-    if (offersTools && b.toolCalls && lastRole !== 'tool') {
+    if (offersTools && b.toolCalls && (lastRole !== 'tool' || b.toolCallsAlways)) {
       const calls = b.toolCalls.map((c) => ({ function: { name: c.name, arguments: c.arguments } }));
       const stats = { prompt_eval_count: 12, eval_count: 6 };
       const at = new Date().toISOString();

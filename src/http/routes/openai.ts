@@ -286,6 +286,7 @@ async function* chunks(
         calledTools = ev.calls.length > 0;
         continue;
       }
+      if (ev.type !== 'done') continue; // server-side tool events are /chat's only
       model = ev.model;
       yield frame([{ index: 0, delta: {}, finish_reason: calledTools ? 'tool_calls' : ev.finishReason ?? 'stop' }], model);
       if (meta.includeUsage) {
