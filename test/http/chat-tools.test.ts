@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeIntegrations } from '../support/fake-integrations';
 import { FakeOllama } from '../support/fake-ollama';
 import { FakeOpenAi } from '../support/fake-openai';
+import { OtlpReceiver } from '../support/otlp-receiver';
 import { jsonOf, postJson, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
 
 type Sent = Array<{ role: string; content: string; tool_calls?: unknown[]; tool_name?: string }>;
@@ -148,10 +149,16 @@ describe('server-side tools on /chat', () => {
 });
 
 describe('tool calls in OpenAI\'s format on /chat', () => {
-  it('runs the call the backend asked for and answers', async () => {
+  it('runs the call the backend asked for and answers; each call is an execute_tool span in the request\'s trace', async () => {
     const upstream = await FakeOpenAi.start();
     const local = await FakeIntegrations.start();
-    const v = await startVega({ env: { LLM_BACKEND: 'openai', LLM_BASE_URL: upstream.url, MODEL_NAME: 'gpt-fake', SEARCH_URL: `${local.url}/`, TOOLS: 'web_search', CACHE_MAX_ENTRIES: '0' } });
+    const otlp = await OtlpReceiver.start();
+    const v = await startVega({
+      env: {
+        LLM_BACKEND: 'openai', LLM_BASE_URL: upstream.url, MODEL_NAME: 'gpt-fake', SEARCH_URL: `${local.url}/`, TOOLS: 'web_search', CACHE_MAX_ENTRIES: '0',
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '100',
+      },
+    });
     try {
       upstream.toolCalls = [{ name: 'web_search', arguments: '{"query":"lyra"}' }];
       for (const stream of [false, true]) {
@@ -167,11 +174,22 @@ describe('tool calls in OpenAI\'s format on /chat', () => {
         expect(sent.at(-1)!.content).toContain('lyra');
       }
       expect(local.calls.filter((c) => c.query.q === 'lyra')).toHaveLength(2);
+
+      const res = await postJson(v.url, '/chat', { prompt: 'and once more' });
+      const traceId = res.headers.get('x-correlation-id')!;
+      await otlp.waitFor(() => otlp.trace(traceId).some((sp) => sp.name === 'execute_tool web_search'));
+      const spans = otlp.trace(traceId);
+      const tool = spans.find((sp) => sp.name === 'execute_tool web_search')!;
+      expect(tool.attributes).toMatchObject({ 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'web_search', 'gen_ai.tool.call.id': 'call_fake_0', 'vega.tool.outcome': 'ok' });
+      // Under the request's span, with the search's own client span under it.
+      expect(spans.some((sp) => sp.spanId === tool.parentSpanId)).toBe(true);
+      expect(spans.some((sp) => sp.parentSpanId === tool.spanId && sp.kind === 3)).toBe(true);
     } finally {
       await v.stop();
       v.cleanup();
       await upstream.close();
       await local.close();
+      await otlp.close();
     }
   });
 });
