@@ -23,6 +23,7 @@ import { createIntegrations } from './integrations';
 import { buildTools } from './tools/catalogue';
 import { ToolRunner } from './tools/runner';
 import { IntegrationHealthMonitor } from './integrations/health';
+import { backendHealth, databaseHealth } from './integrations/core-checks';
 import { ChatService } from './llm/chat-service';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
 import { createProvider } from './llm/providers';
@@ -106,7 +107,12 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     ? [new RecoveryProbe(llmBreaker, (signal) => provider.listModels(signal), { intervalMs: probeIntervalMs })]
     : [];
   const integrations = createIntegrations(config.integrations, pool, breakers);
-  const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);
+  // Integration health lists the LLM backend and the database beside the integrations.
+  const integrationHealth = new IntegrationHealthMonitor([
+    backendHealth(provider.name, (signal) => provider.listModels(signal), () => configCache.get().llm.model),
+    databaseHealth(db.system, () => db.knex.raw('select 1')),
+    ...integrations.all,
+  ], config.integrations.healthTimeoutMs);
   for (const b of breakers.all()) {
     b.onTransition((t) => logger.warn(
       { breaker: b.name, from: t.from, to: t.to, reason: t.reason, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms },

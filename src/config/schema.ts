@@ -123,6 +123,8 @@ export const configSchema = z.object({
   FETCH_ALLOW_PRIVATE: bool(false),
   FETCH_MAX_BYTES: number(1024, 100 * 1024 * 1024, 1024 * 1024, true),
   FETCH_TIMEOUT_S: number(0.1, 300, 10),
+  /** A page web fetch's health check requests (through the SSRF guard); unset: no probe. */
+  FETCH_HEALTH_URL: optionalUrl,
   INTEGRATION_TIMEOUT_S: number(0.1, 300, 10),
   INTEGRATION_HEALTH_TIMEOUT_S: number(1, 30, 10),
   EVENT_LOOP_STALL_MS: number(1, 60_000, 100),
@@ -198,7 +200,7 @@ export interface Config {
   readonly integrations: {
     readonly callTimeoutMs: number;
     readonly healthTimeoutMs: number;
-    readonly fetch: { readonly enabled: boolean; readonly allowPrivate: boolean; readonly maxBytes: number; readonly timeoutMs: number };
+    readonly fetch: { readonly enabled: boolean; readonly allowPrivate: boolean; readonly maxBytes: number; readonly timeoutMs: number; readonly healthUrl?: string | undefined };
     readonly searchUrl?: string;
     readonly slackWebhookUrl?: string;
     readonly homeAssistant?: { url: string; token: string };

@@ -152,7 +152,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
     integrations: {
       callTimeoutMs: raw.INTEGRATION_TIMEOUT_S * 1000,
       healthTimeoutMs: raw.INTEGRATION_HEALTH_TIMEOUT_S * 1000,
-      fetch: { enabled: raw.FETCH_ENABLED, allowPrivate: raw.FETCH_ALLOW_PRIVATE, maxBytes: raw.FETCH_MAX_BYTES, timeoutMs: raw.FETCH_TIMEOUT_S * 1000 },
+      fetch: { enabled: raw.FETCH_ENABLED, allowPrivate: raw.FETCH_ALLOW_PRIVATE, maxBytes: raw.FETCH_MAX_BYTES, timeoutMs: raw.FETCH_TIMEOUT_S * 1000, healthUrl: raw.FETCH_HEALTH_URL },
       searchUrl: raw.SEARCH_URL,
       slackWebhookUrl: raw.SLACK_WEBHOOK_URL,
       homeAssistant: raw.HOME_ASSISTANT_URL && raw.HOME_ASSISTANT_TOKEN

@@ -32,6 +32,8 @@ export interface WebFetchOptions {
   readonly allowPrivate: boolean;
   readonly maxBytes: number;
   readonly timeoutMs: number;
+  /** What the health check fetches; unset: it makes no request and says so. */
+  readonly healthUrl?: string | undefined;
   readonly pool: HttpPool;
   readonly breaker: CircuitBreaker;
   readonly resolve?: Resolver;
@@ -104,8 +106,12 @@ export class WebFetch implements Integration {
     return { url: raw, status: res.status, content_type: res.contentType, text: /html/i.test(res.contentType) ? htmlToText(res.text) : res.text, truncated: res.truncated };
   }
 
-  async check(): Promise<Record<string, unknown>> {
-    return { allow_private: this.#opts.allowPrivate, max_bytes: this.#opts.maxBytes, timeout_ms: this.#opts.timeoutMs };
+  /** Fetches FETCH_HEALTH_URL when it is set (a real request, through the guard); else says there is no probe. */
+  async check(signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const settings = { allow_private: this.#opts.allowPrivate, max_bytes: this.#opts.maxBytes, timeout_ms: this.#opts.timeoutMs };
+    if (!this.#opts.healthUrl) return { ...settings, probe: 'none (FETCH_HEALTH_URL is not set)' };
+    const page = await this.fetch(this.#opts.healthUrl, signal);
+    return { ...settings, probe: this.#opts.healthUrl, http_status: page.status };
   }
 
   breakerState(): string {
