@@ -10,4 +10,5 @@ COPY . .
 RUN npm run build && npm prune --omit=dev
 ENV HOST=0.0.0.0 PORT=8000 DATABASE_URL=sqlite:/data/vega.db NODE_ENV=production
 EXPOSE 8000
-CMD ["node", "bin/vega", "server"]
+# --expose-gc: POST /admin/performance/memory/gc collects on demand.
+CMD ["node", "--expose-gc", "bin/vega", "server"]

@@ -62,7 +62,7 @@ async function run({ runs = 3, quick = false } = {}) {
 
     // 1. Gateway overhead: sequential latency and throughput at concurrency 32.
     const latency = { vega: [], direct: [], peer: [] };
-    const rps = { vega: [], direct: [], peer: [], vegaNoOtel: [], vegaExport: [] };
+    const rps = { vega: [], direct: [], peer: [], vegaNoOtel: [], vegaExport: [], vegaExportSdkStart: [] };
     const exported = [];
     for (let r = 0; r < runs; r++) {
       await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
@@ -83,6 +83,10 @@ async function run({ runs = 3, quick = false } = {}) {
           answered = a.total;
         }); // stopping Vega flushes its last batch
         exported.push({ answered, ...(await (await fetch(`${sink.url}/otlp-stats`)).json()) });
+        // The same with the SDK's own span start times (whole milliseconds): the cost of precise starts.
+        await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' }, async (vega) => {
+          rps.vegaExportSdkStart.push((await chatLoad(vega)).rps);
+        });
       } finally { await sink.stop(); }
       latency.direct.push(await seq(direct.url, seqN, direct.opts));
       rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, ...direct.opts })).rps);
@@ -100,6 +104,7 @@ async function run({ runs = 3, quick = false } = {}) {
       { scenario: 'throughput.vega / portkey', unit: 'x', ...pair(rps.vega, rps.peer, (v, p) => v / p), target: { op: '>=', value: 1.5, text: '>= 1.5x' } },
       { scenario: 'telemetry.throughput on / off', unit: 'x', ...pair(rps.vega, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `off: ${med(rps.vegaNoOtel).median.toFixed(0)} req/s; on = metrics + trace ids, no span exporter` },
       { scenario: 'telemetry.throughput on + OTLP span export / off', unit: 'x', ...pair(rps.vegaExport, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `exporting: ${med(rps.vegaExport).median.toFixed(0)} req/s` },
+      { scenario: 'telemetry.throughput export, precise span starts / SDK starts', unit: 'x', ...pair(rps.vegaExport, rps.vegaExportSdkStart, (p, sdk) => p / sdk), note: `SDK starts (VEGA_SPAN_START=sdk): ${med(rps.vegaExportSdkStart).median.toFixed(0)} req/s; on/off with SDK starts ${med(rps.vegaExportSdkStart.map((x, i) => x / rps.vegaNoOtel[i])).median.toFixed(2)}x` },
       { scenario: 'telemetry.spans received per chat (OTLP export, default batch settings)', unit: 'spans', ...med(exported.map((e) => e.spans / Math.max(1, e.answered))), note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats; fewer than a chat creates means the batch processor's queue (2048) dropped spans` },
     );
 
@@ -244,4 +249,4 @@ async function runRuntimes({ runs = 3, quick = false } = {}) {
   return results;
 }
 
-module.exports = { run, runRuntimes };
+module.exports = { run, runRuntimes, autocannon };

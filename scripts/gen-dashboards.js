@@ -35,6 +35,8 @@ const DASHBOARDS = [
       ['Response cache hit rate', 'percentunit', [q(`sum(rate(vega_response_cache_lookups_total{vega_cache_result="hit"}[${R}])) / sum(rate(vega_response_cache_lookups_total[${R}]))`, 'hit rate')]],
       ['Coalescing', 'reqps', [q(`sum by (role) (rate(vega_coalescing_requests_total[${R}]))`, '{{role}}')]],
       ['Circuit breakers (state)', 'short', [q('max by (vega_breaker_name, state) (vega_circuit_breaker_state) == 1', '{{vega_breaker_name}}: {{state}}')], 'table'],
+      ['LLM attempts by backend and outcome', 'reqps', [q(`sum by (vega_llm_backend, outcome) (rate(vega_llm_attempts_total[${R}]))`, '{{vega_llm_backend}} {{outcome}}')]],
+      ['LLM fallbacks by backend left and reason', 'reqps', [q(`sum by (vega_llm_backend, reason, vega_llm_fallback_to) (rate(vega_llm_fallbacks_total[${R}]))`, '{{vega_llm_backend}} -> {{vega_llm_fallback_to}} ({{reason}})')]],
       ['Breaker calls by outcome', 'reqps', [q(`sum by (vega_breaker_name, outcome) (rate(vega_circuit_breaker_calls_total[${R}]))`, '{{vega_breaker_name}} {{outcome}}')]],
       ['Retries', 'short', [q(`sum by (event) (increase(vega_retry_events_total[${R}]))`, '{{event}}')]],
       ['Rate-limit decisions', 'reqps', [q(`sum by (decision) (rate(vega_rate_limit_decisions_total[${R}]))`, '{{decision}}')]],
@@ -80,6 +82,7 @@ const DASHBOARDS = [
       ['Outbound connections (sockets) by origin', 'short', [q('sum by (server_address, server_port, state) (vega_http_client_connections)', '{{server_address}}:{{server_port}} {{state}}')]],
       ['Potential leaks and tracked objects', 'short', [q('sum by (vega_object_type) (vega_memory_potential_leaks)', 'leaks {{vega_object_type}}'), q('sum by (vega_object_type) (vega_memory_tracked_objects)', 'tracked {{vega_object_type}}')]],
       ['CPU and memory', 'percentunit', [q('max by (instance) (vega_process_cpu_utilization)', 'cpu {{instance}}'), q('max by (instance) (vega_system_memory_utilization)', 'memory {{instance}}')]],
+      ['Spans dropped (span export queue full)', 'short', [q(`sum by (instance) (increase(vega_traces_spans_dropped_total[${R}]))`, '{{instance}}')]],
     ],
   },
   {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the tests that need real servers (vitest.stack.config.mts): the database suites and an
 # end-to-end chat on PostgreSQL; promtool on the alert rules and on Vega's /metrics; a real
-# Prometheus scraping Vega under load, running every dashboard and alert query; docker-compose
-# config. Installs what is missing from Debian's packages (apt-get, as root), starts a throwaway
+# Prometheus scraping Vega under load, running every dashboard and alert query; amtool on the
+# Alertmanager configuration, and an alert from a real fault travelling Vega -> Prometheus ->
+# Alertmanager -> a fake Slack webhook, firing then resolved; docker-compose config. Installs what is missing from Debian's packages (apt-get, as root), starts a throwaway
 # PostgreSQL cluster on 127.0.0.1, and stops and removes it on exit (the tests start and stop
 # Prometheus themselves).
 # Extra arguments go to vitest (CI passes its JSON reporter options).
@@ -18,6 +19,7 @@ ensure_packages() {
   [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

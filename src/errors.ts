@@ -1,13 +1,71 @@
 /**
- * One error hierarchy for the whole service (STYLE.md rule 4, after undici's lib/core/errors.js).
- * Every failure that reaches a client is a VegaError with a stable `code`, an HTTP `status`, and
- * `expose` saying whether its message is safe to show. The error middleware turns any of them into
- * `{error:{code,message}, correlation_id}`; anything else becomes a 500 with a generic message.
+ * One error hierarchy for the whole service, after undici's lib/core/errors.js. Every failure
+ * that reaches a client is a VegaError with a stable `code` from the closed list below, the HTTP
+ * `status` that list gives it, and `expose` saying whether its message is safe to show.
+ * `errorBody()` (src/http/error-body.ts) renders any of them as `{error:{code,message},
+ * correlation_id}`; docs/api.md lists every code with its status (a test checks it does).
  */
+export const ERROR_CODES = {
+  // The client's mistakes.
+  invalid_json: 400,
+  invalid_request: 400,
+  invalid_correlation_id: 400,
+  invalid_session_id: 400,
+  invalid_limit: 400,
+  invalid_cursor: 400,
+  invalid_timeout: 400,
+  invalid_ms: 400,
+  invalid_type: 400,
+  bad_request: 400,
+  malformed_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  breaker_not_found: 404,
+  model_not_found: 404,
+  session_not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  headers_too_large: 431,
+  /** Never sent (nobody is listening); logged, counted and stored with a failed conversation. */
+  client_closed: 499,
+  // Vega's own trouble.
+  internal_error: 500,
+  storage_unavailable: 503,
+  storage_busy: 503,
+  shutting_down: 503,
+  metrics_disabled: 503,
+  // The LLM backend's trouble.
+  upstream_error: 502,
+  /** The backend's own 4xx for the request (400, 404, 413 or 422), passed on with its status. */
+  upstream_rejected: 400,
+  upstream_misconfigured: 502,
+  upstream_bad_response: 502,
+  upstream_stream_interrupted: 502,
+  upstream_unavailable: 503,
+  upstream_overloaded: 503,
+  circuit_open: 503,
+  upstream_timeout: 504,
+  // An integration's trouble (reported by its health check).
+  integration_disabled: 400,
+  invalid_url: 400,
+  ssrf_blocked: 400,
+  integration_rejected: 400,
+  dns_failure: 502,
+  integration_unavailable: 502,
+  integration_timeout: 502,
+  integration_http_error: 502,
+  integration_bad_response: 502,
+} as const;
+
+/** Every code a VegaError may carry. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
 export class VegaError extends Error {
   /** Stable machine-readable code, e.g. `upstream_timeout`. Never derived from a message. */
-  readonly code: string;
-  /** HTTP status sent to the client. */
+  readonly code: ErrorCode;
+  /** HTTP status sent to the client: the one ERROR_CODES gives the code. */
   readonly status: number;
   /** Whether `message` may be shown to the client (koa's `err.expose` convention). */
   readonly expose: boolean;
@@ -17,16 +75,16 @@ export class VegaError extends Error {
   readonly retryAfterS: number | undefined;
 
   constructor(
-    code: string,
-    status: number,
+    code: ErrorCode,
     message: string,
-    opts: { expose?: boolean; retryable?: boolean; retryAfterS?: number; cause?: unknown } = {},
+    opts: { expose?: boolean; retryable?: boolean; retryAfterS?: number; cause?: unknown; status?: number } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
-    this.status = status;
-    this.expose = opts.expose ?? (status < 500 || status === 502 || status === 503 || status === 504);
+    // Only a code that mirrors the backend's own 4xx (upstream_rejected) passes a status.
+    this.status = opts.status ?? ERROR_CODES[code];
+    this.expose = opts.expose ?? (this.status < 500 || this.status === 502 || this.status === 503 || this.status === 504);
     this.retryable = opts.retryable ?? false;
     this.retryAfterS = opts.retryAfterS;
   }
@@ -34,41 +92,62 @@ export class VegaError extends Error {
 
 /** The request is malformed: bad JSON shape, wrong types, unknown fields, bad header. */
 export class InvalidRequest extends VegaError {
-  constructor(message: string, code = 'invalid_request') {
-    super(code, 400, message);
+  constructor(message: string, code: ErrorCode & `invalid_${string}` = 'invalid_request') {
+    super(code, message);
   }
 }
 
 /** No API key, or the wrong one. */
 export class Unauthorized extends VegaError {
   constructor(message = 'a valid X-API-Key header is required') {
-    super('unauthorized', 401, message);
+    super('unauthorized', message);
   }
 }
 
 export class NotFound extends VegaError {
-  constructor(message = 'no such route', code = 'not_found') {
-    super(code, 404, message);
+  constructor(message = 'no such route', code: 'not_found' | 'breaker_not_found' | 'session_not_found' = 'not_found') {
+    super(code, message);
   }
 }
 
 export class UnsupportedMediaType extends VegaError {
   constructor(expected: string) {
-    super('unsupported_media_type', 415, `Content-Type must be ${expected}`);
+    super('unsupported_media_type', `Content-Type must be ${expected}`);
+  }
+}
+
+/** Too many requests: the client should wait `retryAfterS`. */
+export class RateLimited extends VegaError {
+  constructor(scope: 'key' | 'global', retryAfterS: number) {
+    super('rate_limited', scope === 'key' ? 'too many requests for this API key' : 'the service is at its request limit', { retryAfterS });
   }
 }
 
 /** The service is draining for shutdown; a load balancer should retry elsewhere. */
 export class ShuttingDown extends VegaError {
   constructor() {
-    super('shutting_down', 503, 'the service is shutting down', { retryAfterS: 1 });
+    super('shutting_down', 'the service is shutting down', { retryAfterS: 1 });
+  }
+}
+
+/** The conversation could not be stored: the reply is withheld, as it was not logged. */
+export class StorageUnavailable extends VegaError {
+  constructor(cause: unknown) {
+    super('storage_unavailable', 'the conversation could not be stored; try again', { retryAfterS: 1, cause });
+  }
+}
+
+/** The batch writer's queue is full: the service is writing slower than chats arrive. */
+export class StorageBusy extends VegaError {
+  constructor() {
+    super('storage_busy', 'too many conversations are waiting to be stored; try again', { retryAfterS: 1 });
   }
 }
 
 /** The backend could not be reached at all (refused, reset before a response, DNS failure). */
 export class UpstreamUnavailable extends VegaError {
   constructor(message: string, cause?: unknown) {
-    super('upstream_unavailable', 503, message, { retryable: true, cause });
+    super('upstream_unavailable', message, { retryable: true, cause });
   }
 }
 
@@ -76,7 +155,7 @@ export class UpstreamUnavailable extends VegaError {
 export class UpstreamError extends VegaError {
   readonly upstreamStatus: number;
   constructor(upstreamStatus: number, message: string) {
-    super('upstream_error', 502, message, {
+    super('upstream_error', message, {
       retryable: upstreamStatus === 502 || upstreamStatus === 503 || upstreamStatus === 504,
     });
     this.upstreamStatus = upstreamStatus;
@@ -86,15 +165,33 @@ export class UpstreamError extends VegaError {
 /** The backend said it is overloaded (429). */
 export class UpstreamOverloaded extends VegaError {
   constructor(retryAfterS: number | undefined) {
-    super('upstream_overloaded', 503, 'the LLM backend is rate limiting requests', { retryable: true, retryAfterS });
+    super('upstream_overloaded', 'the LLM backend is rate limiting requests', { retryable: true, retryAfterS });
   }
 }
 
-/** The backend rejected the request (4xx other than 404/429): our request was not acceptable to it. */
+/**
+ * The backend refused the request itself (400, 404, 413, 422): the client's request, so it goes
+ * back to the client with the same 4xx and the backend's reason, and is never tried elsewhere.
+ */
 export class UpstreamRejected extends VegaError {
   readonly upstreamStatus: number;
   constructor(upstreamStatus: number, message: string) {
-    super('upstream_rejected', 502, message);
+    super('upstream_rejected', message, { status: upstreamStatus });
+    this.upstreamStatus = upstreamStatus;
+  }
+}
+
+/**
+ * The backend refused Vega rather than the request: a wrong key (401, 403) or another 4xx that
+ * says the backend is set up wrong. The operator's problem: a 502 that counts against the backend
+ * (and so falls back). The backend's text is never shown: it may quote the key.
+ */
+export class UpstreamMisconfigured extends VegaError {
+  readonly upstreamStatus: number;
+  constructor(upstreamStatus: number) {
+    super('upstream_misconfigured', upstreamStatus === 401 || upstreamStatus === 403
+      ? `the LLM backend refused Vega's credentials (HTTP ${upstreamStatus}); check its API key`
+      : `the LLM backend refused the call with HTTP ${upstreamStatus}; check its URL and settings`);
     this.upstreamStatus = upstreamStatus;
   }
 }
@@ -102,50 +199,80 @@ export class UpstreamRejected extends VegaError {
 /** The backend does not have the requested model. */
 export class ModelNotFound extends VegaError {
   constructor(model: string) {
-    super('model_not_found', 404, `model '${model}' is not available on the LLM backend`);
+    super('model_not_found', `model '${model}' is not available on the LLM backend`);
   }
 }
 
 /** The backend answered something that is not its protocol (bad JSON, wrong content type). */
 export class UpstreamBadResponse extends VegaError {
   constructor(message: string, cause?: unknown) {
-    super('upstream_bad_response', 502, message, { cause });
+    super('upstream_bad_response', message, { cause });
   }
 }
 
 /** A stream from the backend ended before its final message. */
 export class UpstreamStreamInterrupted extends VegaError {
   constructor(message = 'the LLM backend stream ended unexpectedly', cause?: unknown) {
-    super('upstream_stream_interrupted', 502, message, { cause });
+    super('upstream_stream_interrupted', message, { cause });
   }
 }
 
 /** The backend did not answer within the configured timeout. */
 export class UpstreamTimeout extends VegaError {
   constructor(timeoutMs: number, cause?: unknown) {
-    super('upstream_timeout', 504, `the LLM backend did not answer within ${timeoutMs} ms`, { cause });
+    super('upstream_timeout', `the LLM backend did not answer within ${timeoutMs} ms`, { cause });
   }
 }
 
 /** The circuit breaker for this upstream is open. */
 export class CircuitOpen extends VegaError {
   constructor(name: string, retryAfterS?: number) {
-    super('circuit_open', 503, `circuit breaker '${name}' is open`, { retryAfterS });
+    super('circuit_open', `circuit breaker '${name}' is open`, { retryAfterS });
   }
 }
 
 /** The client went away before we answered. Never sent (nobody is listening), only logged. */
 export class ClientClosed extends VegaError {
   constructor() {
-    super('client_closed', 499, 'the client closed the connection');
+    super('client_closed', 'the client closed the connection');
   }
 }
 
-const UPSTREAM_FAULTS = new Set([
+/** The codes an integration's failure may carry. */
+export type IntegrationErrorCode = Extract<ErrorCode, `integration_${string}` | 'invalid_url' | 'ssrf_blocked' | 'dns_failure'>;
+
+/** An integration's upstream failed or refused; its status (502 or 400) follows from the code. */
+export class IntegrationError extends VegaError {
+  /** Whether it is the upstream's fault (it counts against the integration's breaker). */
+  readonly upstreamFault: boolean;
+  constructor(integration: string, code: IntegrationErrorCode, message: string, cause?: unknown) {
+    super(code, `${integration}: ${message}`, { cause });
+    this.upstreamFault = this.status >= 500;
+  }
+}
+
+const UPSTREAM_FAULTS = new Set<ErrorCode>([
   'upstream_unavailable', 'upstream_timeout', 'upstream_error', 'upstream_overloaded', 'upstream_bad_response', 'upstream_stream_interrupted',
+  'upstream_misconfigured',
 ]);
 
 /** Whether an error is the upstream's fault, and so counts against its circuit breaker. */
 export function isUpstreamFault(err: unknown): boolean {
   return err instanceof VegaError && UPSTREAM_FAULTS.has(err.code);
+}
+
+/** A code or class name fit for a metric label: short, and only letters, digits and `_`. */
+const BOUNDED = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
+/**
+ * The one name of an error for metrics (`error.type`), logs and stored conversations: a
+ * VegaError's code, else the error's own string code (SQLITE_BUSY, ECONNRESET), else its class
+ * name; never its message. Anything unbounded reads `_OTHER`, the semantic conventions' fallback.
+ */
+export function errorType(err: unknown): string {
+  if (err instanceof VegaError) return err.code;
+  const { code, name } = (err ?? {}) as { code?: unknown; name?: unknown };
+  if (typeof code === 'string' && BOUNDED.test(code)) return code;
+  if (typeof name === 'string' && BOUNDED.test(name)) return name;
+  return '_OTHER';
 }

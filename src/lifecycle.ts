@@ -16,7 +16,7 @@ export interface RunningService {
   readonly db: Database;
   readonly pool: HttpPool;
   readonly inflight: InflightTracker;
-  /** Runs the ordered shutdown; resolves with the exit code it recommends. */
+  /** Runs the ordered shutdown; resolves with the exit code (0: a failed step is logged, not fatal). */
   shutdown(reason: string): Promise<number>;
 }
 

@@ -11,7 +11,7 @@ const USAGE = `usage: vega <command> [options]
 commands:
   server [--host HOST] [--port PORT]   run the service (the default)
   migrate                              apply pending database migrations and exit
-  purge --days N                       delete conversations older than N days (purge_old) and exit
+  purge --days N                       delete conversations older than N days and exit
   verify                               check config, database, indexes, backend, integrations and
                                        telemetry; print a report; exit 1 if a check failed
 `;

@@ -17,7 +17,7 @@ const REQUIRED_INDEXES = ['conversations_session_ts_id', 'conversations_ts_sessi
 const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌' };
 
 /**
- * `vega verify`: the seed's verification script. Checks the configuration, that the database
+ * `vega verify`: the pre-flight check an operator runs before (or instead of) starting. Checks the configuration, that the database
  * answers, that migrations are current and the indexes present, the LLM backend, the
  * integrations, and telemetry; prints a report (and a JSON line) and returns 1 if any check
  * failed. Warnings (an unreachable backend, a degraded integration) do not fail it.
@@ -55,6 +55,18 @@ export async function verify(env: Record<string, string | undefined>, out: (line
         add('LLM backend', has ? 'pass' : 'warn', `${provider.name} at ${provider.origin}: ${models.length} model(s)${has ? '' : `; '${config.llm.model}' not among them`}`);
       } catch (err) {
         add('LLM backend', 'warn', `${provider.name} at ${provider.origin} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
+      }
+      for (const [i, f] of config.llm.fallbacks.entries()) {
+        const fallback = createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool);
+        const model = f.model ?? config.llm.model;
+        const what = `LLM fallback ${i + 1}`;
+        try {
+          const models = await fallback.listModels(AbortSignal.timeout(5000));
+          const has = models.some((m) => m === model || m === `${model}:latest`);
+          add(what, has ? 'pass' : 'warn', `${fallback.name} at ${fallback.origin}: ${models.length} model(s)${has ? '' : `; '${model}' not among them`}`);
+        } catch (err) {
+          add(what, 'warn', `${fallback.name} at ${fallback.origin} unreachable (${(err as { code?: string }).code ?? 'error'})`);
+        }
       }
       const integrations = createIntegrations(config.integrations, pool, new BreakerRegistry());
       const health = await checkIntegrations(integrations.all, config.integrations.healthTimeoutMs);

@@ -16,8 +16,9 @@ import { LeakDetector } from './diagnostics/leaks';
 import { SessionContext } from './sessions/context';
 import { SessionStore } from './sessions/store';
 import { Summarizer } from './sessions/summarizer';
-import { isUpstreamFault } from './errors';
+import { isUpstreamFault, VegaError } from './errors';
 import { createApp } from './http/app';
+import { errorBody } from './http/error-body';
 import { InflightTracker } from './http/middleware/inflight';
 import { createIntegrations } from './integrations';
 import { buildTools } from './tools/catalogue';
@@ -25,6 +26,7 @@ import { ToolRunner } from './tools/runner';
 import { IntegrationHealthMonitor } from './integrations/health';
 import { backendHealth, databaseHealth } from './integrations/core-checks';
 import { ChatService } from './llm/chat-service';
+import { BackendChain, fallbackName, type LlmBackend } from './llm/backends';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
 import { createProvider } from './llm/providers';
 import type { LlmProvider } from './llm/types';
@@ -49,6 +51,8 @@ export interface Components {
   readonly profiler: QueryProfiler;
   readonly pool: HttpPool;
   readonly provider: LlmProvider;
+  /** The primary and every fallback, in the order they are tried. */
+  readonly backends: BackendChain;
   readonly conversationLog: ConversationLog;
   readonly retention: RetentionJob;
   readonly inflight: InflightTracker;
@@ -81,6 +85,10 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const provider = createProvider(config.llm, pool);
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
   say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
+  const fallbackProviders = config.llm.fallbacks.map((f) => createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool));
+  config.llm.fallbacks.forEach((f, i) => {
+    say(`✅ LLM fallback ${i + 1}: ${fallbackName(f.backend, i + 1)} at ${fallbackProviders[i]!.origin}${f.model ? ` (model ${f.model})` : ''}${f.apiKey ? ' (key set)' : ''}`);
+  });
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
   const conversations = new ConversationRepository(db.knex);
@@ -92,19 +100,25 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const r = config.resilience;
   const { probeIntervalMs, ...breakerOptions } = r.breaker;
   const breakers = new BreakerRegistry({ ...breakerOptions, isFailure: isUpstreamFault, traceId: currentTraceId });
-  const llmBreaker = breakers.get(`llm:${provider.name}`);
+  // Each backend has its own breaker (`llm:<name>`) and its own recovery probe.
+  const backends = new BackendChain([
+    { name: provider.name, role: 'primary', provider, model: undefined, breaker: breakers.get(`llm:${provider.name}`) },
+    ...config.llm.fallbacks.map((f, i): LlmBackend => {
+      const name = fallbackName(f.backend, i + 1);
+      return { name, role: 'fallback', provider: fallbackProviders[i]!, model: f.model, breaker: breakers.get(`llm:${name}`) };
+    }),
+  ]);
   const stages: PipelineStages = {
     cache: new ResponseCache(r.cache),
     coalescer: new Coalescer(r.coalescing),
     rateLimiter: new RateLimiter(r.rateLimit),
-    breaker: llmBreaker,
     retry: new RetryStage(r.retry),
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
   };
   // The backend's model list is its cheap health call (Ollama /api/tags, OpenAI /models, TGI /info).
   const probes = probeIntervalMs > 0
-    ? [new RecoveryProbe(llmBreaker, (signal) => provider.listModels(signal), { intervalMs: probeIntervalMs })]
+    ? backends.backends.map((b) => new RecoveryProbe(b.breaker, (signal) => b.provider.listModels(signal), { intervalMs: probeIntervalMs }))
     : [];
   const integrations = createIntegrations(config.integrations, pool, breakers);
   // Integration health lists the LLM backend and the database beside the integrations.
@@ -125,9 +139,9 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: (since) => inflight.activeSince(since) });
   const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
   say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
-  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
+  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `each backend probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
 
-  const pipeline = new ChatPipeline(provider, stages);
+  const pipeline = new ChatPipeline(backends, stages);
   const sessionStore = new SessionStore(db.knex);
   const contextSettings = () => configCache.get().context;
   const summarizer = new Summarizer({
@@ -158,7 +172,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight,
+    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight, backends,
     admin: {
       breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
       eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
@@ -168,7 +182,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const server = createServer(app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 
-  return { config, logger, db, profiler, pool, provider, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };
+  return { config, logger, db, profiler, pool, provider, backends, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };
 }
 
 /**
@@ -180,11 +194,9 @@ function answerMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy();
     return;
   }
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const refusal = new VegaError(err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'malformed_request', 'the HTTP request could not be parsed');
+  const status = refusal.status;
   const id = randomBytes(16).toString('hex');
-  const body = JSON.stringify({
-    error: { code: status === 431 ? 'headers_too_large' : 'malformed_request', message: 'the HTTP request could not be parsed' },
-    correlation_id: id,
-  });
+  const body = JSON.stringify(errorBody(refusal, id));
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`);
 }

@@ -4,7 +4,8 @@ import { conversationRows } from './support/db';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, postJson, ROOT, runVega, startVega, jsonOf } from './support/vega-process';
+import { parse } from 'yaml';
+import { eventually, postJson, ROOT, runVega, startVega, jsonOf, TEST_KEY, type VegaProcess } from './support/vega-process';
 
 describe('shutdown', () => {
   it('on SIGTERM with 20 chats in flight, completes every one, stores every one, and exits 0', async () => {
@@ -93,6 +94,46 @@ describe('npm start (scripts/start.js) on a fresh checkout', () => {
       expect((await vega.stop()).code).toBe(0);
       vega.cleanup();
     }
+  });
+});
+
+describe('GC on demand (POST /admin/performance/memory/gc) as the service is started', () => {
+  const collects = async (vega: VegaProcess) => {
+    try {
+      const res = await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ ran: true });
+    } finally {
+      await vega.stop();
+      vega.cleanup();
+    }
+  };
+  /** A command line as words, with `node` and the repository's paths made runnable from here. */
+  const runnable = (words: string[]) => {
+    expect(words[0]).toBe('node');
+    const nodeArgs = words.slice(1).filter((w) => w.startsWith('--'));
+    const [script, ...args] = words.slice(1).filter((w) => !w.startsWith('--'));
+    return { nodeArgs, script: join(ROOT, script!), args };
+  };
+
+  it('collects under npm start (the command of package.json\'s start script)', async () => {
+    const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    const { nodeArgs, script, args } = runnable(start.split('&&').at(-1)!.trim().split(/\s+/));
+    expect(script).toBe(join(ROOT, 'scripts', 'start.js'));
+    await collects(await startVega({ script, nodeArgs, args }));
+  });
+
+  it('collects under bin/vega run as an executable', async () => {
+    await collects(await startVega({ executable: join(ROOT, 'bin', 'vega'), args: ['server'] }));
+  });
+
+  it('collects under the Dockerfile CMD, which compose runs as it is', async () => {
+    const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
+    const { nodeArgs, script, args } = runnable(JSON.parse(cmd!) as string[]);
+    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: { vega: { command?: unknown; environment?: Record<string, string> } } };
+    expect(compose.services.vega.command).toBeUndefined();
+    expect(compose.services.vega.environment?.NODE_OPTIONS ?? '').not.toMatch(/./); // nothing overrides the image's flags
+    await collects(await startVega({ script, nodeArgs, args }));
   });
 });
 

@@ -24,7 +24,7 @@ export interface ConfigCacheSnapshot {
 }
 
 /**
- * A TTL cache of the validated configuration (seed: config_cache). It re-reads and re-validates
+ * A TTL cache of the validated configuration. It re-reads and re-validates
  * the environment (and `.env`) when the entry is older than the TTL or was invalidated. When a
  * reload fails validation it keeps serving the last good config and counts the failure, so a
  * bad edit to `.env` never takes a running service down.

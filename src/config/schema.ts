@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import type { FallbackSpec } from './fallbacks';
 
 /**
- * The configuration contract (SPEC section 10), as one zod schema over environment variables.
+ * The configuration contract (README.md, "Configuration"), as one zod schema over environment variables.
  * Each key is the variable's name; defaults are the documented ones. Values arrive as strings and
  * are coerced here, so every consumer gets typed, validated values.
  */
@@ -59,6 +60,8 @@ export const configSchema = z.object({
   LLM_BASE_URL: optionalUrl,
   LLM_API_KEY: optionalSecret,
   MODEL_NAME: z.preprocess(emptyToUndefined, z.string().min(1).max(200).default('llama3.2')),
+  /** Further backends, tried in order when the one before is down: `kind=url[#model]`, comma-separated (config/fallbacks.ts). */
+  LLM_FALLBACKS: z.preprocess(emptyToUndefined, z.string().max(8192).optional()),
   LLM_TIMEOUT_S: number(0.001, 3600, 60).refine((v) => v > 0, 'must be positive'),
   DATABASE_URL: z.preprocess(emptyToUndefined, z.string().default('sqlite:./data/vega.db')).refine(
     (v) => v === ':memory:' || v.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(v),
@@ -82,7 +85,7 @@ export const configSchema = z.object({
   SHUTDOWN_TIMEOUT_S: number(0, 600, 30),
   CONFIG_CACHE_TTL_S: number(0, 86_400, 60),
   HTTP_POOL_CONNECTIONS: number(1, 1024, 32, true),
-  // Resilience (SPEC section 5; defaults are the seed's).
+  // Resilience (docs/architecture.md, "The resilience stages", says why these defaults).
   BREAKER_FAILURE_THRESHOLD: number(1, 1000, 5, true),
   BREAKER_OPEN_BASE_S: number(0.001, 86_400, 30),
   BREAKER_OPEN_MAX_S: number(0.001, 86_400, 300),
@@ -117,7 +120,7 @@ export const configSchema = z.object({
   ),
   TOOL_MAX_ROUNDS: number(1, 20, 4, true),
   TOOL_RESULT_MAX_CHARS: number(100, 1_000_000, 4000, true),
-  // Integrations (SPEC section 6): each is disabled unless configured.
+  // Integrations: each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   FETCH_ENABLED: bool(false),
   FETCH_ALLOW_PRIVATE: bool(false),
@@ -163,6 +166,8 @@ export interface Config {
     readonly apiKey: string | undefined;
     readonly model: string;
     readonly timeoutMs: number;
+    /** LLM_FALLBACKS with their keys, in the order they are tried after this backend. */
+    readonly fallbacks: readonly FallbackSpec[];
   };
   readonly generation: { readonly temperature: number; readonly topP: number; readonly maxTokens: number };
   readonly databaseUrl: string;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
+import { fallbackKeys, fallbackKeyVariable, parseFallbacks, redactFallbacks, type FallbackSpec } from './fallbacks';
 import { configSchema, DEFAULT_BASE_URL, SECRET_VARIABLES, type Config, type RawConfig } from './schema';
 
 /** One finding of the validator, naming the variable it is about. */
@@ -36,7 +37,7 @@ export function redact(value: unknown): string | undefined {
 }
 
 /**
- * Validates the environment against the schema and the seed's checks (seed 001, section 4):
+ * Validates the environment against the schema and the checks README.md's configuration table describes:
  * required fields, port range, 0.0.0.0 binding, backend enum, timeouts, URLs, key length, log level,
  * generation parameters, and integration completeness. Errors make the config unusable;
  * warnings are logged and the service starts.
@@ -96,14 +97,23 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
   }
 
+  const parsedFallbacks = parseFallbacks(raw.LLM_FALLBACKS);
+  for (const message of parsedFallbacks.errors) errors.push({ variable: 'LLM_FALLBACKS', message });
+  const { keys, stray } = fallbackKeys(env, parsedFallbacks.fallbacks.length);
+  for (const variable of stray) {
+    errors.push({ variable, message: `names no fallback: LLM_FALLBACKS has ${parsedFallbacks.fallbacks.length} item(s)` });
+  }
+  const fallbacks: FallbackSpec[] = parsedFallbacks.fallbacks.map((f, i) => ({ ...f, apiKey: keys.get(i + 1) }));
+
   const effective = effectiveOf(env, raw);
+  for (const n of [...keys.keys()].sort((a, b) => a - b)) effective[fallbackKeyVariable(n)] = redact(keys.get(n));
   if (errors.length > 0 || baseUrl === undefined) {
     return { valid: false, errors, warnings, effective, config: undefined };
   }
-  return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl) };
+  return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl, fallbacks) };
 }
 
-function toConfig(raw: RawConfig, baseUrl: string): Config {
+function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackSpec[]): Config {
   return {
     host: raw.HOST,
     port: raw.PORT,
@@ -116,6 +126,7 @@ function toConfig(raw: RawConfig, baseUrl: string): Config {
       apiKey: raw.LLM_API_KEY,
       model: raw.MODEL_NAME,
       timeoutMs: Math.round(raw.LLM_TIMEOUT_S * 1000),
+      fallbacks,
     },
     generation: { temperature: raw.DEFAULT_TEMPERATURE, topP: raw.DEFAULT_TOP_P, maxTokens: raw.DEFAULT_MAX_TOKENS },
     databaseUrl: raw.DATABASE_URL,
@@ -170,7 +181,8 @@ function effectiveOf(env: Record<string, string | undefined>, raw?: RawConfig): 
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = raw ? (raw as Record<string, unknown>)[key] : env[key];
-    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value) : value;
+    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value)
+      : key === 'LLM_FALLBACKS' ? redactFallbacks(value as string | undefined) : value;
   }
   return out;
 }

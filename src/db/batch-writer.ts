@@ -1,15 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { context, trace, SpanKind, SpanStatusCode, type Context, type Link, type Histogram } from '@opentelemetry/api';
-import { VegaError } from '../errors';
-import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { context, trace, SpanKind, SpanStatusCode, type Context, type Link } from '@opentelemetry/api';
+import { StorageBusy } from '../errors';
+import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
 import type { ConversationRecord, ConversationRepository } from './conversations';
-
-/** The writer's queue is full: the service is writing slower than chats arrive. */
-export class StorageBusy extends VegaError {
-  constructor() {
-    super('storage_busy', 503, 'too many conversations are waiting to be stored; try again', { retryAfterS: 1 });
-  }
-}
 
 /** Options of {@link ConversationLog}. */
 export interface BatchWriterOptions {
@@ -55,7 +48,7 @@ const tracer = trace.getTracer('vega');
 const QUIET_CAP_MS = 2;
 
 /**
- * The conversation log's batch writer, by group commit (seed: batch_operations). Each `log()`
+ * The conversation log's batch writer, by group commit. Each `log()`
  * joins a queue and resolves once its row is committed, so a reply is sent only for a stored
  * conversation and a conversation whose reply was sent survives a crash. Rows that arrive while a
  * transaction is running are written together in the next one, as soon as it can start: under
@@ -64,13 +57,13 @@ const QUIET_CAP_MS = 2;
  *
  * Each request has a `conversation.store` span for its wait. A batch runs in a
  * `conversation.batch_write` span that is a child of its first request's (so a lone request has
- * its knex spans in its own trace, as DESIGN.md wants) and links to every other request it carries.
+ * its knex spans in its own trace, where an operator following it looks) and links to every other request it carries.
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
   readonly #opts: Required<BatchWriterOptions>;
-  readonly #size: Histogram;
-  readonly #duration: Histogram;
+  readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
+  readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbBatchDuration>;
   #queue: Waiting[] = [];
   #writing = false;
   #idle: Array<() => void> = [];
@@ -159,8 +152,10 @@ export class ConversationLog {
           await this.#repo.logMany(batch.map((w) => w.record));
           const ms = performance.now() - started;
           this.#record(batch.length, ms, 'ok');
-          for (const w of batch) w.resolve();
+          // End this span before the waiters' conversation.store spans: the first of them is its
+          // parent, and a child that ends after its parent does not nest in the trace.
           span.end();
+          for (const w of batch) w.resolve();
           return;
         } catch (err) {
           const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);

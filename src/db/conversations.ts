@@ -21,6 +21,8 @@ export interface ConversationRecord {
   readonly cached?: boolean;
   /** The client (a hash of its API key) the conversation belongs to. */
   readonly owner?: string | undefined;
+  /** The LLM backend that answered (`ollama`, `openai-fallback1`, ...); unset when none did. */
+  readonly backend?: string | undefined;
   /** The whole conversation sent, as a JSON array of messages (`/v1`; bounded by the caller). */
   readonly messages?: string | undefined;
   /** The turn's tool calls, as a JSON array (bounded by the caller). */
@@ -47,6 +49,7 @@ export interface ConversationRow {
   readonly cached: boolean;
   /** The client id of the key that made it (null for conversations stored before owners). */
   readonly owner: string | null;
+  readonly backend: string | null;
   /** The whole conversation sent (`/v1` turns), oldest message first; null when only the prompt was stored. */
   readonly messages: unknown[] | null;
   /** The tool calls of the turn; null when there were none. */
@@ -62,7 +65,6 @@ export interface HistoryPage {
 export interface ConversationLogSnapshot {
   readonly logged_ok: number;
   readonly logged_failed: number;
-  readonly log_failures: number;
 }
 
 export const MAX_PAGE_SIZE = 200;
@@ -75,7 +77,6 @@ export const DEFAULT_PAGE_SIZE = 50;
 export class ConversationRepository {
   #ok = 0;
   #failed = 0;
-  #failures = 0;
 
   constructor(private readonly knex: Knex) {}
 
@@ -86,17 +87,14 @@ export class ConversationRepository {
 
   /** Stores several conversations in one transaction; resolves with their ids once committed. */
   async logMany(records: readonly ConversationRecord[]): Promise<number[]> {
-    try {
-      const rows = await this.knex('conversations').insert(records.map(toRow), ['id']);
-      for (const r of records) {
-        if (r.status === 'ok') this.#ok++;
-        else this.#failed++;
-      }
-      return rows.map((r: number | { id: number }) => (typeof r === 'object' ? r.id : r));
-    } catch (err) {
-      this.#failures += records.length;
-      throw err;
+    // A refused insert is not counted here: the batch writer may retry it (SQLITE_BUSY), and only
+    // it knows when a row is lost for good (its failed_rows).
+    const rows = await this.knex('conversations').insert(records.map(toRow), ['id']);
+    for (const r of records) {
+      if (r.status === 'ok') this.#ok++;
+      else this.#failed++;
     }
+    return rows.map((r: number | { id: number }) => (typeof r === 'object' ? r.id : r));
   }
 
   /** One page of history, newest first; `sessionId` narrows it to one session. */
@@ -132,7 +130,7 @@ export class ConversationRepository {
     return (await this.page({ limit, sessionId })).items;
   }
 
-  /** Deletes conversations older than `days` days; returns how many (seed: purge_old). */
+  /** Deletes conversations older than `days` days; returns how many (`vega purge`, the retention job). */
   async purgeOld(days: number, now = Date.now()): Promise<number> {
     if (!(days > 0)) throw new RangeError(`purgeOld: days must be positive, got ${days}`);
     return this.knex('conversations').where('ts', '<', now - days * 86_400_000).delete();
@@ -144,7 +142,7 @@ export class ConversationRepository {
   }
 
   snapshot(): ConversationLogSnapshot {
-    return { logged_ok: this.#ok, logged_failed: this.#failed, log_failures: this.#failures };
+    return { logged_ok: this.#ok, logged_failed: this.#failed };
   }
 }
 
@@ -166,6 +164,7 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     error_code: r.errorCode ?? null,
     cached: r.cached ?? false,
     owner: r.owner ?? null,
+    backend: r.backend ?? null,
     messages: r.messages ?? null,
     tool_calls: r.toolCalls ?? null,
   };
@@ -192,6 +191,7 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     error_code: (r.error_code as string | null) ?? null,
     cached: Boolean(r.cached),
     owner: (r.owner as string | null) ?? null,
+    backend: (r.backend as string | null | undefined) ?? null,
     messages: jsonArray(r.messages),
     tool_calls: jsonArray(r.tool_calls),
   };

@@ -29,7 +29,9 @@ const migrations: Record<string, Migration> = {
         t.string('status', 16).notNullable().defaultTo('ok');
         t.string('error_code', 64);
       });
-      // The seed's composite indexes (SPEC section 3), with explicit DESC, which knex's builder lacks.
+      // One composite index per way conversations are read: a session's history newest first,
+      // recent chats across sessions, the review queue, and by source. Explicit DESC, which
+      // knex's builder lacks.
       await knex.raw('CREATE INDEX conversations_session_ts_id ON conversations (session_id, ts DESC, id DESC)');
       await knex.raw('CREATE INDEX conversations_ts_session_id ON conversations (ts DESC, session_id, id DESC)');
       await knex.raw('CREATE INDEX conversations_reviewed_ts ON conversations (reviewed, ts DESC)');
@@ -95,7 +97,19 @@ const migrations: Record<string, Migration> = {
       });
     },
   },
-  '004_conversation_messages_and_tool_calls': {
+  '004_conversations_backend': {
+    async up(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.string('backend', 64).comment('the LLM backend that answered: the primary\'s kind or <kind>-fallback<N>');
+      });
+    },
+    async down(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.dropColumn('backend');
+      });
+    },
+  },
+  '005_conversation_messages_and_tool_calls': {
     // `messages`: the whole conversation a /v1 client sent (JSON, bounded); `tool_calls`: the
     // turn's tool calls (JSON, bounded). Both null when there is nothing to keep.
     async up(knex) {

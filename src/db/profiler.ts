@@ -1,8 +1,9 @@
 import type { Knex } from 'knex';
 import { performance } from 'node:perf_hooks';
-import type { Attributes, Histogram } from '@opentelemetry/api';
+import { errorType } from '../errors';
+import { preciseIso } from '../telemetry/clock';
 import { currentTraceId } from '../telemetry/correlation';
-import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { createHistogram, INSTRUMENTS, type AttributesOf, type TypedHistogram } from '../telemetry/instruments';
 import type { DbSystem } from './knex';
 
 /** Options of {@link QueryProfiler}. */
@@ -97,7 +98,7 @@ class Ring<T> {
 }
 
 /**
- * The database query profiler (seed: db_profiler): every query knex runs is timed from its
+ * The database query profiler: every query knex runs is timed from its
  * `query` event to its `query-response` or `query-error`, recorded in
  * `db.client.operation.duration`, and summarised for GET /admin/database/stats, with ring buffers
  * of recent slow and failed queries that carry the trace id of the request that ran them.
@@ -108,7 +109,7 @@ export class QueryProfiler {
   readonly #slowMs: number;
   readonly #slow: Ring<QueryEntry>;
   readonly #failed: Ring<QueryEntry>;
-  readonly #duration: Histogram;
+  readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbOperationDuration>;
   readonly #system: DbSystem;
   #total = 0;
   #failures = 0;
@@ -143,9 +144,12 @@ export class QueryProfiler {
     const ms = performance.now() - p.started;
     const sql = q.sql ?? '';
     const { operation, table } = classify(sql, q.method);
-    const attrs: Attributes = { 'db.system.name': this.#system, 'db.operation.name': operation };
-    if (table) attrs['db.collection.name'] = table;
-    if (err) attrs['error.type'] = (err as { code?: string }).code ?? err.name;
+    const attrs: AttributesOf<typeof INSTRUMENTS.dbOperationDuration> = {
+      'db.system.name': this.#system,
+      'db.operation.name': operation,
+      ...(table ? { 'db.collection.name': table } : {}),
+      ...(err ? { 'error.type': errorType(err) } : {}),
+    };
     this.#duration.record(ms / 1000, attrs);
 
     this.#total++;
@@ -159,7 +163,7 @@ export class QueryProfiler {
     if (ms > op.max) op.max = ms;
     this.#byOp.set(operation, op);
     const entry = (): QueryEntry => ({
-      sql: sql.slice(0, 2000), operation, table, duration_ms: Math.round(ms * 1000) / 1000, at: new Date().toISOString(),
+      sql: sql.slice(0, 2000), operation, table, duration_ms: Math.round(ms * 1000) / 1000, at: preciseIso(),
       trace_id: p.traceId ?? null, ...(err ? { error: driverMessage(err) } : {}),
     });
     if (err) {

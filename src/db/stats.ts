@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type { Database } from './knex';
 
-/** The knex pool's state (tarn), as the seed's "pool stats" and the db.client.connection.* instruments. */
+/** The knex pool's state (tarn), for the admin JSON and the db.client.connection.* instruments. */
 export interface PoolSnapshot {
   readonly name: string;
   readonly used: number;

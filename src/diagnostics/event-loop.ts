@@ -1,4 +1,5 @@
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
+import { preciseIso, wallClockMs } from '../telemetry/clock';
 import { currentTraceId } from '../telemetry/correlation';
 
 /** Options of {@link EventLoopMonitor}; every field has its default. */
@@ -54,7 +55,7 @@ export const RULES = {
 } as const;
 
 /**
- * The event-loop monitor (seed: async_monitor): delay percentiles from
+ * The event-loop monitor: delay percentiles from
  * `perf_hooks.monitorEventLoopDelay`, utilization from `performance.eventLoopUtilization`, and
  * stall detection by a timer that measures its own lateness. A stall records its time, its
  * duration, and the requests in flight around it. The runtime-node instrumentation exports the
@@ -108,7 +109,7 @@ export class EventLoopMonitor {
     if (lag >= this.#opts.stallThresholdMs) {
       this.#stallsTotal++;
       this.#push(this.#stalls, {
-        at: new Date(Date.now() - lag).toISOString(),
+        at: preciseIso(wallClockMs(now - lag)),
         duration_ms: Math.round(lag),
         requests: this.#opts.activeRequests?.(now - lag - this.#opts.checkIntervalMs).slice(0, 10) ?? [],
       });
@@ -121,8 +122,8 @@ export class EventLoopMonitor {
   }
 
   /**
-   * Runs `fn` and records it as a slow operation if it takes `thresholdMs` or more (the seed's
-   * monitor_async). Errors pass through; the timing is recorded either way.
+   * Runs `fn` and records it as a slow operation if it takes `thresholdMs` or more, so
+   * the diagnostics route can name what held things up. Errors pass through; the timing is recorded either way.
    */
   async monitorAsync<T>(name: string, fn: () => Promise<T>, thresholdMs = 1000): Promise<T> {
     const started = performance.now();
@@ -132,7 +133,7 @@ export class EventLoopMonitor {
       const ms = performance.now() - started;
       if (ms >= thresholdMs) {
         this.#slowTotal++;
-        this.#push(this.#slow, { name, duration_ms: Math.round(ms), threshold_ms: thresholdMs, at: new Date().toISOString(), trace_id: currentTraceId() ?? null });
+        this.#push(this.#slow, { name, duration_ms: Math.round(ms), threshold_ms: thresholdMs, at: preciseIso(), trace_id: currentTraceId() ?? null });
       }
     }
   }

@@ -55,7 +55,7 @@ export interface LeakSnapshot {
 const mb = (b: number) => Math.round((b / 1048576) * 100) / 100;
 
 /**
- * The memory leak detector (seed: memory_leak_detector). `track()` keeps a WeakRef to an object
+ * The memory leak detector. `track()` keeps a WeakRef to an object
  * and a FinalizationRegistry entry: when the object is collected it leaves the table by itself;
  * one still alive past the threshold is a potential leak, reported by type. Heap and RSS are
  * sampled for a trend. Nothing here keeps a tracked object alive.

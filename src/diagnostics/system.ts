@@ -1,15 +1,11 @@
-import { readdir, readFile, readlink, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import os from 'node:os';
+import { fdLimits, memAvailableBytes, openFdCount, tcpSockets, threadCount } from './kernel-stats';
 
 export type ResourceStatus = 'healthy' | 'warning' | 'error';
 
-/** Past these fractions a resource is `warning` or `error` (the seed's 80%; 95% for error). */
+/** Past these fractions a resource is `warning` (80%: time to act) or `error` (95%: about to fail). */
 export const THRESHOLDS = { warning: 0.8, error: 0.95 } as const;
-
-const TCP_STATES: Record<string, string> = {
-  '01': 'ESTABLISHED', '02': 'SYN_SENT', '03': 'SYN_RECV', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2', '06': 'TIME_WAIT',
-  '07': 'CLOSE', '08': 'CLOSE_WAIT', '09': 'LAST_ACK', '0A': 'LISTEN', '0B': 'CLOSING',
-};
 
 function status(fraction: number | null): ResourceStatus {
   if (fraction === null) return 'healthy';
@@ -19,40 +15,10 @@ function status(fraction: number | null): ResourceStatus {
 const mb = (b: number) => Math.round((b / 1048576) * 10) / 10;
 const pct = (f: number | null) => (f === null ? null : Math.round(f * 1000) / 10);
 
-async function readText(path: string): Promise<string | undefined> {
-  return readFile(path, 'utf8').catch(() => undefined);
-}
-
-/** Open descriptors of this process and its limits, from /proc/self. */
-export async function fileDescriptors(): Promise<{ open: number; soft_limit: number | null; hard_limit: number | null }> {
-  const open = (await readdir('/proc/self/fd').catch(() => [] as string[])).length;
-  const limits = (await readText('/proc/self/limits')) ?? '';
-  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
-  const num = (s: string | undefined) => (s === undefined || s === 'unlimited' ? null : Number(s));
-  return { open, soft_limit: num(m?.[1]), hard_limit: num(m?.[2]) };
-}
-
-/** This process's TCP sockets by state (matched by inode), and the machine's. */
-export async function sockets(): Promise<{ process: Record<string, number>; system: Record<string, number> }> {
-  const inodes = new Set<string>();
-  for (const fd of await readdir('/proc/self/fd').catch(() => [] as string[])) {
-    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
-    const m = /^socket:\[(\d+)\]$/.exec(target);
-    if (m?.[1]) inodes.add(m[1]);
-  }
-  const mine: Record<string, number> = {};
-  const all: Record<string, number> = {};
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const text = await readText(file);
-    for (const line of text?.split('\n').slice(1) ?? []) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 10) continue;
-      const state = TCP_STATES[cols[3] ?? ''] ?? 'UNKNOWN';
-      all[state] = (all[state] ?? 0) + 1;
-      if (inodes.has(cols[9] ?? '')) mine[state] = (mine[state] ?? 0) + 1;
-    }
-  }
-  return { process: mine, system: all };
+/** Open descriptors of this process and its limits. */
+export function fileDescriptors(): { open: number; soft_limit: number | null; hard_limit: number | null } {
+  const limits = fdLimits();
+  return { open: openFdCount() ?? 0, soft_limit: limits.soft, hard_limit: limits.hard };
 }
 
 /** CPU use of this process and of the machine over an interval (a short sample: 100 ms). */
@@ -92,14 +58,13 @@ export interface SystemSnapshot {
 }
 
 /**
- * System diagnostics (seed: system_diagnostics) from /proc and Node's APIs: memory, CPU, load,
+ * System diagnostics from the kernel (./kernel-stats.ts) and Node's APIs: memory, CPU, load,
  * threads, file descriptors against their limits, sockets by TCP state, the data directory's
  * disk, and the process. Each resource is `warning` past 80% and `error` past 95%.
  */
 export async function systemSnapshot(dataDir: string | undefined): Promise<SystemSnapshot> {
-  const [fds, socks, cpuUse, statusText, meminfo] = await Promise.all([
-    fileDescriptors(), sockets(), cpu(), readText('/proc/self/status'), readText('/proc/meminfo'),
-  ]);
+  const fds = fileDescriptors();
+  const [socks, cpuUse] = await Promise.all([tcpSockets(), cpu()]);
   const issues: string[] = [];
   const check = (name: string, fraction: number | null) => {
     const s = status(fraction);
@@ -107,8 +72,7 @@ export async function systemSnapshot(dataDir: string | undefined): Promise<Syste
     return s;
   };
   const total = os.totalmem();
-  const available = Number(/^MemAvailable:\s+(\d+) kB/m.exec(meminfo ?? '')?.[1] ?? NaN) * 1024;
-  const free = Number.isFinite(available) ? available : os.freemem();
+  const free = memAvailableBytes();
   const memFraction = (total - free) / total;
   const mu = process.memoryUsage();
   const fdFraction = fds.soft_limit ? fds.open / fds.soft_limit : null;
@@ -124,7 +88,6 @@ export async function systemSnapshot(dataDir: string | undefined): Promise<Syste
       disk = { path: dataDir, total_mb: mb(size), available_mb: mb(avail), used_percent: pct(used), status: check('disk', used) };
     }
   }
-  const threads = Number(/^Threads:\s+(\d+)/m.exec(statusText ?? '')?.[1] ?? NaN);
   const result: SystemSnapshot = {
     status: 'healthy',
     issues,
@@ -134,7 +97,7 @@ export async function systemSnapshot(dataDir: string | undefined): Promise<Syste
     },
     cpu: { ...cpuUse, cores, status: check('cpu', cpuUse.system_percent / 100) },
     load_average: { '1m': load[0] ?? 0, '5m': load[1] ?? 0, '15m': load[2] ?? 0, per_core_1m: Math.round(((load[0] ?? 0) / cores) * 100) / 100 },
-    threads: Number.isFinite(threads) ? threads : null,
+    threads: threadCount(),
     file_descriptors: { ...fds, used_percent: pct(fdFraction), status: check('file descriptors', fdFraction) },
     sockets: socks,
     disk,

@@ -4,6 +4,7 @@ import { bodyParser } from '@koa/bodyparser';
 import type { ConversationRepository } from '../db/conversations';
 import type { Database } from '../db/knex';
 import { VegaError } from '../errors';
+import type { BackendChain } from '../llm/backends';
 import type { ChatService } from '../llm/chat-service';
 import type { SessionContext } from '../sessions/context';
 import type { SessionStore } from '../sessions/store';
@@ -25,6 +26,7 @@ import { registerPerformanceAdmin, type PerformanceAdminDeps } from './routes/ad
 import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/resources';
 import { registerDatabaseAdmin, type DatabaseAdminDeps } from './routes/admin/database';
 import { registerDiagnosticsAdmin, type DiagnosticsAdminDeps } from './routes/admin/diagnostics';
+import { registerAdminAliases } from './routes/admin/aliases';
 import { registerComprehensiveAdmin } from './routes/admin/comprehensive';
 import { requireJson } from './validation';
 
@@ -36,6 +38,8 @@ export interface AppDeps {
   readonly chat: ChatService;
   /** Session ownership, context, memories and forgetting. */
   readonly sessions: { readonly store: SessionStore; readonly context: SessionContext };
+  /** The LLM backends, primary first: each has a health entry. */
+  readonly backends: BackendChain;
   readonly inflight: InflightTracker;
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
@@ -52,8 +56,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const config = deps.config();
   const router = new Router<VegaState>();
   registerHealthRoutes(router, {
-    knex: deps.db.knex, provider: deps.chat.provider, inflight: deps.inflight,
-    breaker: () => deps.admin.breakers.find(`llm:${deps.chat.provider.name}`)?.snapshot(),
+    knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight,
   });
   registerMetricsRoute(router, config.metricsApiKey);
   registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
@@ -68,7 +71,8 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerResourcesAdmin(router, deps.admin);
   registerDatabaseAdmin(router, deps.admin);
   registerDiagnosticsAdmin(router, deps.admin);
-  registerComprehensiveAdmin(router, deps.admin);
+  registerComprehensiveAdmin(router, { ...deps.admin, backends: deps.backends });
+  registerAdminAliases(router);
   // The route table as registered, read at request time: what an operator (and the auth test)
   // checks the API reference and the key guard against.
   router.get('/admin/routes', (ctx) => {
@@ -107,9 +111,9 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   app.use(router.routes());
   app.use(router.allowedMethods({
     throw: true,
-    methodNotAllowed: () => new VegaError('method_not_allowed', 405, 'method not allowed on this route'),
+    methodNotAllowed: () => new VegaError('method_not_allowed', 'method not allowed on this route'),
     // An unknown method is the client's mistake: 405, never a 5xx.
-    notImplemented: () => new VegaError('method_not_allowed', 405, 'method not supported'),
+    notImplemented: () => new VegaError('method_not_allowed', 'method not supported'),
   }));
   app.on('error', (err) => deps.logger.error({ err }, 'koa error outside the error handler'));
   return app;

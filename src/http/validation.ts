@@ -19,7 +19,7 @@ export function memoized<T>(build: (limit: number) => T): (limit: number) => T {
   };
 }
 
-/** The body of `POST /chat` (SPEC section 3). Unknown fields are refused, not ignored. */
+/** The body of `POST /chat` (docs/api.md). Unknown fields are refused, not ignored. */
 export const chatBodySchema = memoized((maxPromptChars: number) => buildChatBodySchema(maxPromptChars));
 
 function buildChatBodySchema(maxPromptChars: number) {
@@ -69,7 +69,7 @@ export function requireJson(ctx: { is(type: string): string | false | null; get(
 }
 
 /** A query parameter as a bounded integer, or 400 naming it. */
-export function intParam(raw: unknown, name: string, min: number, max: number, fallback: number): number {
+export function intParam(raw: unknown, name: 'limit' | 'timeout' | 'ms', min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
   const s = Array.isArray(raw) ? raw[0] : raw;
   if (typeof s !== 'string' || !/^\d{1,9}$/.test(s)) throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
@@ -79,7 +79,7 @@ export function intParam(raw: unknown, name: string, min: number, max: number, f
 }
 
 /** A single-valued string query parameter, or 400. */
-export function stringParam(raw: unknown, name: string): string | undefined {
+export function stringParam(raw: unknown, name: 'cursor'): string | undefined {
   if (raw === undefined) return undefined;
   if (typeof raw !== 'string' || raw.length > 256) throw new InvalidRequest(`${name} must be given once, at most 256 characters`, `invalid_${name}`);
   return raw;

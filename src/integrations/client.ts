@@ -1,19 +1,9 @@
 import { request } from 'undici';
-import { VegaError } from '../errors';
+import { IntegrationError } from '../errors';
 import { discardBody } from '../net/body';
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
 import { outboundCorrelationHeaders } from '../telemetry/correlation';
-
-/** An integration's upstream failed or refused. */
-export class IntegrationError extends VegaError {
-  /** Whether it is the upstream's fault (it counts against the integration's breaker). */
-  readonly upstreamFault: boolean;
-  constructor(integration: string, code: string, message: string, upstreamFault: boolean, cause?: unknown) {
-    super(code, upstreamFault ? 502 : 400, `${integration}: ${message}`, { cause });
-    this.upstreamFault = upstreamFault;
-  }
-}
 
 /** Counts against an integration's breaker: transport failures, timeouts and 5xx. */
 export function isIntegrationFault(err: Error): boolean {
@@ -57,7 +47,7 @@ export async function integrationCall(pool: HttpPool, breaker: CircuitBreaker, n
       });
     } catch (err) {
       const code = (err as { code?: string }).code ?? (err as Error).name;
-      throw new IntegrationError(name, signal.aborted ? 'integration_timeout' : 'integration_unavailable', signal.aborted ? 'timed out' : `could not connect (${code})`, true, err);
+      throw new IntegrationError(name, signal.aborted ? 'integration_timeout' : 'integration_unavailable', signal.aborted ? 'timed out' : `could not connect (${code})`, err);
     }
     const max = opts.maxBytes ?? 1024 * 1024;
     let text = '';
@@ -73,7 +63,8 @@ export async function integrationCall(pool: HttpPool, breaker: CircuitBreaker, n
       text += (chunk as Buffer).toString('utf8');
     }
     if (res.statusCode >= 300) {
-      throw new IntegrationError(name, `integration_http_${res.statusCode}`, `answered HTTP ${res.statusCode}`, res.statusCode >= 500 || res.statusCode === 429);
+      const fault = res.statusCode >= 500 || res.statusCode === 429;
+      throw new IntegrationError(name, fault ? 'integration_http_error' : 'integration_rejected', `answered HTTP ${res.statusCode}`);
     }
     return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), text, truncated };
   });

@@ -12,7 +12,7 @@ export interface HealthReport {
 export const HEALTH_TIMEOUT = { defaultMs: 10_000, minMs: 1_000, maxMs: 30_000 } as const;
 
 /**
- * Checks every integration at once under one deadline (seed: integration_health). A check that
+ * Checks every integration at once under one deadline. A check that
  * has not answered by the deadline is `unhealthy` with a timeout error; unconfigured ones are
  * `disabled`. The overall status is the worst of the enabled ones.
  */

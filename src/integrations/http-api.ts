@@ -1,9 +1,10 @@
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
-import { IntegrationError, integrationCall, type IntegrationResponse } from './client';
+import { IntegrationError } from '../errors';
+import { integrationCall, type IntegrationResponse } from './client';
 import type { Integration } from './types';
 
-/** How one HTTP API integration is reached; each is configured by its own variables (SPEC section 6). */
+/** How one HTTP API integration is reached; each is configured by its own variables (README.md). */
 export interface HttpApiDescriptor {
   readonly name: string;
   /** Unset: the integration is disabled. */
@@ -36,7 +37,7 @@ export class HttpApiIntegration implements Integration {
 
   /** One call to `path` (relative to the base URL) with `query`. */
   async call(path: string, opts: { method?: 'GET' | 'POST'; query?: Record<string, string>; body?: unknown; signal?: AbortSignal } = {}): Promise<IntegrationResponse> {
-    if (!this.d.baseUrl) throw new IntegrationError(this.name, 'integration_disabled', 'not configured', false);
+    if (!this.d.baseUrl) throw new IntegrationError(this.name, 'integration_disabled', 'not configured');
     const url = new URL(this.d.baseUrl);
     if (path) url.pathname = `${url.pathname.replace(/\/$/, '')}/${path.replace(/^\//, '')}`;
     for (const [k, v] of Object.entries({ ...this.d.query, ...opts.query })) url.searchParams.set(k, v);
@@ -51,7 +52,7 @@ export class HttpApiIntegration implements Integration {
     try {
       return JSON.parse(res.text) as T;
     } catch (err) {
-      throw new IntegrationError(this.name, 'integration_bad_response', 'the reply is not JSON', true, err);
+      throw new IntegrationError(this.name, 'integration_bad_response', 'the reply is not JSON', err);
     }
   }
 

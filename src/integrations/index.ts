@@ -6,7 +6,7 @@ import { HttpApiIntegration } from './http-api';
 import type { Integration } from './types';
 import { WebFetch, type Resolver } from './web-fetch';
 
-/** Every integration of SPEC section 6, each disabled unless configured. */
+/** Every integration Vega has (README.md lists their variables), each disabled unless configured. */
 export interface Integrations {
   readonly all: readonly Integration[];
   readonly webSearch: HttpApiIntegration;

@@ -3,7 +3,8 @@ import { convert } from 'html-to-text';
 import ipaddr from 'ipaddr.js';
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
-import { IntegrationError, integrationCall } from './client';
+import { IntegrationError } from '../errors';
+import { integrationCall } from './client';
 import type { Integration } from './types';
 
 /** Resolves a hostname to every address it has (injectable for tests). */
@@ -72,19 +73,19 @@ export class WebFetch implements Integration {
     try {
       url = new URL(raw);
     } catch {
-      throw new IntegrationError(this.name, 'invalid_url', 'not a URL', false);
+      throw new IntegrationError(this.name, 'invalid_url', 'not a URL');
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IntegrationError(this.name, 'invalid_url', 'only http and https URLs', false);
-    if (url.username || url.password) throw new IntegrationError(this.name, 'invalid_url', 'URLs with credentials are refused', false);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IntegrationError(this.name, 'invalid_url', 'only http and https URLs');
+    if (url.username || url.password) throw new IntegrationError(this.name, 'invalid_url', 'URLs with credentials are refused');
     const hostname = url.hostname.replace(/^\[|\]$/g, '');
     const addresses = ipaddr.isValid(hostname) ? [{ address: hostname, family: hostname.includes(':') ? 6 : 4 }] : await this.#resolve(hostname).catch((err: unknown) => {
-      throw new IntegrationError(this.name, 'dns_failure', `could not resolve ${hostname} (${(err as { code?: string }).code ?? 'error'})`, true, err);
+      throw new IntegrationError(this.name, 'dns_failure', `could not resolve ${hostname} (${(err as { code?: string }).code ?? 'error'})`, err);
     });
-    if (addresses.length === 0) throw new IntegrationError(this.name, 'dns_failure', `${hostname} has no address`, true);
+    if (addresses.length === 0) throw new IntegrationError(this.name, 'dns_failure', `${hostname} has no address`);
     if (!this.#opts.allowPrivate) {
       for (const a of addresses) {
         const reason = blockedReason(a.address);
-        if (reason) throw new IntegrationError(this.name, 'ssrf_blocked', `refused: ${hostname} resolves to ${reason}`, false);
+        if (reason) throw new IntegrationError(this.name, 'ssrf_blocked', `refused: ${hostname} resolves to ${reason}`);
       }
     }
     if (url.protocol === 'http:' && !ipaddr.isValid(hostname)) {
@@ -97,7 +98,7 @@ export class WebFetch implements Integration {
   }
 
   async fetch(raw: string, signal?: AbortSignal): Promise<FetchedPage> {
-    if (!this.enabled) throw new IntegrationError(this.name, 'integration_disabled', 'web fetch is not enabled (FETCH_ENABLED)', false);
+    if (!this.enabled) throw new IntegrationError(this.name, 'integration_disabled', 'web fetch is not enabled (FETCH_ENABLED)');
     const { target, host } = await this.vet(raw);
     const res = await integrationCall(this.#opts.pool, this.#opts.breaker, this.name, target, {
       headers: { accept: 'text/html, text/plain, application/json;q=0.9, */*;q=0.5', ...(host ? { host } : {}) },

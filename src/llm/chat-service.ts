@@ -1,13 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import type { Attributes } from '@opentelemetry/api';
 import type { ConversationRecord } from '../db/conversations';
-import { UpstreamRejected, VegaError } from '../errors';
+import { ClientClosed, errorType, StorageUnavailable, UpstreamRejected } from '../errors';
 import type { ToolResult, ToolRunner } from '../tools/runner';
-import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
 import type { Logger } from '../telemetry/logger';
-import type { ChatPipeline, Sourced } from './pipeline';
-import type { ChatMessage, Completion, GenerationOptions, LlmProvider, ProviderRequest, StreamEvent, ToolCall, ToolDefinition, Usage } from './types';
+import type { ChatPipeline, ServedCompletion, Sourced } from './pipeline';
+import type { ChatMessage, GenerationOptions, LlmProvider, ProviderRequest, StreamEvent, ToolCall, ToolDefinition, Usage } from './types';
 
 /** A chat as the HTTP layer hands it over (validated, defaults not yet applied). */
 export interface ChatInput {
@@ -39,6 +38,8 @@ export interface ChatResult {
   readonly usage: Usage;
   readonly finishReason: string | undefined;
   readonly cached: boolean;
+  /** The backend that answered (for a cached answer: the one that first did). */
+  readonly backend: string;
   /** The calls the model asked for (returned to the client on `/v1`). */
   readonly toolCalls?: readonly ToolCall[] | undefined;
   /** The server-side tool calls Vega ran for this turn (`/chat`). */
@@ -51,13 +52,6 @@ export const MAX_STORED_MESSAGES_CHARS = 100_000;
 /** Where finished conversations go. Resolves once the row is durable. */
 export interface ConversationSink {
   log(record: ConversationRecord): Promise<unknown>;
-}
-
-/** Raised when the conversation could not be stored: the reply is withheld, as it was not logged. */
-export class StorageUnavailable extends VegaError {
-  constructor(cause: unknown) {
-    super('storage_unavailable', 503, 'the conversation could not be stored; try again', { retryAfterS: 1, cause });
-  }
 }
 
 export interface ChatServiceOptions {
@@ -118,10 +112,10 @@ export class ChatService {
     const call = this.#resolve(input, signal);
     try {
       const out = call.offered.length > 0 ? await this.#completeWithTools(call) : await this.#round(call, call.request);
-      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached, toolCalls: out.toolCalls });
+      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached, toolCalls: out.toolCalls, backend: out.backend });
       this.#count(input.source, false, out.cached ? 'cache_hit' : 'ok');
       return {
-        response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached,
+        response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached, backend: out.backend,
         ...(out.toolCalls?.length ? { toolCalls: out.toolCalls } : {}),
         ...(call.toolResults.length > 0 ? { toolResults: call.toolResults } : {}),
       };
@@ -132,7 +126,7 @@ export class ChatService {
   }
 
   /** One backend call through the pipeline, measured. */
-  #round(call: ResolvedCall, request: ProviderRequest): Promise<Sourced<Completion>> {
+  #round(call: ResolvedCall, request: ProviderRequest): Promise<Sourced<ServedCompletion>> {
     return this.#pipeline.complete(request, call.input.clientId, async (run) => {
       const started = performance.now();
       try {
@@ -152,13 +146,13 @@ export class ChatService {
    * failure) and send their results back as `tool` messages; the round after the last one goes
    * without tools, so the model must answer. Usage is summed over the rounds.
    */
-  async #completeWithTools(call: ResolvedCall): Promise<Sourced<Completion>> {
+  async #completeWithTools(call: ResolvedCall): Promise<Sourced<ServedCompletion>> {
     const runner = this.#tools!.runner;
     const maxRounds = this.#tools!.maxRounds();
     let request = call.request;
     let usage: Usage = { inputTokens: 0, outputTokens: 0 };
     for (let round = 0; round <= maxRounds; round++) {
-      let out: Sourced<Completion>;
+      let out: Sourced<ServedCompletion>;
       try {
         out = await this.#round(call, request);
       } catch (err) {
@@ -240,9 +234,9 @@ export class ChatService {
    * the iterator ends with `done` only after the conversation is stored. If it throws or is
    * abandoned (client gone), the conversation is stored as failed with what had arrived.
    */
-  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; events: AsyncGenerator<StreamEvent> }> {
+  async stream(input: ChatInput, signal: AbortSignal): Promise<{ cached: boolean; backend: string; events: AsyncGenerator<StreamEvent> }> {
     const call = this.#resolve(input, signal);
-    let opened: { cached: boolean; events: AsyncIterable<StreamEvent> };
+    let opened: { cached: boolean; backend: string; events: AsyncIterable<StreamEvent> };
     try {
       try {
         opened = await this.#pipeline.stream(call.request, input.clientId);
@@ -258,13 +252,14 @@ export class ChatService {
       throw err;
     }
     const events = call.offered.length > 0 ? this.#streamWithTools(call, opened.events) : opened.events;
-    return { cached: opened.cached, events: this.#relay(call, events, opened.cached) };
+    return { cached: opened.cached, backend: opened.backend, events: this.#relay(call, events, opened.cached, opened.backend) };
   }
 
-  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean): AsyncGenerator<StreamEvent> {
+  async *#relay(call: ResolvedCall, upstream: AsyncIterable<StreamEvent>, cached: boolean, backend: string): AsyncGenerator<StreamEvent> {
     let text = '';
     let toolCalls: readonly ToolCall[] | undefined;
     let settled = false;
+    let measured = cached; // a replayed answer made no backend call to measure
     try {
       for await (const ev of upstream) {
         if (ev.type === 'tool_calls' || ev.type === 'tool') {
@@ -280,21 +275,23 @@ export class ChatService {
           yield ev;
           continue;
         }
-        if (!cached) this.#measure(call, ev.model, ev.usage, call.started);
+        if (!measured) this.#measure(call, ev.model, ev.usage, call.started);
+        measured = true;
         settled = true;
-        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached, toolCalls });
+        await this.#store(call, { status: 'ok', response: text, model: ev.model, usage: ev.usage, cached, toolCalls, backend });
         this.#count(call.input.source, true, cached ? 'cache_hit' : 'ok');
         yield ev;
         return;
       }
     } catch (err) {
       settled = true;
-      if (!cached) this.#measureFailure(call, err, call.started);
-      await this.#fail(call, err, text, true);
+      // Only a failure of the backend call itself; when storing fails the call was measured as done.
+      if (!measured) this.#measureFailure(call, err, call.started);
+      await this.#fail(call, err, text, true, backend);
       throw err;
     } finally {
       // Reached without settling when the consumer stopped early: the client went away.
-      if (!settled) await this.#fail(call, Object.assign(new Error('client closed'), { code: 'client_closed' }), text, true);
+      if (!settled) await this.#fail(call, new ClientClosed(), text, true, backend);
     }
   }
 
@@ -327,14 +324,13 @@ export class ChatService {
     return call;
   }
 
-  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): Attributes {
-    const attrs: Attributes = {
+  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
+    return {
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': this.#provider.name,
       'gen_ai.request.model': this.#models.value(call.request.model, admit),
+      ...(errorType ? { 'error.type': errorType } : {}),
     };
-    if (errorType) attrs['error.type'] = errorType;
-    return attrs;
   }
 
   #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {
@@ -346,17 +342,17 @@ export class ChatService {
 
   /** A failed backend call (one that reached the pipeline's guarded part) in gen_ai.client.operation.duration. */
   #measureFailure(call: ResolvedCall, err: unknown, started: number): void {
-    const code = errorCode(err);
+    const code = errorType(err);
     if (code === 'rate_limited' || code === 'client_closed') return; // no backend operation happened or failed
     this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
   }
 
-  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean): Promise<void> {
-    const code = errorCode(err);
+  async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean, backend?: string): Promise<void> {
+    const code = errorType(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
     try {
-      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code });
+      await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code, backend });
     } catch (storeErr) {
       this.#log.error({ err: storeErr, error_code: code }, 'could not store a failed conversation');
     }
@@ -364,7 +360,10 @@ export class ChatService {
 
   async #store(
     call: ResolvedCall,
-    out: { status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean; toolCalls?: readonly ToolCall[] | undefined },
+    out: {
+      status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean;
+      toolCalls?: readonly ToolCall[] | undefined; backend?: string | undefined;
+    },
   ): Promise<void> {
     try {
       await this.#sink.log({
@@ -383,6 +382,7 @@ export class ChatService {
         errorCode: out.errorCode,
         cached: out.cached ?? false,
         owner: call.input.clientId,
+        backend: out.backend,
         messages: call.input.storeMessages ? storedMessages(call.request.messages) : undefined,
         toolCalls: storedToolCalls(call.toolResults, out.toolCalls),
       });
@@ -428,12 +428,6 @@ function storedToolCalls(results: readonly ToolResult[], returned: readonly Tool
   return returned?.length ? JSON.stringify(returned.map((c) => ({ id: c.id, name: c.name, arguments: bounded(c.arguments, 2000) }))) : undefined;
 }
 
-/** A bounded error label: a VegaError's code, else the error's own code or class name. */
-export function errorCode(err: unknown): string {
-  if (err instanceof VegaError) return err.code;
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(code) ? code : 'internal_error';
-}
 
 const bounded = (s: string, max: number) => (s.length > max ? `${s.slice(0, max)}...` : s);
 

@@ -1,4 +1,3 @@
-import type { CircuitBreaker } from '../resilience/breaker';
 import type { Coalescer } from '../resilience/coalescer';
 import type { RateLimiter } from '../resilience/rate-limit';
 import { cacheKey, type ResponseCache } from '../resilience/response-cache';
@@ -6,14 +5,14 @@ import type { RetryStage } from '../resilience/retry';
 import type { TimeoutStage } from '../resilience/timeout';
 import type { StreamingMonitor } from '../resilience/backpressure';
 import { ClientClosed } from '../errors';
-import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
+import type { AttemptResult, BackendChain, LlmBackend } from './backends';
+import type { Completion, ProviderRequest, StreamEvent } from './types';
 
-/** The stages of SPEC section 3, each its own module in src/resilience/. */
+/** The stages a chat goes through, each its own module in src/resilience/. */
 export interface PipelineStages {
-  readonly cache: ResponseCache<Completion>;
-  readonly coalescer: Coalescer<Completion>;
+  readonly cache: ResponseCache<ServedCompletion>;
+  readonly coalescer: Coalescer<ServedCompletion>;
   readonly rateLimiter: RateLimiter;
-  readonly breaker: CircuitBreaker;
   readonly retry: RetryStage;
   readonly timeout: TimeoutStage;
   readonly streaming: StreamingMonitor;
@@ -22,13 +21,18 @@ export interface PipelineStages {
 /** How a completion was obtained, for the caller's bookkeeping. */
 export type Sourced<T> = T & { readonly cached: boolean; readonly upstream: boolean };
 
+/** A completion and the backend (its name) that produced it; a cached one keeps the name of the backend that first answered. */
+export type ServedCompletion = Completion & { readonly backend: string };
+
 /**
- * The chat pipeline: cache -> coalesce -> rate limit -> breaker -> retry -> timeout -> provider.
- * Each stage is a wrapper from src/resilience/; this file only says in which order they run.
- * `onUpstream` is told about each real upstream call (the leader's, not the followers').
+ * The chat pipeline: cache -> coalesce -> rate limit -> backends (each: breaker -> retry ->
+ * timeout -> provider). Each stage is a wrapper from src/resilience/, the move from one backend
+ * to the next is llm/backends.ts; this file only says in which order they run. The cache key is
+ * the client's request, so it does not depend on which backend answered. `onUpstream` is told
+ * about each real upstream call (the leader's, not the followers').
  */
 export class ChatPipeline {
-  constructor(private readonly provider: LlmProvider, private readonly stages: PipelineStages) {}
+  constructor(private readonly backends: BackendChain, private readonly stages: PipelineStages) {}
 
   /**
    * A complete (non-streamed) answer. Followers of a coalesced call are not rate limited: they
@@ -38,8 +42,8 @@ export class ChatPipeline {
   async complete(
     request: ProviderRequest,
     clientId: string,
-    onUpstream: (call: () => Promise<Completion>) => Promise<Completion>,
-  ): Promise<Sourced<Completion>> {
+    onUpstream: (call: () => Promise<ServedCompletion>) => Promise<ServedCompletion>,
+  ): Promise<Sourced<ServedCompletion>> {
     const { cache, coalescer, rateLimiter } = this.stages;
     const key = cacheKey(request);
     const hit = cache.get(key);
@@ -49,7 +53,10 @@ export class ChatPipeline {
     let ranUpstream = false;
     const out = await coalescer.run(key, request.signal, (shared) => {
       ranUpstream = true;
-      return onUpstream(() => this.#guarded((s) => this.stages.timeout.execute((t) => this.provider.chat({ ...request, signal: t }), s), shared))
+      const call = () => this.backends.run({ ...request, signal: shared }, async (b, req, last) => ({
+        value: await this.#retried(last, (s) => this.stages.timeout.execute((t) => b.provider.chat({ ...req, signal: t }), s), req.signal),
+      }));
+      return onUpstream(() => call().then(({ value, backend }) => ({ ...value, backend: backend.name })))
         .then((completion) => {
           cache.set(key, completion);
           return completion;
@@ -59,62 +66,88 @@ export class ChatPipeline {
   }
 
   /**
-   * A stream. A cached answer is replayed as one chunk. Otherwise the call is rate limited,
-   * guarded by the breaker and retried until the backend accepts it (never once it has started),
-   * then relayed through a bounded buffer. The complete text is cached when the stream ends well.
+   * A stream. A cached answer is replayed as one chunk. Otherwise the call is rate limited and
+   * goes to the backends in turn: on each, guarded by its breaker and retried until the backend
+   * accepts it (never once it has started), and opened up to its first event, so a backend that
+   * accepts and then breaks before anything went to the client still falls back. From the first
+   * event on, the stream stays on its backend, relayed through a bounded buffer; the complete
+   * text is cached when it ends well.
    *
    * The breaker sees the whole stream, not just its headers: a backend that accepts every stream
    * and then cuts it is failing, and a half-open trial is only good once its stream has ended
    * well. So the breaker's call lasts until the stream is over; a client leaving settles it as
    * neither success nor failure (client_closed is not the backend's fault). A streamed half-open
    * trial holds only the breaker's trial slot: every other call meanwhile fails fast with
-   * circuit_open instead of waiting for it.
+   * circuit_open (and moves on to the next backend) instead of waiting for it.
    */
-  async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; events: AsyncIterable<StreamEvent> }> {
+  async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; backend: string; events: AsyncIterable<StreamEvent> }> {
     const key = cacheKey(request);
     const hit = this.stages.cache.get(key);
-    if (hit) return { cached: true, events: replay(hit) };
+    if (hit) return { cached: true, backend: hit.backend, events: replay(hit) };
     this.stages.rateLimiter.check(clientId);
+    const { value: upstream, backend } = await this.backends.run(request, (b, req, last) => this.#open(b, req, last));
 
-    let accept!: (events: AsyncIterable<StreamEvent>) => void;
-    let refuse!: (err: unknown) => void;
-    const accepted = new Promise<AsyncIterable<StreamEvent>>((res, rej) => { accept = res; refuse = rej; });
-    let settle!: (err?: unknown) => void;
-    const finished = new Promise<void>((res, rej) => { settle = (err) => (err === undefined ? res() : rej(err)); });
-    finished.catch(() => undefined); // awaited by the breaker's call only once the backend accepted
-    const onClientGone = () => settle(new ClientClosed());
-    request.signal.addEventListener('abort', onClientGone, { once: true });
-    void this.stages.breaker.execute(async (s) => {
-      accept(await this.stages.retry.execute((rs) => this.provider.chatStream({ ...request, signal: rs }), s));
-      await finished; // the stream's outcome is the breaker's outcome
-    }, request.signal).catch(refuse).finally(() => request.signal.removeEventListener('abort', onClientGone));
-    const upstream = await accepted; // a failure before the first byte rejects here
-
-    const cache = this.stages.cache;
+    const { cache } = this.stages;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
       let toolCalls: Completion['toolCalls'];
+      for await (const ev of upstream) {
+        if (ev.type === 'delta') text += ev.text;
+        else if (ev.type === 'tool_calls') toolCalls = ev.calls;
+        else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, backend: backend.name, ...(toolCalls ? { toolCalls } : {}) });
+        yield ev;
+      }
+    }
+    return { cached: false, backend: backend.name, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };
+  }
+
+  /**
+   * Opens a stream on one backend and reads its first event (a failure until then is this
+   * attempt's, and may fall back). `finished` settles with the stream's outcome: it ended well,
+   * it broke, or the client left (ClientClosed, which no breaker counts).
+   */
+  async #open(b: LlmBackend, req: ProviderRequest, last: boolean): Promise<AttemptResult<AsyncIterable<StreamEvent>>> {
+    const { timeout } = this.stages;
+    let it: AsyncIterator<StreamEvent>;
+    let first: IteratorResult<StreamEvent>;
+    try {
+      const opened = await this.#retried(last, (rs) => b.provider.chatStream({ ...req, signal: rs }), req.signal);
+      it = opened[Symbol.asyncIterator]();
+      first = await it.next();
+    } catch (err) {
+      timeout.record(err); // a timeout before the first event
+      throw err;
+    }
+
+    let settle!: (err?: unknown) => void;
+    const finished = new Promise<void>((res, rej) => { settle = (err) => (err === undefined ? res() : rej(err)); });
+    finished.catch(() => undefined); // awaited by the breaker's call
+    const onClientGone = () => settle(new ClientClosed());
+    req.signal.addEventListener('abort', onClientGone, { once: true });
+    async function* events(): AsyncGenerator<StreamEvent> {
       try {
-        for await (const ev of upstream) {
-          if (ev.type === 'delta') text += ev.text;
-          else if (ev.type === 'tool_calls') toolCalls = ev.calls;
-          else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, ...(toolCalls ? { toolCalls } : {}) });
-          yield ev;
+        let next = first;
+        while (!next.done) {
+          yield next.value;
+          next = await it.next();
         }
         settle();
       } catch (err) {
+        timeout.record(err); // a timeout while streaming
         settle(err);
         throw err;
       } finally {
+        req.signal.removeEventListener('abort', onClientGone);
         settle(new ClientClosed()); // stopped early by the consumer; a no-op once settled
+        await it.return?.();
       }
     }
-    return { cached: false, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };
+    return { value: events(), finished };
   }
 
-  /** breaker -> retry -> `fn` (the breaker counts one outcome per retried call). */
-  #guarded<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
-    return this.stages.breaker.execute((s) => this.stages.retry.execute(fn, s), signal);
+  /** `fn` through the retry stage on the last backend there is; on any other, a failure moves on to the next one at once. */
+  #retried<T>(last: boolean, fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+    return last ? this.stages.retry.execute(fn, signal) : fn(signal);
   }
 }
 

@@ -5,8 +5,8 @@ import { OllamaProvider } from './ollama';
 import { OpenAiProvider } from './openai';
 import type { LlmProvider } from './types';
 
-/** The provider LLM_BACKEND names. */
-export function createProvider(llm: Config['llm'], pool: HttpPool): LlmProvider {
+/** The provider a backend kind names: LLM_BACKEND's, or one of LLM_FALLBACKS (with that backend's URL and key). */
+export function createProvider(llm: Pick<Config['llm'], 'backend' | 'baseUrl' | 'apiKey' | 'timeoutMs'>, pool: HttpPool): LlmProvider {
   switch (llm.backend) {
     case 'ollama':
       return new OllamaProvider({ baseUrl: llm.baseUrl, pool, timeoutMs: llm.timeoutMs });

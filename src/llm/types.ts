@@ -100,9 +100,9 @@ export interface LlmProvider {
   chatStream(req: ProviderRequest): Promise<AsyncIterable<StreamEvent>>;
   /**
    * The first setting of `req` this backend cannot honour, as the OpenAI field name (e.g.
-   * `tool_choice`), or undefined when it can send all of it.
+   * `tool_choice`), or undefined when it can send all of it (also when not implemented).
    */
-  unsupported(req: Pick<ProviderRequest, 'messages' | 'options'>): string | undefined;
+  unsupported?(req: Pick<ProviderRequest, 'messages' | 'options'>): string | undefined;
   /** Model names the backend offers; also serves as its availability check. */
   listModels(signal: AbortSignal): Promise<string[]>;
 }

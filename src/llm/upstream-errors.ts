@@ -1,5 +1,5 @@
 import {
-  ClientClosed, ModelNotFound, UpstreamError, UpstreamOverloaded, UpstreamRejected,
+  ClientClosed, ModelNotFound, UpstreamError, UpstreamMisconfigured, UpstreamOverloaded, UpstreamRejected,
   UpstreamTimeout, UpstreamUnavailable, VegaError,
 } from '../errors';
 
@@ -29,13 +29,22 @@ export function retryAfterSeconds(header: string | string[] | undefined, now = D
   return Number.isFinite(secs) ? Math.min(600, Math.max(0, Math.ceil(secs))) : undefined;
 }
 
-/** Turns a non-2xx backend response into a VegaError. `body` is the (truncated) response text. */
+/** Backend statuses that are the request's fault: passed back to the client with the backend's reason. */
+const CLIENT_STATUSES = new Set([400, 404, 413, 422]);
+
+/**
+ * Turns a non-2xx backend response into a VegaError. `body` is the (truncated) response text.
+ * 400/404/413/422 are the request's fault (the same 4xx, with the backend's reason); 401/403 and
+ * any other 4xx are the operator's (502 `upstream_misconfigured`, the body never shown).
+ */
 export function statusError(status: number, body: string, retryAfter: string | string[] | undefined, model: string): VegaError {
   const detail = upstreamMessage(body);
   if (status === 404 && /model/i.test(detail)) return new ModelNotFound(model);
   if (status === 429) return new UpstreamOverloaded(retryAfterSeconds(retryAfter));
   if (status >= 500) return new UpstreamError(status, `the LLM backend failed with HTTP ${status}${detail ? `: ${detail}` : ''}`);
-  return new UpstreamRejected(status, `the LLM backend rejected the request with HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  if (CLIENT_STATUSES.has(status)) return new UpstreamRejected(status, `the LLM backend rejected the request with HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  if (status === 408) return new UpstreamError(status, 'the LLM backend timed out reading the request (HTTP 408)');
+  return new UpstreamMisconfigured(status);
 }
 
 /** A short, single-line, printable excerpt of an upstream error body (it may be echoed to clients). */

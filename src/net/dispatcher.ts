@@ -1,4 +1,5 @@
 import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { errorType } from '../errors';
 
 /** Options of {@link createHttpPool}. */
 export interface HttpPoolOptions {
@@ -24,7 +25,7 @@ export interface OriginStats {
   readonly reuse_rate: number;
 }
 
-/** Plain-JSON state of the pool (seed: resource_manager `http_clients_created` etc.). */
+/** Plain-JSON state of the pool, as `GET /admin/performance/connection-pool` returns it. */
 export interface HttpPoolSnapshot {
   /** How many dispatchers this process made. The design says one; more is a defect. */
   readonly dispatchers_created: number;
@@ -43,6 +44,23 @@ interface Counters {
 }
 
 let dispatchersCreated = 0;
+
+/** What undici reports per origin: a Pool's stats or a single Client's. */
+interface LiveStats {
+  connected: number | boolean;
+  free?: number;
+  running: number;
+  queued?: number;
+  pending: number;
+}
+
+function normalise(s: LiveStats): { connected: number; free: number; running: number; queued: number } {
+  if (typeof s.connected === 'boolean') {
+    const connected = s.connected ? 1 : 0;
+    return { connected, free: connected && s.running === 0 ? 1 : 0, running: s.running, queued: s.pending };
+  }
+  return { connected: s.connected, free: s.free ?? 0, running: s.running, queued: s.queued ?? s.pending };
+}
 
 /**
  * The one pooled HTTP client for all outbound traffic (LLM backends, integrations). An undici Agent
@@ -84,7 +102,7 @@ export class HttpPool {
         onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
         onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
         onResponseError: (controller, err) => {
-          const type = (err as { code?: string }).code ?? err.name ?? 'Error';
+          const type = errorType(err);
           counters.errors.set(type, (counters.errors.get(type) ?? 0) + 1);
           handler.onResponseError?.(controller, err);
         },
@@ -103,7 +121,9 @@ export class HttpPool {
   }
 
   snapshot(): HttpPoolSnapshot {
-    const live = this.#agent.stats as Record<string, { connected: number; free: number; running: number; queued?: number; pending: number }>;
+    // Per origin undici keeps a Pool, or a single Client when connections is 1: a PoolStats
+    // counts connections, a ClientStats says `connected: true` and has no `free`.
+    const live = Object.fromEntries(Object.entries(this.#agent.stats as Record<string, LiveStats>).map(([origin, st]) => [origin, normalise(st)]));
     const origins: OriginStats[] = [];
     let requests = 0;
     let errors = 0;
@@ -123,7 +143,7 @@ export class HttpPool {
         connections_open: s?.connected ?? 0,
         connections_idle: s?.free ?? 0,
         requests_running: s?.running ?? 0,
-        requests_queued: s?.queued ?? s?.pending ?? 0,
+        requests_queued: s?.queued ?? 0,
         reuse_rate: c.requests === 0 ? 0 : Math.max(0, (c.requests - c.connectionsCreated) / c.requests),
       });
     }

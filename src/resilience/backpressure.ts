@@ -10,7 +10,7 @@ export interface StreamBufferOptions {
   readonly throttleRatio?: number;
 }
 
-/** Buffer states of the seed (streaming_backpressure): by fill ratio, `blocked` when full. */
+/** A stream buffer's state by fill ratio (70% warning, 90% throttled), `blocked` when full. */
 export type BufferState = 'normal' | 'warning' | 'throttled' | 'blocked';
 
 export interface StreamingSnapshot {

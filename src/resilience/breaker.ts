@@ -1,4 +1,5 @@
 import { CircuitOpen } from '../errors';
+import { preciseIso } from '../telemetry/clock';
 
 /** Options of {@link CircuitBreaker}; every field documented with its default. */
 export interface BreakerOptions {
@@ -294,7 +295,7 @@ export class CircuitBreaker {
   /** The one place the state changes. */
   #transition(to: BreakerState, reason: TransitionReason, openTimeoutMs?: number): void {
     const t: BreakerTransition = {
-      from: this.#state, to, reason, at: new Date().toISOString(), trace_id: this.#opts.traceId?.() ?? null,
+      from: this.#state, to, reason, at: preciseIso(), trace_id: this.#opts.traceId?.() ?? null,
       ...(openTimeoutMs === undefined ? {} : { open_timeout_ms: openTimeoutMs }),
     };
     this.#state = to;

@@ -20,7 +20,7 @@ interface Inflight<T> {
 }
 
 /**
- * Request coalescing (seed: request_coalescing): identical in-flight requests share one upstream
+ * Request coalescing: identical in-flight requests share one upstream
  * call and its result or error. The shared call has its own AbortSignal, aborted only when every
  * caller has gone, so neither a follower nor the leader leaving cancels the others.
  */

@@ -1,11 +1,4 @@
-import { VegaError } from '../errors';
-
-/** Too many requests: the client should wait `retryAfterS`. */
-export class RateLimited extends VegaError {
-  constructor(scope: 'key' | 'global', retryAfterS: number) {
-    super('rate_limited', 429, scope === 'key' ? 'too many requests for this API key' : 'the service is at its request limit', { retryAfterS });
-  }
-}
+import { RateLimited } from '../errors';
 
 /**
  * A token bucket: holds up to `burst` tokens, refilled at `ratePerS`. Written here rather than

@@ -32,7 +32,10 @@ export interface CacheKeyParts {
   readonly maxTokens: number;
 }
 
-/** SHA-256 of (prompt, model, temperature, top_p, max_tokens), as SPEC section 5 defines the key. */
+/**
+ * SHA-256 of (prompt, model, temperature, top_p, max_tokens): the inputs that decide an answer.
+ * No session id: conversations are single-turn, so the same question gets the same answer.
+ */
 export function cacheKey(p: CacheKeyParts): string {
   return createHash('sha256').update(JSON.stringify([p.prompt, p.model, p.temperature, p.topP, p.maxTokens])).digest('hex');
 }

@@ -22,7 +22,7 @@ export interface RetrySnapshot {
 }
 
 /**
- * Retries an upstream call on retryable failures only (STYLE: a VegaError with `retryable`:
+ * Retries an upstream call on retryable failures only (a VegaError with `retryable`:
  * connection refused/reset before a response, and 429/502/503/504), with exponential backoff and
  * full jitter, honouring the upstream's Retry-After. A Retry-After longer than `maxDelayMs` ends
  * the retries: waiting that long inside a request is worse than answering 503 with the header.

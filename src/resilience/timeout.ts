@@ -32,8 +32,18 @@ export class TimeoutStage {
         this.#timeouts++;
         throw new UpstreamTimeout(this.#ms, err);
       }
+      this.record(err); // undici's own header or body timeout may fire first
       throw err;
     }
+  }
+
+  /**
+   * Counts `err` when it is an upstream timeout raised outside `execute`: a stream is bounded by
+   * undici's header and body timeouts (a deadline on the whole stream would cut long answers), so
+   * the pipeline reports its timeouts here and `timeouts` stays the one count of them all.
+   */
+  record(err: unknown): void {
+    if (err instanceof UpstreamTimeout) this.#timeouts++;
   }
 
   snapshot(): { timeout_ms: number; timeouts: number } {

@@ -1,6 +1,5 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { NotFound, VegaError } from '../errors';
-import { StorageUnavailable } from '../llm/chat-service';
+import { NotFound, StorageUnavailable, VegaError } from '../errors';
 import type { ChatMessage } from '../llm/types';
 import { createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import type { Logger } from '../telemetry/logger';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ChatPipeline } from '../llm/pipeline';
-import type { ChatMessage, Completion } from '../llm/types';
+import type { ChatMessage } from '../llm/types';
+import type { ServedCompletion } from '../llm/pipeline';
 import { createCounter, INSTRUMENTS } from '../telemetry/instruments';
 import type { Logger } from '../telemetry/logger';
 import type { SessionStore, StoredTurn } from './store';
@@ -102,7 +103,7 @@ export class Summarizer {
     const out = await this.#opts.pipeline.complete({
       model: this.#opts.model(), prompt: JSON.stringify(messages), messages,
       temperature: 0.2, topP: 0.9, maxTokens: Math.ceil(settings.summaryMaxChars / 2), signal,
-    }, 'vega:summary', (run: () => Promise<Completion>) => run());
+    }, 'vega:summary', (run: () => Promise<ServedCompletion>) => run());
     const summary = out.text.trim().slice(0, settings.summaryMaxChars);
     if (summary === '') throw Object.assign(new Error('empty summary'), { code: 'empty_summary' });
     const saved = await store.saveSummary(sessionId, state, summary, { ts: newest.ts, id: newest.id });

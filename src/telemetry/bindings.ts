@@ -10,11 +10,12 @@ import type { RetrySnapshot } from '../resilience/retry';
 import type { BatchWriterSnapshot } from '../db/batch-writer';
 import type { ProfilerSnapshot } from '../db/profiler';
 import type { PoolSnapshot } from '../db/stats';
-import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { EventLoopSnapshot } from '../diagnostics/event-loop';
 import type { LeakSnapshot } from '../diagnostics/leaks';
 import type { HealthReport } from '../integrations/health';
+import { fdLimits, memAvailableBytes, openFdCount } from '../diagnostics/kernel-stats';
+import { telemetryHooks } from './hooks';
 import { INSTRUMENTS, observe, originAttributes } from './instruments';
 
 /** Anything that hands out a plain-JSON snapshot of its state. */
@@ -65,8 +66,9 @@ export function bindInstruments(sources: {
     record(s.logged_ok, { 'vega.conversation.status': 'ok' });
     record(s.logged_failed, { 'vega.conversation.status': 'failed' });
   });
-  observe(INSTRUMENTS.conversationLogFailures, (record) => record(sources.conversations.snapshot().log_failures));
   observe(INSTRUMENTS.inflightRequests, (record) => record(sources.inflight.inflight));
+  // 0 without a span exporter (nothing is queued), so the series exists for alerts and panels.
+  observe(INSTRUMENTS.spansDropped, (record) => record(telemetryHooks().spansDropped?.() ?? 0));
 }
 
 /** Instruments over the resilience stages' snapshots (the same ones the admin routes return). */
@@ -166,6 +168,7 @@ export function bindDatabaseInstruments(sources: {
     const p = sources.pool();
     record(p.pending, { 'db.client.connection.pool.name': p.name });
   });
+  observe(INSTRUMENTS.conversationLogFailures, (record) => record(sources.conversationLog.snapshot().failed_rows));
   observe(INSTRUMENTS.dbBatchQueue, (record) => record(sources.conversationLog.snapshot().queue_size));
   observe(INSTRUMENTS.dbBatchQueueMax, (record) => record(sources.conversationLog.snapshot().max_queue));
   observe(INSTRUMENTS.dbBatchEvents, (record) => {
@@ -193,23 +196,17 @@ export function bindDiagnosticsInstruments(sources: {
     });
   leakGauge(INSTRUMENTS.memoryTracked, (g) => g.tracked);
   leakGauge(INSTRUMENTS.memoryPotentialLeaks, (g) => g.potential_leaks);
-  // /proc reads here are a directory listing and two small files: cheap enough for a scrape.
   observe(INSTRUMENTS.processOpenFds, (record) => {
-    try {
-      record(readdirSync('/proc/self/fd').length);
-    } catch {
-      // not Linux: no /proc
-    }
+    const open = openFdCount();
+    if (open !== null) record(open);
   });
   observe(INSTRUMENTS.processFdLimit, (record) => {
-    const m = /^Max open files\s+(\d+)/m.exec(safeRead('/proc/self/limits'));
-    if (m?.[1]) record(Number(m[1]));
+    const soft = fdLimits().soft;
+    if (soft !== null) record(soft);
   });
   observe(INSTRUMENTS.processRss, (record) => record(process.memoryUsage.rss()));
   observe(INSTRUMENTS.systemMemoryUtilization, (record) => {
-    const available = Number(/^MemAvailable:\s+(\d+) kB/m.exec(safeRead('/proc/meminfo'))?.[1] ?? NaN) * 1024;
-    const total = os.totalmem();
-    record(1 - (Number.isFinite(available) ? available : os.freemem()) / total);
+    record(1 - memAvailableBytes() / os.totalmem());
   });
   let lastCpu = process.cpuUsage();
   let lastAt = process.hrtime.bigint();
@@ -235,12 +232,4 @@ export function bindDiagnosticsInstruments(sources: {
       if (i.latency_ms !== null) record(i.latency_ms / 1000, { 'vega.integration.name': i.name });
     }
   });
-}
-
-function safeRead(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { context, createContextKey, isSpanContextValid, trace, type Context, type Span } from '@opentelemetry/api';
 
 /**
- * Correlation ids are OpenTelemetry trace context (SPEC section 4). The id is the trace id unless
+ * Correlation ids are OpenTelemetry trace context (docs/tracing.md). The id is the trace id unless
  * the client sent a valid X-Correlation-ID; either way it lives in the active OTel context so that
  * logs, outbound calls and stored rows can read it without being handed it.
  */

@@ -3,13 +3,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 /**
  * The seam between the preloaded SDK (telemetry/preload.ts) and the application. The preload
  * registers what only it can provide; the app asks for it here, so nothing outside telemetry/
- * imports an SDK package (DESIGN.md: dependencies point one way).
+ * imports an SDK package (dependencies point one way: docs/architecture.md).
  */
 export interface TelemetryHooks {
   /** Serves the Prometheus exposition for the current state of every instrument. */
   metricsHandler?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Flushes and shuts the SDK down (spans, metrics). */
   shutdown?: () => Promise<void>;
+  /** Spans the batch span processor has dropped so far (its queue was full). */
+  spansDropped?: () => number;
   /** What the preload configured, for the startup report. */
   status?: { sdk: 'on' | 'disabled'; traces: string; metrics: string };
 }

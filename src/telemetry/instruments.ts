@@ -1,19 +1,64 @@
-import { metrics, type Attributes, type Counter, type Histogram, type ObservableResult } from '@opentelemetry/api';
+import { metrics, type AttributeValue, type ObservableResult } from '@opentelemetry/api';
+import {
+  ATTR_DB_COLLECTION_NAME, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT,
+  ATTR_URL_SCHEME, METRIC_DB_CLIENT_OPERATION_DURATION, METRIC_HTTP_CLIENT_REQUEST_DURATION, METRIC_HTTP_SERVER_REQUEST_DURATION,
+} from '@opentelemetry/semantic-conventions';
+// Names the conventions still mark as in development, from the `/incubating` entry point. Its
+// module is 850 KB, so it is imported for its types only: each name below must equal the
+// package's constant or this file does not compile, and start-up does not pay for loading it.
+import type * as incubating from '@opentelemetry/semantic-conventions/incubating';
+
+const ATTR_DB_CLIENT_CONNECTION_POOL_NAME: typeof incubating.ATTR_DB_CLIENT_CONNECTION_POOL_NAME = 'db.client.connection.pool.name';
+const ATTR_DB_CLIENT_CONNECTION_STATE: typeof incubating.ATTR_DB_CLIENT_CONNECTION_STATE = 'db.client.connection.state';
+const ATTR_GEN_AI_OPERATION_NAME: typeof incubating.ATTR_GEN_AI_OPERATION_NAME = 'gen_ai.operation.name';
+const ATTR_GEN_AI_PROVIDER_NAME: typeof incubating.ATTR_GEN_AI_PROVIDER_NAME = 'gen_ai.provider.name';
+const ATTR_GEN_AI_REQUEST_MODEL: typeof incubating.ATTR_GEN_AI_REQUEST_MODEL = 'gen_ai.request.model';
+const ATTR_GEN_AI_RESPONSE_MODEL: typeof incubating.ATTR_GEN_AI_RESPONSE_MODEL = 'gen_ai.response.model';
+const ATTR_GEN_AI_TOKEN_TYPE: typeof incubating.ATTR_GEN_AI_TOKEN_TYPE = 'gen_ai.token.type';
+const ATTR_V8JS_GC_TYPE: typeof incubating.ATTR_V8JS_GC_TYPE = 'v8js.gc.type';
+const ATTR_V8JS_HEAP_SPACE_NAME: typeof incubating.ATTR_V8JS_HEAP_SPACE_NAME = 'v8js.heap.space.name';
+const METRIC_DB_CLIENT_CONNECTION_MAX: typeof incubating.METRIC_DB_CLIENT_CONNECTION_MAX = 'db.client.connection.max';
+const METRIC_DB_CLIENT_CONNECTION_PENDING_REQUESTS: typeof incubating.METRIC_DB_CLIENT_CONNECTION_PENDING_REQUESTS = 'db.client.connection.pending_requests';
+const METRIC_DB_CLIENT_CONNECTIONS_USAGE: typeof incubating.METRIC_DB_CLIENT_CONNECTIONS_USAGE = 'db.client.connections.usage';
+const METRIC_GEN_AI_CLIENT_OPERATION_DURATION: typeof incubating.METRIC_GEN_AI_CLIENT_OPERATION_DURATION = 'gen_ai.client.operation.duration';
+const METRIC_GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK: typeof incubating.METRIC_GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK = 'gen_ai.client.operation.time_to_first_chunk';
+const METRIC_GEN_AI_CLIENT_TOKEN_USAGE: typeof incubating.METRIC_GEN_AI_CLIENT_TOKEN_USAGE = 'gen_ai.client.token.usage';
+const METRIC_NODEJS_EVENTLOOP_UTILIZATION: typeof incubating.METRIC_NODEJS_EVENTLOOP_UTILIZATION = 'nodejs.eventloop.utilization';
+const METRIC_V8JS_GC_DURATION: typeof incubating.METRIC_V8JS_GC_DURATION = 'v8js.gc.duration';
+const METRIC_V8JS_MEMORY_HEAP_USED: typeof incubating.METRIC_V8JS_MEMORY_HEAP_USED = 'v8js.memory.heap.used';
 
 /**
- * Every instrument Vega defines, declared once (STYLE.md rule 3). Names follow the OpenTelemetry
- * semantic conventions where one exists and use the `vega.` prefix otherwise; durations are in
- * seconds with explicit bucket boundaries. `attributes` lists every label an instrument may carry:
- * none of them holds unbounded input (prompt, session id, correlation id, raw URL). The metric
- * catalogue in docs/ is generated from this table (scripts/gen-metric-docs.js).
+ * Every instrument Vega defines, declared once, so the metric catalogue in docs/ is generated
+ * from this table (scripts/gen-metric-docs.js) and cannot drift. Names follow the OpenTelemetry
+ * semantic conventions where one exists (taken from @opentelemetry/semantic-conventions) and use
+ * the `vega.` prefix otherwise; durations are in seconds with explicit bucket boundaries.
+ * `attributes` lists every label an instrument may carry, and the recording helpers below accept
+ * only those keys, so a misspelt label does not compile. None of them holds unbounded input
+ * (prompt, session id, correlation id, raw URL).
  */
-export interface InstrumentDefinition {
+export interface InstrumentDefinition<K extends string = string> {
   readonly name: string;
   readonly kind: 'histogram' | 'counter' | 'gauge' | 'observableCounter' | 'observableGauge' | 'observableUpDownCounter';
   readonly unit: string;
   readonly description: string;
-  readonly attributes: readonly string[];
+  readonly attributes: readonly K[];
   readonly buckets?: readonly number[];
+}
+
+/** The attributes an instrument may be recorded with: only the keys its definition lists. */
+export type AttributesOf<D extends { readonly attributes: readonly string[] }> = {
+  readonly [K in D['attributes'][number]]?: AttributeValue;
+};
+
+/** A histogram that takes only its definition's attribute keys. */
+export interface TypedHistogram<D extends InstrumentDefinition> {
+  record(value: number, attributes?: AttributesOf<D>): void;
+}
+
+/** A counter that takes only its definition's attribute keys. */
+export interface TypedCounter<D extends InstrumentDefinition> {
+  add(value: number, attributes?: AttributesOf<D>): void;
 }
 
 /** Seconds, from 1 ms to 2 min: LLM calls are slow, and their tail is what pages someone. */
@@ -30,24 +75,34 @@ const CONTEXT_TURNS = [0, 1, 2, 4, 6, 8, 10, 15, 20, 50, 100];
 /** Characters of context per chat, around the 4000 default. */
 const CONTEXT_CHARS = [0, 250, 500, 1000, 2000, 4000, 8000, 16000, 64000, 256000, 1000000];
 
-const GEN_AI_ATTRS = ['gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'error.type'] as const;
-const ORIGIN_ATTRS = ['server.address', 'server.port'] as const;
+const GEN_AI_ATTRS = [ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_PROVIDER_NAME, ATTR_GEN_AI_REQUEST_MODEL, ATTR_ERROR_TYPE] as const;
+const ORIGIN_ATTRS = [ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT] as const;
 
 export const INSTRUMENTS = {
   genAiDuration: {
-    name: 'gen_ai.client.operation.duration', kind: 'histogram', unit: 's',
+    name: METRIC_GEN_AI_CLIENT_OPERATION_DURATION, kind: 'histogram', unit: 's',
     description: 'Duration of a call to the LLM backend, from request to last byte.',
-    attributes: [...GEN_AI_ATTRS, 'gen_ai.response.model'], buckets: LLM_SECONDS,
+    attributes: [...GEN_AI_ATTRS, ATTR_GEN_AI_RESPONSE_MODEL], buckets: LLM_SECONDS,
   },
   genAiTokens: {
-    name: 'gen_ai.client.token.usage', kind: 'histogram', unit: '{token}',
+    name: METRIC_GEN_AI_CLIENT_TOKEN_USAGE, kind: 'histogram', unit: '{token}',
     description: 'Tokens used per LLM call, by gen_ai.token.type (input or output).',
-    attributes: [...GEN_AI_ATTRS, 'gen_ai.response.model', 'gen_ai.token.type'], buckets: TOKENS,
+    attributes: [...GEN_AI_ATTRS, ATTR_GEN_AI_RESPONSE_MODEL, ATTR_GEN_AI_TOKEN_TYPE], buckets: TOKENS,
   },
   genAiTimeToFirstChunk: {
-    name: 'gen_ai.client.operation.time_to_first_chunk', kind: 'histogram', unit: 's',
+    name: METRIC_GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, kind: 'histogram', unit: 's',
     description: 'Time from sending a streaming LLM request to receiving its first chunk.',
     attributes: GEN_AI_ATTRS, buckets: LLM_SECONDS,
+  },
+  llmAttempts: {
+    name: 'vega.llm.attempts', kind: 'counter', unit: '{attempt}',
+    description: 'Calls to each LLM backend by outcome: ok, failed (counts against it), skipped (its breaker was open), rejected (the request\'s own fault) or client_closed.',
+    attributes: ['vega.llm.backend', 'vega.llm.backend.role', 'outcome', 'error.type'],
+  },
+  llmFallbacks: {
+    name: 'vega.llm.fallbacks', kind: 'counter', unit: '{fallback}',
+    description: 'Calls moved from one LLM backend to the next, by the backend left, why (failed or skipped) and the backend tried next.',
+    attributes: ['vega.llm.backend', 'vega.llm.backend.role', 'reason', 'vega.llm.fallback.to'],
   },
   chatRequests: {
     name: 'vega.chat.requests', kind: 'counter', unit: '{request}',
@@ -56,8 +111,8 @@ export const INSTRUMENTS = {
   },
   httpErrors: {
     name: 'vega.http.server.errors', kind: 'counter', unit: '{response}',
-    description: 'Error responses by route template, status and Vega error code.',
-    attributes: ['http.route', 'http.response.status_code', 'vega.error.code'],
+    description: 'Error answers by route template, status and Vega error code; an error that ends a stream already answered 200 counts with status 200.',
+    attributes: [ATTR_HTTP_ROUTE, ATTR_HTTP_RESPONSE_STATUS_CODE, 'vega.error.code'],
   },
   conversationsLogged: {
     name: 'vega.conversations.logged', kind: 'observableCounter', unit: '{conversation}',
@@ -66,7 +121,7 @@ export const INSTRUMENTS = {
   },
   conversationLogFailures: {
     name: 'vega.conversations.log_failures', kind: 'observableCounter', unit: '{conversation}',
-    description: 'Conversations the database refused to store (the request then failed with 503).',
+    description: 'Conversations the database refused to store after the batch writer\'s retries (the request then failed with 503).',
     attributes: [],
   },
   httpClientDispatchers: {
@@ -82,7 +137,7 @@ export const INSTRUMENTS = {
   httpClientErrors: {
     name: 'vega.http_client.errors', kind: 'observableCounter', unit: '{error}',
     description: 'Outbound HTTP requests that failed at the transport level, by origin and error.type.',
-    attributes: [...ORIGIN_ATTRS, 'error.type'],
+    attributes: [...ORIGIN_ATTRS, ATTR_ERROR_TYPE],
   },
   httpClientConnections: {
     name: 'vega.http_client.connections', kind: 'observableGauge', unit: '{connection}',
@@ -115,9 +170,9 @@ export const INSTRUMENTS = {
     attributes: [],
   },
   dbOperationDuration: {
-    name: 'db.client.operation.duration', kind: 'histogram', unit: 's',
+    name: METRIC_DB_CLIENT_OPERATION_DURATION, kind: 'histogram', unit: 's',
     description: 'Duration of database queries, timed from knex query events.',
-    attributes: ['db.system.name', 'db.operation.name', 'db.collection.name', 'error.type'], buckets: DB_SECONDS,
+    attributes: [ATTR_DB_SYSTEM_NAME, ATTR_DB_OPERATION_NAME, ATTR_DB_COLLECTION_NAME, ATTR_ERROR_TYPE], buckets: DB_SECONDS,
   },
   dbSlowQueries: {
     name: 'vega.db.slow_queries', kind: 'observableCounter', unit: '{query}',
@@ -133,19 +188,19 @@ export const INSTRUMENTS = {
     // Not today's semconv name, db.client.connection.count: exposed as db_client_connection_count,
     // which Prometheus reserves for histograms (promtool check metrics flags it). This is the
     // previous semconv name for the same thing.
-    name: 'db.client.connections.usage', kind: 'observableGauge', unit: '{connection}',
+    name: METRIC_DB_CLIENT_CONNECTIONS_USAGE, kind: 'observableGauge', unit: '{connection}',
     description: 'Database pool connections by state (idle or used). (db.client.connection.count in current semconv; renamed so Prometheus lint accepts it.)',
-    attributes: ['db.client.connection.pool.name', 'db.client.connection.state'],
+    attributes: [ATTR_DB_CLIENT_CONNECTION_POOL_NAME, ATTR_DB_CLIENT_CONNECTION_STATE],
   },
   dbConnectionMax: {
-    name: 'db.client.connection.max', kind: 'observableGauge', unit: '{connection}',
+    name: METRIC_DB_CLIENT_CONNECTION_MAX, kind: 'observableGauge', unit: '{connection}',
     description: 'Most connections the database pool may open.',
-    attributes: ['db.client.connection.pool.name'],
+    attributes: [ATTR_DB_CLIENT_CONNECTION_POOL_NAME],
   },
   dbConnectionPending: {
-    name: 'db.client.connection.pending_requests', kind: 'observableGauge', unit: '{request}',
+    name: METRIC_DB_CLIENT_CONNECTION_PENDING_REQUESTS, kind: 'observableGauge', unit: '{request}',
     description: 'Queries waiting for a database connection.',
-    attributes: ['db.client.connection.pool.name'],
+    attributes: [ATTR_DB_CLIENT_CONNECTION_POOL_NAME],
   },
   dbBatchSize: {
     name: 'vega.db.batch.size', kind: 'histogram', unit: '{row}',
@@ -337,6 +392,11 @@ export const INSTRUMENTS = {
     description: 'Duration of one tool call, from validation to its result (integration calls included).',
     attributes: ['gen_ai.tool.name', 'vega.tool.outcome'], buckets: LLM_SECONDS,
   },
+  spansDropped: {
+    name: 'vega.traces.spans_dropped', kind: 'observableCounter', unit: '{span}',
+    description: 'Finished spans the batch span processor dropped because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: they never reach the collector.',
+    attributes: [],
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight', kind: 'observableGauge', unit: '{request}',
     description: 'HTTP requests being served now (what a shutdown drains).',
@@ -350,36 +410,37 @@ export const INSTRUMENTS = {
  */
 export const EXTERNAL_INSTRUMENTS: readonly (InstrumentDefinition & { source: string })[] = [
   {
-    name: 'http.server.request.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-http',
+    name: METRIC_HTTP_SERVER_REQUEST_DURATION, kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-http',
     description: 'Duration of inbound HTTP requests.',
-    attributes: ['http.request.method', 'http.route', 'http.response.status_code', 'url.scheme', 'network.protocol.version', 'error.type'],
+    attributes: [ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_ROUTE, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_URL_SCHEME, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_ERROR_TYPE],
   },
   {
-    name: 'http.client.request.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-undici',
+    name: METRIC_HTTP_CLIENT_REQUEST_DURATION, kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-undici',
     description: 'Duration of outbound HTTP requests made through undici.',
-    attributes: ['http.request.method', 'http.response.status_code', 'server.address', 'server.port', 'url.scheme', 'error.type'],
+    attributes: [ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_SCHEME, ATTR_ERROR_TYPE],
   },
   {
     name: 'nodejs.eventloop.delay.*', kind: 'observableGauge', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
     description: 'Event-loop delay: min, max, mean, stddev, p50, p90, p99.', attributes: [],
   },
   {
-    name: 'nodejs.eventloop.utilization', kind: 'observableGauge', unit: '1', source: '@opentelemetry/instrumentation-runtime-node',
+    name: METRIC_NODEJS_EVENTLOOP_UTILIZATION, kind: 'observableGauge', unit: '1', source: '@opentelemetry/instrumentation-runtime-node',
     description: 'Event-loop utilization.', attributes: [],
   },
   {
-    name: 'v8js.memory.heap.used', kind: 'observableGauge', unit: 'By', source: '@opentelemetry/instrumentation-runtime-node',
-    description: 'V8 heap used, by heap space.', attributes: ['v8js.heap.space.name'],
+    name: METRIC_V8JS_MEMORY_HEAP_USED, kind: 'observableGauge', unit: 'By', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'V8 heap used, by heap space.', attributes: [ATTR_V8JS_HEAP_SPACE_NAME],
   },
   {
-    name: 'v8js.gc.duration', kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
-    description: 'Garbage-collection pause durations, by GC type.', attributes: ['v8js.gc.type'],
+    name: METRIC_V8JS_GC_DURATION, kind: 'histogram', unit: 's', source: '@opentelemetry/instrumentation-runtime-node',
+    description: 'Garbage-collection pause durations, by GC type.', attributes: [ATTR_V8JS_GC_TYPE],
   },
 ];
 
 const meter = () => metrics.getMeter('vega');
 
-export function createHistogram(def: InstrumentDefinition & { kind: 'histogram' }): Histogram {
+/** A histogram from its definition (name, unit, description, bucket boundaries). */
+export function createHistogram<D extends InstrumentDefinition & { kind: 'histogram' }>(def: D): TypedHistogram<D> {
   return meter().createHistogram(def.name, {
     unit: def.unit,
     description: def.description,
@@ -387,14 +448,15 @@ export function createHistogram(def: InstrumentDefinition & { kind: 'histogram' 
   });
 }
 
-export function createCounter(def: InstrumentDefinition & { kind: 'counter' }): Counter {
+/** A counter from its definition. */
+export function createCounter<D extends InstrumentDefinition & { kind: 'counter' }>(def: D): TypedCounter<D> {
   return meter().createCounter(def.name, { unit: def.unit, description: def.description });
 }
 
 /** Registers an observable instrument whose callback reads a mechanism's snapshot at collection. */
-export function observe(
-  def: InstrumentDefinition & { kind: 'observableCounter' | 'observableGauge' | 'observableUpDownCounter' },
-  read: (record: (value: number, attributes?: Attributes) => void) => void,
+export function observe<D extends InstrumentDefinition & { kind: 'observableCounter' | 'observableGauge' | 'observableUpDownCounter' }>(
+  def: D,
+  read: (record: (value: number, attributes?: AttributesOf<D>) => void) => void,
 ): void {
   const opts = { unit: def.unit, description: def.description };
   const m = meter();
@@ -405,12 +467,12 @@ export function observe(
 }
 
 /** `server.address` and `server.port` of an origin URL (bounded: only configured upstreams). */
-export function originAttributes(origin: string): Attributes {
+export function originAttributes(origin: string): { [ATTR_SERVER_ADDRESS]: string; [ATTR_SERVER_PORT]?: number } {
   try {
     const u = new URL(origin);
-    return { 'server.address': u.hostname, 'server.port': Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
+    return { [ATTR_SERVER_ADDRESS]: u.hostname, [ATTR_SERVER_PORT]: Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
   } catch {
-    return { 'server.address': '_invalid' };
+    return { [ATTR_SERVER_ADDRESS]: '_invalid' };
   }
 }
 

@@ -2,7 +2,7 @@
  * Starts the OpenTelemetry SDK. Loaded with `node --require ./dist/telemetry/preload.js` so that it
  * runs before http, koa, knex, pg and undici are first required: the instrumentations patch modules
  * as they load, and a module loaded earlier is never patched. This is the only file (with main.ts)
- * that imports SDK packages.
+ * that imports SDK packages (span-clock.ts implements an SDK interface, with types only).
  *
  * Standard OTEL_* variables apply. Traces are exported with OTLP/HTTP only when
  * OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER
@@ -19,6 +19,9 @@ import { PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
+import { PreciseStartSpanProcessor } from './span-clock';
+import { DropCountingSpanProcessor } from './span-drops';
+import { endAfterStreamedBody } from './streamed-body';
 
 /** Query parameters whose values never reach a span (integration keys travel in query strings). */
 const SECRET_PARAM = /key|token|secret|password|signature|sig|auth/i;
@@ -55,7 +58,9 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string }
     // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
     return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
   }
-  return { processors: [new BatchSpanProcessor(new OTLPTraceExporter())], description: `OTLP/HTTP -> ${endpoint}` };
+  const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(new OTLPTraceExporter()));
+  telemetryHooks().spansDropped = () => batch.dropped;
+  return { processors: [batch], description: `OTLP/HTTP -> ${endpoint}` };
 }
 
 function start(): void {
@@ -74,20 +79,29 @@ function start(): void {
   const traces = traceProcessors();
   const sdk = new NodeSDK({
     serviceName: process.env.OTEL_SERVICE_NAME || 'vega',
-    spanProcessors: traces.processors,
+    // First in the chain: every span (Vega's and the instrumentations') gets its precise start
+    // before any other processor sees it.
+    // VEGA_SPAN_START=sdk keeps the SDK's own whole-millisecond starts (to measure the difference).
+    spanProcessors: [...(/^sdk$/i.test(process.env.VEGA_SPAN_START ?? '') ? [] : [new PreciseStartSpanProcessor()]), ...traces.processors],
     metricReaders: readers,
     // Logs go to stdout as JSON (pino); no OTLP log export unless asked for by a later change.
     logRecordProcessors: [],
     instrumentations: [
       getNodeAutoInstrumentations({
-        // Too chatty for their worth here (issue 2): a span per file read, lookup and socket.
+        // Too chatty for their worth: a span per file read, DNS lookup and socket buried every request's trace.
         '@opentelemetry/instrumentation-fs': { enabled: false },
         '@opentelemetry/instrumentation-dns': { enabled: false },
         '@opentelemetry/instrumentation-net': { enabled: false },
         // Vega's logger adds trace_id/span_id/correlation_id itself (telemetry/logger.ts).
         '@opentelemetry/instrumentation-pino': { enabled: false },
         // One span per Koa middleware layer adds nothing an operator reads; router spans stay.
-        '@opentelemetry/instrumentation-koa': { ignoreLayersType: ['middleware' as never] },
+        '@opentelemetry/instrumentation-koa': {
+          ignoreLayersType: ['middleware' as never],
+          // A streamed reply's LLM call and commit happen under the router span after its handler returned.
+          requestHook: (span, info) => {
+            if (String(info.layerType) === 'router') endAfterStreamedBody(span, info.context as never);
+          },
+        },
         '@opentelemetry/instrumentation-undici': {
           requestHook: (span, request) => {
             const redacted = redactQuery(request.path, request.origin);

@@ -46,7 +46,7 @@ afterAll(async () => {
   recordSection('4-hostile', {
     order: 4,
     title: 'Hostile input',
-    what: `Generated with fast-check (random seed per run; a failure prints it) against one Vega (MAX_PROMPT_CHARS=${MAX_PROMPT_CHARS}, `
+    what: `Generated with fast-check (new random cases each run; a failure prints what replays it) against one Vega (MAX_PROMPT_CHARS=${MAX_PROMPT_CHARS}, `
       + `MAX_BODY_BYTES=${MAX_BODY_BYTES}, LOG_LEVEL=debug). Every answer: below 500, no stack trace or path, the JSON error shape for a 4xx. `
       + 'After the run: every stdout line is one JSON object, no metric label holds a sent string, and every 200 is a stored conversation.',
     tally: { requests: inputs, hostile_inputs: inputs, unexpected_5xx: problems.filter((p) => /^5\d\d/.test(p)).length, lost_conversations: lost },

@@ -1,6 +1,6 @@
 import { cpus, totalmem } from 'node:os';
 import { rmSync } from 'node:fs';
-import type { Reporter, TestModule } from 'vitest/node';
+import type { Reporter, TestModule } from 'vitest/node' with { 'resolution-mode': 'import' };
 import { renderReliability, RESULTS_DIR } from './support/report';
 
 /**

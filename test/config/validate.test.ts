@@ -45,7 +45,7 @@ describe('validateConfig', () => {
     expect(r.warnings.map((w) => w.variable).sort()).toEqual(['API_KEY', 'HOST', 'LLM_TIMEOUT_S', 'PORT']);
   });
 
-  it('accepts the seed\'s log level names', () => {
+  it('accepts Python\'s log level names (WARNING, CRITICAL)', () => {
     expect(validateConfig({ ...BASE, LOG_LEVEL: 'WARNING' }).config?.logLevel).toBe('warn');
     expect(validateConfig({ ...BASE, LOG_LEVEL: 'CRITICAL' }).config?.logLevel).toBe('fatal');
   });

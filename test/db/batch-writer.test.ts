@@ -1,7 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConversationLog } from '../../src/db/batch-writer';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
-import type { Database } from '../../src/db/knex';
+import { openDatabase, type Database } from '../../src/db/knex';
+import { migrateLatest } from '../../src/db/migrations';
 import { freshDatabase } from '../support/db';
 
 const record = (i: number): ConversationRecord => ({
@@ -54,19 +59,6 @@ describe('ConversationLog', () => {
     expect(log.snapshot().rejected).toBe(refused.length);
   });
 
-  it('retries a transient error (SQLITE_BUSY) and then succeeds', async () => {
-    let failures = 2;
-    const flaky = new ConversationRepository(db.knex);
-    const real = flaky.logMany.bind(flaky);
-    flaky.logMany = async (rows) => {
-      if (failures-- > 0) throw Object.assign(new Error('SQLITE_BUSY: database is locked'), { code: 'SQLITE_BUSY' });
-      return real(rows);
-    };
-    const log = new ConversationLog(flaky);
-    await log.log(record(1));
-    expect(log.snapshot()).toMatchObject({ retries: 2, rows_written: 1, failed_batches: 0 });
-  });
-
   it('rejects every row of a batch that fails for good, and says so', async () => {
     await db.knex.schema.dropTable('conversations');
     const log = new ConversationLog(repo);
@@ -80,5 +72,51 @@ describe('ConversationLog', () => {
     await log.flush();
     expect(await repo.count()).toBe(10);
     await Promise.all(pending);
+  });
+});
+
+describe('ConversationLog on a SQLite file another connection has locked', () => {
+  let dir: string;
+  let mine: Database;
+  let other: Database;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vega-busy-'));
+    const url = `sqlite:${join(dir, 'busy.db')}`;
+    // A short busy timeout, so a held lock surfaces as SQLITE_BUSY at once instead of after 5 s.
+    mine = openDatabase(url, { busyTimeoutMs: 20 });
+    other = openDatabase(url, { busyTimeoutMs: 20 });
+    await migrateLatest(mine.knex);
+  });
+  afterEach(async () => {
+    await other.knex.raw('ROLLBACK').catch(() => undefined);
+    await Promise.all([mine.knex.destroy(), other.knex.destroy()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Waits (at most 5 s) until the writer has retried at least once. */
+  async function untilRetried(log: ConversationLog): Promise<void> {
+    for (let i = 0; i < 500 && log.snapshot().retries === 0; i++) await sleep(10);
+  }
+
+  it('retries SQLITE_BUSY while the lock is held, stores the row once it is released, and counts no failed store', async () => {
+    const repo = new ConversationRepository(mine.knex);
+    const log = new ConversationLog(repo, { maxAttempts: 10 });
+    await other.knex.raw('BEGIN IMMEDIATE'); // the other connection holds the write lock
+    const stored = log.log(record(1));
+    await untilRetried(log);
+    expect(log.snapshot().retries).toBeGreaterThan(0);
+    await other.knex.raw('COMMIT');
+    await stored;
+    expect(log.snapshot()).toMatchObject({ rows_written: 1, failed_batches: 0, failed_rows: 0 });
+    expect(repo.snapshot()).toEqual({ logged_ok: 1, logged_failed: 0 });
+    expect(await repo.count()).toBe(1);
+  });
+
+  it('gives up after maxAttempts while the lock stays held, and counts the rows as failed once', async () => {
+    const repo = new ConversationRepository(mine.knex);
+    const log = new ConversationLog(repo, { maxAttempts: 2 });
+    await other.knex.raw('BEGIN EXCLUSIVE');
+    await expect(log.log(record(1))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+    expect(log.snapshot()).toMatchObject({ retries: 1, failed_batches: 1, failed_rows: 1, rows_written: 0 });
   });
 });

@@ -3,7 +3,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fileDescriptors, sockets, systemSnapshot } from '../../src/diagnostics/system';
+import { tcpSockets as sockets } from '../../src/diagnostics/kernel-stats';
+import { fileDescriptors, systemSnapshot } from '../../src/diagnostics/system';
 
 describe('system diagnostics', () => {
   it('report this process\'s real FD count: opening 50 files raises it by 50', async () => {

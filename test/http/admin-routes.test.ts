@@ -45,7 +45,7 @@ describe('authentication', () => {
   it('serves the comprehensive roll-up with every subsystem', async () => {
     const r = await fetch(`${vega.url}/admin/performance/health/comprehensive`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
     expect(Object.keys(r.subsystems).sort()).toEqual([
-      'circuit_breakers', 'config_cache', 'database', 'event_loop', 'http_pool', 'integrations', 'memory', 'rate_limits',
+      'circuit_breakers', 'config_cache', 'database', 'event_loop', 'http_pool', 'integrations', 'llm_backends', 'memory', 'rate_limits',
       'request_coalescing', 'response_cache', 'streaming', 'system',
     ]);
     expect(['healthy', 'degraded', 'unhealthy']).toContain(r.status);
@@ -70,5 +70,44 @@ describe('/metrics behind METRICS_API_KEY', () => {
       await vega.stop();
       vega.cleanup();
     }
+  });
+});
+
+describe('older admin paths', () => {
+  // The paths of the system Vega re-implements, and the current route each answers as.
+  const ALIASES: Array<[string, string]> = [
+    ['/admin/performance/circuit-breakers', '/admin/performance/circuit-breakers/all'],
+    ['/admin/performance/cache-stats', '/admin/performance/cache/stats'],
+    ['/admin/performance/async-monitor', '/admin/performance/event-loop/status'],
+    ['/admin/performance/memory-leaks', '/admin/performance/memory/leaks'],
+    ['/admin/performance/batch-stats', '/admin/performance/batch/conversation-logger/stats'],
+    ['/admin/resources/pools', '/admin/resources/stats'],
+  ];
+  let vega: VegaProcess;
+  beforeAll(async () => { vega = await startVega({}); });
+  afterAll(async () => {
+    await vega?.stop();
+    vega?.cleanup();
+  });
+
+  it('each answers 200 with the key, with the JSON of the current route, and 401 without it', async () => {
+    const get = (path: string, headers: Record<string, string> = { 'x-api-key': TEST_KEY }) => fetch(`${vega.url}${path}`, { headers });
+    for (const [alias, current] of ALIASES) {
+      expect(routes, alias).toContainEqual(['GET', alias]);
+      const res = await get(alias);
+      expect(res.status, alias).toBe(200);
+      const a = await jsonOf(res);
+      const b = await jsonOf(await get(current));
+      // Live figures (event-loop delay, timestamps) move between two reads; the shape may not.
+      const shape = (o: unknown): unknown => (o && typeof o === 'object' && !Array.isArray(o) ? Object.fromEntries(Object.entries(o).map(([k, v]) => [k, shape(v)])) : typeof o);
+      expect(shape(a), alias).toEqual(shape(b));
+      if (/circuit-breakers|cache-stats|batch-stats/.test(alias)) expect(a, alias).toEqual(b);
+      expect((await get(alias, {})).status, alias).toBe(401);
+    }
+  });
+
+  it('are listed as aliases in docs/api.md', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'api.md'), 'utf8');
+    for (const [alias, current] of ALIASES) expect(doc).toContain(`| \`GET ${alias}\` | alias of \`GET ${current}\``);
   });
 });

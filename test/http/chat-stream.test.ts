@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
 import { conversationRows } from '../support/db';
+import { sampleValue, scrape } from '../support/prom';
 import { eventually, postJson, startVega, type VegaProcess, jsonOf } from '../support/vega-process';
 
 let fake: FakeOllama;
@@ -80,6 +81,8 @@ describe('POST /chat with stream: true', () => {
 
   it('ends the client stream with an error event when the upstream stream is cut, and logs the conversation once as failed', async () => {
     fake.behave({ chunks: ['partial ', 'answer ', 'never'], cutAfterChunks: 2 });
+    const midStream = { http_route: '/chat', http_response_status_code: '200', vega_error_code: 'upstream_stream_interrupted' };
+    const countedBefore = sampleValue(await scrape(vega.url), 'vega_http_server_errors_total', midStream);
     const res = await postJson(vega.url, '/chat', { prompt: 'cut me', stream: true, session_id: 'stream-cut' });
     expect(res.status).toBe(200);
     const events = await readSse(res);
@@ -94,6 +97,8 @@ describe('POST /chat with stream: true', () => {
     });
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status: 'failed', error_code: 'upstream_stream_interrupted', response: 'partial answer ' });
+    // The error went out as the stream's last event, after a 200: counted as an error all the same.
+    expect(sampleValue(await scrape(vega.url), 'vega_http_server_errors_total', midStream)).toBe(countedBefore + 1);
   });
 
   it('answers a refused stream with a normal status code before any event', async () => {

@@ -20,7 +20,7 @@ afterAll(async () => {
 beforeEach(() => fake.behave({}));
 
 describe('POST /chat', () => {
-  it('answers with the fields of SPEC section 3 and stores the conversation under the same correlation id', async () => {
+  it('answers with the fields docs/api.md lists and stores the conversation under the same correlation id', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'why is the sky blue', session_id: 'sess-1', temperature: 0.2 });
     expect(res.status).toBe(200);
     const body = await jsonOf(res);

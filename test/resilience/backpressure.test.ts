@@ -62,7 +62,7 @@ describe('StreamingMonitor', () => {
     expect(closed).toBe(true);
   });
 
-  it('reports the seed\'s states by fill ratio', () => {
+  it('reports normal, warning, throttled and blocked by fill ratio', () => {
     const m = new StreamingMonitor({ capacity: 10 });
     expect([0, 6, 7, 8, 9, 10].map((n) => m.stateOf(n))).toEqual(['normal', 'normal', 'warning', 'warning', 'throttled', 'blocked']);
   });

@@ -265,7 +265,7 @@ describe('CircuitBreaker', () => {
   it('records transitions with their time, reason and the active trace id', async () => {
     const b = new CircuitBreaker('llm', { traceId: () => 'abc123' });
     await failTimes(b, 5);
-    expect(b.snapshot().recent_transitions[0]).toMatchObject({ from: 'closed', to: 'open', reason: 'failures', at: '2026-01-01T00:00:00.000Z', trace_id: 'abc123' });
+    expect(b.snapshot().recent_transitions[0]).toMatchObject({ from: 'closed', to: 'open', reason: 'failures', at: '2026-01-01T00:00:00.000000Z', trace_id: 'abc123' });
   });
 
   it('rejects bad options with a RangeError naming the field and value', () => {

@@ -166,13 +166,15 @@ describe('retry', () => {
     expect((await admin(vega, '/admin/performance/retries')).retry).toMatchObject({ retries: 1, succeeded_after_retry: 1, gave_up: 0 });
   });
 
-  it('does not retry a 400 from the upstream', async () => {
+  it('does not retry a 400 from the upstream, and passes it back to the client as a 400 with the backend\'s reason', async () => {
     const vega = await vegaWith({ RETRY_MAX_RETRIES: '2' });
     fake.behave({ failStatus: 400 });
     const before = fake.generations.length;
     const res = await postJson(vega.url, '/chat', { prompt: 'bad for upstream' });
-    expect(res.status).toBe(502);
-    expect((await jsonOf(res)).error.code).toBe('upstream_rejected');
+    expect(res.status).toBe(400);
+    const body = await jsonOf(res);
+    expect(body.error.code).toBe('upstream_rejected');
+    expect(body.error.message).toContain('simulated failure');
     expect(fake.generations.length - before).toBe(1);
   });
 

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,12 +23,16 @@ describe('alert rules', () => {
   });
 
   it('has a promtool test and a runbook section for every alert', () => {
-    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; annotations: { runbook: string } }> }> };
+    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; annotations: Record<string, string> }> }> };
+    const dashboards = readdirSync(join(ROOT, 'dashboards')).filter((f) => f.endsWith('.json'))
+      .map((f) => (JSON.parse(readFileSync(join(ROOT, 'dashboards', f), 'utf8')) as { uid: string }).uid);
     const tests = readFileSync(join(ROOT, 'prometheus', 'alerts.test.yml'), 'utf8');
     const runbook = readFileSync(join(ROOT, 'docs', 'runbook.md'), 'utf8');
     for (const r of rules.groups.flatMap((g) => g.rules)) {
       expect(tests, r.alert).toContain(`alertname: ${r.alert}`);
-      expect(r.annotations.runbook).toBe(`docs/runbook.md#${r.alert.toLowerCase()}`);
+      expect(r.annotations.runbook_url).toBe(`docs/runbook.md#${r.alert.toLowerCase()}`);
+      expect(r.annotations.summary, r.alert).toBeTruthy();
+      expect(dashboards, `${r.alert} dashboard_url`).toContain(/^\/d\/([a-z-]+)$/.exec(r.annotations.dashboard_url ?? '')?.[1]);
       expect(runbook).toContain(`### ${r.alert}\n`);
     }
   });
@@ -39,7 +43,7 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
     const res = run('docker-compose', ['-f', 'docker-compose.yml', 'config']);
     expect(res.status, res.stderr).toBe(0);
     const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { volumes?: string[]; build?: string }> };
-    expect(Object.keys(compose.services).sort()).toEqual(['grafana', 'jaeger', 'otel-collector', 'prometheus', 'simulator', 'vega']);
+    expect(Object.keys(compose.services).sort()).toEqual(['alertmanager', 'grafana', 'jaeger', 'otel-collector', 'prometheus', 'simulator', 'vega']);
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const v of svc.volumes ?? []) {
         const source = v.split(':')[0]!;
@@ -49,7 +53,7 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
     }
   });
 
-  it('the collector config is YAML naming only contrib components, wired as SPEC section 8 says', () => {
+  it('the collector config is YAML naming only contrib components, wired OTLP in (gRPC and HTTP), traces to Jaeger and spanmetrics, metrics to Prometheus', () => {
     const c = parse(readFileSync(join(ROOT, 'otel-collector.yaml'), 'utf8')) as Record<string, Record<string, unknown>> & { service: { pipelines: Record<string, { receivers: string[]; processors: string[]; exporters: string[] }>; extensions: string[] } };
     // Component types of the otelcol-contrib distribution this config may use.
     const contrib: Record<string, string[]> = {
@@ -183,6 +187,6 @@ describe('against a real Prometheus scraping Vega under load', () => {
 
   it('Prometheus loaded the alert rules', async () => {
     const rules = await jsonOf(await fetch(`${promUrl}/api/v1/rules`));
-    expect(rules.data.groups[0].rules.length).toBe(14);
+    expect(rules.data.groups[0].rules.length).toBe(19);
   });
 });

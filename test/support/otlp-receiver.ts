@@ -10,6 +10,11 @@ export interface ReceivedSpan {
   readonly kind: number;
   readonly scope: string;
   readonly attributes: Record<string, unknown>;
+  /** Start and end in Unix nanoseconds, exactly as exported (decimal strings: JSON has no 64-bit integers; `BigInt()` them). */
+  readonly startTimeUnixNano: string;
+  readonly endTimeUnixNano: string;
+  /** Span events with their time in Unix nanoseconds (a decimal string). */
+  readonly events: ReadonlyArray<{ readonly name: string; readonly timeUnixNano: string }>;
 }
 
 /**
@@ -78,11 +83,24 @@ export class OtlpReceiver {
             kind: Number(s.kind ?? 0),
             scope: ss.scope?.name ?? '',
             attributes: flatten(s.attributes as Array<{ key: string; value: Record<string, unknown> }> | undefined),
+            startTimeUnixNano: nanos(s.startTimeUnixNano),
+            endTimeUnixNano: nanos(s.endTimeUnixNano),
+            events: ((s.events ?? []) as Array<{ name?: string; timeUnixNano?: unknown }>).map((e) => ({ name: String(e.name), timeUnixNano: nanos(e.timeUnixNano) })),
           });
         }
       }
     }
   }
+}
+
+/** OTLP/JSON sends 64-bit times as decimal strings (some encoders as numbers or {low, high}). */
+function nanos(v: unknown): string {
+  if (typeof v === 'string' || typeof v === 'number') return BigInt(v).toString();
+  if (v && typeof v === 'object' && 'low' in v && 'high' in v) {
+    const { low, high } = v as { low: number; high: number };
+    return ((BigInt(high >>> 0) << 32n) + BigInt(low >>> 0)).toString();
+  }
+  return '0';
 }
 
 /** OTLP/JSON ids are hex; accept base64 too, as some encoders send it. */

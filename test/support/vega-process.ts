@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export const ROOT = resolve(__dirname, '..', '..');
 const PRELOAD = join(ROOT, 'dist', 'telemetry', 'preload.js');
@@ -51,6 +51,10 @@ export async function startVega(opts: {
   preload?: boolean;
   /** Run this script (e.g. scripts/start.js) instead of `--require preload dist/main.js`. */
   script?: string;
+  /** Node options before the script (e.g. `--expose-gc`). */
+  nodeArgs?: string[];
+  /** Run this executable file itself (its shebang line decides the interpreter), e.g. bin/vega. */
+  executable?: string;
   startTimeoutMs?: number;
 } = {}): Promise<VegaProcess> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'vega-test-'));
@@ -75,10 +79,12 @@ export async function startVega(opts: {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const args = opts.script
-    ? [opts.script, ...(opts.args ?? [])]
-    : [...(opts.preload === false ? [] : ['--require', PRELOAD]), MAIN, ...(opts.args ?? ['server'])];
-  const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = opts.executable ? (opts.args ?? ['server'])
+    : opts.script ? [...(opts.nodeArgs ?? []), opts.script, ...(opts.args ?? [])]
+      : [...(opts.nodeArgs ?? []), ...(opts.preload === false ? [] : ['--require', PRELOAD]), MAIN, ...(opts.args ?? ['server'])];
+  // An executable finds `node` on PATH: put the running one first.
+  if (opts.executable) env.PATH = `${dirname(process.execPath)}:${env.PATH}`;
+  const child = spawn(opts.executable ?? process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const nonJsonLines: string[] = [];
   let raw = '';

@@ -111,6 +111,7 @@ describe('/metrics', () => {
     expect(text).toMatch(/^gen_ai_client_token_usage_bucket\{[^}]*gen_ai_token_type="input"/m);
     expect(text).toMatch(/^gen_ai_client_token_usage_bucket\{[^}]*gen_ai_token_type="output"/m);
     expect(text).toMatch(/^nodejs_eventloop_delay_p99/m);
+    expect(text).toMatch(/^vega_traces_spans_dropped_total(\{[^}]*\})? 0$/m);
     // Histogram buckets are in seconds: the server histogram's first bucket is well under 1.
     const le = /^http_server_request_duration_bucket\{[^}]*le="([0-9.]+)"/m.exec(text)!;
     expect(Number(le[1])).toBeLessThan(1);

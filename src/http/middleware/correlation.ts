@@ -5,7 +5,7 @@ import { correlationIdProblem, traceIdsOf, withCorrelationId } from '../../telem
 import type { VegaState } from '../state';
 
 /**
- * Puts the request's ids in place (SPEC section 4). The trace id of the server span (which
+ * Puts the request's ids in place (docs/tracing.md). The trace id of the server span (which
  * continues an incoming `traceparent`) is the correlation id, unless the client sent a valid
  * X-Correlation-ID. Either way it is recorded on the server span as `correlation.id`, so Jaeger
  * finds it by tag, and echoed on every response, errors included. This runs outermost and never

@@ -6,7 +6,7 @@ import type { ChatService } from '../../llm/chat-service';
 import type { SessionContext } from '../../sessions/context';
 import type { StreamEvent } from '../../llm/types';
 import type { ToolResult } from '../../tools/runner';
-import { toVegaError } from '../middleware/errors';
+import { errorBody, streamFailed } from '../error-body';
 import type { Logger } from '../../telemetry/logger';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
@@ -25,6 +25,11 @@ export function clientGone(ctx: Context): AbortSignal {
     if (!ctx.res.writableFinished) controller.abort();
   });
   return controller.signal;
+}
+
+/** The route template koa's router matched, for metric labels. */
+export function routeOf(ctx: Context): string | undefined {
+  return ctx._matchedRoute ? String(ctx._matchedRoute) : undefined;
 }
 
 /** `POST /chat`: JSON, server-sent events with `stream: true`, or NDJSON when asked for. */
@@ -56,6 +61,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('X-Vega-Backend', out.backend);
       ctx.body = {
         response: out.response,
         session_id: out.sessionId,
@@ -68,7 +74,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       return;
     }
     // Errors before the first byte (refused, timeout, open breaker) get a normal status code.
-    const { cached, events } = await deps.chat.stream(input, signal);
+    const { cached, backend, events } = await deps.chat.stream(input, signal);
     const ndjson = /application\/x-ndjson/i.test(ctx.get('accept')) && !/text\/event-stream/i.test(ctx.get('accept'));
     const format = ndjson ? ndjsonFrame : sseFrame;
     ctx.status = 200;
@@ -76,8 +82,9 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
-    ctx.body = Readable.from(frames(events, format, done, deps.logger), { objectMode: false });
+    ctx.body = Readable.from(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
   });
 }
 
@@ -95,7 +102,7 @@ async function* frames(
   events: AsyncGenerator<StreamEvent>,
   frame: Frame,
   done: { session_id: string; correlation_id: string; cached: boolean },
-  logger: Logger,
+  where: { route: string | undefined; logger: Logger },
 ): AsyncGenerator<string> {
   try {
     for await (const ev of events) {
@@ -111,8 +118,6 @@ async function* frames(
       }
     }
   } catch (thrown) {
-    const err = toVegaError(thrown);
-    logger.warn({ error_code: err.code }, 'stream ended with an error');
-    yield frame('error', { error: { code: err.code, message: err.expose ? err.message : 'internal error' }, correlation_id: done.correlation_id });
+    yield frame('error', errorBody(streamFailed(thrown, where), done.correlation_id));
   }
 }

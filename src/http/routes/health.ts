@@ -1,17 +1,15 @@
 import type Router from '@koa/router';
 import type { Knex } from 'knex';
 import { pendingMigrations } from '../../db/migrations';
-import type { LlmProvider } from '../../llm/types';
-import type { BreakerSnapshot } from '../../resilience/breaker';
+import type { LlmBackend } from '../../llm/backends';
 import type { InflightTracker } from '../middleware/inflight';
 import type { VegaState } from '../state';
 
 export interface HealthDeps {
   readonly knex: Knex;
-  readonly provider: LlmProvider;
+  /** The LLM backends in the order they are tried: the primary first. Each is checked, with its breaker. */
+  readonly backends: readonly LlmBackend[];
   readonly inflight: InflightTracker;
-  /** The LLM backend's breaker, reported with the backend. */
-  readonly breaker?: () => BreakerSnapshot | undefined;
   /** Longest a readiness probe waits for any one check. Default 2000 ms. */
   readonly checkTimeoutMs?: number;
 }
@@ -41,7 +39,9 @@ async function timed(fn: (signal: AbortSignal) => Promise<Record<string, unknown
  * pulling them all out of the load balancer would turn a clear 503 `upstream_unavailable` into
  * a connection error. For the same reason an open breaker keeps the instance ready but makes the
  * status `degraded`, with the breaker's state under `checks.llm.breaker`: breakers are per
- * instance, and the recovery probe closes them within seconds of the backend's return.
+ * instance, and the recovery probe closes them within seconds of the backend's return. The
+ * primary is `checks.llm`; each fallback is an entry of `checks.llm_fallbacks`, checked the same
+ * way, and any of them down or with its breaker not closed makes the status `degraded`.
  */
 export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps): void {
   const timeoutMs = deps.checkTimeoutMs ?? 2000;
@@ -49,24 +49,29 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
     ctx.body = { status: 'ok' };
   });
   router.get('/readyz', async (ctx) => {
-    const [database, migrations, llm] = await Promise.all([
+    const llmCheck = (b: LlmBackend) => timed(async (signal) => ({ models: (await b.provider.listModels(signal)).length }), timeoutMs, 'unreachable')
+      .then((check) => {
+        const snap = b.breaker.snapshot();
+        return { name: b.name, backend: b.provider.name, origin: b.provider.origin, ...check, breaker: { state: snap.state, retry_at: snap.retry_at } };
+      });
+    const [database, migrations, ...llms] = await Promise.all([
       timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
       timed(async () => {
         const pending = await pendingMigrations(deps.knex);
         if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
       }, timeoutMs, 'failing'),
-      timed(async (signal) => ({ backend: deps.provider.name, models: (await deps.provider.listModels(signal)).length }), timeoutMs, 'unreachable'),
+      ...deps.backends.map(llmCheck),
     ]);
+    const [llm, ...fallbacks] = llms as Awaited<ReturnType<typeof llmCheck>>[];
     const draining = deps.inflight.draining;
     const ready = database.status === 'ok' && migrations.status === 'ok' && !draining;
-    const b = deps.breaker?.();
-    const breaker = b ? { state: b.state, retry_at: b.retry_at } : undefined;
+    const allWell = llms.every((c) => c.status === 'ok' && c.breaker.state === 'closed');
     ctx.status = ready ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
-      status: !ready ? 'not_ready' : llm.status === 'ok' && (!breaker || breaker.state === 'closed') ? 'ready' : 'degraded',
+      status: !ready ? 'not_ready' : allWell ? 'ready' : 'degraded',
       draining,
-      checks: { database, migrations, llm: { backend: deps.provider.name, origin: deps.provider.origin, ...llm, ...(breaker ? { breaker } : {}) } },
+      checks: { database, migrations, llm, ...(fallbacks.length ? { llm_fallbacks: fallbacks } : {}) },
     };
   });
 }

@@ -11,7 +11,7 @@ import type { VegaState } from '../state';
 export function registerMetricsRoute(router: Router<VegaState>, metricsApiKey: string | undefined): void {
   const handler = async (ctx: Parameters<Parameters<typeof router.get>[1]>[0]) => {
     const serve = telemetryHooks().metricsHandler;
-    if (!serve) throw new VegaError('metrics_disabled', 503, 'metrics are off (OTEL_SDK_DISABLED or no preload)');
+    if (!serve) throw new VegaError('metrics_disabled', 'metrics are off (OTEL_SDK_DISABLED or no preload)');
     ctx.respond = false;
     serve(ctx.req, ctx.res);
   };

@@ -8,10 +8,10 @@ import type { ChatService } from '../../llm/chat-service';
 import type { ChatMessage, GenerationOptions, StreamEvent, ToolCall } from '../../llm/types';
 import { InvalidRequest, ModelNotFound } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
-import { toVegaError } from '../middleware/errors';
+import { errorBody, streamFailed } from '../error-body';
 import type { VegaState } from '../state';
 import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
-import { clientGone } from './chat';
+import { clientGone, routeOf } from './chat';
 
 /**
  * The body of an OpenAI chat-completions request: every field of OpenAI's Chat Completions API is
@@ -204,7 +204,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     const body = parseOr400(completionsSchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
     const messages = toMessages(body);
     const options = toOptions(body);
-    const refused = refusedField(body) ?? deps.chat.provider.unsupported({ messages, options });
+    const refused = refusedField(body) ?? deps.chat.provider.unsupported?.({ messages, options });
     if (refused) throw new InvalidRequest(`${refused}: not supported with the configured LLM backend (${deps.chat.provider.name})`);
     const sessionHeader = ctx.get('x-session-id');
     const sessionId = SESSION_ID.test(sessionHeader) ? sessionHeader : randomUUID();
@@ -235,6 +235,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     if (!body.stream) {
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
+      ctx.set('X-Vega-Backend', out.backend);
       ctx.body = {
         id, object: 'chat.completion', created, model: out.model,
         choices: [{
@@ -248,14 +249,15 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
       };
       return;
     }
-    const { cached, events } = await deps.chat.stream(input, signal);
+    const { cached, backend, events } = await deps.chat.stream(input, signal);
     ctx.status = 200;
     ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
     ctx.set('Cache-Control', 'no-cache');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
+    ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
-    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', deps.logger), { objectMode: false });
+    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
   });
 }
 
@@ -263,7 +265,7 @@ async function* chunks(
   events: AsyncGenerator<StreamEvent>,
   meta: { id: string; created: number; model: string; includeUsage: boolean },
   correlationId: string,
-  logger: Logger,
+  where: { route: string | undefined; logger: Logger },
 ): AsyncGenerator<string> {
   const frame = (choices: unknown[], model: string, extra: object = {}) =>
     `data: ${JSON.stringify({ id: meta.id, object: 'chat.completion.chunk', created: meta.created, model, choices, ...extra })}\n\n`;
@@ -296,8 +298,6 @@ async function* chunks(
       yield 'data: [DONE]\n\n';
     }
   } catch (thrown) {
-    const err = toVegaError(thrown);
-    logger.warn({ error_code: err.code }, 'stream ended with an error');
-    yield `data: ${JSON.stringify({ error: { code: err.code, message: err.expose ? err.message : 'internal error', type: 'upstream_error' }, correlation_id: correlationId })}\n\n`;
+    yield `data: ${JSON.stringify(errorBody(streamFailed(thrown, where), correlationId, { type: 'upstream_error' }))}\n\n`;
   }
 }

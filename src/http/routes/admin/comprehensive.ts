@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import { poolSnapshot } from '../../../db/stats';
 import { systemSnapshot } from '../../../diagnostics/system';
+import type { BackendChain } from '../../../llm/backends';
 import type { VegaState } from '../../state';
 import type { DatabaseAdminDeps } from './database';
 import type { DiagnosticsAdminDeps } from './diagnostics';
@@ -12,11 +13,11 @@ const worst = (s: Status[]): Status => (s.includes('unhealthy') ? 'unhealthy' : 
 
 /**
  * `GET /admin/performance/health/comprehensive`: every subsystem in one reply, each with a
- * status and the snapshot behind it, and the worst status overall (seed: performance_endpoints).
+ * status and the snapshot behind it, and the worst status overall.
  */
 export function registerComprehensiveAdmin(
   router: Router<VegaState>,
-  deps: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps,
+  deps: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps & { readonly backends: BackendChain },
 ): void {
   router.get('/admin/performance/health/comprehensive', async (ctx) => {
     const started = performance.now();
@@ -31,13 +32,29 @@ export function registerComprehensiveAdmin(
     const pool = deps.pool.snapshot();
     const rate = deps.stages.rateLimiter.snapshot();
     const streaming = deps.stages.streaming.snapshot();
+    // Each LLM backend: its breaker and its share of the pool. Chat is down only when every backend's breaker is open.
+    const llmBackends = deps.backends.backends.map((b) => {
+      const snap = b.breaker.snapshot();
+      return {
+        name: b.name, role: b.role, backend: b.provider.name, origin: b.provider.origin, model: b.model ?? null,
+        breaker: { state: snap.state, retry_at: snap.retry_at, failures: snap.failures, successes: snap.successes, rejected: snap.rejected },
+        pool: pool.origins.find((o) => o.origin === b.provider.origin) ?? null,
+      };
+    });
+    const llmOpen = llmBackends.filter((b) => b.breaker.state !== 'closed').length;
     const subsystems: Record<string, { status: Status; [k: string]: unknown }> = {
+      llm_backends: {
+        status: llmOpen === 0 ? 'healthy' : llmBackends.every((b) => b.breaker.state === 'open') ? 'unhealthy' : 'degraded',
+        serving: llmBackends.find((b) => b.breaker.state !== 'open')?.name ?? null,
+        backends: llmBackends,
+      },
       database: {
         status: batch.failed_batches > 0 || batch.queue_size >= batch.max_queue * 0.8 ? 'degraded' : 'healthy',
         pool: poolSnapshot(deps.db), queries: { ...deps.profiler.snapshot(), recent_slow: undefined, recent_failed: undefined }, batch_writer: batch,
       },
       circuit_breakers: {
-        status: breakers.open.some((n) => n.startsWith('llm:')) ? 'unhealthy' : breakers.open.length ? 'degraded' : 'healthy',
+        // Unhealthy only when no LLM backend can take a call; an open fallback, or a primary with a working fallback, degrades.
+        status: llmBackends.every((b) => b.breaker.state === 'open') ? 'unhealthy' : breakers.open.length ? 'degraded' : 'healthy',
         open: breakers.open, count: breakers.breakers.length,
         // Every breaker that is not closed, with when it next lets a trial through and its probing so far.
         not_closed: breakers.breakers.filter((b) => b.state !== 'closed').map((b) => ({ name: b.name, state: b.state, retry_at: b.retry_at, probes: b.probes })),

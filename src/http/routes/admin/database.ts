@@ -13,7 +13,7 @@ export interface DatabaseAdminDeps {
   readonly retention: RetentionJob;
 }
 
-/** The seed's database endpoints, and the batch writer's. */
+/** The database's admin routes (query profile, pool, tables, indexes), and the batch writer's. */
 export function registerDatabaseAdmin(router: Router<VegaState>, deps: DatabaseAdminDeps): void {
   router.get('/admin/database/stats', async (ctx) => {
     // Storage first: its own queries are then in the profiler's figures, which match /metrics.

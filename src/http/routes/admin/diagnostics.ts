@@ -18,7 +18,7 @@ export interface DiagnosticsAdminDeps {
   readonly testRoutes: boolean;
 }
 
-/** Event loop, memory, system, integrations and config: the seed's diagnostics endpoints. */
+/** The diagnostics admin routes: event loop, memory, system, integrations and config. */
 export function registerDiagnosticsAdmin(router: Router<VegaState>, deps: DiagnosticsAdminDeps): void {
   router.get('/admin/performance/event-loop/status', (ctx) => {
     ctx.body = deps.eventLoop.snapshot();
@@ -31,7 +31,7 @@ export function registerDiagnosticsAdmin(router: Router<VegaState>, deps: Diagno
   });
   router.get('/admin/performance/memory/leaks/:type', (ctx) => {
     const type = ctx.params.type ?? '';
-    if (!/^[a-z_]{1,64}$/.test(type)) throw new VegaError('invalid_type', 400, 'type must be 1-64 of a-z and _');
+    if (!/^[a-z_]{1,64}$/.test(type)) throw new VegaError('invalid_type', 'type must be 1-64 of a-z and _');
     ctx.body = deps.leaks.snapshot(type);
   });
   router.post('/admin/performance/memory/gc', (ctx) => {

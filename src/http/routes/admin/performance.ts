@@ -10,7 +10,7 @@ export interface PerformanceAdminDeps {
 }
 
 /**
- * `/admin/performance/*` for the resilience stages (SPEC section 5). Each route returns the
+ * `/admin/performance/*` for the resilience stages. Each route returns the
  * stage's own `snapshot()`, the same object its instruments read.
  */
 export function registerPerformanceAdmin(router: Router<VegaState>, deps: PerformanceAdminDeps): void {

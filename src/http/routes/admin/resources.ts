@@ -8,7 +8,7 @@ export interface ResourcesAdminDeps {
   readonly configCache: ConfigCache;
 }
 
-/** The seed's resource_manager endpoints: the shared HTTP pool and the config cache. */
+/** The shared resources' admin routes: the HTTP pool and the config cache. */
 export function registerResourcesAdmin(router: Router<VegaState>, deps: ResourcesAdminDeps): void {
   router.get('/admin/resources/health', (ctx) => {
     const pool = deps.pool.snapshot();
