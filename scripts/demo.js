@@ -6,7 +6,11 @@
 // an OpenAI-style call, a bad request now and then, and an integration health check a minute.
 // The simulated backend's ERROR_RATE supplies upstream failures (and, in runs, an open breaker).
 const url = process.env.VEGA_URL ?? 'http://127.0.0.1:8000';
-const key = process.env.API_KEY ?? 'demo-key-change-me-0123456789';
+const key = process.env.API_KEY;
+if (!key) {
+  process.stderr.write('set API_KEY (the key the compose stack was started with)\n');
+  process.exit(2);
+}
 const seconds = Number(process.env.DEMO_SECONDS ?? 300);
 const concurrency = Number(process.env.DEMO_CONCURRENCY ?? 4);
 const headers = { 'content-type': 'application/json', 'x-api-key': key };

@@ -16,6 +16,9 @@ export const ERROR_CODES = {
   invalid_timeout: 400,
   invalid_ms: 400,
   invalid_type: 400,
+  invalid_max_tokens: 400,
+  model_not_allowed: 400,
+  json_too_deep: 400,
   bad_request: 400,
   malformed_request: 400,
   unauthorized: 401,
@@ -26,7 +29,10 @@ export const ERROR_CODES = {
   method_not_allowed: 405,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  unsupported_content_encoding: 415,
   rate_limited: 429,
+  too_many_streams: 429,
+  auth_throttled: 429,
   headers_too_large: 431,
   /** Never sent (nobody is listening); logged, counted and stored with a failed conversation. */
   client_closed: 499,
@@ -46,7 +52,11 @@ export const ERROR_CODES = {
   upstream_unavailable: 503,
   upstream_overloaded: 503,
   circuit_open: 503,
+  upstream_busy: 503,
   upstream_timeout: 504,
+  /** Only as a stream's last `error` event (its 200 has gone out): Vega closed it. */
+  stream_stalled: 504,
+  stream_deadline: 504,
   // An integration's trouble (reported by its health check).
   integration_disabled: 400,
   invalid_url: 400,
@@ -92,7 +102,7 @@ export class VegaError extends Error {
 
 /** The request is malformed: bad JSON shape, wrong types, unknown fields, bad header. */
 export class InvalidRequest extends VegaError {
-  constructor(message: string, code: ErrorCode & `invalid_${string}` = 'invalid_request') {
+  constructor(message: string, code: ErrorCode & (`invalid_${string}` | 'json_too_deep' | 'model_not_allowed') = 'invalid_request') {
     super(code, message);
   }
 }
@@ -221,6 +231,32 @@ export class UpstreamStreamInterrupted extends VegaError {
 export class UpstreamTimeout extends VegaError {
   constructor(timeoutMs: number, cause?: unknown) {
     super('upstream_timeout', `the LLM backend did not answer within ${timeoutMs} ms`, { cause });
+  }
+}
+
+/**
+ * Every pooled connection to the backend is in use and none came free within the bounded wait
+ * (LLM_POOL_WAIT_S), or the streams in flight are at their cap. Not the backend's fault: it does
+ * not count against the breaker, and it is not retried.
+ */
+export class UpstreamBusy extends VegaError {
+  constructor(message = 'every connection to the LLM backend is busy; try again shortly') {
+    super('upstream_busy', message, { retryAfterS: 1 });
+  }
+}
+
+/** This API key already has as many streams open as STREAM_MAX_PER_KEY allows. */
+export class TooManyStreams extends VegaError {
+  constructor(limit: number) {
+    super('too_many_streams', `this API key already has ${limit} streams open`, { retryAfterS: 1 });
+  }
+}
+
+/** A stream was closed by Vega: its client stopped reading, or it ran past LLM_STREAM_MAX_S. */
+export class StreamClosed extends VegaError {
+  constructor(reason: 'stalled' | 'deadline', limitMs: number) {
+    super(reason === 'stalled' ? 'stream_stalled' : 'stream_deadline',
+      reason === 'stalled' ? `the client did not read for ${limitMs / 1000} s; the stream was closed` : `the stream ran past its ${limitMs / 1000} s limit and was closed`);
   }
 }
 

@@ -1,5 +1,6 @@
 import { request } from 'undici';
 import { formatReport, validateConfig } from './config/validate';
+import { redactUrl, redactUrlsIn } from './config/redact';
 import { openDatabase } from './db/knex';
 import { pendingMigrations } from './db/migrations';
 import { storageSnapshot } from './db/stats';
@@ -42,7 +43,7 @@ export async function verify(env: Record<string, string | undefined>, out: (line
         add('indexes present', missing.length ? 'fail' : 'pass', missing.length ? `missing: ${missing.join(', ')}` : `${storage.indexes.length} indexes; ${storage.tables.conversations} conversations`);
       }
     } catch (err) {
-      add('database reachable', 'fail', (err as Error).message);
+      add('database reachable', 'fail', redactUrlsIn((err as Error).message));
     } finally {
       await db.knex.destroy().catch(() => undefined);
     }
@@ -84,18 +85,18 @@ export async function verify(env: Record<string, string | undefined>, out: (line
     try {
       const res = await request(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}', signal: AbortSignal.timeout(3000) });
       await res.body.dump();
-      add('OTLP endpoint', res.statusCode < 300 ? 'pass' : 'warn', `${endpoint} answered ${res.statusCode}`);
+      add('OTLP endpoint', res.statusCode < 300 ? 'pass' : 'warn', `${redactUrl(endpoint)} answered ${res.statusCode}`);
     } catch (err) {
-      add('OTLP endpoint', 'warn', `${endpoint} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
+      add('OTLP endpoint', 'warn', `${redactUrl(endpoint)} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
     }
   }
 
   const rule = '='.repeat(80);
   out(`${rule}\n🔎 Vega verification\n${rule}`);
-  for (const c of checks) out(`${ICON[c.outcome]} ${c.name}: ${c.detail}`);
+  for (const c of checks) out(`${ICON[c.outcome]} ${c.name}: ${redactUrlsIn(c.detail)}`);
   const failed = checks.filter((c) => c.outcome === 'fail').length;
   const warned = checks.filter((c) => c.outcome === 'warn').length;
   out(`${rule}\n${failed ? '❌' : '✅'} ${checks.length - failed - warned} passed, ${warned} warning(s), ${failed} failed`);
-  process.stdout.write(`${JSON.stringify({ msg: 'verify', ok: failed === 0, checks })}\n`);
+  process.stdout.write(`${JSON.stringify({ msg: 'verify', ok: failed === 0, checks: checks.map((c) => ({ ...c, detail: redactUrlsIn(c.detail) })) })}\n`);
   return failed ? 1 : 0;
 }

@@ -29,6 +29,8 @@ import { ChatService } from './llm/chat-service';
 import { BackendChain, fallbackName, type LlmBackend } from './llm/backends';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
 import { createProvider } from './llm/providers';
+import { ConnectionGate } from './net/connection-gate';
+import { StreamSlots } from './resilience/stream-slots';
 import type { LlmProvider } from './llm/types';
 import { HttpPool } from './net/dispatcher';
 import { StreamingMonitor } from './resilience/backpressure';
@@ -82,10 +84,13 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const profiler = new QueryProfiler(db.knex, db.system, { slowQueryMs: config.slowQueryMs });
 
   const pool = new HttpPool({ connectionsPerOrigin: config.httpPoolConnections });
-  const provider = createProvider(config.llm, pool);
+  // One gate per backend origin, as the pool keeps its connections per origin: a slow primary
+  // holding its connections never starves a fallback.
+  const gate = () => new ConnectionGate({ permits: config.httpPoolConnections, maxWaitMs: config.streams.poolWaitMs });
+  const provider = createProvider(config.llm, pool, gate());
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
   say(`✅ LLM backend: ${provider.name} at ${provider.origin} (default model ${config.llm.model}, timeout ${config.llm.timeoutMs / 1000}s)`);
-  const fallbackProviders = config.llm.fallbacks.map((f) => createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool));
+  const fallbackProviders = config.llm.fallbacks.map((f) => createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool, gate()));
   config.llm.fallbacks.forEach((f, i) => {
     say(`✅ LLM fallback ${i + 1}: ${fallbackName(f.backend, i + 1)} at ${fallbackProviders[i]!.origin}${f.model ? ` (model ${f.model})` : ''}${f.apiKey ? ' (key set)' : ''}`);
   });
@@ -115,6 +120,8 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     retry: new RetryStage(r.retry),
     timeout: new TimeoutStage(config.llm.timeoutMs),
     streaming: new StreamingMonitor(r.stream),
+    cacheScope: r.cache.scope,
+    streamSlots: new StreamSlots({ maxConcurrent: config.streams.maxConcurrent, maxPerKey: config.streams.maxPerKey }),
   };
   // The backend's model list is its cheap health call (Ollama /api/tags, OpenAI /models, TGI /info).
   const probes = probeIntervalMs > 0
@@ -166,6 +173,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       maxRounds: () => configCache.get().tools.maxRounds,
     },
     defaults: { model: config.llm.model, ...config.generation },
+    limits: config.requestLimits,
   });
   bindInstruments({ pool, configCache, conversations, inflight });
   bindResilienceInstruments({ breakers, ...stages });
@@ -179,7 +187,15 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       dataDir: db.filename && db.filename !== ':memory:' ? dirname(db.filename) : process.cwd(), testRoutes: config.diagnostics.testRoutes,
     },
   });
-  const server = createServer(app.callback());
+  // Set deliberately (docs/security.md): a client gets HTTP_HEADERS_TIMEOUT_S for its headers and
+  // HTTP_REQUEST_TIMEOUT_S for the whole request (so slowloris connections end); idle keep-alive
+  // sockets close after HTTP_KEEP_ALIVE_TIMEOUT_S. Responses are bounded by the stream guard.
+  const server = createServer({
+    headersTimeout: config.server.headersTimeoutMs,
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+  }, app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 
   return { config, logger, db, profiler, pool, provider, backends, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server };

@@ -142,6 +142,28 @@ export const configSchema = z.object({
   SHODAN_API_KEY: optionalSecret,
   HUNTER_API_URL: optionalUrl,
   HUNTER_API_KEY: optionalSecret,
+  // Hardening: slow readers, connection pool, stream caps.
+  STREAM_STALL_S: number(0.01, 3600, 30),
+  LLM_STREAM_MAX_S: number(0.01, 86_400, 600),
+  /** Default: three quarters of HTTP_POOL_CONNECTIONS (computed in validate.ts). */
+  STREAM_MAX_CONCURRENT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1024).optional()),
+  STREAM_MAX_PER_KEY: number(1, 1024, 8, true),
+  LLM_POOL_WAIT_S: number(0, 600, 5),
+  AUTH_FAILURES_MAX: number(1, 1_000_000, 30, true),
+  AUTH_FAILURE_WINDOW_S: number(1, 86_400, 60),
+  JSON_MAX_DEPTH: number(2, 1000, 32, true),
+  HTTP_HEADERS_TIMEOUT_S: number(1, 600, 10),
+  HTTP_REQUEST_TIMEOUT_S: number(1, 3600, 30),
+  HTTP_KEEP_ALIVE_TIMEOUT_S: number(0, 600, 5),
+  MAX_TOKENS_LIMIT: number(1, 1_000_000, 16_384, true),
+  /** Comma-separated model names a client may ask for (MODEL_NAME always may); any when unset. */
+  MODELS_ALLOWED: z.preprocess(emptyToUndefined, z.string().optional()),
+  TRACE_HONOR_CLIENT_SAMPLED: bool(false),
+  CACHE_SCOPE: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.enum(['client', 'shared'], { error: 'must be client or shared' }).default('client'),
+  ),
+  HISTORY_PAGE_MAX_BYTES: number(1024, 256 * 1024 * 1024, 2 * 1024 * 1024, true),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -170,20 +192,38 @@ export interface Config {
     readonly fallbacks: readonly FallbackSpec[];
   };
   readonly generation: { readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** What a client may ask for (MAX_TOKENS_LIMIT, MODELS_ALLOWED). */
+  readonly requestLimits: { readonly maxTokens: number; readonly modelsAllowed: readonly string[] | undefined };
   readonly databaseUrl: string;
   readonly logLevel: string;
   readonly slowQueryMs: number;
   readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
   readonly retention: { readonly days: number; readonly intervalMs: number };
-  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number };
+  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number; readonly maxJsonDepth: number; readonly maxHistoryPageBytes: number };
+  /** The HTTP server's own timeouts (HTTP_HEADERS_TIMEOUT_S, HTTP_REQUEST_TIMEOUT_S, HTTP_KEEP_ALIVE_TIMEOUT_S). */
+  readonly server: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly shutdownTimeoutMs: number;
   readonly configCacheTtlMs: number;
   readonly httpPoolConnections: number;
+  readonly streams: {
+    /** A stream whose client has not read for this long is closed (STREAM_STALL_S). */
+    readonly stallMs: number;
+    /** A stream's total deadline (LLM_STREAM_MAX_S). */
+    readonly maxMs: number;
+    /** Streams open at once, whole process (STREAM_MAX_CONCURRENT); always below httpPoolConnections. */
+    readonly maxConcurrent: number;
+    /** Streams open at once per API key (STREAM_MAX_PER_KEY). */
+    readonly maxPerKey: number;
+    /** Longest wait for a pooled backend connection before 503 upstream_busy: min(LLM_POOL_WAIT_S, LLM_TIMEOUT_S). */
+    readonly poolWaitMs: number;
+  };
+  /** Repeated failed authentications per source address (AUTH_FAILURES_MAX in AUTH_FAILURE_WINDOW_S). */
+  readonly authThrottle: { readonly maxFailures: number; readonly windowMs: number };
   readonly resilience: {
     readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number; probeIntervalMs: number };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
     readonly rateLimit: { perKeyRps: number; perKeyBurst: number; globalRps: number; globalBurst: number };
-    readonly cache: { maxEntries: number; ttlMs: number };
+    readonly cache: { maxEntries: number; ttlMs: number; scope: 'client' | 'shared' };
     readonly coalescing: boolean;
     readonly stream: { capacity: number; dropOnOverflow: boolean };
   };

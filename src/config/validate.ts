@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { fallbackKeys, fallbackKeyVariable, parseFallbacks, redactFallbacks, type FallbackSpec } from './fallbacks';
+import { isUrlSetting, redactUrl, redactUrlsIn } from './redact';
 import { configSchema, DEFAULT_BASE_URL, SECRET_VARIABLES, type Config, type RawConfig } from './schema';
 
 /** One finding of the validator, naming the variable it is about. */
@@ -51,7 +52,7 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
       const variable = String(issue.path[0] ?? 'config');
       const received = env[variable];
       const shown = received === undefined || (SECRET_VARIABLES as readonly string[]).includes(variable)
-        ? '' : ` (got ${JSON.stringify(received.slice(0, 80))})`;
+        ? '' : ` (got ${JSON.stringify(redactUrlsIn(received).slice(0, 80))})`;
       errors.push({ variable, message: `${issue.message}${shown}` });
     }
     return { valid: false, errors, warnings, effective: effectiveOf(env), config: undefined };
@@ -61,9 +62,7 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     if (when && !raw[variable]) errors.push({ variable, message: `is required when ${because}` });
   };
 
-  if (raw.API_KEY.length < 16) {
-    warnings.push({ variable: 'API_KEY', message: `is ${raw.API_KEY.length} characters; use at least 16` });
-  }
+  checkKeyLength('API_KEY', raw.API_KEY, 'it', errors, warnings);
   if (raw.PORT > 0 && raw.PORT < 1024) {
     warnings.push({ variable: 'PORT', message: `${raw.PORT} is a privileged port` });
   }
@@ -86,15 +85,19 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   if (raw.BREAKER_OPEN_MAX_S < raw.BREAKER_OPEN_BASE_S) {
     errors.push({ variable: 'BREAKER_OPEN_MAX_S', message: `must be >= BREAKER_OPEN_BASE_S (${raw.BREAKER_OPEN_BASE_S})` });
   }
-  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (k.length < 16) warnings.push({ variable: 'API_KEYS', message: `a key of ${k.length} characters; use at least 16` });
-  }
+  for (const k of (raw.API_KEYS ?? '').split(',').map((x) => x.trim()).filter(Boolean)) checkKeyLength('API_KEYS', k, 'a key', errors, warnings);
   if (raw.FETCH_ALLOW_PRIVATE) {
     warnings.push({ variable: 'FETCH_ALLOW_PRIVATE', message: 'web fetch may reach private and loopback addresses (SSRF protection off)' });
   }
   if (raw.ENABLE_TEST_ROUTES) warnings.push({ variable: 'ENABLE_TEST_ROUTES', message: 'test-only routes are on; never in production' });
-  if (raw.METRICS_API_KEY !== undefined && raw.METRICS_API_KEY.length < 16) {
-    warnings.push({ variable: 'METRICS_API_KEY', message: `is ${raw.METRICS_API_KEY.length} characters; use at least 16` });
+  if (raw.METRICS_API_KEY !== undefined) checkKeyLength('METRICS_API_KEY', raw.METRICS_API_KEY, 'it', errors, warnings);
+
+  if (raw.DEFAULT_MAX_TOKENS > raw.MAX_TOKENS_LIMIT) {
+    errors.push({ variable: 'DEFAULT_MAX_TOKENS', message: `must be at most MAX_TOKENS_LIMIT (${raw.MAX_TOKENS_LIMIT})` });
+  }
+  const maxStreams = raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS);
+  if (maxStreams >= raw.HTTP_POOL_CONNECTIONS && raw.HTTP_POOL_CONNECTIONS > 1) {
+    errors.push({ variable: 'STREAM_MAX_CONCURRENT', message: `must be below HTTP_POOL_CONNECTIONS (${raw.HTTP_POOL_CONNECTIONS}), so streams can never hold every backend connection (got ${maxStreams})` });
   }
 
   const parsedFallbacks = parseFallbacks(raw.LLM_FALLBACKS);
@@ -113,6 +116,17 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   return { valid: true, errors, warnings, effective, config: toConfig(raw, baseUrl, fallbacks) };
 }
 
+/** Keys shorter than 16 characters are refused (guessable); under 32 they are allowed with a warning. */
+function checkKeyLength(variable: string, key: string, what: string, errors: ConfigIssue[], warnings: ConfigIssue[]): void {
+  if (key.length < 16) errors.push({ variable, message: `${what} is ${key.length} characters; keys must be at least 16 (32 or more recommended: openssl rand -hex 24)` });
+  else if (key.length < 32) warnings.push({ variable, message: `${what} is ${key.length} characters; use at least 32` });
+}
+
+/** Streams may use three quarters of the backend connections; the rest stay for other chats. */
+function defaultMaxStreams(poolConnections: number): number {
+  return Math.max(1, Math.floor((poolConnections * 3) / 4));
+}
+
 function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackSpec[]): Config {
   return {
     host: raw.HOST,
@@ -129,15 +143,33 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
       fallbacks,
     },
     generation: { temperature: raw.DEFAULT_TEMPERATURE, topP: raw.DEFAULT_TOP_P, maxTokens: raw.DEFAULT_MAX_TOKENS },
+    requestLimits: {
+      maxTokens: raw.MAX_TOKENS_LIMIT,
+      modelsAllowed: raw.MODELS_ALLOWED ? raw.MODELS_ALLOWED.split(',').map((m) => m.trim()).filter(Boolean) : undefined,
+    },
     databaseUrl: raw.DATABASE_URL,
     logLevel: raw.LOG_LEVEL,
     slowQueryMs: raw.SLOW_QUERY_MS,
     batch: { maxBatch: raw.DB_BATCH_MAX_SIZE, maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS, maxQueue: raw.DB_QUEUE_MAX },
     retention: { days: raw.RETENTION_DAYS, intervalMs: raw.RETENTION_INTERVAL_S * 1000 },
-    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS },
+    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS, maxJsonDepth: raw.JSON_MAX_DEPTH, maxHistoryPageBytes: raw.HISTORY_PAGE_MAX_BYTES },
+    server: {
+      headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_S * 1000,
+      // Node requires requestTimeout >= headersTimeout.
+      requestTimeoutMs: Math.max(raw.HTTP_REQUEST_TIMEOUT_S, raw.HTTP_HEADERS_TIMEOUT_S) * 1000,
+      keepAliveTimeoutMs: raw.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000,
+    },
     shutdownTimeoutMs: Math.round(raw.SHUTDOWN_TIMEOUT_S * 1000),
     configCacheTtlMs: Math.round(raw.CONFIG_CACHE_TTL_S * 1000),
     httpPoolConnections: raw.HTTP_POOL_CONNECTIONS,
+    authThrottle: { maxFailures: raw.AUTH_FAILURES_MAX, windowMs: raw.AUTH_FAILURE_WINDOW_S * 1000 },
+    streams: {
+      stallMs: Math.round(raw.STREAM_STALL_S * 1000),
+      maxMs: Math.round(raw.LLM_STREAM_MAX_S * 1000),
+      maxConcurrent: raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS),
+      maxPerKey: raw.STREAM_MAX_PER_KEY,
+      poolWaitMs: Math.round(Math.min(raw.LLM_POOL_WAIT_S, raw.LLM_TIMEOUT_S) * 1000),
+    },
     resilience: {
       breaker: {
         failureThreshold: raw.BREAKER_FAILURE_THRESHOLD, openBaseMs: raw.BREAKER_OPEN_BASE_S * 1000,
@@ -146,7 +178,7 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
       },
       retry: { maxRetries: raw.RETRY_MAX_RETRIES, baseDelayMs: raw.RETRY_BASE_DELAY_MS, maxDelayMs: raw.RETRY_MAX_DELAY_MS },
       rateLimit: { perKeyRps: raw.RATE_LIMIT_RPS, perKeyBurst: raw.RATE_LIMIT_BURST, globalRps: raw.RATE_LIMIT_GLOBAL_RPS, globalBurst: raw.RATE_LIMIT_GLOBAL_BURST },
-      cache: { maxEntries: raw.CACHE_MAX_ENTRIES, ttlMs: raw.CACHE_TTL_S * 1000 },
+      cache: { maxEntries: raw.CACHE_MAX_ENTRIES, ttlMs: raw.CACHE_TTL_S * 1000, scope: raw.CACHE_SCOPE },
       coalescing: raw.COALESCING,
       stream: { capacity: raw.STREAM_BUFFER_CHUNKS, dropOnOverflow: raw.STREAM_DROP_ON_OVERFLOW },
     },
@@ -176,13 +208,14 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
   };
 }
 
-/** The effective value of every known variable, with secrets replaced by `***`. */
+/** The effective value of every known variable, with secrets (and the secrets inside URLs) replaced by `***`. */
 function effectiveOf(env: Record<string, string | undefined>, raw?: RawConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = raw ? (raw as Record<string, unknown>)[key] : env[key];
     out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value)
-      : key === 'LLM_FALLBACKS' ? redactFallbacks(value as string | undefined) : value;
+      : key === 'LLM_FALLBACKS' ? redactFallbacks(value as string | undefined)
+      : isUrlSetting(key) && typeof value === 'string' ? redactUrl(value) : value;
   }
   return out;
 }

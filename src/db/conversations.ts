@@ -98,7 +98,12 @@ export class ConversationRepository {
   }
 
   /** One page of history, newest first; `sessionId` narrows it to one session. */
-  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined; owner?: string | undefined } = {}): Promise<HistoryPage> {
+  /**
+   * One page, newest first. `maxBytes` caps the page's JSON size: rows past it are left for the
+   * next page (whose cursor then starts after the last row included); the first row is always
+   * included, so a page always makes progress.
+   */
+  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined; owner?: string | undefined; maxBytes?: number } = {}): Promise<HistoryPage> {
     const limit = opts.limit ?? DEFAULT_PAGE_SIZE;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`, 'invalid_limit');
@@ -112,11 +117,25 @@ export class ConversationRepository {
       q.whereRaw('(ts, id) < (?, ?)', [ts, id]);
     }
     const rows = (await q) as Record<string, unknown>[];
-    const items = rows.slice(0, limit).map(fromRow);
+    let items = rows.slice(0, limit).map(fromRow);
+    let more = rows.length > limit;
+    if (opts.maxBytes !== undefined) {
+      let bytes = 0;
+      const kept: typeof items = [];
+      for (const item of items) {
+        bytes += Buffer.byteLength(JSON.stringify(item));
+        if (kept.length > 0 && bytes > opts.maxBytes) {
+          more = true;
+          break;
+        }
+        kept.push(item);
+      }
+      items = kept;
+    }
     const last = items[items.length - 1];
     return {
       items,
-      next_cursor: rows.length > limit && last ? encodeCursor(Date.parse(last.ts), last.id) : null,
+      next_cursor: more && last ? encodeCursor(Date.parse(last.ts), last.id) : null,
     };
   }
 

@@ -31,6 +31,7 @@ export function openDatabase(
       ...log,
       client: 'pg',
       connection: databaseUrl,
+      compileSqlOnError: false,
       pool: { min: 0, max: opts.poolMax ?? 10 },
     });
     return { knex, system: 'postgresql', filename: undefined };
@@ -42,6 +43,9 @@ export function openDatabase(
     ...log,
     client: 'sqlite3',
     connection: { filename },
+    // A failed query's error message keeps its `?` placeholders: with the bound values compiled in,
+    // prompts and answers would reach error logs and exception spans whenever storage fails.
+    compileSqlOnError: false,
     useNullAsDefault: true,
     // One connection: SQLite has one writer, and `:memory:` is private to its connection.
     pool: {

@@ -1,6 +1,5 @@
 import Koa from 'koa';
 import Router from '@koa/router';
-import { bodyParser } from '@koa/bodyparser';
 import type { ConversationRepository } from '../db/conversations';
 import type { Database } from '../db/knex';
 import { VegaError } from '../errors';
@@ -12,6 +11,8 @@ import type { Logger } from '../telemetry/logger';
 import type { Config } from '../config/schema';
 import { accessLog } from './middleware/access-log';
 import { requireApiKey } from './middleware/auth';
+import { authThrottle } from './middleware/auth-throttle';
+import { jsonBody } from './middleware/body';
 import { correlation, rejectInvalidCorrelationId } from './middleware/correlation';
 import { errorHandler } from './middleware/errors';
 import type { InflightTracker } from './middleware/inflight';
@@ -44,6 +45,9 @@ export interface AppDeps {
   readonly admin: PerformanceAdminDeps & ResourcesAdminDeps & DatabaseAdminDeps & DiagnosticsAdminDeps;
 }
 
+/** The routes that take a request body (`METHOD path`, `:param` matching one segment); no other request's body is read. */
+const BODY_ROUTES = ['POST /chat', 'POST /v1/chat/completions', 'PUT /sessions/:id/memories'];
+
 /** Paths served without the API key: probes and (unless METRICS_API_KEY is set) the scrape. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -59,13 +63,17 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight,
   });
   registerMetricsRoute(router, config.metricsApiKey);
-  registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars });
+  const streamLimits = () => ({ stallMs: deps.config().streams.stallMs, maxMs: deps.config().streams.maxMs });
+  registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits });
   registerOpenAiRoutes(router, {
-    chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars,
+    chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits,
     models: (signal) => deps.chat.provider.listModels(signal),
     sessions: deps.sessions.store,
   });
-  registerHistoryRoutes(router, deps.conversations, deps.sessions.store);
+  registerHistoryRoutes(router, deps.conversations, deps.sessions.store, {
+    admit: (clientId) => deps.admin.stages.rateLimiter.check(clientId),
+    maxPageBytes: () => deps.config().limits.maxHistoryPageBytes,
+  });
   registerSessionRoutes(router, { sessions: deps.sessions.store, logger: deps.logger });
   registerPerformanceAdmin(router, deps.admin);
   registerResourcesAdmin(router, deps.admin);
@@ -100,12 +108,15 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   app.use(errorHandler(deps.logger));
   app.use(rejectInvalidCorrelationId());
   app.use(deps.inflight.middleware());
-  app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : auth(ctx, next)));
+  // Repeated 401s from one address are throttled (429) before any key is compared.
+  const guardedAuth = authThrottle({ maxFailures: config.authThrottle.maxFailures, windowMs: config.authThrottle.windowMs })(auth as Koa.Middleware);
+  app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : guardedAuth(ctx, next)));
   app.use((ctx, next) => {
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') requireJson(ctx);
     return next();
   });
-  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: config.limits.maxBodyBytes, encoding: 'utf-8' }));
+  // Bodies are read only for the routes that take one, after auth and before the route runs.
+  app.use(jsonBody({ routes: BODY_ROUTES, limitBytes: config.limits.maxBodyBytes, maxDepth: config.limits.maxJsonDepth }));
   // Routes are registered above, before this: the koa instrumentation patches the router's layers
   // when it is `use`d, and that is what puts `http.route` on spans and metrics.
   app.use(router.routes());

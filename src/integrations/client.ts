@@ -1,9 +1,9 @@
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { IntegrationError } from '../errors';
 import { discardBody } from '../net/body';
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
-import { outboundCorrelationHeaders } from '../telemetry/correlation';
+import { outboundCorrelationHeaders, withoutOutboundTracing } from '../telemetry/correlation';
 
 /** Counts against an integration's breaker: transport failures, timeouts and 5xx. */
 export function isIntegrationFault(err: Error): boolean {
@@ -18,6 +18,10 @@ export interface IntegrationCallOptions {
   readonly timeoutMs?: number;
   /** Most bytes of the response body read. Default 1 MiB. */
   readonly maxBytes?: number;
+  /** The dispatcher to use instead of the pool's default one. */
+  readonly dispatcher?: Dispatcher;
+  /** Send no correlation id and no trace context (the call is to a site that is not ours). */
+  readonly untraced?: boolean;
 }
 
 /** What an integration call returns: status, headers and the (bounded) body as text. */
@@ -38,14 +42,18 @@ export async function integrationCall(pool: HttpPool, breaker: CircuitBreaker, n
     const signal = AbortSignal.any([breakerSignal, AbortSignal.timeout(opts.timeoutMs ?? 10_000), ...(opts.signal ? [opts.signal] : [])]);
     let res;
     try {
-      res = await request(url, {
-        dispatcher: pool.dispatcher,
+      const send = () => request(url, {
+        dispatcher: opts.dispatcher ?? pool.dispatcher,
         method: opts.method ?? 'GET',
-        headers: { ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }), ...outboundCorrelationHeaders(), ...opts.headers },
+        headers: { ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }), ...(opts.untraced ? {} : outboundCorrelationHeaders()), ...opts.headers },
         body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
         signal,
       });
+      res = await (opts.untraced ? withoutOutboundTracing(send) : send());
     } catch (err) {
+      // The vetting lookup's own refusal (ssrf_blocked) is the answer, not a transport failure.
+      const own = err instanceof IntegrationError ? err : (err as { cause?: unknown }).cause;
+      if (own instanceof IntegrationError) throw own;
       const code = (err as { code?: string }).code ?? (err as Error).name;
       throw new IntegrationError(name, signal.aborted ? 'integration_timeout' : 'integration_unavailable', signal.aborted ? 'timed out' : `could not connect (${code})`, err);
     }

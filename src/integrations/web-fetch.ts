@@ -1,5 +1,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { convert } from 'html-to-text';
+import type { LookupFunction } from 'node:net';
+import type { Dispatcher } from 'undici';
 import ipaddr from 'ipaddr.js';
 import type { HttpPool } from '../net/dispatcher';
 import type { CircuitBreaker } from '../resilience/breaker';
@@ -12,20 +14,57 @@ export type Resolver = (hostname: string) => Promise<Array<{ address: string; fa
 
 const defaultResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
-/** Ranges a fetch may not reach unless FETCH_ALLOW_PRIVATE is set. */
-const BLOCKED_RANGES = new Set(['private', 'loopback', 'linkLocal', 'uniqueLocal', 'unspecified', 'carrierGradeNat', 'broadcast', 'multicast', 'reserved', 'benchmarking', 'amt', 'as112', 'as112v6', 'deprecated', 'orchid2', 'discard', 'rfc6052', 'rfc6145', '6to4', 'teredo', 'ipv4Mapped']);
+/**
+ * The address a connection to `ip` really reaches, for the check: IPv4-mapped (`::ffff:a.b.c.d`)
+ * and IPv4-compatible (`::a.b.c.d`) IPv6 addresses are their IPv4 address.
+ */
+function unmapped(ip: ipaddr.IPv4 | ipaddr.IPv6): ipaddr.IPv4 | ipaddr.IPv6 {
+  if (ip.kind() === 'ipv4') return ip;
+  const v6 = ip as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address();
+  const p = v6.parts;
+  // ::a.b.c.d (deprecated IPv4-compatible); :: and ::1 keep their own meaning.
+  if (p.slice(0, 6).every((x) => x === 0) && (p[6] !== 0 || (p[7] ?? 0) > 1)) {
+    return ipaddr.IPv4.parse(`${(p[6]! >> 8) & 255}.${p[6]! & 255}.${(p[7]! >> 8) & 255}.${p[7]! & 255}`);
+  }
+  return v6;
+}
 
-/** Why `address` may not be fetched, or undefined when it is a public address. */
+/**
+ * Why `address` may not be fetched, or undefined when it may. Only ordinary unicast is allowed
+ * (ipaddr.js's `unicast`, which is what an address is when it is in none of the special ranges):
+ * every named range (private, loopback, link-local, unique-local, site-local fec0::/10, multicast,
+ * reserved, 6to4, Teredo, NAT64, ...) is refused, so a range ipaddr.js adds later is refused too.
+ */
 export function blockedReason(address: string): string | undefined {
   let ip: ipaddr.IPv4 | ipaddr.IPv6;
   try {
-    ip = ipaddr.parse(address);
+    ip = unmapped(ipaddr.parse(address));
   } catch {
     return `'${address}' is not an IP address`;
   }
-  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
   const range = ip.range();
-  return BLOCKED_RANGES.has(range) ? `${address} is a ${range} address` : undefined;
+  return range === 'unicast' ? undefined : `${address} is a ${range} address`;
+}
+
+/** A vetting `net` lookup: resolves with `resolve`, and fails with ssrf_blocked if any address is not allowed. */
+export function vettingLookup(name: string, resolve: Resolver, allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
+    resolve(hostname).then((addresses) => {
+      if (addresses.length === 0) throw new IntegrationError(name, 'dns_failure', `${hostname} has no address`);
+      if (!allowPrivate) {
+        for (const a of addresses) {
+          const reason = blockedReason(a.address);
+          if (reason) throw new IntegrationError(name, 'ssrf_blocked', `refused: ${hostname} resolves to ${reason}`);
+        }
+      }
+      const family = options.family === 4 || options.family === 6 ? options.family : undefined;
+      const usable = family ? addresses.filter((a) => a.family === family) : addresses;
+      if (usable.length === 0) throw Object.assign(new Error(`${hostname} has no IPv${family} address`), { code: 'ENOTFOUND' });
+      if (options.all) (callback as (err: null, a: typeof usable) => void)(null, usable);
+      else callback(null, usable[0]!.address, usable[0]!.family);
+    }).catch((err: NodeJS.ErrnoException) => callback(err, '', 0));
+  };
 }
 
 export interface WebFetchOptions {
@@ -49,26 +88,32 @@ export interface FetchedPage {
 }
 
 /**
- * Web fetch with an SSRF guard: the hostname is resolved first and every address it resolves to
- * must be public (no private, loopback, link-local, unique-local, metadata or mapped addresses),
- * unless FETCH_ALLOW_PRIVATE. For plain HTTP the request then goes to the checked address with the
- * Host header, so a DNS answer that changes between the check and the connect (rebinding) cannot
- * redirect it. Bodies are size- and time-limited, and HTML is reduced to text.
+ * Web fetch with an SSRF guard: every address a hostname resolves to must be ordinary unicast (no
+ * private, loopback, link-local, site-local, unique-local, metadata, mapped or compatible
+ * addresses), unless FETCH_ALLOW_PRIVATE. The check runs inside the connection's own DNS lookup,
+ * for http and https alike, so a DNS answer that changes between a check and the connect
+ * (rebinding) cannot redirect it. Bodies are size- and time-limited, and HTML is reduced to text.
  */
 export class WebFetch implements Integration {
   readonly name = 'web_fetch';
   readonly enabled: boolean;
   readonly #opts: WebFetchOptions;
   readonly #resolve: Resolver;
+  /** The pool's dispatcher whose connections resolve through the vetting lookup. */
+  readonly #dispatcher: Dispatcher;
 
   constructor(opts: WebFetchOptions) {
     this.#opts = opts;
     this.enabled = opts.enabled;
     this.#resolve = opts.resolve ?? defaultResolver;
+    this.#dispatcher = opts.pool.withLookup(vettingLookup(this.name, this.#resolve, opts.allowPrivate));
   }
 
-  /** Checks that `raw` may be fetched; returns the URL to request and the Host header to send. */
-  async vet(raw: string): Promise<{ target: string; host?: string }> {
+  /**
+   * Checks that `raw` may be fetched, early and with a clear message. The check that holds is the
+   * connection's own lookup (see the constructor): it runs again for the address actually dialled.
+   */
+  async vet(raw: string): Promise<{ target: string }> {
     let url: URL;
     try {
       url = new URL(raw);
@@ -88,21 +133,16 @@ export class WebFetch implements Integration {
         if (reason) throw new IntegrationError(this.name, 'ssrf_blocked', `refused: ${hostname} resolves to ${reason}`);
       }
     }
-    if (url.protocol === 'http:' && !ipaddr.isValid(hostname)) {
-      const first = addresses[0]!;
-      const pinned = new URL(url);
-      pinned.hostname = first.family === 6 ? `[${first.address}]` : first.address;
-      return { target: pinned.toString(), host: url.host };
-    }
     return { target: url.toString() };
   }
 
   async fetch(raw: string, signal?: AbortSignal): Promise<FetchedPage> {
     if (!this.enabled) throw new IntegrationError(this.name, 'integration_disabled', 'web fetch is not enabled (FETCH_ENABLED)');
-    const { target, host } = await this.vet(raw);
+    const { target } = await this.vet(raw);
+    // Fetched sites are strangers: no correlation id and no trace context goes to them.
     const res = await integrationCall(this.#opts.pool, this.#opts.breaker, this.name, target, {
-      headers: { accept: 'text/html, text/plain, application/json;q=0.9, */*;q=0.5', ...(host ? { host } : {}) },
-      timeoutMs: this.#opts.timeoutMs, maxBytes: this.#opts.maxBytes, signal,
+      headers: { accept: 'text/html, text/plain, application/json;q=0.9, */*;q=0.5' },
+      timeoutMs: this.#opts.timeoutMs, maxBytes: this.#opts.maxBytes, signal, dispatcher: this.#dispatcher, untraced: true,
     });
     return { url: raw, status: res.status, content_type: res.contentType, text: /html/i.test(res.contentType) ? htmlToText(res.text) : res.text, truncated: res.truncated };
   }

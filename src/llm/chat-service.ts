@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ConversationRecord } from '../db/conversations';
-import { ClientClosed, errorType, StorageUnavailable, UpstreamRejected } from '../errors';
+import { ClientClosed, errorType, InvalidRequest, StorageUnavailable, UpstreamRejected } from '../errors';
 import type { ToolResult, ToolRunner } from '../tools/runner';
 import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
@@ -60,6 +60,8 @@ export interface ChatServiceOptions {
   readonly conversations: ConversationSink;
   readonly logger: Logger;
   readonly defaults: { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number };
+  /** What a client may ask for: max_tokens up to `maxTokens`; a model of `modelsAllowed` (any when absent). */
+  readonly limits?: { readonly maxTokens: number; readonly modelsAllowed?: readonly string[] | undefined };
   /** Tracks each chat's call object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
   /** Told about each successfully stored conversation (starts a session's background summary). */
@@ -86,6 +88,7 @@ export class ChatService {
   readonly #tools: ChatServiceOptions['tools'];
   /** Models whose backend said they do not support tools: their turns go without. */
   readonly #toolless = new Set<string>();
+  readonly #limits: ChatServiceOptions['limits'];
   readonly #models = new BoundedLabel(50);
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
@@ -101,6 +104,7 @@ export class ChatService {
     this.#track = opts.track;
     this.#onStored = opts.onStored;
     this.#tools = opts.tools;
+    this.#limits = opts.limits;
   }
 
   get provider(): LlmProvider {
@@ -296,6 +300,13 @@ export class ChatService {
   }
 
   #resolve(input: ChatInput, signal: AbortSignal): ResolvedCall {
+    const limits = this.#limits;
+    if (limits && input.maxTokens !== undefined && input.maxTokens > limits.maxTokens) {
+      throw new InvalidRequest(`max_tokens must be at most ${limits.maxTokens}`, 'invalid_max_tokens');
+    }
+    if (limits?.modelsAllowed && input.model !== undefined && input.model !== this.#defaults.model && !limits.modelsAllowed.includes(input.model)) {
+      throw new InvalidRequest(`model '${input.model.slice(0, 200)}' is not allowed here`, 'model_not_allowed');
+    }
     const model = input.model ?? this.#defaults.model;
     const offered = input.serverTools && this.#tools && !this.#toolless.has(model) ? this.#tools.runner.offered() : [];
     if (offered.length > 0) input = { ...input, options: { ...input.options, tools: offered } };
@@ -317,6 +328,7 @@ export class ChatService {
         topP: input.topP ?? this.#defaults.topP,
         maxTokens: input.maxTokens ?? this.#defaults.maxTokens,
         ...(input.options ? { options: input.options } : {}),
+        route: input.source,
         signal,
       },
     };
@@ -351,6 +363,9 @@ export class ChatService {
     const code = errorType(err);
     if (code === 'storage_unavailable') return; // the answer was obtained; only its storage failed
     this.#count(call.input.source, streamed, code);
+    // A request refused before the backend saw it is counted, not stored: otherwise every 429 would
+    // write its (up to MAX_PROMPT_CHARS) prompt, and a limited client could still fill the disk.
+    if (REFUSED_BEFORE_BACKEND.has(code)) return;
     try {
       await this.#store(call, { status: 'failed', response: partial, model: call.request.model, errorCode: code, backend });
     } catch (storeErr) {
@@ -398,6 +413,9 @@ export class ChatService {
     this.#requests.add(1, { 'vega.chat.outcome': outcome, 'vega.chat.streamed': streamed, 'vega.chat.source': source });
   }
 }
+
+/** Refusals that happen before any backend call: counted in vega.chat.requests, never stored. */
+const REFUSED_BEFORE_BACKEND = new Set(['rate_limited', 'too_many_streams', 'upstream_busy', 'invalid_max_tokens', 'model_not_allowed']);
 
 interface ResolvedCall {
   readonly input: ChatInput;

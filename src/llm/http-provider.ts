@@ -3,6 +3,7 @@ import { ClientClosed, UpstreamBadResponse, UpstreamStreamInterrupted, UpstreamT
 import type { HttpPool } from '../net/dispatcher';
 import { discardBody } from '../net/body';
 import { readJson, upstreamCall } from './upstream-call';
+import type { ConnectionGate } from '../net/connection-gate';
 
 /** What every HTTP provider is built from. */
 export interface HttpProviderOptions {
@@ -13,6 +14,8 @@ export interface HttpProviderOptions {
   readonly timeoutMs: number;
   /** Sent as `Authorization: Bearer`, when set. */
   readonly apiKey?: string | undefined;
+  /** Bounded wait for a pooled connection to the backend (LLM_POOL_WAIT_S); none when absent. */
+  readonly gate?: ConnectionGate | undefined;
 }
 
 /**
@@ -27,6 +30,7 @@ export abstract class HttpProvider {
   protected readonly timeoutMs: number;
   readonly #pool: HttpPool;
   readonly #headers: Record<string, string>;
+  readonly #gate: ConnectionGate | undefined;
 
   protected constructor(kind: string, opts: HttpProviderOptions) {
     if (!(opts.timeoutMs > 0)) throw new RangeError(`${kind}: timeoutMs must be positive, got ${opts.timeoutMs}`);
@@ -35,13 +39,14 @@ export abstract class HttpProvider {
     this.#pool = opts.pool;
     this.timeoutMs = opts.timeoutMs;
     this.#headers = opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {};
+    this.#gate = opts.gate;
   }
 
   /** A POST of `body` (or a GET without one) to `url`; resolves with a 2xx response. */
   protected call(url: string, opts: { body?: unknown; signal: AbortSignal; model?: string; timeoutMs?: number }): Promise<Dispatcher.ResponseData> {
     return upstreamCall({
       dispatcher: this.#pool.dispatcher, url, body: opts.body, method: opts.body === undefined ? 'GET' : 'POST',
-      headers: this.#headers, signal: opts.signal, timeoutMs: opts.timeoutMs ?? this.timeoutMs, model: opts.model,
+      headers: this.#headers, signal: opts.signal, timeoutMs: opts.timeoutMs ?? this.timeoutMs, model: opts.model, gate: this.#gate,
     });
   }
 

@@ -5,6 +5,7 @@ import type { RetryStage } from '../resilience/retry';
 import type { TimeoutStage } from '../resilience/timeout';
 import type { StreamingMonitor } from '../resilience/backpressure';
 import { ClientClosed } from '../errors';
+import type { StreamSlots } from '../resilience/stream-slots';
 import type { AttemptResult, BackendChain, LlmBackend } from './backends';
 import type { Completion, ProviderRequest, StreamEvent } from './types';
 
@@ -16,6 +17,10 @@ export interface PipelineStages {
   readonly retry: RetryStage;
   readonly timeout: TimeoutStage;
   readonly streaming: StreamingMonitor;
+  /** `client` (default): cache entries are per client; `shared`: one entry serves every client. */
+  readonly cacheScope?: 'client' | 'shared';
+  /** Caps on concurrent streams (per key and overall); unlimited when absent. */
+  readonly streamSlots?: StreamSlots;
 }
 
 /** How a completion was obtained, for the caller's bookkeeping. */
@@ -45,9 +50,12 @@ export class ChatPipeline {
     onUpstream: (call: () => Promise<ServedCompletion>) => Promise<ServedCompletion>,
   ): Promise<Sourced<ServedCompletion>> {
     const { cache, coalescer, rateLimiter } = this.stages;
-    const key = cacheKey(request);
+    const key = this.#key(request, clientId);
     const hit = cache.get(key);
-    if (hit) return { ...hit, cached: true, upstream: false };
+    if (hit) {
+      rateLimiter.check(clientId); // a hit costs no backend call, but it is still a request
+      return { ...hit, cached: true, upstream: false };
+    }
     const leader = !coalescer.has(key);
     if (leader) rateLimiter.check(clientId);
     let ranUpstream = false;
@@ -81,21 +89,40 @@ export class ChatPipeline {
    * circuit_open (and moves on to the next backend) instead of waiting for it.
    */
   async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; backend: string; events: AsyncIterable<StreamEvent> }> {
-    const key = cacheKey(request);
+    const key = this.#key(request, clientId);
     const hit = this.stages.cache.get(key);
-    if (hit) return { cached: true, backend: hit.backend, events: replay(hit) };
-    this.stages.rateLimiter.check(clientId);
-    const { value: upstream, backend } = await this.backends.run(request, (b, req, last) => this.#open(b, req, last));
+    if (hit) {
+      this.stages.rateLimiter.check(clientId); // a hit costs no backend call, but it is still a request
+      return { cached: true, backend: hit.backend, events: replay(hit) };
+    }
+    // A stream holds a backend connection while it lasts: it needs a slot, given back when the
+    // backend stream is over (ended, failed, cancelled, the client gone) or was never opened.
+    const releaseSlot = this.stages.streamSlots?.acquire(clientId) ?? (() => undefined);
+    let opened: { value: AsyncIterable<StreamEvent>; backend: LlmBackend };
+    try {
+      this.stages.rateLimiter.check(clientId);
+      opened = await this.backends.run(request, (b, req, last) => this.#open(b, req, last));
+    } catch (err) {
+      releaseSlot();
+      throw err;
+    }
+    request.signal.addEventListener('abort', releaseSlot, { once: true });
+    const { value: upstream, backend } = opened;
 
     const { cache } = this.stages;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
       let toolCalls: Completion['toolCalls'];
-      for await (const ev of upstream) {
-        if (ev.type === 'delta') text += ev.text;
-        else if (ev.type === 'tool_calls') toolCalls = ev.calls;
-        else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, backend: backend.name, ...(toolCalls ? { toolCalls } : {}) });
-        yield ev;
+      try {
+        for await (const ev of upstream) {
+          if (ev.type === 'delta') text += ev.text;
+          else if (ev.type === 'tool_calls') toolCalls = ev.calls;
+          else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, backend: backend.name, ...(toolCalls ? { toolCalls } : {}) });
+          yield ev;
+        }
+      } finally {
+        request.signal.removeEventListener('abort', releaseSlot);
+        releaseSlot();
       }
     }
     return { cached: false, backend: backend.name, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };
@@ -148,6 +175,11 @@ export class ChatPipeline {
   /** `fn` through the retry stage on the last backend there is; on any other, a failure moves on to the next one at once. */
   #retried<T>(last: boolean, fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
     return last ? this.stages.retry.execute(fn, signal) : fn(signal);
+  }
+
+  /** The cache (and coalescing) key: what is sent, the route, and the client unless entries are shared. */
+  #key(request: ProviderRequest, clientId: string): string {
+    return cacheKey({ ...request, route: request.route ?? '', scope: this.stages.cacheScope === 'shared' ? '' : clientId });
   }
 }
 

@@ -65,6 +65,8 @@ export interface ProviderRequest {
   readonly maxTokens: number;
   /** Tools and other pass-through settings (`/v1`); absent for a plain chat. */
   readonly options?: GenerationOptions | undefined;
+  /** The API the chat came in through (`chat`, `openai`); part of the cache key. */
+  readonly route?: string;
   /** Aborts the upstream call: the client went away, or the caller gave up. */
   readonly signal: AbortSignal;
 }

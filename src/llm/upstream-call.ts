@@ -3,6 +3,7 @@ import { outboundCorrelationHeaders } from '../telemetry/correlation';
 import { UpstreamBadResponse, type VegaError } from '../errors';
 import { discardBody } from '../net/body';
 import { statusError, transportError } from './upstream-errors';
+import type { ConnectionGate } from '../net/connection-gate';
 
 export interface UpstreamCall {
   readonly dispatcher: Dispatcher;
@@ -16,6 +17,8 @@ export interface UpstreamCall {
   readonly timeoutMs: number;
   /** The model asked for, for a `model_not_found` message. */
   readonly model?: string;
+  /** Bounds the wait for a pooled connection (fails fast with upstream_busy); held until the body is done. */
+  readonly gate?: ConnectionGate;
 }
 
 /** Most bytes of an error body read to build a message. */
@@ -27,6 +30,14 @@ const ERROR_BODY_LIMIT = 4096;
  * (The undici instrumentation adds `traceparent` and the client span.)
  */
 export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+  let release: () => void = () => undefined;
+  if (call.gate) {
+    try {
+      release = await call.gate.acquire(call.signal);
+    } catch (err) {
+      throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted });
+    }
+  }
   let res: Dispatcher.ResponseData;
   try {
     res = await request(call.url, {
@@ -44,8 +55,13 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
       bodyTimeout: call.timeoutMs,
     });
   } catch (err) {
+    release();
     throw transportError(err, { timeoutMs: call.timeoutMs, clientGone: call.signal.aborted });
   }
+  // The connection is the pool's again once the body has been read to its end or dropped.
+  res.body.once('close', release);
+  res.body.once('end', release);
+  res.body.once('error', release);
   if (res.statusCode < 200 || res.statusCode >= 300) {
     const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');
     throw statusError(res.statusCode, text, res.headers['retry-after'], call.model ?? '');

@@ -41,6 +41,7 @@ export function statusError(status: number, body: string, retryAfter: string | s
   const detail = upstreamMessage(body);
   if (status === 404 && /model/i.test(detail)) return new ModelNotFound(model);
   if (status === 429) return new UpstreamOverloaded(retryAfterSeconds(retryAfter));
+  // Never echo what the backend said here: "Incorrect API key provided: sk-..." carries a key.
   if (status >= 500) return new UpstreamError(status, `the LLM backend failed with HTTP ${status}${detail ? `: ${detail}` : ''}`);
   if (CLIENT_STATUSES.has(status)) return new UpstreamRejected(status, `the LLM backend rejected the request with HTTP ${status}${detail ? `: ${detail}` : ''}`);
   if (status === 408) return new UpstreamError(status, 'the LLM backend timed out reading the request (HTTP 408)');

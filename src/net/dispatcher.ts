@@ -1,3 +1,4 @@
+import type { LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { errorType } from '../errors';
 
@@ -71,6 +72,8 @@ export class HttpPool {
   /** The dispatcher to pass to undici calls. */
   readonly dispatcher: Dispatcher;
   readonly #agent: Agent;
+  /** Agents made by {@link withLookup}, closed with the pool. */
+  readonly #extra: Agent[] = [];
   readonly #byOrigin = new Map<string, Counters>();
   readonly #options: HttpPoolSnapshot['options'];
 
@@ -80,9 +83,27 @@ export class HttpPool {
       throw new RangeError(`HttpPool: connectionsPerOrigin must be a positive integer, got ${connections}`);
     }
     this.#options = { connections_per_origin: connections, keep_alive_timeout_ms: opts.keepAliveTimeoutMs ?? 30_000, connect_timeout_ms: opts.connectTimeoutMs ?? 10_000 };
-    const connect = buildConnector({ timeout: this.#options.connect_timeout_ms });
-    this.#agent = new Agent({
-      connections,
+    this.#agent = this.#buildAgent();
+    this.dispatcher = this.#counted(this.#agent);
+    dispatchersCreated++;
+  }
+
+  /**
+   * A dispatcher of this pool whose connections resolve hostnames with `lookup` (web fetch's SSRF
+   * guard: the address is vetted by the very lookup the socket connects with, for http and https
+   * alike, so a DNS answer cannot change between the check and the connect). It shares the pool's
+   * counters and is closed with the pool; it is part of the one pool, not a second client.
+   */
+  withLookup(lookup: LookupFunction): Dispatcher {
+    const agent = this.#buildAgent(lookup);
+    this.#extra.push(agent);
+    return this.#counted(agent);
+  }
+
+  #buildAgent(lookup?: LookupFunction): Agent {
+    const connect = buildConnector({ timeout: this.#options.connect_timeout_ms, ...(lookup ? { lookup } : {}) } as buildConnector.BuildOptions);
+    return new Agent({
+      connections: this.#options.connections_per_origin,
       keepAliveTimeout: this.#options.keep_alive_timeout_ms,
       connect: (options, callback) => {
         const origin = `${options.protocol}//${options.hostname}${options.port ? `:${options.port}` : ''}`;
@@ -92,7 +113,10 @@ export class HttpPool {
         });
       },
     });
-    this.dispatcher = this.#agent.compose((dispatch) => (options, handler) => {
+  }
+
+  #counted(agent: Agent): Dispatcher {
+    return agent.compose((dispatch) => (options, handler) => {
       const counters = this.#counters(String(options.origin ?? ''));
       counters.requests++;
       return dispatch(options, {
@@ -108,7 +132,6 @@ export class HttpPool {
         },
       });
     });
-    dispatchersCreated++;
   }
 
   #counters(origin: string): Counters {
@@ -123,7 +146,7 @@ export class HttpPool {
   snapshot(): HttpPoolSnapshot {
     // Per origin undici keeps a Pool, or a single Client when connections is 1: a PoolStats
     // counts connections, a ClientStats says `connected: true` and has no `free`.
-    const live = Object.fromEntries(Object.entries(this.#agent.stats as Record<string, LiveStats>).map(([origin, st]) => [origin, normalise(st)]));
+    const live = Object.fromEntries(Object.entries(Object.assign({}, ...this.#extra.map((x) => x.stats), this.#agent.stats) as Record<string, LiveStats>).map(([origin, st]) => [origin, normalise(st)]));
     const origins: OriginStats[] = [];
     let requests = 0;
     let errors = 0;
@@ -152,6 +175,6 @@ export class HttpPool {
 
   /** Waits for in-flight requests, then closes every socket. */
   async close(): Promise<void> {
-    await this.#agent.close();
+    await Promise.all([this.#agent.close(), ...this.#extra.map((a) => a.close())]);
   }
 }

@@ -8,6 +8,21 @@ import { context, createContextKey, isSpanContextValid, trace, type Context, typ
  */
 
 const CORRELATION_KEY = createContextKey('vega.correlation_id');
+const UNTRACED_OUTBOUND_KEY = createContextKey('vega.untraced_outbound');
+
+/**
+ * Runs `fn` with outbound tracing off: the undici instrumentation (configured in preload.ts)
+ * neither records nor propagates a request started inside it, so no traceparent, tracestate or
+ * baggage goes out. For calls to sites that are not ours (web fetch).
+ */
+export function withoutOutboundTracing<T>(fn: () => T): T {
+  return context.with(context.active().setValue(UNTRACED_OUTBOUND_KEY, true), fn);
+}
+
+/** Whether the active context asked for no outbound tracing (see {@link withoutOutboundTracing}). */
+export function outboundTracingSuppressed(ctx: Context = context.active()): boolean {
+  return ctx.getValue(UNTRACED_OUTBOUND_KEY) === true;
+}
 
 /** Longest X-Correlation-ID accepted. Long enough for a UUID with a prefix, short enough to log. */
 export const MAX_CORRELATION_ID_LENGTH = 128;

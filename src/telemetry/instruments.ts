@@ -109,6 +109,16 @@ export const INSTRUMENTS = {
     description: 'Chat requests by outcome (ok or an error code) and whether they streamed.',
     attributes: ['vega.chat.outcome', 'vega.chat.streamed', 'vega.chat.source'],
   },
+  streamsClosed: {
+    name: 'vega.streams.closed', kind: 'counter', unit: '{stream}',
+    description: 'Streams Vega closed itself: reason stalled (the client stopped reading for STREAM_STALL_S) or deadline (LLM_STREAM_MAX_S).',
+    attributes: ['reason'],
+  },
+  requestsRefused: {
+    name: 'vega.requests.refused', kind: 'counter', unit: '{request}',
+    description: 'Requests refused before any work was done for them, by reason (auth_throttled, too_many_streams, upstream_busy, ...).',
+    attributes: ['reason'],
+  },
   httpErrors: {
     name: 'vega.http.server.errors', kind: 'counter', unit: '{response}',
     description: 'Error answers by route template, status and Vega error code; an error that ends a stream already answered 200 counts with status 200.',

@@ -10,7 +10,8 @@
  * correlation id, but nothing is sent and nothing complains. Metrics are served by Vega itself on
  * /metrics (Prometheus text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
  */
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import { NodeSDK, core } from '@opentelemetry/sdk-node';
+import { trace, TraceFlags, type Context, type TextMapGetter, type TextMapPropagator, type TextMapSetter } from '@opentelemetry/api';
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -22,26 +23,45 @@ import { telemetryHooks } from './hooks';
 import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
 import { endAfterStreamedBody } from './streamed-body';
+import { outboundTracingSuppressed } from './correlation';
+import { redactUrl } from '../config/redact';
 
-/** Query parameters whose values never reach a span (integration keys travel in query strings). */
-const SECRET_PARAM = /key|token|secret|password|signature|sig|auth/i;
-
-/** `url.full` and `url.query` with secret-looking query values replaced by REDACTED. */
+/** `url.full` and `url.query` with secret-looking query values redacted (src/config/redact.ts decides). */
 function redactQuery(path: string, origin: string): { full: string; query: string; path: string } | undefined {
-  const url = new URL(path, origin);
-  let changed = false;
+  const full = new URL(path, origin).toString();
+  let redacted = redactUrl(full);
   // A Slack webhook's path is its secret.
-  if (/^\/services\/[^/]+\/[^/]+\/[^/]+/.test(url.pathname)) {
-    url.pathname = '/services/REDACTED';
-    changed = true;
+  redacted = redacted.replace(/\/services\/[^/?#]+\/[^/?#]+\/[^/?#]+/, '/services/REDACTED');
+  if (redacted === full) return undefined;
+  const url = new URL(redacted);
+  return { full: redacted, query: url.search, path: url.pathname };
+}
+
+/**
+ * W3C trace context, `traceparent` only. A client's `tracestate` and `baggage` (kilobytes of its
+ * own data) are dropped on the way in, so they never reach the backend or an integration. A client
+ * cannot opt its requests out of being recorded either: the sampled flag is set on extraction
+ * unless TRACE_HONOR_CLIENT_SAMPLED is true (then ParentBased sampling follows the client).
+ */
+class TraceparentOnly implements TextMapPropagator {
+  readonly #w3c = new core.W3CTraceContextPropagator();
+  constructor(private readonly honorClientSampled: boolean) {}
+
+  inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
+    this.#w3c.inject(ctx, carrier, setter);
   }
-  for (const name of [...url.searchParams.keys()]) {
-    if (SECRET_PARAM.test(name)) {
-      url.searchParams.set(name, 'REDACTED');
-      changed = true;
-    }
+
+  extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+    const extracted = this.#w3c.extract(ctx, carrier, getter);
+    const sc = trace.getSpanContext(extracted);
+    if (!sc) return extracted;
+    const traceFlags = this.honorClientSampled ? sc.traceFlags : sc.traceFlags | TraceFlags.SAMPLED;
+    return trace.setSpanContext(extracted, { traceId: sc.traceId, spanId: sc.spanId, isRemote: sc.isRemote, traceFlags });
   }
-  return changed ? { full: url.toString(), query: url.search, path: url.pathname } : undefined;
+
+  fields(): string[] {
+    return ['traceparent'];
+  }
 }
 
 /** Paths whose requests are not traced: scrapes and probes would drown the real traffic. */
@@ -60,7 +80,7 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string }
   }
   const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(new OTLPTraceExporter()));
   telemetryHooks().spansDropped = () => batch.dropped;
-  return { processors: [batch], description: `OTLP/HTTP -> ${endpoint}` };
+  return { processors: [batch], description: `OTLP/HTTP -> ${redactUrl(endpoint)}` };
 }
 
 function start(): void {
@@ -84,6 +104,7 @@ function start(): void {
     // VEGA_SPAN_START=sdk keeps the SDK's own whole-millisecond starts (to measure the difference).
     spanProcessors: [...(/^sdk$/i.test(process.env.VEGA_SPAN_START ?? '') ? [] : [new PreciseStartSpanProcessor()]), ...traces.processors],
     metricReaders: readers,
+    textMapPropagator: new TraceparentOnly(/^(true|1|yes|on)$/i.test(process.env.TRACE_HONOR_CLIENT_SAMPLED ?? '')),
     // Logs go to stdout as JSON (pino); no OTLP log export unless asked for by a later change.
     logRecordProcessors: [],
     instrumentations: [
@@ -103,6 +124,8 @@ function start(): void {
           },
         },
         '@opentelemetry/instrumentation-undici': {
+          // Web fetch: no span and, above all, no trace headers to a site that is not ours.
+          ignoreRequestHook: () => outboundTracingSuppressed(),
           requestHook: (span, request) => {
             const redacted = redactQuery(request.path, request.origin);
             if (redacted) span.setAttributes({ 'url.full': redacted.full, 'url.query': redacted.query, 'url.path': redacted.path });

@@ -43,7 +43,7 @@ beforeAll(async () => {
   apisUrl = await listenOnLoopback(apis);
   vega = await startVega({
     env: {
-      LLM_BASE_URL: fake.url, LOG_LEVEL: 'debug',
+      LLM_BASE_URL: fake.url, LOG_LEVEL: 'debug', AUTH_FAILURES_MAX: '100000', // wrong keys on purpose: 401s, not the throttle
       API_KEYS: SECOND_KEY, METRICS_API_KEY: METRICS_KEY, LLM_API_KEY: SECRETS.LLM_API_KEY,
       GITHUB_API_URL: `${apisUrl}/gh`, GITHUB_TOKEN: SECRETS.GITHUB_TOKEN,
       HOME_ASSISTANT_URL: `${apisUrl}/ha`, HOME_ASSISTANT_TOKEN: SECRETS.HOME_ASSISTANT_TOKEN,

@@ -33,7 +33,7 @@ beforeAll(async () => {
   vega = await startVega({
     env: {
       LLM_BASE_URL: fake.url, MAX_PROMPT_CHARS: String(MAX_PROMPT_CHARS), MAX_BODY_BYTES: String(MAX_BODY_BYTES),
-      LOG_LEVEL: 'debug',
+      LOG_LEVEL: 'debug', AUTH_FAILURES_MAX: '100000', // hostile headers fail auth on purpose
     },
   });
 });

@@ -39,11 +39,26 @@ describe('validateConfig', () => {
     });
   }
 
-  it('warns, but starts, for a short API key, a privileged port, 0.0.0.0 and an extreme timeout', () => {
-    const r = validateConfig({ API_KEY: 'short', PORT: '80', HOST: '0.0.0.0', LLM_TIMEOUT_S: '600' });
+  it('warns, but starts, for an API key under 32 characters, a privileged port, 0.0.0.0 and an extreme timeout', () => {
+    const r = validateConfig({ API_KEY: 'k'.repeat(20), PORT: '80', HOST: '0.0.0.0', LLM_TIMEOUT_S: '600' });
     expect(r.valid).toBe(true);
     expect(r.warnings.map((w) => w.variable).sort()).toEqual(['API_KEY', 'HOST', 'LLM_TIMEOUT_S', 'PORT']);
   });
+
+  it('refuses an API key (or a client or metrics key) shorter than 16 characters', () => {
+    for (const env of [{ API_KEY: 'short-key' }, { ...BASE, API_KEYS: `${'k'.repeat(20)},tiny` }, { ...BASE, METRICS_API_KEY: 'metrics' }]) {
+      const r = validateConfig(env);
+      expect(r.valid).toBe(false);
+      expect(r.errors[0]?.message).toMatch(/at least 16/);
+    }
+    expect(validateConfig({ API_KEY: 'k'.repeat(32) }).warnings).toEqual([]);
+  });
+
+  it('exits 2 with a clear message for a short API key', async () => {
+    const r = await runVega({ API_KEY: 'short-key' });
+    expect(r.code).toBe(2);
+    expect(r.output).toMatch(/API_KEY: it is 9 characters; keys must be at least 16/);
+  }, 30_000);
 
   it('accepts Python\'s log level names (WARNING, CRITICAL)', () => {
     expect(validateConfig({ ...BASE, LOG_LEVEL: 'WARNING' }).config?.logLevel).toBe('warn');

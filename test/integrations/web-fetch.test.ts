@@ -1,4 +1,8 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { outboundCorrelationHeaders, outboundTracingSuppressed, withCorrelationId, withoutOutboundTracing } from '../../src/telemetry/correlation';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blockedReason, htmlToText, WebFetch, type Resolver } from '../../src/integrations/web-fetch';
@@ -13,10 +17,12 @@ const resolve: Resolver = async (host) => {
 };
 
 let server: Server;
+let seenHeaders: IncomingHttpHeaders = {};
 let port: number;
 let pool: HttpPool;
 beforeAll(async () => {
   server = createServer((req, res) => {
+    seenHeaders = req.headers;
     if (req.url === '/big') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('x'.repeat(10_000));
@@ -66,8 +72,41 @@ describe('web fetch', () => {
     await expect(fetcher(true).fetch('http://user:pw@127.0.0.1/')).rejects.toMatchObject({ code: 'invalid_url' });
   });
 
-  it('pins a plain-HTTP request to the vetted address and keeps the Host header', async () => {
-    expect(await fetcher(false).vet('http://public.example:8080/a?b=1')).toEqual({ target: 'http://93.184.216.34:8080/a?b=1', host: 'public.example:8080' });
+  for (const scheme of ['http', 'https']) {
+    it(`vets the address the connection dials (${scheme}): a rebinding name never reaches loopback`, async () => {
+      // The first answer is public (what an early check sees); later answers point at loopback.
+      let calls = 0;
+      const rebinding: Resolver = async () => (calls++ === 0 ? [{ address: '93.184.216.34', family: 4 }] : [{ address: '127.0.0.1', family: 4 }]);
+      let reached = 0;
+      const listener = createNetServer((socket) => { reached++; socket.destroy(); });
+      await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+      const lport = (listener.address() as AddressInfo).port;
+      const f = new WebFetch({ enabled: true, allowPrivate: false, maxBytes: 1000, timeoutMs: 3000, pool, breaker: new CircuitBreaker('integration:web_fetch'), resolve: rebinding });
+      try {
+        // `localhost` also resolves to loopback through the system resolver, which an unpinned
+        // connection would use.
+        await expect(f.fetch(`${scheme}://localhost:${lport}/`)).rejects.toMatchObject({ code: 'ssrf_blocked', status: 400 });
+        expect(reached).toBe(0);
+      } finally {
+        await new Promise((r) => listener.close(r));
+      }
+    });
+  }
+
+  it('sends no correlation id to a fetched site', async () => {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(manager);
+    try {
+      await context.with(withCorrelationId(context.active(), 'corr-123'), async () => {
+        expect(outboundCorrelationHeaders()).toEqual({ 'x-correlation-id': 'corr-123' });
+        await fetcher(true).fetch(`http://127.0.0.1:${port}/headers`);
+        expect(withoutOutboundTracing(() => outboundTracingSuppressed())).toBe(true);
+      });
+      expect(seenHeaders['x-correlation-id']).toBeUndefined();
+      expect(seenHeaders.traceparent).toBeUndefined();
+    } finally {
+      context.disable();
+    }
   });
 });
 
@@ -79,6 +118,12 @@ describe('blockedReason', () => {
     expect(blockedReason('100.64.0.1')).toMatch(/carrierGradeNat/);
     expect(blockedReason('fe80::1')).toMatch(/linkLocal/);
   });
+
+  for (const a of ['::127.0.0.1', '::7f00:1', '::a00:1', '::10.0.0.1', '::ffff:127.0.0.1', '::ffff:7f00:1', 'fec0::1', 'feff::1', '64:ff9b::7f00:1', '2002:7f00:1::', '::', '::1', '2001:db8::1', 'ff02::1', '100::1', '5f00::1']) {
+    it(`refuses ${a}`, () => {
+      expect(blockedReason(a)).toBeDefined();
+    });
+  }
 });
 
 describe('htmlToText', () => {

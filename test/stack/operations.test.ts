@@ -12,7 +12,10 @@ import { eventually, jsonOf, postJson, ROOT, startVega, TEST_KEY, type VegaProce
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { allQueries } = require(join(ROOT, 'scripts', 'gen-dashboards.js')) as { allQueries(): Array<[string, string, string]> };
 
-const run = (cmd: string, args: string[], input?: string) => spawnSync(cmd, args, { cwd: ROOT, input, encoding: 'utf8', timeout: 60_000 });
+const run = (cmd: string, args: string[], input?: string, env?: Record<string, string>) =>
+  spawnSync(cmd, args, { cwd: ROOT, input, encoding: 'utf8', timeout: 60_000, env: env ? { ...process.env, ...env } : undefined });
+/** What compose needs from the operator (it refuses to start without them). */
+const STACK_ENV = { API_KEY: 'stack-test-key-0123456789abcdef', METRICS_API_KEY: 'stack-metrics-key-0123456789ab', GRAFANA_ADMIN_PASSWORD: 'stack-test-grafana-pw' };
 
 describe('alert rules', () => {
   it('pass promtool check rules and promtool test rules', () => {
@@ -40,7 +43,7 @@ describe('alert rules', () => {
 
 describe('docker-compose.yml and otel-collector.yaml', () => {
   it('docker-compose config accepts the file, and every file it mounts exists', () => {
-    const res = run('docker-compose', ['-f', 'docker-compose.yml', 'config']);
+    const res = run('docker-compose', ['-f', 'docker-compose.yml', 'config'], undefined, STACK_ENV);
     expect(res.status, res.stderr).toBe(0);
     const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { volumes?: string[]; build?: string }> };
     expect(Object.keys(compose.services).sort()).toEqual(['alertmanager', 'grafana', 'jaeger', 'otel-collector', 'prometheus', 'simulator', 'vega']);
@@ -51,6 +54,24 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
       }
       if (svc.build) expect(existsSync(join(ROOT, svc.build, 'Dockerfile'))).toBe(true);
     }
+  });
+
+  it('is safe by default: no key, no start; only Vega published, on 127.0.0.1; no admin API; no anonymous Grafana', () => {
+    for (const missing of Object.keys(STACK_ENV)) {
+      const env: Record<string, string> = { ...STACK_ENV, [missing]: '' };
+      const res = run('docker-compose', ['-f', 'docker-compose.yml', 'config'], undefined, env);
+      expect(res.status, `${missing} unset`).not.toBe(0);
+      expect(res.stderr).toContain(missing);
+    }
+    const compose = parse(run('docker-compose', ['-f', 'docker-compose.yml', 'config'], undefined, STACK_ENV).stdout) as {
+      services: Record<string, { ports?: Array<string | { host_ip?: string; published?: string | number }>; command?: string[]; entrypoint?: string[]; environment?: Record<string, string> }>;
+    };
+    const published = Object.entries(compose.services).filter(([, svc]) => (svc.ports ?? []).length > 0).map(([name]) => name);
+    expect(published).toEqual(['vega']);
+    expect(JSON.stringify(compose.services.vega!.ports)).toContain('127.0.0.1');
+    expect(JSON.stringify(compose.services.prometheus)).not.toContain('enable-admin-api');
+    expect(compose.services.grafana!.environment?.GF_AUTH_ANONYMOUS_ENABLED).toBe('false');
+    expect(compose.services.vega!.environment?.METRICS_API_KEY).toBe(STACK_ENV.METRICS_API_KEY);
   });
 
   it('the collector config is YAML naming only contrib components, wired OTLP in (gRPC and HTTP), traces to Jaeger and spanmetrics, metrics to Prometheus', () => {

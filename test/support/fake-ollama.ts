@@ -218,7 +218,13 @@ export class FakeOllama {
         this.streamsAbortedByClient++;
         return;
       }
-      if (!ok) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+      if (!ok) {
+        await new Promise<void>((r) => {
+          const done = () => { res.off('drain', done); res.off('close', done); r(); };
+          res.once('drain', done);
+          res.once('close', done);
+        });
+      }
       if (b.chunkDelayMs > 0) await sleep(b.chunkDelayMs);
       if (res.destroyed) {
         this.streamsAbortedByClient++;

@@ -7,6 +7,7 @@ import type { SessionContext } from '../../sessions/context';
 import type { StreamEvent } from '../../llm/types';
 import type { ToolResult } from '../../tools/runner';
 import { errorBody, streamFailed } from '../error-body';
+import { guardStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
@@ -16,6 +17,8 @@ export interface ChatRouteDeps {
   readonly context: SessionContext;
   readonly logger: Logger;
   readonly maxPromptChars: () => number;
+  /** STREAM_STALL_S and LLM_STREAM_MAX_S, in ms. */
+  readonly streamLimits: () => { stallMs: number; maxMs: number };
 }
 
 /** An AbortSignal that fires when the client goes away before the response is complete. */
@@ -62,6 +65,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
       ctx.set('X-Vega-Backend', out.backend);
+      ctx.set('Cache-Control', 'no-store');
       ctx.body = {
         response: out.response,
         session_id: out.sessionId,
@@ -79,12 +83,18 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     const format = ndjson ? ndjsonFrame : sseFrame;
     ctx.status = 200;
     ctx.set('Content-Type', ndjson ? 'application/x-ndjson; charset=utf-8' : 'text/event-stream; charset=utf-8');
-    ctx.set('Cache-Control', 'no-cache');
+    ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
-    ctx.body = Readable.from(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
+    const stream = Readable.from(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
+    ctx.body = stream;
+    guardStream(ctx.res, stream, {
+      ...deps.streamLimits(),
+      errorFrame: (err) => format('error', errorBody(err, correlationId)),
+      onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),
+    });
   });
 }
 

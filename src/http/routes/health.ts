@@ -14,6 +14,9 @@ export interface HealthDeps {
   readonly checkTimeoutMs?: number;
 }
 
+/** How long a readiness result is reused. */
+export const READY_CACHE_MS = 1500;
+
 type Check = { status: 'ok' | 'unreachable' | 'failing'; latency_ms: number; error?: string; [k: string]: unknown };
 
 /** Runs a check under a deadline; never throws, never blocks the loop. */
@@ -48,21 +51,34 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  // Probes are unauthenticated: the checks (a backend call, three queries) run at most once per
+  // READY_CACHE_MS however often /readyz is asked, and concurrent probes share one run.
+  let cached: { at: number; checks: Promise<Check[]> } | undefined;
+  const checks = () => {
+    const now = Date.now();
+    if (!cached || now - cached.at >= READY_CACHE_MS) {
+      cached = {
+        at: now,
+        checks: Promise.all([
+          timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
+          timed(async () => {
+            const pending = await pendingMigrations(deps.knex);
+            if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
+          }, timeoutMs, 'failing'),
+          ...deps.backends.map((b) => timed(async (signal) => ({ models: (await b.provider.listModels(signal)).length }), timeoutMs, 'unreachable')),
+        ]),
+      };
+    }
+    return cached.checks;
+  };
   router.get('/readyz', async (ctx) => {
-    const llmCheck = (b: LlmBackend) => timed(async (signal) => ({ models: (await b.provider.listModels(signal)).length }), timeoutMs, 'unreachable')
-      .then((check) => {
-        const snap = b.breaker.snapshot();
-        return { name: b.name, backend: b.provider.name, origin: b.provider.origin, ...check, breaker: { state: snap.state, retry_at: snap.retry_at } };
-      });
-    const [database, migrations, ...llms] = await Promise.all([
-      timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
-      timed(async () => {
-        const pending = await pendingMigrations(deps.knex);
-        if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
-      }, timeoutMs, 'failing'),
-      ...deps.backends.map(llmCheck),
-    ]);
-    const [llm, ...fallbacks] = llms as Awaited<ReturnType<typeof llmCheck>>[];
+    const [database, migrations, ...reached] = (await checks()) as [Check, Check, ...Check[]];
+    // The breakers' states are read now: only the backend calls are reused.
+    const llms = deps.backends.map((b, i) => {
+      const snap = b.breaker.snapshot();
+      return { name: b.name, backend: b.provider.name, origin: b.provider.origin, ...reached[i]!, breaker: { state: snap.state, retry_at: snap.retry_at } };
+    });
+    const [llm, ...fallbacks] = llms;
     const draining = deps.inflight.draining;
     const ready = database.status === 'ok' && migrations.status === 'ok' && !draining;
     const allWell = llms.every((c) => c.status === 'ok' && c.breaker.state === 'closed');

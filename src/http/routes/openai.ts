@@ -9,6 +9,7 @@ import type { ChatMessage, GenerationOptions, StreamEvent, ToolCall } from '../.
 import { InvalidRequest, ModelNotFound } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
 import { errorBody, streamFailed } from '../error-body';
+import { guardStream } from '../stream-guard';
 import type { VegaState } from '../state';
 import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
 import { clientGone, routeOf } from './chat';
@@ -181,6 +182,8 @@ export interface OpenAiRouteDeps {
   readonly models: (signal: AbortSignal) => Promise<string[]>;
   /** Session ownership: an `X-Session-ID` another key owns is refused (the route adds no context). */
   readonly sessions?: SessionStore;
+  /** STREAM_STALL_S and LLM_STREAM_MAX_S, in ms. */
+  readonly streamLimits: () => { stallMs: number; maxMs: number };
 }
 
 /** `POST /v1/chat/completions` and `GET /v1/models`: Vega as an OpenAI-compatible server. */
@@ -236,6 +239,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
       const out = await deps.chat.complete(input, signal);
       ctx.set('X-Cache', out.cached ? 'hit' : 'miss');
       ctx.set('X-Vega-Backend', out.backend);
+      ctx.set('Cache-Control', 'no-store');
       ctx.body = {
         id, object: 'chat.completion', created, model: out.model,
         choices: [{
@@ -252,12 +256,18 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     const { cached, backend, events } = await deps.chat.stream(input, signal);
     ctx.status = 200;
     ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
-    ctx.set('Cache-Control', 'no-cache');
+    ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Accel-Buffering', 'no');
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
-    ctx.body = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
+    const stream = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
+    ctx.body = stream;
+    guardStream(ctx.res, stream, {
+      ...deps.streamLimits(),
+      errorFrame: (err) => `data: ${JSON.stringify(errorBody(err, ctx.state.correlationId, { type: 'upstream_error' }))}\n\n`,
+      onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),
+    });
   });
 }
 

@@ -1,0 +1,63 @@
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { StreamClosed } from '../errors';
+import { createCounter, INSTRUMENTS } from '../telemetry/instruments';
+
+/** Options of {@link guardStream}. */
+export interface StreamGuardOptions {
+  /** Close the stream when the client has not read for this long (STREAM_STALL_S). */
+  readonly stallMs: number;
+  /** Close the stream when it has lasted this long (LLM_STREAM_MAX_S). */
+  readonly maxMs: number;
+  /** The last frame sent when Vega closes the stream (an `error` event). */
+  readonly errorFrame: (err: StreamClosed) => string;
+  /** Told once, when the guard closes the stream. */
+  readonly onClose?: (err: StreamClosed) => void;
+}
+
+let closedCounter: ReturnType<typeof createCounter> | undefined;
+
+/** How long a closed stream's last frame may take to reach a client before the socket is dropped. */
+const GRACE_MS = 1000;
+
+/**
+ * Watches a streamed response. A client that stops reading fills the socket's buffer: the body
+ * stops being pulled, the backpressure buffer fills, and the backend connection sits idle but
+ * held, for as long as the client likes (undici does not time out a paused body, and Node's
+ * server has no write timeout). So: when the response has needed a drain for `stallMs`, or the
+ * stream has run `maxMs` in all, the body is stopped (which cancels the backend call and frees
+ * its connection), an `error` event is written, and the socket is closed after a short grace.
+ */
+export function guardStream(res: ServerResponse, body: Readable, opts: StreamGuardOptions): void {
+  const started = Date.now();
+  let stalledSince: number | undefined;
+  const tick = Math.max(10, Math.min(1000, opts.stallMs / 4, opts.maxMs / 4));
+  const timer = setInterval(check, tick);
+  const stop = () => clearInterval(timer);
+  res.once('close', stop);
+  res.once('finish', stop);
+
+  function check(): void {
+    if (res.writableEnded || res.destroyed) return stop();
+    const now = Date.now();
+    if (now - started >= opts.maxMs) return close(new StreamClosed('deadline', opts.maxMs));
+    if (res.writableNeedDrain) {
+      stalledSince ??= now;
+      if (now - stalledSince >= opts.stallMs) close(new StreamClosed('stalled', opts.stallMs));
+    } else {
+      stalledSince = undefined;
+    }
+  }
+
+  function close(err: StreamClosed): void {
+    stop();
+    (closedCounter ??= createCounter(INSTRUMENTS.streamsClosed)).add(1, { reason: err.code === 'stream_stalled' ? 'stalled' : 'deadline' });
+    opts.onClose?.(err);
+    body.unpipe(res);
+    body.destroy(); // stops the relay: the backend call is cancelled and its connection freed
+    if (!res.destroyed) {
+      res.end(opts.errorFrame(err));
+      setTimeout(() => { if (!res.destroyed) res.destroy(); }, GRACE_MS).unref();
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import { UpstreamBusy } from '../errors';
+
+/** Options of {@link ConnectionGate}. */
+export interface ConnectionGateOptions {
+  /** Calls allowed at once: the pool's connections per origin. */
+  readonly permits: number;
+  /** Longest a call waits for a free connection before it fails with `upstream_busy`. */
+  readonly maxWaitMs: number;
+}
+
+export interface ConnectionGateSnapshot {
+  readonly permits: number;
+  readonly in_use: number;
+  readonly waiting: number;
+  /** Calls refused because no connection came free within `max_wait_ms`. */
+  readonly refused: number;
+  readonly max_wait_ms: number;
+}
+
+interface Waiter {
+  grant(): void;
+}
+
+/**
+ * Vega's own queue in front of undici's for one backend origin. undici queues a request without
+ * bound once every pooled connection is busy, and a queued request does not settle when its signal
+ * aborts (it only learns of the abort once it reaches a socket); so a few connections held by
+ * streams nobody reads would leave every other call waiting forever. Here a call waits for a
+ * permit at most `maxWaitMs` (and no longer than its own signal), then fails fast with 503
+ * `upstream_busy`. A permit is held until the response body is finished or dropped.
+ */
+export class ConnectionGate {
+  readonly #opts: ConnectionGateOptions;
+  readonly #waiters: Waiter[] = [];
+  #inUse = 0;
+  #refused = 0;
+
+  constructor(opts: ConnectionGateOptions) {
+    if (!Number.isInteger(opts.permits) || opts.permits < 1) throw new RangeError(`ConnectionGate: permits must be a positive integer, got ${opts.permits}`);
+    if (!(opts.maxWaitMs >= 0)) throw new RangeError(`ConnectionGate: maxWaitMs must be >= 0, got ${opts.maxWaitMs}`);
+    this.#opts = opts;
+  }
+
+  /** Resolves with a release function once a connection is free; rejects with UpstreamBusy or the signal's reason. */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.#inUse < this.#opts.permits) {
+      this.#inUse++;
+      return Promise.resolve(this.#releaser());
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        grant: () => {
+          done();
+          resolve(this.#releaser());
+        },
+      };
+      const leave = () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+      };
+      const timer = setTimeout(() => {
+        leave();
+        done();
+        this.#refused++;
+        reject(new UpstreamBusy());
+      }, this.#opts.maxWaitMs);
+      const onAbort = () => {
+        leave();
+        done();
+        reject(signal.reason);
+      };
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#waiters.shift();
+      if (next) next.grant(); // the permit passes straight on
+      else this.#inUse--;
+    };
+  }
+
+  snapshot(): ConnectionGateSnapshot {
+    return { permits: this.#opts.permits, in_use: this.#inUse, waiting: this.#waiters.length, refused: this.#refused, max_wait_ms: this.#opts.maxWaitMs };
+  }
+}
