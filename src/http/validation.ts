@@ -34,6 +34,8 @@ function buildChatBodySchema(maxPromptChars: number) {
     stream: z.boolean().optional(),
     /** false: send the prompt alone, without the session's context. Default true. */
     context: z.boolean().optional(),
+    /** false: no server-side tools on this turn. Default true (as TOOLS says). */
+    tools: z.boolean().optional(),
   });
 }
 
