@@ -100,6 +100,8 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
 
 describe('against a real Prometheus scraping Vega under load', () => {
   let fake: FakeOllama;
+  /** A fallback backend: it fails with the primary, so the fallback series exist. */
+  let spare: FakeOllama;
   let integration: Server;
   let vega: VegaProcess;
   let prometheus: ChildProcess;
@@ -109,12 +111,13 @@ describe('against a real Prometheus scraping Vega under load', () => {
 
   beforeAll(async () => {
     fake = await FakeOllama.start();
+    spare = await FakeOllama.start();
     integration = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{}'); });
     await new Promise<void>((r) => integration.listen(0, '127.0.0.1', r));
     const intUrl = `http://127.0.0.1:${(integration.address() as AddressInfo).port}`;
     vega = await startVega({
       env: {
-        LLM_BASE_URL: fake.url, CACHE_MAX_ENTRIES: '100', SLOW_QUERY_MS: '0.01', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1',
+        LLM_BASE_URL: fake.url, LLM_FALLBACKS: `ollama=${spare.url}`, CACHE_MAX_ENTRIES: '100', SLOW_QUERY_MS: '0.01', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1',
         RATE_LIMIT_RPS: '1000', RATE_LIMIT_GLOBAL_RPS: '1000', GITHUB_API_URL: `${intUrl}/gh`, SHODAN_API_URL: 'http://127.0.0.1:9/shodan', SHODAN_API_KEY: 'k',
       },
     });
@@ -146,8 +149,10 @@ describe('against a real Prometheus scraping Vega under load', () => {
     fake.behave({ chunkDelayMs: 20 });
     for (let i = 0; i < 3; i++) await (await postJson(vega.url, '/chat', { prompt: `stream ${i}`, stream: true })).text();
     fake.behave({ failStatus: 500 });
+    spare.behave({ failStatus: 500 });
     for (let i = 0; i < 4; i++) await postJson(vega.url, '/chat', { prompt: `fail ${i}` });
     fake.behave({});
+    spare.behave({});
     await fetch(`${vega.url}/admin/integrations/health?timeout=2`, { headers: { 'x-api-key': TEST_KEY } });
     await postJson(vega.url, '/chat', { prompt: 'x', temperature: 9 });
     // A few scrapes after the load, so rate() has two samples of every series.
@@ -160,6 +165,7 @@ describe('against a real Prometheus scraping Vega under load', () => {
     await vega?.stop();
     vega?.cleanup();
     await fake?.close();
+    await spare?.close();
     integration?.closeAllConnections();
     await new Promise((r) => integration?.close(r));
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -208,6 +214,7 @@ describe('against a real Prometheus scraping Vega under load', () => {
 
   it('Prometheus loaded the alert rules', async () => {
     const rules = await jsonOf(await fetch(`${promUrl}/api/v1/rules`));
-    expect(rules.data.groups[0].rules.length).toBe(19);
+    const inRepo = (parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: unknown[] }> }).groups[0]!.rules.length;
+    expect(rules.data.groups[0].rules.length).toBe(inRepo);
   });
 });
