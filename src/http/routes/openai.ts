@@ -52,7 +52,7 @@ function buildCompletionsSchema(maxPromptChars: number) {
       audio: z.null().optional(),
     }).refine((m) => (m.content !== null && m.content !== undefined) || (m.tool_calls?.length ?? 0) > 0, 'an assistant message needs content or tool_calls'),
     z.object({ role: z.literal('tool'), content, tool_call_id: z.string().min(1).max(200) }),
-  ]);
+  ], { error: (iss) => (iss.code === 'invalid_union' && 'discriminator' in iss ? 'must be one of: system, developer, user, assistant, tool' : undefined) });
   const chars = (m: z.infer<typeof message>) =>
     (m.content ?? '').length + ('tool_calls' in m ? (m.tool_calls ?? []).reduce((n, c) => n + c.function.arguments.length + c.function.name.length, 0) : 0);
   const tool = z.object({
