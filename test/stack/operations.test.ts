@@ -118,7 +118,7 @@ describe('against a real Prometheus scraping Vega under load', () => {
     vega = await startVega({
       env: {
         LLM_BASE_URL: fake.url, LLM_FALLBACKS: `ollama=${spare.url}`, CACHE_MAX_ENTRIES: '100', SLOW_QUERY_MS: '0.01', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1',
-        RATE_LIMIT_RPS: '1000', RATE_LIMIT_GLOBAL_RPS: '1000', GITHUB_API_URL: `${intUrl}/gh`, SHODAN_API_URL: 'http://127.0.0.1:9/shodan', SHODAN_API_KEY: 'k',
+        RATE_LIMIT_RPS: '1000', RATE_LIMIT_GLOBAL_RPS: '1000', GITHUB_API_URL: `${intUrl}/gh`, SEARCH_URL: `${intUrl}/ddg`, SHODAN_API_URL: 'http://127.0.0.1:9/shodan', SHODAN_API_KEY: 'k',
       },
     });
     dir = mkdtempSync(join(tmpdir(), 'vega-prom-'));
@@ -146,6 +146,9 @@ describe('against a real Prometheus scraping Vega under load', () => {
     for (let i = 0; i < 5; i++) await postJson(vega.url, '/chat', { prompt: 'hello 1' });
     fake.behave({ delayMs: 200 });
     await Promise.all(Array.from({ length: 10 }, () => postJson(vega.url, '/chat', { prompt: 'burst' })));
+    // A turn whose model asks for a tool (web search, answered by the stand-in integration).
+    fake.behave({ toolCalls: [{ name: 'web_search', arguments: { query: 'vega' } }] });
+    await postJson(vega.url, '/chat', { prompt: 'search for vega' });
     fake.behave({ chunkDelayMs: 20 });
     for (let i = 0; i < 3; i++) await (await postJson(vega.url, '/chat', { prompt: `stream ${i}`, stream: true })).text();
     fake.behave({ failStatus: 500 });
@@ -205,7 +208,7 @@ describe('against a real Prometheus scraping Vega under load', () => {
       const full = await query(rule.expr);
       expect(full.status, `${rule.alert}: ${full.error}`).toBe('success');
       // The alert's condition is (rightly) false here; what must exist is the series it compares.
-      const measured = rule.expr.split(/\n\s*and\s/)[0]!.trim().replace(/\s*(==|!=|>=|<=|>|<)\s*[0-9.]+\s*$/, '');
+      const measured = rule.expr.split(/\n\s*(?:and|unless|or)\s/)[0]!.trim().replace(/\s*(==|!=|>=|<=|>|<)\s*[0-9.]+\s*$/, '');
       const r = await query(measured);
       if ((r.data?.result.length ?? 0) === 0) empty.push(`${rule.alert}: ${measured}`);
     }
