@@ -96,6 +96,8 @@ const DASHBOARDS = [
       ['Integration breakers', 'short', [q('max by (vega_breaker_name, state) (vega_circuit_breaker_state{vega_breaker_name=~"integration:.*"}) == 1', '{{vega_breaker_name}}: {{state}}')], 'table'],
       ['Outbound errors by origin and type', 'short', [q(`sum by (server_address, server_port, error_type) (increase(vega_http_client_errors_total[${R}]))`, '{{server_address}}:{{server_port}} {{error_type}}')]],
       ['Outbound request duration p95 by origin', 's', [q(`histogram_quantile(0.95, sum by (le, server_address, server_port) (rate(http_client_request_duration_bucket[${R}])))`, '{{server_address}}:{{server_port}}')]],
+      ['Tool calls by tool and outcome', 'short', [q(`sum by (gen_ai_tool_name, vega_tool_outcome) (increase(vega_tool_calls_total[${R}]))`, '{{gen_ai_tool_name}}: {{vega_tool_outcome}}')]],
+      ['Tool call duration p95 by tool', 's', [q(`histogram_quantile(0.95, sum by (le, gen_ai_tool_name) (rate(vega_tool_duration_bucket[${R}])))`, '{{gen_ai_tool_name}}')]],
     ],
   },
 ];

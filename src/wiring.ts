@@ -21,7 +21,10 @@ import { createApp } from './http/app';
 import { errorBody } from './http/error-body';
 import { InflightTracker } from './http/middleware/inflight';
 import { createIntegrations } from './integrations';
+import { buildTools } from './tools/catalogue';
+import { ToolRunner } from './tools/runner';
 import { IntegrationHealthMonitor } from './integrations/health';
+import { backendHealth, databaseHealth } from './integrations/core-checks';
 import { ChatService } from './llm/chat-service';
 import { BackendChain, fallbackName, type LlmBackend } from './llm/backends';
 import { ChatPipeline, type PipelineStages } from './llm/pipeline';
@@ -133,7 +136,12 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     ? backends.backends.map((b) => new RecoveryProbe(b.breaker, (signal) => b.provider.listModels(signal), { intervalMs: probeIntervalMs }))
     : [];
   const integrations = createIntegrations(config.integrations, pool, breakers);
-  const integrationHealth = new IntegrationHealthMonitor(integrations.all, config.integrations.healthTimeoutMs);
+  // Integration health lists the LLM backend and the database beside the integrations.
+  const integrationHealth = new IntegrationHealthMonitor([
+    backendHealth(provider.name, (signal) => provider.listModels(signal), () => configCache.get().llm.model),
+    databaseHealth(db.system, () => db.knex.raw('select 1')),
+    ...integrations.all,
+  ], config.integrations.healthTimeoutMs);
   for (const b of breakers.all()) {
     b.onTransition((t) => logger.warn(
       { breaker: b.name, from: t.from, to: t.to, reason: t.reason, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms },
@@ -165,6 +173,13 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
     onStored: (input) => { if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId); },
+    tools: {
+      runner: new ToolRunner({
+        tools: buildTools(integrations), logger,
+        selection: () => configCache.get().tools.selection, resultMaxChars: () => configCache.get().tools.resultMaxChars,
+      }),
+      maxRounds: () => configCache.get().tools.maxRounds,
+    },
     // Read per chat, so a reload's MODEL_NAME reaches /chat as it reaches /v1/models.
     defaults: () => {
       const live = configCache.get();

@@ -41,6 +41,11 @@ export type Backend = (typeof BACKENDS)[number];
 /** Default base URL per backend: only Ollama has a well-known local address. */
 export const DEFAULT_BASE_URL: Partial<Record<Backend, string>> = { ollama: 'http://127.0.0.1:11434' };
 
+/** The tools a /chat model can be offered (TOOLS names them); the last two act on the world. */
+export const TOOL_NAMES = [
+  'web_search', 'web_fetch', 'github_search', 'home_assistant_state', 'shodan_host', 'hunter_domain', 'slack_post', 'home_assistant_service',
+] as const;
+
 export const configSchema = z.object({
   HOST: z.preprocess(emptyToUndefined, z.string().min(1).default('127.0.0.1')),
   PORT: number(0, 65535, 8000, true),
@@ -107,12 +112,24 @@ export const configSchema = z.object({
   CONTEXT_MAX_CHARS: number(0, 1_000_000, 4000, true),
   CONTEXT_SUMMARY: bool(false),
   CONTEXT_SUMMARY_MAX_CHARS: number(100, 100_000, 1000, true),
+  // Server-side tools on /chat: `auto` (every configured read-only tool), `none`, or a comma list.
+  TOOLS: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.string().default('auto').refine(
+      (v) => v === 'auto' || v === 'none' || v.split(',').every((n) => (TOOL_NAMES as readonly string[]).includes(n.trim())),
+      `must be auto, none or a comma list of ${TOOL_NAMES.join(', ')}`,
+    ),
+  ),
+  TOOL_MAX_ROUNDS: number(1, 20, 4, true),
+  TOOL_RESULT_MAX_CHARS: number(100, 1_000_000, 4000, true),
   // Integrations: each is disabled unless configured.
   SEARCH_URL: optionalUrl,
   FETCH_ENABLED: bool(false),
   FETCH_ALLOW_PRIVATE: bool(false),
   FETCH_MAX_BYTES: number(1024, 100 * 1024 * 1024, 1024 * 1024, true),
   FETCH_TIMEOUT_S: number(0.1, 300, 10),
+  /** A page web fetch's health check requests (through the SSRF guard); unset: no probe. */
+  FETCH_HEALTH_URL: optionalUrl,
   INTEGRATION_TIMEOUT_S: number(0.1, 300, 10),
   INTEGRATION_HEALTH_TIMEOUT_S: number(1, 30, 10),
   EVENT_LOOP_STALL_MS: number(1, 60_000, 100),
@@ -230,11 +247,17 @@ export interface Config {
     readonly summary: boolean;
     readonly summaryMaxChars: number;
   };
+  /** Server-side tools on /chat. */
+  readonly tools: {
+    readonly selection: 'auto' | 'none' | readonly string[];
+    readonly maxRounds: number;
+    readonly resultMaxChars: number;
+  };
   readonly diagnostics: { readonly stallThresholdMs: number; readonly leakThresholdMs: number; readonly testRoutes: boolean };
   readonly integrations: {
     readonly callTimeoutMs: number;
     readonly healthTimeoutMs: number;
-    readonly fetch: { readonly enabled: boolean; readonly allowPrivate: boolean; readonly maxBytes: number; readonly timeoutMs: number };
+    readonly fetch: { readonly enabled: boolean; readonly allowPrivate: boolean; readonly maxBytes: number; readonly timeoutMs: number; readonly healthUrl?: string | undefined };
     readonly searchUrl?: string;
     readonly slackWebhookUrl?: string;
     readonly homeAssistant?: { url: string; token: string };

@@ -195,11 +195,16 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
       systemPrompt: raw.SYSTEM_PROMPT, maxTurns: raw.CONTEXT_MAX_TURNS, maxChars: raw.CONTEXT_MAX_CHARS,
       summary: raw.CONTEXT_SUMMARY, summaryMaxChars: raw.CONTEXT_SUMMARY_MAX_CHARS,
     },
+    tools: {
+      selection: raw.TOOLS === 'auto' || raw.TOOLS === 'none' ? raw.TOOLS : raw.TOOLS.split(',').map((n) => n.trim()),
+      maxRounds: raw.TOOL_MAX_ROUNDS,
+      resultMaxChars: raw.TOOL_RESULT_MAX_CHARS,
+    },
     diagnostics: { stallThresholdMs: raw.EVENT_LOOP_STALL_MS, leakThresholdMs: raw.LEAK_THRESHOLD_S * 1000, testRoutes: raw.ENABLE_TEST_ROUTES },
     integrations: {
       callTimeoutMs: raw.INTEGRATION_TIMEOUT_S * 1000,
       healthTimeoutMs: raw.INTEGRATION_HEALTH_TIMEOUT_S * 1000,
-      fetch: { enabled: raw.FETCH_ENABLED, allowPrivate: raw.FETCH_ALLOW_PRIVATE, maxBytes: raw.FETCH_MAX_BYTES, timeoutMs: raw.FETCH_TIMEOUT_S * 1000 },
+      fetch: { enabled: raw.FETCH_ENABLED, allowPrivate: raw.FETCH_ALLOW_PRIVATE, maxBytes: raw.FETCH_MAX_BYTES, timeoutMs: raw.FETCH_TIMEOUT_S * 1000, healthUrl: raw.FETCH_HEALTH_URL },
       searchUrl: raw.SEARCH_URL,
       slackWebhookUrl: raw.SLACK_WEBHOOK_URL,
       homeAssistant: raw.HOME_ASSISTANT_URL && raw.HOME_ASSISTANT_TOKEN

@@ -23,6 +23,10 @@ export interface ConversationRecord {
   readonly owner?: string | undefined;
   /** The LLM backend that answered (`ollama`, `openai-fallback1`, ...); unset when none did. */
   readonly backend?: string | undefined;
+  /** The whole conversation sent, as a JSON array of messages (`/v1`; bounded by the caller). */
+  readonly messages?: string | undefined;
+  /** The turn's tool calls, as a JSON array (bounded by the caller). */
+  readonly toolCalls?: string | undefined;
 }
 
 /** A stored conversation as the history API returns it. */
@@ -46,6 +50,10 @@ export interface ConversationRow {
   /** The client id of the key that made it (null for conversations stored before owners). */
   readonly owner: string | null;
   readonly backend: string | null;
+  /** The whole conversation sent (`/v1` turns), oldest message first; null when only the prompt was stored. */
+  readonly messages: unknown[] | null;
+  /** The tool calls of the turn; null when there were none. */
+  readonly tool_calls: unknown[] | null;
 }
 
 export interface HistoryPage {
@@ -176,6 +184,8 @@ function toRow(r: ConversationRecord): Record<string, unknown> {
     cached: r.cached ?? false,
     owner: r.owner ?? null,
     backend: r.backend ?? null,
+    messages: r.messages ?? null,
+    tool_calls: r.toolCalls ?? null,
   };
 }
 
@@ -201,7 +211,19 @@ function fromRow(r: Record<string, unknown>): ConversationRow {
     cached: Boolean(r.cached),
     owner: (r.owner as string | null) ?? null,
     backend: (r.backend as string | null | undefined) ?? null,
+    messages: jsonArray(r.messages),
+    tool_calls: jsonArray(r.tool_calls),
   };
+}
+
+function jsonArray(v: unknown): unknown[] | null {
+  if (typeof v !== 'string' || v === '') return null;
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return Array.isArray(parsed) ? parsed : null;
+  } catch {
+    return null;
+  }
 }
 
 function encodeCursor(ts: number, id: number): string {

@@ -109,6 +109,22 @@ const migrations: Record<string, Migration> = {
       });
     },
   },
+  '005_conversation_messages_and_tool_calls': {
+    // `messages`: the whole conversation a /v1 client sent (JSON, bounded); `tool_calls`: the
+    // turn's tool calls (JSON, bounded). Both null when there is nothing to keep.
+    async up(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.text('messages');
+        t.text('tool_calls');
+      });
+    },
+    async down(knex) {
+      await knex.schema.alterTable('conversations', (t) => {
+        t.dropColumn('tool_calls');
+        t.dropColumn('messages');
+      });
+    },
+  },
 };
 
 /** A knex migration source over the list above. */

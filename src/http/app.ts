@@ -82,7 +82,7 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits });
   registerOpenAiRoutes(router, {
     chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits,
-    models: () => [deps.config().llm.model],
+    models: (signal) => deps.chat.provider.listModels(signal),
     sessions: deps.sessions.store,
   });
   registerHistoryRoutes(router, deps.conversations, deps.sessions.store, {

@@ -34,6 +34,8 @@ function buildChatBodySchema(maxPromptChars: number) {
     stream: z.boolean().optional(),
     /** false: send the prompt alone, without the session's context. Default true. */
     context: z.boolean().optional(),
+    /** false: no server-side tools on this turn. Default true (as TOOLS says). */
+    tools: z.boolean().optional(),
   });
 }
 
@@ -92,6 +94,8 @@ function describeIssue(issue: z.core.$ZodIssue, body: unknown): string {
     case 'invalid_value':
       return `${subject} must be one of: ${issue.values.map((v) => String(v)).join(', ')}.`;
     case 'invalid_union':
+      // A union may say what it accepts (e.g. the roles of a discriminated union).
+      if (issue.message && !/^Invalid/.test(issue.message)) return `${subject} ${issue.message}.`;
       return `${subject} is not in an accepted form (see docs/api.md).`;
     default:
       // Our own refinements carry a readable message ("must not be empty").

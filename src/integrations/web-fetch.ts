@@ -1,4 +1,5 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
+import { convert } from 'html-to-text';
 import type { LookupFunction } from 'node:net';
 import type { Dispatcher } from 'undici';
 import ipaddr from 'ipaddr.js';
@@ -71,6 +72,8 @@ export interface WebFetchOptions {
   readonly allowPrivate: boolean;
   readonly maxBytes: number;
   readonly timeoutMs: number;
+  /** What the health check fetches; unset: it makes no request and says so. */
+  readonly healthUrl?: string | undefined;
   readonly pool: HttpPool;
   readonly breaker: CircuitBreaker;
   readonly resolve?: Resolver;
@@ -144,8 +147,12 @@ export class WebFetch implements Integration {
     return { url: raw, status: res.status, content_type: res.contentType, text: /html/i.test(res.contentType) ? htmlToText(res.text) : res.text, truncated: res.truncated };
   }
 
-  async check(): Promise<Record<string, unknown>> {
-    return { allow_private: this.#opts.allowPrivate, max_bytes: this.#opts.maxBytes, timeout_ms: this.#opts.timeoutMs };
+  /** Fetches FETCH_HEALTH_URL when it is set (a real request, through the guard); else says there is no probe. */
+  async check(signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const settings = { allow_private: this.#opts.allowPrivate, max_bytes: this.#opts.maxBytes, timeout_ms: this.#opts.timeoutMs };
+    if (!this.#opts.healthUrl) return { ...settings, probe: 'none (FETCH_HEALTH_URL is not set)' };
+    const page = await this.fetch(this.#opts.healthUrl, signal);
+    return { ...settings, probe: this.#opts.healthUrl, http_status: page.status };
   }
 
   breakerState(): string {
@@ -153,15 +160,21 @@ export class WebFetch implements Integration {
   }
 }
 
-/** The readable text of an HTML page: no scripts, styles or tags; entities and whitespace tidied. */
+/**
+ * The readable text of an HTML page (html-to-text: scripts, styles and images dropped, links as
+ * their text, entities decoded, no line wrapping). `maxInputLength` bounds the parser's work.
+ */
 export function htmlToText(html: string): string {
-  return html
-    .replace(/<(script|style|noscript|template)[^>]*>[\s\S]*?<\/\1>/gi, ' ')
-    .replace(/<!--[\s\S]*?-->/g, ' ')
-    .replace(/<(br|p|div|li|h[1-6]|tr)[^>]*>/gi, '\n')
-    .replace(/<[^>]+>/g, ' ')
-    .replace(/&nbsp;/g, ' ').replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'")
-    .replace(/[ \t]+/g, ' ')
-    .replace(/\s*\n\s*/g, '\n')
-    .trim();
+  return convert(html, {
+    wordwrap: false,
+    limits: { maxInputLength: 2_000_000 },
+    selectors: [
+      { selector: 'a', options: { ignoreHref: true } },
+      { selector: 'img', format: 'skip' },
+      { selector: 'h1', options: { uppercase: false } },
+      { selector: 'h2', options: { uppercase: false } },
+      { selector: 'h3', options: { uppercase: false } },
+      { selector: 'table', format: 'dataTable' },
+    ],
+  }).trim();
 }

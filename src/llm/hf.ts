@@ -77,8 +77,24 @@ export class HfProvider extends HttpProvider implements LlmProvider {
     return info.model_id ? [info.model_id] : [];
   }
 
+  /**
+   * TGI's native API has no tools, no structured output and no presence penalty; it takes
+   * `stop`, `seed` and `frequency_penalty`.
+   */
+  unsupported(req: Pick<ProviderRequest, 'messages' | 'options'>): string | undefined {
+    const o = req.options ?? {};
+    if (o.tools) return 'tools';
+    if (o.toolChoice !== undefined && o.toolChoice !== 'none') return 'tool_choice';
+    if (o.parallelToolCalls !== undefined) return 'parallel_tool_calls';
+    if (o.responseFormat && o.responseFormat.type !== 'text') return 'response_format';
+    if (o.presencePenalty !== undefined) return 'presence_penalty';
+    if (req.messages.some((m) => m.role === 'tool' || (m.toolCalls?.length ?? 0) > 0)) return 'messages (tool calls and tool results)';
+    return undefined;
+  }
+
   #body(req: ProviderRequest) {
     const sampling = req.temperature > 0;
+    const o = req.options ?? {};
     return {
       inputs: flatten(req.messages),
       parameters: {
@@ -89,6 +105,9 @@ export class HfProvider extends HttpProvider implements LlmProvider {
         ...(sampling && req.topP > 0 && req.topP < 1 ? { top_p: req.topP } : {}),
         details: true,
         decoder_input_details: true,
+        ...(o.stop ? { stop: o.stop } : {}),
+        ...(o.seed !== undefined ? { seed: o.seed } : {}),
+        ...(o.frequencyPenalty !== undefined ? { frequency_penalty: o.frequencyPenalty } : {}),
       },
     };
   }

@@ -1,11 +1,22 @@
 import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
-import type { Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
+import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, ToolCall } from './types';
+
+interface WireToolCall {
+  index?: number;
+  id?: string;
+  type?: string;
+  function?: { name?: string; arguments?: string };
+}
 
 interface OpenAiCompletion {
   model?: string;
-  choices?: Array<{ message?: { content?: string | null }; delta?: { content?: string | null }; finish_reason?: string | null }>;
+  choices?: Array<{
+    message?: { content?: string | null; tool_calls?: WireToolCall[] | null };
+    delta?: { content?: string | null; tool_calls?: WireToolCall[] | null };
+    finish_reason?: string | null;
+  }>;
   usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
   error?: { message?: string };
 }
@@ -28,12 +39,16 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
     const res = await this.call(`${this.#v1}/chat/completions`, { body: this.#body(req, false), signal: req.signal, model: req.model });
     const out = await this.json<OpenAiCompletion>(res, 'POST /v1/chat/completions', req.signal);
     const choice = out.choices?.[0];
-    if (typeof choice?.message?.content !== 'string') throw new UpstreamBadResponse('the completion has no choices[0].message.content');
+    const toolCalls = (choice?.message?.tool_calls ?? []).map(fromWire);
+    if (typeof choice?.message?.content !== 'string' && toolCalls.length === 0) {
+      throw new UpstreamBadResponse('the completion has no choices[0].message.content');
+    }
     return {
-      text: choice.message.content,
+      text: choice?.message?.content ?? '',
       model: out.model ?? req.model,
       usage: { inputTokens: out.usage?.prompt_tokens ?? 0, outputTokens: out.usage?.completion_tokens ?? 0 },
-      finishReason: choice.finish_reason ?? undefined,
+      finishReason: choice?.finish_reason ?? undefined,
+      ...(toolCalls.length > 0 ? { toolCalls } : {}),
     };
   }
 
@@ -48,9 +63,12 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
     let finish: string | undefined;
     let usage = { inputTokens: 0, outputTokens: 0 };
     let chunks = 0;
+    // Tool calls arrive in pieces keyed by index (id and name first, then the arguments' text).
+    const calls = new Map<number, { id: string; name: string; arguments: string }>();
     try {
       for await (const data of sseData(body)) {
         if (data.trim() === '[DONE]') {
+          if (calls.size > 0) yield { type: 'tool_calls', calls: [...calls.values()] };
           yield { type: 'done', model, usage: usage.outputTokens ? usage : { ...usage, outputTokens: chunks }, finishReason: finish };
           return;
         }
@@ -65,6 +83,14 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
         if (msg.usage) usage = { inputTokens: msg.usage.prompt_tokens ?? 0, outputTokens: msg.usage.completion_tokens ?? 0 };
         const choice = msg.choices?.[0];
         if (choice?.finish_reason) finish = choice.finish_reason;
+        for (const part of choice?.delta?.tool_calls ?? []) {
+          const index = part.index ?? calls.size;
+          const call = calls.get(index) ?? { id: '', name: '', arguments: '' };
+          if (part.id) call.id = part.id;
+          if (part.function?.name) call.name += part.function.name;
+          if (part.function?.arguments) call.arguments += part.function.arguments;
+          calls.set(index, call);
+        }
         const text = choice?.delta?.content ?? '';
         if (text.length > 0) {
           chunks++;
@@ -83,15 +109,46 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
     return (out.data ?? []).map((m) => m.id ?? '').filter(Boolean);
   }
 
+  /** An OpenAI-compatible server takes every setting as it is. */
+  unsupported(): string | undefined {
+    return undefined;
+  }
+
   #body(req: ProviderRequest, stream: boolean) {
+    const o = req.options ?? {};
     return {
       model: req.model,
-      messages: req.messages,
+      messages: req.messages.map(toWire),
       temperature: req.temperature,
       top_p: req.topP,
       max_tokens: req.maxTokens,
       stream,
       ...(stream ? { stream_options: { include_usage: true } } : {}),
+      ...(o.tools ? { tools: o.tools } : {}),
+      ...(o.toolChoice !== undefined ? { tool_choice: o.toolChoice } : {}),
+      ...(o.parallelToolCalls !== undefined ? { parallel_tool_calls: o.parallelToolCalls } : {}),
+      ...(o.responseFormat ? { response_format: o.responseFormat } : {}),
+      ...(o.stop ? { stop: o.stop } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(o.presencePenalty !== undefined ? { presence_penalty: o.presencePenalty } : {}),
+      ...(o.frequencyPenalty !== undefined ? { frequency_penalty: o.frequencyPenalty } : {}),
+      ...(o.user !== undefined ? { user: o.user } : {}),
     };
   }
+}
+
+/** A message in OpenAI's wire form: an assistant that only calls tools has `content: null`. */
+function toWire(m: ChatMessage): Record<string, unknown> {
+  if (m.role === 'tool') return { role: 'tool', content: m.content, tool_call_id: m.toolCallId ?? '' };
+  if (m.role === 'assistant' && m.toolCalls?.length) {
+    return {
+      role: 'assistant', content: m.content === '' ? null : m.content,
+      tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })),
+    };
+  }
+  return { role: m.role, content: m.content };
+}
+
+function fromWire(c: WireToolCall, i: number): ToolCall {
+  return { id: c.id ?? `call_${i}`, name: c.function?.name ?? '', arguments: c.function?.arguments ?? '{}' };
 }

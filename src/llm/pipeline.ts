@@ -117,10 +117,12 @@ export class ChatPipeline {
     const { cache } = this.stages;
     async function* remember(): AsyncGenerator<StreamEvent> {
       let text = '';
+      let toolCalls: Completion['toolCalls'];
       try {
         for await (const ev of upstream) {
           if (ev.type === 'delta') text += ev.text;
-          else cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, backend: backend.name });
+          else if (ev.type === 'tool_calls') toolCalls = ev.calls;
+          else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, backend: backend.name, ...(toolCalls ? { toolCalls } : {}) });
           yield ev;
         }
       } finally {
@@ -188,5 +190,6 @@ export class ChatPipeline {
 
 async function* replay(c: Completion): AsyncGenerator<StreamEvent> {
   if (c.text.length > 0) yield { type: 'delta', text: c.text };
+  if (c.toolCalls?.length) yield { type: 'tool_calls', calls: c.toolCalls };
   yield { type: 'done', model: c.model, usage: c.usage, finishReason: c.finishReason };
 }

@@ -35,8 +35,10 @@ export interface ResponseCacheSnapshot {
 
 /** What identifies a response: exactly what the backend is sent, where it came in, and for whom. */
 export interface CacheKeyParts {
-  /** The messages sent to the backend (not a description of them). */
-  readonly messages: readonly { readonly role: string; readonly content: string }[];
+  /** The messages sent to the backend (not a description of them), with their tool calls and tool-call ids. */
+  readonly messages: readonly { readonly role: string; readonly content: string; readonly toolCalls?: unknown; readonly toolCallId?: string | undefined }[];
+  /** Tools and other settings sent with the messages (`tools`, `response_format`, `stop`, ...): they change the answer. */
+  readonly options?: unknown;
   readonly model: string;
   readonly temperature: number;
   readonly topP: number;
@@ -48,13 +50,18 @@ export interface CacheKeyParts {
 }
 
 /**
- * SHA-256 of what is sent (messages, model, temperature, top_p, max_tokens) plus the route and the
- * scope. Keyed on the messages themselves, a `/chat` prompt that happens to equal the JSON of a
+ * SHA-256 of what is sent (messages with their tool calls, model, temperature, top_p, max_tokens,
+ * tools and the other pass-through settings) plus the route and the scope. Keyed on the messages themselves, a `/chat` prompt that happens to equal the JSON of a
  * `/v1` conversation cannot collide with it; scoped per client, `X-Cache: hit` tells a client only
  * about its own earlier questions.
  */
 export function cacheKey(p: CacheKeyParts): string {
-  return createHash('sha256').update(JSON.stringify([p.route, p.scope, p.messages.map((m) => [m.role, m.content]), p.model, p.temperature, p.topP, p.maxTokens])).digest('hex');
+  const messages = p.messages.map((m) => (m.toolCalls !== undefined || m.toolCallId !== undefined
+    ? [m.role, m.content, m.toolCalls ?? null, m.toolCallId ?? null]
+    : [m.role, m.content]));
+  const parts: unknown[] = [p.route, p.scope, messages, p.model, p.temperature, p.topP, p.maxTokens];
+  if (p.options !== undefined) parts.push(p.options);
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
 
 /**

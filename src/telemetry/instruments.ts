@@ -397,6 +397,16 @@ export const INSTRUMENTS = {
     description: 'Background summary calls by outcome: ok, failed, stale (superseded), skipped (too many in flight).',
     attributes: ['vega.summary.outcome'],
   },
+  toolCalls: {
+    name: 'vega.tool.calls', kind: 'counter', unit: '{call}',
+    description: 'Tool calls a /chat model asked for, by tool (unknown names as "unknown") and outcome: ok, invalid_arguments, unknown_tool, disabled, failed.',
+    attributes: ['gen_ai.tool.name', 'vega.tool.outcome'],
+  },
+  toolDuration: {
+    name: 'vega.tool.duration', kind: 'histogram', unit: 's',
+    description: 'Duration of one tool call, from validation to its result (integration calls included).',
+    attributes: ['gen_ai.tool.name', 'vega.tool.outcome'], buckets: LLM_SECONDS,
+  },
   spansDropped: {
     name: 'vega.traces.spans_dropped', kind: 'observableCounter', unit: '{span}',
     description: 'Finished spans the batch span processor dropped because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: they never reach the collector.',

@@ -24,12 +24,10 @@ afterAll(async () => {
 });
 
 describe('a config reload', () => {
-  it('applies MODEL_NAME to /v1/models and /chat alike, and logs what changed and what waits', async () => {
+  it('applies MODEL_NAME to /chat at once, and logs what changed and what waits', async () => {
     writeFileSync(join(dir, '.env'), 'MODEL_NAME=test-model\nRATE_LIMIT_GLOBAL_BURST=50\n');
     const res = await fetch(`${vega.url}/admin/resources/cache/invalidate`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } });
     expect(res.status).toBe(200);
-    const models = await jsonOf(await fetch(`${vega.url}/v1/models`, { headers: { 'x-api-key': TEST_KEY } }));
-    expect(models.data.map((m: { id: string }) => m.id)).toEqual(['test-model']);
     const chat = await postJson(vega.url, '/chat', { prompt: 'which model?' });
     expect(chat.status).toBe(200);
     expect((await jsonOf(chat)).model).toMatch(/^test-model/);

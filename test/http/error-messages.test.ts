@@ -43,7 +43,7 @@ describe('error messages', () => {
       expect((await jsonOf(res)).error.message).toBe(message);
     }
     const v1 = await postJson(vega.url, '/v1/chat/completions', { messages: [{ role: 'robot', content: 'x' }] });
-    expect((await jsonOf(v1)).error.message).toBe("Field 'messages.0.role' must be one of: system, user, assistant.");
+    expect((await jsonOf(v1)).error.message).toBe("Field 'messages.0.role' must be one of: system, developer, user, assistant, tool.");
   });
 
   it('states the limit in a 413', async () => {

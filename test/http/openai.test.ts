@@ -106,3 +106,167 @@ describe('LLM_BACKEND=openai and LLM_BACKEND=hf', () => {
     });
   }
 });
+
+describe('the whole OpenAI face: tools, message forms, pass-through, models', () => {
+  const tools: OpenAI.ChatCompletionTool[] = [
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather', description: 'The weather in a city',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+        strict: true,
+      },
+    },
+    { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } },
+  ];
+  let upstream: FakeOpenAi;
+  let v: VegaProcess;
+  let oa: OpenAI;
+  beforeAll(async () => {
+    upstream = await FakeOpenAi.start();
+    v = await startVega({ env: { LLM_BACKEND: 'openai', LLM_BASE_URL: upstream.url, MODEL_NAME: 'gpt-fake' } });
+    oa = new OpenAI({ baseURL: `${v.url}/v1`, apiKey: TEST_KEY, maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await v?.stop();
+    v?.cleanup();
+    await upstream?.close();
+  });
+
+  it('returns the backend\'s tool calls in OpenAI form, and the backend received exactly the client\'s tools', async () => {
+    upstream.toolCalls = [{ name: 'get_weather', arguments: '{"city":"Oslo"}' }];
+    const out = await oa.chat.completions.create({
+      model: 'gpt-fake', messages: [{ role: 'user', content: 'weather in Oslo?' }], tools, tool_choice: 'auto', parallel_tool_calls: true,
+    });
+    expect(out.choices[0]!.finish_reason).toBe('tool_calls');
+    expect(out.choices[0]!.message.content).toBeNull();
+    expect(out.choices[0]!.message.tool_calls).toEqual([{ id: 'call_fake_0', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }]);
+    const sent = upstream.calls.at(-1)!.body!;
+    expect(sent.tools).toEqual(tools);
+    expect(sent.tool_choice).toBe('auto');
+    expect(sent.parallel_tool_calls).toBe(true);
+  });
+
+  it('streams tool calls as tool_calls deltas, with usage in the last chunk', async () => {
+    upstream.toolCalls = [{ name: 'get_weather', arguments: '{"city":"Bergen"}' }, { name: 'get_time', arguments: '{}' }];
+    const stream = await oa.chat.completions.create({
+      model: 'gpt-fake', messages: [{ role: 'user', content: 'weather and time?' }], tools, stream: true, stream_options: { include_usage: true },
+    });
+    const calls: Array<{ id?: string; name: string; arguments: string }> = [];
+    let finish: string | null | undefined;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    let lastHadUsage = false;
+    for await (const chunk of stream) {
+      for (const d of chunk.choices[0]?.delta?.tool_calls ?? []) {
+        const c = (calls[d.index] ??= { name: '', arguments: '' });
+        if (d.id) c.id = d.id;
+        c.name += d.function?.name ?? '';
+        c.arguments += d.function?.arguments ?? '';
+      }
+      finish ??= chunk.choices[0]?.finish_reason;
+      usage ??= chunk.usage;
+      lastHadUsage = Boolean(chunk.usage);
+    }
+    expect(calls).toEqual([
+      { id: 'call_fake_0', name: 'get_weather', arguments: '{"city":"Bergen"}' },
+      { id: 'call_fake_1', name: 'get_time', arguments: '{}' },
+    ]);
+    expect(finish).toBe('tool_calls');
+    expect(lastHadUsage).toBe(true);
+    expect(usage).toMatchObject({ prompt_tokens: 10, completion_tokens: 5 });
+    expect(upstream.calls.at(-1)!.body!.tools).toEqual(tools);
+  });
+
+  it('sends tool and developer messages, an assistant tool call with content null and text parts; passes the settings through; stores the conversation whole', async () => {
+    upstream.toolCalls = undefined;
+    const session = `v1-whole-${Date.now()}`;
+    const out = await oa.chat.completions.create({
+      model: 'gpt-fake',
+      messages: [
+        { role: 'developer', content: 'answer in one word' },
+        { role: 'user', content: [{ type: 'text', text: 'weather ' }, { type: 'text', text: 'in Oslo?' }] },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+        { role: 'tool', tool_call_id: 'call_1', content: 'sunny, 21 C' },
+        { role: 'user', content: 'so?' },
+      ],
+      tools, response_format: { type: 'json_object' }, stop: ['\n\n'], seed: 7, presence_penalty: 0.5, frequency_penalty: 0.25, user: 'end-user-1',
+      store: false, metadata: { k: 'v' }, logprobs: false,
+    }, { headers: { 'X-Session-ID': session } });
+    expect(out.choices[0]!.message.content).toBe('Echo: so?');
+    const sent = upstream.calls.at(-1)!.body!;
+    expect(sent.messages).toEqual([
+      { role: 'system', content: 'answer in one word' },
+      { role: 'user', content: 'weather in Oslo?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+      { role: 'tool', content: 'sunny, 21 C', tool_call_id: 'call_1' },
+      { role: 'user', content: 'so?' },
+    ]);
+    expect(sent).toMatchObject({ response_format: { type: 'json_object' }, stop: ['\n\n'], seed: 7, presence_penalty: 0.5, frequency_penalty: 0.25, user: 'end-user-1' });
+    expect(sent).not.toHaveProperty('store');
+    expect(sent).not.toHaveProperty('metadata');
+    const history = await jsonOf(await fetch(`${v.url}/sessions/${session}/history`, { headers: { 'x-api-key': TEST_KEY } }));
+    expect(history.items[0].prompt).toBe('so?');
+    expect(history.items[0].messages).toHaveLength(5);
+    expect(history.items[0].messages[2]).toMatchObject({ role: 'assistant', content: '', tool_calls: [{ id: 'call_1', name: 'get_weather' }] });
+    expect(history.items[0].messages[3]).toMatchObject({ role: 'tool', tool_call_id: 'call_1' });
+  });
+
+  it('answers 400 naming a field it cannot honour', async () => {
+    for (const [extra, field] of [[{ logprobs: true }, 'logprobs'], [{ n: 2 }, 'n'], [{ tool_choice: { type: 'function', function: { name: 'nope' } }, tools }, 'tool_choice']] as const) {
+      const res = await postJson(v.url, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], ...extra });
+      expect(res.status).toBe(400);
+      expect((await jsonOf(res)).error.message).toContain(field);
+    }
+  });
+
+  it('lists the backend\'s models and answers for one', async () => {
+    const list = await oa.models.list();
+    expect(list.data.map((m) => m.id)).toEqual(['gpt-fake']);
+    expect((await oa.models.retrieve('gpt-fake')).id).toBe('gpt-fake');
+    await expect(oa.models.retrieve('no-such-model')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+});
+
+describe('tools through /v1 to Ollama, and fields TGI cannot honour', () => {
+  it('ollama: the client\'s tools reach /api/chat, the model\'s calls come back in OpenAI form (both modes)', async () => {
+    fake.behave({ toolCalls: [{ name: 'get_weather', arguments: { city: 'Oslo' } }] });
+    try {
+      const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+      const out = await client.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'weather?' }], tools, seed: 3, stop: 'END' });
+      expect(out.choices[0]!.finish_reason).toBe('tool_calls');
+      expect(out.choices[0]!.message.tool_calls?.[0]).toMatchObject({ type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } });
+      const sent = fake.generations.at(-1)!.body!;
+      expect(sent.tools).toEqual(tools);
+      expect(sent.options).toMatchObject({ seed: 3, stop: ['END'] });
+
+      const stream = await client.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'weather, streamed?' }], tools, stream: true });
+      const names: string[] = [];
+      for await (const chunk of stream) for (const d of chunk.choices[0]?.delta?.tool_calls ?? []) if (d.function?.name) names.push(d.function.name);
+      expect(names).toEqual(['get_weather']);
+      expect(fake.generations.at(-1)!.body!.tools).toEqual(tools);
+
+      const refused = await postJson(vega.url, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], tools, tool_choice: 'required' });
+      expect(refused.status).toBe(400);
+      expect((await jsonOf(refused)).error.message).toContain('tool_choice');
+    } finally {
+      fake.behave({});
+    }
+  });
+
+  it('hf: tools are a 400 naming the field', async () => {
+    const upstream = await FakeOpenAi.start();
+    const v = await startVega({ env: { LLM_BACKEND: 'hf', LLM_BASE_URL: upstream.url } });
+    try {
+      const res = await postJson(v.url, '/v1/chat/completions', {
+        messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }],
+      });
+      expect(res.status).toBe(400);
+      expect((await jsonOf(res)).error.message).toContain('tools');
+      expect(upstream.calls.filter((c) => c.path.startsWith('/generate'))).toHaveLength(0);
+    } finally {
+      await v.stop();
+      v.cleanup();
+      await upstream.close();
+    }
+  });
+});

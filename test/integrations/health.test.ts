@@ -38,9 +38,12 @@ afterAll(async () => {
 
 describe('GET /admin/integrations/health', () => {
   let vega: VegaProcess;
+  let ollama: FakeOllama;
   beforeAll(async () => {
+    ollama = await FakeOllama.start();
     vega = await startVega({
       env: {
+        LLM_BASE_URL: ollama.url,
         SEARCH_URL: `${base}/search`,
         HOME_ASSISTANT_URL: `${base}/ha`, HOME_ASSISTANT_TOKEN: 'ha-secret-token-123456',
         GITHUB_API_URL: `${base}/gh`, GITHUB_TOKEN: 'ghp_secret_token_123456',
@@ -51,6 +54,7 @@ describe('GET /admin/integrations/health', () => {
   afterAll(async () => {
     await vega?.stop();
     vega?.cleanup();
+    await ollama?.close();
   });
   const health = (query = '') => fetch(`${vega.url}/admin/integrations/health${query}`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
 
@@ -69,6 +73,27 @@ describe('GET /admin/integrations/health', () => {
     expect(byName.slack.status).toBe('disabled');
     expect(byName.hunter.status).toBe('disabled');
     expect(byName.web_fetch.status).toBe('disabled');
+  });
+
+  it('lists the LLM backend (reachable, models, default model present) and the database (a query)', async () => {
+    const report = await health();
+    const byName = Object.fromEntries(report.integrations.map((i: { name: string }) => [i.name, i]));
+    expect(byName.llm_backend).toMatchObject({
+      status: 'healthy', detail: { backend: 'ollama', models: 2, default_model: 'llama3.2', default_model_present: true },
+    });
+    expect(byName.database).toMatchObject({ status: 'healthy', detail: { system: 'sqlite' } });
+    expect(ollama.calls.some((c) => c.path === '/api/tags')).toBe(true);
+
+    ollama.behave({ models: ['other-model:latest'] });
+    try {
+      const degraded = await health();
+      const llm = degraded.integrations.find((i: { name: string }) => i.name === 'llm_backend');
+      expect(llm).toMatchObject({ status: 'degraded', detail: { default_model_present: false } });
+      expect(llm.error).toContain("'llama3.2'");
+      expect(degraded.status).toBe('degraded');
+    } finally {
+      ollama.behave({});
+    }
   });
 
   it('reports one that hangs past the timeout as unhealthy with a timeout error, and the rest as they are', async () => {
@@ -130,5 +155,27 @@ describe('vega verify', () => {
     expect(run.code).toBe(1);
     expect(run.output).toMatch(/❌ integration github: unhealthy/);
     expect((await runVega({ API_KEY: TEST_KEY, PORT: 'x' }, ['verify'])).code).toBe(1);
+  });
+});
+
+describe('web fetch health', () => {
+  it('says it has no probe without FETCH_HEALTH_URL, and makes a real request with it; a dead backend is unhealthy', async () => {
+    const v = await startVega({ env: { FETCH_ENABLED: 'true', FETCH_ALLOW_PRIVATE: 'true', FETCH_HEALTH_URL: `${base}/probe` } });
+    const plain = await startVega({ env: { FETCH_ENABLED: 'true' } });
+    try {
+      const get = (url: string) => fetch(`${url}/admin/integrations/health?timeout=5`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
+      const probed = (await get(v.url)).integrations;
+      expect(probed.find((i: { name: string }) => i.name === 'web_fetch')).toMatchObject({ status: 'healthy', detail: { probe: `${base}/probe`, http_status: 200 } });
+      expect(seen.some((s) => s.path === '/probe')).toBe(true);
+      // The default backend address of the tests (the discard port) does not answer.
+      expect(probed.find((i: { name: string }) => i.name === 'llm_backend').status).toBe('unhealthy');
+      const unprobed = (await get(plain.url)).integrations.find((i: { name: string }) => i.name === 'web_fetch');
+      expect(unprobed).toMatchObject({ status: 'healthy', detail: { probe: 'none (FETCH_HEALTH_URL is not set)' } });
+    } finally {
+      await v.stop();
+      v.cleanup();
+      await plain.stop();
+      plain.cleanup();
+    }
   });
 });

@@ -54,7 +54,7 @@ describe('web fetch', () => {
   it('fetches a loopback page when FETCH_ALLOW_PRIVATE is set, and reduces HTML to text', async () => {
     const page = await fetcher(true).fetch(`http://127.0.0.1:${port}/page`);
     expect(page.status).toBe(200);
-    expect(page.text).toBe(`Title\nHello & welcome\nhost=127.0.0.1:${port}`);
+    expect(page.text).toBe(`Title\n\nHello & welcome\n\nhost=127.0.0.1:${port}`);
   });
 
   it('cuts a body at the size limit and says so', async () => {

@@ -13,6 +13,17 @@ describe('cacheKey', () => {
     ];
     for (const v of variants) expect(cacheKey({ ...parts, ...v })).not.toBe(cacheKey(parts));
   });
+
+  it('differs by the tools and settings sent, and by the tool calls and tool results in the messages', () => {
+    const tools = { tools: [{ type: 'function', function: { name: 'f' } }] };
+    expect(cacheKey({ ...parts, options: tools })).not.toBe(cacheKey(parts));
+    expect(cacheKey({ ...parts, options: tools })).not.toBe(cacheKey({ ...parts, options: { tools: [{ type: 'function', function: { name: 'g' } }] } }));
+    expect(cacheKey({ ...parts, options: { stop: ['x'] } })).not.toBe(cacheKey({ ...parts, options: { stop: ['y'] } }));
+    const call = (args: string) => ({ ...parts, messages: [...parts.messages, { role: 'assistant', content: '', toolCalls: [{ id: 'c', name: 'f', arguments: args }] }] });
+    expect(cacheKey(call('{"a":1}'))).not.toBe(cacheKey(call('{"a":2}')));
+    const result = (id: string) => ({ ...parts, messages: [...parts.messages, { role: 'tool', content: 'r', toolCallId: id }] });
+    expect(cacheKey(result('c1'))).not.toBe(cacheKey(result('c2')));
+  });
 });
 
 describe('ResponseCache', () => {

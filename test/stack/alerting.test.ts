@@ -140,8 +140,10 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
 
     vega = await startVega({
       env: {
-        LLM_BASE_URL: `http://127.0.0.1:${relayPort}`, BREAKER_FAILURE_THRESHOLD: '2', BREAKER_OPEN_BASE_S: '1',
-        BREAKER_OPEN_MAX_S: '1', BREAKER_HALF_OPEN_SUCCESSES: '1', RETRY_MAX_RETRIES: '0',
+        // The breaker stays open (a long open timeout) until the recovery probe, every second,
+        // finds the backend back: the alert sees an open breaker for as long as the outage lasts.
+        LLM_BASE_URL: `http://127.0.0.1:${relayPort}`, BREAKER_FAILURE_THRESHOLD: '2', BREAKER_OPEN_BASE_S: '60',
+        BREAKER_OPEN_MAX_S: '60', BREAKER_HALF_OPEN_SUCCESSES: '1', BREAKER_PROBE_INTERVAL_S: '1', RETRY_MAX_RETRIES: '0',
       },
     });
 

@@ -32,6 +32,15 @@ export interface FakeOllamaBehaviour {
   rawBody?: string;
   /** Models listed by /api/tags. */
   models: string[];
+  /**
+   * Tool calls in Ollama's form (arguments as an object): a chat that offers tools and does not
+   * end in a tool result is answered with these (in the first streamed message, as Ollama does).
+   */
+  toolCalls?: Array<{ name: string; arguments: Record<string, unknown> }>;
+  /** With toolCalls: ask for them after tool results too (a model that never stops calling). */
+  toolCallsAlways?: boolean;
+  /** Answer 400 "does not support tools" to a chat that offers tools, as Ollama does for such models. */
+  noToolSupport?: boolean;
 }
 
 export interface RecordedCall {
@@ -139,6 +148,19 @@ export class FakeOllama {
       return json(res, 404, { error: `model "${model}" not found, try pulling it first` });
     }
     const isChat = path === '/api/chat';
+    const offersTools = isChat && Array.isArray(body?.tools);
+    if (offersTools && b.noToolSupport) return json(res, 400, { error: `registry.ollama.ai/library/${model}:latest does not support tools` });
+    const lastRole = (body?.messages as Array<{ role?: string }> | undefined)?.at(-1)?.role;
+    if (offersTools && b.toolCalls && (lastRole !== 'tool' || b.toolCallsAlways)) {
+      const calls = b.toolCalls.map((c) => ({ function: { name: c.name, arguments: c.arguments } }));
+      const stats = { prompt_eval_count: 12, eval_count: 6 };
+      const at = new Date().toISOString();
+      if (body?.stream === false) return json(res, 200, { model, created_at: at, message: { role: 'assistant', content: '', tool_calls: calls }, done_reason: 'stop', done: true, ...stats });
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write(`${JSON.stringify({ model, created_at: at, message: { role: 'assistant', content: '', tool_calls: calls }, done: false })}\n`);
+      res.end(`${JSON.stringify({ model, created_at: at, message: { role: 'assistant', content: '' }, done_reason: 'stop', done: true, ...stats })}\n`);
+      return;
+    }
     const prompt = isChat
       ? String((body?.messages as Array<{ content?: string }> | undefined)?.at(-1)?.content ?? '')
       : String(body?.prompt ?? '');

@@ -11,11 +11,14 @@ export interface FakeCall {
  * An OpenAI-compatible server (`/v1/chat/completions` as JSON or SSE ending in `data: [DONE]`,
  * with a usage chunk when `stream_options.include_usage`; `/v1/models`) that is also a Hugging
  * Face TGI server (`/generate`, `/generate_stream` as SSE of tokens, `/info`), on 127.0.0.1.
- * Replies echo the last user message in three pieces.
+ * Replies echo the last user message in three pieces. With `toolCalls` set, a request that offers
+ * tools and does not end in a tool result is answered with those calls (content null), streamed
+ * as OpenAI does: the id and name first, then the arguments' text in two pieces.
  */
 export class FakeOpenAi {
   readonly calls: FakeCall[] = [];
   failStatus: number | undefined;
+  toolCalls: Array<{ name: string; arguments: string }> | undefined;
   readonly #server: Server;
 
   private constructor() {
@@ -57,6 +60,9 @@ export class FakeOpenAi {
     const prompt = path.startsWith('/generate') ? String(body?.inputs ?? '') : messages.filter((m) => m.role === 'user').at(-1)?.content ?? '';
     const pieces = ['Echo', ': ', prompt];
     const model = String(body?.model ?? 'gpt-fake');
+    if (path === '/v1/chat/completions' && this.toolCalls && Array.isArray(body?.tools) && messages.at(-1)?.role !== 'tool') {
+      return this.#answerWithTools(this.toolCalls, model, Boolean(body?.stream), res);
+    }
     if (path === '/v1/chat/completions' && !body?.stream) {
       return json(200, {
         id: 'chatcmpl-1', object: 'chat.completion', created: 1, model,
@@ -88,5 +94,29 @@ export class FakeOpenAi {
       return;
     }
     json(404, { error: 'not found' });
+  }
+
+  #answerWithTools(calls: Array<{ name: string; arguments: string }>, model: string, stream: boolean, res: ServerResponse): void {
+    const usage = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 };
+    if (!stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({
+        id: 'chatcmpl-t', object: 'chat.completion', created: 1, model, usage,
+        choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: calls.map((c, i) => ({ id: `call_fake_${i}`, type: 'function', function: c })) } }],
+      }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const chunk = (delta: unknown, finish: string | null = null) =>
+      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
+    calls.forEach((c, i) => {
+      const half = Math.floor(c.arguments.length / 2);
+      chunk({ ...(i === 0 ? { role: 'assistant', content: null } : {}), tool_calls: [{ index: i, id: `call_fake_${i}`, type: 'function', function: { name: c.name, arguments: '' } }] });
+      chunk({ tool_calls: [{ index: i, function: { arguments: c.arguments.slice(0, half) } }] });
+      chunk({ tool_calls: [{ index: i, function: { arguments: c.arguments.slice(half) } }] });
+    });
+    chunk({}, 'tool_calls');
+    res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [], usage })}\n\n`);
+    res.end('data: [DONE]\n\n');
   }
 }

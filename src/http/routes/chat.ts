@@ -6,6 +6,7 @@ import type { Context } from 'koa';
 import type { ChatService } from '../../llm/chat-service';
 import type { SessionContext } from '../../sessions/context';
 import type { StreamEvent } from '../../llm/types';
+import type { ToolResult } from '../../tools/runner';
 import { errorBody, streamFailed } from '../error-body';
 import { guardStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
@@ -58,6 +59,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
       maxTokens: body.max_tokens,
       source: 'chat',
       clientId,
+      serverTools: body.tools !== false,
     };
     const signal = clientGone(ctx);
     const correlationId = ctx.state.correlationId ?? '';
@@ -73,6 +75,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
         correlation_id: correlationId,
         cached: out.cached,
         usage: { input_tokens: out.usage.inputTokens, output_tokens: out.usage.outputTokens },
+        ...(out.toolResults?.length ? { tool_calls: out.toolResults.map(toolCallView) } : {}),
       };
       return;
     }
@@ -97,6 +100,11 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
   });
 }
 
+/** A server-side tool call as a /chat reply shows it. */
+function toolCallView(r: ToolResult) {
+  return { id: r.id, name: r.name, arguments: r.arguments, outcome: r.outcome, duration_ms: Math.round(r.durationMs) };
+}
+
 type Frame = (event: string, data: unknown) => string;
 const sseFrame: Frame = (event, data) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 const ndjsonFrame: Frame = (event, data) => `${JSON.stringify({ type: event, ...(data as object) })}\n`;
@@ -112,7 +120,9 @@ async function* frames(
     for await (const ev of events) {
       if (ev.type === 'delta') {
         yield frame('chunk', { delta: ev.text });
-      } else {
+      } else if (ev.type === 'tool') {
+        yield frame('tool', { id: ev.id, name: ev.name, status: ev.status });
+      } else if (ev.type === 'done') {
         yield frame('done', {
           ...done, model: ev.model, finish_reason: ev.finishReason ?? null,
           usage: { input_tokens: ev.usage.inputTokens, output_tokens: ev.usage.outputTokens },
