@@ -12,12 +12,20 @@ const PROMPT = 'how fast is the gateway';
 
 function seq(url, count, opts) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(__dirname, 'seq-client.js'), url, String(count), JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(__dirname, 'seq-client.js'), url, String(count), JSON.stringify(opts)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`seq-client exited ${code}: ${err.slice(-400)}`))));
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.once('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`seq-client exited ${code}: ${err.slice(-400)}`)),
+    );
   });
 }
 
@@ -33,23 +41,41 @@ async function run({ runs = 3, quick = false } = {}) {
       try {
         const session = `bench-ctx-${r}`;
         for (let i = 0; i < 10; i++) {
-          const res = await fetch(`${vega.url}/chat`, { method: 'POST', headers: HEADERS, body: JSON.stringify({ prompt: `${PROMPT} ${i}`, session_id: session }) });
+          const res = await fetch(`${vega.url}/chat`, {
+            method: 'POST',
+            headers: HEADERS,
+            body: JSON.stringify({ prompt: `${PROMPT} ${i}`, session_id: session }),
+          });
           if (res.status !== 200) throw new Error(`seeding the session answered ${res.status}`);
         }
         first.push(await seq(`${vega.url}/chat`, n, { headers: HEADERS, body: { prompt: PROMPT } }));
         // Every turn here sends the 10 newest turns (the window stays full as the session grows).
         tenth.push(await seq(`${vega.url}/chat`, n, { headers: HEADERS, body: { prompt: PROMPT, session_id: session } }));
-      } finally { await vega.stop(); }
-      direct.push(await seq(`${upstream.url}/api/chat`, n, { headers: { 'content-type': 'application/json' }, body: { model: 'llama3.2', messages: [{ role: 'user', content: PROMPT }], stream: false } }));
+      } finally {
+        await vega.stop();
+      }
+      direct.push(
+        await seq(`${upstream.url}/api/chat`, n, {
+          headers: { 'content-type': 'application/json' },
+          body: { model: 'llama3.2', messages: [{ role: 'user', content: PROMPT }], stream: false },
+        }),
+      );
     }
-  } finally { await upstream.stop(); }
-  const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return { median: s[Math.floor((s.length - 1) / 2)], min: s[0], max: s[s.length - 1], runs: xs }; };
+  } finally {
+    await upstream.stop();
+  }
+  const med = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return { median: s[Math.floor((s.length - 1) / 2)], min: s[0], max: s[s.length - 1], runs: xs };
+  };
   const over = (xs) => med(xs.map((x, i) => x.p50 - direct[i].p50));
   return [
     { scenario: 'context.overhead p50, first turn (Vega - upstream, sequential)', unit: 'ms', ...over(first) },
     { scenario: 'context.overhead p50, turn with 10 earlier turns (Vega - upstream, sequential)', unit: 'ms', ...over(tenth) },
     {
-      scenario: 'context.read cost p50 (10-turn session - first turn)', unit: 'ms', ...med(tenth.map((t, i) => t.p50 - first[i].p50)),
+      scenario: 'context.read cost p50 (10-turn session - first turn)',
+      unit: 'ms',
+      ...med(tenth.map((t, i) => t.p50 - first[i].p50)),
       target: { op: '<=', value: 0.3, text: '<= 0.3 ms' },
       note: `p50 first ${med(first.map((x) => x.p50)).median.toFixed(3)} ms, 10 turns ${med(tenth.map((x) => x.p50)).median.toFixed(3)}, upstream ${med(direct.map((x) => x.p50)).median.toFixed(3)}`,
     },

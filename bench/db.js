@@ -23,9 +23,17 @@ class NullReader extends MetricReader {
 metrics.setGlobalMeterProvider(new MeterProvider({ readers: [new NullReader()] }));
 
 const record = (i, ts = Date.now()) => ({
-  ts, sessionId: `s${i % 1000}`, prompt: `prompt number ${i} with some ordinary text in it`,
+  ts,
+  sessionId: `s${i % 1000}`,
+  prompt: `prompt number ${i} with some ordinary text in it`,
   response: `response number ${i}, a little longer than the prompt as responses tend to be`,
-  model: 'llama3.2', source: 'chat', correlationId: `c${i}`, status: 'ok', inputTokens: 12, outputTokens: 24, latencyMs: 100,
+  model: 'llama3.2',
+  source: 'chat',
+  correlationId: `c${i}`,
+  status: 'ok',
+  inputTokens: 12,
+  outputTokens: 24,
+  latencyMs: 100,
 });
 
 async function freshDb(dir, name) {
@@ -50,9 +58,11 @@ async function insertsBatched(dir, n, concurrency) {
   const t0 = performance.now();
   let next = 0;
   // `concurrency` requests at a time, each waiting for its own commit, as chats do.
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) await log.log(record(next++));
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) await log.log(record(next++));
+    }),
+  );
   const s = (performance.now() - t0) / 1000;
   await db.knex.destroy();
   return n / s;
@@ -114,7 +124,15 @@ async function profilerOverhead(dir, n) {
   const total = { off: 0, on: 0 };
   const round = Math.max(100, Math.floor(n / 20));
   for (let r = 0; r < 20; r++) {
-    for (const [name, db] of r % 2 ? [['on', on], ['off', off]] : [['off', off], ['on', on]]) {
+    for (const [name, db] of r % 2
+      ? [
+          ['on', on],
+          ['off', off],
+        ]
+      : [
+          ['off', off],
+          ['on', on],
+        ]) {
       const t0 = performance.now();
       for (let i = 0; i < round; i++) await db.knex('conversations').where({ id: 1 }).first();
       total[name] += performance.now() - t0;
@@ -127,7 +145,16 @@ async function profilerOverhead(dir, n) {
 }
 
 function toRow(r) {
-  return { ts: r.ts, session_id: r.sessionId, prompt: r.prompt, response: r.response, model: r.model, source: r.source, correlation_id: r.correlationId, status: r.status };
+  return {
+    ts: r.ts,
+    session_id: r.sessionId,
+    prompt: r.prompt,
+    response: r.response,
+    model: r.model,
+    source: r.source,
+    correlation_id: r.correlationId,
+    status: r.status,
+  };
 }
 
 /** All database scenarios; each figure is the median of `runs` runs, with min and max. */
@@ -142,7 +169,10 @@ async function run({ runs = 3, quick = false } = {}) {
     const dbForRepeats = openDatabase(`sqlite:${join(dir, 'history.db')}`);
     const repo = new ConversationRepository(dbForRepeats.knex);
     for (let r = 0; r < runs; r++) {
-      for (const [name, fn] of [['global', (i) => repo.page({ limit: 50 })], ['session', (i) => repo.page({ limit: 50, sessionId: `s${i % 1000}` })]]) {
+      for (const [name, fn] of [
+        ['global', (i) => repo.page({ limit: 50 })],
+        ['session', (i) => repo.page({ limit: 50, sessionId: `s${i % 1000}` })],
+      ]) {
         const times = [];
         for (let i = 0; i < (quick ? 500 : 2000); i++) {
           const t = performance.now();
@@ -163,12 +193,37 @@ async function run({ runs = 3, quick = false } = {}) {
     return [
       { scenario: 'db.inserts.individual', unit: 'rows/s', ...individual, note: 'one transaction per row (repository.log)' },
       { scenario: 'db.inserts.batched', unit: 'rows/s', ...batched, note: 'group commit, 200 concurrent writers each awaiting its commit' },
-      { scenario: 'db.inserts.batched_vs_individual', unit: 'x', median: batched.median / individual.median, min: batched.min / individual.max, max: batched.max / individual.min, target: { op: '>=', value: 10, text: '>= 10x' } },
+      {
+        scenario: 'db.inserts.batched_vs_individual',
+        unit: 'x',
+        median: batched.median / individual.median,
+        min: batched.min / individual.max,
+        max: batched.max / individual.min,
+        target: { op: '>=', value: 10, text: '>= 10x' },
+      },
       { scenario: `db.history.global_page.p50 (${rows} rows)`, unit: 'ms', ...stats(historyRuns.global_p50) },
-      { scenario: `db.history.global_page.p99 (${rows} rows)`, unit: 'ms', ...stats(historyRuns.global_p99), target: { op: '<', value: 2, text: '< 2 ms' } },
+      {
+        scenario: `db.history.global_page.p99 (${rows} rows)`,
+        unit: 'ms',
+        ...stats(historyRuns.global_p99),
+        target: { op: '<', value: 2, text: '< 2 ms' },
+      },
       { scenario: `db.history.session_page.p50 (${rows} rows)`, unit: 'ms', ...stats(historyRuns.session_p50) },
-      { scenario: `db.history.session_page.p99 (${rows} rows)`, unit: 'ms', ...stats(historyRuns.session_p99), target: { op: '<', value: 2, text: '< 2 ms' } },
-      { scenario: 'db.history.load', unit: 's', median: history.load_s, min: history.load_s, max: history.load_s, runs: [history.load_s], note: `${rows} rows in transactions of 1000` },
+      {
+        scenario: `db.history.session_page.p99 (${rows} rows)`,
+        unit: 'ms',
+        ...stats(historyRuns.session_p99),
+        target: { op: '<', value: 2, text: '< 2 ms' },
+      },
+      {
+        scenario: 'db.history.load',
+        unit: 's',
+        median: history.load_s,
+        min: history.load_s,
+        max: history.load_s,
+        runs: [history.load_s],
+        note: `${rows} rows in transactions of 1000`,
+      },
       { scenario: 'db.profiler.overhead_per_query', unit: 'µs', ...profiler, target: { op: '<', value: 50, text: '< 50 µs' } },
     ];
   } finally {

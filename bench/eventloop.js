@@ -17,7 +17,12 @@ async function chatLoad(vega, { concurrency, durationMs, withHealth }) {
   const worker = async (w) => {
     for (let i = 0; performance.now() < until; i++) {
       const t = performance.now();
-      const res = await request(`${vega.url}/chat`, { method: 'POST', headers, body: JSON.stringify({ prompt: `w${w} q${i}` }), dispatcher: agent });
+      const res = await request(`${vega.url}/chat`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ prompt: `w${w} q${i}` }),
+        dispatcher: agent,
+      });
       await res.body.dump();
       latencies.push(performance.now() - t);
     }
@@ -30,7 +35,9 @@ async function chatLoad(vega, { concurrency, durationMs, withHealth }) {
     }
   };
   await Promise.all([...Array.from({ length: concurrency }, (_, w) => worker(w)), ...(withHealth ? [health()] : [])]);
-  const status = await request(`${vega.url}/admin/performance/event-loop/status`, { headers, dispatcher: agent }).then((r) => r.body.json());
+  const status = await request(`${vega.url}/admin/performance/event-loop/status`, { headers, dispatcher: agent }).then((r) =>
+    r.body.json(),
+  );
   await agent.close();
   return { loopP99: status.delay_ms.p99, chatP99: percentile(latencies, 99), chats: latencies.length, healthRuns };
 }
@@ -38,9 +45,14 @@ async function chatLoad(vega, { concurrency, durationMs, withHealth }) {
 async function run({ runs = 3, quick = false } = {}) {
   const upstream = await startUpstream({ INTEGRATION_DELAY_MS: '300' });
   const integrations = {
-    SEARCH_URL: `${upstream.url}/slow/search`, GITHUB_API_URL: `${upstream.url}/slow/gh`,
-    HOME_ASSISTANT_URL: `${upstream.url}/slow/ha`, HOME_ASSISTANT_TOKEN: 'bench-token',
-    SHODAN_API_URL: `${upstream.url}/slow/shodan`, SHODAN_API_KEY: 'bench-key', HUNTER_API_URL: `${upstream.url}/slow/hunter`, HUNTER_API_KEY: 'bench-key',
+    SEARCH_URL: `${upstream.url}/slow/search`,
+    GITHUB_API_URL: `${upstream.url}/slow/gh`,
+    HOME_ASSISTANT_URL: `${upstream.url}/slow/ha`,
+    HOME_ASSISTANT_TOKEN: 'bench-token',
+    SHODAN_API_URL: `${upstream.url}/slow/shodan`,
+    SHODAN_API_KEY: 'bench-key',
+    HUNTER_API_URL: `${upstream.url}/slow/hunter`,
+    HUNTER_API_KEY: 'bench-key',
   };
   const opts = { concurrency: 8, durationMs: quick ? 2000 : 5000 };
   const measure = async (withHealth) => {
@@ -58,14 +70,21 @@ async function run({ runs = 3, quick = false } = {}) {
       alone.push(await measure(false));
       withChecks.push(await measure(true));
     }
-    const stat = (xs, f) => { const v = xs.map(f).sort((a, b) => a - b); return { median: v[Math.floor((v.length - 1) / 2)], min: v[0], max: v[v.length - 1], runs: xs.map(f) }; };
+    const stat = (xs, f) => {
+      const v = xs.map(f).sort((a, b) => a - b);
+      return { median: v[Math.floor((v.length - 1) / 2)], min: v[0], max: v[v.length - 1], runs: xs.map(f) };
+    };
     const a = stat(alone, (r) => r.loopP99);
     const b = stat(withChecks, (r) => r.loopP99);
     return [
       { scenario: 'eventloop.p99 under chat load (8 concurrent)', unit: 'ms', ...a },
-      { scenario: 'eventloop.p99 under chat load + continuous integration health checks', unit: 'ms', ...b,
+      {
+        scenario: 'eventloop.p99 under chat load + continuous integration health checks',
+        unit: 'ms',
+        ...b,
         target: { op: '<=', value: Math.max(a.median * 1.5, a.median + 5), text: '<= 1.5x (or +5 ms) of the load alone' },
-        note: `${withChecks[0].healthRuns} health runs (6 integrations, 300 ms each) in the first run` },
+        note: `${withChecks[0].healthRuns} health runs (6 integrations, 300 ms each) in the first run`,
+      },
       { scenario: 'chat.p99 under chat load', unit: 'ms', ...stat(alone, (r) => r.chatP99) },
       { scenario: 'chat.p99 under chat load + integration health checks', unit: 'ms', ...stat(withChecks, (r) => r.chatP99) },
     ];

@@ -24,16 +24,23 @@ function countSpans(body) {
     let n = 0;
     for (const rs of JSON.parse(body).resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) n += (ss.spans ?? []).length;
     return n;
-  } catch { return 0; }
+  } catch {
+    return 0;
+  }
 }
 
 const server = createServer((req, res) => {
   let body = '';
-  req.on('data', (c) => { body += c; });
+  req.on('data', (c) => {
+    body += c;
+  });
   req.on('end', () => {
     const path = (req.url ?? '/').split('?')[0];
     if (path.startsWith('/slow/')) {
-      setTimeout(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); }, delay);
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"ok":true}');
+      }, delay);
       return;
     }
     if (path === '/v1/traces' || path === '/v1/metrics') {
@@ -56,14 +63,22 @@ const server = createServer((req, res) => {
     if (path === '/v1/chat/completions') {
       // OpenAI-compatible, for the peer gateway (Portkey) in the overhead benchmark.
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({
-        id: 'chatcmpl-bench', object: 'chat.completion', created: 1, model: 'llama3.2',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'ok '.repeat(chunks) }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 8, completion_tokens: chunks, total_tokens: 8 + chunks },
-      }));
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-bench',
+          object: 'chat.completion',
+          created: 1,
+          model: 'llama3.2',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok '.repeat(chunks) }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 8, completion_tokens: chunks, total_tokens: 8 + chunks },
+        }),
+      );
       return;
     }
-    if (path !== '/api/chat') { res.writeHead(404).end(); return; }
+    if (path !== '/api/chat') {
+      res.writeHead(404).end();
+      return;
+    }
     void answerChat(body, res);
   });
 });
@@ -77,12 +92,23 @@ async function answerChat(body, res) {
       return;
     }
     let parsed = {};
-    try { parsed = JSON.parse(body); } catch { /* keep {} */ }
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      /* keep {} */
+    }
     const model = parsed.model ?? 'llama3.2';
     const stats = { done: true, done_reason: 'stop', prompt_eval_count: 8, eval_count: chunks };
     if (parsed.stream === false) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ model, created_at: new Date().toISOString(), message: { role: 'assistant', content: 'ok '.repeat(chunks) }, ...stats }));
+      res.end(
+        JSON.stringify({
+          model,
+          created_at: new Date().toISOString(),
+          message: { role: 'assistant', content: 'ok '.repeat(chunks) },
+          ...stats,
+        }),
+      );
       return;
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
@@ -100,5 +126,7 @@ async function answerChat(body, res) {
   }
 }
 server.keepAliveTimeout = 30_000;
-server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));
+server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () =>
+  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`),
+);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

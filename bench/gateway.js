@@ -19,15 +19,26 @@ function runNode(args) {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
     child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code}: ${err.slice(-400)}`))));
   });
 }
 
 /** autocannon in its own process; returns requests/s (average) and non-2xx count. */
 async function autocannon(url, { connections, duration, amount, headers, body }) {
-  const args = [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '--json', '-c', String(connections), '-m', body ? 'POST' : 'GET'];
+  const args = [
+    join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
+    '--json',
+    '-c',
+    String(connections),
+    '-m',
+    body ? 'POST' : 'GET',
+  ];
   if (amount) args.push('-a', String(amount));
   else args.push('-d', String(duration));
   for (const [k, v] of Object.entries(headers ?? {})) args.push('-H', `${k}=${v}`);
@@ -37,15 +48,26 @@ async function autocannon(url, { connections, duration, amount, headers, body })
   return { rps: r.requests.average, non2xx: r.non2xx, errors: r.errors, duration: r.duration, total: r.requests.total };
 }
 
-const seq = async (url, count, opts) => JSON.parse(await runNode([join(__dirname, 'seq-client.js'), url, String(count), JSON.stringify(opts)]));
+const seq = async (url, count, opts) =>
+  JSON.parse(await runNode([join(__dirname, 'seq-client.js'), url, String(count), JSON.stringify(opts)]));
 
 function freePort() {
-  return new Promise((r) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
+  return new Promise((r) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => r(p));
+    });
+  });
 }
 
 async function withVega(env, fn, opts) {
   const vega = await startVega(env, opts);
-  try { return await fn(vega); } finally { await vega.stop(); }
+  try {
+    return await fn(vega);
+  } finally {
+    await vega.stop();
+  }
 }
 
 async function run({ runs = 3, quick = false } = {}) {
@@ -57,8 +79,25 @@ async function run({ runs = 3, quick = false } = {}) {
   const portkey = await startPortkey(await freePort());
   const results = [];
   try {
-    const direct = { url: `${upstream.url}/api/chat`, opts: { headers: { 'content-type': 'application/json' }, body: { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }], stream: false } } };
-    const peer = { url: `${portkey.url}/v1/chat/completions`, opts: { headers: { 'content-type': 'application/json', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream.url}/v1`, authorization: 'Bearer sk-bench' }, body: { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }] } } };
+    const direct = {
+      url: `${upstream.url}/api/chat`,
+      opts: {
+        headers: { 'content-type': 'application/json' },
+        body: { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }], stream: false },
+      },
+    };
+    const peer = {
+      url: `${portkey.url}/v1/chat/completions`,
+      opts: {
+        headers: {
+          'content-type': 'application/json',
+          'x-portkey-provider': 'openai',
+          'x-portkey-custom-host': `${upstream.url}/v1`,
+          authorization: 'Bearer sk-bench',
+        },
+        body: { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }] },
+      },
+    };
 
     // 1. Gateway overhead: sequential latency and throughput at concurrency 32.
     const latency = { vega: [], direct: [], peer: [] };
@@ -69,9 +108,13 @@ async function run({ runs = 3, quick = false } = {}) {
         latency.vega.push(await seq(`${vega.url}/chat`, seqN, { headers: VEGA_HEADERS, body: CHAT }));
         rps.vega.push((await chatLoad(vega)).rps);
       });
-      await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
-        rps.vegaNoOtel.push((await chatLoad(vega)).rps);
-      }, { telemetry: false });
+      await withVega(
+        { LLM_BASE_URL: upstream.url, ...MISS },
+        async (vega) => {
+          rps.vegaNoOtel.push((await chatLoad(vega)).rps);
+        },
+        { telemetry: false },
+      );
       // 2b. Telemetry as an operator runs it: every span exported over OTLP/HTTP to a collector
       // (a sink in its own process), with the SDK's default batch processor settings.
       const sink = await startUpstream();
@@ -84,28 +127,75 @@ async function run({ runs = 3, quick = false } = {}) {
         }); // stopping Vega flushes its last batch
         exported.push({ answered, ...(await (await fetch(`${sink.url}/otlp-stats`)).json()) });
         // The same with the SDK's own span start times (whole milliseconds): the cost of precise starts.
-        await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' }, async (vega) => {
-          rps.vegaExportSdkStart.push((await chatLoad(vega)).rps);
-        });
-      } finally { await sink.stop(); }
+        await withVega(
+          { LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' },
+          async (vega) => {
+            rps.vegaExportSdkStart.push((await chatLoad(vega)).rps);
+          },
+        );
+      } finally {
+        await sink.stop();
+      }
       latency.direct.push(await seq(direct.url, seqN, direct.opts));
       rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, ...direct.opts })).rps);
       latency.peer.push(await seq(peer.url, seqN, peer.opts));
       rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, ...peer.opts })).rps);
     }
-    const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return { median: s[Math.floor((s.length - 1) / 2)], min: s[0], max: s[s.length - 1], runs: xs }; };
+    const med = (xs) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return { median: s[Math.floor((s.length - 1) / 2)], min: s[0], max: s[s.length - 1], runs: xs };
+    };
     const pair = (a, b, f) => med(a.map((x, i) => f(x, b[i])));
     results.push(
-      { scenario: 'overhead.p50 (Vega - upstream, sequential)', unit: 'ms', ...pair(latency.vega, latency.direct, (v, d) => v.p50 - d.p50), target: { op: '<=', value: 0.5, text: '<= 0.5 ms' }, note: `Vega p50 ${med(latency.vega.map((x) => x.p50)).median.toFixed(3)} ms, upstream ${med(latency.direct.map((x) => x.p50)).median.toFixed(3)}, Portkey ${med(latency.peer.map((x) => x.p50)).median.toFixed(3)}` },
-      { scenario: 'overhead.p99 (Vega - upstream, sequential)', unit: 'ms', ...pair(latency.vega, latency.direct, (v, d) => v.p99 - d.p99), target: { op: '<=', value: 2, text: '<= 2 ms' }, note: `Vega p99 ${med(latency.vega.map((x) => x.p99)).median.toFixed(3)} ms, upstream ${med(latency.direct.map((x) => x.p99)).median.toFixed(3)}, Portkey ${med(latency.peer.map((x) => x.p99)).median.toFixed(3)}` },
+      {
+        scenario: 'overhead.p50 (Vega - upstream, sequential)',
+        unit: 'ms',
+        ...pair(latency.vega, latency.direct, (v, d) => v.p50 - d.p50),
+        target: { op: '<=', value: 0.5, text: '<= 0.5 ms' },
+        note: `Vega p50 ${med(latency.vega.map((x) => x.p50)).median.toFixed(3)} ms, upstream ${med(latency.direct.map((x) => x.p50)).median.toFixed(3)}, Portkey ${med(latency.peer.map((x) => x.p50)).median.toFixed(3)}`,
+      },
+      {
+        scenario: 'overhead.p99 (Vega - upstream, sequential)',
+        unit: 'ms',
+        ...pair(latency.vega, latency.direct, (v, d) => v.p99 - d.p99),
+        target: { op: '<=', value: 2, text: '<= 2 ms' },
+        note: `Vega p99 ${med(latency.vega.map((x) => x.p99)).median.toFixed(3)} ms, upstream ${med(latency.direct.map((x) => x.p99)).median.toFixed(3)}, Portkey ${med(latency.peer.map((x) => x.p99)).median.toFixed(3)}`,
+      },
       { scenario: 'throughput.vega /chat cache-miss (c=32)', unit: 'req/s', ...med(rps.vega) },
       { scenario: 'throughput.upstream alone (limit, c=32)', unit: 'req/s', ...med(rps.direct) },
       { scenario: 'throughput.portkey gateway (peer, c=32)', unit: 'req/s', ...med(rps.peer) },
-      { scenario: 'throughput.vega / portkey', unit: 'x', ...pair(rps.vega, rps.peer, (v, p) => v / p), target: { op: '>=', value: 1.5, text: '>= 1.5x' } },
-      { scenario: 'telemetry.throughput on / off', unit: 'x', ...pair(rps.vega, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `off: ${med(rps.vegaNoOtel).median.toFixed(0)} req/s; on = metrics + trace ids, no span exporter` },
-      { scenario: 'telemetry.throughput on + OTLP span export / off', unit: 'x', ...pair(rps.vegaExport, rps.vegaNoOtel, (on, off) => on / off), target: { op: '>=', value: 0.85, text: '>= 0.85' }, note: `exporting: ${med(rps.vegaExport).median.toFixed(0)} req/s` },
-      { scenario: 'telemetry.throughput export, precise span starts / SDK starts', unit: 'x', ...pair(rps.vegaExport, rps.vegaExportSdkStart, (p, sdk) => p / sdk), note: `SDK starts (VEGA_SPAN_START=sdk): ${med(rps.vegaExportSdkStart).median.toFixed(0)} req/s; on/off with SDK starts ${med(rps.vegaExportSdkStart.map((x, i) => x / rps.vegaNoOtel[i])).median.toFixed(2)}x` },
-      { scenario: 'telemetry.spans received per chat (OTLP export, default batch settings)', unit: 'spans', ...med(exported.map((e) => e.spans / Math.max(1, e.answered))), note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats; fewer than a chat creates means the batch processor's queue (2048) dropped spans` },
+      {
+        scenario: 'throughput.vega / portkey',
+        unit: 'x',
+        ...pair(rps.vega, rps.peer, (v, p) => v / p),
+        target: { op: '>=', value: 1.5, text: '>= 1.5x' },
+      },
+      {
+        scenario: 'telemetry.throughput on / off',
+        unit: 'x',
+        ...pair(rps.vega, rps.vegaNoOtel, (on, off) => on / off),
+        target: { op: '>=', value: 0.85, text: '>= 0.85' },
+        note: `off: ${med(rps.vegaNoOtel).median.toFixed(0)} req/s; on = metrics + trace ids, no span exporter`,
+      },
+      {
+        scenario: 'telemetry.throughput on + OTLP span export / off',
+        unit: 'x',
+        ...pair(rps.vegaExport, rps.vegaNoOtel, (on, off) => on / off),
+        target: { op: '>=', value: 0.85, text: '>= 0.85' },
+        note: `exporting: ${med(rps.vegaExport).median.toFixed(0)} req/s`,
+      },
+      {
+        scenario: 'telemetry.throughput export, precise span starts / SDK starts',
+        unit: 'x',
+        ...pair(rps.vegaExport, rps.vegaExportSdkStart, (p, sdk) => p / sdk),
+        note: `SDK starts (VEGA_SPAN_START=sdk): ${med(rps.vegaExportSdkStart).median.toFixed(0)} req/s; on/off with SDK starts ${med(rps.vegaExportSdkStart.map((x, i) => x / rps.vegaNoOtel[i])).median.toFixed(2)}x`,
+      },
+      {
+        scenario: 'telemetry.spans received per chat (OTLP export, default batch settings)',
+        unit: 'spans',
+        ...med(exported.map((e) => e.spans / Math.max(1, e.answered))),
+        note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats; fewer than a chat creates means the batch processor's queue (2048) dropped spans`,
+      },
     );
 
     // 3. Framework floor: bare node:http and bare Koa vs Vega's cache-hit /chat.
@@ -113,7 +203,20 @@ async function run({ runs = 3, quick = false } = {}) {
     for (let r = 0; r < runs; r++) {
       for (const kind of ['http', 'koa']) {
         const s = await startScript([join(__dirname, 'floor.js')], { FLOOR: kind });
-        try { floor[kind].push((await autocannon(`${s.url}/chat`, { connections: 32, duration: dur, headers: { 'content-type': 'application/json' }, body: CHAT })).rps); } finally { await s.stop(); }
+        try {
+          floor[kind].push(
+            (
+              await autocannon(`${s.url}/chat`, {
+                connections: 32,
+                duration: dur,
+                headers: { 'content-type': 'application/json' },
+                body: CHAT,
+              })
+            ).rps,
+          );
+        } finally {
+          await s.stop();
+        }
       }
       await withVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '100' }, async (vega) => {
         await fetch(`${vega.url}/chat`, { method: 'POST', headers: VEGA_HEADERS, body: JSON.stringify(CHAT) });
@@ -124,28 +227,40 @@ async function run({ runs = 3, quick = false } = {}) {
       { scenario: 'floor.bare node:http (c=32)', unit: 'req/s', ...med(floor.http) },
       { scenario: 'floor.bare koa (c=32)', unit: 'req/s', ...med(floor.koa) },
       { scenario: 'floor.vega cache-hit /chat (c=32)', unit: 'req/s', ...med(floor.hit) },
-      { scenario: 'floor.vega cache-hit / bare koa', unit: 'x', ...pair(floor.hit, floor.koa, (h, k) => h / k), target: { op: '>=', value: 0.6, text: '>= 0.6' } },
+      {
+        scenario: 'floor.vega cache-hit / bare koa',
+        unit: 'x',
+        ...pair(floor.hit, floor.koa, (h, k) => h / k),
+        target: { op: '>=', value: 0.6, text: '>= 0.6' },
+      },
     );
 
     // 4. Coalescing: 100 identical concurrent requests on a 200 ms upstream, on and off.
     const slow = await startUpstream({ LATENCY_MS: '200' });
     try {
-      const measure = async (coalescing) => withVega({ LLM_BASE_URL: slow.url, CACHE_MAX_ENTRIES: '0', COALESCING: coalescing }, async (vega) => {
-        const t0 = performance.now();
-        await autocannon(`${vega.url}/chat`, { connections: 100, amount: 100, headers: VEGA_HEADERS, body: CHAT });
-        const wall = performance.now() - t0;
-        const c = await (await fetch(`${vega.url}/admin/performance/connection-pool`, { headers: VEGA_HEADERS })).json();
-        return { wall, calls: c.requests };
-      });
-      const on = []; const off = [];
-      for (let r = 0; r < runs; r++) { on.push(await measure('true')); off.push(await measure('false')); }
+      const measure = async (coalescing) =>
+        withVega({ LLM_BASE_URL: slow.url, CACHE_MAX_ENTRIES: '0', COALESCING: coalescing }, async (vega) => {
+          const t0 = performance.now();
+          await autocannon(`${vega.url}/chat`, { connections: 100, amount: 100, headers: VEGA_HEADERS, body: CHAT });
+          const wall = performance.now() - t0;
+          const c = await (await fetch(`${vega.url}/admin/performance/connection-pool`, { headers: VEGA_HEADERS })).json();
+          return { wall, calls: c.requests };
+        });
+      const on = [];
+      const off = [];
+      for (let r = 0; r < runs; r++) {
+        on.push(await measure('true'));
+        off.push(await measure('false'));
+      }
       results.push(
         { scenario: 'coalescing.upstream calls for 100 identical (on)', unit: 'calls', ...med(on.map((x) => x.calls)) },
         { scenario: 'coalescing.upstream calls for 100 identical (off)', unit: 'calls', ...med(off.map((x) => x.calls)) },
         { scenario: 'coalescing.wall time (on)', unit: 'ms', ...med(on.map((x) => x.wall)), note: 'includes autocannon start-up' },
         { scenario: 'coalescing.wall time (off)', unit: 'ms', ...med(off.map((x) => x.wall)), note: 'includes autocannon start-up' },
       );
-    } finally { await slow.stop(); }
+    } finally {
+      await slow.stop();
+    }
 
     // 5. Streaming: time to first chunk through Vega vs direct; a 1,000-chunk stream end to end.
     const ttfc = { vega: [], direct: [] };
@@ -154,15 +269,21 @@ async function run({ runs = 3, quick = false } = {}) {
     try {
       for (let r = 0; r < runs; r++) {
         await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
-          ttfc.vega.push((await seq(`${vega.url}/chat`, quick ? 100 : 500, { headers: VEGA_HEADERS, body: { ...CHAT, stream: true } })).ttfb_p50);
+          ttfc.vega.push(
+            (await seq(`${vega.url}/chat`, quick ? 100 : 500, { headers: VEGA_HEADERS, body: { ...CHAT, stream: true } })).ttfb_p50,
+          );
         });
-        ttfc.direct.push((await seq(direct.url, quick ? 100 : 500, { ...direct.opts, body: { ...direct.opts.body, stream: true } })).ttfb_p50);
+        ttfc.direct.push(
+          (await seq(direct.url, quick ? 100 : 500, { ...direct.opts, body: { ...direct.opts.body, stream: true } })).ttfb_p50,
+        );
         await withVega({ LLM_BASE_URL: big.url, ...MISS }, async (vega) => {
           const t = await seq(`${vega.url}/chat`, 20, { headers: VEGA_HEADERS, body: { ...CHAT, stream: true } });
           bigRate.push(1000 / (t.p50 / 1000));
         });
       }
-    } finally { await big.stop(); }
+    } finally {
+      await big.stop();
+    }
     results.push(
       { scenario: 'streaming.time to first chunk p50 (Vega)', unit: 'ms', ...med(ttfc.vega) },
       { scenario: 'streaming.time to first chunk p50 (upstream)', unit: 'ms', ...med(ttfc.direct) },
@@ -172,24 +293,51 @@ async function run({ runs = 3, quick = false } = {}) {
     // 7. Soak: 100,000 chats; memory after 10k (warm) vs at the end, each read after a full GC
     // (Vega's own POST /admin/performance/memory/gc; node started with --expose-gc) so that what
     // is compared is what the process keeps, not how much garbage the last second left behind.
-    const soak = await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
-      const mem = async () => {
-        const gc = await (await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: VEGA_HEADERS })).json();
-        if (!gc.ran) throw new Error(`soak: no GC before the memory reading: ${gc.message}`);
-        return (await (await fetch(`${vega.url}/admin/performance/memory/leaks`, { headers: VEGA_HEADERS })).json()).memory;
-      };
-      await autocannon(`${vega.url}/chat`, { connections: 32, amount: quick ? 2000 : 10_000, headers: VEGA_HEADERS, body: CHAT });
-      const warm = await mem();
-      const t0 = performance.now();
-      const a = await autocannon(`${vega.url}/chat`, { connections: 32, amount: quick ? 8000 : 90_000, headers: VEGA_HEADERS, body: CHAT });
-      // The loop is read first: the forced GC would stall it and land in its histogram.
-      const loop = await (await fetch(`${vega.url}/admin/performance/event-loop/status`, { headers: VEGA_HEADERS })).json();
-      const end = await mem();
-      return { warm, end, non2xx: a.non2xx, s: (performance.now() - t0) / 1000, loopP99: loop.delay_ms.p99 };
-    }, { nodeArgs: ['--expose-gc'] });
+    const soak = await withVega(
+      { LLM_BASE_URL: upstream.url, ...MISS },
+      async (vega) => {
+        const mem = async () => {
+          const gc = await (await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: VEGA_HEADERS })).json();
+          if (!gc.ran) throw new Error(`soak: no GC before the memory reading: ${gc.message}`);
+          return (await (await fetch(`${vega.url}/admin/performance/memory/leaks`, { headers: VEGA_HEADERS })).json()).memory;
+        };
+        await autocannon(`${vega.url}/chat`, { connections: 32, amount: quick ? 2000 : 10_000, headers: VEGA_HEADERS, body: CHAT });
+        const warm = await mem();
+        const t0 = performance.now();
+        const a = await autocannon(`${vega.url}/chat`, {
+          connections: 32,
+          amount: quick ? 8000 : 90_000,
+          headers: VEGA_HEADERS,
+          body: CHAT,
+        });
+        // The loop is read first: the forced GC would stall it and land in its histogram.
+        const loop = await (await fetch(`${vega.url}/admin/performance/event-loop/status`, { headers: VEGA_HEADERS })).json();
+        const end = await mem();
+        return { warm, end, non2xx: a.non2xx, s: (performance.now() - t0) / 1000, loopP99: loop.delay_ms.p99 };
+      },
+      { nodeArgs: ['--expose-gc'] },
+    );
     results.push(
-      { scenario: `soak.rss growth ${quick ? '2k -> 10k' : '10k -> 100k'} chats`, unit: '%', median: (soak.end.rss_mb / soak.warm.rss_mb - 1) * 100, min: NaN, max: NaN, runs: [], target: { op: '<', value: 10, text: '< 10%' }, note: `after a full GC at both ends: RSS ${soak.warm.rss_mb} -> ${soak.end.rss_mb} MB, heap ${soak.warm.heap_used_mb} -> ${soak.end.heap_used_mb} MB, ${soak.non2xx} non-2xx, ${soak.s.toFixed(0)} s; single run` },
-      { scenario: 'soak.event-loop p99 under load (c=32)', unit: 'ms', median: soak.loopP99, min: NaN, max: NaN, runs: [], target: { op: '<', value: 20, text: '< 20 ms' }, note: 'single run' },
+      {
+        scenario: `soak.rss growth ${quick ? '2k -> 10k' : '10k -> 100k'} chats`,
+        unit: '%',
+        median: (soak.end.rss_mb / soak.warm.rss_mb - 1) * 100,
+        min: NaN,
+        max: NaN,
+        runs: [],
+        target: { op: '<', value: 10, text: '< 10%' },
+        note: `after a full GC at both ends: RSS ${soak.warm.rss_mb} -> ${soak.end.rss_mb} MB, heap ${soak.warm.heap_used_mb} -> ${soak.end.heap_used_mb} MB, ${soak.non2xx} non-2xx, ${soak.s.toFixed(0)} s; single run`,
+      },
+      {
+        scenario: 'soak.event-loop p99 under load (c=32)',
+        unit: 'ms',
+        median: soak.loopP99,
+        min: NaN,
+        max: NaN,
+        runs: [],
+        target: { op: '<', value: 20, text: '< 20 ms' },
+        note: 'single run',
+      },
     );
   } finally {
     await portkey.stop();
@@ -216,36 +364,68 @@ async function runRuntimes({ runs = 3, quick = false } = {}) {
         if (failed[rt.label]) continue;
         try {
           for (const telemetry of [true, false]) {
-            await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
-              const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
-              rps[rt.label][telemetry ? 'on' : 'off'].push(a.rps);
-            }, { telemetry, execPath: rt.execPath });
+            await withVega(
+              { LLM_BASE_URL: upstream.url, ...MISS },
+              async (vega) => {
+                const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
+                rps[rt.label][telemetry ? 'on' : 'off'].push(a.rps);
+              },
+              { telemetry, execPath: rt.execPath },
+            );
           }
         } catch (err) {
           // A runtime that cannot run Vega here (e.g. node_modules built for the other one) is
           // reported in its rows, not allowed to stop the other scenarios.
-          failed[rt.label] = String(err.message ?? err).split('\n')[0].slice(0, 200);
+          failed[rt.label] = String(err.message ?? err)
+            .split('\n')[0]
+            .slice(0, 200);
         }
       }
     }
-  } finally { await upstream.stop(); }
-  const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return { median: s[Math.floor((s.length - 1) / 2)] ?? NaN, min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN, runs: xs }; };
+  } finally {
+    await upstream.stop();
+  }
+  const med = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return { median: s[Math.floor((s.length - 1) / 2)] ?? NaN, min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN, runs: xs };
+  };
   const results = [];
   for (const label of ['node20', 'node24']) {
     const rt = found.find((x) => x.label === label);
-    const why = !rt ? `${label === 'node20' ? 'Node 20' : 'Node 24'} not found on this machine` : failed[label] ? `did not run: ${failed[label]}` : '';
+    const why = !rt
+      ? `${label === 'node20' ? 'Node 20' : 'Node 24'} not found on this machine`
+      : failed[label]
+        ? `did not run: ${failed[label]}`
+        : '';
     const v = rt ? rt.version : label;
     const x = rps[label] ?? { on: [], off: [] };
     const n = Math.min(x.on.length, x.off.length);
     results.push(
-      { scenario: `runtime.${label} /chat cache-miss (c=32)`, unit: 'req/s', ...med(x.on), node: rt?.version, note: why || `Vega on ${v}, telemetry on` },
-      { scenario: `runtime.${label} telemetry on / off`, unit: 'x', ...med(x.on.slice(0, n).map((on, i) => on / x.off[i])), node: rt?.version, note: why || `Vega on ${v}; off: ${med(x.off).median.toFixed(0)} req/s` },
+      {
+        scenario: `runtime.${label} /chat cache-miss (c=32)`,
+        unit: 'req/s',
+        ...med(x.on),
+        node: rt?.version,
+        note: why || `Vega on ${v}, telemetry on`,
+      },
+      {
+        scenario: `runtime.${label} telemetry on / off`,
+        unit: 'x',
+        ...med(x.on.slice(0, n).map((on, i) => on / x.off[i])),
+        node: rt?.version,
+        note: why || `Vega on ${v}; off: ${med(x.off).median.toFixed(0)} req/s`,
+      },
     );
   }
   const a = rps.node20?.on ?? [];
   const b = rps.node24?.on ?? [];
   const n = Math.min(a.length, b.length);
-  results.push({ scenario: 'runtime.node24 / node20 /chat cache-miss', unit: 'x', ...med(b.slice(0, n).map((y, i) => y / a[i])), note: n ? 'per run, the same load on both' : 'needs both runtimes' });
+  results.push({
+    scenario: 'runtime.node24 / node20 /chat cache-miss',
+    unit: 'x',
+    ...med(b.slice(0, n).map((y, i) => y / a[i])),
+    note: n ? 'per run, the same load on both' : 'needs both runtimes',
+  });
   return results;
 }
 

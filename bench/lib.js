@@ -51,7 +51,9 @@ function findNode24({ fetch = true } = {}) {
   if (process.env.BENCH_NODE24) return major(versionOf(process.env.BENCH_NODE24)) === 24 ? process.env.BENCH_NODE24 : undefined;
   try {
     const dir = execFileSync('bash', [join(__dirname, '..', 'scripts', 'node24.sh')], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: 300_000,
       env: fetch ? process.env : { ...process.env, NODE24_CACHE_ONLY: '1' },
     }).trim();
     const execPath = join(dir, 'bin', 'node');
@@ -70,7 +72,9 @@ function findNode20() {
     if (candidate !== 'node') return candidate;
     try {
       return execFileSync('bash', ['-c', 'command -v node'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch { /* not found */ }
+    } catch {
+      /* not found */
+    }
   }
   return undefined;
 }
@@ -78,7 +82,10 @@ function findNode20() {
 /** The runtimes compared side by side: [{label, execPath, version}], the ones found on this machine. */
 function runtimes() {
   const found = [];
-  for (const [label, execPath] of [['node20', findNode20()], ['node24', findNode24({ fetch: false })]]) {
+  for (const [label, execPath] of [
+    ['node20', findNode20()],
+    ['node24', findNode24({ fetch: false })],
+  ]) {
     const version = execPath && versionOf(execPath);
     if (version) found.push({ label, execPath, version });
   }

@@ -13,19 +13,31 @@ function spawnUntil(args, env, match, timeoutMs = 20_000) {
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: env.VEGA_CWD ?? ROOT });
   return new Promise((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args.join(' ')} did not start`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} did not start`));
+    }, timeoutMs);
     child.stdout.on('data', (d) => {
       buf += d;
       for (const line of buf.split('\n')) {
         try {
           const j = JSON.parse(line);
           const found = match(j);
-          if (found !== undefined) { clearTimeout(timer); resolve({ child, value: found }); return; }
-        } catch { /* partial or non-JSON line */ }
+          if (found !== undefined) {
+            clearTimeout(timer);
+            resolve({ child, value: found });
+            return;
+          }
+        } catch {
+          /* partial or non-JSON line */
+        }
       }
     });
     child.stderr.resume();
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args.join(' ')} exited ${code}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited ${code}`));
+    });
   });
 }
 
@@ -41,9 +53,19 @@ async function startUpstream(extraEnv = {}) {
 async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath = process.execPath } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
-    PATH: process.env.PATH, HOME: dir, VEGA_CWD: dir, API_KEY: KEY, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn',
-    DATABASE_URL: `sqlite:${join(dir, 'vega.db')}`, RATE_LIMIT_RPS: '0', RATE_LIMIT_GLOBAL_RPS: '0', CACHE_MAX_ENTRIES: '0',
-    ...(telemetry ? {} : { OTEL_SDK_DISABLED: 'true' }), ...env,
+    PATH: process.env.PATH,
+    HOME: dir,
+    VEGA_CWD: dir,
+    API_KEY: KEY,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'warn',
+    DATABASE_URL: `sqlite:${join(dir, 'vega.db')}`,
+    RATE_LIMIT_RPS: '0',
+    RATE_LIMIT_GLOBAL_RPS: '0',
+    CACHE_MAX_ENTRIES: '0',
+    ...(telemetry ? {} : { OTEL_SDK_DISABLED: 'true' }),
+    ...env,
   };
   // LOG_LEVEL warn keeps the access log out of the measurement; the "listening" line is info,
   // so readiness is read from /healthz instead.
@@ -59,17 +81,32 @@ async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath =
   child.stdout.resume();
   const deadline = Date.now() + 20_000;
   while (port === undefined) {
-    if (Date.now() > deadline || child.exitCode !== null) { child.kill('SIGKILL'); throw new Error(`vega did not start: ${err.slice(-500)}`); }
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`vega did not start: ${err.slice(-500)}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { child, url: `http://127.0.0.1:${port}`, key: KEY, dir, stop: async () => { await stop(child); rmSync(dir, { recursive: true, force: true }); } };
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    key: KEY,
+    dir,
+    stop: async () => {
+      await stop(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 function stop(child) {
   if (child.exitCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
     child.kill('SIGTERM');
   });
 }
@@ -83,15 +120,23 @@ async function startScript(args, env = {}, portFrom = (j) => j.port) {
 /** Starts Portkey's gateway (the peer) on `port`; it prints no JSON, so readiness is polled. */
 async function startPortkey(port) {
   const bin = join(ROOT, 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js');
-  const child = spawn(process.execPath, [bin, `--port=${port}`, '--headless'], { env: { PATH: process.env.PATH, NODE_ENV: 'production' }, stdio: 'ignore' });
+  const child = spawn(process.execPath, [bin, `--port=${port}`, '--headless'], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production' },
+    stdio: 'ignore',
+  });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
       const res = await fetch(url);
       if (res.ok) break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('portkey did not start'); }
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error('portkey did not start');
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   return { child, url, stop: () => stop(child) };

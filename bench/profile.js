@@ -19,7 +19,17 @@ const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}
 function summarize(file) {
   const p = JSON.parse(readFileSync(file, 'utf8'));
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const groups = { 'vega (own code)': 0, opentelemetry: 0, 'koa, router, body parser': 0, 'knex, sqlite3': 0, 'undici (outbound HTTP)': 0, 'node internals (http, streams, crypto, timers)': 0, gc: 0, idle: 0, other: 0 };
+  const groups = {
+    'vega (own code)': 0,
+    opentelemetry: 0,
+    'koa, router, body parser': 0,
+    'knex, sqlite3': 0,
+    'undici (outbound HTTP)': 0,
+    'node internals (http, streams, crypto, timers)': 0,
+    gc: 0,
+    idle: 0,
+    other: 0,
+  };
   const vegaFiles = new Map();
   const internals = new Map();
   const dist = `${join(__dirname, '..', 'dist')}/`;
@@ -33,7 +43,12 @@ function summarize(file) {
       g = 'vega (own code)';
       const f = url.slice(url.indexOf(dist) + dist.length);
       vegaFiles.set(f, (vegaFiles.get(f) ?? 0) + 1);
-    } else if (/node_modules\/(koa|@koa|koa-compose|co-body|raw-body|delegates|on-finished|ee-first|@hapi|statuses|http-errors|type-is|mime|accepts|content-type|cookies|vary|only|fresh|encodeurl|escape-html|destroy|depd|inflation)\//.test(url)) g = 'koa, router, body parser';
+    } else if (
+      /node_modules\/(koa|@koa|koa-compose|co-body|raw-body|delegates|on-finished|ee-first|@hapi|statuses|http-errors|type-is|mime|accepts|content-type|cookies|vary|only|fresh|encodeurl|escape-html|destroy|depd|inflation)\//.test(
+        url,
+      )
+    )
+      g = 'koa, router, body parser';
     else if (/node_modules\/(knex|sqlite3|pg)\//.test(url)) g = 'knex, sqlite3';
     else if (/node_modules\/undici\//.test(url)) g = 'undici (outbound HTTP)';
     else if (url.startsWith('node:') || url === '') {
@@ -48,8 +63,14 @@ function summarize(file) {
   return {
     total,
     groups: Object.entries(groups).map(([k, n]) => [k, pct(n)]),
-    vegaFiles: [...vegaFiles].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([k, n]) => [k, pct(n)]),
-    internals: [...internals].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, n]) => [k, pct(n)]),
+    vegaFiles: [...vegaFiles]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10)
+      .map(([k, n]) => [k, pct(n)]),
+    internals: [...internals]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 12)
+      .map(([k, n]) => [k, pct(n)]),
   };
 }
 
@@ -66,15 +87,29 @@ async function main() {
   let i = 0;
   const fixed = JSON.stringify({ prompt: 'profile me', session_id: 'profile' });
   const result = await autocannon({
-    url: `${vega.url}/chat`, method: 'POST', connections, duration: seconds,
+    url: `${vega.url}/chat`,
+    method: 'POST',
+    connections,
+    duration: seconds,
     headers: { 'content-type': 'application/json', 'x-api-key': vega.key },
-    requests: [{ setupRequest: (req) => ({ ...req, body: mode === 'hit' ? fixed : JSON.stringify({ prompt: `profile ${i++}`, session_id: 'profile' }) }) }],
+    requests: [
+      {
+        setupRequest: (req) => ({
+          ...req,
+          body: mode === 'hit' ? fixed : JSON.stringify({ prompt: `profile ${i++}`, session_id: 'profile' }),
+        }),
+      },
+    ],
   });
   await vega.stop(); // the profile is written as the process exits
   await upstream.stop();
-  const file = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f))[0];
+  const file = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f))[0];
   const s = summarize(file);
-  console.log(`/chat ${mode}, c=${connections}, ${seconds} s: ${Math.round(result.requests.average)} req/s, p99 ${result.latency.p99} ms, non-2xx ${result.non2xx}`);
+  console.log(
+    `/chat ${mode}, c=${connections}, ${seconds} s: ${Math.round(result.requests.average)} req/s, p99 ${result.latency.p99} ms, non-2xx ${result.non2xx}`,
+  );
   console.log(`profile: ${file} (${s.total} samples)`);
   console.log('\nself time by group');
   for (const [k, v] of s.groups) console.log(`  ${v.padStart(6)}  ${k}`);

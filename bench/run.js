@@ -28,7 +28,14 @@ function onNode24() {
 function verdict(r) {
   if (!r.target) return '';
   const v = r.median;
-  const ok = r.target.op === '<' ? v < r.target.value : r.target.op === '<=' ? v <= r.target.value : r.target.op === '>=' ? v >= r.target.value : v > r.target.value;
+  const ok =
+    r.target.op === '<'
+      ? v < r.target.value
+      : r.target.op === '<='
+        ? v <= r.target.value
+        : r.target.op === '>='
+          ? v >= r.target.value
+          : v > r.target.value;
   return ok ? 'PASS' : 'FAIL';
 }
 
@@ -66,16 +73,30 @@ async function main() {
       const previous = JSON.parse(require('node:fs').readFileSync(join(__dirname, 'results', 'latest.json'), 'utf8'));
       const fresh = new Set(results.map((r) => r.scenario));
       const node = previous.node ?? previous.machine?.node;
-      for (const r of previous.results ?? []) if (!fresh.has(r.scenario)) results.push({ ...r, taken: r.taken ?? previous.date, node: r.node ?? node });
-    } catch { /* no previous results */ }
+      for (const r of previous.results ?? [])
+        if (!fresh.has(r.scenario)) results.push({ ...r, taken: r.taken ?? previous.date, node: r.node ?? node });
+    } catch {
+      /* no previous results */
+    }
   }
   // process.version is the runtime the scenarios ran on (Vega, the load generators, the database
   // scenarios); the runtime scenario's rows carry their own.
-  const out = { date: new Date().toISOString(), node: process.version, machine: machine(), quick, runs, duration_s: (Date.now() - started) / 1000, results };
+  const out = {
+    date: new Date().toISOString(),
+    node: process.version,
+    machine: machine(),
+    quick,
+    runs,
+    duration_s: (Date.now() - started) / 1000,
+    results,
+  };
   mkdirSync(join(__dirname, 'results'), { recursive: true });
   writeFileSync(join(__dirname, 'results', 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
   render(out);
-  for (const r of results) process.stdout.write(`${(r.verdict || '    ').padEnd(5)} ${r.scenario}: ${fmt(r.median)} ${r.unit} (min ${fmt(r.min)}, max ${fmt(r.max)})${r.target ? ` target ${r.target.text}` : ''}\n`);
+  for (const r of results)
+    process.stdout.write(
+      `${(r.verdict || '    ').padEnd(5)} ${r.scenario}: ${fmt(r.median)} ${r.unit} (min ${fmt(r.min)}, max ${fmt(r.max)})${r.target ? ` target ${r.target.text}` : ''}\n`,
+    );
 }
 
 function render(out) {
@@ -89,13 +110,18 @@ function render(out) {
     `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
     `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s.`,
     ...(results.some((r) => r.scenario.startsWith('runtime.'))
-      ? ['The `runtime.` rows run Vega on Node 20 and on Node 24 in the same run, alternating, with the same load',
-        'generator; every other row runs on the Node named above.']
+      ? [
+          'The `runtime.` rows run Vega on Node 20 and on Node 24 in the same run, alternating, with the same load',
+          'generator; every other row runs on the Node named above.',
+        ]
       : []),
     '',
     '| scenario | median | min | max | unit | target | verdict | note |',
     '|---|---|---|---|---|---|---|---|',
-    ...results.map((r) => `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}${r.node && r.node !== (out.node ?? m.node) ? ` on Node ${r.node}` : ''}` : ''].filter(Boolean).join('; ')} |`),
+    ...results.map(
+      (r) =>
+        `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}${r.node && r.node !== (out.node ?? m.node) ? ` on Node ${r.node}` : ''}` : ''].filter(Boolean).join('; ')} |`,
+    ),
     '',
     // The analysis of misses and fixes is kept by hand in bench/analysis.md.
     require('node:fs').readFileSync(join(__dirname, 'analysis.md'), 'utf8'),

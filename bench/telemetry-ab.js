@@ -20,8 +20,17 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) 
 async function load(env, opts) {
   const vega = await startVega(env, opts);
   try {
-    return (await autocannon(`${vega.url}/chat`, { connections, duration: seconds, headers: HEADERS, body: { prompt: 'how fast is the gateway' } })).rps;
-  } finally { await vega.stop(); }
+    return (
+      await autocannon(`${vega.url}/chat`, {
+        connections,
+        duration: seconds,
+        headers: HEADERS,
+        body: { prompt: 'how fast is the gateway' },
+      })
+    ).rps;
+  } finally {
+    await vega.stop();
+  }
 }
 
 async function main() {
@@ -33,20 +42,30 @@ async function main() {
       rps.off.push(await load({ LLM_BASE_URL: upstream.url, ...MISS }, { telemetry: false }));
       rps.precise.push(await load({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }));
       rps.sdk.push(await load({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' }));
-      process.stderr.write(`run ${r + 1}: off ${rps.off[r].toFixed(0)}, export+precise ${rps.precise[r].toFixed(0)}, export+sdk ${rps.sdk[r].toFixed(0)} req/s\n`);
+      process.stderr.write(
+        `run ${r + 1}: off ${rps.off[r].toFixed(0)}, export+precise ${rps.precise[r].toFixed(0)}, export+sdk ${rps.sdk[r].toFixed(0)} req/s\n`,
+      );
     }
   } finally {
     await sink.stop();
     await upstream.stop();
   }
   const ratio = (a) => median(a.map((x, i) => x / rps.off[i]));
-  process.stdout.write(`${JSON.stringify({
-    seconds, runs, connections,
-    req_per_s: { off: median(rps.off), export_precise_start: median(rps.precise), export_sdk_start: median(rps.sdk) },
-    on_off: { precise_start: ratio(rps.precise), sdk_start: ratio(rps.sdk) },
-    precise_over_sdk: median(rps.precise.map((x, i) => x / rps.sdk[i])),
-    raw: rps,
-  }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify(
+      {
+        seconds,
+        runs,
+        connections,
+        req_per_s: { off: median(rps.off), export_precise_start: median(rps.precise), export_sdk_start: median(rps.sdk) },
+        on_off: { precise_start: ratio(rps.precise), sdk_start: ratio(rps.sdk) },
+        precise_over_sdk: median(rps.precise.map((x, i) => x / rps.sdk[i])),
+        raw: rps,
+      },
+      null,
+      2,
+    )}\n`,
+  );
 }
 
 main().catch((err) => {

@@ -16,7 +16,9 @@ const concurrency = Number(process.env.DEMO_CONCURRENCY ?? 4);
 const headers = { 'content-type': 'application/json', 'x-api-key': key };
 
 const counts = {};
-const count = (k) => { counts[k] = (counts[k] ?? 0) + 1; };
+const count = (k) => {
+  counts[k] = (counts[k] ?? 0) + 1;
+};
 
 async function post(path, body, extra = {}) {
   try {
@@ -43,7 +45,13 @@ async function worker(w, until) {
 async function main() {
   const until = seconds === 0 ? 0 : Date.now() + seconds * 1000;
   process.stderr.write(`demo: ${concurrency} workers against ${url} for ${seconds || '∞'} s\n`);
-  const health = setInterval(() => fetch(`${url}/admin/integrations/health`, { headers }).then((r) => r.arrayBuffer()).catch(() => undefined), 60_000);
+  const health = setInterval(
+    () =>
+      fetch(`${url}/admin/integrations/health`, { headers })
+        .then((r) => r.arrayBuffer())
+        .catch(() => undefined),
+    60_000,
+  );
   const report = setInterval(() => process.stderr.write(`${JSON.stringify(counts)}\n`), 10_000);
   await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w, until)));
   clearInterval(health);
@@ -51,4 +59,7 @@ async function main() {
   process.stdout.write(`${JSON.stringify(counts, null, 2)}\n`);
 }
 
-main().catch((err) => { process.stderr.write(`demo failed: ${err.stack ?? err}\n`); process.exit(1); });
+main().catch((err) => {
+  process.stderr.write(`demo failed: ${err.stack ?? err}\n`);
+  process.exit(1);
+});

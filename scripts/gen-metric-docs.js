@@ -50,7 +50,11 @@ const target = join(__dirname, '..', 'docs', 'metrics.md');
 const text = render();
 if (process.argv.includes('--check')) {
   let current = '';
-  try { current = readFileSync(target, 'utf8'); } catch { /* missing */ }
+  try {
+    current = readFileSync(target, 'utf8');
+  } catch {
+    /* missing */
+  }
   if (current !== text) {
     process.stderr.write('docs/metrics.md is stale: run `npm run build && node scripts/gen-metric-docs.js`\n');
     process.exit(1);

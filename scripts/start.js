@@ -24,6 +24,11 @@ if (!process.env.API_KEY && !fromFile.API_KEY) {
 require('../dist/telemetry/preload.js');
 const { main } = require('../dist/main.js');
 main(['server', ...process.argv.slice(2)]).then(
-  (code) => { if (code !== undefined) process.exitCode = code; },
-  (err) => { process.stderr.write(`vega: ${err && err.stack ? err.stack : err}\n`); process.exitCode = 1; },
+  (code) => {
+    if (code !== undefined) process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`vega: ${err && err.stack ? err.stack : err}\n`);
+    process.exitCode = 1;
+  },
 );

@@ -201,9 +201,12 @@ export class UpstreamRejected extends VegaError {
 export class UpstreamMisconfigured extends VegaError {
   readonly upstreamStatus: number;
   constructor(upstreamStatus: number) {
-    super('upstream_misconfigured', upstreamStatus === 401 || upstreamStatus === 403
-      ? `the LLM backend refused Vega's credentials (HTTP ${upstreamStatus}); check its API key`
-      : `the LLM backend refused the call with HTTP ${upstreamStatus}; check its URL and settings`);
+    super(
+      'upstream_misconfigured',
+      upstreamStatus === 401 || upstreamStatus === 403
+        ? `the LLM backend refused Vega's credentials (HTTP ${upstreamStatus}); check its API key`
+        : `the LLM backend refused the call with HTTP ${upstreamStatus}; check its URL and settings`,
+    );
     this.upstreamStatus = upstreamStatus;
   }
 }
@@ -257,8 +260,12 @@ export class TooManyStreams extends VegaError {
 /** A stream was closed by Vega: its client stopped reading, or it ran past LLM_STREAM_MAX_S. */
 export class StreamClosed extends VegaError {
   constructor(reason: 'stalled' | 'deadline', limitMs: number) {
-    super(reason === 'stalled' ? 'stream_stalled' : 'stream_deadline',
-      reason === 'stalled' ? `the client did not read for ${limitMs / 1000} s; the stream was closed` : `the stream ran past its ${limitMs / 1000} s limit and was closed`);
+    super(
+      reason === 'stalled' ? 'stream_stalled' : 'stream_deadline',
+      reason === 'stalled'
+        ? `the client did not read for ${limitMs / 1000} s; the stream was closed`
+        : `the stream ran past its ${limitMs / 1000} s limit and was closed`,
+    );
   }
 }
 
@@ -290,7 +297,12 @@ export class IntegrationError extends VegaError {
 }
 
 const UPSTREAM_FAULTS = new Set<ErrorCode>([
-  'upstream_unavailable', 'upstream_timeout', 'upstream_error', 'upstream_overloaded', 'upstream_bad_response', 'upstream_stream_interrupted',
+  'upstream_unavailable',
+  'upstream_timeout',
+  'upstream_error',
+  'upstream_overloaded',
+  'upstream_bad_response',
+  'upstream_stream_interrupted',
   'upstream_misconfigured',
 ]);
 

@@ -77,7 +77,11 @@ export async function startService(config: Config, report: ValidationReport, log
 
   let stopping: Promise<number> | undefined;
   return {
-    server: c.server, port, db: c.db, pool: c.pool, inflight: c.inflight,
+    server: c.server,
+    port,
+    db: c.db,
+    pool: c.pool,
+    inflight: c.inflight,
     shutdown: (reason) => (stopping ??= shutdown(c, stop, reason)),
   };
 }
@@ -87,10 +91,13 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
   const { config, logger, db } = c;
   return [
     {
-      name: 'migrate_database', timeoutMs: 60_000,
+      name: 'migrate_database',
+      timeoutMs: 60_000,
       run: async () => {
         const applied = await migrateLatest(db.knex);
-        say(`✅ Database ready: ${db.system} ${db.filename ?? ''} (${applied.length ? `applied ${applied.join(', ')}` : 'schema current'})`);
+        say(
+          `✅ Database ready: ${db.system} ${db.filename ?? ''} (${applied.length ? `applied ${applied.join(', ')}` : 'schema current'})`,
+        );
         say(`✅ Database query profiler enabled (${config.slowQueryMs}ms slow query threshold)`);
         logger.info({ step: 'database', system: db.system, migrations_applied: applied }, 'database ready');
       },
@@ -98,7 +105,8 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
     {
       // Never fails the start: an unreachable Redis leaves the instance serving from its
       // in-process fallback (degraded) while the link keeps retrying.
-      name: 'connect_redis', timeoutMs: 5000,
+      name: 'connect_redis',
+      timeoutMs: 5000,
       run: async () => {
         if (!c.redis) return;
         await c.redis.connect();
@@ -106,7 +114,8 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
       },
     },
     {
-      name: 'report_telemetry', timeoutMs: 1000,
+      name: 'report_telemetry',
+      timeoutMs: 1000,
       run: async () => {
         const telemetry = telemetryHooks().status ?? { sdk: 'disabled', traces: 'off (not preloaded)', metrics: 'off (not preloaded)' };
         if (telemetry.sdk === 'on') {
@@ -119,7 +128,8 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
       },
     },
     {
-      name: 'start_monitors', timeoutMs: 1000,
+      name: 'start_monitors',
+      timeoutMs: 1000,
       run: async () => {
         c.retention.start();
         c.integrationHealth.start();
@@ -129,30 +139,39 @@ function startSteps(c: Components, say: (line: string) => void): Step[] {
       },
     },
     {
-      name: 'listen', timeoutMs: 10_000,
-      run: () => new Promise<void>((resolve, reject) => {
-        c.server.once('error', reject);
-        c.server.listen(config.port, config.host, () => {
-          c.server.off('error', reject);
-          resolve();
-        });
-      }),
+      name: 'listen',
+      timeoutMs: 10_000,
+      run: () =>
+        new Promise<void>((resolve, reject) => {
+          c.server.once('error', reject);
+          c.server.listen(config.port, config.host, () => {
+            c.server.off('error', reject);
+            resolve();
+          });
+        }),
     },
     {
       // Asked once, so the banner tells the truth about the backend and says how to fix it.
       // Never fails the start: Vega runs (and answers 503) without a backend. After listen, so a
       // start that cannot listen fails fast.
-      name: 'check_llm_backend', timeoutMs: 5000,
+      name: 'check_llm_backend',
+      timeoutMs: 5000,
       run: async () => {
         const { provider } = c;
         const backend = await checkBackend(provider, config.llm.model, 2000);
         if (backend.status === 'ok') {
-          say(`✅ LLM backend: ${provider.name} at ${provider.origin}, ${backend.models.length} model(s), default model ${config.llm.model} present (timeout ${config.llm.timeoutMs / 1000}s)`);
+          say(
+            `✅ LLM backend: ${provider.name} at ${provider.origin}, ${backend.models.length} model(s), default model ${config.llm.model} present (timeout ${config.llm.timeoutMs / 1000}s)`,
+          );
         } else {
-          say(`${backend.status === 'unknown' ? '⚠️ ' : '❌'} LLM backend: ${provider.name} at ${provider.origin}: ${backend.problem}\n   👉 ${backend.fix}`);
+          say(
+            `${backend.status === 'unknown' ? '⚠️ ' : '❌'} LLM backend: ${provider.name} at ${provider.origin}: ${backend.problem}\n   👉 ${backend.fix}`,
+          );
         }
-        logger[backend.status === 'ok' ? 'info' : 'warn']({ step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) },
-          backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`);
+        logger[backend.status === 'ok' ? 'info' : 'warn'](
+          { step: 'llm_backend', ...backend, models: backend.models.slice(0, 20) },
+          backend.status === 'ok' ? 'LLM backend ready' : `LLM backend: ${backend.problem}`,
+        );
       },
     },
   ];
@@ -168,7 +187,8 @@ function stopSteps(c: Components): Step[] {
   const drainMs = c.config.shutdownTimeoutMs;
   return [
     {
-      name: 'drain', timeoutMs: drainMs + 1000,
+      name: 'drain',
+      timeoutMs: drainMs + 1000,
       run: async () => {
         if (!c.server.listening) return 'not listening';
         c.server.close();
@@ -179,7 +199,8 @@ function stopSteps(c: Components): Step[] {
       },
     },
     {
-      name: 'stop_monitors', timeoutMs: 1000,
+      name: 'stop_monitors',
+      timeoutMs: 1000,
       run: async () => {
         for (const p of c.probes) p.stop();
         c.eventLoop.stop();
@@ -190,7 +211,8 @@ function stopSteps(c: Components): Step[] {
       },
     },
     {
-      name: 'flush_batch_writer', timeoutMs: 10_000,
+      name: 'flush_batch_writer',
+      timeoutMs: 10_000,
       run: async () => {
         await c.conversationLog.flush();
         return c.conversationLog.snapshot();
@@ -200,7 +222,8 @@ function stopSteps(c: Components): Step[] {
     { name: 'close_database', timeoutMs: 5000, run: () => c.db.knex.destroy() },
     { name: 'close_redis', timeoutMs: 3000, run: async () => (c.redis ? c.redis.close() : 'not configured') },
     {
-      name: 'flush_telemetry', timeoutMs: 5000,
+      name: 'flush_telemetry',
+      timeoutMs: 5000,
       run: async () => {
         const telemetry = telemetryHooks().shutdown;
         return telemetry ? telemetry() : 'not started';
@@ -238,7 +261,9 @@ async function bounded(step: Step): Promise<unknown> {
   try {
     return await Promise.race([
       step.run(),
-      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${step.name} timed out after ${step.timeoutMs} ms`)), step.timeoutMs); }),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${step.name} timed out after ${step.timeoutMs} ms`)), step.timeoutMs);
+      }),
     ]);
   } finally {
     clearTimeout(timer);
@@ -255,7 +280,8 @@ function describeStartFailure(step: string, err: unknown, config: Config): strin
     if (code === 'EADDRNOTAVAIL') return `cannot listen on ${where}: the address is not on this machine (HOST)`;
     return `cannot listen on ${where}: ${oneLine(err)}`;
   }
-  if (step === 'migrate_database') return `the database could not be opened or migrated (${config.databaseUrl.replace(/\/\/[^@/]*@/, '//***@')}): ${oneLine(err)}`;
+  if (step === 'migrate_database')
+    return `the database could not be opened or migrated (${config.databaseUrl.replace(/\/\/[^@/]*@/, '//***@')}): ${oneLine(err)}`;
   return `${step} failed: ${oneLine(err)}`;
 }
 

@@ -69,7 +69,9 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   const report = validateConfig(env);
   if (!report.valid || !report.config) {
     process.stderr.write(`❌ Configuration is invalid:\n${formatReport(report)}\n`);
-    process.stdout.write(`${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), msg: 'invalid configuration', errors: report.errors })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), msg: 'invalid configuration', errors: report.errors })}\n`,
+    );
     return 2;
   }
   const logger = createLogger(report.config.logLevel);
@@ -81,7 +83,10 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   } catch (err) {
     if (!(err instanceof StartFailed)) throw err;
     // A designed failure: one line naming the cause, no stack; everything started was stopped.
-    logger.fatal({ step: err.step, code: err.code, port: err.step === 'listen' ? report.config.port : undefined }, `start failed: ${err.message}`);
+    logger.fatal(
+      { step: err.step, code: err.code, port: err.step === 'listen' ? report.config.port : undefined },
+      `start failed: ${err.message}`,
+    );
     return 1;
   }
 
@@ -134,7 +139,7 @@ if (require.main === module) {
       if (code !== undefined) process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`vega: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+      process.stderr.write(`vega: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 1;
     },
   );

@@ -13,9 +13,18 @@ import { BreakerRegistry } from './resilience/breaker';
 import { telemetryHooks } from './telemetry/hooks';
 
 type Outcome = 'pass' | 'warn' | 'fail';
-interface Check { readonly name: string; readonly outcome: Outcome; readonly detail: string }
+interface Check {
+  readonly name: string;
+  readonly outcome: Outcome;
+  readonly detail: string;
+}
 
-const REQUIRED_INDEXES = ['conversations_session_ts_id', 'conversations_ts_session_id', 'conversations_reviewed_ts', 'conversations_source_ts'];
+const REQUIRED_INDEXES = [
+  'conversations_session_ts_id',
+  'conversations_ts_session_id',
+  'conversations_reviewed_ts',
+  'conversations_source_ts',
+];
 const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌' };
 
 /**
@@ -29,8 +38,13 @@ export async function verify(env: Record<string, string | undefined>, out: (line
   const checks: Check[] = [];
   const add = (name: string, outcome: Outcome, detail: string) => checks.push({ name, outcome, detail });
   const report = validateConfig(env);
-  add('configuration', report.valid ? (report.warnings.length ? 'warn' : 'pass') : 'fail',
-    report.valid ? `${report.warnings.length} warning(s)${report.warnings.length ? `\n${formatReport(report)}` : ''}` : `\n${formatReport(report)}`);
+  add(
+    'configuration',
+    report.valid ? (report.warnings.length ? 'warn' : 'pass') : 'fail',
+    report.valid
+      ? `${report.warnings.length} warning(s)${report.warnings.length ? `\n${formatReport(report)}` : ''}`
+      : `\n${formatReport(report)}`,
+  );
   const config = report.config;
   if (config) {
     const db = openDatabase(config.databaseUrl);
@@ -38,11 +52,21 @@ export async function verify(env: Record<string, string | undefined>, out: (line
       await db.knex.raw('select 1');
       add('database reachable', 'pass', `${db.system} ${db.filename ?? ''}`.trim());
       const pending = await pendingMigrations(db.knex);
-      add('migrations current', pending.length ? 'fail' : 'pass', pending.length ? `pending: ${pending.join(', ')} (run vega migrate)` : 'none pending');
+      add(
+        'migrations current',
+        pending.length ? 'fail' : 'pass',
+        pending.length ? `pending: ${pending.join(', ')} (run vega migrate)` : 'none pending',
+      );
       if (!pending.length) {
         const storage = await storageSnapshot(db);
         const missing = REQUIRED_INDEXES.filter((n) => !storage.indexes.some((i) => i.name === n));
-        add('indexes present', missing.length ? 'fail' : 'pass', missing.length ? `missing: ${missing.join(', ')}` : `${storage.indexes.length} indexes; ${storage.tables.conversations} conversations`);
+        add(
+          'indexes present',
+          missing.length ? 'fail' : 'pass',
+          missing.length
+            ? `missing: ${missing.join(', ')}`
+            : `${storage.indexes.length} indexes; ${storage.tables.conversations} conversations`,
+        );
       }
     } catch (err) {
       add('database reachable', 'fail', redactUrlsIn((err as Error).message));
@@ -61,29 +85,54 @@ export async function verify(env: Record<string, string | undefined>, out: (line
         fallbackChecks.push({ i, fallback, check: await checkBackend(fallback, f.model ?? config.llm.model, 5000) });
       }
       const rescued = fallbackChecks.some((f) => f.check.status === 'ok');
-      add('LLM backend', backend.status === 'ok' ? 'pass' : backend.status === 'unknown' || rescued ? 'warn' : 'fail',
+      add(
+        'LLM backend',
+        backend.status === 'ok' ? 'pass' : backend.status === 'unknown' || rescued ? 'warn' : 'fail',
         backend.status === 'ok'
           ? `${provider.name} at ${provider.origin}: ${backend.models.length} model(s), '${config.llm.model}' among them`
-          : `${provider.name} at ${provider.origin}: ${backend.problem}${rescued ? ' (a fallback can serve)' : ''}\n   👉 ${backend.fix}`);
+          : `${provider.name} at ${provider.origin}: ${backend.problem}${rescued ? ' (a fallback can serve)' : ''}\n   👉 ${backend.fix}`,
+      );
       for (const { i, fallback, check } of fallbackChecks) {
-        add(`LLM fallback ${i + 1}`, check.status === 'ok' ? 'pass' : 'warn',
-          check.status === 'ok' ? `${fallback.name} at ${fallback.origin}: ${check.models.length} model(s), '${check.model}' among them` : `${fallback.name} at ${fallback.origin}: ${check.problem}`);
+        add(
+          `LLM fallback ${i + 1}`,
+          check.status === 'ok' ? 'pass' : 'warn',
+          check.status === 'ok'
+            ? `${fallback.name} at ${fallback.origin}: ${check.models.length} model(s), '${check.model}' among them`
+            : `${fallback.name} at ${fallback.origin}: ${check.problem}`,
+        );
       }
       const integrations = createIntegrations(config.integrations, pool, new BreakerRegistry());
       const health = await checkIntegrations(integrations.all, config.integrations.healthTimeoutMs);
       for (const i of health.integrations) {
-        add(`integration ${i.name}`, i.status === 'unhealthy' ? 'fail' : i.status === 'degraded' ? 'warn' : 'pass', i.status === 'disabled' ? 'disabled (not configured)' : `${i.status}${i.latency_ms !== null ? ` in ${i.latency_ms} ms` : ''}${i.error ? `: ${i.error}` : ''}`);
+        add(
+          `integration ${i.name}`,
+          i.status === 'unhealthy' ? 'fail' : i.status === 'degraded' ? 'warn' : 'pass',
+          i.status === 'disabled'
+            ? 'disabled (not configured)'
+            : `${i.status}${i.latency_ms !== null ? ` in ${i.latency_ms} ms` : ''}${i.error ? `: ${i.error}` : ''}`,
+        );
       }
     } finally {
       await pool.close().catch(() => undefined);
     }
   }
   const t = telemetryHooks().status;
-  add('telemetry', t?.sdk === 'on' ? 'pass' : 'warn', t ? `SDK ${t.sdk}; traces: ${t.traces}; metrics: ${t.metrics}` : 'not preloaded (run through bin/vega or npm start)');
-  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : undefined);
+  add(
+    'telemetry',
+    t?.sdk === 'on' ? 'pass' : 'warn',
+    t ? `SDK ${t.sdk}; traces: ${t.traces}; metrics: ${t.metrics}` : 'not preloaded (run through bin/vega or npm start)',
+  );
+  const endpoint =
+    env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
+    (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : undefined);
   if (endpoint) {
     try {
-      const res = await request(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}', signal: AbortSignal.timeout(3000) });
+      const res = await request(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"resourceSpans":[]}',
+        signal: AbortSignal.timeout(3000),
+      });
       await res.body.dump();
       add('OTLP endpoint', res.statusCode < 300 ? 'pass' : 'warn', `${redactUrl(endpoint)} answered ${res.statusCode}`);
     } catch (err) {
@@ -97,6 +146,8 @@ export async function verify(env: Record<string, string | undefined>, out: (line
   const failed = checks.filter((c) => c.outcome === 'fail').length;
   const warned = checks.filter((c) => c.outcome === 'warn').length;
   out(`${rule}\n${failed ? '❌' : '✅'} ${checks.length - failed - warned} passed, ${warned} warning(s), ${failed} failed`);
-  process.stdout.write(`${JSON.stringify({ msg: 'verify', ok: failed === 0, checks: checks.map((c) => ({ ...c, detail: redactUrlsIn(c.detail) })) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ msg: 'verify', ok: failed === 0, checks: checks.map((c) => ({ ...c, detail: redactUrlsIn(c.detail) })) })}\n`,
+  );
   return failed ? 1 : 0;
 }

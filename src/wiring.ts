@@ -94,16 +94,24 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   say(`✅ Resource manager initialized (one HTTP pool, ${config.httpPoolConnections} connections per origin)`);
   const fallbackProviders = config.llm.fallbacks.map((f) => createProvider({ ...f, timeoutMs: config.llm.timeoutMs }, pool, gate()));
   config.llm.fallbacks.forEach((f, i) => {
-    say(`✅ LLM fallback ${i + 1}: ${fallbackName(f.backend, i + 1)} at ${fallbackProviders[i]!.origin}${f.model ? ` (model ${f.model})` : ''}${f.apiKey ? ' (key set)' : ''}`);
+    say(
+      `✅ LLM fallback ${i + 1}: ${fallbackName(f.backend, i + 1)} at ${fallbackProviders[i]!.origin}${f.model ? ` (model ${f.model})` : ''}${f.apiKey ? ' (key set)' : ''}`,
+    );
   });
 
   const configCache = new ConfigCache(config, { ttlMs: config.configCacheTtlMs, readEnvironment: () => readEnvironment() });
-  configCache.onChange((change) => logger[change.restart_required.length ? 'warn' : 'info'](change,
-    `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`));
+  configCache.onChange((change) =>
+    logger[change.restart_required.length ? 'warn' : 'info'](
+      change,
+      `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`,
+    ),
+  );
   const conversations = new ConversationRepository(db.knex);
   const conversationLog = new ConversationLog(conversations, config.batch);
   const retention = new RetentionJob(conversations, logger, config.retention);
-  say(`✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`);
+  say(
+    `✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`,
+  );
 
   const inflight = new InflightTracker();
   const r = config.resilience;
@@ -120,7 +128,11 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   // With REDIS_URL, rate limits and the response cache are shared by every instance; the link
   // falls back to in-process answers whenever Redis cannot answer in REDIS_TIMEOUT_MS.
   const redis = config.redis ? new RedisLink(config.redis.url, { commandTimeoutMs: config.redis.commandTimeoutMs, logger }) : undefined;
-  say(redis ? `✅ Shared state: Redis (rate limits and response cache across instances, ${config.redis!.commandTimeoutMs}ms command timeout)` : '✅ Shared state: none (REDIS_URL unset; limits and cache are per process)');
+  say(
+    redis
+      ? `✅ Shared state: Redis (rate limits and response cache across instances, ${config.redis!.commandTimeoutMs}ms command timeout)`
+      : '✅ Shared state: none (REDIS_URL unset; limits and cache are per process)',
+  );
   const stages: PipelineStages = {
     cache: new ResponseCache(r.cache, redis),
     coalescer: new Coalescer(r.coalescing),
@@ -132,39 +144,68 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     streamSlots: new StreamSlots({ maxConcurrent: config.streams.maxConcurrent, maxPerKey: config.streams.maxPerKey }),
   };
   // The backend's model list is its cheap health call (Ollama /api/tags, OpenAI /models, TGI /info).
-  const probes = probeIntervalMs > 0
-    ? backends.backends.map((b) => new RecoveryProbe(b.breaker, (signal) => b.provider.listModels(signal), { intervalMs: probeIntervalMs }))
-    : [];
+  const probes =
+    probeIntervalMs > 0
+      ? backends.backends.map(
+          (b) => new RecoveryProbe(b.breaker, (signal) => b.provider.listModels(signal), { intervalMs: probeIntervalMs }),
+        )
+      : [];
   const integrations = createIntegrations(config.integrations, pool, breakers);
   // Integration health lists the LLM backend and the database beside the integrations.
-  const integrationHealth = new IntegrationHealthMonitor([
-    backendHealth(provider.name, (signal) => provider.listModels(signal), () => configCache.get().llm.model),
-    databaseHealth(db.system, () => db.knex.raw('select 1')),
-    ...integrations.all,
-  ], config.integrations.healthTimeoutMs);
+  const integrationHealth = new IntegrationHealthMonitor(
+    [
+      backendHealth(
+        provider.name,
+        (signal) => provider.listModels(signal),
+        () => configCache.get().llm.model,
+      ),
+      databaseHealth(db.system, () => db.knex.raw('select 1')),
+      ...integrations.all,
+    ],
+    config.integrations.healthTimeoutMs,
+  );
   for (const b of breakers.all()) {
-    b.onTransition((t) => logger.warn(
-      { breaker: b.name, from: t.from, to: t.to, reason: t.reason, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms },
-      `circuit breaker ${b.name} is ${t.to} (${t.reason})`,
-    ));
+    b.onTransition((t) =>
+      logger.warn(
+        { breaker: b.name, from: t.from, to: t.to, reason: t.reason, trace_id: t.trace_id, open_timeout_ms: t.open_timeout_ms },
+        `circuit breaker ${b.name} is ${t.to} (${t.reason})`,
+      ),
+    );
   }
   const enabled = integrations.all.filter((i) => i.enabled).map((i) => i.name);
   say(`✅ Integrations: ${enabled.length ? enabled.join(', ') : 'none configured'}`);
 
-  const eventLoop = new EventLoopMonitor({ stallThresholdMs: config.diagnostics.stallThresholdMs, activeRequests: (since) => inflight.activeSince(since) });
+  const eventLoop = new EventLoopMonitor({
+    stallThresholdMs: config.diagnostics.stallThresholdMs,
+    activeRequests: (since) => inflight.activeSince(since),
+  });
   const leaks = new LeakDetector({ thresholdMs: config.diagnostics.leakThresholdMs });
-  say(`✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`);
-  say(`✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `each backend probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`);
+  say(
+    `✅ Monitors: event loop (stall at ${config.diagnostics.stallThresholdMs}ms), leak detector (${config.diagnostics.leakThresholdMs / 1000}s)`,
+  );
+  say(
+    `✅ Resilience: breaker (${r.breaker.failureThreshold} failures, ${r.breaker.openBaseMs / 1000}-${r.breaker.openMaxMs / 1000}s, ${probes.length ? `each backend probed every ${probeIntervalMs / 1000}s while open` : 'no probing'}), retry x${r.retry.maxRetries}, cache ${r.cache.maxEntries} entries, coalescing ${r.coalescing ? 'on' : 'off'}`,
+  );
 
   const pipeline = new ChatPipeline(backends, stages);
   const sessionStore = new SessionStore(db.knex);
   const contextSettings = () => configCache.get().context;
   const summarizer = new Summarizer({
-    store: sessionStore, pipeline, logger, settings: contextSettings, model: () => configCache.get().llm.model, timeoutMs: config.llm.timeoutMs,
+    store: sessionStore,
+    pipeline,
+    logger,
+    settings: contextSettings,
+    model: () => configCache.get().llm.model,
+    timeoutMs: config.llm.timeoutMs,
   });
   const sessions = {
     store: sessionStore,
-    context: new SessionContext({ store: sessionStore, settings: contextSettings, logger, track: (obj, type, label) => leaks.track(obj, type, label) }),
+    context: new SessionContext({
+      store: sessionStore,
+      settings: contextSettings,
+      logger,
+      track: (obj, type, label) => leaks.track(obj, type, label),
+    }),
   };
   const chat = new ChatService({
     provider,
@@ -172,11 +213,15 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     conversations: conversationLog,
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
-    onStored: (input) => { if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId); },
+    onStored: (input) => {
+      if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId);
+    },
     tools: {
       runner: new ToolRunner({
-        tools: buildTools(integrations), logger,
-        selection: () => configCache.get().tools.selection, resultMaxChars: () => configCache.get().tools.resultMaxChars,
+        tools: buildTools(integrations),
+        logger,
+        selection: () => configCache.get().tools.selection,
+        resultMaxChars: () => configCache.get().tools.resultMaxChars,
       }),
       maxRounds: () => configCache.get().tools.maxRounds,
     },
@@ -192,25 +237,66 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   bindDatabaseInstruments({ profiler, pool: () => poolSnapshot(db), conversationLog });
   bindDiagnosticsInstruments({ eventLoop, leaks, integrations: integrationHealth });
   const app = createApp({
-    config: () => configCache.get(), logger, db, conversations, chat, sessions, inflight, backends, redis,
+    config: () => configCache.get(),
+    logger,
+    db,
+    conversations,
+    chat,
+    sessions,
+    inflight,
+    backends,
+    redis,
     admin: {
-      breakers, stages, pool, configCache, db, profiler, conversationLog, retention,
-      eventLoop, leaks, integrationHealth, integrationTimeoutMs: config.integrations.healthTimeoutMs,
-      dataDir: db.filename && db.filename !== ':memory:' ? dirname(db.filename) : process.cwd(), testRoutes: config.diagnostics.testRoutes,
+      breakers,
+      stages,
+      pool,
+      configCache,
+      db,
+      profiler,
+      conversationLog,
+      retention,
+      eventLoop,
+      leaks,
+      integrationHealth,
+      integrationTimeoutMs: config.integrations.healthTimeoutMs,
+      dataDir: db.filename && db.filename !== ':memory:' ? dirname(db.filename) : process.cwd(),
+      testRoutes: config.diagnostics.testRoutes,
     },
   });
   // Set deliberately (docs/security.md): a client gets HTTP_HEADERS_TIMEOUT_S for its headers and
   // HTTP_REQUEST_TIMEOUT_S for the whole request (so slowloris connections end); idle keep-alive
   // sockets close after HTTP_KEEP_ALIVE_TIMEOUT_S. Responses are bounded by the stream guard.
-  const server = createServer({
-    headersTimeout: config.server.headersTimeoutMs,
-    requestTimeout: config.server.requestTimeoutMs,
-    keepAliveTimeout: config.server.keepAliveTimeoutMs,
-    connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
-  }, app.callback());
+  const server = createServer(
+    {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      keepAliveTimeout: config.server.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+    },
+    app.callback(),
+  );
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 
-  return { config, logger, db, profiler, pool, provider, backends, conversationLog, retention, inflight, breakers, probes, integrationHealth, eventLoop, leaks, summarizer, server, redis };
+  return {
+    config,
+    logger,
+    db,
+    profiler,
+    pool,
+    provider,
+    backends,
+    conversationLog,
+    retention,
+    inflight,
+    breakers,
+    probes,
+    integrationHealth,
+    eventLoop,
+    leaks,
+    summarizer,
+    server,
+    redis,
+  };
 }
 
 /**
@@ -222,9 +308,14 @@ function answerMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy();
     return;
   }
-  const refusal = new VegaError(err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'malformed_request', 'the HTTP request could not be parsed');
+  const refusal = new VegaError(
+    err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'malformed_request',
+    'the HTTP request could not be parsed',
+  );
   const status = refusal.status;
   const id = randomBytes(16).toString('hex');
   const body = JSON.stringify(errorBody(refusal, id));
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Correlation-ID: ${id}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

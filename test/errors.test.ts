@@ -1,7 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CircuitOpen, ClientClosed, ERROR_CODES, errorType, IntegrationError, InvalidRequest, isUpstreamFault, RateLimited, UpstreamError, UpstreamTimeout, VegaError, type ErrorCode } from '../src/errors';
+import {
+  CircuitOpen,
+  ClientClosed,
+  ERROR_CODES,
+  errorType,
+  IntegrationError,
+  InvalidRequest,
+  isUpstreamFault,
+  RateLimited,
+  UpstreamError,
+  UpstreamTimeout,
+  VegaError,
+  type ErrorCode,
+} from '../src/errors';
 
 /** status and code of every row of the error tables in docs/api.md. */
 function documentedCodes(): Map<string, number> {
@@ -16,7 +29,9 @@ function documentedCodes(): Map<string, number> {
 describe('ERROR_CODES', () => {
   it('lists every code in docs/api.md with its status', () => {
     const documented = documentedCodes();
-    const missing = Object.entries(ERROR_CODES).filter(([code, status]) => documented.get(code) !== status).map(([c, s]) => `${s} ${c}`);
+    const missing = Object.entries(ERROR_CODES)
+      .filter(([code, status]) => documented.get(code) !== status)
+      .map(([c, s]) => `${s} ${c}`);
     expect(missing).toEqual([]);
   });
 
@@ -44,10 +59,14 @@ describe('VegaError', () => {
 });
 
 describe('IntegrationError', () => {
-  it('is the upstream\'s fault exactly when its code is a 502', () => {
+  it("is the upstream's fault exactly when its code is a 502", () => {
     const codes: ErrorCode[] = ['integration_http_error', 'dns_failure', 'integration_timeout'];
     for (const c of codes) expect(new IntegrationError('github', c as never, 'x').upstreamFault).toBe(true);
-    expect(new IntegrationError('github', 'integration_rejected', 'x')).toMatchObject({ upstreamFault: false, status: 400, message: 'github: x' });
+    expect(new IntegrationError('github', 'integration_rejected', 'x')).toMatchObject({
+      upstreamFault: false,
+      status: 400,
+      message: 'github: x',
+    });
   });
 });
 

@@ -24,7 +24,15 @@ describe('shutdown', () => {
       expect(rows).toHaveLength(20);
       expect(new Set(rows.map((r) => r.correlation_id))).toEqual(new Set(bodies.map((b) => b.correlation_id)));
       const steps = vega.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('shutdown: ')).map((l) => l.step);
-      expect(steps).toEqual(['drain', 'stop_monitors', 'flush_batch_writer', 'close_http_pool', 'close_database', 'close_redis', 'flush_telemetry']);
+      expect(steps).toEqual([
+        'drain',
+        'stop_monitors',
+        'flush_batch_writer',
+        'close_http_pool',
+        'close_database',
+        'close_redis',
+        'flush_telemetry',
+      ]);
     } finally {
       await vega.stop('SIGKILL');
       vega.cleanup();
@@ -116,10 +124,17 @@ describe('GC on demand (POST /admin/performance/memory/gc) as the service is sta
     return { nodeArgs, script: join(ROOT, script!), args };
   };
 
-  it('collects under npm start (the command of package.json\'s start script)', async () => {
+  it("collects under npm start (the command of package.json's start script)", async () => {
     const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
     // `exec` makes node npm's own child (signals reach the server); the command is what follows it.
-    const { nodeArgs, script, args } = runnable(start.split('&&').at(-1)!.trim().replace(/^exec\s+/, '').split(/\s+/));
+    const { nodeArgs, script, args } = runnable(
+      start
+        .split('&&')
+        .at(-1)!
+        .trim()
+        .replace(/^exec\s+/, '')
+        .split(/\s+/),
+    );
     expect(script).toBe(join(ROOT, 'scripts', 'start.js'));
     await collects(await startVega({ script, nodeArgs, args }));
   });
@@ -131,7 +146,9 @@ describe('GC on demand (POST /admin/performance/memory/gc) as the service is sta
   it('collects under the Dockerfile CMD, which compose runs as it is', async () => {
     const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
     const { nodeArgs, script, args } = runnable(JSON.parse(cmd!) as string[]);
-    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, { build?: string; command?: unknown; environment?: Record<string, string> }> };
+    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+      services: Record<string, { build?: string; command?: unknown; environment?: Record<string, string> }>;
+    };
     const replicas = Object.entries(compose.services).filter(([name]) => /^vega-\d+$/.test(name));
     expect(replicas.length).toBe(3);
     for (const [, vega] of replicas) {
@@ -146,15 +163,24 @@ describe('GC on demand (POST /admin/performance/memory/gc) as the service is sta
 describe('a start that fails', () => {
   // Time is measured from Vega's first log line (its own code running) to its exit: on this shared
   // machine, loading node and the telemetry preload alone can take seconds under load.
-  const secondsToExit = (run: { stdout: string; exitedAt: number }) => (run.exitedAt - Date.parse((JSON.parse(run.stdout.split('\n')[0]!) as { time: string }).time)) / 1000;
-  const fatalLines = (stdout: string) => stdout.split('\n').filter(Boolean)
-    .map((l) => JSON.parse(l) as { level: string; msg: string; port?: number; step?: string })
-    .filter((l) => l.level === 'fatal' || l.level === 'error');
+  const secondsToExit = (run: { stdout: string; exitedAt: number }) =>
+    (run.exitedAt - Date.parse((JSON.parse(run.stdout.split('\n')[0]!) as { time: string }).time)) / 1000;
+  const fatalLines = (stdout: string) =>
+    stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { level: string; msg: string; port?: number; step?: string })
+      .filter((l) => l.level === 'fatal' || l.level === 'error');
 
   it('on a port already in use, exits non-zero within 5 s with one JSON line naming the port, no stack and no banner', async () => {
     const first = await startVega();
     try {
-      const second = await runVega({ API_KEY: 'test-key-0123456789abcdef', PORT: String(first.port), LLM_BASE_URL: 'http://127.0.0.1:9' }, ['server'], 30_000, { preload: true });
+      const second = await runVega(
+        { API_KEY: 'test-key-0123456789abcdef', PORT: String(first.port), LLM_BASE_URL: 'http://127.0.0.1:9' },
+        ['server'],
+        30_000,
+        { preload: true },
+      );
       expect(second.code).toBe(1);
       expect(secondsToExit(second)).toBeLessThan(5);
       const fatal = fatalLines(second.stdout); // every stdout line is JSON, or this throws
@@ -174,7 +200,12 @@ describe('a start that fails', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vega-baddb-'));
     try {
       writeFileSync(join(dir, 'vega.db'), 'this is not an SQLite database, '.repeat(100));
-      const run = await runVega({ API_KEY: 'test-key-0123456789abcdef', DATABASE_URL: `sqlite:${join(dir, 'vega.db')}` }, ['server'], 30_000, { preload: true });
+      const run = await runVega(
+        { API_KEY: 'test-key-0123456789abcdef', DATABASE_URL: `sqlite:${join(dir, 'vega.db')}` },
+        ['server'],
+        30_000,
+        { preload: true },
+      );
       expect(run.code).toBe(1);
       expect(secondsToExit(run)).toBeLessThan(5);
       const fatal = fatalLines(run.stdout);

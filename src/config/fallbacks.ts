@@ -50,7 +50,8 @@ export function parseFallbacks(value: string | undefined): { fallbacks: Omit<Fal
       return errors.push(`${where}: the URL is not valid`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return errors.push(`${where}: the URL must be http:// or https://`);
-    if (model !== undefined && !MODEL.test(model)) return errors.push(`${where}: the model after # must be 1-200 characters of letters, digits and . _ : / -`);
+    if (model !== undefined && !MODEL.test(model))
+      return errors.push(`${where}: the model after # must be 1-200 characters of letters, digits and . _ : / -`);
     fallbacks.push({ backend: kind as Backend, baseUrl: url.replace(/\/+$/, ''), model });
     return undefined;
   });
@@ -73,7 +74,12 @@ export function fallbackKeys(env: Record<string, string | undefined>, count: num
 
 /** LLM_FALLBACKS as it may be shown: every URL's user:password replaced by `***`. */
 export function redactFallbacks(value: string | undefined): string | undefined {
-  return value === undefined ? undefined : value.split(',').map((item) => hideUserinfo(item)).join(',');
+  return value === undefined
+    ? undefined
+    : value
+        .split(',')
+        .map((item) => hideUserinfo(item))
+        .join(',');
 }
 
 function hideUserinfo(text: string): string {

@@ -5,8 +5,13 @@
  * needs a restart; a reload that changes one says so in its log line.
  */
 export const LIVE_SETTINGS: ReadonlySet<string> = new Set([
-  'API_KEY', 'API_KEYS', 'ADMIN_API_KEYS',
-  'MODEL_NAME', 'DEFAULT_TEMPERATURE', 'DEFAULT_TOP_P', 'DEFAULT_MAX_TOKENS',
+  'API_KEY',
+  'API_KEYS',
+  'ADMIN_API_KEYS',
+  'MODEL_NAME',
+  'DEFAULT_TEMPERATURE',
+  'DEFAULT_TOP_P',
+  'DEFAULT_MAX_TOKENS',
   'MAX_PROMPT_CHARS',
 ]);
 

@@ -24,7 +24,9 @@ export function redactUrl(raw: string): string {
   if (!url.password && ![...url.searchParams.keys()].some((k) => SECRET_QUERY_PARAM.test(k))) return raw;
   // Rebuilt by hand: URL would percent-encode the `*` of the marker.
   const userinfo = url.username ? `${url.username}${url.password ? `:${REDACTED}` : ''}@` : '';
-  const query = [...url.searchParams].map(([k, v]) => `${encodeURIComponent(k)}=${SECRET_QUERY_PARAM.test(k) ? REDACTED : encodeURIComponent(v)}`).join('&');
+  const query = [...url.searchParams]
+    .map(([k, v]) => `${encodeURIComponent(k)}=${SECRET_QUERY_PARAM.test(k) ? REDACTED : encodeURIComponent(v)}`)
+    .join('&');
   const authority = url.host ? `//${userinfo}${url.host}` : '';
   return `${url.protocol}${authority}${url.pathname}${query ? `?${query}` : ''}${url.hash}`;
 }

@@ -8,8 +8,15 @@ import type { FallbackSpec } from './fallbacks';
  */
 
 const LOG_LEVEL_ALIASES: Record<string, string> = {
-  trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', warning: 'warn',
-  error: 'error', fatal: 'fatal', critical: 'fatal', silent: 'silent',
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  warn: 'warn',
+  warning: 'warn',
+  error: 'error',
+  fatal: 'fatal',
+  critical: 'fatal',
+  silent: 'silent',
 };
 
 const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
@@ -30,10 +37,13 @@ const number = (min: number, max: number, def: number, int = false) =>
   z.preprocess(emptyToUndefined, (int ? z.coerce.number().int() : z.coerce.number()).min(min).max(max).default(def));
 
 /** A true/false variable (also 1/0, on/off, yes/no). */
-const bool = (def: boolean) => z.preprocess(
-  (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
-  z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no'], { error: 'must be true or false' }).default(def ? 'true' : 'false'),
-).transform((v) => v === 'true' || v === '1' || v === 'on' || v === 'yes');
+const bool = (def: boolean) =>
+  z
+    .preprocess(
+      (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+      z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no'], { error: 'must be true or false' }).default(def ? 'true' : 'false'),
+    )
+    .transform((v) => v === 'true' || v === '1' || v === 'on' || v === 'yes');
 
 export const BACKENDS = ['ollama', 'openai', 'hf'] as const;
 export type Backend = (typeof BACKENDS)[number];
@@ -43,7 +53,14 @@ export const DEFAULT_BASE_URL: Partial<Record<Backend, string>> = { ollama: 'htt
 
 /** The tools a /chat model can be offered (TOOLS names them); the last two act on the world. */
 export const TOOL_NAMES = [
-  'web_search', 'web_fetch', 'github_search', 'home_assistant_state', 'shodan_host', 'hunter_domain', 'slack_post', 'home_assistant_service',
+  'web_search',
+  'web_fetch',
+  'github_search',
+  'home_assistant_state',
+  'shodan_host',
+  'hunter_domain',
+  'slack_post',
+  'home_assistant_service',
 ] as const;
 
 export const configSchema = z.object({
@@ -65,14 +82,18 @@ export const configSchema = z.object({
   /** Further backends, tried in order when the one before is down: `kind=url[#model]`, comma-separated (config/fallbacks.ts). */
   LLM_FALLBACKS: z.preprocess(emptyToUndefined, z.string().max(8192).optional()),
   LLM_TIMEOUT_S: number(0.001, 3600, 60).refine((v) => v > 0, 'must be positive'),
-  DATABASE_URL: z.preprocess(emptyToUndefined, z.string().default('sqlite:./data/vega.db')).refine(
-    (v) => v === ':memory:' || v.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(v),
-    'must be sqlite:PATH, :memory: or postgres://…',
-  ),
-  LOG_LEVEL: z.preprocess(
-    (v) => (typeof v === 'string' && v.trim() !== '' ? v.trim().toLowerCase() : 'info'),
-    z.string().refine((v) => v in LOG_LEVEL_ALIASES, `must be one of ${Object.keys(LOG_LEVEL_ALIASES).join(', ')}`),
-  ).transform((v) => LOG_LEVEL_ALIASES[v] as string),
+  DATABASE_URL: z
+    .preprocess(emptyToUndefined, z.string().default('sqlite:./data/vega.db'))
+    .refine(
+      (v) => v === ':memory:' || v.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(v),
+      'must be sqlite:PATH, :memory: or postgres://…',
+    ),
+  LOG_LEVEL: z
+    .preprocess(
+      (v) => (typeof v === 'string' && v.trim() !== '' ? v.trim().toLowerCase() : 'info'),
+      z.string().refine((v) => v in LOG_LEVEL_ALIASES, `must be one of ${Object.keys(LOG_LEVEL_ALIASES).join(', ')}`),
+    )
+    .transform((v) => LOG_LEVEL_ALIASES[v] as string),
   SLOW_QUERY_MS: number(0, 3_600_000, 100),
   DB_BATCH_MAX_SIZE: number(1, 10_000, 500, true),
   DB_BATCH_MAX_DELAY_MS: number(0, 10_000, 0),
@@ -115,10 +136,13 @@ export const configSchema = z.object({
   // Server-side tools on /chat: `auto` (every configured read-only tool), `none`, or a comma list.
   TOOLS: z.preprocess(
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
-    z.string().default('auto').refine(
-      (v) => v === 'auto' || v === 'none' || v.split(',').every((n) => (TOOL_NAMES as readonly string[]).includes(n.trim())),
-      `must be auto, none or a comma list of ${TOOL_NAMES.join(', ')}`,
-    ),
+    z
+      .string()
+      .default('auto')
+      .refine(
+        (v) => v === 'auto' || v === 'none' || v.split(',').every((n) => (TOOL_NAMES as readonly string[]).includes(n.trim())),
+        `must be auto, none or a comma list of ${TOOL_NAMES.join(', ')}`,
+      ),
   ),
   TOOL_MAX_ROUNDS: number(1, 20, 4, true),
   TOOL_RESULT_MAX_CHARS: number(100, 1_000_000, 4000, true),
@@ -167,7 +191,13 @@ export const configSchema = z.object({
   ),
   HISTORY_PAGE_MAX_BYTES: number(1024, 256 * 1024 * 1024, 2 * 1024 * 1024, true),
   /** Shared state of several instances (rate limits, response cache): `redis://[:password@]host:port[/db]`; unset: per process. */
-  REDIS_URL: z.preprocess(emptyToUndefined, z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL').optional()),
+  REDIS_URL: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL')
+      .optional(),
+  ),
   /** Longest wait for one Redis command before it counts as failed (the in-process fallback answers). */
   REDIS_TIMEOUT_MS: number(10, 10_000, 250, true),
   /** Largest response kept in the shared cache (bytes of JSON); larger ones stay in-process only. */
@@ -178,8 +208,17 @@ export type RawConfig = z.infer<typeof configSchema>;
 
 /** Names of the variables that hold secrets: redacted in every report, log line and admin reply. */
 export const SECRET_VARIABLES = [
-  'API_KEY', 'API_KEYS', 'ADMIN_API_KEYS', 'METRICS_API_KEY', 'LLM_API_KEY', 'HOME_ASSISTANT_TOKEN', 'GITHUB_TOKEN',
-  'SHODAN_API_KEY', 'HUNTER_API_KEY', 'SLACK_WEBHOOK_URL', 'REDIS_URL',
+  'API_KEY',
+  'API_KEYS',
+  'ADMIN_API_KEYS',
+  'METRICS_API_KEY',
+  'LLM_API_KEY',
+  'HOME_ASSISTANT_TOKEN',
+  'GITHUB_TOKEN',
+  'SHODAN_API_KEY',
+  'HUNTER_API_KEY',
+  'SLACK_WEBHOOK_URL',
+  'REDIS_URL',
 ] as const;
 
 /** The validated configuration the rest of the code reads. */
@@ -211,7 +250,12 @@ export interface Config {
   readonly slowQueryMs: number;
   readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
   readonly retention: { readonly days: number; readonly intervalMs: number };
-  readonly limits: { readonly maxBodyBytes: number; readonly maxPromptChars: number; readonly maxJsonDepth: number; readonly maxHistoryPageBytes: number };
+  readonly limits: {
+    readonly maxBodyBytes: number;
+    readonly maxPromptChars: number;
+    readonly maxJsonDepth: number;
+    readonly maxHistoryPageBytes: number;
+  };
   /** The HTTP server's own timeouts (HTTP_HEADERS_TIMEOUT_S, HTTP_REQUEST_TIMEOUT_S, HTTP_KEEP_ALIVE_TIMEOUT_S). */
   readonly server: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly shutdownTimeoutMs: number;
@@ -232,7 +276,13 @@ export interface Config {
   /** Repeated failed authentications per source address (AUTH_FAILURES_MAX in AUTH_FAILURE_WINDOW_S). */
   readonly authThrottle: { readonly maxFailures: number; readonly windowMs: number };
   readonly resilience: {
-    readonly breaker: { failureThreshold: number; openBaseMs: number; openMaxMs: number; halfOpenSuccesses: number; probeIntervalMs: number };
+    readonly breaker: {
+      failureThreshold: number;
+      openBaseMs: number;
+      openMaxMs: number;
+      halfOpenSuccesses: number;
+      probeIntervalMs: number;
+    };
     readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
     readonly rateLimit: { perKeyRps: number; perKeyBurst: number; globalRps: number; globalBurst: number };
     readonly cache: { maxEntries: number; ttlMs: number; scope: 'client' | 'shared'; maxEntryBytes: number };
@@ -257,7 +307,13 @@ export interface Config {
   readonly integrations: {
     readonly callTimeoutMs: number;
     readonly healthTimeoutMs: number;
-    readonly fetch: { readonly enabled: boolean; readonly allowPrivate: boolean; readonly maxBytes: number; readonly timeoutMs: number; readonly healthUrl?: string | undefined };
+    readonly fetch: {
+      readonly enabled: boolean;
+      readonly allowPrivate: boolean;
+      readonly maxBytes: number;
+      readonly timeoutMs: number;
+      readonly healthUrl?: string | undefined;
+    };
     readonly searchUrl?: string;
     readonly slackWebhookUrl?: string;
     readonly homeAssistant?: { url: string; token: string };

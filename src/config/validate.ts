@@ -51,8 +51,10 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0] ?? 'config');
       const received = env[variable];
-      const shown = received === undefined || (SECRET_VARIABLES as readonly string[]).includes(variable)
-        ? '' : ` (got ${JSON.stringify(redactUrlsIn(received).slice(0, 80))})`;
+      const shown =
+        received === undefined || (SECRET_VARIABLES as readonly string[]).includes(variable)
+          ? ''
+          : ` (got ${JSON.stringify(redactUrlsIn(received).slice(0, 80))})`;
       errors.push({ variable, message: `${issue.message}${shown}` });
     }
     return { valid: false, errors, warnings, effective: effectiveOf(env), config: undefined };
@@ -70,7 +72,8 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
     warnings.push({ variable: 'HOST', message: `${raw.HOST} listens on every interface; put the service behind a proxy or firewall` });
   }
   if (raw.LLM_TIMEOUT_S < 5) warnings.push({ variable: 'LLM_TIMEOUT_S', message: `${raw.LLM_TIMEOUT_S}s is short for LLM generation` });
-  if (raw.LLM_TIMEOUT_S > 300) warnings.push({ variable: 'LLM_TIMEOUT_S', message: `${raw.LLM_TIMEOUT_S}s holds connections for a long time` });
+  if (raw.LLM_TIMEOUT_S > 300)
+    warnings.push({ variable: 'LLM_TIMEOUT_S', message: `${raw.LLM_TIMEOUT_S}s holds connections for a long time` });
   if (raw.SLOW_QUERY_MS === 0) warnings.push({ variable: 'SLOW_QUERY_MS', message: 'is 0: every query is logged as slow' });
 
   const baseUrl = raw.LLM_BASE_URL ?? DEFAULT_BASE_URL[raw.LLM_BACKEND];
@@ -99,7 +102,10 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
   }
   const maxStreams = raw.STREAM_MAX_CONCURRENT ?? defaultMaxStreams(raw.HTTP_POOL_CONNECTIONS);
   if (maxStreams >= raw.HTTP_POOL_CONNECTIONS && raw.HTTP_POOL_CONNECTIONS > 1) {
-    errors.push({ variable: 'STREAM_MAX_CONCURRENT', message: `must be below HTTP_POOL_CONNECTIONS (${raw.HTTP_POOL_CONNECTIONS}), so streams can never hold every backend connection (got ${maxStreams})` });
+    errors.push({
+      variable: 'STREAM_MAX_CONCURRENT',
+      message: `must be below HTTP_POOL_CONNECTIONS (${raw.HTTP_POOL_CONNECTIONS}), so streams can never hold every backend connection (got ${maxStreams})`,
+    });
   }
 
   const parsedFallbacks = parseFallbacks(raw.LLM_FALLBACKS);
@@ -120,7 +126,11 @@ export function validateConfig(env: Record<string, string | undefined>): Validat
 
 /** Keys shorter than 16 characters are refused (guessable); under 32 they are allowed with a warning. */
 function checkKeyLength(variable: string, key: string, what: string, errors: ConfigIssue[], warnings: ConfigIssue[]): void {
-  if (key.length < 16) errors.push({ variable, message: `${what} is ${key.length} characters; keys must be at least 16 (32 or more recommended: openssl rand -hex 24)` });
+  if (key.length < 16)
+    errors.push({
+      variable,
+      message: `${what} is ${key.length} characters; keys must be at least 16 (32 or more recommended: openssl rand -hex 24)`,
+    });
   else if (key.length < 32) warnings.push({ variable, message: `${what} is ${key.length} characters; use at least 32` });
 }
 
@@ -131,7 +141,10 @@ function defaultMaxStreams(poolConnections: number): number {
 
 /** A comma-separated key list, trimmed, empty entries dropped. */
 function keyList(value: string | undefined): string[] {
-  return (value ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  return (value ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
 }
 
 function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackSpec[]): Config {
@@ -153,7 +166,11 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
     generation: { temperature: raw.DEFAULT_TEMPERATURE, topP: raw.DEFAULT_TOP_P, maxTokens: raw.DEFAULT_MAX_TOKENS },
     requestLimits: {
       maxTokens: raw.MAX_TOKENS_LIMIT,
-      modelsAllowed: raw.MODELS_ALLOWED ? raw.MODELS_ALLOWED.split(',').map((m) => m.trim()).filter(Boolean) : undefined,
+      modelsAllowed: raw.MODELS_ALLOWED
+        ? raw.MODELS_ALLOWED.split(',')
+            .map((m) => m.trim())
+            .filter(Boolean)
+        : undefined,
     },
     databaseUrl: raw.DATABASE_URL,
     redis: raw.REDIS_URL ? { url: raw.REDIS_URL, commandTimeoutMs: raw.REDIS_TIMEOUT_MS } : undefined,
@@ -161,7 +178,12 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
     slowQueryMs: raw.SLOW_QUERY_MS,
     batch: { maxBatch: raw.DB_BATCH_MAX_SIZE, maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS, maxQueue: raw.DB_QUEUE_MAX },
     retention: { days: raw.RETENTION_DAYS, intervalMs: raw.RETENTION_INTERVAL_S * 1000 },
-    limits: { maxBodyBytes: raw.MAX_BODY_BYTES, maxPromptChars: raw.MAX_PROMPT_CHARS, maxJsonDepth: raw.JSON_MAX_DEPTH, maxHistoryPageBytes: raw.HISTORY_PAGE_MAX_BYTES },
+    limits: {
+      maxBodyBytes: raw.MAX_BODY_BYTES,
+      maxPromptChars: raw.MAX_PROMPT_CHARS,
+      maxJsonDepth: raw.JSON_MAX_DEPTH,
+      maxHistoryPageBytes: raw.HISTORY_PAGE_MAX_BYTES,
+    },
     server: {
       headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_S * 1000,
       // Node requires requestTimeout >= headersTimeout.
@@ -181,36 +203,63 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
     },
     resilience: {
       breaker: {
-        failureThreshold: raw.BREAKER_FAILURE_THRESHOLD, openBaseMs: raw.BREAKER_OPEN_BASE_S * 1000,
-        openMaxMs: raw.BREAKER_OPEN_MAX_S * 1000, halfOpenSuccesses: raw.BREAKER_HALF_OPEN_SUCCESSES,
+        failureThreshold: raw.BREAKER_FAILURE_THRESHOLD,
+        openBaseMs: raw.BREAKER_OPEN_BASE_S * 1000,
+        openMaxMs: raw.BREAKER_OPEN_MAX_S * 1000,
+        halfOpenSuccesses: raw.BREAKER_HALF_OPEN_SUCCESSES,
         probeIntervalMs: Math.round(raw.BREAKER_PROBE_INTERVAL_S * 1000),
       },
       retry: { maxRetries: raw.RETRY_MAX_RETRIES, baseDelayMs: raw.RETRY_BASE_DELAY_MS, maxDelayMs: raw.RETRY_MAX_DELAY_MS },
-      rateLimit: { perKeyRps: raw.RATE_LIMIT_RPS, perKeyBurst: raw.RATE_LIMIT_BURST, globalRps: raw.RATE_LIMIT_GLOBAL_RPS, globalBurst: raw.RATE_LIMIT_GLOBAL_BURST },
-      cache: { maxEntries: raw.CACHE_MAX_ENTRIES, ttlMs: raw.CACHE_TTL_S * 1000, scope: raw.CACHE_SCOPE, maxEntryBytes: raw.CACHE_MAX_ENTRY_BYTES },
+      rateLimit: {
+        perKeyRps: raw.RATE_LIMIT_RPS,
+        perKeyBurst: raw.RATE_LIMIT_BURST,
+        globalRps: raw.RATE_LIMIT_GLOBAL_RPS,
+        globalBurst: raw.RATE_LIMIT_GLOBAL_BURST,
+      },
+      cache: {
+        maxEntries: raw.CACHE_MAX_ENTRIES,
+        ttlMs: raw.CACHE_TTL_S * 1000,
+        scope: raw.CACHE_SCOPE,
+        maxEntryBytes: raw.CACHE_MAX_ENTRY_BYTES,
+      },
       coalescing: raw.COALESCING,
       stream: { capacity: raw.STREAM_BUFFER_CHUNKS, dropOnOverflow: raw.STREAM_DROP_ON_OVERFLOW },
     },
     context: {
-      systemPrompt: raw.SYSTEM_PROMPT, maxTurns: raw.CONTEXT_MAX_TURNS, maxChars: raw.CONTEXT_MAX_CHARS,
-      summary: raw.CONTEXT_SUMMARY, summaryMaxChars: raw.CONTEXT_SUMMARY_MAX_CHARS,
+      systemPrompt: raw.SYSTEM_PROMPT,
+      maxTurns: raw.CONTEXT_MAX_TURNS,
+      maxChars: raw.CONTEXT_MAX_CHARS,
+      summary: raw.CONTEXT_SUMMARY,
+      summaryMaxChars: raw.CONTEXT_SUMMARY_MAX_CHARS,
     },
     tools: {
       selection: raw.TOOLS === 'auto' || raw.TOOLS === 'none' ? raw.TOOLS : raw.TOOLS.split(',').map((n) => n.trim()),
       maxRounds: raw.TOOL_MAX_ROUNDS,
       resultMaxChars: raw.TOOL_RESULT_MAX_CHARS,
     },
-    diagnostics: { stallThresholdMs: raw.EVENT_LOOP_STALL_MS, leakThresholdMs: raw.LEAK_THRESHOLD_S * 1000, testRoutes: raw.ENABLE_TEST_ROUTES },
+    diagnostics: {
+      stallThresholdMs: raw.EVENT_LOOP_STALL_MS,
+      leakThresholdMs: raw.LEAK_THRESHOLD_S * 1000,
+      testRoutes: raw.ENABLE_TEST_ROUTES,
+    },
     integrations: {
       callTimeoutMs: raw.INTEGRATION_TIMEOUT_S * 1000,
       healthTimeoutMs: raw.INTEGRATION_HEALTH_TIMEOUT_S * 1000,
-      fetch: { enabled: raw.FETCH_ENABLED, allowPrivate: raw.FETCH_ALLOW_PRIVATE, maxBytes: raw.FETCH_MAX_BYTES, timeoutMs: raw.FETCH_TIMEOUT_S * 1000, healthUrl: raw.FETCH_HEALTH_URL },
+      fetch: {
+        enabled: raw.FETCH_ENABLED,
+        allowPrivate: raw.FETCH_ALLOW_PRIVATE,
+        maxBytes: raw.FETCH_MAX_BYTES,
+        timeoutMs: raw.FETCH_TIMEOUT_S * 1000,
+        healthUrl: raw.FETCH_HEALTH_URL,
+      },
       searchUrl: raw.SEARCH_URL,
       slackWebhookUrl: raw.SLACK_WEBHOOK_URL,
-      homeAssistant: raw.HOME_ASSISTANT_URL && raw.HOME_ASSISTANT_TOKEN
-        ? { url: raw.HOME_ASSISTANT_URL, token: raw.HOME_ASSISTANT_TOKEN } : undefined,
-      github: raw.GITHUB_API_URL || raw.GITHUB_TOKEN
-        ? { url: raw.GITHUB_API_URL ?? 'https://api.github.com', token: raw.GITHUB_TOKEN } : undefined,
+      homeAssistant:
+        raw.HOME_ASSISTANT_URL && raw.HOME_ASSISTANT_TOKEN ? { url: raw.HOME_ASSISTANT_URL, token: raw.HOME_ASSISTANT_TOKEN } : undefined,
+      github:
+        raw.GITHUB_API_URL || raw.GITHUB_TOKEN
+          ? { url: raw.GITHUB_API_URL ?? 'https://api.github.com', token: raw.GITHUB_TOKEN }
+          : undefined,
       shodan: raw.SHODAN_API_URL && raw.SHODAN_API_KEY ? { url: raw.SHODAN_API_URL, apiKey: raw.SHODAN_API_KEY } : undefined,
       hunter: raw.HUNTER_API_URL && raw.HUNTER_API_KEY ? { url: raw.HUNTER_API_URL, apiKey: raw.HUNTER_API_KEY } : undefined,
     },
@@ -222,9 +271,13 @@ function effectiveOf(env: Record<string, string | undefined>, raw?: RawConfig): 
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = raw ? (raw as Record<string, unknown>)[key] : env[key];
-    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key) ? redact(value)
-      : key === 'LLM_FALLBACKS' ? redactFallbacks(value as string | undefined)
-      : isUrlSetting(key) && typeof value === 'string' ? redactUrl(value) : value;
+    out[key] = (SECRET_VARIABLES as readonly string[]).includes(key)
+      ? redact(value)
+      : key === 'LLM_FALLBACKS'
+        ? redactFallbacks(value as string | undefined)
+        : isUrlSetting(key) && typeof value === 'string'
+          ? redactUrl(value)
+          : value;
   }
   return out;
 }

@@ -79,9 +79,15 @@ export class ConversationLog {
 
   constructor(repo: ConversationRepository, opts: BatchWriterOptions = {}) {
     this.#repo = repo;
-    this.#opts = { maxBatch: opts.maxBatch ?? 500, maxDelayMs: opts.maxDelayMs ?? 0, maxQueue: opts.maxQueue ?? 10_000, maxAttempts: opts.maxAttempts ?? 5 };
+    this.#opts = {
+      maxBatch: opts.maxBatch ?? 500,
+      maxDelayMs: opts.maxDelayMs ?? 0,
+      maxQueue: opts.maxQueue ?? 10_000,
+      maxAttempts: opts.maxAttempts ?? 5,
+    };
     for (const [k, v] of Object.entries(this.#opts)) {
-      if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1)) throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
+      if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1))
+        throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
     }
     this.#size = createHistogram(INSTRUMENTS.dbBatchSize);
     this.#duration = createHistogram(INSTRUMENTS.dbBatchDuration);
@@ -93,16 +99,28 @@ export class ConversationLog {
       this.#rejected++;
       return Promise.reject(new StorageBusy());
     }
-    return tracer.startActiveSpan('conversation.store', { kind: SpanKind.INTERNAL }, (span) => new Promise<void>((resolve, reject) => {
-      this.#queue.push({
-        record,
-        link: span.isRecording() ? { context: span.spanContext() } : undefined,
-        ctx: context.active(),
-        resolve: () => { span.end(); resolve(); },
-        reject: (err) => { span.setStatus({ code: SpanStatusCode.ERROR }); span.end(); reject(err); },
-      });
-      if (!this.#writing) void this.#drain();
-    }));
+    return tracer.startActiveSpan(
+      'conversation.store',
+      { kind: SpanKind.INTERNAL },
+      (span) =>
+        new Promise<void>((resolve, reject) => {
+          this.#queue.push({
+            record,
+            link: span.isRecording() ? { context: span.spanContext() } : undefined,
+            ctx: context.active(),
+            resolve: () => {
+              span.end();
+              resolve();
+            },
+            reject: (err) => {
+              span.setStatus({ code: SpanStatusCode.ERROR });
+              span.end();
+              reject(err);
+            },
+          });
+          if (!this.#writing) void this.#drain();
+        }),
+    );
   }
 
   /** Resolves when every queued row has been written (or has failed). */
@@ -142,39 +160,46 @@ export class ConversationLog {
   }
 
   async #write(batch: Waiting[]): Promise<void> {
-    const links = batch.slice(1).flatMap((w) => (w.link ? [w.link] : [])).slice(0, 128);
-    await tracer.startActiveSpan('conversation.batch_write', { kind: SpanKind.INTERNAL, links, attributes: { 'vega.batch.size': batch.length } }, async (span) => {
-      const started = performance.now();
-      let attempt = 0;
-      for (;;) {
-        attempt++;
-        try {
-          await this.#repo.logMany(batch.map((w) => w.record));
-          const ms = performance.now() - started;
-          this.#record(batch.length, ms, 'ok');
-          // End this span before the waiters' conversation.store spans: the first of them is its
-          // parent, and a child that ends after its parent does not nest in the trace.
-          span.end();
-          for (const w of batch) w.resolve();
-          return;
-        } catch (err) {
-          const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
-          if (transient && attempt < this.#opts.maxAttempts) {
-            this.#retries++;
-            await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
-            continue;
+    const links = batch
+      .slice(1)
+      .flatMap((w) => (w.link ? [w.link] : []))
+      .slice(0, 128);
+    await tracer.startActiveSpan(
+      'conversation.batch_write',
+      { kind: SpanKind.INTERNAL, links, attributes: { 'vega.batch.size': batch.length } },
+      async (span) => {
+        const started = performance.now();
+        let attempt = 0;
+        for (;;) {
+          attempt++;
+          try {
+            await this.#repo.logMany(batch.map((w) => w.record));
+            const ms = performance.now() - started;
+            this.#record(batch.length, ms, 'ok');
+            // End this span before the waiters' conversation.store spans: the first of them is its
+            // parent, and a child that ends after its parent does not nest in the trace.
+            span.end();
+            for (const w of batch) w.resolve();
+            return;
+          } catch (err) {
+            const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+            if (transient && attempt < this.#opts.maxAttempts) {
+              this.#retries++;
+              await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+              continue;
+            }
+            this.#record(batch.length, performance.now() - started, 'failed');
+            this.#failedBatches++;
+            this.#failedRows += batch.length;
+            span.recordException(err as Error);
+            span.setStatus({ code: SpanStatusCode.ERROR });
+            span.end();
+            for (const w of batch) w.reject(err);
+            return;
           }
-          this.#record(batch.length, performance.now() - started, 'failed');
-          this.#failedBatches++;
-          this.#failedRows += batch.length;
-          span.recordException(err as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR });
-          span.end();
-          for (const w of batch) w.reject(err);
-          return;
         }
-      }
-    });
+      },
+    );
   }
 
   #record(rows: number, ms: number, outcome: 'ok' | 'failed'): void {
@@ -204,7 +229,12 @@ export class ConversationLog {
       failed_batches: this.#failedBatches,
       failed_rows: this.#failedRows,
       rejected: this.#rejected,
-      options: { max_batch: this.#opts.maxBatch, max_delay_ms: this.#opts.maxDelayMs, max_queue: this.#opts.maxQueue, max_attempts: this.#opts.maxAttempts },
+      options: {
+        max_batch: this.#opts.maxBatch,
+        max_delay_ms: this.#opts.maxDelayMs,
+        max_queue: this.#opts.maxQueue,
+        max_attempts: this.#opts.maxAttempts,
+      },
     };
   }
 }

@@ -103,12 +103,26 @@ export class ConversationRepository {
    * next page (whose cursor then starts after the last row included); the first row is always
    * included, so a page always makes progress.
    */
-  async page(opts: { limit?: number; cursor?: string | undefined; sessionId?: string | undefined; owner?: string | undefined; maxBytes?: number } = {}): Promise<HistoryPage> {
+  async page(
+    opts: {
+      limit?: number;
+      cursor?: string | undefined;
+      sessionId?: string | undefined;
+      owner?: string | undefined;
+      maxBytes?: number;
+    } = {},
+  ): Promise<HistoryPage> {
     const limit = opts.limit ?? DEFAULT_PAGE_SIZE;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
       throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`, 'invalid_limit');
     }
-    const q = this.knex('conversations').select('*').orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(limit + 1);
+    const q = this.knex('conversations')
+      .select('*')
+      .orderBy([
+        { column: 'ts', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .limit(limit + 1);
     if (opts.sessionId !== undefined) q.where('session_id', opts.sessionId);
     // A client's own history: through (owner, ts DESC, id DESC).
     if (opts.owner !== undefined) q.where('owner', opts.owner);
@@ -152,7 +166,9 @@ export class ConversationRepository {
   /** Deletes conversations older than `days` days; returns how many (`vega purge`, the retention job). */
   async purgeOld(days: number, now = Date.now()): Promise<number> {
     if (!(days > 0)) throw new RangeError(`purgeOld: days must be positive, got ${days}`);
-    return this.knex('conversations').where('ts', '<', now - days * 86_400_000).delete();
+    return this.knex('conversations')
+      .where('ts', '<', now - days * 86_400_000)
+      .delete();
   }
 
   async count(): Promise<number> {

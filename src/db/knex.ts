@@ -51,7 +51,10 @@ export function openDatabase(
     pool: {
       min: 1,
       max: 1,
-      afterCreate: (conn: { exec: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, conn: unknown) => void) => {
+      afterCreate: (
+        conn: { exec: (sql: string, cb: (err: Error | null) => void) => void },
+        done: (err: Error | null, conn: unknown) => void,
+      ) => {
         const pragmas = [
           filename === ':memory:' ? '' : 'PRAGMA journal_mode = WAL;',
           'PRAGMA synchronous = NORMAL;',

@@ -100,7 +100,7 @@ const migrations: Record<string, Migration> = {
   '004_conversations_backend': {
     async up(knex) {
       await knex.schema.alterTable('conversations', (t) => {
-        t.string('backend', 64).comment('the LLM backend that answered: the primary\'s kind or <kind>-fallback<N>');
+        t.string('backend', 64).comment("the LLM backend that answered: the primary's kind or <kind>-fallback<N>");
       });
     },
     async down(knex) {

@@ -42,10 +42,32 @@ export interface ProfilerSnapshot {
 }
 
 /** The tables a label may name; anything else is `_other` (labels stay bounded). */
-const KNOWN_TABLES = new Set(['conversations', 'memories', 'sessions', 'knex_migrations', 'knex_migrations_lock', 'sqlite_master', 'pg_indexes']);
+const KNOWN_TABLES = new Set([
+  'conversations',
+  'memories',
+  'sessions',
+  'knex_migrations',
+  'knex_migrations_lock',
+  'sqlite_master',
+  'pg_indexes',
+]);
 /** Operations named by a leading `/* op:NAME *\/` comment (bounded: only these). */
 const NAMED_OPERATIONS = new Set(['context_read']);
-const OPERATIONS = new Set(['select', 'insert', 'update', 'delete', 'create', 'drop', 'alter', 'pragma', 'begin', 'commit', 'rollback', 'explain', 'with']);
+const OPERATIONS = new Set([
+  'select',
+  'insert',
+  'update',
+  'delete',
+  'create',
+  'drop',
+  'alter',
+  'pragma',
+  'begin',
+  'commit',
+  'rollback',
+  'explain',
+  'with',
+]);
 
 interface Pending {
   readonly started: number;
@@ -163,8 +185,13 @@ export class QueryProfiler {
     if (ms > op.max) op.max = ms;
     this.#byOp.set(operation, op);
     const entry = (): QueryEntry => ({
-      sql: sql.slice(0, 2000), operation, table, duration_ms: Math.round(ms * 1000) / 1000, at: preciseIso(),
-      trace_id: p.traceId ?? null, ...(err ? { error: driverMessage(err) } : {}),
+      sql: sql.slice(0, 2000),
+      operation,
+      table,
+      duration_ms: Math.round(ms * 1000) / 1000,
+      at: preciseIso(),
+      trace_id: p.traceId ?? null,
+      ...(err ? { error: driverMessage(err) } : {}),
     });
     if (err) {
       this.#failures++;
@@ -202,7 +229,9 @@ export class QueryProfiler {
       min_ms: this.#total === 0 ? null : round(this.#minMs),
       max_ms: this.#total === 0 ? null : round(this.#maxMs),
       lifetime: { total_queries: this.#life.total, failed_queries: this.#life.failed, slow_queries: this.#life.slow },
-      by_operation: Object.fromEntries([...this.#byOp].map(([k, v]) => [k, { count: v.count, avg_ms: round(v.sum / v.count), max_ms: round(v.max) }])),
+      by_operation: Object.fromEntries(
+        [...this.#byOp].map(([k, v]) => [k, { count: v.count, avg_ms: round(v.sum / v.count), max_ms: round(v.max) }]),
+      ),
       recent_slow: this.#slow.list(),
       recent_failed: this.#failed.list(),
     };

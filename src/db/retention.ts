@@ -26,7 +26,11 @@ export class RetentionJob {
   #last: string | null = null;
   #error: string | null = null;
 
-  constructor(private readonly repo: ConversationRepository, private readonly logger: Logger, private readonly opts: RetentionOptions) {
+  constructor(
+    private readonly repo: ConversationRepository,
+    private readonly logger: Logger,
+    private readonly opts: RetentionOptions,
+  ) {
     if (!(opts.days >= 0)) throw new RangeError(`RetentionJob: days must be >= 0, got ${opts.days}`);
   }
 

@@ -47,13 +47,24 @@ export async function storageSnapshot(db: Database): Promise<StorageSnapshot> {
       bytes = 0;
       for (const suffix of ['', '-wal']) bytes += (await stat(`${db.filename}${suffix}`).catch(() => ({ size: 0 }))).size;
     }
-    const rows = (await db.knex.raw("select tbl_name as tbl, name, sql from sqlite_master where type = 'index' and tbl_name in ('conversations', 'memories') order by tbl_name, name")) as Array<{ tbl: string; name: string; sql: string | null }>;
-    return { system: 'sqlite', size_mb: bytes === null ? null : round(bytes / 1048576), tables, indexes: rows.map((r) => ({ table: r.tbl, name: r.name, definition: r.sql })) };
+    const rows = (await db.knex.raw(
+      "select tbl_name as tbl, name, sql from sqlite_master where type = 'index' and tbl_name in ('conversations', 'memories') order by tbl_name, name",
+    )) as Array<{ tbl: string; name: string; sql: string | null }>;
+    return {
+      system: 'sqlite',
+      size_mb: bytes === null ? null : round(bytes / 1048576),
+      tables,
+      indexes: rows.map((r) => ({ table: r.tbl, name: r.name, definition: r.sql })),
+    };
   }
   const size = (await db.knex.raw('select pg_database_size(current_database()) as bytes')) as { rows: Array<{ bytes: string }> };
-  const idx = (await db.knex.raw("select tablename as tbl, indexname as name, indexdef as sql from pg_indexes where tablename in ('conversations', 'memories') order by tablename, indexname")) as { rows: Array<{ tbl: string; name: string; sql: string }> };
+  const idx = (await db.knex.raw(
+    "select tablename as tbl, indexname as name, indexdef as sql from pg_indexes where tablename in ('conversations', 'memories') order by tablename, indexname",
+  )) as { rows: Array<{ tbl: string; name: string; sql: string }> };
   return {
-    system: 'postgresql', size_mb: round(Number(size.rows[0]?.bytes ?? 0) / 1048576), tables,
+    system: 'postgresql',
+    size_mb: round(Number(size.rows[0]?.bytes ?? 0) / 1048576),
+    tables,
     indexes: idx.rows.map((r) => ({ table: r.tbl, name: r.name, definition: r.sql })),
   };
 }

@@ -36,7 +36,14 @@ export interface SlowOperation {
 export interface EventLoopSnapshot {
   readonly health: LoopHealth;
   readonly reasons: readonly string[];
-  readonly delay_ms: { readonly min: number; readonly mean: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
+  readonly delay_ms: {
+    readonly min: number;
+    readonly mean: number;
+    readonly p50: number;
+    readonly p90: number;
+    readonly p99: number;
+    readonly max: number;
+  };
   readonly utilization: number;
   readonly stalls_total: number;
   readonly stalls_last_minute: number;
@@ -133,7 +140,13 @@ export class EventLoopMonitor {
       const ms = performance.now() - started;
       if (ms >= thresholdMs) {
         this.#slowTotal++;
-        this.#push(this.#slow, { name, duration_ms: Math.round(ms), threshold_ms: thresholdMs, at: preciseIso(), trace_id: currentTraceId() ?? null });
+        this.#push(this.#slow, {
+          name,
+          duration_ms: Math.round(ms),
+          threshold_ms: thresholdMs,
+          at: preciseIso(),
+          trace_id: currentTraceId() ?? null,
+        });
       }
     }
   }
@@ -149,7 +162,14 @@ export class EventLoopMonitor {
     }
     const minuteAgo = Date.now() - 60_000;
     const recent = this.#stalls.filter((s) => Date.parse(s.at) >= minuteAgo).length;
-    const delay = { min: ms(h.min), mean: ms(h.mean), p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)), max: ms(h.max) };
+    const delay = {
+      min: ms(h.min),
+      mean: ms(h.mean),
+      p50: ms(h.percentile(50)),
+      p90: ms(h.percentile(90)),
+      p99: ms(h.percentile(99)),
+      max: ms(h.max),
+    };
     const reasons: string[] = [];
     const level = (r: (typeof RULES)['warning' | 'critical']) => {
       const hit: string[] = [];
@@ -175,9 +195,19 @@ export class EventLoopMonitor {
   }
 
   /** Recent stalls and slow operations, and the active handles and requests by type. */
-  diagnostics(): { stalls: Stall[]; slow_operations: SlowOperation[]; slow_operations_total: number; active_resources: Record<string, number> } {
+  diagnostics(): {
+    stalls: Stall[];
+    slow_operations: SlowOperation[];
+    slow_operations_total: number;
+    active_resources: Record<string, number>;
+  } {
     const resources: Record<string, number> = {};
     for (const type of process.getActiveResourcesInfo()) resources[type] = (resources[type] ?? 0) + 1;
-    return { stalls: [...this.#stalls].reverse(), slow_operations: [...this.#slow].reverse(), slow_operations_total: this.#slowTotal, active_resources: resources };
+    return {
+      stalls: [...this.#stalls].reverse(),
+      slow_operations: [...this.#slow].reverse(),
+      slow_operations_total: this.#slowTotal,
+      active_resources: resources,
+    };
   }
 }

@@ -121,7 +121,13 @@ export class LeakDetector {
   gc(): { ran: boolean; before_heap_mb: number; after_heap_mb: number; message: string } {
     const before = process.memoryUsage().heapUsed;
     const gc = (globalThis as { gc?: () => void }).gc;
-    if (!gc) return { ran: false, before_heap_mb: mb(before), after_heap_mb: mb(before), message: 'garbage collection is not exposed: start node with --expose-gc' };
+    if (!gc)
+      return {
+        ran: false,
+        before_heap_mb: mb(before),
+        after_heap_mb: mb(before),
+        message: 'garbage collection is not exposed: start node with --expose-gc',
+      };
     gc();
     const after = process.memoryUsage().heapUsed;
     return { ran: true, before_heap_mb: mb(before), after_heap_mb: mb(after), message: `freed ${mb(before - after)} MB` };
@@ -149,7 +155,13 @@ export class LeakDetector {
       if (age > g.oldest) g.oldest = age;
       groups.set(t.type, g);
     }
-    const byType = [...groups].map(([t, g]) => ({ type: t, tracked: g.tracked, potential_leaks: g.leaks, oldest_age_s: Math.round(g.oldest / 1000), examples: g.examples }));
+    const byType = [...groups].map(([t, g]) => ({
+      type: t,
+      tracked: g.tracked,
+      potential_leaks: g.leaks,
+      oldest_age_s: Math.round(g.oldest / 1000),
+      examples: g.examples,
+    }));
     const m = process.memoryUsage();
     return {
       threshold_s: this.#opts.thresholdMs / 1000,
@@ -159,7 +171,10 @@ export class LeakDetector {
       untracked_over_limit: this.#overLimit,
       by_type: byType,
       memory: {
-        heap_used_mb: mb(m.heapUsed), heap_total_mb: mb(m.heapTotal), rss_mb: mb(m.rss), external_mb: mb(m.external),
+        heap_used_mb: mb(m.heapUsed),
+        heap_total_mb: mb(m.heapTotal),
+        rss_mb: mb(m.rss),
+        external_mb: mb(m.external),
         heap_trend_mb_per_min: slope(this.#samples, (s) => s.heap_used_mb),
         rss_trend_mb_per_min: slope(this.#samples, (s) => s.rss_mb),
         samples: this.#samples.slice(-20),

@@ -34,7 +34,13 @@ async function cpu(sampleMs = 100): Promise<{ process_percent: number; system_pe
   os.cpus().forEach((c, i) => {
     const a = s0[i];
     if (!a) return;
-    const d = { user: c.times.user - a.user, nice: c.times.nice - a.nice, sys: c.times.sys - a.sys, idle: c.times.idle - a.idle, irq: c.times.irq - a.irq };
+    const d = {
+      user: c.times.user - a.user,
+      nice: c.times.nice - a.nice,
+      sys: c.times.sys - a.sys,
+      idle: c.times.idle - a.idle,
+      irq: c.times.irq - a.irq,
+    };
     busy += d.user + d.nice + d.sys + d.irq;
     total += d.user + d.nice + d.sys + d.irq + d.idle;
   });
@@ -92,17 +98,31 @@ export async function systemSnapshot(dataDir: string | undefined): Promise<Syste
     status: 'healthy',
     issues,
     memory: {
-      system_total_mb: mb(total), system_available_mb: mb(free), system_used_percent: pct(memFraction), status: check('memory', memFraction),
-      process_rss_mb: mb(mu.rss), heap_used_mb: mb(mu.heapUsed), heap_total_mb: mb(mu.heapTotal), external_mb: mb(mu.external),
+      system_total_mb: mb(total),
+      system_available_mb: mb(free),
+      system_used_percent: pct(memFraction),
+      status: check('memory', memFraction),
+      process_rss_mb: mb(mu.rss),
+      heap_used_mb: mb(mu.heapUsed),
+      heap_total_mb: mb(mu.heapTotal),
+      external_mb: mb(mu.external),
     },
     cpu: { ...cpuUse, cores, status: check('cpu', cpuUse.system_percent / 100) },
-    load_average: { '1m': load[0] ?? 0, '5m': load[1] ?? 0, '15m': load[2] ?? 0, per_core_1m: Math.round(((load[0] ?? 0) / cores) * 100) / 100 },
+    load_average: {
+      '1m': load[0] ?? 0,
+      '5m': load[1] ?? 0,
+      '15m': load[2] ?? 0,
+      per_core_1m: Math.round(((load[0] ?? 0) / cores) * 100) / 100,
+    },
     threads: threadCount(),
     file_descriptors: { ...fds, used_percent: pct(fdFraction), status: check('file descriptors', fdFraction) },
     sockets: socks,
     disk,
     process: {
-      pid: process.pid, uptime_s: Math.round(process.uptime()), node: process.version, platform: `${process.platform}/${process.arch}`,
+      pid: process.pid,
+      uptime_s: Math.round(process.uptime()),
+      node: process.version,
+      platform: `${process.platform}/${process.arch}`,
       started_at: new Date(Date.now() - process.uptime() * 1000).toISOString(),
     },
   };

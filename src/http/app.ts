@@ -75,13 +75,25 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   const config = deps.config();
   const router = new Router<VegaState>();
   registerHealthRoutes(router, {
-    knex: deps.db.knex, backends: deps.backends.backends, inflight: deps.inflight, redis: deps.redis,
+    knex: deps.db.knex,
+    backends: deps.backends.backends,
+    inflight: deps.inflight,
+    redis: deps.redis,
   });
   registerMetricsRoute(router, config.metricsApiKey);
   const streamLimits = () => ({ stallMs: deps.config().streams.stallMs, maxMs: deps.config().streams.maxMs });
-  registerChatRoutes(router, { chat: deps.chat, context: deps.sessions.context, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits });
+  registerChatRoutes(router, {
+    chat: deps.chat,
+    context: deps.sessions.context,
+    logger: deps.logger,
+    maxPromptChars: () => deps.config().limits.maxPromptChars,
+    streamLimits,
+  });
   registerOpenAiRoutes(router, {
-    chat: deps.chat, logger: deps.logger, maxPromptChars: () => deps.config().limits.maxPromptChars, streamLimits,
+    chat: deps.chat,
+    logger: deps.logger,
+    maxPromptChars: () => deps.config().limits.maxPromptChars,
+    streamLimits,
     models: (signal) => deps.chat.provider.listModels(signal),
     sessions: deps.sessions.store,
   });
@@ -110,14 +122,19 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     };
   });
 
-  const auth = requireApiKey(() => deps.config().apiKeys, () => deps.config().adminApiKeys);
+  const auth = requireApiKey(
+    () => deps.config().apiKeys,
+    () => deps.config().adminApiKeys,
+  );
   app.use(correlation());
   app.use(accessLog(deps.logger));
   app.use(errorHandler(deps.logger));
   app.use(rejectInvalidCorrelationId());
   app.use(deps.inflight.middleware());
   // Repeated 401s from one address are throttled (429) before any key is compared.
-  const guardedAuth = authThrottle({ maxFailures: config.authThrottle.maxFailures, windowMs: config.authThrottle.windowMs })(auth as Koa.Middleware);
+  const guardedAuth = authThrottle({ maxFailures: config.authThrottle.maxFailures, windowMs: config.authThrottle.windowMs })(
+    auth as Koa.Middleware,
+  );
   app.use((ctx, next) => (PUBLIC_PATHS.has(ctx.path) ? next() : guardedAuth(ctx, next)));
   // /admin/* can clear caches and reset breakers: admin keys only (API_KEY, ADMIN_API_KEYS).
   app.use((ctx, next) => {
@@ -142,7 +159,10 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
       const allow = ctx.response.get('Allow');
       if (allow === '') ctx.remove('Allow');
-      throw new VegaError('method_not_allowed', allow ? `${ctx.method.slice(0, 20)} is not allowed on this route; allowed: ${allow}` : 'method not supported');
+      throw new VegaError(
+        'method_not_allowed',
+        allow ? `${ctx.method.slice(0, 20)} is not allowed on this route; allowed: ${allow}` : 'method not supported',
+      );
     }
   });
   app.use(router.routes());

@@ -9,16 +9,32 @@ export interface ErrorBody {
 }
 
 /** Codes for the 4xx errors that koa's body parser (co-body, raw-body) raises as http-errors. */
-function fromHttpError(err: { status?: number; type?: string; expose?: boolean; message?: string; name?: string; limit?: number }): VegaError | undefined {
+function fromHttpError(err: {
+  status?: number;
+  type?: string;
+  expose?: boolean;
+  message?: string;
+  name?: string;
+  limit?: number;
+}): VegaError | undefined {
   const status = err.status;
   if (typeof status !== 'number' || status < 400 || status > 499) return undefined;
-  const code: ErrorCode = status === 413 ? 'payload_too_large'
-    : status === 415 ? 'unsupported_media_type'
-      : status === 400 && (err.name === 'SyntaxError' || err.type === undefined) ? 'invalid_json'
-        : 'bad_request';
-  const message = code === 'invalid_json' ? 'the request body is not valid JSON (an object is expected)'
-    : code === 'payload_too_large' && typeof err.limit === 'number' ? `the request body is larger than the limit of ${err.limit} bytes (MAX_BODY_BYTES)`
-    : err.expose && err.message ? err.message : 'bad request';
+  const code: ErrorCode =
+    status === 413
+      ? 'payload_too_large'
+      : status === 415
+        ? 'unsupported_media_type'
+        : status === 400 && (err.name === 'SyntaxError' || err.type === undefined)
+          ? 'invalid_json'
+          : 'bad_request';
+  const message =
+    code === 'invalid_json'
+      ? 'the request body is not valid JSON (an object is expected)'
+      : code === 'payload_too_large' && typeof err.limit === 'number'
+        ? `the request body is larger than the limit of ${err.limit} bytes (MAX_BODY_BYTES)`
+        : err.expose && err.message
+          ? err.message
+          : 'bad request';
   return new VegaError(code, message);
 }
 

@@ -58,7 +58,9 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
     body.destroy(); // stops the relay: the backend call is cancelled and its connection freed
     if (!res.destroyed) {
       res.end(opts.errorFrame(err));
-      setTimeout(() => { if (!res.destroyed) res.destroy(); }, GRACE_MS).unref();
+      setTimeout(() => {
+        if (!res.destroyed) res.destroy();
+      }, GRACE_MS).unref();
     }
   }
 }

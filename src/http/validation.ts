@@ -24,7 +24,9 @@ export const chatBodySchema = memoized((maxPromptChars: number) => buildChatBody
 
 function buildChatBodySchema(maxPromptChars: number) {
   return z.strictObject({
-    prompt: z.string().max(maxPromptChars, `must be at most ${maxPromptChars} characters`)
+    prompt: z
+      .string()
+      .max(maxPromptChars, `must be at most ${maxPromptChars} characters`)
       .refine((s) => s.trim().length > 0, 'must not be empty'),
     session_id: z.string().regex(SESSION_ID, 'must be 1-128 characters of letters, digits and . _ : -').optional(),
     model: z.string().regex(MODEL_NAME, 'must be 1-200 characters of letters, digits and . _ : / -').optional(),
@@ -45,16 +47,24 @@ export const MAX_MEMORY_CHARS = 500;
 
 /** The body of `PUT /sessions/:id/memories`: the whole new list of short facts. */
 export const memoriesBodySchema = z.strictObject({
-  memories: z.array(
-    z.string().max(MAX_MEMORY_CHARS, `must be at most ${MAX_MEMORY_CHARS} characters`).refine((m) => m.trim().length > 0, 'must not be empty'),
-  ).max(MAX_MEMORIES, `at most ${MAX_MEMORIES} memories`),
+  memories: z
+    .array(
+      z
+        .string()
+        .max(MAX_MEMORY_CHARS, `must be at most ${MAX_MEMORY_CHARS} characters`)
+        .refine((m) => m.trim().length > 0, 'must not be empty'),
+    )
+    .max(MAX_MEMORIES, `at most ${MAX_MEMORIES} memories`),
 });
 
 /** Parses with a schema, turning the first few problems into one 400 whose sentences name the fields. */
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const message = result.error.issues.slice(0, 5).map((i) => describeIssue(i, value)).join(' ');
+  const message = result.error.issues
+    .slice(0, 5)
+    .map((i) => describeIssue(i, value))
+    .join(' ');
   throw new InvalidRequest(message.slice(0, 1000));
 }
 
@@ -67,17 +77,28 @@ function kindOf(v: unknown): string {
 }
 
 const EXPECTED: Record<string, string> = {
-  string: 'a string', number: 'a number', int: 'an integer', boolean: 'true or false', object: 'an object', array: 'an array',
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'an array',
 };
 
 /** One zod issue as a sentence that names the field and says what is expected. */
 function describeIssue(issue: z.core.$ZodIssue, body: unknown): string {
   const field = issue.path.length > 0 ? issue.path.map(String).join('.').slice(0, 80) : '';
   const subject = field ? `Field '${field}'` : 'The request body';
-  const given = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), body);
+  const given = issue.path.reduce<unknown>(
+    (v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined),
+    body,
+  );
   switch (issue.code) {
     case 'unrecognized_keys':
-      return `${subject} has unknown field(s): ${issue.keys.map((k) => `'${k.slice(0, 40)}'`).join(', ').slice(0, 200)}.`;
+      return `${subject} has unknown field(s): ${issue.keys
+        .map((k) => `'${k.slice(0, 40)}'`)
+        .join(', ')
+        .slice(0, 200)}.`;
     case 'invalid_type': {
       const expected = EXPECTED[issue.expected] ?? issue.expected;
       if (given === undefined) return `${subject} is required: ${expected}.`;
@@ -113,7 +134,8 @@ export function requireJson(ctx: { is(type: string): string | false | null; get(
 export function intParam(raw: unknown, name: 'limit' | 'timeout' | 'ms', min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
   const s = Array.isArray(raw) ? raw[0] : raw;
-  if (typeof s !== 'string' || !/^\d{1,9}$/.test(s)) throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
+  if (typeof s !== 'string' || !/^\d{1,9}$/.test(s))
+    throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
   const n = Number(s);
   if (n < min || n > max) throw new InvalidRequest(`${name} must be an integer from ${min} to ${max}`, `invalid_${name}`);
   return n;
@@ -122,6 +144,7 @@ export function intParam(raw: unknown, name: 'limit' | 'timeout' | 'ms', min: nu
 /** A single-valued string query parameter, or 400. */
 export function stringParam(raw: unknown, name: 'cursor'): string | undefined {
   if (raw === undefined) return undefined;
-  if (typeof raw !== 'string' || raw.length > 256) throw new InvalidRequest(`${name} must be given once, at most 256 characters`, `invalid_${name}`);
+  if (typeof raw !== 'string' || raw.length > 256)
+    throw new InvalidRequest(`${name} must be given once, at most 256 characters`, `invalid_${name}`);
   return raw;
 }

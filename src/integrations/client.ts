@@ -37,25 +37,41 @@ export interface IntegrationResponse {
  * a deadline, the correlation header, and a bounded body. A 2xx resolves; anything else throws an
  * IntegrationError (5xx and transport errors count against the breaker, 4xx do not).
  */
-export async function integrationCall(pool: HttpPool, breaker: CircuitBreaker, name: string, url: string, opts: IntegrationCallOptions = {}): Promise<IntegrationResponse> {
+export async function integrationCall(
+  pool: HttpPool,
+  breaker: CircuitBreaker,
+  name: string,
+  url: string,
+  opts: IntegrationCallOptions = {},
+): Promise<IntegrationResponse> {
   return breaker.execute(async (breakerSignal) => {
     const signal = AbortSignal.any([breakerSignal, AbortSignal.timeout(opts.timeoutMs ?? 10_000), ...(opts.signal ? [opts.signal] : [])]);
     let res;
     try {
-      const send = () => request(url, {
-        dispatcher: opts.dispatcher ?? pool.dispatcher,
-        method: opts.method ?? 'GET',
-        headers: { ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }), ...(opts.untraced ? {} : outboundCorrelationHeaders()), ...opts.headers },
-        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        signal,
-      });
+      const send = () =>
+        request(url, {
+          dispatcher: opts.dispatcher ?? pool.dispatcher,
+          method: opts.method ?? 'GET',
+          headers: {
+            ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(opts.untraced ? {} : outboundCorrelationHeaders()),
+            ...opts.headers,
+          },
+          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+          signal,
+        });
       res = await (opts.untraced ? withoutOutboundTracing(send) : send());
     } catch (err) {
       // The vetting lookup's own refusal (ssrf_blocked) is the answer, not a transport failure.
       const own = err instanceof IntegrationError ? err : (err as { cause?: unknown }).cause;
       if (own instanceof IntegrationError) throw own;
       const code = (err as { code?: string }).code ?? (err as Error).name;
-      throw new IntegrationError(name, signal.aborted ? 'integration_timeout' : 'integration_unavailable', signal.aborted ? 'timed out' : `could not connect (${code})`, err);
+      throw new IntegrationError(
+        name,
+        signal.aborted ? 'integration_timeout' : 'integration_unavailable',
+        signal.aborted ? 'timed out' : `could not connect (${code})`,
+        err,
+      );
     }
     const max = opts.maxBytes ?? 1024 * 1024;
     let text = '';

@@ -5,7 +5,11 @@ import type { Integration } from './types';
  * many models it lists, and whether the default model is among them (degraded when not). Takes
  * the provider's model list as a function, so this folder does not depend on `llm/`.
  */
-export function backendHealth(backend: string, listModels: (signal: AbortSignal) => Promise<string[]>, defaultModel: () => string): Integration {
+export function backendHealth(
+  backend: string,
+  listModels: (signal: AbortSignal) => Promise<string[]>,
+  defaultModel: () => string,
+): Integration {
   return {
     name: 'llm_backend',
     enabled: true,
@@ -15,7 +19,10 @@ export function backendHealth(backend: string, listModels: (signal: AbortSignal)
       // Ollama lists `name:tag`; a name without a tag is its `latest`.
       const present = models.some((m) => m === model || m === `${model}:latest`);
       return {
-        backend, models: models.length, default_model: model, default_model_present: present,
+        backend,
+        models: models.length,
+        default_model: model,
+        default_model_present: present,
         ...(present ? {} : { degraded: `the default model '${model}' is not listed by the backend` }),
       };
     },

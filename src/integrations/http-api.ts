@@ -30,19 +30,30 @@ export class HttpApiIntegration implements Integration {
   readonly name: string;
   readonly enabled: boolean;
 
-  constructor(private readonly d: HttpApiDescriptor, private readonly pool: HttpPool, private readonly breaker: CircuitBreaker) {
+  constructor(
+    private readonly d: HttpApiDescriptor,
+    private readonly pool: HttpPool,
+    private readonly breaker: CircuitBreaker,
+  ) {
     this.name = d.name;
     this.enabled = d.baseUrl !== undefined;
   }
 
   /** One call to `path` (relative to the base URL) with `query`. */
-  async call(path: string, opts: { method?: 'GET' | 'POST'; query?: Record<string, string>; body?: unknown; signal?: AbortSignal } = {}): Promise<IntegrationResponse> {
+  async call(
+    path: string,
+    opts: { method?: 'GET' | 'POST'; query?: Record<string, string>; body?: unknown; signal?: AbortSignal } = {},
+  ): Promise<IntegrationResponse> {
     if (!this.d.baseUrl) throw new IntegrationError(this.name, 'integration_disabled', 'not configured');
     const url = new URL(this.d.baseUrl);
     if (path) url.pathname = `${url.pathname.replace(/\/$/, '')}/${path.replace(/^\//, '')}`;
     for (const [k, v] of Object.entries({ ...this.d.query, ...opts.query })) url.searchParams.set(k, v);
     return integrationCall(this.pool, this.breaker, this.name, url.toString(), {
-      method: opts.method, body: opts.body, headers: this.d.headers, signal: opts.signal, timeoutMs: this.d.timeoutMs,
+      method: opts.method,
+      body: opts.body,
+      headers: this.d.headers,
+      signal: opts.signal,
+      timeoutMs: this.d.timeoutMs,
     });
   }
 
@@ -60,7 +71,10 @@ export class HttpApiIntegration implements Integration {
     if (this.d.healthPath === undefined) {
       const state = this.breaker.state;
       if (state === 'open') throw new Error('breaker open after failed deliveries');
-      return { probe: 'none (every call acts); judged by its breaker', ...(state === 'half_open' ? { degraded: 'breaker half-open' } : {}) };
+      return {
+        probe: 'none (every call acts); judged by its breaker',
+        ...(state === 'half_open' ? { degraded: 'breaker half-open' } : {}),
+      };
     }
     const res = await this.call(this.d.healthPath, { signal });
     return { http_status: res.status, ...(this.breaker.state !== 'closed' ? { degraded: `breaker ${this.breaker.state}` } : {}) };

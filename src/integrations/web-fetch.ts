@@ -50,20 +50,22 @@ export function blockedReason(address: string): string | undefined {
 /** A vetting `net` lookup: resolves with `resolve`, and fails with ssrf_blocked if any address is not allowed. */
 export function vettingLookup(name: string, resolve: Resolver, allowPrivate: boolean): LookupFunction {
   return (hostname, options, callback) => {
-    resolve(hostname).then((addresses) => {
-      if (addresses.length === 0) throw new IntegrationError(name, 'dns_failure', `${hostname} has no address`);
-      if (!allowPrivate) {
-        for (const a of addresses) {
-          const reason = blockedReason(a.address);
-          if (reason) throw new IntegrationError(name, 'ssrf_blocked', `refused: ${hostname} resolves to ${reason}`);
+    resolve(hostname)
+      .then((addresses) => {
+        if (addresses.length === 0) throw new IntegrationError(name, 'dns_failure', `${hostname} has no address`);
+        if (!allowPrivate) {
+          for (const a of addresses) {
+            const reason = blockedReason(a.address);
+            if (reason) throw new IntegrationError(name, 'ssrf_blocked', `refused: ${hostname} resolves to ${reason}`);
+          }
         }
-      }
-      const family = options.family === 4 || options.family === 6 ? options.family : undefined;
-      const usable = family ? addresses.filter((a) => a.family === family) : addresses;
-      if (usable.length === 0) throw Object.assign(new Error(`${hostname} has no IPv${family} address`), { code: 'ENOTFOUND' });
-      if (options.all) (callback as (err: null, a: typeof usable) => void)(null, usable);
-      else callback(null, usable[0]!.address, usable[0]!.family);
-    }).catch((err: NodeJS.ErrnoException) => callback(err, '', 0));
+        const family = options.family === 4 || options.family === 6 ? options.family : undefined;
+        const usable = family ? addresses.filter((a) => a.family === family) : addresses;
+        if (usable.length === 0) throw Object.assign(new Error(`${hostname} has no IPv${family} address`), { code: 'ENOTFOUND' });
+        if (options.all) (callback as (err: null, a: typeof usable) => void)(null, usable);
+        else callback(null, usable[0]!.address, usable[0]!.family);
+      })
+      .catch((err: NodeJS.ErrnoException) => callback(err, '', 0));
   };
 }
 
@@ -120,12 +122,20 @@ export class WebFetch implements Integration {
     } catch {
       throw new IntegrationError(this.name, 'invalid_url', 'not a URL');
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IntegrationError(this.name, 'invalid_url', 'only http and https URLs');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new IntegrationError(this.name, 'invalid_url', 'only http and https URLs');
     if (url.username || url.password) throw new IntegrationError(this.name, 'invalid_url', 'URLs with credentials are refused');
     const hostname = url.hostname.replace(/^\[|\]$/g, '');
-    const addresses = ipaddr.isValid(hostname) ? [{ address: hostname, family: hostname.includes(':') ? 6 : 4 }] : await this.#resolve(hostname).catch((err: unknown) => {
-      throw new IntegrationError(this.name, 'dns_failure', `could not resolve ${hostname} (${(err as { code?: string }).code ?? 'error'})`, err);
-    });
+    const addresses = ipaddr.isValid(hostname)
+      ? [{ address: hostname, family: hostname.includes(':') ? 6 : 4 }]
+      : await this.#resolve(hostname).catch((err: unknown) => {
+          throw new IntegrationError(
+            this.name,
+            'dns_failure',
+            `could not resolve ${hostname} (${(err as { code?: string }).code ?? 'error'})`,
+            err,
+          );
+        });
     if (addresses.length === 0) throw new IntegrationError(this.name, 'dns_failure', `${hostname} has no address`);
     if (!this.#opts.allowPrivate) {
       for (const a of addresses) {
@@ -142,9 +152,19 @@ export class WebFetch implements Integration {
     // Fetched sites are strangers: no correlation id and no trace context goes to them.
     const res = await integrationCall(this.#opts.pool, this.#opts.breaker, this.name, target, {
       headers: { accept: 'text/html, text/plain, application/json;q=0.9, */*;q=0.5' },
-      timeoutMs: this.#opts.timeoutMs, maxBytes: this.#opts.maxBytes, signal, dispatcher: this.#dispatcher, untraced: true,
+      timeoutMs: this.#opts.timeoutMs,
+      maxBytes: this.#opts.maxBytes,
+      signal,
+      dispatcher: this.#dispatcher,
+      untraced: true,
     });
-    return { url: raw, status: res.status, content_type: res.contentType, text: /html/i.test(res.contentType) ? htmlToText(res.text) : res.text, truncated: res.truncated };
+    return {
+      url: raw,
+      status: res.status,
+      content_type: res.contentType,
+      text: /html/i.test(res.contentType) ? htmlToText(res.text) : res.text,
+      truncated: res.truncated,
+    };
   }
 
   /** Fetches FETCH_HEALTH_URL when it is set (a real request, through the guard); else says there is no probe. */

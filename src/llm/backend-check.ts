@@ -31,25 +31,37 @@ export async function checkBackend(provider: LlmProvider, model: string, timeout
   try {
     models = await provider.listModels(AbortSignal.timeout(timeoutMs));
   } catch (err) {
-    const code = err instanceof VegaError ? err.code : (err as { code?: string }).code ?? (err as Error).name;
+    const code = err instanceof VegaError ? err.code : ((err as { code?: string }).code ?? (err as Error).name);
     if (code === 'upstream_unavailable' || code === 'upstream_timeout' || code === 'TimeoutError' || code === 'client_closed') {
       return {
-        ...base, status: 'unreachable', models: [],
+        ...base,
+        status: 'unreachable',
+        models: [],
         problem: `nothing answers at ${provider.origin} (${code}); chats will fail with 503 upstream_unavailable`,
-        fix: provider.name === 'ollama'
-          ? `install and start Ollama (https://ollama.com/download), then run \`ollama pull ${model}\`; or point LLM_BASE_URL at any OpenAI-compatible server with LLM_BACKEND=openai`
-          : `start the ${provider.name} server at ${provider.origin}, or point LLM_BASE_URL at one that is running`,
+        fix:
+          provider.name === 'ollama'
+            ? `install and start Ollama (https://ollama.com/download), then run \`ollama pull ${model}\`; or point LLM_BASE_URL at any OpenAI-compatible server with LLM_BACKEND=openai`
+            : `start the ${provider.name} server at ${provider.origin}, or point LLM_BASE_URL at one that is running`,
       };
     }
-    return { ...base, status: 'unknown', models: [], problem: `the backend answered but did not list its models (${code})`, fix: `check that '${model}' is served at ${provider.origin}` };
+    return {
+      ...base,
+      status: 'unknown',
+      models: [],
+      problem: `the backend answered but did not list its models (${code})`,
+      fix: `check that '${model}' is served at ${provider.origin}`,
+    };
   }
   if (hasModel(models, model)) return { ...base, status: 'ok', models };
   const choices = models.length ? `; it has: ${models.slice(0, 10).join(', ')}` : '; it has none';
   return {
-    ...base, status: 'model_missing', models,
+    ...base,
+    status: 'model_missing',
+    models,
     problem: `the default model '${model}' is not on the backend${choices}`,
-    fix: provider.name === 'ollama'
-      ? `run \`ollama pull ${model}\`${models.length ? `, or set MODEL_NAME to one of the models it has` : ''}`
-      : `set MODEL_NAME to a model the backend serves`,
+    fix:
+      provider.name === 'ollama'
+        ? `run \`ollama pull ${model}\`${models.length ? `, or set MODEL_NAME to one of the models it has` : ''}`
+        : `set MODEL_NAME to a model the backend serves`,
   };
 }

@@ -109,54 +109,73 @@ export class BackendChain {
   }
 
   /** One backend: its breaker, its span, the attempt. Resolves (never rejects) with the value or the error. */
-  #try<T>(backend: LlmBackend, request: ProviderRequest, attempt: Attempt<T>, last: boolean):
-    Promise<{ value: T } | { error: unknown; admitted: boolean; span: Span | undefined }> {
+  #try<T>(
+    backend: LlmBackend,
+    request: ProviderRequest,
+    attempt: Attempt<T>,
+    last: boolean,
+  ): Promise<{ value: T } | { error: unknown; admitted: boolean; span: Span | undefined }> {
     return new Promise((resolve) => {
       let span: Span | undefined;
       let handedBack = false;
       const model = backend.model ?? request.model;
-      void backend.breaker.execute(async (signal) => {
-        span = tracer.startSpan(`chat ${model}`, {
-          kind: SpanKind.CLIENT,
-          attributes: {
-            'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': backend.provider.name, 'gen_ai.request.model': model,
-            'vega.llm.backend': backend.name, 'vega.llm.backend.role': backend.role, ...originAttributes(backend.provider.origin),
-          },
+      void backend.breaker
+        .execute(async (signal) => {
+          span = tracer.startSpan(`chat ${model}`, {
+            kind: SpanKind.CLIENT,
+            attributes: {
+              'gen_ai.operation.name': 'chat',
+              'gen_ai.provider.name': backend.provider.name,
+              'gen_ai.request.model': model,
+              'vega.llm.backend': backend.name,
+              'vega.llm.backend.role': backend.role,
+              ...originAttributes(backend.provider.origin),
+            },
+          });
+          const result = await context.with(trace.setSpan(context.active(), span), () =>
+            attempt(backend, { ...request, model, signal }, last),
+          );
+          handedBack = true;
+          this.#count(backend, 'ok');
+          resolve({ value: result.value });
+          if (!result.finished) {
+            span.end();
+            return;
+          }
+          try {
+            await result.finished;
+            span.end();
+          } catch (err) {
+            failSpan(span, err);
+            span.end();
+            throw err; // the breaker's outcome: a stream cut after its first chunk counts against this backend
+          }
+        }, request.signal)
+        .catch((err: unknown) => {
+          if (handedBack) return; // the rest of a stream failed: reported by the stream itself
+          if (span) failSpan(span, err);
+          resolve({ error: err, admitted: span !== undefined, span });
         });
-        const result = await context.with(trace.setSpan(context.active(), span), () => attempt(backend, { ...request, model, signal }, last));
-        handedBack = true;
-        this.#count(backend, 'ok');
-        resolve({ value: result.value });
-        if (!result.finished) {
-          span.end();
-          return;
-        }
-        try {
-          await result.finished;
-          span.end();
-        } catch (err) {
-          failSpan(span, err);
-          span.end();
-          throw err; // the breaker's outcome: a stream cut after its first chunk counts against this backend
-        }
-      }, request.signal).catch((err: unknown) => {
-        if (handedBack) return; // the rest of a stream failed: reported by the stream itself
-        if (span) failSpan(span, err);
-        resolve({ error: err, admitted: span !== undefined, span });
-      });
     });
   }
 
   #count(backend: LlmBackend, outcome: AttemptOutcome, err?: unknown): void {
     this.#attempts.add(1, {
-      'vega.llm.backend': backend.name, 'vega.llm.backend.role': backend.role, outcome,
+      'vega.llm.backend': backend.name,
+      'vega.llm.backend.role': backend.role,
+      outcome,
       ...(err instanceof VegaError ? { 'error.type': err.code } : err ? { 'error.type': 'internal_error' } : {}),
     });
   }
 
   #fallback(from: LlmBackend, to: LlmBackend, reason: 'failed' | 'skipped', span: Span | undefined, err?: unknown): void {
     this.#fallbacks.add(1, { 'vega.llm.backend': from.name, 'vega.llm.backend.role': from.role, reason, 'vega.llm.fallback.to': to.name });
-    const attrs = { 'vega.llm.backend': from.name, 'vega.llm.fallback.to': to.name, reason, ...(err instanceof VegaError ? { 'error.type': err.code } : {}) };
+    const attrs = {
+      'vega.llm.backend': from.name,
+      'vega.llm.fallback.to': to.name,
+      reason,
+      ...(err instanceof VegaError ? { 'error.type': err.code } : {}),
+    };
     // On the span of the attempt that was left; a skipped backend had no attempt, so on the caller's span.
     (span ?? trace.getActiveSpan())?.addEvent('vega.llm.fallback', attrs);
   }

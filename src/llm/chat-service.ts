@@ -55,7 +55,12 @@ export interface ConversationSink {
 }
 
 /** What a chat uses for the fields its request leaves out. */
-export interface ChatDefaults { readonly model: string; readonly temperature: number; readonly topP: number; readonly maxTokens: number }
+export interface ChatDefaults {
+  readonly model: string;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly maxTokens: number;
+}
 
 export interface ChatServiceOptions {
   readonly provider: LlmProvider;
@@ -121,10 +126,24 @@ export class ChatService {
     const call = this.#resolve(input, signal);
     try {
       const out = call.offered.length > 0 ? await this.#completeWithTools(call) : await this.#round(call, call.request);
-      await this.#store(call, { status: 'ok', response: out.text, model: out.model, usage: out.usage, cached: out.cached, toolCalls: out.toolCalls, backend: out.backend });
+      await this.#store(call, {
+        status: 'ok',
+        response: out.text,
+        model: out.model,
+        usage: out.usage,
+        cached: out.cached,
+        toolCalls: out.toolCalls,
+        backend: out.backend,
+      });
       this.#count(input.source, false, out.cached ? 'cache_hit' : 'ok');
       return {
-        response: out.text, sessionId: input.sessionId, model: out.model, usage: out.usage, finishReason: out.finishReason, cached: out.cached, backend: out.backend,
+        response: out.text,
+        sessionId: input.sessionId,
+        model: out.model,
+        usage: out.usage,
+        finishReason: out.finishReason,
+        cached: out.cached,
+        backend: out.backend,
         ...(out.toolCalls?.length ? { toolCalls: out.toolCalls } : {}),
         ...(call.toolResults.length > 0 ? { toolResults: call.toolResults } : {}),
       };
@@ -174,7 +193,11 @@ export class ChatService {
       if (!out.toolCalls?.length || !tools) return { ...out, usage, toolCalls: undefined };
       const results = await runner.runAll(out.toolCalls, tools, call.request.signal);
       call.toolResults.push(...results);
-      request = this.#withTools(call, [...request.messages, ...toolMessages(out.toolCalls, out.text, results)], round + 1 < maxRounds ? tools : undefined);
+      request = this.#withTools(
+        call,
+        [...request.messages, ...toolMessages(out.toolCalls, out.text, results)],
+        round + 1 < maxRounds ? tools : undefined,
+      );
     }
     throw new Error('unreachable: the last tool round offers no tools');
   }
@@ -233,7 +256,11 @@ export class ChatService {
       const results = await runner.runAll(calls, tools, call.request.signal);
       call.toolResults.push(...results);
       for (const r of results) yield { type: 'tool', id: r.id, name: r.name, status: r.outcome };
-      request = this.#withTools(call, [...request.messages, ...toolMessages(calls, text, results)], round + 1 < maxRounds ? tools : undefined);
+      request = this.#withTools(
+        call,
+        [...request.messages, ...toolMessages(calls, text, results)],
+        round + 1 < maxRounds ? tools : undefined,
+      );
       events = (await this.#pipeline.stream(request, call.input.clientId)).events;
     }
   }
@@ -310,7 +337,12 @@ export class ChatService {
     if (limits && input.maxTokens !== undefined && input.maxTokens > limits.maxTokens) {
       throw new InvalidRequest(`max_tokens must be at most ${limits.maxTokens}`, 'invalid_max_tokens');
     }
-    if (limits?.modelsAllowed && input.model !== undefined && input.model !== defaults.model && !limits.modelsAllowed.includes(input.model)) {
+    if (
+      limits?.modelsAllowed &&
+      input.model !== undefined &&
+      input.model !== defaults.model &&
+      !limits.modelsAllowed.includes(input.model)
+    ) {
       throw new InvalidRequest(`model '${input.model.slice(0, 200)}' is not allowed here`, 'model_not_allowed');
     }
     const model = input.model ?? defaults.model;
@@ -328,7 +360,11 @@ export class ChatService {
         model,
         // The cache key's "prompt" must cover everything sent, so a conversation is keyed by all of it
         // (and by its tools and settings).
-        prompt: input.options ? JSON.stringify([input.messages ?? input.prompt, input.options]) : input.messages ? JSON.stringify(input.messages) : input.prompt,
+        prompt: input.options
+          ? JSON.stringify([input.messages ?? input.prompt, input.options])
+          : input.messages
+            ? JSON.stringify(input.messages)
+            : input.prompt,
         messages: input.messages ?? [{ role: 'user', content: input.prompt }],
         temperature: input.temperature ?? defaults.temperature,
         topP: input.topP ?? defaults.topP,
@@ -382,8 +418,14 @@ export class ChatService {
   async #store(
     call: ResolvedCall,
     out: {
-      status: 'ok' | 'failed'; response: string; model: string; usage?: Usage; errorCode?: string; cached?: boolean;
-      toolCalls?: readonly ToolCall[] | undefined; backend?: string | undefined;
+      status: 'ok' | 'failed';
+      response: string;
+      model: string;
+      usage?: Usage;
+      errorCode?: string;
+      cached?: boolean;
+      toolCalls?: readonly ToolCall[] | undefined;
+      backend?: string | undefined;
     },
   ): Promise<void> {
     try {
@@ -447,11 +489,20 @@ function toolMessages(calls: readonly ToolCall[], text: string, results: readonl
 /** The turn's tool calls as stored: the ones Vega ran (`/chat`), else the ones returned to the client (`/v1`). */
 function storedToolCalls(results: readonly ToolResult[], returned: readonly ToolCall[] | undefined): string | undefined {
   if (results.length > 0) {
-    return JSON.stringify(results.map((r) => ({ id: r.id, name: r.name, arguments: bounded(r.arguments, 2000), outcome: r.outcome, duration_ms: Math.round(r.durationMs) })));
+    return JSON.stringify(
+      results.map((r) => ({
+        id: r.id,
+        name: r.name,
+        arguments: bounded(r.arguments, 2000),
+        outcome: r.outcome,
+        duration_ms: Math.round(r.durationMs),
+      })),
+    );
   }
-  return returned?.length ? JSON.stringify(returned.map((c) => ({ id: c.id, name: c.name, arguments: bounded(c.arguments, 2000) }))) : undefined;
+  return returned?.length
+    ? JSON.stringify(returned.map((c) => ({ id: c.id, name: c.name, arguments: bounded(c.arguments, 2000) })))
+    : undefined;
 }
-
 
 const bounded = (s: string, max: number) => (s.length > max ? `${s.slice(0, max)}...` : s);
 
@@ -471,6 +522,7 @@ export function storedMessages(messages: readonly ChatMessage[]): string {
   let first = 0;
   while (total > MAX_STORED_MESSAGES_CHARS && first < wire.length - 1) total -= sizes[first++] ?? 0;
   const kept = wire.slice(first);
-  if (total > MAX_STORED_MESSAGES_CHARS && kept[0]) kept[0] = { ...kept[0], content: bounded(kept[0].content, MAX_STORED_MESSAGES_CHARS / 2), tool_calls: undefined } as (typeof kept)[0];
+  if (total > MAX_STORED_MESSAGES_CHARS && kept[0])
+    kept[0] = { ...kept[0], content: bounded(kept[0].content, MAX_STORED_MESSAGES_CHARS / 2), tool_calls: undefined } as (typeof kept)[0];
   return JSON.stringify(kept);
 }

@@ -45,7 +45,12 @@ export class HfProvider extends HttpProvider implements LlmProvider {
     let tokens = 0;
     try {
       for await (const data of sseData(body)) {
-        let msg: { token?: { text?: string; special?: boolean }; generated_text?: string | null; details?: TgiDetails | null; error?: string };
+        let msg: {
+          token?: { text?: string; special?: boolean };
+          generated_text?: string | null;
+          details?: TgiDetails | null;
+          error?: string;
+        };
         try {
           msg = JSON.parse(data) as typeof msg;
         } catch (err) {
@@ -58,7 +63,8 @@ export class HfProvider extends HttpProvider implements LlmProvider {
         }
         if (msg.generated_text !== null && msg.generated_text !== undefined) {
           yield {
-            type: 'done', model: req.model,
+            type: 'done',
+            model: req.model,
             usage: { inputTokens: msg.details?.prefill?.length ?? 0, outputTokens: msg.details?.generated_tokens ?? tokens },
             finishReason: msg.details?.finish_reason,
           };

@@ -43,10 +43,20 @@ export abstract class HttpProvider {
   }
 
   /** A POST of `body` (or a GET without one) to `url`; resolves with a 2xx response. */
-  protected call(url: string, opts: { body?: unknown; signal: AbortSignal; model?: string; timeoutMs?: number }): Promise<Dispatcher.ResponseData> {
+  protected call(
+    url: string,
+    opts: { body?: unknown; signal: AbortSignal; model?: string; timeoutMs?: number },
+  ): Promise<Dispatcher.ResponseData> {
     return upstreamCall({
-      dispatcher: this.#pool.dispatcher, url, body: opts.body, method: opts.body === undefined ? 'GET' : 'POST',
-      headers: this.#headers, signal: opts.signal, timeoutMs: opts.timeoutMs ?? this.timeoutMs, model: opts.model, gate: this.#gate,
+      dispatcher: this.#pool.dispatcher,
+      url,
+      body: opts.body,
+      method: opts.body === undefined ? 'GET' : 'POST',
+      headers: this.#headers,
+      signal: opts.signal,
+      timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+      model: opts.model,
+      gate: this.#gate,
     });
   }
 

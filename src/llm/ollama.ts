@@ -99,8 +99,12 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
 
   #body(req: ProviderRequest, stream: boolean) {
     const o = req.options ?? {};
-    const format = o.responseFormat?.type === 'json_object' ? 'json'
-      : o.responseFormat?.type === 'json_schema' ? (o.responseFormat.json_schema?.schema ?? 'json') : undefined;
+    const format =
+      o.responseFormat?.type === 'json_object'
+        ? 'json'
+        : o.responseFormat?.type === 'json_schema'
+          ? (o.responseFormat.json_schema?.schema ?? 'json')
+          : undefined;
     return {
       model: req.model,
       messages: toOllamaMessages(req.messages),
@@ -108,7 +112,9 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
       ...(o.tools && o.toolChoice !== 'none' ? { tools: o.tools } : {}),
       ...(format !== undefined ? { format } : {}),
       options: {
-        temperature: req.temperature, top_p: req.topP, num_predict: req.maxTokens,
+        temperature: req.temperature,
+        top_p: req.topP,
+        num_predict: req.maxTokens,
         ...(o.stop ? { stop: o.stop } : {}),
         ...(o.seed !== undefined ? { seed: o.seed } : {}),
         ...(o.presencePenalty !== undefined ? { presence_penalty: o.presencePenalty } : {}),
@@ -124,7 +130,11 @@ function toOllamaMessages(messages: readonly ChatMessage[]): Array<Record<string
   return messages.map((m) => {
     if (m.role === 'assistant' && m.toolCalls?.length) {
       for (const c of m.toolCalls) names.set(c.id, c.name);
-      return { role: 'assistant', content: m.content, tool_calls: m.toolCalls.map((c) => ({ function: { name: c.name, arguments: parseArguments(c.arguments) } })) };
+      return {
+        role: 'assistant',
+        content: m.content,
+        tool_calls: m.toolCalls.map((c) => ({ function: { name: c.name, arguments: parseArguments(c.arguments) } })),
+      };
     }
     if (m.role === 'tool') {
       const name = m.name ?? (m.toolCallId ? names.get(m.toolCallId) : undefined);

@@ -142,7 +142,8 @@ function toWire(m: ChatMessage): Record<string, unknown> {
   if (m.role === 'tool') return { role: 'tool', content: m.content, tool_call_id: m.toolCallId ?? '' };
   if (m.role === 'assistant' && m.toolCalls?.length) {
     return {
-      role: 'assistant', content: m.content === '' ? null : m.content,
+      role: 'assistant',
+      content: m.content === '' ? null : m.content,
       tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })),
     };
   }

@@ -37,7 +37,10 @@ export type ServedCompletion = Completion & { readonly backend: string };
  * about each real upstream call (the leader's, not the followers').
  */
 export class ChatPipeline {
-  constructor(private readonly backends: BackendChain, private readonly stages: PipelineStages) {}
+  constructor(
+    private readonly backends: BackendChain,
+    private readonly stages: PipelineStages,
+  ) {}
 
   /**
    * A complete (non-streamed) answer. Followers of a coalesced call are not rate limited: they
@@ -66,14 +69,18 @@ export class ChatPipeline {
     let ranUpstream = false;
     const out = await coalescer.run(key, request.signal, (shared) => {
       ranUpstream = true;
-      const call = () => this.backends.run({ ...request, signal: shared }, async (b, req, last) => ({
-        value: await this.#retried(last, (s) => this.stages.timeout.execute((t) => b.provider.chat({ ...req, signal: t }), s), req.signal),
-      }));
-      return onUpstream(() => call().then(({ value, backend }) => ({ ...value, backend: backend.name })))
-        .then((completion) => {
-          cache.set(key, completion);
-          return completion;
-        });
+      const call = () =>
+        this.backends.run({ ...request, signal: shared }, async (b, req, last) => ({
+          value: await this.#retried(
+            last,
+            (s) => this.stages.timeout.execute((t) => b.provider.chat({ ...req, signal: t }), s),
+            req.signal,
+          ),
+        }));
+      return onUpstream(() => call().then(({ value, backend }) => ({ ...value, backend: backend.name }))).then((completion) => {
+        cache.set(key, completion);
+        return completion;
+      });
     });
     return { ...out, cached: false, upstream: ranUpstream };
   }
@@ -93,7 +100,10 @@ export class ChatPipeline {
    * trial holds only the breaker's trial slot: every other call meanwhile fails fast with
    * circuit_open (and moves on to the next backend) instead of waiting for it.
    */
-  async stream(request: ProviderRequest, clientId: string): Promise<{ cached: boolean; backend: string; events: AsyncIterable<StreamEvent> }> {
+  async stream(
+    request: ProviderRequest,
+    clientId: string,
+  ): Promise<{ cached: boolean; backend: string; events: AsyncIterable<StreamEvent> }> {
     const key = this.#key(request, clientId);
     const hit = await this.stages.cache.lookup(key);
     if (hit) {
@@ -122,7 +132,15 @@ export class ChatPipeline {
         for await (const ev of upstream) {
           if (ev.type === 'delta') text += ev.text;
           else if (ev.type === 'tool_calls') toolCalls = ev.calls;
-          else if (ev.type === 'done') cache.set(key, { text, model: ev.model, usage: ev.usage, finishReason: ev.finishReason, backend: backend.name, ...(toolCalls ? { toolCalls } : {}) });
+          else if (ev.type === 'done')
+            cache.set(key, {
+              text,
+              model: ev.model,
+              usage: ev.usage,
+              finishReason: ev.finishReason,
+              backend: backend.name,
+              ...(toolCalls ? { toolCalls } : {}),
+            });
           yield ev;
         }
       } finally {
@@ -130,7 +148,11 @@ export class ChatPipeline {
         releaseSlot();
       }
     }
-    return { cached: false, backend: backend.name, events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)) };
+    return {
+      cached: false,
+      backend: backend.name,
+      events: this.stages.streaming.relay(remember(), (ev) => (ev.type === 'delta' ? Buffer.byteLength(ev.text) : 0)),
+    };
   }
 
   /**
@@ -152,7 +174,9 @@ export class ChatPipeline {
     }
 
     let settle!: (err?: unknown) => void;
-    const finished = new Promise<void>((res, rej) => { settle = (err) => (err === undefined ? res() : rej(err)); });
+    const finished = new Promise<void>((res, rej) => {
+      settle = (err) => (err === undefined ? res() : rej(err));
+    });
     finished.catch(() => undefined); // awaited by the breaker's call
     const onClientGone = () => settle(new ClientClosed());
     req.signal.addEventListener('abort', onClientGone, { once: true });

@@ -7,7 +7,11 @@ import { OpenAiProvider } from './openai';
 import type { LlmProvider } from './types';
 
 /** The provider a backend kind names: LLM_BACKEND's, or one of LLM_FALLBACKS (with that backend's URL and key). */
-export function createProvider(llm: Pick<Config['llm'], 'backend' | 'baseUrl' | 'apiKey' | 'timeoutMs'>, pool: HttpPool, gate?: ConnectionGate): LlmProvider {
+export function createProvider(
+  llm: Pick<Config['llm'], 'backend' | 'baseUrl' | 'apiKey' | 'timeoutMs'>,
+  pool: HttpPool,
+  gate?: ConnectionGate,
+): LlmProvider {
   switch (llm.backend) {
     case 'ollama':
       return new OllamaProvider({ baseUrl: llm.baseUrl, pool, gate, timeoutMs: llm.timeoutMs });

@@ -43,9 +43,17 @@ export interface ToolDefinition {
  */
 export interface GenerationOptions {
   readonly tools?: readonly ToolDefinition[] | undefined;
-  readonly toolChoice?: 'auto' | 'none' | 'required' | { readonly type: 'function'; readonly function: { readonly name: string } } | undefined;
+  readonly toolChoice?:
+    'auto' | 'none' | 'required' | { readonly type: 'function'; readonly function: { readonly name: string } } | undefined;
   readonly parallelToolCalls?: boolean | undefined;
-  readonly responseFormat?: { readonly type: 'text' | 'json_object' | 'json_schema'; readonly json_schema?: { readonly name: string; readonly schema?: Record<string, unknown> | undefined; readonly strict?: boolean | null | undefined } | undefined } | undefined;
+  readonly responseFormat?:
+    | {
+        readonly type: 'text' | 'json_object' | 'json_schema';
+        readonly json_schema?:
+          | { readonly name: string; readonly schema?: Record<string, unknown> | undefined; readonly strict?: boolean | null | undefined }
+          | undefined;
+      }
+    | undefined;
   readonly stop?: readonly string[] | undefined;
   readonly seed?: number | undefined;
   readonly presencePenalty?: number | undefined;

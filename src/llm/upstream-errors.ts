@@ -1,6 +1,13 @@
 import {
-  ClientClosed, ModelNotFound, UpstreamError, UpstreamMisconfigured, UpstreamOverloaded, UpstreamRejected,
-  UpstreamTimeout, UpstreamUnavailable, VegaError,
+  ClientClosed,
+  ModelNotFound,
+  UpstreamError,
+  UpstreamMisconfigured,
+  UpstreamOverloaded,
+  UpstreamRejected,
+  UpstreamTimeout,
+  UpstreamUnavailable,
+  VegaError,
 } from '../errors';
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
@@ -45,7 +52,8 @@ export function statusError(status: number, body: string, retryAfter: string | s
   if (status === 429) return new UpstreamOverloaded(retryAfterSeconds(retryAfter));
   // Never echo what the backend said here: "Incorrect API key provided: sk-..." carries a key.
   if (status >= 500) return new UpstreamError(status, `the LLM backend failed with HTTP ${status}${detail ? `: ${detail}` : ''}`);
-  if (CLIENT_STATUSES.has(status)) return new UpstreamRejected(status, `the LLM backend rejected the request with HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  if (CLIENT_STATUSES.has(status))
+    return new UpstreamRejected(status, `the LLM backend rejected the request with HTTP ${status}${detail ? `: ${detail}` : ''}`);
   if (status === 408) return new UpstreamError(status, 'the LLM backend timed out reading the request (HTTP 408)');
   return new UpstreamMisconfigured(status);
 }
@@ -56,9 +64,13 @@ function upstreamMessage(body: string): string {
   try {
     const parsed = JSON.parse(body) as { error?: unknown; message?: unknown };
     const e = parsed.error ?? parsed.message;
-    text = typeof e === 'string' ? e : typeof (e as { message?: unknown })?.message === 'string' ? (e as { message: string }).message : body;
+    text =
+      typeof e === 'string' ? e : typeof (e as { message?: unknown })?.message === 'string' ? (e as { message: string }).message : body;
   } catch {
     // not JSON: use the text as it is
   }
-  return text.replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 200);
+  return text
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .trim()
+    .slice(0, 200);
 }

@@ -36,7 +36,8 @@ export class ConnectionGate {
   #refused = 0;
 
   constructor(opts: ConnectionGateOptions) {
-    if (!Number.isInteger(opts.permits) || opts.permits < 1) throw new RangeError(`ConnectionGate: permits must be a positive integer, got ${opts.permits}`);
+    if (!Number.isInteger(opts.permits) || opts.permits < 1)
+      throw new RangeError(`ConnectionGate: permits must be a positive integer, got ${opts.permits}`);
     if (!(opts.maxWaitMs >= 0)) throw new RangeError(`ConnectionGate: maxWaitMs must be >= 0, got ${opts.maxWaitMs}`);
     this.#opts = opts;
   }
@@ -85,12 +86,19 @@ export class ConnectionGate {
       if (released) return;
       released = true;
       const next = this.#waiters.shift();
-      if (next) next.grant(); // the permit passes straight on
+      if (next)
+        next.grant(); // the permit passes straight on
       else this.#inUse--;
     };
   }
 
   snapshot(): ConnectionGateSnapshot {
-    return { permits: this.#opts.permits, in_use: this.#inUse, waiting: this.#waiters.length, refused: this.#refused, max_wait_ms: this.#opts.maxWaitMs };
+    return {
+      permits: this.#opts.permits,
+      in_use: this.#inUse,
+      waiting: this.#waiters.length,
+      refused: this.#refused,
+      max_wait_ms: this.#opts.maxWaitMs,
+    };
   }
 }

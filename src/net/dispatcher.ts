@@ -82,7 +82,11 @@ export class HttpPool {
     if (!Number.isInteger(connections) || connections < 1) {
       throw new RangeError(`HttpPool: connectionsPerOrigin must be a positive integer, got ${connections}`);
     }
-    this.#options = { connections_per_origin: connections, keep_alive_timeout_ms: opts.keepAliveTimeoutMs ?? 30_000, connect_timeout_ms: opts.connectTimeoutMs ?? 10_000 };
+    this.#options = {
+      connections_per_origin: connections,
+      keep_alive_timeout_ms: opts.keepAliveTimeoutMs ?? 30_000,
+      connect_timeout_ms: opts.connectTimeoutMs ?? 10_000,
+    };
     this.#agent = this.#buildAgent();
     this.dispatcher = this.#counted(this.#agent);
     dispatchersCreated++;
@@ -101,7 +105,10 @@ export class HttpPool {
   }
 
   #buildAgent(lookup?: LookupFunction): Agent {
-    const connect = buildConnector({ timeout: this.#options.connect_timeout_ms, ...(lookup ? { lookup } : {}) } as buildConnector.BuildOptions);
+    const connect = buildConnector({
+      timeout: this.#options.connect_timeout_ms,
+      ...(lookup ? { lookup } : {}),
+    } as buildConnector.BuildOptions);
     return new Agent({
       connections: this.#options.connections_per_origin,
       keepAliveTimeout: this.#options.keep_alive_timeout_ms,
@@ -146,7 +153,11 @@ export class HttpPool {
   snapshot(): HttpPoolSnapshot {
     // Per origin undici keeps a Pool, or a single Client when connections is 1: a PoolStats
     // counts connections, a ClientStats says `connected: true` and has no `free`.
-    const live = Object.fromEntries(Object.entries(Object.assign({}, ...this.#extra.map((x) => x.stats), this.#agent.stats) as Record<string, LiveStats>).map(([origin, st]) => [origin, normalise(st)]));
+    const live = Object.fromEntries(
+      Object.entries(Object.assign({}, ...this.#extra.map((x) => x.stats), this.#agent.stats) as Record<string, LiveStats>).map(
+        ([origin, st]) => [origin, normalise(st)],
+      ),
+    );
     const origins: OriginStats[] = [];
     let requests = 0;
     let errors = 0;

@@ -45,7 +45,9 @@ class StreamBuffer<T> {
   /** Resolves when the item is queued; waits while full. Returns false if the consumer left. */
   async push(item: T): Promise<boolean> {
     while (this.items.length >= this.capacity && !this.cancelled) {
-      await new Promise<void>((r) => { this.#wakeProducer = r; });
+      await new Promise<void>((r) => {
+        this.#wakeProducer = r;
+      });
     }
     if (this.cancelled) return false;
     this.items.push(item);
@@ -71,7 +73,9 @@ class StreamBuffer<T> {
         if (this.error !== undefined) throw this.error;
         return undefined;
       }
-      await new Promise<void>((r) => { this.#wakeConsumer = r; });
+      await new Promise<void>((r) => {
+        this.#wakeConsumer = r;
+      });
     }
     const item = this.items.shift() as T;
     this.#wakeProducer?.();
@@ -109,7 +113,9 @@ export class StreamingMonitor {
       throw new RangeError(`StreamingMonitor: capacity must be a positive integer, got ${this.#opts.capacity}`);
     }
     if (!(this.#opts.warningRatio > 0 && this.#opts.warningRatio < this.#opts.throttleRatio && this.#opts.throttleRatio <= 1)) {
-      throw new RangeError(`StreamingMonitor: need 0 < warningRatio (${this.#opts.warningRatio}) < throttleRatio (${this.#opts.throttleRatio}) <= 1`);
+      throw new RangeError(
+        `StreamingMonitor: need 0 < warningRatio (${this.#opts.warningRatio}) < throttleRatio (${this.#opts.throttleRatio}) <= 1`,
+      );
     }
   }
 
@@ -197,8 +203,10 @@ export class StreamingMonitor {
       max_buffered: this.#maxBuffered,
       throughput_chunks_per_s: openS > 0 ? this.#out / openS : 0,
       options: {
-        capacity: this.#opts.capacity, drop_on_overflow: this.#opts.dropOnOverflow,
-        warning_ratio: this.#opts.warningRatio, throttle_ratio: this.#opts.throttleRatio,
+        capacity: this.#opts.capacity,
+        drop_on_overflow: this.#opts.dropOnOverflow,
+        warning_ratio: this.#opts.warningRatio,
+        throttle_ratio: this.#opts.throttleRatio,
       },
     };
   }

@@ -154,7 +154,8 @@ export class CircuitBreaker {
       random: opts.random ?? Math.random,
       traceId: opts.traceId,
     };
-    if (!(this.#opts.jitter >= 0 && this.#opts.jitter < 1)) throw new RangeError(`CircuitBreaker: jitter must be in [0, 1), got ${this.#opts.jitter}`);
+    if (!(this.#opts.jitter >= 0 && this.#opts.jitter < 1))
+      throw new RangeError(`CircuitBreaker: jitter must be in [0, 1), got ${this.#opts.jitter}`);
     if (this.#opts.openMaxMs < this.#opts.openBaseMs) {
       throw new RangeError(`CircuitBreaker: openMaxMs (${this.#opts.openMaxMs}) must be >= openBaseMs (${this.#opts.openBaseMs})`);
     }
@@ -237,8 +238,11 @@ export class CircuitBreaker {
       transitions_total: { ...this.#totals },
       recent_transitions: [...this.#transitions],
       options: {
-        failure_threshold: this.#opts.failureThreshold, open_base_ms: this.#opts.openBaseMs, open_max_ms: this.#opts.openMaxMs,
-        jitter: this.#opts.jitter, half_open_successes: this.#opts.halfOpenSuccesses,
+        failure_threshold: this.#opts.failureThreshold,
+        open_base_ms: this.#opts.openBaseMs,
+        open_max_ms: this.#opts.openMaxMs,
+        jitter: this.#opts.jitter,
+        half_open_successes: this.#opts.halfOpenSuccesses,
       },
     };
   }
@@ -295,7 +299,11 @@ export class CircuitBreaker {
   /** The one place the state changes. */
   #transition(to: BreakerState, reason: TransitionReason, openTimeoutMs?: number): void {
     const t: BreakerTransition = {
-      from: this.#state, to, reason, at: preciseIso(), trace_id: this.#opts.traceId?.() ?? null,
+      from: this.#state,
+      to,
+      reason,
+      at: preciseIso(),
+      trace_id: this.#opts.traceId?.() ?? null,
       ...(openTimeoutMs === undefined ? {} : { open_timeout_ms: openTimeoutMs }),
     };
     this.#state = to;

@@ -65,8 +65,16 @@ export class Coalescer<T> {
       if (signal.aborted) return leave();
       signal.addEventListener('abort', leave, { once: true });
       shared.promise.then(
-        (v) => { signal.removeEventListener('abort', leave); shared.waiters--; resolve(v); },
-        (e: unknown) => { signal.removeEventListener('abort', leave); shared.waiters--; reject(e); },
+        (v) => {
+          signal.removeEventListener('abort', leave);
+          shared.waiters--;
+          resolve(v);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', leave);
+          shared.waiters--;
+          reject(e);
+        },
       );
     });
   }

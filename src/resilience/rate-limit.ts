@@ -9,7 +9,11 @@ import { RateLimited } from '../errors';
 export class TokenBucket {
   #tokens: number;
   #at: number;
-  constructor(readonly ratePerS: number, readonly burst: number, private readonly now: () => number = Date.now) {
+  constructor(
+    readonly ratePerS: number,
+    readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {
     this.#tokens = burst;
     this.#at = now();
   }
@@ -74,11 +78,20 @@ export interface SharedLimitStore {
  */
 class SharedLimit {
   readonly #limiter: RateLimiterRedis;
-  constructor(private readonly store: SharedLimitStore, prefix: string, rps: number, burst: number) {
+  constructor(
+    private readonly store: SharedLimitStore,
+    prefix: string,
+    rps: number,
+    burst: number,
+  ) {
     const duration = Math.max(1, Math.ceil(Math.max(1, burst) / rps));
     const points = Math.max(1, Math.round(rps * duration));
     this.#limiter = new RateLimiterRedis({
-      storeClient: this.store.client, keyPrefix: prefix, points, duration, rejectIfRedisNotReady: true,
+      storeClient: this.store.client,
+      keyPrefix: prefix,
+      points,
+      duration,
+      rejectIfRedisNotReady: true,
       insuranceLimiter: new RateLimiterMemory({ keyPrefix: prefix, points, duration }),
     });
   }
@@ -124,10 +137,12 @@ export class RateLimiter {
     }
     this.#now = opts.now ?? Date.now;
     this.#global = globalRps > 0 ? new TokenBucket(globalRps, Math.max(1, this.#opts.globalBurst), this.#now) : undefined;
-    this.#shared = store ? {
-      perKey: perKeyRps > 0 ? new SharedLimit(store, 'vega:rl:key', perKeyRps, this.#opts.perKeyBurst) : undefined,
-      global: globalRps > 0 ? new SharedLimit(store, 'vega:rl:global', globalRps, this.#opts.globalBurst) : undefined,
-    } : undefined;
+    this.#shared = store
+      ? {
+          perKey: perKeyRps > 0 ? new SharedLimit(store, 'vega:rl:key', perKeyRps, this.#opts.perKeyBurst) : undefined,
+          global: globalRps > 0 ? new SharedLimit(store, 'vega:rl:global', globalRps, this.#opts.globalBurst) : undefined,
+        }
+      : undefined;
   }
 
   /**
@@ -191,7 +206,12 @@ export class RateLimiter {
       rejected_key: this.#rejectedKey,
       rejected_global: this.#rejectedGlobal,
       keys_tracked: this.#perKey.size,
-      options: { per_key_rps: this.#opts.perKeyRps, per_key_burst: this.#opts.perKeyBurst, global_rps: this.#opts.globalRps, global_burst: this.#opts.globalBurst },
+      options: {
+        per_key_rps: this.#opts.perKeyRps,
+        per_key_burst: this.#opts.perKeyBurst,
+        global_rps: this.#opts.globalRps,
+        global_burst: this.#opts.globalBurst,
+      },
     };
   }
 }

@@ -83,7 +83,9 @@ export class RecoveryProbe {
     timer.unref();
     let ok = false;
     // Raced with the abort, so a check that ignores its signal cannot wedge the probe.
-    const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
+    const aborted = new Promise<never>((_, reject) =>
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
+    );
     aborted.catch(() => undefined);
     try {
       await Promise.race([this.#check(controller.signal), aborted]);

@@ -36,7 +36,12 @@ export interface ResponseCacheSnapshot {
 /** What identifies a response: exactly what the backend is sent, where it came in, and for whom. */
 export interface CacheKeyParts {
   /** The messages sent to the backend (not a description of them), with their tool calls and tool-call ids. */
-  readonly messages: readonly { readonly role: string; readonly content: string; readonly toolCalls?: unknown; readonly toolCallId?: string | undefined }[];
+  readonly messages: readonly {
+    readonly role: string;
+    readonly content: string;
+    readonly toolCalls?: unknown;
+    readonly toolCallId?: string | undefined;
+  }[];
   /** Tools and other settings sent with the messages (`tools`, `response_format`, `stop`, ...): they change the answer. */
   readonly options?: unknown;
   readonly model: string;
@@ -56,9 +61,11 @@ export interface CacheKeyParts {
  * about its own earlier questions.
  */
 export function cacheKey(p: CacheKeyParts): string {
-  const messages = p.messages.map((m) => (m.toolCalls !== undefined || m.toolCallId !== undefined
-    ? [m.role, m.content, m.toolCalls ?? null, m.toolCallId ?? null]
-    : [m.role, m.content]));
+  const messages = p.messages.map((m) =>
+    m.toolCalls !== undefined || m.toolCallId !== undefined
+      ? [m.role, m.content, m.toolCalls ?? null, m.toolCallId ?? null]
+      : [m.role, m.content],
+  );
   const parts: unknown[] = [p.route, p.scope, messages, p.model, p.temperature, p.topP, p.maxTokens];
   if (p.options !== undefined) parts.push(p.options);
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
@@ -90,16 +97,20 @@ export class ResponseCache<V extends object> {
     this.#shared = shared;
     this.#max = opts.maxEntries ?? 1000;
     this.#ttlMs = opts.ttlMs ?? 300_000;
-    if (!Number.isInteger(this.#max) || this.#max < 0) throw new RangeError(`ResponseCache: maxEntries must be an integer >= 0, got ${this.#max}`);
+    if (!Number.isInteger(this.#max) || this.#max < 0)
+      throw new RangeError(`ResponseCache: maxEntries must be an integer >= 0, got ${this.#max}`);
     if (!(this.#ttlMs > 0)) throw new RangeError(`ResponseCache: ttlMs must be positive, got ${this.#ttlMs}`);
-    this.#cache = this.#max === 0 ? undefined : new LRUCache<string, V>({
-      max: this.#max,
-      ttl: this.#ttlMs,
-      dispose: (_v, _k, reason) => {
-        if (reason === 'evict') this.#evictions++;
-        else if (reason === 'expire') this.#expirations++;
-      },
-    });
+    this.#cache =
+      this.#max === 0
+        ? undefined
+        : new LRUCache<string, V>({
+            max: this.#max,
+            ttl: this.#ttlMs,
+            dispose: (_v, _k, reason) => {
+              if (reason === 'evict') this.#evictions++;
+              else if (reason === 'expire') this.#expirations++;
+            },
+          });
   }
 
   get enabled(): boolean {

@@ -37,8 +37,17 @@ export class RetryStage {
   #gaveUp = 0;
 
   constructor(opts: RetryOptions = {}) {
-    this.#opts = { maxRetries: opts.maxRetries ?? 2, baseDelayMs: opts.baseDelayMs ?? 200, maxDelayMs: opts.maxDelayMs ?? 5000, random: opts.random ?? Math.random };
-    for (const [k, v] of Object.entries({ maxRetries: this.#opts.maxRetries, baseDelayMs: this.#opts.baseDelayMs, maxDelayMs: this.#opts.maxDelayMs })) {
+    this.#opts = {
+      maxRetries: opts.maxRetries ?? 2,
+      baseDelayMs: opts.baseDelayMs ?? 200,
+      maxDelayMs: opts.maxDelayMs ?? 5000,
+      random: opts.random ?? Math.random,
+    };
+    for (const [k, v] of Object.entries({
+      maxRetries: this.#opts.maxRetries,
+      baseDelayMs: this.#opts.baseDelayMs,
+      maxDelayMs: this.#opts.maxDelayMs,
+    })) {
       if (!Number.isFinite(v) || v < 0) throw new RangeError(`RetryStage: ${k} must be >= 0, got ${v}`);
     }
     const { baseDelayMs, maxDelayMs, random } = this.#opts;
@@ -49,17 +58,28 @@ export class RetryStage {
       if (err instanceof VegaError && err.retryAfterS !== undefined) duration = Math.max(duration, err.retryAfterS * 1000);
       return { duration, next: backoff };
     };
-    this.#policy = retry(handleWhen((err) => this.#retryable(err)), { maxAttempts: this.#opts.maxRetries, backoff: { next: backoff } });
-    this.#policy.onRetry(() => { this.#retries++; });
-    this.#policy.onGiveUp(() => { this.#gaveUp++; });
+    this.#policy = retry(
+      handleWhen((err) => this.#retryable(err)),
+      { maxAttempts: this.#opts.maxRetries, backoff: { next: backoff } },
+    );
+    this.#policy.onRetry(() => {
+      this.#retries++;
+    });
+    this.#policy.onGiveUp(() => {
+      this.#gaveUp++;
+    });
   }
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#calls++;
-    const result = await this.#policy.execute(({ signal: s, attempt }) => fn(s).then((v) => {
-      if (attempt > 0) this.#succeededAfterRetry++;
-      return v;
-    }), signal);
+    const result = await this.#policy.execute(
+      ({ signal: s, attempt }) =>
+        fn(s).then((v) => {
+          if (attempt > 0) this.#succeededAfterRetry++;
+          return v;
+        }),
+      signal,
+    );
     return result;
   }
 

@@ -60,7 +60,9 @@ export class StreamSlots {
 
   snapshot(): StreamSlotsSnapshot {
     return {
-      open: this.#open, refused_key: this.#refusedKey, refused_global: this.#refusedGlobal,
+      open: this.#open,
+      refused_key: this.#refusedKey,
+      refused_global: this.#refusedGlobal,
       options: { max_concurrent: this.#opts.maxConcurrent, max_per_key: this.#opts.maxPerKey },
     };
   }

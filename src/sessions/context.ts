@@ -91,7 +91,11 @@ export class SessionContext {
           }
           this.#reads.add(1, { 'vega.context.outcome': 'ok' });
           const out = req.useContext
-            ? buildMessages(req.prompt, { systemPrompt: settings.systemPrompt, memories: read.memories, summary: read.summary, turns: read.turns }, settings)
+            ? buildMessages(
+                req.prompt,
+                { systemPrompt: settings.systemPrompt, memories: read.memories, summary: read.summary, turns: read.turns },
+                settings,
+              )
             : buildMessages(req.prompt, {}, settings);
           span.setAttributes({ 'vega.context.turns': out.turns, 'vega.context.chars': out.chars });
           return out;

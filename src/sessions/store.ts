@@ -73,7 +73,8 @@ export class SessionStore {
     const memories: Array<{ id: number; content: string }> = [];
     const turns: Array<StoredTurn & { owner: unknown }> = [];
     for (const r of rows) {
-      if (r.kind === 'turn') turns.push({ id: Number(r.id), ts: Number(r.ts), prompt: String(r.a), response: String(r.b ?? ''), owner: r.o });
+      if (r.kind === 'turn')
+        turns.push({ id: Number(r.id), ts: Number(r.ts), prompt: String(r.a), response: String(r.b ?? ''), owner: r.o });
       else if (r.kind === 'session') {
         claim = String(r.o);
         summary = r.b === null || r.b === undefined || r.b === '' ? undefined : String(r.b);
@@ -95,8 +96,13 @@ export class SessionStore {
   async owner(sessionId: string): Promise<string | undefined> {
     const claim = await this.knex('sessions').first('owner').where('session_id', sessionId);
     if (claim) return String(claim.owner);
-    const turn = await this.knex('conversations').first('owner').where('session_id', sessionId)
-      .orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]);
+    const turn = await this.knex('conversations')
+      .first('owner')
+      .where('session_id', sessionId)
+      .orderBy([
+        { column: 'ts', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ]);
     return turn ? String(turn.owner ?? '') : undefined;
   }
 
@@ -113,7 +119,10 @@ export class SessionStore {
   /** The pinned memories of a session, oldest first. */
   async memories(sessionId: string): Promise<Memory[]> {
     const rows = await this.knex('memories').select('content', 'ts').where('session_id', sessionId).orderBy('id');
-    return rows.map((r: { content: string; ts: number | string }) => ({ content: String(r.content), ts: new Date(Number(r.ts)).toISOString() }));
+    return rows.map((r: { content: string; ts: number | string }) => ({
+      content: String(r.content),
+      ts: new Date(Number(r.ts)).toISOString(),
+    }));
   }
 
   /** Replaces the pinned memories of a session in one transaction. */
@@ -121,7 +130,9 @@ export class SessionStore {
     await this.knex.transaction(async (trx) => {
       await trx('memories').where('session_id', sessionId).delete();
       if (contents.length > 0) {
-        await trx('memories').insert(contents.map((content) => ({ ts: now, session_id: sessionId, kind: 'pinned', content, importance: 1 })));
+        await trx('memories').insert(
+          contents.map((content) => ({ ts: now, session_id: sessionId, kind: 'pinned', content, importance: 1 })),
+        );
       }
     });
   }
@@ -143,7 +154,9 @@ export class SessionStore {
   /** The summary of a session and what it covers; claims the session for `owner` first if nobody has. */
   async summaryState(sessionId: string, owner: string, now = Date.now()): Promise<SummaryState> {
     await this.knex('sessions').insert({ session_id: sessionId, owner, created_ts: now }).onConflict('session_id').ignore();
-    const row = await this.knex('sessions').first('owner', 'summary', 'summary_through_ts', 'summary_through_id').where('session_id', sessionId);
+    const row = await this.knex('sessions')
+      .first('owner', 'summary', 'summary_through_ts', 'summary_through_id')
+      .where('session_id', sessionId);
     const n = (v: unknown) => (v === null || v === undefined ? undefined : Number(v));
     return {
       owner: String(row?.owner ?? owner),
@@ -155,9 +168,14 @@ export class SessionStore {
 
   /** Successful turns newer than `after` (all when undefined), newest first, at most `limit`. */
   async turnsAfter(sessionId: string, after: { ts: number; id: number } | undefined, limit: number): Promise<StoredTurn[]> {
-    const q = this.knex('conversations').select('id', 'ts', 'prompt', 'response')
+    const q = this.knex('conversations')
+      .select('id', 'ts', 'prompt', 'response')
       .where({ session_id: sessionId, status: 'ok' })
-      .orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(limit);
+      .orderBy([
+        { column: 'ts', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .limit(limit);
     if (after) q.whereRaw('(ts, id) > (?, ?)', [after.ts, after.id]);
     const rows = (await q) as Array<Record<string, unknown>>;
     return rows.map((r) => ({ id: Number(r.id), ts: Number(r.ts), prompt: String(r.prompt), response: String(r.response) }));
@@ -167,7 +185,13 @@ export class SessionStore {
    * Stores a new summary if the session still has the one it was built from (a concurrent
    * summary or a DELETE in between wins); resolves with whether it was stored.
    */
-  async saveSummary(sessionId: string, from: SummaryState, summary: string, through: { ts: number; id: number }, now = Date.now()): Promise<boolean> {
+  async saveSummary(
+    sessionId: string,
+    from: SummaryState,
+    summary: string,
+    through: { ts: number; id: number },
+    now = Date.now(),
+  ): Promise<boolean> {
     const q = this.knex('sessions').where('session_id', sessionId);
     if (from.throughId === undefined) q.whereNull('summary_through_id');
     else q.where('summary_through_id', from.throughId);

@@ -63,7 +63,8 @@ export class Summarizer {
     this.#opts = opts;
     this.#maxInflight = opts.maxInflight ?? 4;
     this.#timeoutMs = opts.timeoutMs ?? 60_000;
-    if (!Number.isInteger(this.#maxInflight) || this.#maxInflight < 1) throw new RangeError(`Summarizer: maxInflight must be a positive integer, got ${this.#maxInflight}`);
+    if (!Number.isInteger(this.#maxInflight) || this.#maxInflight < 1)
+      throw new RangeError(`Summarizer: maxInflight must be a positive integer, got ${this.#maxInflight}`);
     if (!(this.#timeoutMs > 0)) throw new RangeError(`Summarizer: timeoutMs must be positive, got ${this.#timeoutMs}`);
   }
 
@@ -79,7 +80,10 @@ export class Summarizer {
       this.#run(sessionId, owner)
         .catch((err: unknown) => {
           this.#outcome('failed');
-          this.#opts.logger.warn({ session_hash: sessionHash(sessionId), error_code: (err as { code?: string }).code ?? 'internal_error' }, 'session summary failed');
+          this.#opts.logger.warn(
+            { session_hash: sessionHash(sessionId), error_code: (err as { code?: string }).code ?? 'internal_error' },
+            'session summary failed',
+          );
         })
         .finally(() => {
           this.#inflight.delete(sessionId);
@@ -100,10 +104,19 @@ export class Summarizer {
     if (!newest) return;
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#timeoutMs)]);
     const messages = summaryMessages(state.summary, leaving, settings.summaryMaxChars);
-    const out = await this.#opts.pipeline.complete({
-      model: this.#opts.model(), prompt: JSON.stringify(messages), messages,
-      temperature: 0.2, topP: 0.9, maxTokens: Math.ceil(settings.summaryMaxChars / 2), signal,
-    }, 'vega:summary', (run: () => Promise<ServedCompletion>) => run());
+    const out = await this.#opts.pipeline.complete(
+      {
+        model: this.#opts.model(),
+        prompt: JSON.stringify(messages),
+        messages,
+        temperature: 0.2,
+        topP: 0.9,
+        maxTokens: Math.ceil(settings.summaryMaxChars / 2),
+        signal,
+      },
+      'vega:summary',
+      (run: () => Promise<ServedCompletion>) => run(),
+    );
     const summary = out.text.trim().slice(0, settings.summaryMaxChars);
     if (summary === '') throw Object.assign(new Error('empty summary'), { code: 'empty_summary' });
     const saved = await store.saveSummary(sessionId, state, summary, { ts: newest.ts, id: newest.id });

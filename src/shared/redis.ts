@@ -88,7 +88,11 @@ export class RedisLink {
       this.#errors++;
       const e = err as NodeJS.ErrnoException;
       this.#lastError = e.code ?? e.name;
-      this.#duration.record((performance.now() - started) / 1000, { 'db.system.name': 'redis', 'db.operation.name': operation, 'error.type': this.#lastError });
+      this.#duration.record((performance.now() - started) / 1000, {
+        'db.system.name': 'redis',
+        'db.operation.name': operation,
+        'error.type': this.#lastError,
+      });
       throw err;
     }
   }

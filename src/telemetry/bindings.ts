@@ -194,7 +194,10 @@ export function bindDiagnosticsInstruments(sources: {
     const h = sources.eventLoop.snapshot().health;
     for (const state of ['healthy', 'warning', 'critical']) record(h === state ? 1 : 0, { state });
   });
-  const leakGauge = (def: typeof INSTRUMENTS.memoryTracked | typeof INSTRUMENTS.memoryPotentialLeaks, pick: (g: LeakSnapshot['by_type'][number]) => number) =>
+  const leakGauge = (
+    def: typeof INSTRUMENTS.memoryTracked | typeof INSTRUMENTS.memoryPotentialLeaks,
+    pick: (g: LeakSnapshot['by_type'][number]) => number,
+  ) =>
     observe(def, (record) => {
       for (const g of sources.leaks.snapshot().by_type) record(pick(g), { 'vega.object.type': g.type });
     });

@@ -68,7 +68,10 @@ class TraceparentOnly implements TextMapPropagator {
 const UNTRACED_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
 
 function list(name: string): string[] {
-  return (process.env[name] ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  return (process.env[name] ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
 }
 
 function traceProcessors(): { processors: SpanProcessor[]; description: string } {

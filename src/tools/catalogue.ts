@@ -60,10 +60,17 @@ export function buildTools(i: Integrations): Tool[] {
       integration: i.github,
       async run(args, signal) {
         const kind = String(args.kind);
-        const r = await i.github.json<{ total_count?: number; items?: Array<Record<string, unknown>> }>(`/search/${kind}`, { query: { q: String(args.query), per_page: '5' }, signal });
-        const items = (r.items ?? []).slice(0, 5).map((it) => kind === 'repositories'
-          ? { name: it.full_name, description: it.description, url: it.html_url, stars: it.stargazers_count }
-          : { title: it.title, url: it.html_url, state: it.state });
+        const r = await i.github.json<{ total_count?: number; items?: Array<Record<string, unknown>> }>(`/search/${kind}`, {
+          query: { q: String(args.query), per_page: '5' },
+          signal,
+        });
+        const items = (r.items ?? [])
+          .slice(0, 5)
+          .map((it) =>
+            kind === 'repositories'
+              ? { name: it.full_name, description: it.description, url: it.html_url, stars: it.stargazers_count }
+              : { title: it.title, url: it.html_url, state: it.state },
+          );
         return { total_count: r.total_count, items };
       },
     },
@@ -74,8 +81,12 @@ export function buildTools(i: Integrations): Tool[] {
       acts: false,
       integration: i.homeAssistant,
       async run(args, signal) {
-        const r = await i.homeAssistant.json<{ entity_id?: string; state?: string; attributes?: Record<string, unknown>; last_changed?: string }>(
-          `/api/states/${String(args.entity_id)}`, { signal });
+        const r = await i.homeAssistant.json<{
+          entity_id?: string;
+          state?: string;
+          attributes?: Record<string, unknown>;
+          last_changed?: string;
+        }>(`/api/states/${String(args.entity_id)}`, { signal });
         return { entity_id: r.entity_id, state: r.state, attributes: r.attributes, last_changed: r.last_changed };
       },
     },
@@ -98,9 +109,12 @@ export function buildTools(i: Integrations): Tool[] {
       integration: i.hunter,
       async run(args, signal) {
         const r = await i.hunter.json<{ data?: { domain?: string; organization?: string; emails?: Array<Record<string, unknown>> } }>(
-          '/v2/domain-search', { query: { domain: String(args.domain), limit: '5' }, signal });
+          '/v2/domain-search',
+          { query: { domain: String(args.domain), limit: '5' }, signal },
+        );
         return {
-          domain: r.data?.domain, organization: r.data?.organization,
+          domain: r.data?.domain,
+          organization: r.data?.organization,
           emails: (r.data?.emails ?? []).slice(0, 5).map((e) => ({ value: e.value, type: e.type, confidence: e.confidence })),
         };
       },
@@ -120,14 +134,19 @@ export function buildTools(i: Integrations): Tool[] {
       name: 'home_assistant_service',
       description: 'Call a Home Assistant service on one entity (e.g. light.turn_on on light.kitchen).',
       args: z.strictObject({
-        domain: z.string().regex(HA_NAME), service: z.string().regex(HA_NAME),
+        domain: z.string().regex(HA_NAME),
+        service: z.string().regex(HA_NAME),
         entity_id: z.string().regex(ENTITY_ID, 'must look like domain.object_id'),
       }),
       acts: true,
       integration: i.homeAssistant,
       async run(args, signal) {
         const ha: HttpApiIntegration = i.homeAssistant;
-        const r = await ha.call(`/api/services/${String(args.domain)}/${String(args.service)}`, { method: 'POST', body: { entity_id: args.entity_id }, signal });
+        const r = await ha.call(`/api/services/${String(args.domain)}/${String(args.service)}`, {
+          method: 'POST',
+          body: { entity_id: args.entity_id },
+          signal,
+        });
         return { called: true, http_status: r.status };
       },
     },

@@ -76,14 +76,22 @@ export class ToolRunner {
   offered(): OfferedTool[] {
     const sel = this.#opts.selection();
     if (sel === 'none') return [];
-    const picked = sel === 'auto'
-      ? this.#opts.tools.filter((t) => !t.acts && t.integration.enabled)
-      : this.#opts.tools.filter((t) => sel.includes(t.name) && t.integration.enabled);
-    return picked.map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: this.#schemas.get(t.name) ?? {} } }));
+    const picked =
+      sel === 'auto'
+        ? this.#opts.tools.filter((t) => !t.acts && t.integration.enabled)
+        : this.#opts.tools.filter((t) => sel.includes(t.name) && t.integration.enabled);
+    return picked.map((t) => ({
+      type: 'function',
+      function: { name: t.name, description: t.description, parameters: this.#schemas.get(t.name) ?? {} },
+    }));
   }
 
   /** Runs one round's calls in parallel; results come back in the calls' order. */
-  runAll(calls: readonly RequestedCall[], offered: ReadonlyArray<{ readonly function: { readonly name: string } }>, signal: AbortSignal): Promise<ToolResult[]> {
+  runAll(
+    calls: readonly RequestedCall[],
+    offered: ReadonlyArray<{ readonly function: { readonly name: string } }>,
+    signal: AbortSignal,
+  ): Promise<ToolResult[]> {
     const names = new Set(offered.map((t) => t.function.name));
     return Promise.all(calls.map((c) => this.run(c, names, signal)));
   }
@@ -92,40 +100,56 @@ export class ToolRunner {
   run(call: RequestedCall, offered: ReadonlySet<string>, signal: AbortSignal): Promise<ToolResult> {
     const tool = offered.has(call.name) ? this.#byName.get(call.name) : undefined;
     const label = this.#byName.get(call.name)?.name ?? 'unknown';
-    return tracer.startActiveSpan(`execute_tool ${label}`, {
-      kind: SpanKind.INTERNAL,
-      attributes: {
-        'gen_ai.operation.name': 'execute_tool',
-        'gen_ai.tool.name': call.name.slice(0, 64),
-        'gen_ai.tool.call.id': call.id.slice(0, 200),
-        'gen_ai.tool.type': 'function',
+    return tracer.startActiveSpan(
+      `execute_tool ${label}`,
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          'gen_ai.operation.name': 'execute_tool',
+          'gen_ai.tool.name': call.name.slice(0, 64),
+          'gen_ai.tool.call.id': call.id.slice(0, 200),
+          'gen_ai.tool.type': 'function',
+        },
       },
-    }, async (span) => {
-      const started = performance.now();
-      const { outcome, value } = await this.#execute(tool, call, offered, signal);
-      const durationMs = performance.now() - started;
-      const attrs = { 'gen_ai.tool.name': label, 'vega.tool.outcome': outcome };
-      this.#calls.add(1, attrs);
-      this.#duration.record(durationMs / 1000, attrs);
-      span.setAttribute('vega.tool.outcome', outcome);
-      if (outcome !== 'ok') {
-        span.setAttribute('error.type', outcome);
-        span.setStatus({ code: SpanStatusCode.ERROR });
-      }
-      span.end();
-      return {
-        id: call.id, name: call.name.slice(0, 64), arguments: cut(call.arguments, MAX_STORED_ARGUMENT_CHARS),
-        outcome, content: cut(JSON.stringify(outcome === 'ok' ? value ?? null : { error: value }), this.#opts.resultMaxChars()), durationMs,
-      };
-    });
+      async (span) => {
+        const started = performance.now();
+        const { outcome, value } = await this.#execute(tool, call, offered, signal);
+        const durationMs = performance.now() - started;
+        const attrs = { 'gen_ai.tool.name': label, 'vega.tool.outcome': outcome };
+        this.#calls.add(1, attrs);
+        this.#duration.record(durationMs / 1000, attrs);
+        span.setAttribute('vega.tool.outcome', outcome);
+        if (outcome !== 'ok') {
+          span.setAttribute('error.type', outcome);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        span.end();
+        return {
+          id: call.id,
+          name: call.name.slice(0, 64),
+          arguments: cut(call.arguments, MAX_STORED_ARGUMENT_CHARS),
+          outcome,
+          content: cut(JSON.stringify(outcome === 'ok' ? (value ?? null) : { error: value }), this.#opts.resultMaxChars()),
+          durationMs,
+        };
+      },
+    );
   }
 
-  async #execute(tool: Tool | undefined, call: RequestedCall, offered: ReadonlySet<string>, signal: AbortSignal): Promise<{ outcome: ToolOutcome; value: unknown }> {
+  async #execute(
+    tool: Tool | undefined,
+    call: RequestedCall,
+    offered: ReadonlySet<string>,
+    signal: AbortSignal,
+  ): Promise<{ outcome: ToolOutcome; value: unknown }> {
     if (!tool && this.#byName.has(call.name)) {
       return { outcome: 'disabled', value: `${call.name}: not available on this server (not configured, or not enabled by TOOLS)` };
     }
     if (!tool) {
-      return { outcome: 'unknown_tool', value: `unknown tool '${call.name.slice(0, 64)}'; the tools are: ${[...offered].join(', ') || 'none'}` };
+      return {
+        outcome: 'unknown_tool',
+        value: `unknown tool '${call.name.slice(0, 64)}'; the tools are: ${[...offered].join(', ') || 'none'}`,
+      };
     }
     let raw: unknown;
     try {
@@ -135,7 +159,10 @@ export class ToolRunner {
     }
     const parsed = tool.args.safeParse(raw);
     if (!parsed.success) {
-      const why = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`).join('; ');
+      const why = parsed.error.issues
+        .slice(0, 3)
+        .map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`)
+        .join('; ');
       return { outcome: 'invalid_arguments', value: `${tool.name}: invalid arguments (${why})` };
     }
     if (!tool.integration.enabled) {

@@ -19,11 +19,23 @@ afterAll(() => {
   recordSection('3-crash', {
     order: 3,
     title: 'Crash and restart',
-    what: 'Chats from 16 concurrent clients (upstream answering in 5 ms); after 3 s the process gets the signal. Every conversation '
-      + 'answered 200 is looked up by its correlation id in the database afterwards; `PRAGMA integrity_check` must say ok.',
+    what:
+      'Chats from 16 concurrent clients (upstream answering in 5 ms); after 3 s the process gets the signal. Every conversation ' +
+      'answered 200 is looked up by its correlation id in the database afterwards; `PRAGMA integrity_check` must say ok.',
     tally: { requests, faults: rows.length, lost_conversations: lost, designed_5xx: designed, unexpected_5xx: unexpected },
     table: {
-      header: ['signal', 'requests', 'answered 200', 'rows stored', 'lost', 'refused while draining (503)', 'no answer (connection)', 'exit', 'integrity', 'serves after restart'],
+      header: [
+        'signal',
+        'requests',
+        'answered 200',
+        'rows stored',
+        'lost',
+        'refused while draining (503)',
+        'no answer (connection)',
+        'exit',
+        'integrity',
+        'serves after restart',
+      ],
       rows,
     },
   });
@@ -42,7 +54,10 @@ async function integrity(dbPath: string): Promise<string> {
 async function storedIds(dbPath: string, session: string): Promise<{ ids: Set<string>; ok: number }> {
   const db = openDatabase(`sqlite:${dbPath}`);
   try {
-    const found = (await db.knex('conversations').where({ session_id: session }).select('correlation_id', 'status')) as Array<{ correlation_id: string; status: string }>;
+    const found = (await db.knex('conversations').where({ session_id: session }).select('correlation_id', 'status')) as Array<{
+      correlation_id: string;
+      status: string;
+    }>;
     return { ids: new Set(found.map((r) => r.correlation_id)), ok: found.filter((r) => r.status === 'ok').length };
   } finally {
     await db.knex.destroy();
@@ -50,10 +65,18 @@ async function storedIds(dbPath: string, session: string): Promise<{ ids: Set<st
 }
 
 /** Runs chats under load, sends `signal` after 3 s, and returns the load's figures and the exit. */
-async function loadThenSignal(vega: VegaProcess, signal: NodeJS.Signals, session: string): Promise<{ load: LoadResult; exit: { code: number | null; signal: NodeJS.Signals | null } }> {
+async function loadThenSignal(
+  vega: VegaProcess,
+  signal: NodeJS.Signals,
+  session: string,
+): Promise<{ load: LoadResult; exit: { code: number | null; signal: NodeJS.Signals | null } }> {
   const stop = new AbortController();
   const load = runLoad({
-    url: vega.url, concurrency: 16, durationMs: 30_000, maxRequests: 200_000, signal: stop.signal,
+    url: vega.url,
+    concurrency: 16,
+    durationMs: 30_000,
+    maxRequests: 200_000,
+    signal: stop.signal,
     request: (i) => ({ path: '/chat', body: { prompt: `${session} ${i}`, session_id: session } }),
   });
   await new Promise((r) => setTimeout(r, 3000));
@@ -83,7 +106,18 @@ describe('crash and restart under load', () => {
       const check = await integrity(restarted.dbPath);
       const serves = (await postJson(restarted.url, '/chat', { prompt: 'after the crash' })).status;
       requests++;
-      rows.push(['SIGKILL', load.sent, count2xx(load), stored.ids.size, missing.length, load.byStatus[503] ?? 0, load.transportErrors, `signal ${exit.signal}`, check, serves]);
+      rows.push([
+        'SIGKILL',
+        load.sent,
+        count2xx(load),
+        stored.ids.size,
+        missing.length,
+        load.byStatus[503] ?? 0,
+        load.transportErrors,
+        `signal ${exit.signal}`,
+        check,
+        serves,
+      ]);
       expect(missing).toEqual([]);
       expect(check).toBe('ok');
       expect(serves).toBe(200);
@@ -109,7 +143,18 @@ describe('crash and restart under load', () => {
       const missing = load.okIds.filter((id) => !stored.ids.has(id));
       lost += missing.length;
       const check = await integrity(vega.dbPath);
-      rows.push(['SIGTERM', load.sent, count2xx(load), stored.ids.size, missing.length, load.byStatus[503] ?? 0, load.transportErrors, `code ${exit.code}`, check, 'n/a']);
+      rows.push([
+        'SIGTERM',
+        load.sent,
+        count2xx(load),
+        stored.ids.size,
+        missing.length,
+        load.byStatus[503] ?? 0,
+        load.transportErrors,
+        `code ${exit.code}`,
+        check,
+        'n/a',
+      ]);
       expect(exit.code).toBe(0);
       expect(load.okIds.length).toBeGreaterThan(100);
       expect(missing).toEqual([]);

@@ -25,22 +25,65 @@ interface FaultCase {
 
 const CASES: FaultCase[] = [
   { name: 'connection refused', upstream: 'refused', status: 503, code: 'upstream_unavailable', opens: true },
-  { name: 'reset mid-stream', upstream: { chunks: ['one ', 'two ', 'three'], cutAfterChunks: 1 }, stream: true, status: 200, code: 'upstream_stream_interrupted', opens: true },
+  {
+    name: 'reset mid-stream',
+    upstream: { chunks: ['one ', 'two ', 'three'], cutAfterChunks: 1 },
+    stream: true,
+    status: 200,
+    code: 'upstream_stream_interrupted',
+    opens: true,
+  },
   { name: 'reset mid-body', upstream: { cutBody: true }, status: 502, code: 'upstream_stream_interrupted', opens: true },
   { name: 'slow headers (3 s, timeout 1 s)', upstream: { delayMs: 3000 }, status: 504, code: 'upstream_timeout', opens: true },
   { name: 'slow body (3 s pause, timeout 1 s)', upstream: { bodyDelayMs: 3000 }, status: 504, code: 'upstream_timeout', opens: true },
-  { name: 'malformed JSON', upstream: { rawBody: '{"model":"llama3.2","message":{"role":"assistant","content":"tru' }, status: 502, code: 'upstream_bad_response', opens: true },
-  { name: 'wrong content type (HTML)', upstream: { rawBody: '<html><body>502 Bad Gateway</body></html>', contentType: 'text/html' }, status: 502, code: 'upstream_bad_response', opens: true },
-  { name: '429 with Retry-After: 120', upstream: { failStatus: 429, failHeaders: { 'Retry-After': '120' } }, status: 503, code: 'upstream_overloaded', retryAfter: true, opens: true },
+  {
+    name: 'malformed JSON',
+    upstream: { rawBody: '{"model":"llama3.2","message":{"role":"assistant","content":"tru' },
+    status: 502,
+    code: 'upstream_bad_response',
+    opens: true,
+  },
+  {
+    name: 'wrong content type (HTML)',
+    upstream: { rawBody: '<html><body>502 Bad Gateway</body></html>', contentType: 'text/html' },
+    status: 502,
+    code: 'upstream_bad_response',
+    opens: true,
+  },
+  {
+    name: '429 with Retry-After: 120',
+    upstream: { failStatus: 429, failHeaders: { 'Retry-After': '120' } },
+    status: 503,
+    code: 'upstream_overloaded',
+    retryAfter: true,
+    opens: true,
+  },
   { name: 'sustained 500s', upstream: { failStatus: 500 }, status: 502, code: 'upstream_error', opens: true },
   {
-    name: 'burst of two 503s, retried', upstream: { failStatus: 503, failFirst: 2 }, env: { RETRY_MAX_RETRIES: '2' },
-    status: 200, code: null, opens: false,
+    name: 'burst of two 503s, retried',
+    upstream: { failStatus: 503, failFirst: 2 },
+    env: { RETRY_MAX_RETRIES: '2' },
+    status: 200,
+    code: null,
+    opens: false,
   },
-  { name: 'unknown model (client mistake)', upstream: { models: ['other-model:latest'] }, status: 404, code: 'model_not_found', opens: false },
+  {
+    name: 'unknown model (client mistake)',
+    upstream: { models: ['other-model:latest'] },
+    status: 404,
+    code: 'model_not_found',
+    opens: false,
+  },
 ];
 
-interface Row { fault: string; expected: string; seen: string; breaker: string; rows: string; upstreamCalls: number }
+interface Row {
+  fault: string;
+  expected: string;
+  seen: string;
+  breaker: string;
+  rows: string;
+  upstreamCalls: number;
+}
 const table: Row[] = [];
 let requests = 0;
 let designed5xx = 0;
@@ -50,9 +93,10 @@ afterAll(() => {
   recordSection('1-faults', {
     order: 1,
     title: 'Fault matrix',
-    what: 'Each fault against a fresh Vega (breaker threshold 3, no retries unless stated, LLM_TIMEOUT_S=1): three requests meet the fault, '
-      + 'a fourth shows the breaker. For every request: the status and error code, the JSON error shape with the correlation id, no stack '
-      + 'trace, the process still up, no unhandled rejection logged, and the conversation stored as failed with the code.',
+    what:
+      'Each fault against a fresh Vega (breaker threshold 3, no retries unless stated, LLM_TIMEOUT_S=1): three requests meet the fault, ' +
+      'a fourth shows the breaker. For every request: the status and error code, the JSON error shape with the correlation id, no stack ' +
+      'trace, the process still up, no unhandled rejection logged, and the conversation stored as failed with the code.',
     tally: { requests, faults: table.length, designed_5xx: designed5xx, unexpected_5xx: unexpected5xx },
     table: {
       header: ['fault', 'expected', 'seen (3 requests)', 'breaker after 3, 4th request', 'conversations stored', 'upstream calls'],
@@ -73,11 +117,14 @@ async function closedPort(): Promise<number> {
 /** Reads one SSE response to the end: the events, in order. */
 async function sseEvents(res: Response): Promise<Array<{ event: string; data: any }>> {
   const text = await res.text();
-  return text.split('\n\n').filter(Boolean).map((block) => {
-    const event = /^event: (.*)$/m.exec(block)?.[1] ?? '';
-    const data = /^data: (.*)$/m.exec(block)?.[1];
-    return { event, data: data ? JSON.parse(data) : undefined };
-  });
+  return text
+    .split('\n\n')
+    .filter(Boolean)
+    .map((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? '';
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      return { event, data: data ? JSON.parse(data) : undefined };
+    });
 }
 
 /** The things every answer must satisfy, whatever the fault. */
@@ -100,8 +147,12 @@ describe('fault matrix', () => {
       const base = fake?.url ?? `http://127.0.0.1:${await closedPort()}`;
       const vega = await startVega({
         env: {
-          LLM_BASE_URL: base, LLM_TIMEOUT_S: '1', BREAKER_FAILURE_THRESHOLD: '3', BREAKER_OPEN_BASE_S: '60',
-          RETRY_MAX_RETRIES: '0', ...c.env,
+          LLM_BASE_URL: base,
+          LLM_TIMEOUT_S: '1',
+          BREAKER_FAILURE_THRESHOLD: '3',
+          BREAKER_OPEN_BASE_S: '60',
+          RETRY_MAX_RETRIES: '0',
+          ...c.env,
         },
       });
       const session = `fault-${c.name.replace(/[^a-z0-9]+/gi, '-')}`;
@@ -147,7 +198,9 @@ describe('fault matrix', () => {
         }
         const callsAfter4 = fake?.generations.length ?? 0;
 
-        const breakers = await jsonOf(await fetch(`${vega.url}/admin/performance/circuit-breakers/all`, { headers: { 'x-api-key': TEST_KEY } }));
+        const breakers = await jsonOf(
+          await fetch(`${vega.url}/admin/performance/circuit-breakers/all`, { headers: { 'x-api-key': TEST_KEY } }),
+        );
         const llm = (breakers.breakers as Array<{ name: string; state: string }>).find((b) => /llm|ollama/i.test(b.name));
         expect(llm?.state).toBe(c.opens ? 'open' : 'closed');
         if (c.opens && fake) expect(callsAfter4).toBe(3); // the 4th never reached the upstream
@@ -155,14 +208,20 @@ describe('fault matrix', () => {
         expect((await fetch(`${vega.url}/healthz`)).status).toBe(200);
         expectProcessHealthy(vega);
 
-        const rows = await eventually(async () => {
-          const r = await conversationRows(vega.dbPath, { session_id: session });
-          return r.length === 4 ? r : undefined;
-        }, 10_000, 'four stored conversations');
+        const rows = await eventually(
+          async () => {
+            const r = await conversationRows(vega.dbPath, { session_id: session });
+            return r.length === 4 ? r : undefined;
+          },
+          10_000,
+          'four stored conversations',
+        );
         expect(rows.map((r) => r.correlation_id)).toEqual(ids);
         for (const [i, r] of rows.entries()) {
           const expected = i < 3 || !c.opens ? c.code : 'circuit_open';
-          expect({ status: r.status, error_code: r.error_code }).toEqual(expected === null ? { status: 'ok', error_code: null } : { status: 'failed', error_code: expected });
+          expect({ status: r.status, error_code: r.error_code }).toEqual(
+            expected === null ? { status: 'ok', error_code: null } : { status: 'failed', error_code: expected },
+          );
         }
         table.push({
           fault: c.name,
@@ -197,8 +256,12 @@ describe('fault matrix', () => {
       expect(chat.status).toBe(200);
       expectProcessHealthy(vega);
       table.push({
-        fault: 'integration DNS failure (web_search)', expected: 'unhealthy, chat unaffected',
-        seen: `${search?.status}: ${String(search?.error).slice(0, 60)}`, breaker: 'n/a (integration breaker)', rows: 'chat 200', upstreamCalls: fake.generations.length,
+        fault: 'integration DNS failure (web_search)',
+        expected: 'unhealthy, chat unaffected',
+        seen: `${search?.status}: ${String(search?.error).slice(0, 60)}`,
+        breaker: 'n/a (integration breaker)',
+        rows: 'chat 200',
+        upstreamCalls: fake.generations.length,
       });
     } finally {
       await vega.stop();

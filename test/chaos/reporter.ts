@@ -26,7 +26,9 @@ export default class ReliabilityReporter implements Reporter {
     const machine = `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
     const durationS = (Date.now() - this.#startedAt.getTime()) / 1000;
     const total = renderReliability({ startedAt: this.#startedAt, durationS, machine, failedTests });
-    process.stdout.write(`chaos: ${total.requests} requests, ${total.faults} faults, ${total.hostile_inputs} hostile inputs, ` +
-      `${total.unexpected_5xx} undesigned 5xx, ${total.lost_conversations} conversations lost -> docs/reliability.md\n`);
+    process.stdout.write(
+      `chaos: ${total.requests} requests, ${total.faults} faults, ${total.hostile_inputs} hostile inputs, ` +
+        `${total.unexpected_5xx} undesigned 5xx, ${total.lost_conversations} conversations lost -> docs/reliability.md\n`,
+    );
   }
 }

@@ -6,7 +6,13 @@ function setup(env: Record<string, string>) {
   let now = 1_000_000;
   const initial = validateConfig(env).config!;
   const cache = new ConfigCache(initial, { ttlMs: 60_000, readEnvironment: () => ({ ...env }), now: () => now });
-  return { cache, env, advance: (ms: number) => { now += ms; } };
+  return {
+    cache,
+    env,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 
 describe('ConfigCache', () => {
@@ -59,7 +65,8 @@ describe('ConfigCache', () => {
   });
 
   it('rejects a negative TTL, naming it', () => {
-    expect(() => new ConfigCache(validateConfig({ API_KEY: 'k'.repeat(20) }).config!, { ttlMs: -1, readEnvironment: () => ({}) }))
-      .toThrow(/ttlMs.*-1/);
+    expect(() => new ConfigCache(validateConfig({ API_KEY: 'k'.repeat(20) }).config!, { ttlMs: -1, readEnvironment: () => ({}) })).toThrow(
+      /ttlMs.*-1/,
+    );
   });
 });

@@ -6,9 +6,11 @@ import { runVega } from '../support/vega-process';
 const BASE = { API_KEY: 'a-long-enough-api-key-123' };
 
 describe('LLM_FALLBACKS', () => {
-  it('parses kind=url[#model] items in order, with each one\'s key from LLM_FALLBACK_N_API_KEY', () => {
+  it("parses kind=url[#model] items in order, with each one's key from LLM_FALLBACK_N_API_KEY", () => {
     const r = validateConfig({
-      ...BASE, LLM_FALLBACKS: ' openai=http://10.0.0.5:8000/v1#llama3.1 , ollama=http://gpu2:11434/ ', LLM_FALLBACK_1_API_KEY: 'sk-first-key-0123456789',
+      ...BASE,
+      LLM_FALLBACKS: ' openai=http://10.0.0.5:8000/v1#llama3.1 , ollama=http://gpu2:11434/ ',
+      LLM_FALLBACK_1_API_KEY: 'sk-first-key-0123456789',
     });
     expect(r.errors).toEqual([]);
     expect(r.config?.llm.fallbacks).toEqual([
@@ -39,8 +41,12 @@ describe('LLM_FALLBACKS', () => {
     expect(r.errors).toEqual([{ variable: 'LLM_FALLBACK_2_API_KEY', message: 'names no fallback: LLM_FALLBACKS has 1 item(s)' }]);
   });
 
-  it('never shows a fallback\'s key or URL password in the report', () => {
-    const r = validateConfig({ ...BASE, LLM_FALLBACKS: 'openai=https://user:hunter2pass@api.example/v1#m', LLM_FALLBACK_1_API_KEY: 'sk-very-secret-fallback' });
+  it("never shows a fallback's key or URL password in the report", () => {
+    const r = validateConfig({
+      ...BASE,
+      LLM_FALLBACKS: 'openai=https://user:hunter2pass@api.example/v1#m',
+      LLM_FALLBACK_1_API_KEY: 'sk-very-secret-fallback',
+    });
     expect(r.valid).toBe(true);
     const text = JSON.stringify(r.effective);
     expect(text).not.toContain('sk-very-secret-fallback');

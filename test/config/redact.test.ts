@@ -15,13 +15,17 @@ const ENV = {
 describe('redactUrl', () => {
   it('hides a userinfo password and secret-looking query values, and keeps the rest', () => {
     expect(redactUrl('postgres://vega:pw@db:5432/vega')).toBe('postgres://vega:***@db:5432/vega');
-    expect(redactUrl('https://s.example/x?q=cats&api_key=abc&sig=def&token=t&page=2')).toBe('https://s.example/x?q=cats&api_key=***&sig=***&token=***&page=2');
+    expect(redactUrl('https://s.example/x?q=cats&api_key=abc&sig=def&token=t&page=2')).toBe(
+      'https://s.example/x?q=cats&api_key=***&sig=***&token=***&page=2',
+    );
     expect(redactUrl('http://127.0.0.1:11434')).toBe('http://127.0.0.1:11434');
     expect(redactUrl('sqlite:./data/vega.db')).toBe('sqlite:./data/vega.db');
   });
 
   it('finds URLs inside free text', () => {
-    expect(redactUrlsIn('could not reach postgres://u:pw@h/db (ECONNREFUSED)')).toBe('could not reach postgres://u:***@h/db (ECONNREFUSED)');
+    expect(redactUrlsIn('could not reach postgres://u:pw@h/db (ECONNREFUSED)')).toBe(
+      'could not reach postgres://u:***@h/db (ECONNREFUSED)',
+    );
   });
 });
 
@@ -42,7 +46,9 @@ describe('the config report', () => {
 
 describe('vega verify', () => {
   it('prints no secret from a URL-valued setting', async () => {
-    const r = await runVega({ ...ENV, OTEL_EXPORTER_OTLP_ENDPOINT: `http://otel:${DB_PASSWORD}@127.0.0.1:9/?api_key=${SEARCH_KEY}` }, ['verify']);
+    const r = await runVega({ ...ENV, OTEL_EXPORTER_OTLP_ENDPOINT: `http://otel:${DB_PASSWORD}@127.0.0.1:9/?api_key=${SEARCH_KEY}` }, [
+      'verify',
+    ]);
     expect(r.output).toContain('OTLP endpoint');
     expect(r.output).toContain('verif');
     expect(r.output).not.toContain(DB_PASSWORD);

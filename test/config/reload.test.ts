@@ -32,7 +32,11 @@ describe('a config reload', () => {
     expect(chat.status).toBe(200);
     expect((await jsonOf(chat)).model).toMatch(/^test-model/);
     expect(fake.generations.at(-1)?.body?.model).toBe('test-model');
-    const line = await eventually(() => vega.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('config reloaded')), 5000, 'reload line');
+    const line = await eventually(
+      () => vega.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('config reloaded')),
+      5000,
+      'reload line',
+    );
     expect(line).toMatchObject({ level: 'warn', applied: ['MODEL_NAME'], restart_required: ['RATE_LIMIT_GLOBAL_BURST'] });
     expect(line.msg).toBe('config reloaded: applied MODEL_NAME; restart needed for RATE_LIMIT_GLOBAL_BURST');
   }, 60_000);

@@ -10,9 +10,12 @@ describe('validateConfig', () => {
     expect(r.valid).toBe(true);
     expect(r.errors).toEqual([]);
     expect(r.config).toMatchObject({
-      host: '127.0.0.1', port: 8000,
+      host: '127.0.0.1',
+      port: 8000,
       llm: { backend: 'ollama', baseUrl: 'http://127.0.0.1:11434', model: 'llama3.2', timeoutMs: 60_000 },
-      databaseUrl: 'sqlite:./data/vega.db', logLevel: 'info', slowQueryMs: 100,
+      databaseUrl: 'sqlite:./data/vega.db',
+      logLevel: 'info',
+      slowQueryMs: 100,
     });
   });
 
@@ -46,7 +49,11 @@ describe('validateConfig', () => {
   });
 
   it('refuses an API key (or a client or metrics key) shorter than 16 characters', () => {
-    for (const env of [{ API_KEY: 'short-key' }, { ...BASE, API_KEYS: `${'k'.repeat(20)},tiny` }, { ...BASE, METRICS_API_KEY: 'metrics' }]) {
+    for (const env of [
+      { API_KEY: 'short-key' },
+      { ...BASE, API_KEYS: `${'k'.repeat(20)},tiny` },
+      { ...BASE, METRICS_API_KEY: 'metrics' },
+    ]) {
       const r = validateConfig(env);
       expect(r.valid).toBe(false);
       expect(r.errors[0]?.message).toMatch(/at least 16/);
@@ -60,13 +67,18 @@ describe('validateConfig', () => {
     expect(r.output).toMatch(/API_KEY: it is 9 characters; keys must be at least 16/);
   }, 30_000);
 
-  it('accepts Python\'s log level names (WARNING, CRITICAL)', () => {
+  it("accepts Python's log level names (WARNING, CRITICAL)", () => {
     expect(validateConfig({ ...BASE, LOG_LEVEL: 'WARNING' }).config?.logLevel).toBe('warn');
     expect(validateConfig({ ...BASE, LOG_LEVEL: 'CRITICAL' }).config?.logLevel).toBe('fatal');
   });
 
   it('never shows a secret in the report', () => {
-    const r = validateConfig({ ...BASE, GITHUB_TOKEN: 'ghp_supersecret', SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/XYZ', PORT: 'bad' });
+    const r = validateConfig({
+      ...BASE,
+      GITHUB_TOKEN: 'ghp_supersecret',
+      SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/XYZ',
+      PORT: 'bad',
+    });
     const text = JSON.stringify(r);
     expect(text).not.toContain(BASE.API_KEY);
     expect(text).not.toContain('ghp_supersecret');

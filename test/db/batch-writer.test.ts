@@ -10,7 +10,14 @@ import { migrateLatest } from '../../src/db/migrations';
 import { freshDatabase } from '../support/db';
 
 const record = (i: number): ConversationRecord => ({
-  ts: 1_700_000_000_000 + i, sessionId: 's', prompt: `p${i}`, response: `r${i}`, model: 'm', source: 'chat', correlationId: `c${i}`, status: 'ok',
+  ts: 1_700_000_000_000 + i,
+  sessionId: 's',
+  prompt: `p${i}`,
+  response: `r${i}`,
+  model: 'm',
+  source: 'chat',
+  correlationId: `c${i}`,
+  status: 'ok',
 });
 
 let db: Database;

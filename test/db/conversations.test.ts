@@ -9,8 +9,15 @@ let db: Database;
 let repo: ConversationRepository;
 
 const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => ({
-  ts: 1_700_000_000_000 + i * 1000, sessionId: `s${i % 3}`, prompt: `p${i}`, response: `r${i}`, model: 'm',
-  source: 'chat', correlationId: `c${i}`, status: 'ok', ...over,
+  ts: 1_700_000_000_000 + i * 1000,
+  sessionId: `s${i % 3}`,
+  prompt: `p${i}`,
+  response: `r${i}`,
+  model: 'm',
+  source: 'chat',
+  correlationId: `c${i}`,
+  status: 'ok',
+  ...over,
 });
 
 beforeEach(async () => {
@@ -25,12 +32,22 @@ afterEach(async () => {
 describe('migrations', () => {
   it('leave nothing pending and create the four composite indexes the history reads use', async () => {
     expect(await pendingMigrations(db.knex)).toEqual([]);
-    const names = db.system === 'sqlite'
-      ? (await db.knex.raw("select name from sqlite_master where type = 'index' and tbl_name = 'conversations'")).map((r: { name: string }) => r.name)
-      : (await db.knex.raw("select indexname as name from pg_indexes where tablename = 'conversations'")).rows.map((r: { name: string }) => r.name);
-    expect(names).toEqual(expect.arrayContaining([
-      'conversations_session_ts_id', 'conversations_ts_session_id', 'conversations_reviewed_ts', 'conversations_source_ts',
-    ]));
+    const names =
+      db.system === 'sqlite'
+        ? (await db.knex.raw("select name from sqlite_master where type = 'index' and tbl_name = 'conversations'")).map(
+            (r: { name: string }) => r.name,
+          )
+        : (await db.knex.raw("select indexname as name from pg_indexes where tablename = 'conversations'")).rows.map(
+            (r: { name: string }) => r.name,
+          );
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'conversations_session_ts_id',
+        'conversations_ts_session_id',
+        'conversations_reviewed_ts',
+        'conversations_source_ts',
+      ]),
+    );
   });
 });
 
@@ -39,9 +56,21 @@ describe('ConversationRepository', () => {
     const id = await repo.log(record(1, { traceId: 'a'.repeat(32), inputTokens: 3, outputTokens: 4, latencyMs: 12.6 }));
     const [row] = await repo.recent(1);
     expect(row).toMatchObject({
-      id, ts: new Date(1_700_000_001_000).toISOString(), session_id: 's1', prompt: 'p1', response: 'r1', model: 'm',
-      source: 'chat', reviewed: false, correlation_id: 'c1', trace_id: 'a'.repeat(32), input_tokens: 3, output_tokens: 4,
-      latency_ms: 13, status: 'ok', error_code: null,
+      id,
+      ts: new Date(1_700_000_001_000).toISOString(),
+      session_id: 's1',
+      prompt: 'p1',
+      response: 'r1',
+      model: 'm',
+      source: 'chat',
+      reviewed: false,
+      correlation_id: 'c1',
+      trace_id: 'a'.repeat(32),
+      input_tokens: 3,
+      output_tokens: 4,
+      latency_ms: 13,
+      status: 'ok',
+      error_code: null,
     });
     expect(repo.snapshot()).toEqual({ logged_ok: 1, logged_failed: 0 });
   });
@@ -99,11 +128,22 @@ describe('ConversationRepository', () => {
 
 describe.runIf(URL === ':memory:')('query plans (SQLite)', () => {
   const plan = async (sql: string, bindings: readonly Knex.Value[]) =>
-    ((await db.knex.raw(`EXPLAIN QUERY PLAN ${sql}`, bindings as Knex.RawBinding[])) as Array<{ detail: string }>).map((r) => r.detail).join(' | ');
+    ((await db.knex.raw(`EXPLAIN QUERY PLAN ${sql}`, bindings as Knex.RawBinding[])) as Array<{ detail: string }>)
+      .map((r) => r.detail)
+      .join(' | ');
 
-  it('page one session\'s history through (session_id, ts DESC, id DESC), with no scan or sort', async () => {
-    const q = db.knex('conversations').select('*').where('session_id', 's1').whereRaw('(ts, id) < (?, ?)', [5, 5])
-      .orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(51).toSQL();
+  it("page one session's history through (session_id, ts DESC, id DESC), with no scan or sort", async () => {
+    const q = db
+      .knex('conversations')
+      .select('*')
+      .where('session_id', 's1')
+      .whereRaw('(ts, id) < (?, ?)', [5, 5])
+      .orderBy([
+        { column: 'ts', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .limit(51)
+      .toSQL();
     const p = await plan(q.sql, [...q.bindings]);
     expect(p).toMatch(/USING INDEX conversations_session_ts_id/);
     expect(p).not.toMatch(/SCAN conversations(?! USING)/);
@@ -111,8 +151,16 @@ describe.runIf(URL === ':memory:')('query plans (SQLite)', () => {
   });
 
   it('page the global history through an index on (ts, id), with no scan or sort', async () => {
-    const q = db.knex('conversations').select('*').whereRaw('(ts, id) < (?, ?)', [5, 5])
-      .orderBy([{ column: 'ts', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(51).toSQL();
+    const q = db
+      .knex('conversations')
+      .select('*')
+      .whereRaw('(ts, id) < (?, ?)', [5, 5])
+      .orderBy([
+        { column: 'ts', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .limit(51)
+      .toSQL();
     const p = await plan(q.sql, [...q.bindings]);
     expect(p).toMatch(/USING INDEX conversations_ts_id/);
     expect(p).not.toMatch(/TEMP B-TREE/);

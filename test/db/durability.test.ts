@@ -13,10 +13,12 @@ describe('durability', () => {
     try {
       fake.behave({ delayMs: 50 });
       const received: string[] = [];
-      await Promise.all(Array.from({ length: 200 }, async (_, i) => {
-        const res = await postJson(vega.url, '/chat', { prompt: `durable ${i}`, session_id: 'durable' });
-        if (res.status === 200) received.push((await jsonOf(res)).correlation_id);
-      }));
+      await Promise.all(
+        Array.from({ length: 200 }, async (_, i) => {
+          const res = await postJson(vega.url, '/chat', { prompt: `durable ${i}`, session_id: 'durable' });
+          if (res.status === 200) received.push((await jsonOf(res)).correlation_id);
+        }),
+      );
       vega.child.kill('SIGKILL'); // the moment the last response has arrived
       expect((await vega.exited).signal).toBe('SIGKILL');
       expect(received.length).toBe(200);
@@ -66,9 +68,14 @@ describe('group commit under concurrency', () => {
       expect(stats.batch_writer.rows_written).toBe(sampleValue(after, 'vega_db_batch_size_sum', ok));
       expect(stats.batch_writer.batches).toBe(sampleValue(after, 'vega_db_batch_size_count', ok));
       expect(stats.tables.conversations).toBe(50);
-      expect(stats.indexes.map((i: { name: string }) => i.name)).toEqual(expect.arrayContaining([
-        'conversations_session_ts_id', 'conversations_ts_session_id', 'conversations_reviewed_ts', 'conversations_source_ts',
-      ]));
+      expect(stats.indexes.map((i: { name: string }) => i.name)).toEqual(
+        expect.arrayContaining([
+          'conversations_session_ts_id',
+          'conversations_ts_session_id',
+          'conversations_reviewed_ts',
+          'conversations_source_ts',
+        ]),
+      );
       expect(stats.size_mb).toBeGreaterThan(0);
       expect(stats.pool).toMatchObject({ max: 1 });
     } finally {
@@ -89,9 +96,10 @@ describe('GET /admin/database/stats', () => {
       await fetch(`${vega.url}/history?limit=3`, { headers: { 'x-api-key': TEST_KEY } });
       const stats = await get();
       const m = await scrape(vega.url); // collecting metrics runs no query
-      const count = (samples: typeof m, labels: Record<string, string> = {}) => samples
-        .filter((s) => s.name === 'db_client_operation_duration_count' && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-        .reduce((n, s) => n + s.value, 0);
+      const count = (samples: typeof m, labels: Record<string, string> = {}) =>
+        samples
+          .filter((s) => s.name === 'db_client_operation_duration_count' && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+          .reduce((n, s) => n + s.value, 0);
       expect(count(m)).toBe(stats.queries.lifetime.total_queries);
       expect(sampleValue(m, 'vega_db_slow_queries_total')).toBe(stats.queries.lifetime.slow_queries);
       expect(sampleValue(m, 'vega_db_failed_queries_total')).toBe(stats.queries.lifetime.failed_queries);
@@ -100,7 +108,9 @@ describe('GET /admin/database/stats', () => {
       expect(stable.recent_slow_queries.length).toBeGreaterThan(0);
       expect(stable.recent_slow_queries[0].trace_id).toMatch(/^[0-9a-f]{32}$/);
 
-      const reset = await fetch(`${vega.url}/admin/database/reset-stats`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
+      const reset = await fetch(`${vega.url}/admin/database/reset-stats`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } }).then(
+        jsonOf,
+      );
       expect(reset.queries).toMatchObject({ total_queries: 0, slow_queries: 0, recent_slow: [], recent_failed: [] });
     } finally {
       await vega.stop();

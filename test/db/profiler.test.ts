@@ -62,7 +62,11 @@ describe('QueryProfiler', () => {
   });
 
   it('puts a failing query in the failed buffer with its error, and keeps no parameter values', async () => {
-    await db.knex('no_such_table').where({ secret: 'PROMPT-TEXT' }).select('*').catch(() => undefined);
+    await db
+      .knex('no_such_table')
+      .where({ secret: 'PROMPT-TEXT' })
+      .select('*')
+      .catch(() => undefined);
     const s = profiler.snapshot();
     expect(s.failed_queries).toBe(1);
     expect(s.recent_failed[0]!.error).toMatch(/SQLITE_ERROR.*no such table/);
@@ -70,7 +74,11 @@ describe('QueryProfiler', () => {
   });
 
   it('keeps only the most recent entries in each ring', async () => {
-    for (let i = 0; i < 8; i++) await db.knex(`missing_${i}`).select('*').catch(() => undefined);
+    for (let i = 0; i < 8; i++)
+      await db
+        .knex(`missing_${i}`)
+        .select('*')
+        .catch(() => undefined);
     const s = profiler.snapshot();
     expect(s.failed_queries).toBe(8);
     expect(s.recent_failed.map((e) => e.sql)).toEqual([7, 6, 5, 4, 3].map((i) => `select * from \`missing_${i}\``));
@@ -78,13 +86,18 @@ describe('QueryProfiler', () => {
 
   it('reset clears the figures and the buffers, and keeps the lifetime counts', async () => {
     const before = profiler.snapshot().lifetime;
-    await db.knex('no_such_table').select('*').catch(() => undefined);
+    await db
+      .knex('no_such_table')
+      .select('*')
+      .catch(() => undefined);
     await db.knex.raw(SLOW_SQL);
     profiler.reset();
     const s = profiler.snapshot();
     expect(s).toMatchObject({ total_queries: 0, failed_queries: 0, slow_queries: 0, min_ms: null, recent_slow: [], recent_failed: [] });
     expect(s.lifetime).toEqual({
-      total_queries: before.total_queries + 2, failed_queries: before.failed_queries + 1, slow_queries: before.slow_queries + 1,
+      total_queries: before.total_queries + 2,
+      failed_queries: before.failed_queries + 1,
+      slow_queries: before.slow_queries + 1,
     });
   });
 });

@@ -10,7 +10,16 @@ import { createLogger } from '../../src/telemetry/logger';
 import { runVega } from '../support/vega-process';
 
 const DAY = 86_400_000;
-const rec = (ts: number): ConversationRecord => ({ ts, sessionId: 's', prompt: 'p', response: 'r', model: 'm', source: 'chat', correlationId: 'c', status: 'ok' });
+const rec = (ts: number): ConversationRecord => ({
+  ts,
+  sessionId: 's',
+  prompt: 'p',
+  response: 'r',
+  model: 'm',
+  source: 'chat',
+  correlationId: 'c',
+  status: 'ok',
+});
 
 describe('retention', () => {
   it('the scheduled job purges conversations older than RETENTION_DAYS', async () => {

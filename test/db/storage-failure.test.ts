@@ -26,7 +26,9 @@ describe('when storage fails', () => {
     // Make every insert fail, from outside the process (a broken disk would do the same).
     const db = openDatabase(`sqlite:${vega.dbPath}`);
     try {
-      await db.knex.raw("CREATE TRIGGER refuse_inserts BEFORE INSERT ON conversations BEGIN SELECT RAISE(FAIL, 'storage is failing'); END;");
+      await db.knex.raw(
+        "CREATE TRIGGER refuse_inserts BEFORE INSERT ON conversations BEGIN SELECT RAISE(FAIL, 'storage is failing'); END;",
+      );
     } finally {
       await db.knex.destroy();
     }

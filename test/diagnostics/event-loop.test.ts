@@ -25,7 +25,9 @@ describe('EventLoopMonitor', () => {
 
 describe('a request that blocks the event loop for 300 ms', () => {
   let vega: VegaProcess;
-  beforeAll(async () => { vega = await startVega({ env: { ENABLE_TEST_ROUTES: 'true' } }); });
+  beforeAll(async () => {
+    vega = await startVega({ env: { ENABLE_TEST_ROUTES: 'true' } });
+  });
   afterAll(async () => {
     await vega?.stop();
     vega?.cleanup();

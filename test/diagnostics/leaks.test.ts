@@ -25,7 +25,9 @@ describe('LeakDetector', () => {
     clock += 5001;
     const s = d.snapshot();
     expect(s.potential_leaks).toBe(1);
-    expect(s.by_type).toEqual([{ type: 'chat_session', tracked: 1, potential_leaks: 1, oldest_age_s: 5, examples: [{ label: 'abc', age_s: 5 }] }]);
+    expect(s.by_type).toEqual([
+      { type: 'chat_session', tracked: 1, potential_leaks: 1, oldest_age_s: 5, examples: [{ label: 'abc', age_s: 5 }] },
+    ]);
     expect(d.snapshot('chat_session').potential_leaks).toBe(1);
     expect(d.snapshot('other').potential_leaks).toBe(0);
     expect(kept.session).toBe('abc'); // kept alive to here

@@ -7,7 +7,7 @@ import { tcpSockets as sockets } from '../../src/diagnostics/kernel-stats';
 import { fileDescriptors, systemSnapshot } from '../../src/diagnostics/system';
 
 describe('system diagnostics', () => {
-  it('report this process\'s real FD count: opening 50 files raises it by 50', async () => {
+  it("report this process's real FD count: opening 50 files raises it by 50", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vega-fd-'));
     const before = (await fileDescriptors()).open;
     const fds = Array.from({ length: 50 }, (_, i) => openSync(join(dir, `f${i}`), 'w'));
@@ -22,7 +22,7 @@ describe('system diagnostics', () => {
     expect((await fileDescriptors()).open).toBe(before);
   });
 
-  it('see this process\'s listening socket by its TCP state', async () => {
+  it("see this process's listening socket by its TCP state", async () => {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {

@@ -23,7 +23,9 @@ describe('route inventory', () => {
 describe('authentication', () => {
   let vega: VegaProcess;
   // This suite sends many wrong keys on purpose: it tests 401s, not the throttle.
-  beforeAll(async () => { vega = await startVega({ env: { AUTH_FAILURES_MAX: '100000' } }); });
+  beforeAll(async () => {
+    vega = await startVega({ env: { AUTH_FAILURES_MAX: '100000' } });
+  });
   afterAll(async () => {
     await vega?.stop();
     vega?.cleanup();
@@ -35,7 +37,11 @@ describe('authentication', () => {
     for (const [method, path] of guarded) {
       const url = `${vega.url}${path.replace(/:[a-z]+/g, 'x')}`;
       for (const headers of [{}, { 'x-api-key': wrong }, { authorization: `Bearer ${wrong}` }] as Array<Record<string, string>>) {
-        const res = await fetch(url, { method, headers: { 'content-type': 'application/json', ...headers }, body: method === 'POST' ? '{}' : undefined });
+        const res = await fetch(url, {
+          method,
+          headers: { 'content-type': 'application/json', ...headers },
+          body: method === 'POST' ? '{}' : undefined,
+        });
         if (res.status !== 401) failures.push(`${method} ${path} ${JSON.stringify(Object.keys(headers))} -> ${res.status}`);
         else expect((await jsonOf(res)).error.code).toBe('unauthorized');
       }
@@ -46,8 +52,19 @@ describe('authentication', () => {
   it('serves the comprehensive roll-up with every subsystem', async () => {
     const r = await fetch(`${vega.url}/admin/performance/health/comprehensive`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
     expect(Object.keys(r.subsystems).sort()).toEqual([
-      'circuit_breakers', 'config_cache', 'database', 'event_loop', 'http_pool', 'integrations', 'llm_backends', 'memory', 'rate_limits',
-      'request_coalescing', 'response_cache', 'streaming', 'system',
+      'circuit_breakers',
+      'config_cache',
+      'database',
+      'event_loop',
+      'http_pool',
+      'integrations',
+      'llm_backends',
+      'memory',
+      'rate_limits',
+      'request_coalescing',
+      'response_cache',
+      'streaming',
+      'system',
     ]);
     expect(['healthy', 'degraded', 'unhealthy']).toContain(r.status);
   });
@@ -85,7 +102,9 @@ describe('older admin paths', () => {
     ['/admin/resources/pools', '/admin/resources/stats'],
   ];
   let vega: VegaProcess;
-  beforeAll(async () => { vega = await startVega({}); });
+  beforeAll(async () => {
+    vega = await startVega({});
+  });
   afterAll(async () => {
     await vega?.stop();
     vega?.cleanup();
@@ -100,7 +119,8 @@ describe('older admin paths', () => {
       const a = await jsonOf(res);
       const b = await jsonOf(await get(current));
       // Live figures (event-loop delay, timestamps) move between two reads; the shape may not.
-      const shape = (o: unknown): unknown => (o && typeof o === 'object' && !Array.isArray(o) ? Object.fromEntries(Object.entries(o).map(([k, v]) => [k, shape(v)])) : typeof o);
+      const shape = (o: unknown): unknown =>
+        o && typeof o === 'object' && !Array.isArray(o) ? Object.fromEntries(Object.entries(o).map(([k, v]) => [k, shape(v)])) : typeof o;
       expect(shape(a), alias).toEqual(shape(b));
       if (/circuit-breakers|cache-stats|batch-stats/.test(alias)) expect(a, alias).toEqual(b);
       expect((await get(alias, {})).status, alias).toBe(401);

@@ -21,12 +21,17 @@ beforeEach(() => fake.behave({}));
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 describe('what reaches the backend', () => {
-  it('forwards trace context but not the client\'s tracestate or baggage', async () => {
-    const res = await postJson(vega.url, '/chat', { prompt: 'trace me' }, {
-      traceparent: `00-${TRACE_ID}-00f067aa0ba902b7-01`,
-      tracestate: `vendor=${'x'.repeat(200)}`,
-      baggage: `user.secret=${'y'.repeat(200)}`,
-    });
+  it("forwards trace context but not the client's tracestate or baggage", async () => {
+    const res = await postJson(
+      vega.url,
+      '/chat',
+      { prompt: 'trace me' },
+      {
+        traceparent: `00-${TRACE_ID}-00f067aa0ba902b7-01`,
+        tracestate: `vendor=${'x'.repeat(200)}`,
+        baggage: `user.secret=${'y'.repeat(200)}`,
+      },
+    );
     expect(res.status).toBe(200);
     const sent = fake.generations.at(-1)!.headers;
     expect(sent.traceparent).toMatch(new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-01$`));
@@ -41,7 +46,7 @@ describe('what reaches the backend', () => {
 });
 
 describe('what comes back', () => {
-  it('says only that the backend refused Vega\'s credentials on a backend 401, without its text', async () => {
+  it("says only that the backend refused Vega's credentials on a backend 401, without its text", async () => {
     fake.behave({ failStatus: 401 });
     const res = await postJson(vega.url, '/chat', { prompt: 'who am I' });
     const body = await jsonOf(res);

@@ -20,7 +20,10 @@ afterAll(async () => {
 
 beforeEach(() => fake.behave({}));
 
-interface SseEvent { event: string; data: Record<string, unknown> }
+interface SseEvent {
+  event: string;
+  data: Record<string, unknown>;
+}
 
 /** Reads an SSE body, noting for each event how many upstream chunks the fake had sent by then. */
 async function readSse(res: Response, onEvent?: (e: SseEvent) => void): Promise<SseEvent[]> {
@@ -61,7 +64,12 @@ describe('POST /chat with stream: true', () => {
     writtenWhenSeen.slice(0, 3).forEach((written, i) => expect(written).toBeLessThanOrEqual(i + 2));
     const done = events.at(-1)!;
     expect(done.event).toBe('done');
-    expect(done.data).toMatchObject({ session_id: 'stream-ok', model: 'llama3.2', cached: false, usage: { input_tokens: 1, output_tokens: 4 } });
+    expect(done.data).toMatchObject({
+      session_id: 'stream-ok',
+      model: 'llama3.2',
+      cached: false,
+      usage: { input_tokens: 1, output_tokens: 4 },
+    });
     const rows = await conversationRows(vega.dbPath, { session_id: 'stream-ok' });
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status: 'ok', response: 'one two three four', output_tokens: 4 });
@@ -127,8 +135,16 @@ describe('POST /chat with stream: true', () => {
   it('speaks NDJSON when the client asks for it', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'nd', stream: true }, { accept: 'application/x-ndjson' });
     expect(res.headers.get('content-type')).toMatch(/application\/x-ndjson/);
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { type: string; delta?: string });
-    expect(lines.filter((l) => l.type === 'chunk').map((l) => l.delta).join('')).toBe('Echo: nd');
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; delta?: string });
+    expect(
+      lines
+        .filter((l) => l.type === 'chunk')
+        .map((l) => l.delta)
+        .join(''),
+    ).toBe('Echo: nd');
     expect(lines.at(-1)!.type).toBe('done');
   });
 });

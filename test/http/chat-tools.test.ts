@@ -16,9 +16,14 @@ beforeAll(async () => {
   apis = await FakeIntegrations.start();
   vega = await startVega({
     env: {
-      LLM_BASE_URL: fake.url, CACHE_MAX_ENTRIES: '0', SEARCH_URL: `${apis.url}/`, HOME_ASSISTANT_URL: apis.url, HOME_ASSISTANT_TOKEN: 'ha-secret',
+      LLM_BASE_URL: fake.url,
+      CACHE_MAX_ENTRIES: '0',
+      SEARCH_URL: `${apis.url}/`,
+      HOME_ASSISTANT_URL: apis.url,
+      HOME_ASSISTANT_TOKEN: 'ha-secret',
       // A GitHub that cannot be reached: the dead integration.
-      GITHUB_API_URL: 'http://127.0.0.1:1', INTEGRATION_TIMEOUT_S: '2',
+      GITHUB_API_URL: 'http://127.0.0.1:1',
+      INTEGRATION_TIMEOUT_S: '2',
     },
   });
 });
@@ -51,7 +56,10 @@ describe('server-side tools on /chat', () => {
     expect(offered.map((t) => t.function.name).sort()).toEqual(['github_search', 'home_assistant_state', 'web_search']); // read-only and configured
     expect(offered.find((t) => t.function.name === 'web_search')!.function.parameters.properties).toHaveProperty('query');
     const second = rounds[1]!;
-    expect(second.at(-2)).toMatchObject({ role: 'assistant', tool_calls: [{ function: { name: 'web_search', arguments: { query: 'vega star' } } }] });
+    expect(second.at(-2)).toMatchObject({
+      role: 'assistant',
+      tool_calls: [{ function: { name: 'web_search', arguments: { query: 'vega star' } } }],
+    });
     const tool = second.at(-1)!;
     expect(tool).toMatchObject({ role: 'tool', tool_name: 'web_search' });
     expect(tool.content).toContain('brightest star');
@@ -68,16 +76,30 @@ describe('server-side tools on /chat', () => {
 
   it('streams: a tool event per call before the answer; history shows the call', async () => {
     fake.behave({ toolCalls: [{ name: 'home_assistant_state', arguments: { entity_id: 'sensor.outside_temperature' } }] });
-    const res = await postJson(vega.url, '/chat', { prompt: 'how warm is it?', session_id: 'tools-2', stream: true }, { accept: 'application/x-ndjson' });
+    const res = await postJson(
+      vega.url,
+      '/chat',
+      { prompt: 'how warm is it?', session_id: 'tools-2', stream: true },
+      { accept: 'application/x-ndjson' },
+    );
     expect(res.status).toBe(200);
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { type: string; name?: string; status?: string; delta?: string });
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; name?: string; status?: string; delta?: string });
     const types = lines.map((l) => l.type);
     expect(lines.filter((l) => l.type === 'tool')).toMatchObject([
-      { name: 'home_assistant_state', status: 'running' }, { name: 'home_assistant_state', status: 'ok' },
+      { name: 'home_assistant_state', status: 'running' },
+      { name: 'home_assistant_state', status: 'ok' },
     ]);
     expect(types.lastIndexOf('tool')).toBeLessThan(types.indexOf('chunk'));
     expect(types.at(-1)).toBe('done');
-    expect(lines.filter((l) => l.type === 'chunk').map((l) => l.delta).join('')).toContain('21.5');
+    expect(
+      lines
+        .filter((l) => l.type === 'chunk')
+        .map((l) => l.delta)
+        .join(''),
+    ).toContain('21.5');
     const ha = apis.calls.filter((c) => c.path === '/api/states/sensor.outside_temperature');
     expect(ha.at(-1)!.headers.authorization).toBe('Bearer ha-secret');
     expect((await history('tools-2')).items[0].tool_calls).toMatchObject([{ name: 'home_assistant_state', outcome: 'ok' }]);
@@ -148,24 +170,41 @@ describe('server-side tools on /chat', () => {
   });
 });
 
-describe('tool calls in OpenAI\'s format on /chat', () => {
-  it('runs the call the backend asked for and answers; each call is an execute_tool span in the request\'s trace', async () => {
+describe("tool calls in OpenAI's format on /chat", () => {
+  it("runs the call the backend asked for and answers; each call is an execute_tool span in the request's trace", async () => {
     const upstream = await FakeOpenAi.start();
     const local = await FakeIntegrations.start();
     const otlp = await OtlpReceiver.start();
     const v = await startVega({
       env: {
-        LLM_BACKEND: 'openai', LLM_BASE_URL: upstream.url, MODEL_NAME: 'gpt-fake', SEARCH_URL: `${local.url}/`, TOOLS: 'web_search', CACHE_MAX_ENTRIES: '0',
-        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '100',
+        LLM_BACKEND: 'openai',
+        LLM_BASE_URL: upstream.url,
+        MODEL_NAME: 'gpt-fake',
+        SEARCH_URL: `${local.url}/`,
+        TOOLS: 'web_search',
+        CACHE_MAX_ENTRIES: '0',
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
       },
     });
     try {
       upstream.toolCalls = [{ name: 'web_search', arguments: '{"query":"lyra"}' }];
       for (const stream of [false, true]) {
-        const res = await postJson(v.url, '/chat', { prompt: 'tell me about lyra', stream }, stream ? { accept: 'application/x-ndjson' } : {});
+        const res = await postJson(
+          v.url,
+          '/chat',
+          { prompt: 'tell me about lyra', stream },
+          stream ? { accept: 'application/x-ndjson' } : {},
+        );
         expect(res.status).toBe(200);
         const text = stream
-          ? (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { type: string; delta?: string }).filter((l) => l.type === 'chunk').map((l) => l.delta).join('')
+          ? (await res.text())
+              .trim()
+              .split('\n')
+              .map((l) => JSON.parse(l) as { type: string; delta?: string })
+              .filter((l) => l.type === 'chunk')
+              .map((l) => l.delta)
+              .join('')
           : (await jsonOf(res)).response;
         expect(text).toBe('Echo: tell me about lyra');
         const sent = upstream.calls.at(-1)!.body!.messages as Array<{ role: string; content: string | null; tool_call_id?: string }>;
@@ -180,7 +219,12 @@ describe('tool calls in OpenAI\'s format on /chat', () => {
       await otlp.waitFor(() => otlp.trace(traceId).some((sp) => sp.name === 'execute_tool web_search'));
       const spans = otlp.trace(traceId);
       const tool = spans.find((sp) => sp.name === 'execute_tool web_search')!;
-      expect(tool.attributes).toMatchObject({ 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'web_search', 'gen_ai.tool.call.id': 'call_fake_0', 'vega.tool.outcome': 'ok' });
+      expect(tool.attributes).toMatchObject({
+        'gen_ai.operation.name': 'execute_tool',
+        'gen_ai.tool.name': 'web_search',
+        'gen_ai.tool.call.id': 'call_fake_0',
+        'vega.tool.outcome': 'ok',
+      });
       // Under the request's span, with the search's own client span under it.
       expect(spans.some((sp) => sp.spanId === tool.parentSpanId)).toBe(true);
       expect(spans.some((sp) => sp.parentSpanId === tool.spanId && sp.kind === 3)).toBe(true);

@@ -36,8 +36,15 @@ describe('POST /chat', () => {
     const rows = await conversationRows(vega.dbPath, { correlation_id: body.correlation_id });
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
-      session_id: 'sess-1', prompt: 'why is the sky blue', response: 'Echo: why is the sky blue', model: 'llama3.2',
-      source: 'chat', status: 'ok', input_tokens: 5, output_tokens: 3, trace_id: body.correlation_id,
+      session_id: 'sess-1',
+      prompt: 'why is the sky blue',
+      response: 'Echo: why is the sky blue',
+      model: 'llama3.2',
+      source: 'chat',
+      status: 'ok',
+      input_tokens: 5,
+      output_tokens: 3,
+      trace_id: body.correlation_id,
     });
     expect(Number(rows[0]!.latency_ms)).toBeGreaterThanOrEqual(0);
   });
@@ -48,7 +55,12 @@ describe('POST /chat', () => {
     expect(body.session_id).toMatch(/^[0-9a-f-]{36}$/);
     const call = fake.generations.at(-1)!;
     expect(call.path).toBe('/api/chat');
-    expect(call.body).toMatchObject({ model: 'llama3.2', stream: false, messages: [{ role: 'user', content: 'p' }], options: { temperature: 1.5, top_p: 0.5, num_predict: 7 } });
+    expect(call.body).toMatchObject({
+      model: 'llama3.2',
+      stream: false,
+      messages: [{ role: 'user', content: 'p' }],
+      options: { temperature: 1.5, top_p: 0.5, num_predict: 7 },
+    });
     expect(call.headers['x-correlation-id']).toBe(body.correlation_id);
   });
 
@@ -71,12 +83,38 @@ describe('bad input', () => {
     ['an unknown field', () => postJson(vega.url, '/chat', { prompt: 'p', system: 'x' }), 400, 'invalid_request'],
     ['a session id with a newline', () => postJson(vega.url, '/chat', { prompt: 'p', session_id: 'a\nb' }), 400, 'invalid_request'],
     ['an oversized body', () => postJson(vega.url, '/chat', { prompt: 'x'.repeat(1_100_000) }), 413, 'payload_too_large'],
-    ['a non-JSON content type', () => fetch(`${vega.url}/chat`, { method: 'POST', headers: { 'x-api-key': TEST_KEY, 'content-type': 'text/plain' }, body: 'prompt=hi' }), 415, 'unsupported_media_type'],
+    [
+      'a non-JSON content type',
+      () =>
+        fetch(`${vega.url}/chat`, { method: 'POST', headers: { 'x-api-key': TEST_KEY, 'content-type': 'text/plain' }, body: 'prompt=hi' }),
+      415,
+      'unsupported_media_type',
+    ],
     ['a missing API key', () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-api-key': '' }), 401, 'unauthorized'],
-    ['a wrong API key of the same length', () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-api-key': 'x'.repeat(TEST_KEY.length) }), 401, 'unauthorized'],
-    ['a 2 KB X-Correlation-ID', () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-correlation-id': 'a'.repeat(2048) }), 400, 'invalid_correlation_id'],
-    ['an X-Correlation-ID with a space', () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-correlation-id': 'has space' }), 400, 'invalid_correlation_id'],
-    ['an unknown method', () => fetch(`${vega.url}/chat`, { method: 'PATCH', headers: { 'x-api-key': TEST_KEY } }), 405, 'method_not_allowed'],
+    [
+      'a wrong API key of the same length',
+      () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-api-key': 'x'.repeat(TEST_KEY.length) }),
+      401,
+      'unauthorized',
+    ],
+    [
+      'a 2 KB X-Correlation-ID',
+      () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-correlation-id': 'a'.repeat(2048) }),
+      400,
+      'invalid_correlation_id',
+    ],
+    [
+      'an X-Correlation-ID with a space',
+      () => postJson(vega.url, '/chat', { prompt: 'p' }, { 'x-correlation-id': 'has space' }),
+      400,
+      'invalid_correlation_id',
+    ],
+    [
+      'an unknown method',
+      () => fetch(`${vega.url}/chat`, { method: 'PATCH', headers: { 'x-api-key': TEST_KEY } }),
+      405,
+      'method_not_allowed',
+    ],
   ];
 
   for (const [what, send, status, code] of cases) {
@@ -98,13 +136,20 @@ describe('bad input', () => {
     const { connect } = await import('node:net');
     const reply = await new Promise<string>((resolve, reject) => {
       const sock = connect(vega.port, '127.0.0.1', () => {
-        sock.write(`POST /chat HTTP/1.1\r\nHost: x\r\nX-API-Key: ${TEST_KEY}\r\nX-Correlation-ID: bad\x01id\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`);
+        sock.write(
+          `POST /chat HTTP/1.1\r\nHost: x\r\nX-API-Key: ${TEST_KEY}\r\nX-Correlation-ID: bad\x01id\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`,
+        );
       });
       let data = '';
-      sock.on('data', (d) => { data += d.toString(); });
+      sock.on('data', (d) => {
+        data += d.toString();
+      });
       sock.on('end', () => resolve(data));
       sock.on('error', reject);
-      setTimeout(() => { sock.destroy(); resolve(data); }, 5000);
+      setTimeout(() => {
+        sock.destroy();
+        resolve(data);
+      }, 5000);
     });
     expect(reply).toMatch(/^HTTP\/1\.1 400/);
     const body = JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4));

@@ -64,7 +64,10 @@ describe('error messages', () => {
 
 describe('vega purge', () => {
   it('accepts --days=N and --days N', async () => {
-    for (const args of [['purge', '--days=30'], ['purge', '--days', '30']]) {
+    for (const args of [
+      ['purge', '--days=30'],
+      ['purge', '--days', '30'],
+    ]) {
       const { code, output } = await runVega({ API_KEY: TEST_KEY }, args);
       expect(code, output).toBe(0);
       expect(output).toContain('"days":30');

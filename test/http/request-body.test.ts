@@ -24,7 +24,10 @@ function headOnly(path: string, headers: Record<string, string>, waitMs = 3000):
   return new Promise((resolve) => {
     const socket = connect({ host: url.hostname, port: Number(url.port) });
     let got = '';
-    const timer = setTimeout(() => { socket.destroy(); resolve(0); }, waitMs);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(0);
+    }, waitMs);
     socket.on('error', () => undefined);
     socket.on('data', (c: Buffer) => {
       got += c.toString('latin1');
@@ -35,7 +38,9 @@ function headOnly(path: string, headers: Record<string, string>, waitMs = 3000):
         resolve(Number(m[1]));
       }
     });
-    const head = Object.entries({ host: url.host, 'content-type': 'application/json', 'content-length': '1000000', ...headers }).map(([k, v]) => `${k}: ${v}`).join('\r\n');
+    const head = Object.entries({ host: url.host, 'content-type': 'application/json', 'content-length': '1000000', ...headers })
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\r\n');
     socket.write(`POST ${path} HTTP/1.1\r\n${head}\r\n\r\n`);
   });
 }

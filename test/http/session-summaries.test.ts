@@ -9,7 +9,8 @@ const SUMMARY_INSTRUCTION = /^You keep a running summary/;
 const summaryCalls = () => fake.sentMessages.filter((m) => SUMMARY_INSTRUCTION.test(m[0]?.content ?? ''));
 const chatCalls = () => fake.sentMessages.filter((m) => !SUMMARY_INSTRUCTION.test(m[0]?.content ?? ''));
 const metricsText = async () => (await fetch(`${vega.url}/metrics`)).text();
-const isSummary = (body: Record<string, unknown> | undefined) => SUMMARY_INSTRUCTION.test(String((body?.messages as Array<{ content: string }> | undefined)?.[0]?.content ?? ''));
+const isSummary = (body: Record<string, unknown> | undefined) =>
+  SUMMARY_INSTRUCTION.test(String((body?.messages as Array<{ content: string }> | undefined)?.[0]?.content ?? ''));
 const chat = async (prompt: string, sessionId: string) => {
   const res = await postJson(vega.url, '/chat', { prompt, session_id: sessionId });
   expect(res.status).toBe(200);
@@ -20,8 +21,13 @@ beforeAll(async () => {
   fake = await FakeOllama.start();
   vega = await startVega({
     env: {
-      LLM_BASE_URL: fake.url, MODEL_NAME: 'llama3.2', LLM_TIMEOUT_S: '2',
-      CONTEXT_SUMMARY: 'true', CONTEXT_MAX_TURNS: '2', CONTEXT_SUMMARY_MAX_CHARS: '120', RETRY_MAX_RETRIES: '0',
+      LLM_BASE_URL: fake.url,
+      MODEL_NAME: 'llama3.2',
+      LLM_TIMEOUT_S: '2',
+      CONTEXT_SUMMARY: 'true',
+      CONTEXT_MAX_TURNS: '2',
+      CONTEXT_SUMMARY_MAX_CHARS: '120',
+      RETRY_MAX_RETRIES: '0',
     },
   });
 });
@@ -49,7 +55,13 @@ describe('background summaries (CONTEXT_SUMMARY=true)', () => {
     expect(sent[0]!.role).toBe('system');
     expect(sent[0]!.content).toMatch(/^Summary of the earlier conversation:\nEcho: Turns to add:/);
     expect(sent[0]!.content.length).toBeLessThanOrEqual('Summary of the earlier conversation:\n'.length + 120);
-    expect(sent.slice(1).map((m) => m.content)).toEqual(['I live in Oslo', 'Echo: I live in Oslo', 'I like tea', 'Echo: I like tea', 'What do you know?']);
+    expect(sent.slice(1).map((m) => m.content)).toEqual([
+      'I live in Oslo',
+      'Echo: I live in Oslo',
+      'I like tea',
+      'Echo: I like tea',
+      'What do you know?',
+    ]);
   });
 
   it('is harmless when the summary call fails: logged at warn, the chat goes on', async () => {

@@ -8,10 +8,12 @@ const asSecond = { 'x-api-key': SECOND_KEY };
 let fake: FakeOllama;
 let vega: VegaProcess;
 
-const api = (path: string, method: string, body?: unknown, key = TEST_KEY) => fetch(`${vega.url}${path}`, {
-  method, headers: { 'x-api-key': key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-  body: body === undefined ? undefined : JSON.stringify(body),
-});
+const api = (path: string, method: string, body?: unknown, key = TEST_KEY) =>
+  fetch(`${vega.url}${path}`, {
+    method,
+    headers: { 'x-api-key': key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 const chat = async (body: Record<string, unknown>, headers: Record<string, string> = {}) => {
   const res = await postJson(vega.url, '/chat', body, headers);
   return { status: res.status, body: await jsonOf(res) };
@@ -23,9 +25,14 @@ beforeAll(async () => {
   fake = await FakeOllama.start();
   vega = await startVega({
     env: {
-      LLM_BASE_URL: fake.url, MODEL_NAME: 'llama3.2', LLM_TIMEOUT_S: '2', API_KEYS: SECOND_KEY,
+      LLM_BASE_URL: fake.url,
+      MODEL_NAME: 'llama3.2',
+      LLM_TIMEOUT_S: '2',
+      API_KEYS: SECOND_KEY,
       // The cache is on here: context must be part of what it keys on.
-      CACHE_MAX_ENTRIES: '1000', CONTEXT_MAX_TURNS: '3', CONTEXT_MAX_CHARS: '200',
+      CACHE_MAX_ENTRIES: '1000',
+      CONTEXT_MAX_TURNS: '3',
+      CONTEXT_MAX_CHARS: '200',
     },
   });
 });
@@ -58,14 +65,26 @@ describe('POST /chat with a session', () => {
     // The context-free turn is still a turn of the session.
     await chat({ prompt: 'and now?', session_id: 'ctx-2' });
     expect(lastSent()).toEqual([
-      'user:remember apples', 'assistant:Echo: remember apples', 'user:alone please', 'assistant:Echo: alone please', 'user:and now?',
+      'user:remember apples',
+      'assistant:Echo: remember apples',
+      'user:alone please',
+      'assistant:Echo: alone please',
+      'user:and now?',
     ]);
   });
 
   it('keeps the newest turns within CONTEXT_MAX_TURNS and CONTEXT_MAX_CHARS, whole', async () => {
     for (const p of ['t1', 't2', 't3', 't4']) await chat({ prompt: p, session_id: 'ctx-window' });
     await chat({ prompt: 't5', session_id: 'ctx-window' });
-    expect(lastSent()).toEqual(['user:t2', 'assistant:Echo: t2', 'user:t3', 'assistant:Echo: t3', 'user:t4', 'assistant:Echo: t4', 'user:t5']);
+    expect(lastSent()).toEqual([
+      'user:t2',
+      'assistant:Echo: t2',
+      'user:t3',
+      'assistant:Echo: t3',
+      'user:t4',
+      'assistant:Echo: t4',
+      'user:t5',
+    ]);
     // A 196-character turn leaves room for nothing older under the 200-character bound.
     const long = `long ${'x'.repeat(90)}`;
     await chat({ prompt: long, session_id: 'ctx-window' });
@@ -106,7 +125,10 @@ describe('POST /chat with a session', () => {
   it('lets two turns in flight at once each see only the turns committed before they started', async () => {
     await chat({ prompt: 'committed', session_id: 'ctx-order' });
     fake.behave({ delayMs: 300 });
-    const [x, y] = await Promise.all([chat({ prompt: 'in flight x', session_id: 'ctx-order' }), chat({ prompt: 'in flight y', session_id: 'ctx-order' })]);
+    const [x, y] = await Promise.all([
+      chat({ prompt: 'in flight x', session_id: 'ctx-order' }),
+      chat({ prompt: 'in flight y', session_id: 'ctx-order' }),
+    ]);
     expect([x.status, y.status]).toEqual([200, 200]);
     for (const sent of fake.sentMessages.slice(-2)) {
       expect(sent.slice(0, 2).map((m) => m.content)).toEqual(['committed', 'Echo: committed']);
@@ -127,7 +149,7 @@ describe('POST /chat with a session', () => {
 });
 
 describe('session ownership', () => {
-  it('a second API key can neither read, continue nor delete the first key\'s session', async () => {
+  it("a second API key can neither read, continue nor delete the first key's session", async () => {
     await chat({ prompt: 'my secret plan', session_id: 'owned-1' });
     await api('/sessions/owned-1/memories', 'PUT', { memories: ['secret fact'] });
     const calls = fake.generations.length;
@@ -136,23 +158,33 @@ describe('session ownership', () => {
     expect(cont.body.error.code).toBe('session_not_found');
     expect(fake.generations.length).toBe(calls); // nothing reached the model
     for (const [path, method, body] of [
-      ['/sessions/owned-1/history', 'GET'], ['/sessions/owned-1/memories', 'GET'], ['/sessions/owned-1/memories', 'PUT', { memories: ['x'] }],
-      ['/sessions/owned-1/memories', 'DELETE'], ['/sessions/owned-1', 'DELETE'],
+      ['/sessions/owned-1/history', 'GET'],
+      ['/sessions/owned-1/memories', 'GET'],
+      ['/sessions/owned-1/memories', 'PUT', { memories: ['x'] }],
+      ['/sessions/owned-1/memories', 'DELETE'],
+      ['/sessions/owned-1', 'DELETE'],
     ] as Array<[string, string, unknown]>) {
       const res = await api(path, method, body, SECOND_KEY);
       expect(res.status, `${method} ${path}`).toBe(404);
       expect((await jsonOf(res)).error.code).toBe('session_not_found');
     }
     // Nor write into it through the stateless OpenAI route.
-    const v1 = await postJson(vega.url, '/v1/chat/completions', { model: 'llama3.2', messages: [{ role: 'user', content: 'injected' }] }, { ...asSecond, 'x-session-id': 'owned-1' });
+    const v1 = await postJson(
+      vega.url,
+      '/v1/chat/completions',
+      { model: 'llama3.2', messages: [{ role: 'user', content: 'injected' }] },
+      { ...asSecond, 'x-session-id': 'owned-1' },
+    );
     expect(v1.status).toBe(404);
     // Untouched: the owner still has its history and memories.
     const history = await jsonOf(await api('/sessions/owned-1/history', 'GET'));
     expect(history.items.map((r: { prompt: string }) => r.prompt)).toEqual(['my secret plan']);
-    expect((await jsonOf(await api('/sessions/owned-1/memories', 'GET'))).memories.map((m: { content: string }) => m.content)).toEqual(['secret fact']);
+    expect((await jsonOf(await api('/sessions/owned-1/memories', 'GET'))).memories.map((m: { content: string }) => m.content)).toEqual([
+      'secret fact',
+    ]);
   });
 
-  it('GET /history lists the caller\'s own conversations; the admin key sees all', async () => {
+  it("GET /history lists the caller's own conversations; the admin key sees all", async () => {
     await chat({ prompt: 'second key turn', session_id: 'owned-2' }, asSecond);
     const mine = await jsonOf(await api('/history?limit=200', 'GET', undefined, SECOND_KEY));
     expect(mine.items.map((r: { prompt: string }) => r.prompt)).toEqual(['second key turn']);
@@ -183,12 +215,20 @@ describe('pinned memories', () => {
 
   it('refuses lists past the bounds with 400 and keeps the old list', async () => {
     await api('/sessions/mem-2/memories', 'PUT', { memories: ['kept'] });
-    for (const body of [{ memories: Array.from({ length: 21 }, (_, i) => `m${i}`) }, { memories: ['x'.repeat(501)] }, { memories: [''] }, { memories: 'x' }, { facts: [] }]) {
+    for (const body of [
+      { memories: Array.from({ length: 21 }, (_, i) => `m${i}`) },
+      { memories: ['x'.repeat(501)] },
+      { memories: [''] },
+      { memories: 'x' },
+      { facts: [] },
+    ]) {
       const res = await api('/sessions/mem-2/memories', 'PUT', body);
       expect(res.status).toBe(400);
       expect((await jsonOf(res)).error.code).toBe('invalid_request');
     }
-    expect((await jsonOf(await api('/sessions/mem-2/memories', 'GET'))).memories.map((m: { content: string }) => m.content)).toEqual(['kept']);
+    expect((await jsonOf(await api('/sessions/mem-2/memories', 'GET'))).memories.map((m: { content: string }) => m.content)).toEqual([
+      'kept',
+    ]);
   });
 });
 
@@ -211,7 +251,7 @@ describe('DELETE /sessions/:id', () => {
 });
 
 describe('diagnostics', () => {
-  it('the leak detector tracks each turn\'s context object', async () => {
+  it("the leak detector tracks each turn's context object", async () => {
     await chat({ prompt: 'tracked', session_id: 'diag-1' });
     const leaks = await jsonOf(await api('/admin/performance/memory/leaks', 'GET'));
     expect(JSON.stringify(leaks)).toContain('chat_context');
@@ -220,8 +260,17 @@ describe('diagnostics', () => {
 
 describe('API key', () => {
   it('is needed on every session route', async () => {
-    for (const [path, method] of [['/sessions/s/memories', 'GET'], ['/sessions/s/memories', 'PUT'], ['/sessions/s/memories', 'DELETE'], ['/sessions/s', 'DELETE']]) {
-      const res = await fetch(`${vega.url}${path}`, { method: method!, headers: { 'content-type': 'application/json' }, body: method === 'PUT' ? '{"memories":[]}' : undefined });
+    for (const [path, method] of [
+      ['/sessions/s/memories', 'GET'],
+      ['/sessions/s/memories', 'PUT'],
+      ['/sessions/s/memories', 'DELETE'],
+      ['/sessions/s', 'DELETE'],
+    ]) {
+      const res = await fetch(`${vega.url}${path}`, {
+        method: method!,
+        headers: { 'content-type': 'application/json' },
+        body: method === 'PUT' ? '{"memories":[]}' : undefined,
+      });
       expect(res.status, `${method} ${path}`).toBe(401);
     }
   });

@@ -14,8 +14,12 @@ let vega: VegaProcess;
 let stallVega: VegaProcess;
 
 const envOf = (stallS: string) => ({
-  LLM_BASE_URL: fake.url, LLM_TIMEOUT_S: String(TIMEOUT_S), API_KEYS: KEYS.slice(1).join(','),
-  STREAM_STALL_S: stallS, HTTP_POOL_CONNECTIONS: '32', STREAM_BUFFER_CHUNKS: '4',
+  LLM_BASE_URL: fake.url,
+  LLM_TIMEOUT_S: String(TIMEOUT_S),
+  API_KEYS: KEYS.slice(1).join(','),
+  STREAM_STALL_S: stallS,
+  HTTP_POOL_CONNECTIONS: '32',
+  STREAM_BUFFER_CHUNKS: '4',
 });
 
 beforeAll(async () => {
@@ -33,7 +37,7 @@ afterAll(async () => {
 });
 
 describe('slow readers', () => {
-  it('32 stalled streams leave another client\'s chat answered (200 or a fast 503 upstream_busy) within LLM_TIMEOUT_S', async () => {
+  it("32 stalled streams leave another client's chat answered (200 or a fast 503 upstream_busy) within LLM_TIMEOUT_S", async () => {
     fake.behave({ chunks: LONG_REPLY });
     const stalled: StalledStream[] = [];
     try {
@@ -68,7 +72,11 @@ describe('slow readers', () => {
       expect(await s.status).toBe(200);
       // The backend sees its stream cancelled (the fake counts a client that went away).
       await eventually(() => fake.streamsAbortedByClient > abortedBefore, 15_000, 'backend stream cancelled');
-      await eventually(() => stallVega.logs.some((l) => l.msg === 'stream closed by Vega' && l.error_code === 'stream_stalled'), 5000, 'stall logged');
+      await eventually(
+        () => stallVega.logs.some((l) => l.msg === 'stream closed by Vega' && l.error_code === 'stream_stalled'),
+        5000,
+        'stall logged',
+      );
     } finally {
       s.close();
     }

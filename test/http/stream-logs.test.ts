@@ -31,9 +31,15 @@ describe('logs while streaming', () => {
     fake.behave({ chunks: ['a', 'b', 'c'] });
     for (let i = 0; i < 10; i++) {
       const kind = i % 3;
-      const res = kind === 2
-        ? await postJson(vega.url, '/v1/chat/completions', { messages: [{ role: 'user', content: `v1 ${i}` }], stream: true })
-        : await postJson(vega.url, '/chat', { prompt: `stream ${i}`, stream: true }, kind === 1 ? { accept: 'application/x-ndjson' } : {});
+      const res =
+        kind === 2
+          ? await postJson(vega.url, '/v1/chat/completions', { messages: [{ role: 'user', content: `v1 ${i}` }], stream: true })
+          : await postJson(
+              vega.url,
+              '/chat',
+              { prompt: `stream ${i}`, stream: true },
+              kind === 1 ? { accept: 'application/x-ndjson' } : {},
+            );
       expect(res.status).toBe(200);
       await res.text();
     }
@@ -72,7 +78,11 @@ describe('logs while streaming', () => {
     expect(failed.status).toBe(502);
     fake.behave({});
     const cid = failed.headers.get('x-correlation-id');
-    const line = await eventually(() => vega.logs.find((l) => l.correlation_id === cid && l.error_code === 'upstream_error'), 5000, 'error line');
+    const line = await eventually(
+      () => vega.logs.find((l) => l.correlation_id === cid && l.error_code === 'upstream_error'),
+      5000,
+      'error line',
+    );
     expect(line.level).toBe('warn');
     expect(line.err).toBeUndefined();
     expect(JSON.stringify(line)).not.toContain('stack');

@@ -45,9 +45,12 @@ describe('GET /admin/integrations/health', () => {
       env: {
         LLM_BASE_URL: ollama.url,
         SEARCH_URL: `${base}/search`,
-        HOME_ASSISTANT_URL: `${base}/ha`, HOME_ASSISTANT_TOKEN: 'ha-secret-token-123456',
-        GITHUB_API_URL: `${base}/gh`, GITHUB_TOKEN: 'ghp_secret_token_123456',
-        SHODAN_API_URL: `${base}/shodan`, SHODAN_API_KEY: 'shodan-secret-key-123',
+        HOME_ASSISTANT_URL: `${base}/ha`,
+        HOME_ASSISTANT_TOKEN: 'ha-secret-token-123456',
+        GITHUB_API_URL: `${base}/gh`,
+        GITHUB_TOKEN: 'ghp_secret_token_123456',
+        SHODAN_API_URL: `${base}/shodan`,
+        SHODAN_API_KEY: 'shodan-secret-key-123',
       },
     });
   });
@@ -56,7 +59,8 @@ describe('GET /admin/integrations/health', () => {
     vega?.cleanup();
     await ollama?.close();
   });
-  const health = (query = '') => fetch(`${vega.url}/admin/integrations/health${query}`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
+  const health = (query = '') =>
+    fetch(`${vega.url}/admin/integrations/health${query}`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
 
   it('checks the integrations at the same time: all have arrived before the first answers', async () => {
     for (const p of ['/search/', '/ha/api/', '/gh/rate_limit', '/shodan/api-info']) delays[p] = 2000;
@@ -79,7 +83,8 @@ describe('GET /admin/integrations/health', () => {
     const report = await health();
     const byName = Object.fromEntries(report.integrations.map((i: { name: string }) => [i.name, i]));
     expect(byName.llm_backend).toMatchObject({
-      status: 'healthy', detail: { backend: 'ollama', models: 2, default_model: 'llama3.2', default_model_present: true },
+      status: 'healthy',
+      detail: { backend: 'ollama', models: 2, default_model: 'llama3.2', default_model_present: true },
     });
     expect(byName.database).toMatchObject({ status: 'healthy', detail: { system: 'sqlite' } });
     expect(ollama.calls.some((c) => c.path === '/api/tags')).toBe(true);
@@ -124,7 +129,8 @@ describe('GET /admin/integrations/health', () => {
       expect(metrics).not.toContain(secret);
     }
     const report = await fetch(`${vega.url}/admin/config/validate`, { headers: { 'x-api-key': TEST_KEY } }).then((r) => r.text());
-    for (const secret of ['ha-secret-token-123456', 'ghp_secret_token_123456', 'shodan-secret-key-123', TEST_KEY]) expect(report).not.toContain(secret);
+    for (const secret of ['ha-secret-token-123456', 'ghp_secret_token_123456', 'shodan-secret-key-123', TEST_KEY])
+      expect(report).not.toContain(secret);
     expect(JSON.parse(report).effective.GITHUB_TOKEN).toBe('***');
   });
 });
@@ -165,7 +171,10 @@ describe('web fetch health', () => {
     try {
       const get = (url: string) => fetch(`${url}/admin/integrations/health?timeout=5`, { headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
       const probed = (await get(v.url)).integrations;
-      expect(probed.find((i: { name: string }) => i.name === 'web_fetch')).toMatchObject({ status: 'healthy', detail: { probe: `${base}/probe`, http_status: 200 } });
+      expect(probed.find((i: { name: string }) => i.name === 'web_fetch')).toMatchObject({
+        status: 'healthy',
+        detail: { probe: `${base}/probe`, http_status: 200 },
+      });
       expect(seen.some((s) => s.path === '/probe')).toBe(true);
       // The default backend address of the tests (the discard port) does not answer.
       expect(probed.find((i: { name: string }) => i.name === 'llm_backend').status).toBe('unhealthy');

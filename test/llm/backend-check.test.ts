@@ -21,7 +21,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const verify = (env: Record<string, string>) => runVega({ API_KEY: TEST_KEY, DATABASE_URL: `sqlite:${join(dir, 'v.db')}`, ...env }, ['verify']);
+const verify = (env: Record<string, string>) =>
+  runVega({ API_KEY: TEST_KEY, DATABASE_URL: `sqlite:${join(dir, 'v.db')}`, ...env }, ['verify']);
 
 describe('the startup banner', () => {
   it('says when nothing answers at the backend, and how to fix it', async () => {

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ClientClosed, isUpstreamFault, ModelNotFound, UpstreamMisconfigured, UpstreamRejected, UpstreamStreamInterrupted, UpstreamUnavailable,
+  ClientClosed,
+  isUpstreamFault,
+  ModelNotFound,
+  UpstreamMisconfigured,
+  UpstreamRejected,
+  UpstreamStreamInterrupted,
+  UpstreamUnavailable,
 } from '../../src/errors';
 import { BackendChain, type LlmBackend } from '../../src/llm/backends';
 import { statusError } from '../../src/llm/upstream-errors';
@@ -9,7 +15,8 @@ import { CircuitBreaker } from '../../src/resilience/breaker';
 
 /** A provider whose calls are never made: the chain's attempts here are plain functions. */
 const provider = (name: 'ollama' | 'openai'): LlmProvider => ({
-  name, origin: 'http://127.0.0.1:9',
+  name,
+  origin: 'http://127.0.0.1:9',
   chat: () => Promise.reject(new Error('not used')),
   chatStream: () => Promise.reject(new Error('not used')),
   listModels: async () => [],
@@ -17,13 +24,22 @@ const provider = (name: 'ollama' | 'openai'): LlmProvider => ({
 
 function backend(name: string, opts: { model?: string; threshold?: number } = {}): LlmBackend {
   return {
-    name, role: name.includes('fallback') ? 'fallback' : 'primary', provider: provider(name.startsWith('openai') ? 'openai' : 'ollama'),
-    model: opts.model, breaker: new CircuitBreaker(`llm:${name}`, { failureThreshold: opts.threshold ?? 5, isFailure: isUpstreamFault, openBaseMs: 60_000 }),
+    name,
+    role: name.includes('fallback') ? 'fallback' : 'primary',
+    provider: provider(name.startsWith('openai') ? 'openai' : 'ollama'),
+    model: opts.model,
+    breaker: new CircuitBreaker(`llm:${name}`, { failureThreshold: opts.threshold ?? 5, isFailure: isUpstreamFault, openBaseMs: 60_000 }),
   };
 }
 
 const request = (signal = new AbortController().signal): ProviderRequest => ({
-  model: 'llama3.2', prompt: 'hi', messages: [{ role: 'user', content: 'hi' }], temperature: 0.7, topP: 0.9, maxTokens: 16, signal,
+  model: 'llama3.2',
+  prompt: 'hi',
+  messages: [{ role: 'user', content: 'hi' }],
+  temperature: 0.7,
+  topP: 0.9,
+  maxTokens: 16,
+  signal,
 });
 
 /** An attempt that answers from a table of backend name -> error to throw (or nothing: answer). */
@@ -37,7 +53,7 @@ function scripted(errors: Record<string, Error | undefined>, seen: string[]) {
 }
 
 describe('BackendChain', () => {
-  it('uses the primary while it answers, asking it for the request\'s model', async () => {
+  it("uses the primary while it answers, asking it for the request's model", async () => {
     const chain = new BackendChain([backend('ollama'), backend('openai-fallback1', { model: 'gpt-fake' })]);
     const seen: string[] = [];
     const out = await chain.run(request(), scripted({}, seen));
@@ -47,7 +63,11 @@ describe('BackendChain', () => {
 
   it('moves to the next backend, with its own model, when the primary fails in a way that counts against it', async () => {
     const chain = new BackendChain([backend('ollama'), backend('openai-fallback1', { model: 'gpt-fake' })]);
-    for (const err of [new UpstreamUnavailable('refused'), statusError(503, '', undefined, 'm'), statusError(401, 'key sk-123 is wrong', undefined, 'm')]) {
+    for (const err of [
+      new UpstreamUnavailable('refused'),
+      statusError(503, '', undefined, 'm'),
+      statusError(401, 'key sk-123 is wrong', undefined, 'm'),
+    ]) {
       const seen: string[] = [];
       const out = await chain.run(request(), scripted({ ollama: err }, seen));
       expect(out.backend.name).toBe('openai-fallback1');
@@ -67,9 +87,15 @@ describe('BackendChain', () => {
     expect(chain.primary.breaker.snapshot().rejected).toBe(1);
   });
 
-  it('never falls back on the request\'s own fault or a client that left', async () => {
+  it("never falls back on the request's own fault or a client that left", async () => {
     const chain = new BackendChain([backend('ollama'), backend('openai-fallback1')]);
-    for (const err of [statusError(400, '{"error":"bad option"}', undefined, 'm'), statusError(422, '', undefined, 'm'), statusError(413, '', undefined, 'm'), new ModelNotFound('x'), new ClientClosed()]) {
+    for (const err of [
+      statusError(400, '{"error":"bad option"}', undefined, 'm'),
+      statusError(422, '', undefined, 'm'),
+      statusError(413, '', undefined, 'm'),
+      new ModelNotFound('x'),
+      new ClientClosed(),
+    ]) {
       const seen: string[] = [];
       await expect(chain.run(request(), scripted({ ollama: err }, seen))).rejects.toBe(err);
       expect(seen).toEqual(['ollama:llama3.2:more']);
@@ -81,7 +107,10 @@ describe('BackendChain', () => {
     const chain = new BackendChain([backend('ollama', { threshold: 1 }), backend('openai-fallback1', { threshold: 1 })]);
     const last = new UpstreamStreamInterrupted();
     await expect(chain.run(request(), scripted({ ollama: new UpstreamUnavailable('x'), 'openai-fallback1': last }, []))).rejects.toBe(last);
-    await expect(chain.run(request(), scripted({}, []))).rejects.toMatchObject({ code: 'circuit_open', message: expect.stringContaining('llm:ollama') });
+    await expect(chain.run(request(), scripted({}, []))).rejects.toMatchObject({
+      code: 'circuit_open',
+      message: expect.stringContaining('llm:ollama'),
+    });
   });
 
   it('does not try the next backend once the client has left', async () => {
@@ -97,10 +126,12 @@ describe('BackendChain', () => {
     expect(seen).toEqual(['ollama']);
   });
 
-  it('keeps a backend\'s breaker call open until a handed-back stream finishes, and counts a later break against that backend only', async () => {
+  it("keeps a backend's breaker call open until a handed-back stream finishes, and counts a later break against that backend only", async () => {
     const chain = new BackendChain([backend('ollama', { threshold: 1 }), backend('openai-fallback1')]);
     let fail!: (err: Error) => void;
-    const finished = new Promise<void>((_, rej) => { fail = rej; });
+    const finished = new Promise<void>((_, rej) => {
+      fail = rej;
+    });
     const out = await chain.run(request(), async () => ({ value: 'stream', finished }));
     expect(out.backend.name).toBe('ollama');
     expect(chain.primary.breaker.state).toBe('closed');

@@ -8,13 +8,19 @@ import { installMetricReader, total } from '../support/metric-reader';
 const reader = installMetricReader();
 let fake: FakeOllama;
 let stack: ChatStack;
-beforeAll(async () => { fake = await FakeOllama.start(); });
-afterAll(async () => { await fake?.close(); });
+beforeAll(async () => {
+  fake = await FakeOllama.start();
+});
+afterAll(async () => {
+  await fake?.close();
+});
 beforeEach(async () => {
   fake.behave({});
   stack = await chatStack(fake.url);
 });
-afterEach(async () => { await stack.close(); });
+afterEach(async () => {
+  await stack.close();
+});
 
 let n = 0;
 const input = (prompt = `question ${++n}`): ChatInput => ({ prompt, sessionId: `s${n}`, source: 'chat', clientId: 'c' });

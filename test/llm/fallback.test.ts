@@ -23,8 +23,11 @@ async function twoBackends(env: Record<string, string> = {}): Promise<VegaProces
   second = await FakeOpenAi.start();
   vega = await startVega({
     env: {
-      LLM_BASE_URL: primary.url, LLM_FALLBACKS: `openai=${second.url}/v1#gpt-fake`, LLM_FALLBACK_1_API_KEY: 'sk-fallback-secret-0123456789',
-      CACHE_MAX_ENTRIES: '0', ...env,
+      LLM_BASE_URL: primary.url,
+      LLM_FALLBACKS: `openai=${second.url}/v1#gpt-fake`,
+      LLM_FALLBACK_1_API_KEY: 'sk-fallback-secret-0123456789',
+      CACHE_MAX_ENTRIES: '0',
+      ...env,
     },
   });
   return vega;
@@ -33,18 +36,24 @@ async function twoBackends(env: Record<string, string> = {}): Promise<VegaProces
 /** Reads a streamed reply (SSE) and returns its events by name. */
 async function sse(res: Response): Promise<Array<{ event: string; data: any }>> {
   const text = await res.text();
-  return text.split('\n\n').filter(Boolean).map((block) => {
-    const event = /^event: (.*)$/m.exec(block)?.[1] ?? '';
-    const data = /^data: (.*)$/m.exec(block)?.[1];
-    return { event, data: data ? JSON.parse(data) : undefined };
-  });
+  return text
+    .split('\n\n')
+    .filter(Boolean)
+    .map((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? '';
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      return { event, data: data ? JSON.parse(data) : undefined };
+    });
 }
 
 describe('LLM fallbacks', () => {
   it('moves traffic to the second backend when the first stops, with no failed request, and back once the first recovers', async () => {
     const v = await twoBackends({
-      BREAKER_FAILURE_THRESHOLD: '2', BREAKER_OPEN_BASE_S: '60', BREAKER_OPEN_MAX_S: '60',
-      BREAKER_HALF_OPEN_SUCCESSES: '1', BREAKER_PROBE_INTERVAL_S: '0.3',
+      BREAKER_FAILURE_THRESHOLD: '2',
+      BREAKER_OPEN_BASE_S: '60',
+      BREAKER_OPEN_MAX_S: '60',
+      BREAKER_HALF_OPEN_SUCCESSES: '1',
+      BREAKER_PROBE_INTERVAL_S: '0.3',
     });
     const first = await postJson(v.url, '/chat', { prompt: 'before', session_id: 'fb-1' });
     expect(first.status).toBe(200);
@@ -64,18 +73,26 @@ describe('LLM fallbacks', () => {
     expect(streamed.status).toBe(200);
     expect(streamed.headers.get('x-vega-backend')).toBe('openai-fallback1');
     expect((await sse(streamed)).at(-1)).toMatchObject({ event: 'done', data: { model: 'gpt-fake' } });
-    expect(second!.calls.find((c) => c.path === '/v1/chat/completions')?.headers.authorization).toBe('Bearer sk-fallback-secret-0123456789');
+    expect(second!.calls.find((c) => c.path === '/v1/chat/completions')?.headers.authorization).toBe(
+      'Bearer sk-fallback-secret-0123456789',
+    );
     expect((await admin(v, '/admin/performance/circuit-breaker/llm:ollama/status')).state).toBe('open');
 
     const ready = await jsonOf(await fetch(`${v.url}/readyz`));
-    expect(ready).toMatchObject({ status: 'degraded', checks: { llm: { name: 'ollama', status: 'unreachable', breaker: { state: 'open' } } } });
-    expect(ready.checks.llm_fallbacks).toMatchObject([{ name: 'openai-fallback1', backend: 'openai', status: 'ok', breaker: { state: 'closed' } }]);
+    expect(ready).toMatchObject({
+      status: 'degraded',
+      checks: { llm: { name: 'ollama', status: 'unreachable', breaker: { state: 'open' } } },
+    });
+    expect(ready.checks.llm_fallbacks).toMatchObject([
+      { name: 'openai-fallback1', backend: 'openai', status: 'ok', breaker: { state: 'closed' } },
+    ]);
     const health = await admin(v, '/admin/performance/health/comprehensive');
     expect(health.subsystems.llm_backends).toMatchObject({ status: 'degraded', serving: 'openai-fallback1' });
 
     const history = await admin(v, '/sessions/fb-1/history');
     expect(history.items.map((r: { backend: string; model: string }) => `${r.backend}/${r.model}`)).toEqual([
-      ...Array(5).fill('openai-fallback1/gpt-fake'), 'ollama/llama3.2',
+      ...Array(5).fill('openai-fallback1/gpt-fake'),
+      'ollama/llama3.2',
     ]);
 
     primary = await FakeOllama.start(port); // back at the same address; the probe finds it
@@ -90,7 +107,9 @@ describe('LLM fallbacks', () => {
     expect(servedBy).toBe('ollama');
     const s = await admin(v, '/admin/performance/circuit-breaker/llm:ollama/status');
     expect(s.state).toBe('closed');
-    expect(s.recent_transitions.map((t: { to: string; reason: string }) => `${t.to}:${t.reason}`)).toEqual(expect.arrayContaining(['open:failures', 'half_open:probe', 'closed:recovered']));
+    expect(s.recent_transitions.map((t: { to: string; reason: string }) => `${t.to}:${t.reason}`)).toEqual(
+      expect.arrayContaining(['open:failures', 'half_open:probe', 'closed:recovered']),
+    );
 
     const metrics = await (await fetch(`${v.url}/metrics`)).text();
     expect(metrics).toMatch(/vega_llm_fallbacks_total\{[^}]*vega_llm_backend="ollama"[^}]*reason="failed"[^}]*\} [1-9]/);
@@ -116,7 +135,7 @@ describe('LLM fallbacks', () => {
     expect(chatCalls(second!)).toBe(0);
   }, 30_000);
 
-  it('falls back on a 401 from the primary (the operator\'s key), never showing the backend\'s text', async () => {
+  it("falls back on a 401 from the primary (the operator's key), never showing the backend's text", async () => {
     const v = await twoBackends();
     primary!.behave({ failStatus: 401 });
     const res = await postJson(v.url, '/chat', { prompt: 'wrong key on the primary' });

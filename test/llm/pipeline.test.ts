@@ -5,8 +5,12 @@ import { chatStack, type ChatStack } from '../support/chat-stack';
 import { FakeOllama } from '../support/fake-ollama';
 
 let fake: FakeOllama;
-beforeAll(async () => { fake = await FakeOllama.start(); });
-afterAll(async () => { await fake?.close(); });
+beforeAll(async () => {
+  fake = await FakeOllama.start();
+});
+afterAll(async () => {
+  await fake?.close();
+});
 let stack: ChatStack | undefined;
 afterEach(async () => {
   await stack?.close();
@@ -55,7 +59,7 @@ describe('ChatPipeline.complete', () => {
 });
 
 describe('ChatPipeline.stream', () => {
-  it('relays the backend\'s chunks and caches the whole answer', async () => {
+  it("relays the backend's chunks and caches the whole answer", async () => {
     stack = await chatStack(fake.url);
     fake.behave({ chunks: ['a', 'b'] });
     const { cached, events } = await stack.pipeline.stream(request('streamed'), 'c');

@@ -4,8 +4,12 @@ import { lines } from '../../src/llm/upstream-call';
 import { ScriptedServer } from '../support/scripted-server';
 
 let server: ScriptedServer;
-beforeAll(async () => { server = await ScriptedServer.start(); });
-afterAll(async () => { await server?.close(); });
+beforeAll(async () => {
+  server = await ScriptedServer.start();
+});
+afterAll(async () => {
+  await server?.close();
+});
 
 async function body(chunks: ReadonlyArray<string | Buffer>) {
   server.script = { headers: { 'content-type': 'text/plain' }, chunks };

@@ -99,7 +99,8 @@ describe('a slow client on a fast 10,000-chunk stream', () => {
       await new Promise((r) => setTimeout(r, 1000));
     }
     const stats = await jsonOf(await fetch(`${vega.url}/admin/performance/streaming-stats`, { headers: { 'x-api-key': TEST_KEY } }));
-    if (process.env.VEGA_PRINT_STATS) console.log('slow-client stats', JSON.stringify({ ...stats, fake_written: fake.chunksWritten - written }));
+    if (process.env.VEGA_PRINT_STATS)
+      console.log('slow-client stats', JSON.stringify({ ...stats, fake_written: fake.chunksWritten - written }));
     expect(stats.active_streams).toBe(1);
     expect(stats.max_buffered).toBeLessThanOrEqual(16);
     expect(stats.chunks_in).toBeLessThan(10_000);
@@ -108,9 +109,13 @@ describe('a slow client on a fast 10,000-chunk stream', () => {
     const aborted = fake.streamsAbortedByClient;
     await reader.cancel();
     await eventually(() => fake.streamsAbortedByClient > aborted, 10_000, 'the fake saw its stream socket close');
-    await eventually(async () => {
-      const s = await jsonOf(await fetch(`${vega.url}/admin/performance/streaming-stats`, { headers: { 'x-api-key': TEST_KEY } }));
-      return s.active_streams === 0;
-    }, 10_000, 'the stream was released');
+    await eventually(
+      async () => {
+        const s = await jsonOf(await fetch(`${vega.url}/admin/performance/streaming-stats`, { headers: { 'x-api-key': TEST_KEY } }));
+        return s.active_streams === 0;
+      },
+      10_000,
+      'the stream was released',
+    );
   });
 });

@@ -15,16 +15,28 @@ const noJitter = () => 0.5;
 /** A call that runs until `release` is called with its outcome. */
 function held(b: CircuitBreaker) {
   let release: (outcome: 'success' | 'failure' | 'ignored') => void = () => undefined; // not admitted: nothing to release
-  const done = b.execute(() => new Promise<string>((res, rej) => {
-    release = (o) => (o === 'success' ? res('ok') : rej(o === 'failure' ? new UpstreamUnavailable('down') : new ClientClosed()));
-  })).catch((e: { code?: string }) => e.code);
+  const done = b
+    .execute(
+      () =>
+        new Promise<string>((res, rej) => {
+          release = (o) => (o === 'success' ? res('ok') : rej(o === 'failure' ? new UpstreamUnavailable('down') : new ClientClosed()));
+        }),
+    )
+    .catch((e: { code?: string }) => e.code);
   return { release: (o: 'success' | 'failure' | 'ignored') => release(o), done };
 }
 
 /** How a call ended, read without waiting on timers: 'ok', an error code, or 'pending'. */
 async function outcomeOf(p: Promise<unknown>): Promise<string> {
   let out = 'pending';
-  p.then(() => { out = 'ok'; }, (e: { code?: string }) => { out = e.code ?? 'error'; });
+  p.then(
+    () => {
+      out = 'ok';
+    },
+    (e: { code?: string }) => {
+      out = e.code ?? 'error';
+    },
+  );
   await vi.advanceTimersByTimeAsync(0);
   return out;
 }
@@ -53,10 +65,15 @@ type Event = 'success' | 'failure' | 'ignored error' | 'reset' | 'concurrent cal
 /** Applies `event`; returns what a second, concurrent call got (for 'concurrent call'). */
 async function apply(b: CircuitBreaker, event: Event): Promise<string | undefined> {
   switch (event) {
-    case 'success': return outcomeOf(b.execute(ok));
-    case 'failure': return outcomeOf(b.execute(fail));
-    case 'ignored error': return outcomeOf(b.execute(() => Promise.reject(new ClientClosed())));
-    case 'reset': b.reset(); return undefined;
+    case 'success':
+      return outcomeOf(b.execute(ok));
+    case 'failure':
+      return outcomeOf(b.execute(fail));
+    case 'ignored error':
+      return outcomeOf(b.execute(() => Promise.reject(new ClientClosed())));
+    case 'reset':
+      b.reset();
+      return undefined;
     case 'concurrent call': {
       const first = held(b);
       const second = await outcomeOf(b.execute(ok));
@@ -64,22 +81,83 @@ async function apply(b: CircuitBreaker, event: Event): Promise<string | undefine
       await first.done;
       return second;
     }
-    case 'open timeout elapses': vi.advanceTimersByTime(1000); return undefined;
-    case 'probe success': b.probeSucceeded(); return undefined;
+    case 'open timeout elapses':
+      vi.advanceTimersByTime(1000);
+      return undefined;
+    case 'probe success':
+      b.probeSucceeded();
+      return undefined;
   }
 }
 
-type Counters = Pick<BreakerSnapshot, 'state' | 'successes' | 'failures' | 'rejected' | 'ignored' | 'consecutive_failures' | 'recoveries' | 'manual_resets' | 'half_open_trials' | 'trial_in_flight' | 'half_open_successes'>;
+type Counters = Pick<
+  BreakerSnapshot,
+  | 'state'
+  | 'successes'
+  | 'failures'
+  | 'rejected'
+  | 'ignored'
+  | 'consecutive_failures'
+  | 'recoveries'
+  | 'manual_resets'
+  | 'half_open_trials'
+  | 'trial_in_flight'
+  | 'half_open_successes'
+>;
 const counters = (s: BreakerSnapshot): Counters => ({
-  state: s.state, successes: s.successes, failures: s.failures, rejected: s.rejected, ignored: s.ignored,
-  consecutive_failures: s.consecutive_failures, recoveries: s.recoveries, manual_resets: s.manual_resets,
-  half_open_trials: s.half_open_trials, trial_in_flight: s.trial_in_flight, half_open_successes: s.half_open_successes,
+  state: s.state,
+  successes: s.successes,
+  failures: s.failures,
+  rejected: s.rejected,
+  ignored: s.ignored,
+  consecutive_failures: s.consecutive_failures,
+  recoveries: s.recoveries,
+  manual_resets: s.manual_resets,
+  half_open_trials: s.half_open_trials,
+  trial_in_flight: s.trial_in_flight,
+  half_open_successes: s.half_open_successes,
 });
 
 const BASE: Record<BreakerState, Counters> = {
-  closed: { state: 'closed', successes: 0, failures: 1, rejected: 0, ignored: 0, consecutive_failures: 1, recoveries: 0, manual_resets: 0, half_open_trials: 0, trial_in_flight: false, half_open_successes: 0 },
-  open: { state: 'open', successes: 0, failures: 2, rejected: 0, ignored: 0, consecutive_failures: 2, recoveries: 0, manual_resets: 0, half_open_trials: 0, trial_in_flight: false, half_open_successes: 0 },
-  half_open: { state: 'half_open', successes: 0, failures: 2, rejected: 0, ignored: 0, consecutive_failures: 2, recoveries: 0, manual_resets: 0, half_open_trials: 1, trial_in_flight: false, half_open_successes: 0 },
+  closed: {
+    state: 'closed',
+    successes: 0,
+    failures: 1,
+    rejected: 0,
+    ignored: 0,
+    consecutive_failures: 1,
+    recoveries: 0,
+    manual_resets: 0,
+    half_open_trials: 0,
+    trial_in_flight: false,
+    half_open_successes: 0,
+  },
+  open: {
+    state: 'open',
+    successes: 0,
+    failures: 2,
+    rejected: 0,
+    ignored: 0,
+    consecutive_failures: 2,
+    recoveries: 0,
+    manual_resets: 0,
+    half_open_trials: 0,
+    trial_in_flight: false,
+    half_open_successes: 0,
+  },
+  half_open: {
+    state: 'half_open',
+    successes: 0,
+    failures: 2,
+    rejected: 0,
+    ignored: 0,
+    consecutive_failures: 2,
+    recoveries: 0,
+    manual_resets: 0,
+    half_open_trials: 1,
+    trial_in_flight: false,
+    half_open_successes: 0,
+  },
 };
 
 interface Cell {
@@ -93,28 +171,32 @@ interface Cell {
 
 const TABLE: Record<BreakerState, Record<Event, Cell>> = {
   closed: {
-    'success': { after: { successes: 1, consecutive_failures: 0 }, transitions: [], call: 'ok' },
-    'failure': { after: { state: 'open', failures: 2, consecutive_failures: 2 }, transitions: ['open:failures'], call: 'upstream_unavailable' },
+    success: { after: { successes: 1, consecutive_failures: 0 }, transitions: [], call: 'ok' },
+    failure: {
+      after: { state: 'open', failures: 2, consecutive_failures: 2 },
+      transitions: ['open:failures'],
+      call: 'upstream_unavailable',
+    },
     'ignored error': { after: { ignored: 1 }, transitions: [], call: 'client_closed' },
-    'reset': { after: {}, transitions: [] },
+    reset: { after: {}, transitions: [] },
     'concurrent call': { after: { successes: 2, consecutive_failures: 0 }, transitions: [], call: 'ok' },
     'open timeout elapses': { after: {}, transitions: [] },
     'probe success': { after: {}, transitions: [] },
   },
   open: {
-    'success': { after: { rejected: 1 }, transitions: [], call: 'circuit_open' },
-    'failure': { after: { rejected: 1 }, transitions: [], call: 'circuit_open' },
+    success: { after: { rejected: 1 }, transitions: [], call: 'circuit_open' },
+    failure: { after: { rejected: 1 }, transitions: [], call: 'circuit_open' },
     'ignored error': { after: { rejected: 1 }, transitions: [], call: 'circuit_open' },
-    'reset': { after: { state: 'closed', manual_resets: 1, consecutive_failures: 0 }, transitions: ['closed:manual_reset'] },
+    reset: { after: { state: 'closed', manual_resets: 1, consecutive_failures: 0 }, transitions: ['closed:manual_reset'] },
     'concurrent call': { after: { rejected: 2 }, transitions: [], call: 'circuit_open' },
     'open timeout elapses': { after: { state: 'half_open', half_open_trials: 1 }, transitions: ['half_open:open_timeout'] },
     'probe success': { after: { state: 'half_open', half_open_trials: 1 }, transitions: ['half_open:probe'] },
   },
   half_open: {
-    'success': { after: { successes: 1, half_open_successes: 1 }, transitions: [], call: 'ok' },
-    'failure': { after: { state: 'open', failures: 3 }, transitions: ['open:trial_failed'], call: 'upstream_unavailable' },
+    success: { after: { successes: 1, half_open_successes: 1 }, transitions: [], call: 'ok' },
+    failure: { after: { state: 'open', failures: 3 }, transitions: ['open:trial_failed'], call: 'upstream_unavailable' },
     'ignored error': { after: { ignored: 1 }, transitions: [], call: 'client_closed' },
-    'reset': { after: { state: 'closed', manual_resets: 1, consecutive_failures: 0 }, transitions: ['closed:manual_reset'] },
+    reset: { after: { state: 'closed', manual_resets: 1, consecutive_failures: 0 }, transitions: ['closed:manual_reset'] },
     'concurrent call': { after: { successes: 1, rejected: 1, half_open_successes: 1 }, transitions: [], call: 'circuit_open' },
     'open timeout elapses': { after: {}, transitions: [] },
     'probe success': { after: {}, transitions: [] },
@@ -144,7 +226,9 @@ describe('CircuitBreaker regressions', () => {
     const trial = held(b); // e.g. a streamed trial that stalls
     const second = vi.fn(ok);
     let got: { code?: string; retryAfterS?: number } | undefined;
-    b.execute(second).catch((e: { code?: string; retryAfterS?: number }) => { got = e; });
+    b.execute(second).catch((e: { code?: string; retryAfterS?: number }) => {
+      got = e;
+    });
     await vi.advanceTimersByTimeAsync(0); // microtasks only: no time passes
     expect(got).toMatchObject({ code: 'circuit_open', retryAfterS: 1 });
     expect(second).not.toHaveBeenCalled();
@@ -181,7 +265,13 @@ describe('CircuitBreaker', () => {
     const fn = vi.fn(ok);
     await expect(b.execute(fn)).rejects.toMatchObject({ code: 'circuit_open', status: 503, retryAfterS: 30 });
     expect(fn).not.toHaveBeenCalled();
-    expect(b.snapshot()).toMatchObject({ failures: 5, rejected: 1, successes: 0, open_timeout_ms: 30_000, retry_at: '2026-01-01T00:00:30.000Z' });
+    expect(b.snapshot()).toMatchObject({
+      failures: 5,
+      rejected: 1,
+      successes: 0,
+      open_timeout_ms: 30_000,
+      retry_at: '2026-01-01T00:00:30.000Z',
+    });
   });
 
   it('Retry-After counts down to the end of the open timeout', async () => {
@@ -195,8 +285,18 @@ describe('CircuitBreaker', () => {
     await b.execute(ok);
     expect(b.state).toBe('half_open');
     await b.execute(ok);
-    expect(b.snapshot()).toMatchObject({ state: 'closed', recoveries: 1, recovery_rate: 1, consecutive_failures: 0, next_open_timeout_ms: 1000 });
-    expect(b.snapshot().recent_transitions.map((t) => `${t.to}:${t.reason}`)).toEqual(['open:failures', 'half_open:open_timeout', 'closed:recovered']);
+    expect(b.snapshot()).toMatchObject({
+      state: 'closed',
+      recoveries: 1,
+      recovery_rate: 1,
+      consecutive_failures: 0,
+      next_open_timeout_ms: 1000,
+    });
+    expect(b.snapshot().recent_transitions.map((t) => `${t.to}:${t.reason}`)).toEqual([
+      'open:failures',
+      'half_open:open_timeout',
+      'closed:recovered',
+    ]);
   });
 
   it('an outcome of a call admitted before a transition changes no state (a long stream cannot decide a later half-open period)', async () => {
@@ -265,7 +365,13 @@ describe('CircuitBreaker', () => {
   it('records transitions with their time, reason and the active trace id', async () => {
     const b = new CircuitBreaker('llm', { traceId: () => 'abc123' });
     await failTimes(b, 5);
-    expect(b.snapshot().recent_transitions[0]).toMatchObject({ from: 'closed', to: 'open', reason: 'failures', at: '2026-01-01T00:00:00.000000Z', trace_id: 'abc123' });
+    expect(b.snapshot().recent_transitions[0]).toMatchObject({
+      from: 'closed',
+      to: 'open',
+      reason: 'failures',
+      at: '2026-01-01T00:00:00.000000Z',
+      trace_id: 'abc123',
+    });
   });
 
   it('rejects bad options with a RangeError naming the field and value', () => {
@@ -279,7 +385,10 @@ describe('BreakerRegistry', () => {
   it('returns one breaker per name and lists the open ones', async () => {
     const r = new BreakerRegistry({ failureThreshold: 1 });
     expect(r.get('llm:ollama')).toBe(r.get('llm:ollama'));
-    await r.get('integration:slack').execute(fail).catch(() => undefined);
+    await r
+      .get('integration:slack')
+      .execute(fail)
+      .catch(() => undefined);
     expect(r.snapshot().open).toEqual(['integration:slack']);
   });
 });

@@ -5,11 +5,28 @@ import { Coalescer } from '../../src/resilience/coalescer';
 function deferred<T>() {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
   let signal: AbortSignal | undefined;
   let calls = 0;
-  const fn = (s: AbortSignal) => { calls++; signal = s; return promise; };
-  return { fn, resolve, reject, get signal() { return signal!; }, get calls() { return calls; } };
+  const fn = (s: AbortSignal) => {
+    calls++;
+    signal = s;
+    return promise;
+  };
+  return {
+    fn,
+    resolve,
+    reject,
+    get signal() {
+      return signal!;
+    },
+    get calls() {
+      return calls;
+    },
+  };
 }
 const live = () => new AbortController().signal;
 
@@ -64,7 +81,14 @@ describe('Coalescer', () => {
   it('calls through for each request when disabled', async () => {
     const c = new Coalescer<string>(false);
     let calls = 0;
-    await Promise.all([1, 2].map(() => c.run('k', live(), async () => { calls++; return 'x'; })));
+    await Promise.all(
+      [1, 2].map(() =>
+        c.run('k', live(), async () => {
+          calls++;
+          return 'x';
+        }),
+      ),
+    );
     expect(calls).toBe(2);
     expect(c.has('k')).toBe(false);
   });

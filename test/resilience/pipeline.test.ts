@@ -8,8 +8,12 @@ const admin = (vega: VegaProcess, path: string, method = 'GET') =>
   fetch(`${vega.url}${path}`, { method, headers: { 'x-api-key': TEST_KEY } }).then(jsonOf);
 
 let fake: FakeOllama;
-beforeAll(async () => { fake = await FakeOllama.start(); });
-afterAll(async () => { await fake?.close(); });
+beforeAll(async () => {
+  fake = await FakeOllama.start();
+});
+afterAll(async () => {
+  await fake?.close();
+});
 
 /** Starts Vega against the fake with the given stage settings; stops it after the test. */
 const running: VegaProcess[] = [];
@@ -55,8 +59,10 @@ describe('request coalescing', () => {
     const leaving = new AbortController();
     const follower = postJson(vega.url, '/chat', { prompt: 'shared' }, {}).catch(() => 'n/a');
     const quitter = fetch(`${vega.url}/chat`, {
-      method: 'POST', signal: leaving.signal,
-      headers: { 'content-type': 'application/json', 'x-api-key': TEST_KEY }, body: JSON.stringify({ prompt: 'shared' }),
+      method: 'POST',
+      signal: leaving.signal,
+      headers: { 'content-type': 'application/json', 'x-api-key': TEST_KEY },
+      body: JSON.stringify({ prompt: 'shared' }),
     }).catch(() => 'aborted');
     setTimeout(() => leaving.abort(), 150);
     expect(await quitter).toBe('aborted');
@@ -132,7 +138,9 @@ describe('circuit breaker', () => {
     fake.behave({});
     expect((await admin(vega, '/admin/performance/circuit-breaker/llm:ollama/reset', 'POST')).breaker.state).toBe('closed');
     expect((await postJson(vega.url, '/chat', { prompt: 'after reset' })).status).toBe(200);
-    expect((await fetch(`${vega.url}/admin/performance/circuit-breaker/nope/status`, { headers: { 'x-api-key': TEST_KEY } })).status).toBe(404);
+    expect((await fetch(`${vega.url}/admin/performance/circuit-breaker/nope/status`, { headers: { 'x-api-key': TEST_KEY } })).status).toBe(
+      404,
+    );
   });
 
   it('counts streams the backend cuts after accepting them: three cut streams open it (threshold 3)', async () => {
@@ -148,10 +156,14 @@ describe('circuit breaker', () => {
     expect((await jsonOf(await postJson(vega.url, '/chat', { prompt: 'after', stream: true }))).error.code).toBe('circuit_open');
   });
 
-  it('does not count the client\'s own mistakes (an unknown model) against the backend', async () => {
+  it("does not count the client's own mistakes (an unknown model) against the backend", async () => {
     const vega = await vegaWith({ BREAKER_FAILURE_THRESHOLD: '2' });
     for (let i = 0; i < 4; i++) expect((await postJson(vega.url, '/chat', { prompt: 'p', model: 'missing-model' })).status).toBe(404);
-    expect(await admin(vega, '/admin/performance/circuit-breaker/llm:ollama/status')).toMatchObject({ state: 'closed', ignored: 4, failures: 0 });
+    expect(await admin(vega, '/admin/performance/circuit-breaker/llm:ollama/status')).toMatchObject({
+      state: 'closed',
+      ignored: 4,
+      failures: 0,
+    });
   });
 });
 
@@ -166,7 +178,7 @@ describe('retry', () => {
     expect((await admin(vega, '/admin/performance/retries')).retry).toMatchObject({ retries: 1, succeeded_after_retry: 1, gave_up: 0 });
   });
 
-  it('does not retry a 400 from the upstream, and passes it back to the client as a 400 with the backend\'s reason', async () => {
+  it("does not retry a 400 from the upstream, and passes it back to the client as a 400 with the backend's reason", async () => {
     const vega = await vegaWith({ RETRY_MAX_RETRIES: '2' });
     fake.behave({ failStatus: 400 });
     const before = fake.generations.length;
@@ -215,7 +227,13 @@ describe('rate limiting', () => {
 
 describe('one source of truth', () => {
   it('after a scripted sequence, every count in the admin JSON equals its /metrics value', async () => {
-    const vega = await vegaWith({ CACHE_MAX_ENTRIES: '100', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1', RATE_LIMIT_RPS: '1000', RATE_LIMIT_GLOBAL_RPS: '1000' });
+    const vega = await vegaWith({
+      CACHE_MAX_ENTRIES: '100',
+      BREAKER_FAILURE_THRESHOLD: '3',
+      RETRY_MAX_RETRIES: '1',
+      RATE_LIMIT_RPS: '1000',
+      RATE_LIMIT_GLOBAL_RPS: '1000',
+    });
     await postJson(vega.url, '/chat', { prompt: 'a' });
     await postJson(vega.url, '/chat', { prompt: 'a' });
     await (await postJson(vega.url, '/chat', { prompt: 'e', stream: true })).text();
@@ -251,7 +269,11 @@ describe('one source of truth', () => {
       ['retries', retries.retry.retries, sampleValue(m, 'vega_retry_events_total', { event: 'retry' })],
       ['recovered', retries.retry.succeeded_after_retry, sampleValue(m, 'vega_retry_events_total', { event: 'recovered' })],
       ['rate allowed', rate.allowed, sampleValue(m, 'vega_rate_limit_decisions_total', { decision: 'allowed' })],
-      ['pool requests', pool.origins[0].requests, sampleValue(m, 'vega_http_client_requests_total', { server_port: String(new URL(fake.url).port) })],
+      [
+        'pool requests',
+        pool.origins[0].requests,
+        sampleValue(m, 'vega_http_client_requests_total', { server_port: String(new URL(fake.url).port) }),
+      ],
       ['stream chunks out', streaming.chunks_out, sampleValue(m, 'vega_stream_chunks_total', { direction: 'out' })],
     ];
     for (const [what, json, metric] of pairs) expect(metric, what).toBe(json);

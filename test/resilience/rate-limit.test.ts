@@ -4,7 +4,12 @@ import { RateLimiter, TokenBucket } from '../../src/resilience/rate-limit';
 /** A clock the test moves by hand. */
 function clock(start = 1_000_000) {
   let t = start;
-  return { now: () => t, advance: (ms: number) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
 describe('TokenBucket', () => {
@@ -36,7 +41,7 @@ describe('RateLimiter', () => {
     expect(limiter.snapshot()).toMatchObject({ allowed: 3, rejected_key: 1, rejected_global: 0, keys_tracked: 2 });
   });
 
-  it('refuses everyone past the global rate, and refunds the key\'s token it took', () => {
+  it("refuses everyone past the global rate, and refunds the key's token it took", () => {
     const c = clock();
     const limiter = new RateLimiter({ perKeyRps: 1, perKeyBurst: 1, globalRps: 1, globalBurst: 1, now: c.now });
     limiter.check('a');

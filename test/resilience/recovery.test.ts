@@ -20,15 +20,19 @@ describe('recovery of an open breaker', () => {
     const port = Number(new URL(fake.url).port);
     vega = await startVega({
       env: {
-        LLM_BASE_URL: fake.url, RETRY_MAX_RETRIES: '0',
-        BREAKER_FAILURE_THRESHOLD: '2', BREAKER_OPEN_BASE_S: '60', BREAKER_OPEN_MAX_S: '60',
+        LLM_BASE_URL: fake.url,
+        RETRY_MAX_RETRIES: '0',
+        BREAKER_FAILURE_THRESHOLD: '2',
+        BREAKER_OPEN_BASE_S: '60',
+        BREAKER_OPEN_MAX_S: '60',
       },
     });
     expect((await postJson(vega.url, '/chat', { prompt: 'before the outage' })).status).toBe(200);
 
     await fake.close(); // the backend goes away
     fake = undefined;
-    for (let i = 0; i < 2; i++) expect((await jsonOf(await postJson(vega.url, '/chat', { prompt: `outage ${i}` }))).error.code).toBe('upstream_unavailable');
+    for (let i = 0; i < 2; i++)
+      expect((await jsonOf(await postJson(vega.url, '/chat', { prompt: `outage ${i}` }))).error.code).toBe('upstream_unavailable');
     const refused = await postJson(vega.url, '/chat', { prompt: 'while open' });
     expect(refused.status).toBe(503);
     expect((await jsonOf(refused)).error.code).toBe('circuit_open');

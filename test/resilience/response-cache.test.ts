@@ -1,15 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { cacheKey, ResponseCache } from '../../src/resilience/response-cache';
 
-const parts = { messages: [{ role: 'user' as const, content: 'p' }], model: 'm', temperature: 0.7, topP: 1, maxTokens: 100, route: 'chat', scope: 'k_1' };
+const parts = {
+  messages: [{ role: 'user' as const, content: 'p' }],
+  model: 'm',
+  temperature: 0.7,
+  topP: 1,
+  maxTokens: 100,
+  route: 'chat',
+  scope: 'k_1',
+};
 
 describe('cacheKey', () => {
   it('is the same for the same inputs and differs when any input differs', () => {
     expect(cacheKey(parts)).toBe(cacheKey({ ...parts }));
     expect(cacheKey(parts)).toMatch(/^[0-9a-f]{64}$/);
     const variants = [
-      { messages: [{ role: 'user' as const, content: 'q' }] }, { messages: [{ role: 'system' as const, content: 'p' }] },
-      { model: 'n' }, { temperature: 0.8 }, { topP: 0.9 }, { maxTokens: 99 }, { route: 'openai' }, { scope: 'k_2' },
+      { messages: [{ role: 'user' as const, content: 'q' }] },
+      { messages: [{ role: 'system' as const, content: 'p' }] },
+      { model: 'n' },
+      { temperature: 0.8 },
+      { topP: 0.9 },
+      { maxTokens: 99 },
+      { route: 'openai' },
+      { scope: 'k_2' },
     ];
     for (const v of variants) expect(cacheKey({ ...parts, ...v })).not.toBe(cacheKey(parts));
   });
@@ -17,9 +31,14 @@ describe('cacheKey', () => {
   it('differs by the tools and settings sent, and by the tool calls and tool results in the messages', () => {
     const tools = { tools: [{ type: 'function', function: { name: 'f' } }] };
     expect(cacheKey({ ...parts, options: tools })).not.toBe(cacheKey(parts));
-    expect(cacheKey({ ...parts, options: tools })).not.toBe(cacheKey({ ...parts, options: { tools: [{ type: 'function', function: { name: 'g' } }] } }));
+    expect(cacheKey({ ...parts, options: tools })).not.toBe(
+      cacheKey({ ...parts, options: { tools: [{ type: 'function', function: { name: 'g' } }] } }),
+    );
     expect(cacheKey({ ...parts, options: { stop: ['x'] } })).not.toBe(cacheKey({ ...parts, options: { stop: ['y'] } }));
-    const call = (args: string) => ({ ...parts, messages: [...parts.messages, { role: 'assistant', content: '', toolCalls: [{ id: 'c', name: 'f', arguments: args }] }] });
+    const call = (args: string) => ({
+      ...parts,
+      messages: [...parts.messages, { role: 'assistant', content: '', toolCalls: [{ id: 'c', name: 'f', arguments: args }] }],
+    });
     expect(cacheKey(call('{"a":1}'))).not.toBe(cacheKey(call('{"a":2}')));
     const result = (id: string) => ({ ...parts, messages: [...parts.messages, { role: 'tool', content: 'r', toolCallId: id }] });
     expect(cacheKey(result('c1'))).not.toBe(cacheKey(result('c2')));

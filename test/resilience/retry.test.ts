@@ -2,8 +2,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InvalidRequest, UpstreamOverloaded, UpstreamUnavailable } from '../../src/errors';
 import { RetryStage } from '../../src/resilience/retry';
 
-beforeEach(() => { vi.useFakeTimers(); });
-afterEach(() => { vi.useRealTimers(); });
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 /** A call that fails with `errors` in turn, then answers 'ok'; records when each attempt started. */
 function flaky(errors: Error[]) {
@@ -49,7 +53,7 @@ describe('RetryStage', () => {
     expect(retry.snapshot()).toMatchObject({ retries: 2, gave_up: 1 });
   });
 
-  it('waits at least the backend\'s Retry-After', async () => {
+  it("waits at least the backend's Retry-After", async () => {
     const retry = new RetryStage({ maxRetries: 1, baseDelayMs: 10, random: () => 0 });
     const { fn, attempts } = flaky([new UpstreamOverloaded(2)]);
     const result = retry.execute(fn);

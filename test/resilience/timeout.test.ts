@@ -2,11 +2,16 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamTimeout, UpstreamUnavailable } from '../../src/errors';
 import { TimeoutStage } from '../../src/resilience/timeout';
 
-beforeEach(() => { vi.useFakeTimers(); });
-afterEach(() => { vi.useRealTimers(); });
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 /** A call that settles only when its signal aborts (as an undici request does). */
-const hangs = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+const hangs = (signal: AbortSignal) =>
+  new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
 
 describe('TimeoutStage', () => {
   it('passes a result through', async () => {
@@ -21,7 +26,7 @@ describe('TimeoutStage', () => {
     expect(stage.snapshot()).toEqual({ timeout_ms: 1000, timeouts: 1 });
   });
 
-  it('says client_closed, not a timeout, when the caller\'s signal fires first', async () => {
+  it("says client_closed, not a timeout, when the caller's signal fires first", async () => {
     const stage = new TimeoutStage(1000);
     const caller = new AbortController();
     const result = stage.execute(hangs, caller.signal).catch((e: unknown) => e);
@@ -31,14 +36,22 @@ describe('TimeoutStage', () => {
     expect(stage.snapshot().timeouts).toBe(0);
   });
 
-  it('passes other failures through uncounted, but counts undici\'s own timeout', async () => {
+  it("passes other failures through uncounted, but counts undici's own timeout", async () => {
     const stage = new TimeoutStage(1000);
-    await expect(stage.execute(async () => { throw new UpstreamUnavailable('refused'); })).rejects.toMatchObject({ code: 'upstream_unavailable' });
-    await expect(stage.execute(async () => { throw new UpstreamTimeout(1000); })).rejects.toMatchObject({ code: 'upstream_timeout' });
+    await expect(
+      stage.execute(async () => {
+        throw new UpstreamUnavailable('refused');
+      }),
+    ).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(
+      stage.execute(async () => {
+        throw new UpstreamTimeout(1000);
+      }),
+    ).rejects.toMatchObject({ code: 'upstream_timeout' });
     expect(stage.snapshot().timeouts).toBe(1);
   });
 
-  it('record() counts a stream\'s timeout and nothing else', () => {
+  it("record() counts a stream's timeout and nothing else", () => {
     const stage = new TimeoutStage(1000);
     stage.record(new UpstreamTimeout(1000));
     stage.record(new UpstreamUnavailable('x'));

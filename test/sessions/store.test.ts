@@ -11,8 +11,16 @@ let repo: ConversationRepository;
 let store: SessionStore;
 
 const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => ({
-  ts: 1_700_000_000_000 + i * 1000, sessionId: 's', prompt: `p${i}`, response: `r${i}`, model: 'm',
-  source: 'chat', correlationId: `c${i}`, status: 'ok', owner: 'k_a', ...over,
+  ts: 1_700_000_000_000 + i * 1000,
+  sessionId: 's',
+  prompt: `p${i}`,
+  response: `r${i}`,
+  model: 'm',
+  source: 'chat',
+  correlationId: `c${i}`,
+  status: 'ok',
+  owner: 'k_a',
+  ...over,
 });
 
 beforeEach(async () => {
@@ -98,7 +106,9 @@ describe('the context read in the query profiler', () => {
 
 describe.runIf(URL === ':memory:')('the context read query plan (SQLite)', () => {
   it('reads the turns through (session_id, ts DESC, id DESC), with no scan of conversations or sort', async () => {
-    const rows = (await db.knex.raw(`EXPLAIN QUERY PLAN ${CONTEXT_SQL}`, ['s', 10, 's', 's'] as Knex.RawBinding[])) as Array<{ detail: string }>;
+    const rows = (await db.knex.raw(`EXPLAIN QUERY PLAN ${CONTEXT_SQL}`, ['s', 10, 's', 's'] as Knex.RawBinding[])) as Array<{
+      detail: string;
+    }>;
     const p = rows.map((r) => r.detail).join(' | ');
     expect(p).toMatch(/conversations USING INDEX conversations_session_ts_id/);
     expect(p).not.toMatch(/SCAN conversations(?! USING)/);

@@ -4,7 +4,12 @@ import type { StoredTurn } from '../../src/sessions/store';
 
 /** Turns newest first, as the context read returns them: t{n} ... t1. */
 const turns = (n: number, size = 1): StoredTurn[] =>
-  Array.from({ length: n }, (_, i) => ({ id: n - i, ts: n - i, prompt: `p${n - i}`.padEnd(size, '.'), response: `r${n - i}`.padEnd(size, '.') }));
+  Array.from({ length: n }, (_, i) => ({
+    id: n - i,
+    ts: n - i,
+    prompt: `p${n - i}`.padEnd(size, '.'),
+    response: `r${n - i}`.padEnd(size, '.'),
+  }));
 
 describe('selectWindow', () => {
   it('keeps the newest turns up to maxTurns', () => {
@@ -35,13 +40,19 @@ describe('selectWindow', () => {
 
 describe('buildMessages', () => {
   it('orders system prompt, memories, summary, the window oldest first as user/assistant, then the prompt', () => {
-    const built = buildMessages('now?', { systemPrompt: 'Be brief.', memories: ['m1', 'm2'], summary: 'earlier stuff', turns: turns(2) }, { maxTurns: 10, maxChars: 1e6 });
+    const built = buildMessages(
+      'now?',
+      { systemPrompt: 'Be brief.', memories: ['m1', 'm2'], summary: 'earlier stuff', turns: turns(2) },
+      { maxTurns: 10, maxChars: 1e6 },
+    );
     expect(built.messages).toEqual([
       { role: 'system', content: 'Be brief.' },
       { role: 'system', content: 'Facts to remember in this conversation:\n- m1\n- m2' },
       { role: 'system', content: 'Summary of the earlier conversation:\nearlier stuff' },
-      { role: 'user', content: 'p1' }, { role: 'assistant', content: 'r1' },
-      { role: 'user', content: 'p2' }, { role: 'assistant', content: 'r2' },
+      { role: 'user', content: 'p1' },
+      { role: 'assistant', content: 'r1' },
+      { role: 'user', content: 'p2' },
+      { role: 'assistant', content: 'r2' },
       { role: 'user', content: 'now?' },
     ]);
     expect(built.turns).toBe(2);
@@ -50,6 +61,10 @@ describe('buildMessages', () => {
   });
 
   it('is the prompt alone when there is nothing else', () => {
-    expect(buildMessages('hi', {}, { maxTurns: 10, maxChars: 4000 })).toEqual({ messages: [{ role: 'user', content: 'hi' }], turns: 0, chars: 0 });
+    expect(buildMessages('hi', {}, { maxTurns: 10, maxChars: 4000 })).toEqual({
+      messages: [{ role: 'user', content: 'hi' }],
+      turns: 0,
+      chars: 0,
+    });
   });
 });

@@ -15,7 +15,13 @@ const AM_CONFIG = join(ROOT, 'alertmanager', 'alertmanager.yml');
 const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
 
 function freePort(): Promise<number> {
-  return new Promise((r) => { const s = createTcpServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => r(p)); }); });
+  return new Promise((r) => {
+    const s = createTcpServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => r(p));
+    });
+  });
 }
 
 /** Stops a child process: SIGTERM, SIGKILL after 10 s. */
@@ -81,18 +87,27 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
   const received: Array<{ path: string; body: unknown }> = [];
 
   /** The backend, reached through a relay that can go away (connections refused) and come back. */
-  const relayUp = (): Promise<void> => new Promise((r) => {
-    relay = createTcpServer((client) => {
-      const upstream = connect(Number(new URL(fake.url).port), '127.0.0.1');
-      relaySockets.add(client);
-      relaySockets.add(upstream);
-      const drop = () => { client.destroy(); upstream.destroy(); relaySockets.delete(client); relaySockets.delete(upstream); };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-      client.pipe(upstream).pipe(client);
+  const relayUp = (): Promise<void> =>
+    new Promise((r) => {
+      relay = createTcpServer((client) => {
+        const upstream = connect(Number(new URL(fake.url).port), '127.0.0.1');
+        relaySockets.add(client);
+        relaySockets.add(upstream);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+          relaySockets.delete(client);
+          relaySockets.delete(upstream);
+        };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+        client.pipe(upstream).pipe(client);
+      });
+      relay.listen(relayPort, '127.0.0.1', () => {
+        relayPort = (relay!.address() as AddressInfo).port;
+        r();
+      });
     });
-    relay.listen(relayPort, '127.0.0.1', () => { relayPort = (relay!.address() as AddressInfo).port; r(); });
-  });
   const relayDown = async (): Promise<void> => {
     for (const s of relaySockets) s.destroy();
     relaySockets.clear();
@@ -105,9 +120,15 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
     await relayUp();
     hooks = createHttpServer((req, res) => {
       let raw = '';
-      req.on('data', (c: Buffer) => { raw += c.toString(); });
+      req.on('data', (c: Buffer) => {
+        raw += c.toString();
+      });
       req.on('end', () => {
-        try { received.push({ path: req.url ?? '', body: JSON.parse(raw) }); } catch { received.push({ path: req.url ?? '', body: raw }); }
+        try {
+          received.push({ path: req.url ?? '', body: JSON.parse(raw) });
+        } catch {
+          received.push({ path: req.url ?? '', body: raw });
+        }
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
       });
     });
@@ -120,50 +141,89 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
     writeFileSync(slackUrlFile, `${hooksUrl}/services/T000TEST/B000TEST/testwebhooksecret`);
     type Route = { group_wait?: string; group_interval?: string; repeat_interval?: string; routes?: Route[] };
     const am = parse(readFileSync(AM_CONFIG, 'utf8')) as {
-      global: Record<string, string>; templates: string[]; route: Route;
+      global: Record<string, string>;
+      templates: string[];
+      route: Route;
       receivers: Array<{ webhook_configs?: Array<{ url: string }> }>;
     };
     am.global.slack_api_url_file = slackUrlFile;
     am.global.resolve_timeout = '10s';
     am.templates = [join(ROOT, 'alertmanager', 'templates', '*.tmpl')];
-    const shorten = (r: Route) => { r.group_wait = '1s'; r.group_interval = '2s'; r.repeat_interval = '1h'; for (const c of r.routes ?? []) shorten(c); };
+    const shorten = (r: Route) => {
+      r.group_wait = '1s';
+      r.group_interval = '2s';
+      r.repeat_interval = '1h';
+      for (const c of r.routes ?? []) shorten(c);
+    };
     shorten(am.route);
     for (const rcv of am.receivers) for (const w of rcv.webhook_configs ?? []) w.url = `${hooksUrl}/webhook`;
     writeFileSync(join(dir, 'alertmanager.yml'), stringify(am));
     const amPort = await freePort();
     amUrl = `http://127.0.0.1:${amPort}`;
-    alertmanager = spawn('prometheus-alertmanager', [
-      `--config.file=${join(dir, 'alertmanager.yml')}`, `--storage.path=${join(dir, 'am-data')}`,
-      `--web.listen-address=127.0.0.1:${amPort}`, '--cluster.listen-address=',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
-    alertmanager.stderr!.on('data', (d: Buffer) => { logs += d.toString(); });
+    alertmanager = spawn(
+      'prometheus-alertmanager',
+      [
+        `--config.file=${join(dir, 'alertmanager.yml')}`,
+        `--storage.path=${join(dir, 'am-data')}`,
+        `--web.listen-address=127.0.0.1:${amPort}`,
+        '--cluster.listen-address=',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    alertmanager.stderr!.on('data', (d: Buffer) => {
+      logs += d.toString();
+    });
 
     vega = await startVega({
       env: {
         // The breaker stays open (a long open timeout) until the recovery probe, every second,
         // finds the backend back: the alert sees an open breaker for as long as the outage lasts.
-        LLM_BASE_URL: `http://127.0.0.1:${relayPort}`, BREAKER_FAILURE_THRESHOLD: '2', BREAKER_OPEN_BASE_S: '60',
-        BREAKER_OPEN_MAX_S: '60', BREAKER_HALF_OPEN_SUCCESSES: '1', BREAKER_PROBE_INTERVAL_S: '1', RETRY_MAX_RETRIES: '0',
+        LLM_BASE_URL: `http://127.0.0.1:${relayPort}`,
+        BREAKER_FAILURE_THRESHOLD: '2',
+        BREAKER_OPEN_BASE_S: '60',
+        BREAKER_OPEN_MAX_S: '60',
+        BREAKER_HALF_OPEN_SUCCESSES: '1',
+        BREAKER_PROBE_INTERVAL_S: '1',
+        RETRY_MAX_RETRIES: '0',
       },
     });
 
     // Prometheus: the repository's rules, the breaker alert with a short `for:`, evaluated every second.
-    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; for?: string }> }> };
+    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as {
+      groups: Array<{ rules: Array<{ alert: string; for?: string }> }>;
+    };
     for (const r of rules.groups.flatMap((g) => g.rules)) if (r.alert === 'VegaCircuitBreakerOpen') r.for = '2s';
     writeFileSync(join(dir, 'alerts.yml'), stringify(rules));
     const promPort = await freePort();
-    writeFileSync(join(dir, 'prometheus.yml'), [
-      'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-      `rule_files: ['${join(dir, 'alerts.yml')}']`,
-      `alerting: { alertmanagers: [{ static_configs: [{ targets: ['127.0.0.1:${amPort}'] }] }] }`,
-      'scrape_configs:',
-      '  - job_name: vega',
-      `    static_configs: [{ targets: ['127.0.0.1:${vega.port}'] }]`,
-    ].join('\n'));
-    prometheus = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'prom-data')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    prometheus.stderr!.on('data', (d: Buffer) => { logs += d.toString(); });
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: ['${join(dir, 'alerts.yml')}']`,
+        `alerting: { alertmanagers: [{ static_configs: [{ targets: ['127.0.0.1:${amPort}'] }] }] }`,
+        'scrape_configs:',
+        '  - job_name: vega',
+        `    static_configs: [{ targets: ['127.0.0.1:${vega.port}'] }]`,
+      ].join('\n'),
+    );
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'prom-data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    prometheus.stderr!.on('data', (d: Buffer) => {
+      logs += d.toString();
+    });
     await eventually(async () => (await fetch(`${amUrl}/-/ready`).catch(() => undefined))?.ok, 30_000, 'alertmanager ready');
-    await eventually(async () => (await fetch(`http://127.0.0.1:${promPort}/-/ready`).catch(() => undefined))?.ok, 30_000, 'prometheus ready');
+    await eventually(
+      async () => (await fetch(`http://127.0.0.1:${promPort}/-/ready`).catch(() => undefined))?.ok,
+      30_000,
+      'prometheus ready',
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -177,11 +237,20 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const slack = (status: 'FIRING' | 'RESOLVED') => received.filter((r) => r.path.startsWith('/services/')
-    && JSON.stringify(r.body).includes(`[${status}`) && JSON.stringify(r.body).includes('VegaCircuitBreakerOpen'));
-  const webhook = (status: 'firing' | 'resolved') => received.filter((r) => r.path === '/webhook'
-    && (r.body as { status?: string; groupLabels?: { alertname?: string } }).status === status
-    && (r.body as { groupLabels?: { alertname?: string } }).groupLabels?.alertname === 'VegaCircuitBreakerOpen');
+  const slack = (status: 'FIRING' | 'RESOLVED') =>
+    received.filter(
+      (r) =>
+        r.path.startsWith('/services/') &&
+        JSON.stringify(r.body).includes(`[${status}`) &&
+        JSON.stringify(r.body).includes('VegaCircuitBreakerOpen'),
+    );
+  const webhook = (status: 'firing' | 'resolved') =>
+    received.filter(
+      (r) =>
+        r.path === '/webhook' &&
+        (r.body as { status?: string; groupLabels?: { alertname?: string } }).status === status &&
+        (r.body as { groupLabels?: { alertname?: string } }).groupLabels?.alertname === 'VegaCircuitBreakerOpen',
+    );
 
   it('the backend goes away, the breaker opens, and the page (Slack and the webhook) says so with the summary, runbook and dashboard', async () => {
     await relayDown();
@@ -201,7 +270,11 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
 
   it('the backend comes back, a chat closes the breaker, and the resolved notification follows', async () => {
     await relayUp();
-    await eventually(async () => (await postJson(vega.url, '/chat', { prompt: 'back' })).status === 200, 30_000, 'a chat through the half-open breaker');
+    await eventually(
+      async () => (await postJson(vega.url, '/chat', { prompt: 'back' })).status === 200,
+      30_000,
+      'a chat through the half-open breaker',
+    );
     await eventually(() => slack('RESOLVED').length > 0, 90_000, `resolved notification at the fake Slack webhook\n${logs.slice(-2000)}`);
     expect(JSON.stringify(slack('RESOLVED')[0]!.body)).toContain('[RESOLVED] VegaCircuitBreakerOpen (critical)');
     await eventually(() => webhook('resolved').length > 0, 30_000, 'resolved notification at the generic webhook');
@@ -210,7 +283,8 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
   it('holds back the other alerts of an instance while VegaDown fires for it (inhibition)', async () => {
     const labels = (alertname: string, severity: string) => ({ alertname, severity, instance: 'inhibit-test:8000', job: 'vega' });
     const res = await fetch(`${amUrl}/api/v2/alerts`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify([
         { labels: labels('VegaDown', 'critical'), annotations: { summary: 'down' } },
         { labels: labels('VegaLowSuccessRate', 'critical'), annotations: { summary: 'low' } },
@@ -219,10 +293,14 @@ describe('an alert from a real fault reaches Slack, firing then resolved', () =>
     });
     expect(res.status).toBe(200);
     type AmAlert = { labels: Record<string, string>; status: { state: string; inhibitedBy: string[] } };
-    const alerts = await eventually(async () => {
-      const list = (await (await fetch(`${amUrl}/api/v2/alerts?filter=alertname%3D%22VegaLowSuccessRate%22`)).json()) as AmAlert[];
-      return list.length === 2 && list.every((a) => a.status.state !== 'unprocessed') ? list : undefined;
-    }, 30_000, 'both alerts processed');
+    const alerts = await eventually(
+      async () => {
+        const list = (await (await fetch(`${amUrl}/api/v2/alerts?filter=alertname%3D%22VegaLowSuccessRate%22`)).json()) as AmAlert[];
+        return list.length === 2 && list.every((a) => a.status.state !== 'unprocessed') ? list : undefined;
+      },
+      30_000,
+      'both alerts processed',
+    );
     const held = alerts.find((a) => a.labels.instance === 'inhibit-test:8000')!;
     const other = alerts.find((a) => a.labels.instance === 'other:8000')!;
     expect(held.status.state).toBe('suppressed');

@@ -16,7 +16,12 @@ const { allQueries } = require(join(ROOT, 'scripts', 'gen-dashboards.js')) as { 
 const run = (cmd: string, args: string[], input?: string, env?: Record<string, string>) =>
   spawnSync(cmd, args, { cwd: ROOT, input, encoding: 'utf8', timeout: 60_000, env: env ? { ...process.env, ...env } : undefined });
 /** What compose needs from the operator (it refuses to start without them). */
-const STACK_ENV = { API_KEY: 'stack-test-key-0123456789abcdef', METRICS_API_KEY: 'stack-metrics-key-0123456789ab', GRAFANA_ADMIN_PASSWORD: 'stack-test-grafana-pw', POSTGRES_PASSWORD: 'stack-test-pg-pw' };
+const STACK_ENV = {
+  API_KEY: 'stack-test-key-0123456789abcdef',
+  METRICS_API_KEY: 'stack-metrics-key-0123456789ab',
+  GRAFANA_ADMIN_PASSWORD: 'stack-test-grafana-pw',
+  POSTGRES_PASSWORD: 'stack-test-pg-pw',
+};
 
 describe('alert rules', () => {
   it('pass promtool check rules and promtool test rules', () => {
@@ -27,8 +32,11 @@ describe('alert rules', () => {
   });
 
   it('has a promtool test and a runbook section for every alert', () => {
-    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; annotations: Record<string, string> }> }> };
-    const dashboards = readdirSync(join(ROOT, 'dashboards')).filter((f) => f.endsWith('.json'))
+    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as {
+      groups: Array<{ rules: Array<{ alert: string; annotations: Record<string, string> }> }>;
+    };
+    const dashboards = readdirSync(join(ROOT, 'dashboards'))
+      .filter((f) => f.endsWith('.json'))
       .map((f) => (JSON.parse(readFileSync(join(ROOT, 'dashboards', f), 'utf8')) as { uid: string }).uid);
     const tests = readFileSync(join(ROOT, 'prometheus', 'alerts.test.yml'), 'utf8');
     const runbook = readFileSync(join(ROOT, 'docs', 'runbook.md'), 'utf8');
@@ -46,8 +54,23 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
   it('docker-compose config accepts the file, and every file it mounts exists', () => {
     const res = run('docker-compose', ['-f', 'docker-compose.yml', 'config'], undefined, STACK_ENV);
     expect(res.status, res.stderr).toBe(0);
-    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { volumes?: string[]; build?: string }> };
-    expect(Object.keys(compose.services).sort()).toEqual(['alertmanager', 'grafana', 'jaeger', 'nginx', 'otel-collector', 'postgres', 'prometheus', 'redis', 'simulator', 'vega-1', 'vega-2', 'vega-3']);
+    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+      services: Record<string, { volumes?: string[]; build?: string }>;
+    };
+    expect(Object.keys(compose.services).sort()).toEqual([
+      'alertmanager',
+      'grafana',
+      'jaeger',
+      'nginx',
+      'otel-collector',
+      'postgres',
+      'prometheus',
+      'redis',
+      'simulator',
+      'vega-1',
+      'vega-2',
+      'vega-3',
+    ]);
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const v of svc.volumes ?? []) {
         const source = v.split(':')[0]!;
@@ -65,9 +88,19 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
       expect(res.stderr).toContain(missing);
     }
     const compose = parse(run('docker-compose', ['-f', 'docker-compose.yml', 'config'], undefined, STACK_ENV).stdout) as {
-      services: Record<string, { ports?: Array<string | { host_ip?: string; published?: string | number }>; command?: string[]; entrypoint?: string[]; environment?: Record<string, string> }>;
+      services: Record<
+        string,
+        {
+          ports?: Array<string | { host_ip?: string; published?: string | number }>;
+          command?: string[];
+          entrypoint?: string[];
+          environment?: Record<string, string>;
+        }
+      >;
     };
-    const published = Object.entries(compose.services).filter(([, svc]) => (svc.ports ?? []).length > 0).map(([name]) => name);
+    const published = Object.entries(compose.services)
+      .filter(([, svc]) => (svc.ports ?? []).length > 0)
+      .map(([name]) => name);
     expect(published).toEqual(['nginx']);
     expect(JSON.stringify(compose.services.nginx!.ports)).toContain('127.0.0.1');
     expect(JSON.stringify(compose.services.prometheus)).not.toContain('enable-admin-api');
@@ -79,7 +112,9 @@ describe('docker-compose.yml and otel-collector.yaml', () => {
   });
 
   it('the collector config is YAML naming only contrib components, wired OTLP in (gRPC and HTTP), traces to Jaeger and spanmetrics, metrics to Prometheus', () => {
-    const c = parse(readFileSync(join(ROOT, 'otel-collector.yaml'), 'utf8')) as Record<string, Record<string, unknown>> & { service: { pipelines: Record<string, { receivers: string[]; processors: string[]; exporters: string[] }>; extensions: string[] } };
+    const c = parse(readFileSync(join(ROOT, 'otel-collector.yaml'), 'utf8')) as Record<string, Record<string, unknown>> & {
+      service: { pipelines: Record<string, { receivers: string[]; processors: string[]; exporters: string[] }>; extensions: string[] };
+    };
     // Component types of the otelcol-contrib distribution this config may use.
     const contrib: Record<string, string[]> = {
       receivers: ['otlp', 'prometheus', 'hostmetrics', 'jaeger', 'zipkin', 'filelog'],
@@ -119,33 +154,70 @@ describe('against a real Prometheus scraping Vega under load', () => {
     // A real Redis, so the shared-state panels (Redis reachable, Redis command p95) have series.
     redis = await startRedis();
     spare = await FakeOllama.start();
-    integration = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{}'); });
+    integration = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
     await new Promise<void>((r) => integration.listen(0, '127.0.0.1', r));
     const intUrl = `http://127.0.0.1:${(integration.address() as AddressInfo).port}`;
     vega = await startVega({
       env: {
-        LLM_BASE_URL: fake.url, REDIS_URL: redis.url, LLM_FALLBACKS: `ollama=${spare.url}`, CACHE_MAX_ENTRIES: '100', SLOW_QUERY_MS: '0.01', BREAKER_FAILURE_THRESHOLD: '3', RETRY_MAX_RETRIES: '1',
-        RATE_LIMIT_RPS: '1000', RATE_LIMIT_GLOBAL_RPS: '1000', GITHUB_API_URL: `${intUrl}/gh`, SEARCH_URL: `${intUrl}/ddg`, SHODAN_API_URL: 'http://127.0.0.1:9/shodan', SHODAN_API_KEY: 'k',
+        LLM_BASE_URL: fake.url,
+        REDIS_URL: redis.url,
+        LLM_FALLBACKS: `ollama=${spare.url}`,
+        CACHE_MAX_ENTRIES: '100',
+        SLOW_QUERY_MS: '0.01',
+        BREAKER_FAILURE_THRESHOLD: '3',
+        RETRY_MAX_RETRIES: '1',
+        RATE_LIMIT_RPS: '1000',
+        RATE_LIMIT_GLOBAL_RPS: '1000',
+        GITHUB_API_URL: `${intUrl}/gh`,
+        SEARCH_URL: `${intUrl}/ddg`,
+        SHODAN_API_URL: 'http://127.0.0.1:9/shodan',
+        SHODAN_API_KEY: 'k',
       },
     });
     dir = mkdtempSync(join(tmpdir(), 'vega-prom-'));
-    const port = await new Promise<number>((r) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => r(p)); }); });
-    writeFileSync(join(dir, 'prometheus.yml'), [
-      'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-      `rule_files: ['${join(ROOT, 'prometheus', 'alerts.yml')}']`,
-      'scrape_configs:',
-      '  - job_name: vega',
-      `    static_configs: [{ targets: ['127.0.0.1:${vega.port}'] }]`,
-    ].join('\n'));
-    prometheus = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    prometheus.stderr!.on('data', (d: Buffer) => { promLog += d.toString(); });
+    const port = await new Promise<number>((r) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => r(p));
+      });
+    });
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: ['${join(ROOT, 'prometheus', 'alerts.yml')}']`,
+        'scrape_configs:',
+        '  - job_name: vega',
+        `    static_configs: [{ targets: ['127.0.0.1:${vega.port}'] }]`,
+      ].join('\n'),
+    );
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    prometheus.stderr!.on('data', (d: Buffer) => {
+      promLog += d.toString();
+    });
     promUrl = `http://127.0.0.1:${port}`;
     await eventually(async () => (await fetch(`${promUrl}/-/ready`).catch(() => undefined))?.ok, 30_000, 'prometheus ready');
     // Prometheus hands discovered targets to its scraper on a 5 s tick: wait for the first scrape.
-    await eventually(async () => {
-      const r = await jsonOf(await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('up{job="vega"}')}`));
-      return r.data.result.length > 0;
-    }, 30_000, 'the first scrape of Vega');
+    await eventually(
+      async () => {
+        const r = await jsonOf(await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('up{job="vega"}')}`));
+        return r.data.result.length > 0;
+      },
+      30_000,
+      'the first scrape of Vega',
+    );
 
     // The scripted load: chats, repeats (cache), a burst (coalescing), streams, failures that open
     // the breaker, an integration health run with one integration down.
@@ -183,7 +255,11 @@ describe('against a real Prometheus scraping Vega under load', () => {
   });
 
   const query = async (expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> =>
-    jsonOf(await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*'))}`));
+    jsonOf(
+      await fetch(
+        `${promUrl}/api/v1/query?query=${encodeURIComponent(expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*'))}`,
+      ),
+    );
 
   it('Prometheus scrapes Vega', async () => {
     const targets = await jsonOf(await fetch(`${promUrl}/api/v1/targets`));
@@ -210,13 +286,18 @@ describe('against a real Prometheus scraping Vega under load', () => {
   });
 
   it('every alert expression parses, and its measured part returns at least one series', async () => {
-    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+    const rules = parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as {
+      groups: Array<{ rules: Array<{ alert: string; expr: string }> }>;
+    };
     const empty: string[] = [];
     for (const rule of rules.groups.flatMap((g) => g.rules)) {
       const full = await query(rule.expr);
       expect(full.status, `${rule.alert}: ${full.error}`).toBe('success');
       // The alert's condition is (rightly) false here; what must exist is the series it compares.
-      const measured = rule.expr.split(/\n\s*(?:and|unless|or)\s/)[0]!.trim().replace(/\s*(==|!=|>=|<=|>|<)\s*[0-9.]+\s*$/, '');
+      const measured = rule.expr
+        .split(/\n\s*(?:and|unless|or)\s/)[0]!
+        .trim()
+        .replace(/\s*(==|!=|>=|<=|>|<)\s*[0-9.]+\s*$/, '');
       const r = await query(measured);
       if ((r.data?.result.length ?? 0) === 0) empty.push(`${rule.alert}: ${measured}`);
     }
@@ -225,7 +306,8 @@ describe('against a real Prometheus scraping Vega under load', () => {
 
   it('Prometheus loaded the alert rules', async () => {
     const rules = await jsonOf(await fetch(`${promUrl}/api/v1/rules`));
-    const inRepo = (parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: unknown[] }> }).groups[0]!.rules.length;
+    const inRepo = (parse(readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: unknown[] }> })
+      .groups[0]!.rules.length;
     expect(rules.data.groups[0].rules.length).toBe(inRepo);
   });
 });

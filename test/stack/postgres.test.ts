@@ -11,7 +11,8 @@ describe.runIf(URL)('Vega on PostgreSQL', () => {
 
   beforeAll(async () => {
     const db = openDatabase(URL!);
-    for (const t of ['sessions', 'memories', 'conversations', 'knex_migrations', 'knex_migrations_lock']) await db.knex.schema.dropTableIfExists(t);
+    for (const t of ['sessions', 'memories', 'conversations', 'knex_migrations', 'knex_migrations_lock'])
+      await db.knex.schema.dropTableIfExists(t);
     await db.knex.destroy();
     fake = await FakeOllama.start();
     vega = await startVega({ env: { LLM_BASE_URL: fake.url, DATABASE_URL: URL } });

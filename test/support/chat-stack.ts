@@ -35,7 +35,10 @@ export interface ChatStack {
  * The chat use case wired in-process as src/wiring.ts wires it (real stages, a real Ollama
  * provider over a real pool, a real conversation log on in-memory SQLite), against `baseUrl`.
  */
-export async function chatStack(baseUrl: string, opts: { timeoutMs?: number; maxRetries?: number; cacheEntries?: number } = {}): Promise<ChatStack> {
+export async function chatStack(
+  baseUrl: string,
+  opts: { timeoutMs?: number; maxRetries?: number; cacheEntries?: number } = {},
+): Promise<ChatStack> {
   const db = await freshDatabase();
   const pool = new HttpPool({ connectionsPerOrigin: 4 });
   const timeoutMs = opts.timeoutMs ?? 5000;
@@ -54,11 +57,21 @@ export async function chatStack(baseUrl: string, opts: { timeoutMs?: number; max
   const repo = new ConversationRepository(db.knex);
   const conversationLog = new ConversationLog(repo);
   const chat = new ChatService({
-    provider, pipeline, conversations: conversationLog, logger: pino({ level: 'silent' }),
+    provider,
+    pipeline,
+    conversations: conversationLog,
+    logger: pino({ level: 'silent' }),
     defaults: { model: 'llama3.2', temperature: 0.7, topP: 1, maxTokens: 256 },
   });
   return {
-    db, pool, stages, breaker, pipeline, repo, conversationLog, chat,
+    db,
+    pool,
+    stages,
+    breaker,
+    pipeline,
+    repo,
+    conversationLog,
+    chat,
     async close() {
       await pool.close();
       await db.knex.destroy();

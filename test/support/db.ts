@@ -8,7 +8,8 @@ export const TEST_DATABASE_URL = process.env.VEGA_TEST_DATABASE_URL ?? ':memory:
 export async function freshDatabase(): Promise<Database> {
   const db = openDatabase(TEST_DATABASE_URL);
   if (db.system === 'postgresql') {
-    for (const t of ['sessions', 'memories', 'conversations', 'knex_migrations', 'knex_migrations_lock']) await db.knex.schema.dropTableIfExists(t);
+    for (const t of ['sessions', 'memories', 'conversations', 'knex_migrations', 'knex_migrations_lock'])
+      await db.knex.schema.dropTableIfExists(t);
   }
   await migrateLatest(db.knex);
   return db;

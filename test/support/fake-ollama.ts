@@ -74,7 +74,9 @@ export class FakeOllama {
     this.#server = createServer((req, res) => {
       let raw = '';
       req.setEncoding('utf8');
-      req.on('data', (c: string) => { raw += c; });
+      req.on('data', (c: string) => {
+        raw += c;
+      });
       req.on('end', () => {
         let body: Record<string, unknown> | undefined;
         try {
@@ -110,7 +112,9 @@ export class FakeOllama {
 
   /** The messages each `/api/chat` call carried, in the order the calls arrived: what the model was sent. */
   get sentMessages(): Array<Array<{ role: string; content: string }>> {
-    return this.calls.filter((c) => c.path === '/api/chat').map((c) => (c.body?.messages ?? []) as Array<{ role: string; content: string }>);
+    return this.calls
+      .filter((c) => c.path === '/api/chat')
+      .map((c) => (c.body?.messages ?? []) as Array<{ role: string; content: string }>);
   }
 
   behave(b: Partial<FakeOllamaBehaviour>): void {
@@ -129,7 +133,10 @@ export class FakeOllama {
     if (path === '/api/tags' && method === 'GET') {
       return json(res, 200, {
         models: b.models.map((name) => ({
-          name, model: name, modified_at: '2024-12-07T09:32:18.757212583-08:00', size: 3825819519,
+          name,
+          model: name,
+          modified_at: '2024-12-07T09:32:18.757212583-08:00',
+          size: 3825819519,
           digest: 'fe938a131f40e6f6d40083c9f0f430a515233eb2edaa6d72eb85c50d64f2300e',
           details: { format: 'gguf', family: 'llama', families: null, parameter_size: '3B', quantization_level: 'Q4_K_M' },
         })),
@@ -139,9 +146,15 @@ export class FakeOllama {
     if (b.hang) return; // never answer
     if (b.delayMs > 0) await sleep(b.delayMs);
     if (res.destroyed) return;
-    if (b.failStatus !== undefined && (b.failIf === undefined || b.failIf(body)) && (b.failFirst === undefined || this.#failed++ < b.failFirst)) {
+    if (
+      b.failStatus !== undefined &&
+      (b.failIf === undefined || b.failIf(body)) &&
+      (b.failFirst === undefined || this.#failed++ < b.failFirst)
+    ) {
       for (const [k, v] of Object.entries(b.failHeaders ?? {})) res.setHeader(k, v);
-      return json(res, b.failStatus, { error: b.failStatus === 404 ? `model "${String(body?.model)}" not found, try pulling it first` : 'simulated failure' });
+      return json(res, b.failStatus, {
+        error: b.failStatus === 404 ? `model "${String(body?.model)}" not found, try pulling it first` : 'simulated failure',
+      });
     }
     const model = String(body?.model ?? 'llama3.2');
     if (!b.models.some((m) => m === model || m === `${model}:latest`)) {
@@ -149,16 +162,29 @@ export class FakeOllama {
     }
     const isChat = path === '/api/chat';
     const offersTools = isChat && Array.isArray(body?.tools);
-    if (offersTools && b.noToolSupport) return json(res, 400, { error: `registry.ollama.ai/library/${model}:latest does not support tools` });
+    if (offersTools && b.noToolSupport)
+      return json(res, 400, { error: `registry.ollama.ai/library/${model}:latest does not support tools` });
     const lastRole = (body?.messages as Array<{ role?: string }> | undefined)?.at(-1)?.role;
     if (offersTools && b.toolCalls && (lastRole !== 'tool' || b.toolCallsAlways)) {
       const calls = b.toolCalls.map((c) => ({ function: { name: c.name, arguments: c.arguments } }));
       const stats = { prompt_eval_count: 12, eval_count: 6 };
       const at = new Date().toISOString();
-      if (body?.stream === false) return json(res, 200, { model, created_at: at, message: { role: 'assistant', content: '', tool_calls: calls }, done_reason: 'stop', done: true, ...stats });
+      if (body?.stream === false)
+        return json(res, 200, {
+          model,
+          created_at: at,
+          message: { role: 'assistant', content: '', tool_calls: calls },
+          done_reason: 'stop',
+          done: true,
+          ...stats,
+        });
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      res.write(`${JSON.stringify({ model, created_at: at, message: { role: 'assistant', content: '', tool_calls: calls }, done: false })}\n`);
-      res.end(`${JSON.stringify({ model, created_at: at, message: { role: 'assistant', content: '' }, done_reason: 'stop', done: true, ...stats })}\n`);
+      res.write(
+        `${JSON.stringify({ model, created_at: at, message: { role: 'assistant', content: '', tool_calls: calls }, done: false })}\n`,
+      );
+      res.end(
+        `${JSON.stringify({ model, created_at: at, message: { role: 'assistant', content: '' }, done_reason: 'stop', done: true, ...stats })}\n`,
+      );
       return;
     }
     const prompt = isChat
@@ -166,8 +192,12 @@ export class FakeOllama {
       : String(body?.prompt ?? '');
     const chunks = b.chunks ?? ['Echo', ': ', prompt];
     const stats = {
-      total_duration: 5043500667, load_duration: 5025959, prompt_eval_count: prompt.split(/\s+/).filter(Boolean).length,
-      prompt_eval_duration: 325953000, eval_count: chunks.length, eval_duration: 4709213000,
+      total_duration: 5043500667,
+      load_duration: 5025959,
+      prompt_eval_count: prompt.split(/\s+/).filter(Boolean).length,
+      prompt_eval_duration: 325953000,
+      eval_count: chunks.length,
+      eval_duration: 4709213000,
     };
     const created_at = new Date().toISOString();
     if (b.rawBody !== undefined) {
@@ -181,7 +211,10 @@ export class FakeOllama {
         ? { model, created_at, message: { role: 'assistant', content: text }, done_reason: 'stop', done: true, ...stats }
         : { model, created_at, response: text, done: true, done_reason: 'stop', context: [1, 2, 3], ...stats };
       const whole = JSON.stringify(msg);
-      res.writeHead(200, { 'content-type': b.contentType ?? 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(whole) });
+      res.writeHead(200, {
+        'content-type': b.contentType ?? 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(whole),
+      });
       if (b.bodyDelayMs === undefined && !b.cutBody) {
         res.end(whole);
         return;
@@ -220,7 +253,11 @@ export class FakeOllama {
       }
       if (!ok) {
         await new Promise<void>((r) => {
-          const done = () => { res.off('drain', done); res.off('close', done); r(); };
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            r();
+          };
           res.once('drain', done);
           res.once('close', done);
         });
@@ -232,7 +269,14 @@ export class FakeOllama {
       }
     }
     const last = isChat
-      ? { model, created_at: new Date().toISOString(), message: { role: 'assistant', content: '' }, done_reason: 'stop', done: true, ...stats }
+      ? {
+          model,
+          created_at: new Date().toISOString(),
+          message: { role: 'assistant', content: '' },
+          done_reason: 'stop',
+          done: true,
+          ...stats,
+        }
       : { model, created_at: new Date().toISOString(), response: '', done: true, done_reason: 'stop', context: [1, 2, 3], ...stats };
     res.end(`${JSON.stringify(last)}\n`);
   }

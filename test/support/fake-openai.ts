@@ -25,7 +25,9 @@ export class FakeOpenAi {
     this.#server = createServer((req, res) => {
       let raw = '';
       req.setEncoding('utf8');
-      req.on('data', (c: string) => { raw += c; });
+      req.on('data', (c: string) => {
+        raw += c;
+      });
       req.on('end', () => {
         const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : undefined;
         const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -54,10 +56,13 @@ export class FakeOpenAi {
       res.end(JSON.stringify(v));
     };
     if (this.failStatus) return json(this.failStatus, { error: { message: 'simulated failure', type: 'server_error' } });
-    if (path === '/v1/models') return json(200, { object: 'list', data: [{ id: 'gpt-fake', object: 'model', created: 0, owned_by: 'fake' }] });
+    if (path === '/v1/models')
+      return json(200, { object: 'list', data: [{ id: 'gpt-fake', object: 'model', created: 0, owned_by: 'fake' }] });
     if (path === '/info') return json(200, { model_id: 'tgi/fake-model', max_total_tokens: 4096 });
     const messages = (body?.messages as Array<{ role: string; content: string }> | undefined) ?? [];
-    const prompt = path.startsWith('/generate') ? String(body?.inputs ?? '') : messages.filter((m) => m.role === 'user').at(-1)?.content ?? '';
+    const prompt = path.startsWith('/generate')
+      ? String(body?.inputs ?? '')
+      : (messages.filter((m) => m.role === 'user').at(-1)?.content ?? '');
     const pieces = ['Echo', ': ', prompt];
     const model = String(body?.model ?? 'gpt-fake');
     if (path === '/v1/chat/completions' && this.toolCalls && Array.isArray(body?.tools) && messages.at(-1)?.role !== 'tool') {
@@ -65,7 +70,10 @@ export class FakeOpenAi {
     }
     if (path === '/v1/chat/completions' && !body?.stream) {
       return json(200, {
-        id: 'chatcmpl-1', object: 'chat.completion', created: 1, model,
+        id: 'chatcmpl-1',
+        object: 'chat.completion',
+        created: 1,
+        model,
         choices: [{ index: 0, message: { role: 'assistant', content: pieces.join('') }, finish_reason: 'stop' }],
         usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 },
       });
@@ -73,11 +81,17 @@ export class FakeOpenAi {
     if (path === '/v1/chat/completions') {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       for (const [i, p] of pieces.entries()) {
-        res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: p } : { content: p }, finish_reason: null }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: p } : { content: p }, finish_reason: null }] })}\n\n`,
+        );
       }
-      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+      );
       if ((body?.stream_options as { include_usage?: boolean } | undefined)?.include_usage) {
-        res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 } })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 } })}\n\n`,
+        );
       }
       res.end('data: [DONE]\n\n');
       return;
@@ -88,7 +102,9 @@ export class FakeOpenAi {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       pieces.forEach((p, i) => {
         const last = i === pieces.length - 1;
-        res.write(`data:${JSON.stringify({ index: i + 1, token: { id: i, text: p, logprob: -0.1, special: false }, generated_text: last ? pieces.join('') : null, details: last ? details : null })}\n\n`);
+        res.write(
+          `data:${JSON.stringify({ index: i + 1, token: { id: i, text: p, logprob: -0.1, special: false }, generated_text: last ? pieces.join('') : null, details: last ? details : null })}\n\n`,
+        );
       });
       res.end();
       return;
@@ -100,18 +116,39 @@ export class FakeOpenAi {
     const usage = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 };
     if (!stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({
-        id: 'chatcmpl-t', object: 'chat.completion', created: 1, model, usage,
-        choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: calls.map((c, i) => ({ id: `call_fake_${i}`, type: 'function', function: c })) } }],
-      }));
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-t',
+          object: 'chat.completion',
+          created: 1,
+          model,
+          usage,
+          choices: [
+            {
+              index: 0,
+              finish_reason: 'tool_calls',
+              message: {
+                role: 'assistant',
+                content: null,
+                tool_calls: calls.map((c, i) => ({ id: `call_fake_${i}`, type: 'function', function: c })),
+              },
+            },
+          ],
+        }),
+      );
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     const chunk = (delta: unknown, finish: string | null = null) =>
-      res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`,
+      );
     calls.forEach((c, i) => {
       const half = Math.floor(c.arguments.length / 2);
-      chunk({ ...(i === 0 ? { role: 'assistant', content: null } : {}), tool_calls: [{ index: i, id: `call_fake_${i}`, type: 'function', function: { name: c.name, arguments: '' } }] });
+      chunk({
+        ...(i === 0 ? { role: 'assistant', content: null } : {}),
+        tool_calls: [{ index: i, id: `call_fake_${i}`, type: 'function', function: { name: c.name, arguments: '' } }],
+      });
       chunk({ tool_calls: [{ index: i, function: { arguments: c.arguments.slice(0, half) } }] });
       chunk({ tool_calls: [{ index: i, function: { arguments: c.arguments.slice(half) } }] });
     });

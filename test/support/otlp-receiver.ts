@@ -71,7 +71,9 @@ export class OtlpReceiver {
     await closeServer(this.#server);
   }
 
-  #collect(payload: { resourceSpans?: Array<{ scopeSpans?: Array<{ scope?: { name?: string }; spans?: Array<Record<string, unknown>> }> }> }): void {
+  #collect(payload: {
+    resourceSpans?: Array<{ scopeSpans?: Array<{ scope?: { name?: string }; spans?: Array<Record<string, unknown>> }> }>;
+  }): void {
     for (const rs of payload.resourceSpans ?? []) {
       for (const ss of rs.scopeSpans ?? []) {
         for (const s of ss.spans ?? []) {
@@ -85,7 +87,10 @@ export class OtlpReceiver {
             attributes: flatten(s.attributes as Array<{ key: string; value: Record<string, unknown> }> | undefined),
             startTimeUnixNano: nanos(s.startTimeUnixNano),
             endTimeUnixNano: nanos(s.endTimeUnixNano),
-            events: ((s.events ?? []) as Array<{ name?: string; timeUnixNano?: unknown }>).map((e) => ({ name: String(e.name), timeUnixNano: nanos(e.timeUnixNano) })),
+            events: ((s.events ?? []) as Array<{ name?: string; timeUnixNano?: unknown }>).map((e) => ({
+              name: String(e.name),
+              timeUnixNano: nanos(e.timeUnixNano),
+            })),
           });
         }
       }

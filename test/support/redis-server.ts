@@ -26,9 +26,14 @@ async function freePort(): Promise<number> {
 }
 
 async function launch(port: number): Promise<ChildProcess> {
-  const child = spawn(BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('redis-server did not start within 5 s')); }, 5000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('redis-server did not start within 5 s'));
+    }, 5000);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -37,7 +42,10 @@ async function launch(port: number): Promise<ChildProcess> {
         resolve();
       }
     });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited with ${code}: ${out.slice(-300)}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}: ${out.slice(-300)}`));
+    });
   });
   child.stdout!.resume();
   child.stderr!.resume();
@@ -46,7 +54,10 @@ async function launch(port: number): Promise<ChildProcess> {
 
 async function end(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((r) => { child.once('exit', () => r()); child.kill(signal); });
+  await new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.kill(signal);
+  });
 }
 
 /** A throwaway redis-server on a free loopback port; every test that starts one stops it. */
@@ -56,8 +67,17 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    kill: async () => { await end(child, 'SIGKILL'); child = undefined; },
-    restart: async () => { await end(child, 'SIGKILL'); child = await launch(port); },
-    stop: async () => { await end(child, 'SIGTERM'); child = undefined; },
+    kill: async () => {
+      await end(child, 'SIGKILL');
+      child = undefined;
+    },
+    restart: async () => {
+      await end(child, 'SIGKILL');
+      child = await launch(port);
+    },
+    stop: async () => {
+      await end(child, 'SIGTERM');
+      child = undefined;
+    },
   };
 }

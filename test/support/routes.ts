@@ -16,7 +16,8 @@ export function registeredRoutes(): Array<[string, string]> {
   files.push(join(ROOT, 'src', 'http', 'app.ts'));
   const routes: Array<[string, string]> = [];
   for (const f of files) {
-    for (const m of readFileSync(f, 'utf8').matchAll(/router\.(get|post|put|delete|patch)\('([^']+)'/g)) routes.push([m[1]!.toUpperCase(), m[2]!]);
+    for (const m of readFileSync(f, 'utf8').matchAll(/router\.(get|post|put|delete|patch)\('([^']+)'/g))
+      routes.push([m[1]!.toUpperCase(), m[2]!]);
   }
   return routes;
 }

@@ -36,7 +36,7 @@ export function stalledStream(base: string, key: string, body: unknown = { promp
   });
   socket.write(
     `POST /chat HTTP/1.1\r\nHost: ${url.host}\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
+      `Content-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
   );
   return { socket, status, close: () => socket.destroy() };
 }

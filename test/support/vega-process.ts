@@ -44,19 +44,21 @@ export interface VegaProcess {
  * environment the way an operator would, in a fresh temporary directory with its own SQLite file.
  * Nothing from the outer environment leaks in except PATH and HOME.
  */
-export async function startVega(opts: {
-  env?: Record<string, string | undefined>;
-  args?: string[];
-  dir?: string;
-  preload?: boolean;
-  /** Run this script (e.g. scripts/start.js) instead of `--require preload dist/main.js`. */
-  script?: string;
-  /** Node options before the script (e.g. `--expose-gc`). */
-  nodeArgs?: string[];
-  /** Run this executable file itself (its shebang line decides the interpreter), e.g. bin/vega. */
-  executable?: string;
-  startTimeoutMs?: number;
-} = {}): Promise<VegaProcess> {
+export async function startVega(
+  opts: {
+    env?: Record<string, string | undefined>;
+    args?: string[];
+    dir?: string;
+    preload?: boolean;
+    /** Run this script (e.g. scripts/start.js) instead of `--require preload dist/main.js`. */
+    script?: string;
+    /** Node options before the script (e.g. `--expose-gc`). */
+    nodeArgs?: string[];
+    /** Run this executable file itself (its shebang line decides the interpreter), e.g. bin/vega. */
+    executable?: string;
+    startTimeoutMs?: number;
+  } = {},
+): Promise<VegaProcess> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'vega-test-'));
   const dbPath = join(dir, 'vega.db');
   const env: Record<string, string> = {
@@ -79,8 +81,10 @@ export async function startVega(opts: {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const args = opts.executable ? (opts.args ?? ['server'])
-    : opts.script ? [...(opts.nodeArgs ?? []), opts.script, ...(opts.args ?? [])]
+  const args = opts.executable
+    ? (opts.args ?? ['server'])
+    : opts.script
+      ? [...(opts.nodeArgs ?? []), opts.script, ...(opts.args ?? [])]
       : [...(opts.nodeArgs ?? []), ...(opts.preload === false ? [] : ['--require', PRELOAD]), MAIN, ...(opts.args ?? ['server'])];
   // An executable finds `node` on PATH: put the running one first.
   if (opts.executable) env.PATH = `${dirname(process.execPath)}:${env.PATH}`;
@@ -107,7 +111,9 @@ export async function startVega(opts: {
     }
   });
   child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => { raw += chunk; });
+  child.stderr!.on('data', (chunk: string) => {
+    raw += chunk;
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
     child.once('exit', (code, signal) => res({ code, signal }));
   });
@@ -159,20 +165,38 @@ export async function startVega(opts: {
 
 /** Runs Vega with `args` to completion (for commands that exit, or starts that must fail). */
 export async function runVega(
-  env: Record<string, string | undefined>, args: string[] = ['server'], timeoutMs = 15_000, opts: { preload?: boolean } = {},
+  env: Record<string, string | undefined>,
+  args: string[] = ['server'],
+  timeoutMs = 15_000,
+  opts: { preload?: boolean } = {},
 ): Promise<{ code: number | null; output: string; stdout: string; exitedAt: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'vega-run-'));
   try {
-    const merged: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, HOST: '127.0.0.1', PORT: '0', DATABASE_URL: `sqlite:${join(dir, 'v.db')}` };
+    const merged: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      DATABASE_URL: `sqlite:${join(dir, 'v.db')}`,
+    };
     for (const [k, v] of Object.entries(env)) {
       if (v === undefined) delete merged[k];
       else merged[k] = v;
     }
-    const child = spawn(process.execPath, [...(opts.preload ? ['--require', PRELOAD] : []), MAIN, ...args], { cwd: dir, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(opts.preload ? ['--require', PRELOAD] : []), MAIN, ...args], {
+      cwd: dir,
+      env: merged,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     let stdout = '';
-    child.stdout.on('data', (c: Buffer) => { output += c.toString(); stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
+    child.stdout.on('data', (c: Buffer) => {
+      output += c.toString();
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
     const exitedAt = Date.now();

@@ -39,8 +39,25 @@ describe('dashboards and alerts', () => {
     const alerts = readFileSync(join(ROOT, 'prometheus', 'alerts.yml'), 'utf8');
     const exprs = [...allQueries().map((q) => q[2]), ...[...alerts.matchAll(/expr: ([\s\S]*?)\n\s+for:/g)].map((m) => m[1]!)];
     const PROMQL = new Set(['sum', 'by', 'rate', 'increase', 'histogram_quantile', 'max', 'and', 'or', 'le', 'instance', 'job']);
-    const used = new Set(exprs.flatMap((e) => [...e.replace(/\{[^}]*\}/g, '').replace(/"[^"]*"/g, '').matchAll(/\b([a-z][a-z0-9_]*)\b/g)].map((m) => m[1]!))
-      .filter((n) => !PROMQL.has(n) && n.includes('_') && !/^(http_route|gen_ai_provider_name|gen_ai_token_type|vega_cache_result|vega_error_code|http_response_status_code|vega_chat_outcome|vega_breaker_name|vega_llm_backend|vega_llm_fallback_to|db_operation_name|db_collection_name|db_client_connection_state|vega_conversation_status|vega_object_type|vega_integration_name|gen_ai_tool_name|vega_tool_outcome|server_address|server_port|error_type|v8js_gc_type|rate_interval)$/.test(n)));
+    const used = new Set(
+      exprs
+        .flatMap((e) =>
+          [
+            ...e
+              .replace(/\{[^}]*\}/g, '')
+              .replace(/"[^"]*"/g, '')
+              .matchAll(/\b([a-z][a-z0-9_]*)\b/g),
+          ].map((m) => m[1]!),
+        )
+        .filter(
+          (n) =>
+            !PROMQL.has(n) &&
+            n.includes('_') &&
+            !/^(http_route|gen_ai_provider_name|gen_ai_token_type|vega_cache_result|vega_error_code|http_response_status_code|vega_chat_outcome|vega_breaker_name|vega_llm_backend|vega_llm_fallback_to|db_operation_name|db_collection_name|db_client_connection_state|vega_conversation_status|vega_object_type|vega_integration_name|gen_ai_tool_name|vega_tool_outcome|server_address|server_port|error_type|v8js_gc_type|rate_interval)$/.test(
+              n,
+            ),
+        ),
+    );
     const unknown = [...used].filter((n) => !isKnown(n));
     expect(used.size).toBeGreaterThan(30);
     expect(unknown).toEqual([]);

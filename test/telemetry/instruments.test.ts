@@ -22,7 +22,7 @@ describe('INSTRUMENTS', () => {
 // The @ts-expect-error lines below are the test that matters: `npm test` runs tsc over test/, and
 // tsc fails if a misspelt attribute key stops being a compile error.
 describe('createHistogram / createCounter / observe', () => {
-  it('record under the definition\'s attribute keys, and a misspelt key does not compile', async () => {
+  it("record under the definition's attribute keys, and a misspelt key does not compile", async () => {
     const batch = createHistogram(INSTRUMENTS.dbBatchDuration);
     batch.record(0.5, { outcome: 'ok' });
     // @ts-expect-error 'outcom' is not an attribute of vega.db.batch.duration

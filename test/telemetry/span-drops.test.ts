@@ -29,7 +29,9 @@ class StalledExporter implements SpanExporter {
 describe('DropCountingSpanProcessor', () => {
   it('counts each span the batch processor refuses because its queue is full, and only those', async () => {
     const exporter = new StalledExporter();
-    const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(exporter, { maxQueueSize: 3, maxExportBatchSize: 3, scheduledDelayMillis: 60_000 }));
+    const batch = new DropCountingSpanProcessor(
+      new BatchSpanProcessor(exporter, { maxQueueSize: 3, maxExportBatchSize: 3, scheduledDelayMillis: 60_000 }),
+    );
     const tracer = new BasicTracerProvider({ spanProcessors: [batch] }).getTracer('test');
     // 3 go out in an export that stalls, 3 fill the queue behind it, 2 are dropped.
     for (let i = 0; i < 8; i++) tracer.startSpan(`s${i}`).end();

@@ -45,7 +45,8 @@ function nestingViolations(spans: ReceivedSpan[]): string[] {
     }
     const parent = byId.get(child.parentSpanId);
     if (!parent) continue;
-    if (startNs(child) < startNs(parent)) out.push(`${child.name} starts ${startNs(parent) - startNs(child)} ns before its parent ${parent.name}`);
+    if (startNs(child) < startNs(parent))
+      out.push(`${child.name} starts ${startNs(parent) - startNs(child)} ns before its parent ${parent.name}`);
     if (endNs(child) > endNs(parent)) out.push(`${child.name} ends ${endNs(child) - endNs(parent)} ns after its parent ${parent.name}`);
   }
   return out;
@@ -55,8 +56,12 @@ function nestingViolations(spans: ReceivedSpan[]): string[] {
 async function completeTrace(traceId: string): Promise<ReceivedSpan[]> {
   await otlp.waitFor(() => {
     const spans = otlp.trace(traceId);
-    return spans.some((s) => s.kind === SERVER) && spans.some((s) => s.scope.includes('undici'))
-      && spans.some((s) => s.name === 'conversation.batch_write') && spans.some((s) => s.scope.includes('knex'));
+    return (
+      spans.some((s) => s.kind === SERVER) &&
+      spans.some((s) => s.scope.includes('undici')) &&
+      spans.some((s) => s.name === 'conversation.batch_write') &&
+      spans.some((s) => s.scope.includes('knex'))
+    );
   }, 15_000);
   return otlp.trace(traceId);
 }

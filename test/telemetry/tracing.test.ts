@@ -40,8 +40,11 @@ describe('tracing', () => {
 
     await otlp.waitFor(() => {
       const spans = otlp.trace(traceId);
-      return spans.some((s) => s.kind === SERVER) && spans.some((s) => s.kind === CLIENT && s.scope.includes('undici'))
-        && spans.some((s) => s.scope.includes('knex'));
+      return (
+        spans.some((s) => s.kind === SERVER) &&
+        spans.some((s) => s.kind === CLIENT && s.scope.includes('undici')) &&
+        spans.some((s) => s.scope.includes('knex'))
+      );
     });
     const spans = otlp.trace(traceId);
     const server = spans.find((s) => s.kind === SERVER && s.scope.includes('http'))!;
@@ -50,7 +53,9 @@ describe('tracing', () => {
     expect(spans.some((s) => s.scope.includes('koa'))).toBe(true);
     const client = spans.find((s) => s.kind === CLIENT && s.scope.includes('undici'))!;
     const knex = spans.filter((s) => s.scope.includes('knex'));
-    expect(knex.some((s) => String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name).includes('conversations'))).toBe(true);
+    expect(
+      knex.some((s) => String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name).includes('conversations')),
+    ).toBe(true);
 
     const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
     expect(call).toBeDefined();
@@ -99,7 +104,12 @@ describe('logs', () => {
 
 describe('/metrics', () => {
   it('exposes the server duration by route, the pool stats and the gen_ai instruments, with bounded labels only', async () => {
-    await postJson(vega.url, '/chat', { prompt: 'SECRET-PROMPT-TEXT', session_id: 'SECRET-SESSION' }, { 'x-correlation-id': 'SECRET-CORRELATION' });
+    await postJson(
+      vega.url,
+      '/chat',
+      { prompt: 'SECRET-PROMPT-TEXT', session_id: 'SECRET-SESSION' },
+      { 'x-correlation-id': 'SECRET-CORRELATION' },
+    );
     const res = await fetch(`${vega.url}/metrics`);
     expect(res.status).toBe(200);
     const text = await res.text();
@@ -142,7 +152,7 @@ describe('with no span exporter configured', () => {
     await eventually(() => bare.logs.some((l) => l.trace_id === traceId && l.msg === 'request'), 5000, 'access log line');
   });
 
-  it('honours and propagates a caller\'s sampled trace', async () => {
+  it("honours and propagates a caller's sampled trace", async () => {
     const parentTrace = '5bf92f3577b34da6a3ce929d0e0e4737';
     const res = await postJson(bare.url, '/chat', { prompt: 'sampled upstream' }, { traceparent: `00-${parentTrace}-00f067aa0ba902b8-01` });
     expect(res.status).toBe(200);

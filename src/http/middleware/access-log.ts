@@ -14,15 +14,18 @@ export function accessLog(logger: Logger): Middleware<VegaState> {
     const started = performance.now();
     const ids = { trace_id: ctx.state.traceId, span_id: ctx.state.spanId, correlation_id: ctx.state.correlationId };
     onResponseClose(ctx.res, () => {
-      logger.info({
-        ...ids,
-        method: ctx.method,
-        route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined,
-        path: ctx.path.slice(0, 200),
-        status: ctx.status,
-        duration_ms: Math.round((performance.now() - started) * 100) / 100,
-        completed: ctx.res.writableFinished,
-      }, 'request');
+      logger.info(
+        {
+          ...ids,
+          method: ctx.method,
+          route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined,
+          path: ctx.path.slice(0, 200),
+          status: ctx.status,
+          duration_ms: Math.round((performance.now() - started) * 100) / 100,
+          completed: ctx.res.writableFinished,
+        },
+        'request',
+      );
     });
     await next();
   };

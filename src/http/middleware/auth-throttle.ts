@@ -34,7 +34,8 @@ let refusedCounter: ReturnType<typeof createCounter> | undefined;
  * entries, each expiring with its window. Wraps the key check, which throws `unauthorized`.
  */
 export function authThrottle(opts: AuthThrottleOptions, now: () => number = Date.now): (inner: Middleware) => Middleware {
-  if (!Number.isInteger(opts.maxFailures) || opts.maxFailures < 1) throw new RangeError(`authThrottle: maxFailures must be a positive integer, got ${opts.maxFailures}`);
+  if (!Number.isInteger(opts.maxFailures) || opts.maxFailures < 1)
+    throw new RangeError(`authThrottle: maxFailures must be a positive integer, got ${opts.maxFailures}`);
   if (!(opts.windowMs > 0)) throw new RangeError(`authThrottle: windowMs must be positive, got ${opts.windowMs}`);
   const failures = new LRUCache<string, Failures>({ max: opts.maxAddresses ?? 10_000, ttl: opts.windowMs, ttlAutopurge: false });
   return (inner) => async (ctx, next) => {

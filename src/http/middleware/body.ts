@@ -25,7 +25,12 @@ const ENCODINGS = new Set(['', 'identity', 'gzip', 'deflate']);
 export function jsonBody(opts: JsonBodyOptions): Middleware {
   // The library reads, inflates and limits the body; it hands over text, and the depth check and
   // the parse happen here.
-  const read = bodyParser({ enableTypes: ['text'], extendTypes: { text: ['application/json', 'application/*+json'] }, textLimit: opts.limitBytes, encoding: 'utf-8' } as never) as unknown as Middleware;
+  const read = bodyParser({
+    enableTypes: ['text'],
+    extendTypes: { text: ['application/json', 'application/*+json'] },
+    textLimit: opts.limitBytes,
+    encoding: 'utf-8',
+  } as never) as unknown as Middleware;
   const patterns = opts.routes.map((r) => new RegExp(`^${r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}$`));
   const takesBody = (method: string, path: string) => patterns.some((p) => p.test(`${method} ${path}`));
   return async (ctx, next) => {
@@ -42,14 +47,16 @@ export function jsonBody(opts: JsonBodyOptions): Middleware {
     await read(ctx, async () => undefined);
     const raw = (ctx.request as { body?: unknown }).body;
     if (typeof raw === 'string') {
-      if (exceedsDepth(raw, opts.maxDepth)) throw new InvalidRequest(`the JSON body is nested deeper than ${opts.maxDepth} levels`, 'json_too_deep');
+      if (exceedsDepth(raw, opts.maxDepth))
+        throw new InvalidRequest(`the JSON body is nested deeper than ${opts.maxDepth} levels`, 'json_too_deep');
       let parsed: unknown;
       try {
         parsed = JSON.parse(raw);
       } catch {
         throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
       }
-      if (parsed === null || typeof parsed !== 'object') throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
+      if (parsed === null || typeof parsed !== 'object')
+        throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
       (ctx.request as { body?: unknown }).body = parsed;
     }
     return next();
@@ -63,7 +70,8 @@ export function exceedsDepth(text: string, max: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 92) i++; // backslash: skip the escaped character
+      if (c === 92)
+        i++; // backslash: skip the escaped character
       else if (c === 34) inString = false;
     } else if (c === 34) {
       inString = true;

@@ -25,8 +25,13 @@ export function errorHandler(logger: Logger): Middleware<VegaState> {
         span?.setStatus({ code: SpanStatusCode.ERROR, message: err.code });
         // A VegaError is a designed outcome (backend down, breaker open, timeout): a warn line
         // with its code. Only what we did not design gets error level and a stack.
-        if (thrown instanceof VegaError) logger.warn({ error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, err.message);
-        else logger.error({ err: thrown, error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, 'unhandled error');
+        if (thrown instanceof VegaError)
+          logger.warn({ error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, err.message);
+        else
+          logger.error(
+            { err: thrown, error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId },
+            'unhandled error',
+          );
       } else {
         logger.info({ error_code: err.code, status: err.status, correlation_id: ctx.state.correlationId }, err.message);
       }

@@ -34,7 +34,11 @@ export class InflightTracker {
         if (done) return;
         done = true;
         this.#active.delete(ctx);
-        this.#recent.push({ trace_id: ctx.state.traceId ?? '', route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined, finished: performance.now() });
+        this.#recent.push({
+          trace_id: ctx.state.traceId ?? '',
+          route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined,
+          finished: performance.now(),
+        });
         if (this.#recent.length > 64) this.#recent.shift();
         if (this.#active.size === 0) for (const w of this.#waiters.splice(0)) w();
       };
@@ -54,7 +58,10 @@ export class InflightTracker {
    * request that held the loop may have finished.
    */
   activeSince(since: number): Array<{ trace_id: string; route: string | undefined }> {
-    const live = [...this.#active].map((c) => ({ trace_id: c.state.traceId ?? '', route: c._matchedRoute ? String(c._matchedRoute) : undefined }));
+    const live = [...this.#active].map((c) => ({
+      trace_id: c.state.traceId ?? '',
+      route: c._matchedRoute ? String(c._matchedRoute) : undefined,
+    }));
     const finished = this.#recent.filter((r) => r.finished >= since).map(({ trace_id, route }) => ({ trace_id, route }));
     return [...live, ...finished];
   }

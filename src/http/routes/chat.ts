@@ -45,8 +45,12 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     const clientId = ctx.state.clientId ?? 'anonymous';
     // Before the backend call: this turn sees the turns committed before it started.
     const context = await deps.context.prepare({
-      sessionId, given: body.session_id !== undefined, clientId, prompt: body.prompt,
-      useContext: body.context !== false, streamed: body.stream === true,
+      sessionId,
+      given: body.session_id !== undefined,
+      clientId,
+      prompt: body.prompt,
+      useContext: body.context !== false,
+      streamed: body.stream === true,
     });
     ctx.state.serverSpan?.setAttributes({ 'vega.context.turns': context.turns, 'vega.context.chars': context.chars });
     const input = {
@@ -124,7 +128,9 @@ async function* frames(
         yield frame('tool', { id: ev.id, name: ev.name, status: ev.status });
       } else if (ev.type === 'done') {
         yield frame('done', {
-          ...done, model: ev.model, finish_reason: ev.finishReason ?? null,
+          ...done,
+          model: ev.model,
+          finish_reason: ev.finishReason ?? null,
           usage: { input_tokens: ev.usage.inputTokens, output_tokens: ev.usage.outputTokens },
         });
       }

@@ -29,13 +29,19 @@ export const READY_CACHE_MS = 1500;
 type Check = { status: 'ok' | 'unreachable' | 'failing'; latency_ms: number; error?: string; [k: string]: unknown };
 
 /** Runs a check under a deadline; never throws, never blocks the loop. */
-async function timed(fn: (signal: AbortSignal) => Promise<Record<string, unknown> | void>, timeoutMs: number, failStatus: Check['status']): Promise<Check> {
+async function timed(
+  fn: (signal: AbortSignal) => Promise<Record<string, unknown> | void>,
+  timeoutMs: number,
+  failStatus: Check['status'],
+): Promise<Check> {
   const started = performance.now();
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     const extra = await Promise.race([
       fn(signal),
-      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error(`timed out after ${timeoutMs} ms`)), { once: true })),
+      new Promise<never>((_, reject) =>
+        signal.addEventListener('abort', () => reject(new Error(`timed out after ${timeoutMs} ms`)), { once: true }),
+      ),
     ]);
     return { status: 'ok', latency_ms: Math.round(performance.now() - started), ...(extra ?? {}) };
   } catch (err) {
@@ -71,13 +77,35 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
       cached = {
         at: now,
         checks: Promise.all([
-          timed(async () => { await deps.knex.raw('select 1'); }, timeoutMs, 'failing'),
-          timed(async () => {
-            const pending = await pendingMigrations(deps.knex);
-            if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
-          }, timeoutMs, 'failing'),
-          ...deps.backends.map((b) => timed(async (signal) => ({ models: (await b.provider.listModels(signal)).length }), timeoutMs, 'unreachable')),
-          ...(deps.redis ? [timed(async () => { await deps.redis!.ping(); }, timeoutMs, 'unreachable')] : []),
+          timed(
+            async () => {
+              await deps.knex.raw('select 1');
+            },
+            timeoutMs,
+            'failing',
+          ),
+          timed(
+            async () => {
+              const pending = await pendingMigrations(deps.knex);
+              if (pending.length > 0) throw new Error(`pending: ${pending.join(', ')}`);
+            },
+            timeoutMs,
+            'failing',
+          ),
+          ...deps.backends.map((b) =>
+            timed(async (signal) => ({ models: (await b.provider.listModels(signal)).length }), timeoutMs, 'unreachable'),
+          ),
+          ...(deps.redis
+            ? [
+                timed(
+                  async () => {
+                    await deps.redis!.ping();
+                  },
+                  timeoutMs,
+                  'unreachable',
+                ),
+              ]
+            : []),
         ]),
       };
     }
@@ -90,7 +118,13 @@ export function registerHealthRoutes(router: Router<VegaState>, deps: HealthDeps
     // The breakers' states are read now: only the backend calls are reused.
     const llms = deps.backends.map((b, i) => {
       const snap = b.breaker.snapshot();
-      return { name: b.name, backend: b.provider.name, origin: b.provider.origin, ...reached[i]!, breaker: { state: snap.state, retry_at: snap.retry_at } };
+      return {
+        name: b.name,
+        backend: b.provider.name,
+        origin: b.provider.origin,
+        ...reached[i]!,
+        breaker: { state: snap.state, retry_at: snap.retry_at },
+      };
     });
     const [llm, ...fallbacks] = llms;
     const draining = deps.inflight.draining;

@@ -16,7 +16,12 @@ export interface HistoryRouteDeps {
  * `GET /history` and `GET /sessions/:id/history`: keyset-paged, newest first. A client key sees
  * its own conversations and sessions; an admin key sees all.
  */
-export function registerHistoryRoutes(router: Router<VegaState>, conversations: ConversationRepository, sessions: SessionStore, deps: HistoryRouteDeps): void {
+export function registerHistoryRoutes(
+  router: Router<VegaState>,
+  conversations: ConversationRepository,
+  sessions: SessionStore,
+  deps: HistoryRouteDeps,
+): void {
   router.get('/history', async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     await deps.admit(ctx.state.clientId ?? 'anonymous');

@@ -17,7 +17,11 @@ export function registerMetricsRoute(router: Router<VegaState>, metricsApiKey: s
   };
   if (metricsApiKey) {
     const keys = [metricsApiKey]; // one array, so the key's digest is computed once
-    router.get('/metrics', requireApiKey(() => keys), handler);
+    router.get(
+      '/metrics',
+      requireApiKey(() => keys),
+      handler,
+    );
   } else {
     router.get('/metrics', handler);
   }

@@ -25,36 +25,62 @@ import { clientGone, routeOf } from './chat';
 const completionsSchema = memoized((maxPromptChars: number) => buildCompletionsSchema(maxPromptChars));
 
 /** Accepted and ignored: they change nothing about the answer a self-hosted backend gives. */
-export const IGNORED_FIELDS = ['store', 'metadata', 'service_tier', 'prompt_cache_key', 'safety_identifier', 'reasoning_effort', 'verbosity', 'prediction'] as const;
+export const IGNORED_FIELDS = [
+  'store',
+  'metadata',
+  'service_tier',
+  'prompt_cache_key',
+  'safety_identifier',
+  'reasoning_effort',
+  'verbosity',
+  'prediction',
+] as const;
 
 const MAX_TOOLS = 128;
 
 function buildCompletionsSchema(maxPromptChars: number) {
-  const textParts = z.array(z.union([
-    z.object({ type: z.literal('text'), text: z.string() }),
-    z.object({ type: z.literal('refusal'), refusal: z.string() }).transform((p) => ({ type: 'text' as const, text: p.refusal })),
-  ])).transform((parts) => parts.map((p) => p.text).join(''));
+  const textParts = z
+    .array(
+      z.union([
+        z.object({ type: z.literal('text'), text: z.string() }),
+        z.object({ type: z.literal('refusal'), refusal: z.string() }).transform((p) => ({ type: 'text' as const, text: p.refusal })),
+      ]),
+    )
+    .transform((parts) => parts.map((p) => p.text).join(''));
   const content = z.union([z.string(), textParts]);
   const toolCall = z.object({
     id: z.string().min(1).max(200),
     type: z.literal('function'),
     function: z.object({ name: z.string().min(1).max(64), arguments: z.string() }),
   });
-  const message = z.discriminatedUnion('role', [
-    z.object({ role: z.enum(['system', 'developer']), content, name: z.string().max(64).optional() }),
-    z.object({ role: z.literal('user'), content, name: z.string().max(64).optional() }),
-    z.object({
-      role: z.literal('assistant'),
-      content: content.nullish(),
-      tool_calls: z.array(toolCall).max(MAX_TOOLS).optional(),
-      name: z.string().max(64).optional(),
-      refusal: z.string().nullish(),
-      audio: z.null().optional(),
-    }).refine((m) => (m.content !== null && m.content !== undefined) || (m.tool_calls?.length ?? 0) > 0, 'an assistant message needs content or tool_calls'),
-    z.object({ role: z.literal('tool'), content, tool_call_id: z.string().min(1).max(200) }),
-  ], { error: (iss) => (iss.code === 'invalid_union' && 'discriminator' in iss ? 'must be one of: system, developer, user, assistant, tool' : undefined) });
+  const message = z.discriminatedUnion(
+    'role',
+    [
+      z.object({ role: z.enum(['system', 'developer']), content, name: z.string().max(64).optional() }),
+      z.object({ role: z.literal('user'), content, name: z.string().max(64).optional() }),
+      z
+        .object({
+          role: z.literal('assistant'),
+          content: content.nullish(),
+          tool_calls: z.array(toolCall).max(MAX_TOOLS).optional(),
+          name: z.string().max(64).optional(),
+          refusal: z.string().nullish(),
+          audio: z.null().optional(),
+        })
+        .refine(
+          (m) => (m.content !== null && m.content !== undefined) || (m.tool_calls?.length ?? 0) > 0,
+          'an assistant message needs content or tool_calls',
+        ),
+      z.object({ role: z.literal('tool'), content, tool_call_id: z.string().min(1).max(200) }),
+    ],
+    {
+      error: (iss) =>
+        iss.code === 'invalid_union' && 'discriminator' in iss ? 'must be one of: system, developer, user, assistant, tool' : undefined,
+    },
+  );
   const chars = (m: z.infer<typeof message>) =>
-    (m.content ?? '').length + ('tool_calls' in m ? (m.tool_calls ?? []).reduce((n, c) => n + c.function.arguments.length + c.function.name.length, 0) : 0);
+    (m.content ?? '').length +
+    ('tool_calls' in m ? (m.tool_calls ?? []).reduce((n, c) => n + c.function.arguments.length + c.function.name.length, 0) : 0);
   const tool = z.object({
     type: z.literal('function'),
     function: z.object({
@@ -66,8 +92,10 @@ function buildCompletionsSchema(maxPromptChars: number) {
   });
   return z.strictObject({
     model: z.string().regex(MODEL_NAME, 'must be 1-200 characters of letters, digits and . _ : / -').optional(),
-    messages: z.array(message)
-      .min(1, 'must hold at least one message').max(256)
+    messages: z
+      .array(message)
+      .min(1, 'must hold at least one message')
+      .max(256)
       .refine((m) => m.some((x) => x.role === 'user' && (x.content ?? '').trim().length > 0), 'must hold a non-empty user message')
       .refine((m) => m.reduce((n, x) => n + chars(x), 0) <= maxPromptChars, `must total at most ${maxPromptChars} characters`),
     temperature: z.number().min(0).max(2).nullish(),
@@ -79,19 +107,28 @@ function buildCompletionsSchema(maxPromptChars: number) {
     n: z.number().int().min(1).max(128).nullish(),
     user: z.string().max(256).optional(),
     tools: z.array(tool).max(MAX_TOOLS).optional(),
-    tool_choice: z.union([
-      z.enum(['auto', 'none', 'required']),
-      z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) }),
-    ]).optional(),
+    tool_choice: z
+      .union([
+        z.enum(['auto', 'none', 'required']),
+        z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) }),
+      ])
+      .optional(),
     parallel_tool_calls: z.boolean().optional(),
-    response_format: z.discriminatedUnion('type', [
-      z.object({ type: z.literal('text') }),
-      z.object({ type: z.literal('json_object') }),
-      z.object({
-        type: z.literal('json_schema'),
-        json_schema: z.object({ name: z.string().min(1).max(64), description: z.string().optional(), schema: z.record(z.string(), z.unknown()).optional(), strict: z.boolean().nullish() }),
-      }),
-    ]).optional(),
+    response_format: z
+      .discriminatedUnion('type', [
+        z.object({ type: z.literal('text') }),
+        z.object({ type: z.literal('json_object') }),
+        z.object({
+          type: z.literal('json_schema'),
+          json_schema: z.object({
+            name: z.string().min(1).max(64),
+            description: z.string().optional(),
+            schema: z.record(z.string(), z.unknown()).optional(),
+            strict: z.boolean().nullish(),
+          }),
+        }),
+      ])
+      .optional(),
     stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
     presence_penalty: z.number().min(-2).max(2).nullish(),
     frequency_penalty: z.number().min(-2).max(2).nullish(),
@@ -149,15 +186,18 @@ function toMessages(b: CompletionsBody): ChatMessage[] {
         return { role: 'tool', content: m.content, toolCallId: m.tool_call_id };
       case 'assistant':
         return {
-          role: 'assistant', content: m.content ?? '',
-          ...(m.tool_calls?.length ? { toolCalls: m.tool_calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })) } : {}),
+          role: 'assistant',
+          content: m.content ?? '',
+          ...(m.tool_calls?.length
+            ? { toolCalls: m.tool_calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })) }
+            : {}),
         };
     }
   });
 }
 
 function toOptions(b: CompletionsBody): GenerationOptions | undefined {
-  const stop = typeof b.stop === 'string' ? [b.stop] : b.stop ?? undefined;
+  const stop = typeof b.stop === 'string' ? [b.stop] : (b.stop ?? undefined);
   const o: GenerationOptions = {
     ...(b.tools?.length ? { tools: b.tools } : {}),
     ...(b.tool_choice !== undefined ? { toolChoice: b.tool_choice } : {}),
@@ -242,15 +282,30 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
       ctx.set('X-Vega-Backend', out.backend);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {
-        id, object: 'chat.completion', created, model: out.model,
-        choices: [{
-          index: 0,
-          message: out.toolCalls?.length
-            ? { role: 'assistant', content: out.response === '' ? null : out.response, tool_calls: wireToolCalls(out.toolCalls).map(({ index: _i, ...c }) => c), refusal: null }
-            : { role: 'assistant', content: out.response, refusal: null },
-          finish_reason: out.toolCalls?.length ? 'tool_calls' : out.finishReason ?? 'stop', logprobs: null,
-        }],
-        usage: { prompt_tokens: out.usage.inputTokens, completion_tokens: out.usage.outputTokens, total_tokens: out.usage.inputTokens + out.usage.outputTokens },
+        id,
+        object: 'chat.completion',
+        created,
+        model: out.model,
+        choices: [
+          {
+            index: 0,
+            message: out.toolCalls?.length
+              ? {
+                  role: 'assistant',
+                  content: out.response === '' ? null : out.response,
+                  tool_calls: wireToolCalls(out.toolCalls).map(({ index: _i, ...c }) => c),
+                  refusal: null,
+                }
+              : { role: 'assistant', content: out.response, refusal: null },
+            finish_reason: out.toolCalls?.length ? 'tool_calls' : (out.finishReason ?? 'stop'),
+            logprobs: null,
+          },
+        ],
+        usage: {
+          prompt_tokens: out.usage.inputTokens,
+          completion_tokens: out.usage.outputTokens,
+          total_tokens: out.usage.inputTokens + out.usage.outputTokens,
+        },
       };
       return;
     }
@@ -262,7 +317,13 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
-    const stream = Readable.from(chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
+    const stream = Readable.from(
+      chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
+        route: routeOf(ctx),
+        logger: deps.logger,
+      }),
+      { objectMode: false },
+    );
     ctx.body = stream;
     guardStream(ctx.res, stream, {
       ...deps.streamLimits(),
@@ -286,14 +347,20 @@ async function* chunks(
   try {
     for await (const ev of events) {
       if (ev.type === 'delta') {
-        yield frame([{ index: 0, delta: first ? { role: 'assistant', content: ev.text } : { content: ev.text }, finish_reason: null }], model);
+        yield frame(
+          [{ index: 0, delta: first ? { role: 'assistant', content: ev.text } : { content: ev.text }, finish_reason: null }],
+          model,
+        );
         first = false;
         continue;
       }
       if (ev.type === 'tool_calls') {
         // One delta per call: its id, name and the whole arguments text (a client joins deltas by index).
         for (const call of wireToolCalls(ev.calls)) {
-          yield frame([{ index: 0, delta: { ...(first ? { role: 'assistant', content: null } : {}), tool_calls: [call] }, finish_reason: null }], model);
+          yield frame(
+            [{ index: 0, delta: { ...(first ? { role: 'assistant', content: null } : {}), tool_calls: [call] }, finish_reason: null }],
+            model,
+          );
           first = false;
         }
         calledTools = ev.calls.length > 0;
@@ -301,10 +368,12 @@ async function* chunks(
       }
       if (ev.type !== 'done') continue; // server-side tool events are /chat's only
       model = ev.model;
-      yield frame([{ index: 0, delta: {}, finish_reason: calledTools ? 'tool_calls' : ev.finishReason ?? 'stop' }], model);
+      yield frame([{ index: 0, delta: {}, finish_reason: calledTools ? 'tool_calls' : (ev.finishReason ?? 'stop') }], model);
       if (meta.includeUsage) {
         const u = ev.usage;
-        yield frame([], model, { usage: { prompt_tokens: u.inputTokens, completion_tokens: u.outputTokens, total_tokens: u.inputTokens + u.outputTokens } });
+        yield frame([], model, {
+          usage: { prompt_tokens: u.inputTokens, completion_tokens: u.outputTokens, total_tokens: u.inputTokens + u.outputTokens },
+        });
       }
       yield 'data: [DONE]\n\n';
     }

@@ -65,10 +65,18 @@ export function registerSessionRoutes(router: Router<VegaState>, deps: SessionRo
     const gone = exists ? await sessions.forget(sessionId) : { turns: 0, memories: 0, sessions: 0 };
     const rows = gone.turns + gone.memories + gone.sessions;
     // The audit trail of forgetting: who, which session (hashed: the raw id may be personal), how much.
-    deps.logger.info({
-      audit: 'session_deleted', session_hash: sessionHash(sessionId), client_id: ctx.state.clientId,
-      admin: ctx.state.isAdmin === true, rows, turns: gone.turns, memories: gone.memories,
-    }, 'session deleted');
+    deps.logger.info(
+      {
+        audit: 'session_deleted',
+        session_hash: sessionHash(sessionId),
+        client_id: ctx.state.clientId,
+        admin: ctx.state.isAdmin === true,
+        rows,
+        turns: gone.turns,
+        memories: gone.memories,
+      },
+      'session deleted',
+    );
     ctx.body = { session_id: sessionId, deleted: { rows, turns: gone.turns, memories: gone.memories, summaries: gone.sessions } };
   });
 }

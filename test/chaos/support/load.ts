@@ -56,8 +56,16 @@ export interface LoadResult {
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const pool = new Pool(opts.url, { connections: opts.concurrency, pipelining: 1, keepAliveTimeout: 10_000 });
   const result: LoadResult = {
-    sent: 0, byStatus: {}, errorCodes: {}, unexpected5xx: [], designed5xx: 0, transportErrors: 0,
-    okIds: [], hitLatencies: [], otherLatencies: [], durationMs: 0,
+    sent: 0,
+    byStatus: {},
+    errorCodes: {},
+    unexpected5xx: [],
+    designed5xx: 0,
+    transportErrors: 0,
+    okIds: [],
+    hitLatencies: [],
+    otherLatencies: [],
+    durationMs: 0,
   };
   const started = performance.now();
   const end = Date.now() + opts.durationMs;
@@ -121,4 +129,5 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 /** Answers with a 2xx status. */
-export const count2xx = (r: LoadResult): number => Object.entries(r.byStatus).reduce((n, [s, c]) => (Number(s) >= 200 && Number(s) < 300 ? n + c : n), 0);
+export const count2xx = (r: LoadResult): number =>
+  Object.entries(r.byStatus).reduce((n, [s, c]) => (Number(s) >= 200 && Number(s) < 300 ? n + c : n), 0);

@@ -42,8 +42,16 @@ export function recordSection(key: string, section: Section): void {
 
 /** Designed 5xx codes: what the quality bar allows under upstream trouble or a drain. */
 export const DESIGNED_5XX = new Set([
-  'upstream_unavailable', 'upstream_error', 'upstream_overloaded', 'upstream_bad_response',
-  'upstream_stream_interrupted', 'upstream_timeout', 'circuit_open', 'shutting_down', 'storage_busy', 'storage_unavailable',
+  'upstream_unavailable',
+  'upstream_error',
+  'upstream_overloaded',
+  'upstream_bad_response',
+  'upstream_stream_interrupted',
+  'upstream_timeout',
+  'circuit_open',
+  'shutting_down',
+  'storage_busy',
+  'storage_unavailable',
 ]);
 
 const fmt = (v: string | number) => (typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(2)) : v);

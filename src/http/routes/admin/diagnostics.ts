@@ -39,8 +39,17 @@ export function registerDiagnosticsAdmin(router: Router<VegaState>, deps: Diagno
   });
   router.get('/admin/performance/memory/diagnostics', (ctx) => {
     const s = deps.leaks.snapshot();
-    const spaces = getHeapSpaceStatistics().map((h) => ({ space: h.space_name, used_mb: Math.round(h.space_used_size / 10485.76) / 100, size_mb: Math.round(h.space_size / 10485.76) / 100 }));
-    ctx.body = { memory: s.memory, gc_available: s.gc_available, v8_heap_spaces: spaces, leaks: { tracked: s.tracked, potential_leaks: s.potential_leaks, by_type: s.by_type } };
+    const spaces = getHeapSpaceStatistics().map((h) => ({
+      space: h.space_name,
+      used_mb: Math.round(h.space_used_size / 10485.76) / 100,
+      size_mb: Math.round(h.space_size / 10485.76) / 100,
+    }));
+    ctx.body = {
+      memory: s.memory,
+      gc_available: s.gc_available,
+      v8_heap_spaces: spaces,
+      leaks: { tracked: s.tracked, potential_leaks: s.potential_leaks, by_type: s.by_type },
+    };
   });
   router.get('/admin/diagnostics/system', async (ctx) => {
     ctx.body = { ...(await systemSnapshot(deps.dataDir)), event_loop: deps.eventLoop.snapshot() };
@@ -49,12 +58,18 @@ export function registerDiagnosticsAdmin(router: Router<VegaState>, deps: Diagno
     const sys = await systemSnapshot(deps.dataDir);
     const loop = deps.eventLoop.snapshot();
     const leaks = deps.leaks.snapshot();
-    const issues = [...sys.issues, ...loop.reasons.map((r) => `event loop: ${r}`), ...(leaks.potential_leaks > 0 ? [`${leaks.potential_leaks} potential leak(s)`] : [])];
+    const issues = [
+      ...sys.issues,
+      ...loop.reasons.map((r) => `event loop: ${r}`),
+      ...(leaks.potential_leaks > 0 ? [`${leaks.potential_leaks} potential leak(s)`] : []),
+    ];
     const status = sys.status === 'error' || loop.health === 'critical' ? 'error' : issues.length ? 'warning' : 'healthy';
     ctx.body = { status, issues, system: sys.status, event_loop: loop.health, potential_leaks: leaks.potential_leaks };
   });
   router.get('/admin/integrations/health', async (ctx) => {
-    const timeoutMs = intParam(ctx.query.timeout, 'timeout', HEALTH_TIMEOUT.minMs / 1000, HEALTH_TIMEOUT.maxMs / 1000, deps.integrationTimeoutMs / 1000) * 1000;
+    const timeoutMs =
+      intParam(ctx.query.timeout, 'timeout', HEALTH_TIMEOUT.minMs / 1000, HEALTH_TIMEOUT.maxMs / 1000, deps.integrationTimeoutMs / 1000) *
+      1000;
     ctx.body = await deps.eventLoop.monitorAsync('integrations.health', () => deps.integrationHealth.run(timeoutMs), timeoutMs);
   });
   router.get('/admin/config/validate', (ctx) => {

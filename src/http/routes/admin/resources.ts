@@ -15,7 +15,8 @@ export function registerResourcesAdmin(router: Router<VegaState>, deps: Resource
     const issues: string[] = [];
     if (pool.dispatchers_created !== 1) issues.push(`${pool.dispatchers_created} HTTP dispatchers exist; there should be exactly 1`);
     for (const o of pool.origins) {
-      if (o.requests_queued > 0 && o.connections_idle === 0) issues.push(`${o.origin}: ${o.requests_queued} requests wait for a connection`);
+      if (o.requests_queued > 0 && o.connections_idle === 0)
+        issues.push(`${o.origin}: ${o.requests_queued} requests wait for a connection`);
     }
     const cache = deps.configCache.snapshot();
     if (cache.last_error) issues.push(`config reload failed: ${cache.last_error}`);
