@@ -43,7 +43,7 @@ describe('alert rules', () => {
     for (const r of rules.groups.flatMap((g) => g.rules)) {
       expect(tests, r.alert).toContain(`alertname: ${r.alert}`);
       expect(r.annotations.runbook_url).toBe(`docs/runbook.md#${r.alert.toLowerCase()}`);
-      expect(r.annotations.summary, r.alert).toBeTruthy();
+      expect(r.annotations.summary, r.alert).toMatch(/\S/);
       expect(dashboards, `${r.alert} dashboard_url`).toContain(/^\/d\/([a-z-]+)$/.exec(r.annotations.dashboard_url ?? '')?.[1]);
       expect(runbook).toContain(`### ${r.alert}\n`);
     }
