@@ -64,10 +64,13 @@ describe('load', () => {
       const vega = await startVega({ env: { LLM_BASE_URL: fake.url, CACHE_MAX_ENTRIES: '10000', CACHE_TTL_S: '3600' } });
       try {
         for (let i = 0; i < HOT_PROMPTS; i++) {
-          expect((await postJson(vega.url, '/chat', { prompt: `hot ${i}`, session_id: 'load-warm' })).status).toBe(200);
+          expect((await postJson(vega.url, '/chat', { prompt: `hot ${i}`, session_id: 'load-warm', context: false })).status).toBe(200);
           requests++;
         }
-        const hits = (i: number) => ({ path: '/chat', body: { prompt: `hot ${i % HOT_PROMPTS}`, session_id: 'load-calibrate' } });
+        const hits = (i: number) => ({
+          path: '/chat',
+          body: { prompt: `hot ${i % HOT_PROMPTS}`, session_id: 'load-calibrate', context: false },
+        });
         let best: { c: number; rps: number } | undefined;
         for (const c of LEVELS) {
           const r = await runLoad({ url: vega.url, concurrency: c, durationMs: STEP_MS, maxRequests: 100_000, request: hits });
@@ -85,7 +88,7 @@ describe('load', () => {
           maxRequests: 2_000_000,
           request: (i) => ({
             path: '/chat',
-            body: { prompt: i % 10 === 9 ? `fresh ${i}` : `hot ${i % HOT_PROMPTS}`, session_id: 'load-main' },
+            body: { prompt: i % 10 === 9 ? `fresh ${i}` : `hot ${i % HOT_PROMPTS}`, session_id: 'load-main', context: false },
           }),
         });
         requests += main.sent;
