@@ -219,7 +219,14 @@ function stopSteps(c: Components): Step[] {
       },
     },
     { name: 'close_http_pool', timeoutMs: 5000, run: () => c.pool.close() },
-    { name: 'close_database', timeoutMs: 5000, run: () => c.db.knex.destroy() },
+    {
+      name: 'close_database',
+      timeoutMs: 5000,
+      run: async () => {
+        await c.conversationRows?.close();
+        await c.db.knex.destroy();
+      },
+    },
     { name: 'close_redis', timeoutMs: 3000, run: async () => (c.redis ? c.redis.close() : 'not configured') },
     {
       name: 'flush_telemetry',

@@ -5,7 +5,8 @@ import { dirname } from 'node:path';
 import { ConfigCache } from './config/cache';
 import type { Config } from './config/schema';
 import { readEnvironment } from './config/validate';
-import { ConversationRepository } from './db/conversations';
+import { CONVERSATION_COLUMNS, ConversationRepository } from './db/conversations';
+import { SqliteRowInsert, type RowInsert } from './db/sqlite-insert';
 import { openDatabase, type Database } from './db/knex';
 import { ConversationLog } from './db/batch-writer';
 import { QueryProfiler } from './db/profiler';
@@ -57,6 +58,8 @@ export interface Components {
   /** The primary and every fallback, in the order they are tried. */
   readonly backends: BackendChain;
   readonly conversationLog: ConversationLog;
+  /** The conversation inserts' own SQLite connection (closed after the batch writer's flush); unset when knex inserts. */
+  readonly conversationRows: RowInsert | undefined;
   readonly retention: RetentionJob;
   readonly inflight: InflightTracker;
   readonly breakers: BreakerRegistry;
@@ -106,8 +109,33 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`,
     ),
   );
-  const conversations = new ConversationRepository(db.knex);
-  const conversationLog = new ConversationLog(conversations, config.batch);
+  // On a SQLite file, conversations are inserted by a prepared statement on a connection of their
+  // own (profiled like knex's queries); on PostgreSQL and :memory:, through knex.
+  const conversationRows =
+    db.system === 'sqlite' && db.filename && db.filename !== ':memory:'
+      ? new SqliteRowInsert({
+          filename: db.filename,
+          busyTimeoutMs: 5000,
+          table: 'conversations',
+          columns: CONVERSATION_COLUMNS,
+          observe: (sql, ms, err) => profiler.observe(sql, ms, err),
+        })
+      : undefined;
+  const conversations = new ConversationRepository(db.knex, { rows: conversationRows });
+  const conversationLog = new ConversationLog(conversations, {
+    ...config.batch,
+    // The insert's own span is this one when knex does not run it.
+    ...(conversationRows
+      ? {
+          spanAttributes: {
+            'db.system.name': 'sqlite',
+            'db.operation.name': 'insert',
+            'db.collection.name': 'conversations',
+            'db.namespace': db.filename,
+          },
+        }
+      : {}),
+  });
   const retention = new RetentionJob(conversations, logger, config.retention);
   say(
     `✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`,
@@ -286,6 +314,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     provider,
     backends,
     conversationLog,
+    conversationRows,
     retention,
     inflight,
     breakers,

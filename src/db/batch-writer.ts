@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { context, trace, SpanKind, SpanStatusCode, type Context, type Link } from '@opentelemetry/api';
+import { context, trace, SpanKind, SpanStatusCode, type Attributes, type Context, type Link } from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
 import type { ConversationRecord, ConversationRepository } from './conversations';
@@ -14,6 +14,11 @@ export interface BatchWriterOptions {
   readonly maxQueue?: number;
   /** Tries of a batch that fails with a transient error (SQLITE_BUSY, a dropped connection). Default 5. */
   readonly maxAttempts?: number;
+  /**
+   * Attributes every `conversation.batch_write` span carries: the database ones (`db.system.name`,
+   * `db.collection.name`, ...) when the insert runs outside knex, whose own span it then replaces.
+   */
+  readonly spanAttributes?: Attributes;
 }
 
 export interface BatchWriterSnapshot {
@@ -61,7 +66,8 @@ const QUIET_CAP_MS = 2;
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
-  readonly #opts: Required<BatchWriterOptions>;
+  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes'>>;
+  readonly #spanAttributes: Attributes;
   readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
   readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbBatchDuration>;
   #queue: Waiting[] = [];
@@ -85,6 +91,7 @@ export class ConversationLog {
       maxQueue: opts.maxQueue ?? 10_000,
       maxAttempts: opts.maxAttempts ?? 5,
     };
+    this.#spanAttributes = opts.spanAttributes ?? {};
     for (const [k, v] of Object.entries(this.#opts)) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1))
         throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
@@ -166,7 +173,7 @@ export class ConversationLog {
       .slice(0, 128);
     await tracer.startActiveSpan(
       'conversation.batch_write',
-      { kind: SpanKind.INTERNAL, links, attributes: { 'vega.batch.size': batch.length } },
+      { kind: SpanKind.INTERNAL, links, attributes: { ...this.#spanAttributes, 'vega.batch.size': batch.length } },
       async (span) => {
         const started = performance.now();
         let attempt = 0;

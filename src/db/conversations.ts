@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { InvalidRequest } from '../errors';
+import type { RowInsert } from './sqlite-insert';
 
 /** What the chat path hands over to be stored: one finished (or failed) conversation. */
 export interface ConversationRecord {
@@ -77,8 +78,18 @@ export const DEFAULT_PAGE_SIZE = 50;
 export class ConversationRepository {
   #ok = 0;
   #failed = 0;
+  readonly #rows: RowInsert | undefined;
 
-  constructor(private readonly knex: Knex) {}
+  /**
+   * `rows`: the insert path for conversations when not knex's (on SQLite, a prepared statement on a
+   * connection of its own: src/db/sqlite-insert.ts); reads and every other write stay on knex.
+   */
+  constructor(
+    private readonly knex: Knex,
+    opts: { rows?: RowInsert | undefined } = {},
+  ) {
+    this.#rows = opts.rows;
+  }
 
   /** Stores one conversation; resolves with its id once committed. */
   async log(record: ConversationRecord): Promise<number> {
@@ -89,7 +100,9 @@ export class ConversationRepository {
   async logMany(records: readonly ConversationRecord[]): Promise<number[]> {
     // A refused insert is not counted here: the batch writer may retry it (SQLITE_BUSY), and only
     // it knows when a row is lost for good (its failed_rows).
-    const rows = await this.knex('conversations').insert(records.map(toRow), ['id']);
+    const rows = this.#rows
+      ? await this.#rows.insert(records.map(toRow))
+      : await this.knex('conversations').insert(records.map(toRow), ['id']);
     for (const r of records) {
       if (r.status === 'ok') this.#ok++;
       else this.#failed++;
@@ -181,7 +194,30 @@ export class ConversationRepository {
   }
 }
 
-function toRow(r: ConversationRecord): Record<string, unknown> {
+/** The columns a conversation is inserted with, in the order {@link toRow} gives them. */
+export const CONVERSATION_COLUMNS = [
+  'ts',
+  'session_id',
+  'prompt',
+  'response',
+  'model',
+  'source',
+  'reviewed',
+  'correlation_id',
+  'trace_id',
+  'input_tokens',
+  'output_tokens',
+  'latency_ms',
+  'status',
+  'error_code',
+  'cached',
+  'owner',
+  'backend',
+  'messages',
+  'tool_calls',
+] as const;
+
+function toRow(r: ConversationRecord): Record<(typeof CONVERSATION_COLUMNS)[number], unknown> {
   return {
     ts: r.ts,
     session_id: r.sessionId,

@@ -128,6 +128,7 @@ class Ring<T> {
  */
 export class QueryProfiler {
   readonly #pending = new Map<string, Pending>();
+  readonly #classified = new Map<string, { operation: string; table: string }>();
   readonly #slowMs: number;
   readonly #slow: Ring<QueryEntry>;
   readonly #failed: Ring<QueryEntry>;
@@ -163,9 +164,27 @@ export class QueryProfiler {
     const p = uid ? this.#pending.get(uid) : undefined;
     if (!p || !uid) return;
     this.#pending.delete(uid);
-    const ms = performance.now() - p.started;
-    const sql = q.sql ?? '';
-    const { operation, table } = classify(sql, q.method);
+    this.#record(q.sql ?? '', q.method, performance.now() - p.started, err, p.traceId);
+  }
+
+  /**
+   * A query run outside knex (the conversation log's prepared insert on SQLite), recorded like the
+   * ones knex runs: `sql` with placeholders only, `ms` its time, `err` its failure. Call it in the
+   * request's context: the trace id is read from the active span.
+   */
+  observe(sql: string, ms: number, err?: Error): void {
+    this.#record(sql, undefined, ms, err, currentTraceId());
+  }
+
+  #record(sql: string, method: string | undefined, ms: number, err: Error | undefined, traceId: string | undefined): void {
+    // The same few statements run again and again (the conversation insert on every chat): each is classified once.
+    const key = `${method ?? ''} ${sql}`;
+    let kind = this.#classified.get(key);
+    if (!kind) {
+      kind = classify(sql, method);
+      if (this.#classified.size < 1000 && sql.length <= 4000) this.#classified.set(key, kind);
+    }
+    const { operation, table } = kind;
     const attrs: AttributesOf<typeof INSTRUMENTS.dbOperationDuration> = {
       'db.system.name': this.#system,
       'db.operation.name': operation,
@@ -190,7 +209,7 @@ export class QueryProfiler {
       table,
       duration_ms: Math.round(ms * 1000) / 1000,
       at: preciseIso(),
-      trace_id: p.traceId ?? null,
+      trace_id: traceId ?? null,
       ...(err ? { error: driverMessage(err) } : {}),
     });
     if (err) {

@@ -52,7 +52,7 @@ function nestingViolations(spans: ReceivedSpan[]): string[] {
   return out;
 }
 
-/** A chat's trace once its server span, its LLM call and its commit (knex insert) have all arrived. */
+/** A chat's trace once its server span, its LLM call, its commit and its session's claim (knex) have all arrived. */
 async function completeTrace(traceId: string): Promise<ReceivedSpan[]> {
   await otlp.waitFor(() => {
     const spans = otlp.trace(traceId);

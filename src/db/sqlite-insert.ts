@@ -1,0 +1,166 @@
+import { performance } from 'node:perf_hooks';
+import sqlite3 from 'sqlite3';
+
+/** One insert as the profiler sees it: the SQL (placeholders only, never values), its time, its error. */
+export type InsertObserver = (sql: string, ms: number, err: Error | undefined) => void;
+
+/** What a row insert needs: the table, its columns in order, and the rows as column -> value. */
+export interface RowInsert {
+  insert(rows: readonly Record<string, unknown>[]): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * The conversation log's inserts on SQLite, without knex: a connection of their own (the same file,
+ * the same pragmas as knex's) with the one-row insert prepared once. Through knex's query builder
+ * and pool a one-row insert took 0.42 ms (p50, Node 24) where the prepared statement takes 0.05 ms;
+ * that difference was the largest single part of a chat's added latency (bench/analysis.md).
+ *
+ * Rows arrive through the batch writer one transaction at a time, so this connection is SQLite's
+ * one writer most of the time; knex's connection still writes sessions and memories, and the two
+ * take turns on the write lock under `busy_timeout`, as two processes would. A multi-row batch is
+ * one `INSERT ... VALUES (...), (...)` statement: one transaction, all rows or none. The connection
+ * opens on the first insert (after the migrations), and reopens after a failure to open.
+ */
+export class SqliteRowInsert implements RowInsert {
+  readonly #filename: string;
+  readonly #busyTimeoutMs: number;
+  readonly #table: string;
+  readonly #columns: readonly string[];
+  readonly #observe: InsertObserver | undefined;
+  readonly #oneRowSql: string;
+  readonly #checkpointMs: number;
+  #opening: Promise<{ db: sqlite3.Database; one: sqlite3.Statement }> | undefined;
+  #closed = false;
+  /** The connection that checkpoints the WAL, off the inserts' path; its timer; whether rows came since the last one. */
+  #checkpointer: sqlite3.Database | undefined;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #checkpointing = false;
+  #dirty = false;
+
+  constructor(opts: {
+    filename: string;
+    busyTimeoutMs: number;
+    table: string;
+    columns: readonly string[];
+    observe?: InsertObserver;
+    /** How often the WAL is checkpointed by a connection of its own (0: by the inserts' own commits, as SQLite does by default). Default 1000. */
+    checkpointIntervalMs?: number;
+  }) {
+    if (opts.filename === ':memory:') throw new RangeError('SqliteRowInsert: a :memory: database is private to its connection');
+    this.#filename = opts.filename;
+    this.#busyTimeoutMs = opts.busyTimeoutMs;
+    this.#table = opts.table;
+    this.#columns = opts.columns;
+    this.#observe = opts.observe;
+    this.#oneRowSql = this.#sql(1);
+    this.#checkpointMs = opts.checkpointIntervalMs ?? 1000;
+  }
+
+  #sql(rows: number): string {
+    const tuple = `(${this.#columns.map(() => '?').join(', ')})`;
+    return `insert into \`${this.#table}\` (${this.#columns.map((c) => `\`${c}\``).join(', ')}) values ${Array.from({ length: rows }, () => tuple).join(', ')} returning \`id\``;
+  }
+
+  #open(): Promise<{ db: sqlite3.Database; one: sqlite3.Statement }> {
+    this.#opening ??= new Promise<{ db: sqlite3.Database; one: sqlite3.Statement }>((resolve, reject) => {
+      const db = new sqlite3.Database(this.#filename, (openErr) => {
+        if (openErr) return reject(openErr);
+        // With a checkpointer, this connection's commits never checkpoint: SQLite's default (every
+        // 1000 WAL pages, in the commit that crosses it) made about one insert in a hundred take 5-20 ms.
+        const autoCheckpoint = this.#checkpointMs > 0 ? 'PRAGMA wal_autocheckpoint = 0;' : '';
+        db.exec(
+          `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${this.#busyTimeoutMs}; ${autoCheckpoint}`,
+          (err) => {
+            if (err) return db.close(() => reject(err));
+            const one = db.prepare(this.#oneRowSql, (prepErr) => {
+              if (prepErr) return db.close(() => reject(prepErr));
+              this.#startCheckpoints();
+              resolve({ db, one });
+            });
+          },
+        );
+      });
+    }).catch((err: unknown) => {
+      this.#opening = undefined; // the next batch tries again
+      throw err;
+    });
+    return this.#opening;
+  }
+
+  /**
+   * Checkpoints the WAL every `checkpointIntervalMs` from a connection of its own, in SQLite's
+   * PASSIVE mode: it copies what it can without waiting for, or blocking, the writer and readers.
+   */
+  #startCheckpoints(): void {
+    if (this.#checkpointMs <= 0 || this.#checkpointTimer) return;
+    this.#checkpointTimer = setInterval(() => this.#checkpoint(), this.#checkpointMs);
+    this.#checkpointTimer.unref();
+  }
+
+  #checkpoint(): void {
+    if (!this.#dirty || this.#checkpointing || this.#closed) return;
+    this.#dirty = false;
+    this.#checkpointing = true;
+    const run = (db: sqlite3.Database) =>
+      db.get('PRAGMA wal_checkpoint(PASSIVE)', () => {
+        this.#checkpointing = false;
+      });
+    if (this.#checkpointer) return void run(this.#checkpointer);
+    const db = new sqlite3.Database(this.#filename, (err) => {
+      if (err) {
+        this.#checkpointing = false;
+        return;
+      }
+      db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs};`, () => {
+        this.#checkpointer = db;
+        run(db);
+      });
+    });
+  }
+
+  async insert(rows: readonly Record<string, unknown>[]): Promise<number[]> {
+    if (this.#closed) throw new Error('SqliteRowInsert: closed');
+    if (rows.length === 0) return [];
+    const { db, one } = await this.#open();
+    const params: unknown[] = [];
+    for (const row of rows) for (const c of this.#columns) params.push(bindable(row[c]));
+    const sql = rows.length === 1 ? this.#oneRowSql : this.#sql(rows.length);
+    const started = performance.now();
+    try {
+      const out = await new Promise<Array<{ id: number }>>((resolve, reject) => {
+        const done = (err: Error | null, result: Array<{ id: number }>) => (err ? reject(err) : resolve(result));
+        if (rows.length === 1) one.all(params, done);
+        else db.all(sql, params, done);
+      });
+      this.#observe?.(sql, performance.now() - started, undefined);
+      this.#dirty = true;
+      return out.map((r) => r.id);
+    } catch (err) {
+      this.#observe?.(sql, performance.now() - started, err as Error);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = undefined;
+    if (checkpointer) await new Promise<void>((resolve) => checkpointer.close(() => resolve()));
+    const opening = this.#opening;
+    this.#opening = undefined;
+    if (!opening) return;
+    const conn = await opening.catch(() => undefined);
+    if (!conn) return;
+    await new Promise<void>((resolve) => conn.one.finalize(() => resolve()));
+    await new Promise<void>((resolve, reject) => conn.db.close((err) => (err ? reject(err) : resolve())));
+  }
+}
+
+/** SQLite binds numbers, strings, null and buffers; a boolean is stored as 0/1, as knex stores it. */
+function bindable(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  return v;
+}

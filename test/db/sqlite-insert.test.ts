@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CONVERSATION_COLUMNS, ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
+import { openDatabase, type Database } from '../../src/db/knex';
+import { migrateLatest } from '../../src/db/migrations';
+import { QueryProfiler } from '../../src/db/profiler';
+import { SqliteRowInsert } from '../../src/db/sqlite-insert';
+
+let dir: string;
+let db: Database;
+let rows: SqliteRowInsert;
+let profiler: QueryProfiler;
+
+const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => ({
+  ts: 1_700_000_000_000 + i,
+  sessionId: `s-${i}`,
+  prompt: `prompt ${i}`,
+  response: `answer ${i}`,
+  model: 'llama3.2',
+  source: 'chat',
+  correlationId: `c-${i}`,
+  status: 'ok',
+  cached: i % 2 === 0,
+  ...over,
+});
+
+/** A row as the repository hands it over: every column. */
+const row = (over: Record<string, unknown>): Record<string, unknown> => ({
+  ...Object.fromEntries(CONVERSATION_COLUMNS.map((c) => [c, null])),
+  ts: 1,
+  session_id: 's',
+  prompt: 'p',
+  response: '',
+  model: 'm',
+  source: 'chat',
+  reviewed: false,
+  correlation_id: 'c',
+  status: 'ok',
+  cached: false,
+  ...over,
+});
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'vega-insert-'));
+  db = openDatabase(`sqlite:${join(dir, 'v.db')}`);
+  await migrateLatest(db.knex);
+  profiler = new QueryProfiler(db.knex, db.system);
+  rows = new SqliteRowInsert({
+    filename: db.filename!,
+    busyTimeoutMs: 2000,
+    table: 'conversations',
+    columns: CONVERSATION_COLUMNS,
+    observe: (sql, ms, err) => profiler.observe(sql, ms, err),
+  });
+});
+
+afterEach(async () => {
+  await rows.close();
+  await db.knex.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('SqliteRowInsert (the conversation log on a SQLite file)', () => {
+  it('stores rows exactly as the knex path does, and returns their ids in order', async () => {
+    const fast = new ConversationRepository(db.knex, { rows });
+    const viaKnex = new ConversationRepository(db.knex);
+    const a = await fast.logMany([record(1), record(2, { status: 'failed', errorCode: 'upstream_timeout', inputTokens: 3 })]);
+    const b = await viaKnex.logMany([record(3)]);
+    const c = await fast.log(record(4, { messages: '[{"role":"user","content":"x"}]', toolCalls: '[]' }));
+    expect(a).toHaveLength(2);
+    expect(a[1]).toBe(a[0]! + 1);
+    expect(b[0]).toBe(a[1]! + 1);
+    expect(c).toBe(b[0]! + 1);
+    const page = await fast.page({ limit: 10 });
+    const byId = new Map(page.items.map((r) => [r.id, r]));
+    expect(byId.get(a[0]!)).toMatchObject({ session_id: 's-1', prompt: 'prompt 1', cached: false, status: 'ok', reviewed: false });
+    expect(byId.get(a[1]!)).toMatchObject({ status: 'failed', error_code: 'upstream_timeout', input_tokens: 3, cached: true });
+    expect(byId.get(c)).toMatchObject({ messages: [{ role: 'user', content: 'x' }], tool_calls: [] });
+    // The same row through either path reads back the same (ids and times aside).
+    const same = (id: number) => {
+      const { id: _id, ts: _ts, session_id: _s, prompt: _p, response: _r, correlation_id: _c, cached: _k, ...rest } = byId.get(id)!;
+      return rest;
+    };
+    expect(same(a[0]!)).toEqual(same(b[0]!));
+  });
+
+  it('is profiled like a knex query: operation, table, and no bound values', async () => {
+    profiler.reset();
+    await rows.insert([row({ session_id: 'secret-session', prompt: 'secret prompt' })]);
+    const s = profiler.snapshot();
+    expect(s.total_queries).toBe(1);
+    expect(s.by_operation.insert?.count).toBe(1);
+    expect(JSON.stringify(s)).not.toContain('secret');
+  });
+
+  it('fails a bad row without losing the connection, and refuses work once closed', async () => {
+    // NOT NULL on prompt: the insert fails, the failure is profiled, the next insert works.
+    await expect(rows.insert([row({ prompt: null })])).rejects.toThrow(/NOT NULL/);
+    expect(profiler.snapshot().failed_queries).toBe(1);
+    const [id] = await rows.insert([row({ ts: 2 })]);
+    expect(id).toBeGreaterThan(0);
+    await rows.close();
+    await expect(rows.insert([row({ ts: 3 })])).rejects.toThrow(/closed/);
+  });
+
+  it('refuses :memory:, which another connection could not see', () => {
+    expect(() => new SqliteRowInsert({ filename: ':memory:', busyTimeoutMs: 1, table: 't', columns: ['a'] })).toThrow(RangeError);
+  });
+});
