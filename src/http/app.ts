@@ -30,6 +30,7 @@ import { registerDiagnosticsAdmin, type DiagnosticsAdminDeps } from './routes/ad
 import { registerAdminAliases } from './routes/admin/aliases';
 import { registerComprehensiveAdmin } from './routes/admin/comprehensive';
 import { requireJson } from './validation';
+import { telemetryHooks } from '../telemetry/hooks';
 
 export interface AppDeps {
   readonly config: () => Config;
@@ -149,13 +150,17 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   });
   // Bodies are read only for the routes that take one, after auth and before the route runs.
   app.use(jsonBody({ routes: BODY_ROUTES, limitBytes: config.limits.maxBodyBytes, maxDepth: config.limits.maxJsonDepth }));
-  // Routes are registered above, before this: the koa instrumentation patches the router's layers
-  // when it is `use`d, and that is what puts `http.route` on spans and metrics.
   // The router answers a wrong method with 405 (an unknown one with 501) and an `Allow` header;
   // this turns both into the one error shape as a 405 (an unknown method is the client's
   // mistake, never a 5xx), keeping `Allow`.
+  // The matched route names the server span and labels http.server.request.duration (errors too).
+  const setRoute = telemetryHooks().setRoute;
   app.use(async (ctx, next) => {
-    await next();
+    try {
+      await next();
+    } finally {
+      if (ctx._matchedRoute !== undefined) setRoute?.(String(ctx._matchedRoute));
+    }
     if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
       const allow = ctx.response.get('Allow');
       if (allow === '') ctx.remove('Allow');

@@ -11,7 +11,7 @@
  * /metrics (Prometheus text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
  */
 import { NodeSDK, core } from '@opentelemetry/sdk-node';
-import { trace, TraceFlags, type Context, type TextMapGetter, type TextMapPropagator, type TextMapSetter } from '@opentelemetry/api';
+import { context, trace, TraceFlags, type Context, type TextMapGetter, type TextMapPropagator, type TextMapSetter } from '@opentelemetry/api';
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -22,7 +22,6 @@ import type { IncomingMessage } from 'node:http';
 import { telemetryHooks } from './hooks';
 import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
-import { endAfterStreamedBody } from './streamed-body';
 import { outboundTracingSuppressed } from './correlation';
 import { redactUrl } from '../config/redact';
 
@@ -74,6 +73,24 @@ function list(name: string): string[] {
     .filter(Boolean);
 }
 
+/**
+ * The batch span processor's settings where no OTEL_BSP_* variable sets them. The SDK's own (a
+ * 2,048-span queue, batches of 512, every 5 s) drop spans from about 1,000 chats/s on (a chat makes
+ * 5-6 spans): the queue fills while one export is in flight. A 16,384-span queue holds about two
+ * seconds of that at 2,000 chats/s (some 30 MB at most), and a full batch goes out at once.
+ */
+const BSP_DEFAULTS = [
+  ['maxQueueSize', 'OTEL_BSP_MAX_QUEUE_SIZE', 16_384],
+  ['maxExportBatchSize', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 1_024],
+  ['scheduledDelayMillis', 'OTEL_BSP_SCHEDULE_DELAY', 1_000],
+] as const;
+
+function batchDefaults(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [option, env, value] of BSP_DEFAULTS) if (!process.env[env]) out[option] = value;
+  return out;
+}
+
 function traceProcessors(): { processors: SpanProcessor[]; description: string } {
   const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const exporters = list('OTEL_TRACES_EXPORTER');
@@ -81,7 +98,7 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string }
     // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
     return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
   }
-  const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(new OTLPTraceExporter()));
+  const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(new OTLPTraceExporter(), batchDefaults()));
   telemetryHooks().spansDropped = () => batch.dropped;
   return { processors: [batch], description: `OTLP/HTTP -> ${redactUrl(endpoint)}` };
 }
@@ -118,14 +135,9 @@ function start(): void {
         '@opentelemetry/instrumentation-net': { enabled: false },
         // Vega's logger adds trace_id/span_id/correlation_id itself (telemetry/logger.ts).
         '@opentelemetry/instrumentation-pino': { enabled: false },
-        // One span per Koa middleware layer adds nothing an operator reads; router spans stay.
-        '@opentelemetry/instrumentation-koa': {
-          ignoreLayersType: ['middleware' as never],
-          // A streamed reply's LLM call and commit happen under the router span after its handler returned.
-          requestHook: (span, info) => {
-            if (String(info.layerType) === 'router') endAfterStreamedBody(span, info.context as never);
-          },
-        },
+        // Koa's spans (one per router layer) repeated the server span; the route they put on it is set
+        // by the app itself through hooks.setRoute, which costs a property write instead of a span.
+        '@opentelemetry/instrumentation-koa': { enabled: false },
         '@opentelemetry/instrumentation-undici': {
           // Web fetch: no span and, above all, no trace headers to a site that is not ours.
           ignoreRequestHook: () => outboundTracingSuppressed(),
@@ -141,6 +153,12 @@ function start(): void {
     ],
   });
   sdk.start();
+  hooks.setRoute = (route) => {
+    // The http instrumentation's per-request metadata: read when the response finishes, for the
+    // span's name and http.route, and for http.server.request.duration's http.route.
+    const rpc = core.getRPCMetadata(context.active());
+    if (rpc?.type === core.RPCType.HTTP) rpc.route = route;
+  };
   hooks.metricsHandler = (req, res) => prometheus.getMetricsRequestHandler(req, res);
   hooks.shutdown = () => sdk.shutdown();
   hooks.status = { sdk: 'on', traces: traces.description, metrics: metricsDescription };
