@@ -687,13 +687,21 @@ export function observe<D extends InstrumentDefinition & { kind: 'observableCoun
 
 /** `server.address` and `server.port` of an origin URL (bounded: only configured upstreams). */
 export function originAttributes(origin: string): { [ATTR_SERVER_ADDRESS]: string; [ATTR_SERVER_PORT]?: number } {
-  try {
-    const u = new URL(origin);
-    return { [ATTR_SERVER_ADDRESS]: u.hostname, [ATTR_SERVER_PORT]: Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
-  } catch {
-    return { [ATTR_SERVER_ADDRESS]: '_invalid' };
+  let attrs = ORIGINS.get(origin);
+  if (!attrs) {
+    try {
+      const u = new URL(origin);
+      attrs = { [ATTR_SERVER_ADDRESS]: u.hostname, [ATTR_SERVER_PORT]: Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
+    } catch {
+      attrs = { [ATTR_SERVER_ADDRESS]: '_invalid' };
+    }
+    // A backend's or integration's origin is configuration: a handful of values, parsed once each.
+    if (ORIGINS.size < 256) ORIGINS.set(origin, attrs);
   }
+  return { ...attrs };
 }
+
+const ORIGINS = new Map<string, { [ATTR_SERVER_ADDRESS]: string; [ATTR_SERVER_PORT]?: number }>();
 
 /**
  * Keeps a label's values bounded: the first `max` distinct values are kept as they are, anything
