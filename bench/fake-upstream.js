@@ -5,7 +5,8 @@
 // it as their upstream (answering at once, by default); docker-compose runs it as the stack's
 // backend with some latency, a token rate and an error rate, so every dashboard panel has data.
 // It is also an OTLP/HTTP (JSON) sink: POST /v1/traces and /v1/metrics are counted and accepted,
-// GET /otlp-stats reports {requests, spans}; the telemetry benchmark exports Vega's spans to it.
+// GET /otlp-stats reports {requests, spans}; the telemetry benchmark exports Vega's spans to it
+// (OTLP_DUMP=FILE also writes each span's name, ids and times to FILE, for bench/stages.js).
 //   HOST [127.0.0.1], PORT [0: any], LATENCY_MS [0] before the first byte, TOKENS_PER_S [0: no
 //   pacing] for streams, ERROR_RATE [0] share of chats answered 500, STREAM_CHUNKS [3].
 // Prints {"port": N} on stdout when listening.
@@ -19,10 +20,29 @@ const errorRate = Number(process.env.ERROR_RATE ?? 0);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const otlp = { requests: 0, spans: 0 };
+// OTLP_DUMP=FILE: every received span is also appended to FILE as a JSON line (bench/stages.js reads it).
+const dump = process.env.OTLP_DUMP;
 function countSpans(body) {
   try {
     let n = 0;
-    for (const rs of JSON.parse(body).resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) n += (ss.spans ?? []).length;
+    const lines = [];
+    for (const rs of JSON.parse(body).resourceSpans ?? [])
+      for (const ss of rs.scopeSpans ?? [])
+        for (const sp of ss.spans ?? []) {
+          n += 1;
+          if (dump)
+            lines.push(
+              JSON.stringify({
+                name: sp.name,
+                traceId: sp.traceId,
+                spanId: sp.spanId,
+                parentSpanId: sp.parentSpanId,
+                start: String(sp.startTimeUnixNano),
+                end: String(sp.endTimeUnixNano),
+              }),
+            );
+        }
+    if (dump && lines.length) require('node:fs').appendFileSync(dump, `${lines.join('\n')}\n`);
     return n;
   } catch {
     return 0;

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 'use strict';
-// The framework floor: the cheapest JSON POST endpoint, with bare node:http (FLOOR=http) or a
-// bare Koa route with @koa/bodyparser (FLOOR=koa). Prints {"port": N}.
+// The floors Vega is measured against. Prints {"port": N}.
+//   FLOOR=http   the cheapest JSON POST endpoint with bare node:http;
+//   FLOOR=koa    a bare Koa route with @koa/bodyparser;
+//   FLOOR=proxy  the least an LLM gateway can do: node:http in, one pooled undici Agent out to
+//                UPSTREAM (Ollama's /api/chat), the answer relayed as /chat's JSON (a stream is
+//                piped through as it comes). No auth, validation, storage or telemetry: the gap
+//                between it and Vega is what Vega's own work costs.
 const http = require('node:http');
 
 const reply = JSON.stringify({
@@ -12,6 +17,56 @@ const reply = JSON.stringify({
   cached: true,
   usage: { input_tokens: 8, output_tokens: 3 },
 });
+
+function readBody(req, done) {
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (c) => {
+    body += c;
+  });
+  req.on('end', () => done(body));
+}
+
+function proxyHandler(upstream) {
+  const { Agent, request } = require('undici');
+  const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000 });
+  const target = `${upstream}/api/chat`;
+  return (req, res) =>
+    readBody(req, async (body) => {
+      try {
+        const chat = JSON.parse(body);
+        const up = await request(target, {
+          method: 'POST',
+          dispatcher: agent,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: chat.model ?? 'llama3.2',
+            messages: [{ role: 'user', content: chat.prompt }],
+            stream: chat.stream === true,
+          }),
+        });
+        if (chat.stream === true) {
+          res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+          for await (const chunk of up.body) res.write(chunk);
+          res.end();
+          return;
+        }
+        const out = await up.body.json();
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            response: out.message?.content ?? '',
+            model: out.model,
+            usage: { input_tokens: out.prompt_eval_count ?? 0, output_tokens: out.eval_count ?? 0 },
+          }),
+        );
+      } catch (err) {
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'upstream_error', message: String(err.message) } }));
+      }
+    });
+}
+
 let handler;
 if (process.env.FLOOR === 'koa') {
   const Koa = require('koa');
@@ -26,18 +81,16 @@ if (process.env.FLOOR === 'koa') {
   app.use(bodyParser({ enableTypes: ['json'] }));
   app.use(router.routes());
   handler = app.callback();
+} else if (process.env.FLOOR === 'proxy') {
+  if (!process.env.UPSTREAM) throw new Error('FLOOR=proxy needs UPSTREAM (the fake backend URL)');
+  handler = proxyHandler(process.env.UPSTREAM);
 } else {
-  handler = (req, res) => {
-    let body = '';
-    req.on('data', (c) => {
-      body += c;
-    });
-    req.on('end', () => {
+  handler = (req, res) =>
+    readBody(req, (body) => {
       JSON.parse(body);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(reply);
     });
-  };
 }
 const server = http.createServer(handler);
 server.keepAliveTimeout = 30_000;

@@ -48,9 +48,10 @@ async function startUpstream(extraEnv = {}) {
 
 /**
  * Starts Vega from dist/ with the preload (or without telemetry when `telemetry` is false); `nodeArgs`
- * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own).
+ * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own); `dist`
+ * the build to run (default: this checkout's dist/; bench/ab.js passes a saved build to compare).
  */
-async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath = process.execPath } = {}) {
+async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath = process.execPath, dist = join(ROOT, 'dist') } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
     PATH: process.env.PATH,
@@ -69,7 +70,7 @@ async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath =
   };
   // LOG_LEVEL warn keeps the access log out of the measurement; the "listening" line is info,
   // so readiness is read from /healthz instead.
-  const args = [...nodeArgs, '--require', join(ROOT, 'dist', 'telemetry', 'preload.js'), join(ROOT, 'dist', 'main.js'), 'server'];
+  const args = [...nodeArgs, '--require', join(dist, 'telemetry', 'preload.js'), join(dist, 'main.js'), 'server'];
   const child = spawn(execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let port;
   let err = '';

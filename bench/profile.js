@@ -4,7 +4,10 @@
 // summed by self time into groups (Vega's own code by file, OpenTelemetry, Koa, the database
 // layer, Node internals, GC, idle). `npm run build` first.
 //
-//   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--telemetry=off]
+//   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--telemetry=off] [--session]
+//
+// --connections=1 profiles the sequential case; --session sends every chat in one session (its
+// context read included), as the chaos load does; without it each chat is a fresh one, as the bench's.
 //
 // Writes the .cpuprofile (open it in Chrome DevTools) and prints the summary.
 const { mkdtempSync, readdirSync, readFileSync } = require('node:fs');
@@ -32,9 +35,12 @@ function summarize(file) {
   };
   const vegaFiles = new Map();
   const internals = new Map();
+  const functions = new Map();
   const dist = `${join(__dirname, '..', 'dist')}/`;
   for (const id of p.samples) {
-    const { url, functionName } = byId.get(id).callFrame;
+    const { url, functionName, lineNumber } = byId.get(id).callFrame;
+    const fn = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(dist, 'dist/')}:${lineNumber + 1}`;
+    functions.set(fn, (functions.get(fn) ?? 0) + 1);
     let g = 'other';
     if (functionName === '(idle)') g = 'idle';
     else if (functionName === '(garbage collector)') g = 'gc';
@@ -71,6 +77,11 @@ function summarize(file) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, 12)
       .map(([k, n]) => [k, pct(n)]),
+    functions: [...functions]
+      .filter(([k]) => !k.startsWith('(idle)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 30)
+      .map(([k, n]) => [k, pct(n)]),
   };
 }
 
@@ -85,7 +96,8 @@ async function main() {
     { telemetry: arg('telemetry', 'on') !== 'off', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
   );
   let i = 0;
-  const fixed = JSON.stringify({ prompt: 'profile me', session_id: 'profile' });
+  const session = process.argv.includes('--session') ? { session_id: 'profile' } : {};
+  const fixed = JSON.stringify({ prompt: 'profile me', ...session });
   const result = await autocannon({
     url: `${vega.url}/chat`,
     method: 'POST',
@@ -96,7 +108,7 @@ async function main() {
       {
         setupRequest: (req) => ({
           ...req,
-          body: mode === 'hit' ? fixed : JSON.stringify({ prompt: `profile ${i++}`, session_id: 'profile' }),
+          body: mode === 'hit' ? fixed : JSON.stringify({ prompt: `profile ${i++}`, ...session }),
         }),
       },
     ],
@@ -117,6 +129,8 @@ async function main() {
   for (const [k, v] of s.vegaFiles) console.log(`  ${v.padStart(6)}  ${k}`);
   console.log('\nNode internals, top functions');
   for (const [k, v] of s.internals) console.log(`  ${v.padStart(6)}  ${k}`);
+  console.log('\nTop functions by self time (idle left out)');
+  for (const [k, v] of s.functions) console.log(`  ${v.padStart(6)}  ${k}`);
 }
 
 main().catch((err) => {

@@ -8,7 +8,7 @@
 const { spawnSync } = require('node:child_process');
 const { mkdirSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { findNode24, machine, major } = require('./lib');
+const { findNode20, findNode24, machine, major } = require('./lib');
 
 /** Re-runs this script on Node 24 when this is another runtime; returns its exit code, or undefined to go on here. */
 function onNode24() {
@@ -67,6 +67,13 @@ async function main() {
     results.push(...(await run({ runs, quick })));
   }
   for (const r of results) r.verdict = verdict(r);
+  const resultsOut = process.argv.find((a) => a.startsWith('--results-out='))?.slice(14);
+  if (resultsOut) {
+    // A side run (Node 20's, below): its rows go to the file the parent reads, nothing else is written.
+    writeFileSync(resultsOut, JSON.stringify({ node: process.version, results }));
+    return;
+  }
+  await beside20(results, { quick, only });
   if (only) {
     // A partial run keeps the other scenarios' last figures, marked with the date they were taken.
     try {
@@ -99,6 +106,34 @@ async function main() {
     );
 }
 
+/**
+ * Node 20's figures beside Node 24's: the gateway scenario (every hot-path target) run again, on the
+ * Node 20 this machine has, in a child process after Node 24's, and attached to the rows by name as
+ * `node20`. Skipped with --no-node20, or when there is no Node 20 (or this is not Node 24).
+ */
+async function beside20(results, { quick, only }) {
+  if (process.argv.includes('--no-node20') || major(process.version) !== 24) return;
+  if (only && !only.split(',').includes('gateway')) return;
+  const node20 = findNode20();
+  if (!node20) return;
+  process.stderr.write(`bench: gateway scenarios again on Node 20 (${node20}), for the side-by-side columns…\n`);
+  const file = join(require('node:os').tmpdir(), `vega-bench-node20-${process.pid}.json`);
+  const r = spawnSync(node20, [__filename, '--node=current', '--only=gateway', `--results-out=${file}`, ...(quick ? ['--quick'] : [])], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  if (r.status !== 0) {
+    process.stderr.write(`bench: the Node 20 run failed (${r.status}); its columns stay empty\n`);
+    return;
+  }
+  const side = JSON.parse(require('node:fs').readFileSync(file, 'utf8'));
+  require('node:fs').rmSync(file, { force: true });
+  const byName = new Map(side.results.map((x) => [x.scenario, x]));
+  for (const row of results) {
+    const x = byName.get(row.scenario);
+    if (x) row.node20 = { node: side.node, median: x.median, min: x.min, max: x.max, verdict: x.verdict };
+  }
+}
+
 function render(out) {
   const { results, quick, runs } = out;
   const m = out.machine;
@@ -116,11 +151,17 @@ function render(out) {
         ]
       : []),
     '',
-    '| scenario | median | min | max | unit | target | verdict | note |',
-    '|---|---|---|---|---|---|---|---|',
+    ...(results.some((r) => r.node20)
+      ? [
+          `The Node 20 columns are the gateway scenario run again in the same \`npm run bench\`, on ${results.find((r) => r.node20).node20.node}, right after the Node ${out.node ?? m.node} run: median (min-max) and its verdict.`,
+        ]
+      : []),
+    '',
+    '| scenario | median | min | max | unit | target | verdict | Node 20 | Node 20 verdict | note |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...results.map(
       (r) =>
-        `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}${r.node && r.node !== (out.node ?? m.node) ? ` on Node ${r.node}` : ''}` : ''].filter(Boolean).join('; ')} |`,
+        `| ${r.scenario} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.unit} | ${r.target ? r.target.text : ''} | ${r.verdict} | ${r.node20 ? `${fmt(r.node20.median)} (${fmt(r.node20.min)}-${fmt(r.node20.max)})` : ''} | ${r.node20?.verdict ?? ''} | ${[r.note, r.taken ? `taken ${r.taken.slice(0, 10)}${r.node && r.node !== (out.node ?? m.node) ? ` on Node ${r.node}` : ''}` : ''].filter(Boolean).join('; ')} |`,
     ),
     '',
     // The analysis of misses and fixes is kept by hand in bench/analysis.md.

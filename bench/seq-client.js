@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 'use strict';
 // A separate-process client for sequential latency with microsecond resolution (autocannon
-// reports whole milliseconds). argv: URL, count, then a JSON of {headers, body, stream}.
+// reports whole milliseconds). argv: URL, count, then a JSON of {headers, body, warmup}.
 // Prints {"p50": ms, "p99": ms, "ttfb_p50": ms, "errors": n}.
+//
+// The first `warmup` requests (default 2,000) are not measured, whatever the target (the upstream,
+// the floor proxy, Portkey, Vega): a server is measured in its steady state, once V8 has compiled
+// its hot paths. With 100, Vega's figures were those of a process still being optimised: its p50
+// over the upstream went from +1.9 ms after 100 requests to +0.9 ms after 3,000 (bench/analysis.md).
 const { performance } = require('node:perf_hooks');
 const { Agent, request } = require('undici');
 
@@ -14,7 +19,8 @@ async function main() {
   const times = [];
   const ttfb = [];
   let errors = 0;
-  for (let i = 0; i < count + 100; i++) {
+  const warmup = opts.warmup ?? 2000;
+  for (let i = 0; i < count + warmup; i++) {
     const t0 = performance.now();
     const res = await request(url, {
       method: opts.body ? 'POST' : 'GET',
@@ -28,8 +34,7 @@ async function main() {
     }
     const t1 = performance.now();
     if (res.statusCode !== 200) errors++;
-    if (i >= 100) {
-      // the first 100 warm up
+    if (i >= warmup) {
       times.push(t1 - t0);
       ttfb.push((first ?? t1) - t0);
     }

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+'use strict';
+// Where one sequential /chat spends its time, from its own spans: Vega exports every span over
+// OTLP to a sink that writes them down (bench/fake-upstream.js with OTLP_DUMP), N sequential
+// cache-miss chats run, and each span's start and end are taken relative to its trace's server
+// span (the precise span starts make sub-millisecond offsets meaningful). Prints the median offset
+// and duration of each span name, and the gaps between them.
+//
+//   node bench/stages.js [--n=300] [--stream] [--dist=DIR]     (`npm run build` first)
+const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { startUpstream, startVega, KEY } = require('./procs');
+const { seq } = require('./gateway');
+
+const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+const n = Number(arg('n', 300));
+const stream = process.argv.includes('--stream');
+const dist = arg('dist', undefined);
+
+const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'vega-stages-'));
+  const file = join(dir, 'spans.ndjson');
+  const upstream = await startUpstream();
+  const sink = await startUpstream({ OTLP_DUMP: file });
+  let direct;
+  try {
+    const vega = await startVega(
+      {
+        LLM_BASE_URL: upstream.url,
+        CACHE_MAX_ENTRIES: '0',
+        COALESCING: 'false',
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      },
+      { dist: dist && join(process.cwd(), dist) },
+    );
+    try {
+      const r = await seq(`${vega.url}/chat`, n, {
+        warmup: 2000,
+        headers: { 'content-type': 'application/json', 'x-api-key': KEY },
+        body: { prompt: 'where does the time go', ...(stream ? { stream: true } : {}) },
+      });
+      process.stdout.write(`vega: p50 ${r.p50.toFixed(3)} ms, first chunk p50 ${r.ttfb_p50.toFixed(3)} ms\n`);
+    } finally {
+      await vega.stop();
+    }
+    direct = await seq(`${upstream.url}/api/chat`, n, {
+      headers: { 'content-type': 'application/json' },
+      body: { model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream },
+    });
+    process.stdout.write(`upstream alone: p50 ${direct.p50.toFixed(3)} ms\n`);
+  } finally {
+    await sink.stop();
+    await upstream.stop();
+  }
+  const spans = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  rmSync(dir, { recursive: true, force: true });
+  const byTrace = new Map();
+  for (const s of spans) {
+    if (!byTrace.has(s.traceId)) byTrace.set(s.traceId, []);
+    byTrace.get(s.traceId).push(s);
+  }
+  const stats = new Map();
+  let traces = 0;
+  for (const list of byTrace.values()) {
+    const root = list.find((s) => !s.parentSpanId);
+    if (!root || !/^POST/.test(root.name)) continue;
+    traces++;
+    const t0 = BigInt(root.start);
+    for (const s of list) {
+      const key = s.name.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, ':id');
+      if (!stats.has(key)) stats.set(key, { start: [], end: [], count: 0 });
+      const st = stats.get(key);
+      st.count++;
+      st.start.push(Number(BigInt(s.start) - t0) / 1e6);
+      st.end.push(Number(BigInt(s.end) - t0) / 1e6);
+    }
+  }
+  const rows = [...stats.entries()].map(([name, s]) => ({ name, per: s.count / traces, start: med(s.start), end: med(s.end) }));
+  rows.sort((a, b) => a.start - b.start);
+  const lines = [
+    `${traces} traces of ${stream ? 'streamed' : 'complete'} chats, ${spans.length} spans (${(spans.length / Math.max(1, traces)).toFixed(2)} a chat); offsets from the server span's start, medians, ms`,
+    '| span | per chat | starts at | ends at | duration |',
+    '|---|---|---|---|---|',
+    ...rows.map(
+      (r) => `| ${r.name} | ${r.per.toFixed(2)} | ${r.start.toFixed(3)} | ${r.end.toFixed(3)} | ${(r.end - r.start).toFixed(3)} |`,
+    ),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`stages failed: ${err.stack ?? err}\n`);
+  process.exit(1);
+});
