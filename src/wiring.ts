@@ -124,6 +124,8 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const conversations = new ConversationRepository(db.knex, { rows: conversationRows });
   const conversationLog = new ConversationLog(conversations, {
     ...config.batch,
+    // Rows are likely on their way while other requests are being served.
+    busy: () => inflight.inflight > 1,
     // The insert's own span is this one when knex does not run it.
     ...(conversationRows
       ? {

@@ -19,6 +19,11 @@ export interface BatchWriterOptions {
    * `db.collection.name`, ...) when the insert runs outside knex, whose own span it then replaces.
    */
   readonly spanAttributes?: Attributes;
+  /**
+   * Whether other requests are being served (more rows are likely on their way). While they are, a
+   * commit waits for a short quiet spell before it starts; a lone row never waits. Default: never.
+   */
+  readonly busy?: () => boolean;
 }
 
 export interface BatchWriterSnapshot {
@@ -51,6 +56,8 @@ const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection 
 const tracer = trace.getTracer('vega');
 /** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
 const QUIET_CAP_MS = 2;
+/** While other requests are in flight: how long the queue must stop growing before a commit starts. */
+const QUIET_SPELL_MS = 1;
 
 /**
  * The conversation log's batch writer, by group commit. Each `log()`
@@ -66,8 +73,9 @@ const QUIET_CAP_MS = 2;
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
-  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes'>>;
+  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy'>>;
   readonly #spanAttributes: Attributes;
+  readonly #busy: () => boolean;
   readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
   readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbBatchDuration>;
   #queue: Waiting[] = [];
@@ -92,6 +100,7 @@ export class ConversationLog {
       maxAttempts: opts.maxAttempts ?? 5,
     };
     this.#spanAttributes = opts.spanAttributes ?? {};
+    this.#busy = opts.busy ?? (() => false);
     for (const [k, v] of Object.entries(this.#opts)) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1))
         throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
@@ -154,14 +163,24 @@ export class ConversationLog {
   /**
    * Lets the queue settle before a commit: turns of the event loop go by while rows keep arriving
    * (at most QUIET_CAP_MS). Replies already received enqueue their rows first and share the
-   * commit. A lone row waits one or two turns (microseconds). Without it 50 concurrent chats took
-   * 23 to 31 commits: each commit ended about as fast as the next reply was parsed.
+   * commit. A lone row (no other request in flight) waits one turn (microseconds). While other
+   * requests are in flight, the queue must also have stopped growing for QUIET_SPELL_MS: replies
+   * that arrive a little apart (a backend answering a burst one by one) then share a commit too,
+   * which matters more the faster a commit is.
    */
   async #settle(): Promise<void> {
-    const deadline = performance.now() + QUIET_CAP_MS;
+    const started = performance.now();
     let seen = -1;
-    while (this.#queue.length !== seen && this.#queue.length < this.#opts.maxBatch && performance.now() < deadline) {
-      seen = this.#queue.length;
+    let grew = started;
+    for (;;) {
+      const now = performance.now();
+      if (this.#queue.length >= this.#opts.maxBatch || now - started >= QUIET_CAP_MS) return;
+      if (this.#queue.length !== seen) {
+        seen = this.#queue.length;
+        grew = now;
+      } else if (now - grew >= QUIET_SPELL_MS || !this.#busy()) {
+        return;
+      }
       await new Promise((r) => setImmediate(r));
     }
   }
