@@ -148,7 +148,9 @@ async function run({ runs = 3, quick = false } = {}) {
       latency.direct.push(await seq(direct.url, seqN, { ...direct.opts, warmup }));
       rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, ...direct.opts })).rps);
       latency.peer.push(await seq(peer.url, seqN, { ...peer.opts, warmup }));
-      latency.floor.push(await seq(`${floorProxy.url}/chat`, seqN, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup }));
+      latency.floor.push(
+        await seq(`${floorProxy.url}/chat`, seqN, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup }),
+      );
       rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, ...peer.opts })).rps);
     }
     const med = (xs) => {

@@ -93,7 +93,10 @@ async function main() {
   const upstream = await startUpstream();
   const vega = await startVega(
     { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0' },
-    { telemetry: arg('telemetry', 'on') !== 'off', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
+    {
+      telemetry: arg('telemetry', 'on') !== 'off',
+      nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${arg('interval', 1000)}`],
+    },
   );
   let i = 0;
   const session = process.argv.includes('--session') ? { session_id: 'profile' } : {};

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { Unauthorized } from '../../errors';
 
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+const digest = (s: string): Buffer => hash('sha256', s, 'buffer');
 
 /** The key a request presents: `X-API-Key`, or `Authorization: Bearer` (what OpenAI clients send). */
 export function presentedKey(headers: { get(name: string): string }): string {
