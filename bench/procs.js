@@ -51,7 +51,10 @@ async function startUpstream(extraEnv = {}) {
  * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own); `dist`
  * the build to run (default: this checkout's dist/; bench/ab.js passes a saved build to compare).
  */
-async function startVega(env = {}, { telemetry = true, nodeArgs = [], execPath = process.execPath, dist = join(ROOT, 'dist') } = {}) {
+async function startVega(
+  env = {},
+  { telemetry = true, nodeArgs = [], execPath = process.execPath, dist = process.env.BENCH_DIST ?? join(ROOT, 'dist') } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
     PATH: process.env.PATH,

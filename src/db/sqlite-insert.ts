@@ -29,24 +29,10 @@ export class SqliteRowInsert implements RowInsert {
   readonly #columns: readonly string[];
   readonly #observe: InsertObserver | undefined;
   readonly #oneRowSql: string;
-  readonly #checkpointMs: number;
   #opening: Promise<{ db: sqlite3.Database; one: sqlite3.Statement }> | undefined;
   #closed = false;
-  /** The connection that checkpoints the WAL, off the inserts' path; its timer; whether rows came since the last one. */
-  #checkpointer: sqlite3.Database | undefined;
-  #checkpointTimer: NodeJS.Timeout | undefined;
-  #checkpointing = false;
-  #dirty = false;
 
-  constructor(opts: {
-    filename: string;
-    busyTimeoutMs: number;
-    table: string;
-    columns: readonly string[];
-    observe?: InsertObserver;
-    /** How often the WAL is checkpointed by a connection of its own (0: by the inserts' own commits, as SQLite does by default). Default 1000. */
-    checkpointIntervalMs?: number;
-  }) {
+  constructor(opts: { filename: string; busyTimeoutMs: number; table: string; columns: readonly string[]; observe?: InsertObserver }) {
     if (opts.filename === ':memory:') throw new RangeError('SqliteRowInsert: a :memory: database is private to its connection');
     this.#filename = opts.filename;
     this.#busyTimeoutMs = opts.busyTimeoutMs;
@@ -54,7 +40,6 @@ export class SqliteRowInsert implements RowInsert {
     this.#columns = opts.columns;
     this.#observe = opts.observe;
     this.#oneRowSql = this.#sql(1);
-    this.#checkpointMs = opts.checkpointIntervalMs ?? 1000;
   }
 
   #sql(rows: number): string {
@@ -66,57 +51,19 @@ export class SqliteRowInsert implements RowInsert {
     this.#opening ??= new Promise<{ db: sqlite3.Database; one: sqlite3.Statement }>((resolve, reject) => {
       const db = new sqlite3.Database(this.#filename, (openErr) => {
         if (openErr) return reject(openErr);
-        // With a checkpointer, this connection's commits never checkpoint: SQLite's default (every
-        // 1000 WAL pages, in the commit that crosses it) made about one insert in a hundred take 5-20 ms.
-        const autoCheckpoint = this.#checkpointMs > 0 ? 'PRAGMA wal_autocheckpoint = 0;' : '';
-        db.exec(
-          `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${this.#busyTimeoutMs}; ${autoCheckpoint}`,
-          (err) => {
-            if (err) return db.close(() => reject(err));
-            const one = db.prepare(this.#oneRowSql, (prepErr) => {
-              if (prepErr) return db.close(() => reject(prepErr));
-              this.#startCheckpoints();
-              resolve({ db, one });
-            });
-          },
-        );
+        // The WAL is checkpointed by this connection's own commits, as SQLite does by default (every
+        // 1,000 pages): a checkpoint run from another connection cannot reset a WAL that is written
+        // to without pause, and under load the WAL then grew without bound (about 30 MB/s).
+        db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${this.#busyTimeoutMs};`, (err) => {
+          if (err) return db.close(() => reject(err));
+          const one = db.prepare(this.#oneRowSql, (prepErr) => (prepErr ? db.close(() => reject(prepErr)) : resolve({ db, one })));
+        });
       });
     }).catch((err: unknown) => {
       this.#opening = undefined; // the next batch tries again
       throw err;
     });
     return this.#opening;
-  }
-
-  /**
-   * Checkpoints the WAL every `checkpointIntervalMs` from a connection of its own, in SQLite's
-   * PASSIVE mode: it copies what it can without waiting for, or blocking, the writer and readers.
-   */
-  #startCheckpoints(): void {
-    if (this.#checkpointMs <= 0 || this.#checkpointTimer) return;
-    this.#checkpointTimer = setInterval(() => this.#checkpoint(), this.#checkpointMs);
-    this.#checkpointTimer.unref();
-  }
-
-  #checkpoint(): void {
-    if (!this.#dirty || this.#checkpointing || this.#closed) return;
-    this.#dirty = false;
-    this.#checkpointing = true;
-    const run = (db: sqlite3.Database) =>
-      db.get('PRAGMA wal_checkpoint(PASSIVE)', () => {
-        this.#checkpointing = false;
-      });
-    if (this.#checkpointer) return void run(this.#checkpointer);
-    const db = new sqlite3.Database(this.#filename, (err) => {
-      if (err) {
-        this.#checkpointing = false;
-        return;
-      }
-      db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs};`, () => {
-        this.#checkpointer = db;
-        run(db);
-      });
-    });
   }
 
   async insert(rows: readonly Record<string, unknown>[]): Promise<number[]> {
@@ -134,7 +81,6 @@ export class SqliteRowInsert implements RowInsert {
         else db.all(sql, params, done);
       });
       this.#observe?.(sql, performance.now() - started, undefined);
-      this.#dirty = true;
       return out.map((r) => r.id);
     } catch (err) {
       this.#observe?.(sql, performance.now() - started, err as Error);
@@ -144,10 +90,6 @@ export class SqliteRowInsert implements RowInsert {
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
-    const checkpointer = this.#checkpointer;
-    this.#checkpointer = undefined;
-    if (checkpointer) await new Promise<void>((resolve) => checkpointer.close(() => resolve()));
     const opening = this.#opening;
     this.#opening = undefined;
     if (!opening) return;

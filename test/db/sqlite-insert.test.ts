@@ -105,6 +105,16 @@ describe('SqliteRowInsert (the conversation log on a SQLite file)', () => {
     await expect(rows.insert([row({ ts: 3 })])).rejects.toThrow(/closed/);
   });
 
+  it('keeps the WAL bounded while rows are written without pause', async () => {
+    // Each row touches the table and its indexes (about 8 pages); 3,000 rows write ~24,000 WAL
+    // pages. Checkpointed by the inserts' own commits, the WAL is reused from its start and stays
+    // near SQLite's 1,000-page threshold; a checkpoint from elsewhere let it grow to hundreds of MB.
+    for (let i = 0; i < 3000; i++) await rows.insert([row({ ts: i, session_id: `s-${i}`, correlation_id: `c-${i}` })]);
+    const { statSync } = await import('node:fs');
+    expect(statSync(`${db.filename}-wal`).size).toBeLessThan(16 * 1024 * 1024);
+    expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: 3000 }]);
+  });
+
   it('refuses :memory:, which another connection could not see', () => {
     expect(() => new SqliteRowInsert({ filename: ':memory:', busyTimeoutMs: 1, table: 't', columns: ['a'] })).toThrow(RangeError);
   });
