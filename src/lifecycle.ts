@@ -223,8 +223,9 @@ function stopSteps(c: Components): Step[] {
       name: 'close_database',
       timeoutMs: 5000,
       run: async () => {
-        await c.conversationRows?.close();
-        await c.db.knex.destroy();
+        // Two connections, closed side by side: one that fails or waits does not keep the other open.
+        const closed = await Promise.allSettled([c.conversationRows?.close(), c.db.knex.destroy()]);
+        for (const r of closed) if (r.status === 'rejected') throw r.reason;
       },
     },
     { name: 'close_redis', timeoutMs: 3000, run: async () => (c.redis ? c.redis.close() : 'not configured') },

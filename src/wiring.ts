@@ -124,6 +124,17 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const conversations = new ConversationRepository(db.knex, { rows: conversationRows });
   const conversationLog = new ConversationLog(conversations, {
     ...config.batch,
+    // One batch is one statement, within the engine's limits: knex's multi-row insert on SQLite is a
+    // compound SELECT (at most 500 terms), a prepared one binds a value per column (at most 32,766 on
+    // SQLite, 65,535 on PostgreSQL).
+    maxBatch: Math.min(
+      config.batch.maxBatch,
+      db.system === 'postgresql'
+        ? Math.floor(65_535 / CONVERSATION_COLUMNS.length)
+        : conversationRows
+          ? Math.floor(32_766 / CONVERSATION_COLUMNS.length)
+          : 500,
+    ),
     // Rows are likely on their way while other requests are being served.
     busy: () => inflight.inflight > 1,
     // The insert's own span is this one when knex does not run it.

@@ -54,7 +54,10 @@ export class SqliteRowInsert implements RowInsert {
         // The WAL is checkpointed by this connection's own commits, as SQLite does by default (every
         // 1,000 pages): a checkpoint run from another connection cannot reset a WAL that is written
         // to without pause, and under load the WAL then grew without bound (about 30 MB/s).
-        db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${this.#busyTimeoutMs};`, (err) => {
+        // The same pragmas as knex's connection (src/db/knex.ts), the busy timeout first so that the
+        // others wait for a lock instead of failing.
+        const pragmas = `PRAGMA busy_timeout = ${this.#busyTimeoutMs}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;`;
+        db.exec(pragmas, (err) => {
           if (err) return db.close(() => reject(err));
           const one = db.prepare(this.#oneRowSql, (prepErr) => (prepErr ? db.close(() => reject(prepErr)) : resolve({ db, one })));
         });
@@ -70,6 +73,7 @@ export class SqliteRowInsert implements RowInsert {
     if (this.#closed) throw new Error('SqliteRowInsert: closed');
     if (rows.length === 0) return [];
     const { db, one } = await this.#open();
+    if (this.#closed) throw new Error('SqliteRowInsert: closed');
     const params: unknown[] = [];
     for (const row of rows) for (const c of this.#columns) params.push(bindable(row[c]));
     const sql = rows.length === 1 ? this.#oneRowSql : this.#sql(rows.length);

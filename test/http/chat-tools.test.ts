@@ -216,7 +216,13 @@ describe("tool calls in OpenAI's format on /chat", () => {
 
       const res = await postJson(v.url, '/chat', { prompt: 'and once more' });
       const traceId = res.headers.get('x-correlation-id')!;
-      await otlp.waitFor(() => otlp.trace(traceId).some((sp) => sp.name === 'execute_tool web_search'));
+      // The tool span's parent is the server span, which ends (and is exported) after the response:
+      // wait for both rather than for whichever batch comes first.
+      await otlp.waitFor(() => {
+        const t = otlp.trace(traceId);
+        const found = t.find((sp) => sp.name === 'execute_tool web_search');
+        return found !== undefined && t.some((sp) => sp.spanId === found.parentSpanId);
+      });
       const spans = otlp.trace(traceId);
       const tool = spans.find((sp) => sp.name === 'execute_tool web_search')!;
       expect(tool.attributes).toMatchObject({

@@ -44,7 +44,13 @@ describe('logs while streaming', () => {
       await res.text();
     }
     await eventually(() => vega.logs.filter((l) => l.msg === 'request' && l.route !== undefined).length >= 10, 5000, '10 access lines');
-    expect(sinceStart()).not.toMatch(/Warning|\(node:\d+\)/);
+    // The preload's own test warning (emitted 1.5 s after start, checked by the next test) may land
+    // in this window on a fast start; any other warning may not.
+    const output = sinceStart()
+      .split('\n')
+      .filter((l) => !l.includes('VEGA_TEST_WARNING'))
+      .join('\n');
+    expect(output).not.toMatch(/Warning|\(node:\d+\)/);
     expect(vega.nonJsonLines).toEqual([]);
   });
 
