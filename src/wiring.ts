@@ -7,7 +7,7 @@ import type { Config } from './config/schema';
 import { readEnvironment } from './config/validate';
 import { CONVERSATION_COLUMNS, ConversationRepository } from './db/conversations';
 import { SqliteRowInsert, type RowInsert } from './db/sqlite-insert';
-import { openDatabase, type Database } from './db/knex';
+import { openDatabase, SQLITE_BUSY_TIMEOUT_MS, type Database } from './db/knex';
 import { ConversationLog } from './db/batch-writer';
 import { QueryProfiler } from './db/profiler';
 import { RetentionJob } from './db/retention';
@@ -115,7 +115,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     db.system === 'sqlite' && db.filename && db.filename !== ':memory:'
       ? new SqliteRowInsert({
           filename: db.filename,
-          busyTimeoutMs: 5000,
+          busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS,
           table: 'conversations',
           columns: CONVERSATION_COLUMNS,
           observe: (sql, ms, err) => profiler.observe(sql, ms, err),

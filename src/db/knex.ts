@@ -5,6 +5,9 @@ import knexFactory, { type Knex } from 'knex';
 /** Which engine a DATABASE_URL selects. */
 export type DbSystem = 'sqlite' | 'postgresql';
 
+/** How long a SQLite connection waits for another's write lock before SQLITE_BUSY (every connection Vega opens). */
+export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
 export interface Database {
   readonly knex: Knex;
   readonly system: DbSystem;
@@ -38,7 +41,7 @@ export function openDatabase(
   }
   const filename = databaseUrl === ':memory:' ? ':memory:' : resolve(databaseUrl.replace(/^sqlite:(\/\/)?/, ''));
   if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true });
-  const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
+  const busyTimeoutMs = opts.busyTimeoutMs ?? SQLITE_BUSY_TIMEOUT_MS;
   const knex = knexFactory({
     ...log,
     client: 'sqlite3',

@@ -4,7 +4,7 @@ import sqlite3 from 'sqlite3';
 /** One insert as the profiler sees it: the SQL (placeholders only, never values), its time, its error. */
 export type InsertObserver = (sql: string, ms: number, err: Error | undefined) => void;
 
-/** What a row insert needs: the table, its columns in order, and the rows as column -> value. */
+/** An insert path for rows given as column -> value; resolves with their ids once committed. */
 export interface RowInsert {
   insert(rows: readonly Record<string, unknown>[]): Promise<number[]>;
   close(): Promise<void>;
@@ -12,9 +12,10 @@ export interface RowInsert {
 
 /**
  * The conversation log's inserts on SQLite, without knex: a connection of their own (the same file,
- * the same pragmas as knex's) with the one-row insert prepared once. Through knex's query builder
- * and pool a one-row insert took 0.42 ms (p50, Node 24) where the prepared statement takes 0.05 ms;
- * that difference was the largest single part of a chat's added latency (bench/analysis.md).
+ * the same pragmas as knex's) with the one-row insert prepared once. On the conversations table
+ * (7 indexes) a one-row insert took 0.22-0.25 ms (p50, Node 24) through knex's query builder and
+ * pool, 0.14-0.18 ms this way (bench/analysis.md). The price: after this connection commits, SQLite
+ * drops knex's page cache, so the next read there (a session's context) is slower.
  *
  * Rows arrive through the batch writer one transaction at a time, so this connection is SQLite's
  * one writer most of the time; knex's connection still writes sessions and memories, and the two
@@ -51,11 +52,10 @@ export class SqliteRowInsert implements RowInsert {
     this.#opening ??= new Promise<{ db: sqlite3.Database; one: sqlite3.Statement }>((resolve, reject) => {
       const db = new sqlite3.Database(this.#filename, (openErr) => {
         if (openErr) return reject(openErr);
-        // The WAL is checkpointed by this connection's own commits, as SQLite does by default (every
-        // 1,000 pages): a checkpoint run from another connection cannot reset a WAL that is written
-        // to without pause, and under load the WAL then grew without bound (about 30 MB/s).
-        // The same pragmas as knex's connection (src/db/knex.ts), the busy timeout first so that the
-        // others wait for a lock instead of failing.
+        // knex's pragmas (src/db/knex.ts), the busy timeout first so the others wait for a lock. The
+        // WAL is checkpointed by this connection's own commits (SQLite's default, every 1,000 pages):
+        // a checkpoint from another connection never restarts a WAL written without pause, and
+        // under load it grew without bound (about 30 MB/s).
         const pragmas = `PRAGMA busy_timeout = ${this.#busyTimeoutMs}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;`;
         db.exec(pragmas, (err) => {
           if (err) return db.close(() => reject(err));

@@ -83,8 +83,8 @@ function list(name: string): string[] {
 
 /**
  * The batch span processor's settings where no OTEL_BSP_* variable sets them. The SDK's own (a
- * 2,048-span queue, batches of 512, every 5 s) drop spans from about 1,000 chats/s on (a chat makes
- * 5-6 spans): the queue fills while one export is in flight. A 16,384-span queue holds about two
+ * 2,048-span queue, batches of 512, every 5 s) can drop spans at a few hundred chats/s (a chat makes
+ * 4 spans, plus one per commit): the queue fills while one export is in flight. A 16,384-span queue holds about two
  * seconds of that at 2,000 chats/s (some 30 MB at most), and a full batch goes out at once.
  */
 const BSP_DEFAULTS = [
