@@ -105,8 +105,8 @@ async function run({ runs = 3, quick = false } = {}) {
     };
 
     // 1. Gateway overhead: sequential latency and throughput at concurrency 32.
-    const latency = { vega: [], direct: [], peer: [], floor: [] };
-    const rps = { vega: [], direct: [], peer: [], vegaNoOtel: [], vegaExport: [], vegaExportSdkStart: [] };
+    const latency = { vega: [], vegaAsync: [], direct: [], peer: [], floor: [] };
+    const rps = { vega: [], vegaAsync: [], direct: [], peer: [], vegaNoOtel: [], vegaExport: [], vegaExportSdkStart: [] };
     const exported = [];
     /** Spans Vega's batch processor dropped during each export run (vega_traces_spans_dropped_total). */
     const dropped = [];
@@ -114,6 +114,11 @@ async function run({ runs = 3, quick = false } = {}) {
       await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, async (vega) => {
         latency.vega.push(await seq(`${vega.url}/chat`, seqN, { headers: VEGA_HEADERS, body: CHAT, warmup }));
         rps.vega.push((await chatLoad(vega)).rps);
+      });
+      // The operator's trade: answers once the conversation is queued, not committed.
+      await withVega({ LLM_BASE_URL: upstream.url, ...MISS, CONVERSATION_DURABILITY: 'async' }, async (vega) => {
+        latency.vegaAsync.push(await seq(`${vega.url}/chat`, seqN, { headers: VEGA_HEADERS, body: CHAT, warmup }));
+        rps.vegaAsync.push((await chatLoad(vega)).rps);
       });
       await withVega(
         { LLM_BASE_URL: upstream.url, ...MISS },
@@ -203,7 +208,19 @@ async function run({ runs = 3, quick = false } = {}) {
         target: { op: '<=', value: 0.6, text: '<= 0.6 ms' },
         note: 'floor proxy: node:http in, one pooled undici Agent out, no auth, validation, storage or telemetry (bench/floor.js)',
       },
+      {
+        scenario: 'overhead.p50 (Vega, async durability - upstream, sequential)',
+        unit: 'ms',
+        ...pair(latency.vegaAsync, latency.direct, (v, d) => v.p50 - d.p50),
+        note: 'CONVERSATION_DURABILITY=async: answers once the conversation is queued (not the default; the targets are for commit)',
+      },
+      {
+        scenario: 'overhead.p99 (Vega, async durability - upstream, sequential)',
+        unit: 'ms',
+        ...pair(latency.vegaAsync, latency.direct, (v, d) => v.p99 - d.p99),
+      },
       { scenario: 'throughput.vega /chat cache-miss (c=32)', unit: 'req/s', ...med(rps.vega) },
+      { scenario: 'throughput.vega /chat cache-miss, async durability (c=32)', unit: 'req/s', ...med(rps.vegaAsync) },
       { scenario: 'throughput.upstream alone (limit, c=32)', unit: 'req/s', ...med(rps.direct) },
       { scenario: 'throughput.portkey gateway (peer, c=32)', unit: 'req/s', ...med(rps.peer) },
       {
@@ -211,6 +228,11 @@ async function run({ runs = 3, quick = false } = {}) {
         unit: 'x',
         ...pair(rps.vega, rps.peer, (v, k) => v / k),
         target: { op: '>=', value: 2, text: '>= 2x' },
+      },
+      {
+        scenario: 'throughput.vega async durability / portkey',
+        unit: 'x',
+        ...pair(rps.vegaAsync, rps.peer, (v, k) => v / k),
       },
       {
         scenario: 'telemetry.throughput on / off',

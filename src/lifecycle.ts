@@ -223,9 +223,10 @@ function stopSteps(c: Components): Step[] {
       name: 'close_database',
       timeoutMs: 5000,
       run: async () => {
-        // Two connections, closed side by side: one that fails or waits does not keep the other open.
-        const closed = await Promise.allSettled([c.conversationRows?.close(), c.db.knex.destroy()]);
-        for (const r of closed) if (r.status === 'rejected') throw r.reason;
+        // The prepared insert is finalized first: SQLite will not close a connection with a statement open.
+        const finalized = await Promise.allSettled([c.conversationRows?.close()]);
+        await c.db.knex.destroy();
+        if (finalized[0].status === 'rejected') throw finalized[0].reason;
       },
     },
     { name: 'close_redis', timeoutMs: 3000, run: async () => (c.redis ? c.redis.close() : 'not configured') },

@@ -7,7 +7,7 @@ import type { Config } from './config/schema';
 import { readEnvironment } from './config/validate';
 import { CONVERSATION_COLUMNS, ConversationRepository } from './db/conversations';
 import { SqliteRowInsert, type RowInsert } from './db/sqlite-insert';
-import { openDatabase, SQLITE_BUSY_TIMEOUT_MS, type Database } from './db/knex';
+import { openDatabase, type Database } from './db/knex';
 import { ConversationLog } from './db/batch-writer';
 import { QueryProfiler } from './db/profiler';
 import { RetentionJob } from './db/retention';
@@ -109,13 +109,11 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`,
     ),
   );
-  // On a SQLite file, conversations are inserted by a prepared statement on a connection of their
-  // own (profiled like knex's queries); on PostgreSQL and :memory:, through knex.
+  // On SQLite, conversations are inserted by a prepared statement on knex's own connection
+  // (profiled like knex's queries); on PostgreSQL, through knex.
   const conversationRows =
-    db.system === 'sqlite' && db.filename && db.filename !== ':memory:'
-      ? new SqliteRowInsert({
-          filename: db.filename,
-          busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS,
+    db.system === 'sqlite'
+      ? new SqliteRowInsert(db.knex, {
           table: 'conversations',
           columns: CONVERSATION_COLUMNS,
           observe: (sql, ms, err) => profiler.observe(sql, ms, err),
@@ -124,19 +122,17 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const conversations = new ConversationRepository(db.knex, { rows: conversationRows });
   const conversationLog = new ConversationLog(conversations, {
     ...config.batch,
-    // One batch is one statement, within the engine's limits: knex's multi-row insert on SQLite is a
-    // compound SELECT (at most 500 terms), a prepared one binds a value per column (at most 32,766 on
-    // SQLite, 65,535 on PostgreSQL).
-    maxBatch: Math.min(
-      config.batch.maxBatch,
-      db.system === 'postgresql'
-        ? Math.floor(65_535 / CONVERSATION_COLUMNS.length)
-        : conversationRows
-          ? Math.floor(32_766 / CONVERSATION_COLUMNS.length)
-          : 500,
-    ),
-    // Rows are likely on their way while other requests are being served.
-    busy: () => inflight.inflight > 1,
+    // One batch is one statement, within the engine's limits: a value bound per column, at most
+    // 32,766 on SQLite and 65,535 on PostgreSQL.
+    maxBatch: Math.min(config.batch.maxBatch, Math.floor((db.system === 'postgresql' ? 65_535 : 32_766) / CONVERSATION_COLUMNS.length)),
+    // Lost rows (async durability only: the client already has its answer) are logged, once a batch.
+    onLost: (rows, err) =>
+      logger.warn(
+        { rows, error_code: (err as { code?: string }).code ?? 'db_error' },
+        'conversations lost: a batch could not be committed',
+      ),
+    // More rows are on their way while more chats are being served than have rows queued.
+    busy: (queued) => inflight.chats > queued,
     // The insert's own span is this one when knex does not run it.
     ...(conversationRows
       ? {
@@ -151,7 +147,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   });
   const retention = new RetentionJob(conversations, logger, config.retention);
   say(
-    `✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`,
+    `✅ Conversation log: group commit (batches up to ${config.batch.maxBatch}, queue ${config.batch.maxQueue}${config.batch.durability === 'async' ? ', durability async: answers before the commit' : ''})${config.retention.days ? `, retention ${config.retention.days} days` : ''}`,
   );
 
   const inflight = new InflightTracker();
@@ -246,6 +242,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       settings: contextSettings,
       logger,
       track: (obj, type, label) => leaks.track(obj, type, label),
+      settled: (sessionId) => conversationLog.settled(sessionId),
     }),
   };
   const chat = new ChatService({
@@ -255,7 +252,11 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     logger,
     track: (obj, type, label) => leaks.track(obj, type, label),
     onStored: (input) => {
-      if (input.source === 'chat') summarizer.nudge(input.sessionId, input.clientId);
+      if (input.source !== 'chat') return;
+      // With async durability the row may still be queued: the summary waits for its commit.
+      const waiting = conversationLog.settled(input.sessionId);
+      if (waiting) void waiting.then(() => summarizer.nudge(input.sessionId, input.clientId));
+      else summarizer.nudge(input.sessionId, input.clientId);
     },
     tools: {
       runner: new ToolRunner({

@@ -98,6 +98,11 @@ export const configSchema = z.object({
   DB_BATCH_MAX_SIZE: number(1, 10_000, 500, true),
   DB_BATCH_MAX_DELAY_MS: number(0, 10_000, 0),
   DB_QUEUE_MAX: number(1, 10_000_000, 10_000, true),
+  /** `commit`: a chat answers once its conversation is committed. `async`: once it is queued (a crash loses the queue). */
+  CONVERSATION_DURABILITY: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
+    z.enum(['commit', 'async'], { error: 'must be commit or async' }).default('commit'),
+  ),
   RETENTION_DAYS: number(0, 36_500, 0),
   RETENTION_INTERVAL_S: number(1, 604_800, 3600),
   DEFAULT_TEMPERATURE: number(0, 2, 0.7),
@@ -248,7 +253,13 @@ export interface Config {
   readonly redis: { readonly url: string; readonly commandTimeoutMs: number } | undefined;
   readonly logLevel: string;
   readonly slowQueryMs: number;
-  readonly batch: { readonly maxBatch: number; readonly maxDelayMs: number; readonly maxQueue: number };
+  readonly batch: {
+    readonly maxBatch: number;
+    readonly maxDelayMs: number;
+    readonly maxQueue: number;
+    /** `commit` (default): a chat answers once its conversation is committed; `async`: once it is queued. */
+    readonly durability: 'commit' | 'async';
+  };
   readonly retention: { readonly days: number; readonly intervalMs: number };
   readonly limits: {
     readonly maxBodyBytes: number;

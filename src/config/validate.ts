@@ -176,7 +176,12 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
     redis: raw.REDIS_URL ? { url: raw.REDIS_URL, commandTimeoutMs: raw.REDIS_TIMEOUT_MS } : undefined,
     logLevel: raw.LOG_LEVEL,
     slowQueryMs: raw.SLOW_QUERY_MS,
-    batch: { maxBatch: raw.DB_BATCH_MAX_SIZE, maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS, maxQueue: raw.DB_QUEUE_MAX },
+    batch: {
+      maxBatch: raw.DB_BATCH_MAX_SIZE,
+      maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS,
+      maxQueue: raw.DB_QUEUE_MAX,
+      durability: raw.CONVERSATION_DURABILITY,
+    },
     retention: { days: raw.RETENTION_DAYS, intervalMs: raw.RETENTION_INTERVAL_S * 1000 },
     limits: {
       maxBodyBytes: raw.MAX_BODY_BYTES,

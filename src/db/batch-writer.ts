@@ -20,10 +20,22 @@ export interface BatchWriterOptions {
    */
   readonly spanAttributes?: Attributes;
   /**
-   * Whether other requests are being served (more rows are likely on their way). While they are, a
-   * commit waits for a short quiet spell before it starts; a lone row never waits. Default: never.
+   * Whether more rows are on their way, given how many are queued: true while more chats are being
+   * served than have rows waiting. While it is, a commit waits for a short quiet spell before it
+   * starts; a lone row never waits. Default: never.
    */
-  readonly busy?: () => boolean;
+  readonly busy?: (queued: number) => boolean;
+  /**
+   * `commit` (default): `log()` resolves once the row is committed, so an answer sent means a stored
+   * conversation, even across a SIGKILL. `async`: `log()` resolves once the row is queued; a
+   * shutdown still flushes the queue, a crash loses it, and a row that then fails to commit is
+   * reported to `onLost` (the batch writer's failed_rows count it either way).
+   */
+  readonly durability?: 'commit' | 'async';
+  /** With `async` durability: told of each batch that could not be committed (rows lost). */
+  readonly onLost?: (rows: number, err: unknown) => void;
+  /** The group commit's timings while `busy`: the quiet spell and its cap (defaults 1 ms and 2 ms). */
+  readonly quiet?: { readonly spellMs: number; readonly capMs: number };
 }
 
 export interface BatchWriterSnapshot {
@@ -40,7 +52,7 @@ export interface BatchWriterSnapshot {
   readonly failed_batches: number;
   readonly failed_rows: number;
   readonly rejected: number;
-  readonly options: { max_batch: number; max_delay_ms: number; max_queue: number; max_attempts: number };
+  readonly options: { max_batch: number; max_delay_ms: number; max_queue: number; max_attempts: number; durability: 'commit' | 'async' };
 }
 
 interface Waiting {
@@ -56,7 +68,7 @@ const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection 
 const tracer = trace.getTracer('vega');
 /** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
 const QUIET_CAP_MS = 2;
-/** While other requests are in flight: how long the queue must stop growing before a commit starts. */
+/** While more rows are on their way: how long the queue must stop growing before a commit starts. */
 const QUIET_SPELL_MS = 1;
 
 /**
@@ -73,13 +85,20 @@ const QUIET_SPELL_MS = 1;
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
-  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy'>>;
+  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy' | 'quiet' | 'durability' | 'onLost'>>;
   readonly #spanAttributes: Attributes;
-  readonly #busy: () => boolean;
+  readonly #busy: (queued: number) => boolean;
+  readonly #quiet: { readonly spellMs: number; readonly capMs: number };
+  readonly #async: boolean;
+  readonly #onLost: ((rows: number, err: unknown) => void) | undefined;
+  /** With `async` durability: the last row of each session still waiting for its commit. */
+  readonly #pending = new Map<string, Promise<void>>();
   readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
   readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbBatchDuration>;
   #queue: Waiting[] = [];
   #writing = false;
+  /** Set while a commit waits for the queue to settle: told of each row queued. */
+  #arrived: (() => void) | undefined;
   #idle: Array<() => void> = [];
   #batches = 0;
   #rows = 0;
@@ -101,6 +120,9 @@ export class ConversationLog {
     };
     this.#spanAttributes = opts.spanAttributes ?? {};
     this.#busy = opts.busy ?? (() => false);
+    this.#quiet = opts.quiet ?? { spellMs: QUIET_SPELL_MS, capMs: QUIET_CAP_MS };
+    this.#async = opts.durability === 'async';
+    this.#onLost = opts.onLost;
     for (const [k, v] of Object.entries(this.#opts)) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1))
         throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
@@ -109,13 +131,16 @@ export class ConversationLog {
     this.#duration = createHistogram(INSTRUMENTS.dbBatchDuration);
   }
 
-  /** Queues one conversation; resolves once it is committed. */
+  /**
+   * Queues one conversation; resolves once it is committed (with `async` durability, once it is
+   * queued). Fails at once with storage_busy when the queue is full, in either mode.
+   */
   log(record: ConversationRecord): Promise<void> {
     if (this.#queue.length >= this.#opts.maxQueue) {
       this.#rejected++;
       return Promise.reject(new StorageBusy());
     }
-    return tracer.startActiveSpan(
+    const committed = tracer.startActiveSpan(
       'conversation.store',
       { kind: SpanKind.INTERNAL },
       (span) =>
@@ -135,8 +160,29 @@ export class ConversationLog {
             },
           });
           if (!this.#writing) void this.#drain();
+          else this.#arrived?.();
         }),
     );
+    if (!this.#async) return committed;
+    const session = record.sessionId;
+    const settled = committed.then(
+      () => undefined,
+      () => undefined, // reported once per batch to onLost, and counted in failed_rows
+    );
+    this.#pending.set(session, settled);
+    void settled.then(() => {
+      if (this.#pending.get(session) === settled) this.#pending.delete(session);
+    });
+    return Promise.resolve();
+  }
+
+  /**
+   * Resolves once every row of `sessionId` queued so far is committed or has failed: with `async`
+   * durability, a session's next turn waits for it before reading its context, so it sees its own
+   * last turn. Undefined when nothing of the session is waiting (always, with `commit`).
+   */
+  settled(sessionId: string): Promise<void> | undefined {
+    return this.#pending.get(sessionId);
   }
 
   /** Resolves when every queued row has been written (or has failed). */
@@ -161,28 +207,39 @@ export class ConversationLog {
   }
 
   /**
-   * Lets the queue settle before a commit: turns of the event loop go by while rows keep arriving
-   * (at most QUIET_CAP_MS). Replies already received enqueue their rows first and share the
-   * commit. A lone row (no other request in flight) waits one turn (microseconds). While other
-   * requests are in flight, the queue must also have stopped growing for QUIET_SPELL_MS: replies
-   * that arrive a little apart (a backend answering a burst one by one) then share a commit too,
-   * which matters more the faster a commit is.
+   * Lets the queue settle before a commit. First one turn of the event loop: replies already
+   * received enqueue their rows and share the commit; a lone row (no more on their way) then goes
+   * at once, microseconds later. While more rows are on their way (`busy`), the queue must also
+   * stop growing for a quiet spell (1 ms, on a timer that each new row restarts) unless the rows
+   * on their way have all arrived, at most 2 ms in all: replies that
+   * arrive a little apart (a backend answering a burst one by one) then share a commit too, which
+   * matters more the faster a commit is.
    */
   async #settle(): Promise<void> {
     const started = performance.now();
-    let seen = -1;
-    let grew = started;
+    await new Promise((r) => setImmediate(r));
     for (;;) {
-      const now = performance.now();
-      if (this.#queue.length >= this.#opts.maxBatch || now - started >= QUIET_CAP_MS) return;
-      if (this.#queue.length !== seen) {
-        seen = this.#queue.length;
-        grew = now;
-      } else if (now - grew >= QUIET_SPELL_MS || !this.#busy()) {
-        return;
-      }
-      await new Promise((r) => setImmediate(r));
+      const queued = this.#queue.length;
+      if (queued >= this.#opts.maxBatch || !this.#busy(queued)) return;
+      const left = this.#quiet.capMs - (performance.now() - started);
+      if (left <= 0) return;
+      if (!(await this.#nextRow(Math.min(this.#quiet.spellMs, left)))) return; // a quiet spell
     }
+  }
+
+  /** Resolves true when the next row is queued, false if `ms` pass first. */
+  #nextRow(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#arrived = undefined;
+        resolve(false);
+      }, ms);
+      this.#arrived = () => {
+        clearTimeout(timer);
+        this.#arrived = undefined;
+        resolve(true);
+      };
+    });
   }
 
   async #write(batch: Waiting[]): Promise<void> {
@@ -220,6 +277,7 @@ export class ConversationLog {
             span.recordException(err as Error);
             span.setStatus({ code: SpanStatusCode.ERROR });
             span.end();
+            if (this.#async) this.#onLost?.(batch.length, err);
             for (const w of batch) w.reject(err);
             return;
           }
@@ -260,6 +318,7 @@ export class ConversationLog {
         max_delay_ms: this.#opts.maxDelayMs,
         max_queue: this.#opts.maxQueue,
         max_attempts: this.#opts.maxAttempts,
+        durability: this.#async ? 'async' : 'commit',
       },
     };
   }

@@ -81,8 +81,8 @@ export class ConversationRepository {
   readonly #rows: RowInsert | undefined;
 
   /**
-   * `rows`: the insert path for conversations when not knex's (on SQLite, a prepared statement on a
-   * connection of its own: src/db/sqlite-insert.ts); reads and every other write stay on knex.
+   * `rows`: the insert path for conversations when not knex's query builder (on SQLite, a statement
+   * prepared on knex's connection: src/db/sqlite-insert.ts); reads and every other write use knex.
    */
   constructor(
     private readonly knex: Knex,

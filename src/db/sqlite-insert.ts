@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import sqlite3 from 'sqlite3';
+import type { Knex } from 'knex';
+import type sqlite3 from 'sqlite3';
 
 /** One insert as the profiler sees it: the SQL (placeholders only, never values), its time, its error. */
 export type InsertObserver = (sql: string, ms: number, err: Error | undefined) => void;
@@ -11,32 +12,30 @@ export interface RowInsert {
 }
 
 /**
- * The conversation log's inserts on SQLite, without knex: a connection of their own (the same file,
- * the same pragmas as knex's) with the one-row insert prepared once. On the conversations table
- * (7 indexes) a one-row insert took 0.22-0.25 ms (p50, Node 24) through knex's query builder and
- * pool, 0.14-0.18 ms this way (bench/analysis.md). The price: after this connection commits, SQLite
- * drops knex's page cache, so the next read there (a session's context) is slower.
+ * The conversation log's inserts on SQLite, past knex's query builder: the one-row insert is
+ * prepared once on knex's own connection (borrowed from its pool, so it takes its turn with every
+ * other query, inside no transaction of knex's) and run with the row's values. On the conversations
+ * table (7 indexes) a one-row insert took 0.22-0.25 ms (p50, Node 24) through the query builder,
+ * 0.15-0.17 ms this way (bench/analysis.md). Sharing the connection matters: an insert committed by
+ * another connection makes SQLite drop this one's page cache, and a session's next context read
+ * paid for it (0.19 -> 0.67 ms).
  *
- * Rows arrive through the batch writer one transaction at a time, so this connection is SQLite's
- * one writer most of the time; knex's connection still writes sessions and memories, and the two
- * take turns on the write lock under `busy_timeout`, as two processes would. A multi-row batch is
- * one `INSERT ... VALUES (...), (...)` statement: one transaction, all rows or none. The connection
- * opens on the first insert (after the migrations), and reopens after a failure to open.
+ * A multi-row batch is one `INSERT ... VALUES (...), (...)` statement: one transaction, all rows or
+ * none. `close()` finalizes the prepared statements; it must run before knex is destroyed, as
+ * SQLite will not close a connection with a statement still open.
  */
 export class SqliteRowInsert implements RowInsert {
-  readonly #filename: string;
-  readonly #busyTimeoutMs: number;
+  readonly #knex: Knex;
   readonly #table: string;
   readonly #columns: readonly string[];
   readonly #observe: InsertObserver | undefined;
   readonly #oneRowSql: string;
-  #opening: Promise<{ db: sqlite3.Database; one: sqlite3.Statement }> | undefined;
+  /** The prepared one-row insert of each connection knex's pool has lent us. */
+  readonly #prepared = new Map<sqlite3.Database, Promise<sqlite3.Statement>>();
   #closed = false;
 
-  constructor(opts: { filename: string; busyTimeoutMs: number; table: string; columns: readonly string[]; observe?: InsertObserver }) {
-    if (opts.filename === ':memory:') throw new RangeError('SqliteRowInsert: a :memory: database is private to its connection');
-    this.#filename = opts.filename;
-    this.#busyTimeoutMs = opts.busyTimeoutMs;
+  constructor(knex: Knex, opts: { table: string; columns: readonly string[]; observe?: InsertObserver }) {
+    this.#knex = knex;
     this.#table = opts.table;
     this.#columns = opts.columns;
     this.#observe = opts.observe;
@@ -48,59 +47,60 @@ export class SqliteRowInsert implements RowInsert {
     return `insert into \`${this.#table}\` (${this.#columns.map((c) => `\`${c}\``).join(', ')}) values ${Array.from({ length: rows }, () => tuple).join(', ')} returning \`id\``;
   }
 
-  #open(): Promise<{ db: sqlite3.Database; one: sqlite3.Statement }> {
-    this.#opening ??= new Promise<{ db: sqlite3.Database; one: sqlite3.Statement }>((resolve, reject) => {
-      const db = new sqlite3.Database(this.#filename, (openErr) => {
-        if (openErr) return reject(openErr);
-        // knex's pragmas (src/db/knex.ts), the busy timeout first so the others wait for a lock. The
-        // WAL is checkpointed by this connection's own commits (SQLite's default, every 1,000 pages):
-        // a checkpoint from another connection never restarts a WAL written without pause, and
-        // under load it grew without bound (about 30 MB/s).
-        const pragmas = `PRAGMA busy_timeout = ${this.#busyTimeoutMs}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;`;
-        db.exec(pragmas, (err) => {
-          if (err) return db.close(() => reject(err));
-          const one = db.prepare(this.#oneRowSql, (prepErr) => (prepErr ? db.close(() => reject(prepErr)) : resolve({ db, one })));
-        });
+  #statement(db: sqlite3.Database): Promise<sqlite3.Statement> {
+    let p = this.#prepared.get(db);
+    if (!p) {
+      p = new Promise<sqlite3.Statement>((resolve, reject) => {
+        const s = db.prepare(this.#oneRowSql, (err) => (err ? reject(err) : resolve(s)));
       });
-    }).catch((err: unknown) => {
-      this.#opening = undefined; // the next batch tries again
-      throw err;
-    });
-    return this.#opening;
+      p.catch(() => this.#prepared.delete(db)); // the next insert prepares it again
+      this.#prepared.set(db, p);
+    }
+    return p;
   }
 
   async insert(rows: readonly Record<string, unknown>[]): Promise<number[]> {
     if (this.#closed) throw new Error('SqliteRowInsert: closed');
     if (rows.length === 0) return [];
-    const { db, one } = await this.#open();
-    if (this.#closed) throw new Error('SqliteRowInsert: closed');
     const params: unknown[] = [];
     for (const row of rows) for (const c of this.#columns) params.push(bindable(row[c]));
     const sql = rows.length === 1 ? this.#oneRowSql : this.#sql(rows.length);
+    const client = this.#knex.client as {
+      acquireConnection(): Promise<sqlite3.Database>;
+      releaseConnection(c: sqlite3.Database): Promise<void>;
+    };
+    const db = await client.acquireConnection();
     const started = performance.now();
     try {
+      if (this.#closed) throw new Error('SqliteRowInsert: closed');
       const out = await new Promise<Array<{ id: number }>>((resolve, reject) => {
         const done = (err: Error | null, result: Array<{ id: number }>) => (err ? reject(err) : resolve(result));
-        if (rows.length === 1) one.all(params, done);
+        if (rows.length === 1) this.#statement(db).then((one) => one.all(params, done), reject);
         else db.all(sql, params, done);
       });
       this.#observe?.(sql, performance.now() - started, undefined);
       return out.map((r) => r.id);
     } catch (err) {
-      this.#observe?.(sql, performance.now() - started, err as Error);
+      if (!this.#closed) this.#observe?.(sql, performance.now() - started, err as Error);
       throw err;
+    } finally {
+      await client.releaseConnection(db);
     }
   }
 
+  /** Refuses further inserts and finalizes the prepared statements (before knex closes its connections). */
   async close(): Promise<void> {
     this.#closed = true;
-    const opening = this.#opening;
-    this.#opening = undefined;
-    if (!opening) return;
-    const conn = await opening.catch(() => undefined);
-    if (!conn) return;
-    await new Promise<void>((resolve) => conn.one.finalize(() => resolve()));
-    await new Promise<void>((resolve, reject) => conn.db.close((err) => (err ? reject(err) : resolve())));
+    const prepared = [...this.#prepared.values()];
+    this.#prepared.clear();
+    await Promise.all(
+      prepared.map((p) =>
+        p.then(
+          (s) => new Promise<void>((resolve) => s.finalize(() => resolve())),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }
 

@@ -19,6 +19,8 @@ export interface SessionContextOptions {
   readonly logger: Logger;
   /** Tracks each turn's context object for the leak detector (it should die with the request). */
   readonly track?: (obj: object, type: string, label: string) => void;
+  /** The session's rows still waiting for their commit (with async durability), awaited before the read. */
+  readonly settled?: (sessionId: string) => Promise<void> | undefined;
 }
 
 /** One turn's request as the chat route sees it. */
@@ -52,13 +54,15 @@ const tracer = trace.getTracer('vega');
 /**
  * Builds what a /chat turn sends: checks the session belongs to the caller (claiming it if it is
  * new), reads its context in one statement, and windows it. A turn sees the turns committed
- * before its read, which happens before its own backend call.
+ * before its read, which happens before its own backend call (with async durability, the read
+ * first waits for the session's turns still queued for their commit).
  */
 export class SessionContext {
   readonly #store: SessionStore;
   readonly #settings: () => ContextSettings;
   readonly #log: Logger;
   readonly #track: SessionContextOptions['track'];
+  readonly #settled: SessionContextOptions['settled'];
   readonly #turns = createHistogram(INSTRUMENTS.contextTurns);
   readonly #chars = createHistogram(INSTRUMENTS.contextChars);
   readonly #reads = createCounter(INSTRUMENTS.contextReads);
@@ -70,6 +74,7 @@ export class SessionContext {
     this.#settings = opts.settings;
     this.#log = opts.logger;
     this.#track = opts.track;
+    this.#settled = opts.settled;
   }
 
   /** The context of one turn; throws SessionNotFound when the session is another client's. */
@@ -81,6 +86,8 @@ export class SessionContext {
     } else {
       built = await tracer.startActiveSpan('session.context_read', { kind: SpanKind.INTERNAL }, async (span) => {
         try {
+          const waiting = this.#settled?.(req.sessionId);
+          if (waiting) await waiting;
           const read = await this.#store.readContext(req.sessionId, settings.maxTurns);
           let owner = read.owner;
           if (owner === undefined) owner = await this.#claim(req.sessionId, req.clientId);

@@ -173,7 +173,8 @@ export const INSTRUMENTS = {
     name: 'vega.conversations.log_failures',
     kind: 'observableCounter',
     unit: '{conversation}',
-    description: "Conversations the database refused to store after the batch writer's retries (the request then failed with 503).",
+    description:
+      "Conversations the database refused to store after the batch writer's retries (the request then failed with 503; with CONVERSATION_DURABILITY=async it had already been answered).",
     attributes: [],
   },
   httpClientDispatchers: {

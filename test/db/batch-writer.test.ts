@@ -48,6 +48,30 @@ describe('ConversationLog', () => {
     expect(s.max_batch_size).toBeGreaterThanOrEqual(40);
   });
 
+  it('a lone row is committed at once; while more rows are on their way, they share its commit', async () => {
+    const turn = () => new Promise((r) => setImmediate(r));
+    // Nothing else coming: the first row does not wait for one logged two turns later.
+    const alone = new ConversationLog(repo, { busy: () => false });
+    const first = alone.log(record(1));
+    await turn();
+    await turn();
+    await Promise.all([first, alone.log(record(2))]);
+    expect(alone.snapshot()).toMatchObject({ batches: 2, max_batch_size: 1 });
+
+    // Three chats in flight: the commit waits (a long quiet spell here, so no timing is assumed)
+    // until the queue holds all three, then starts without waiting out the spell.
+    const grouped = new ConversationLog(repo, { busy: (queued) => queued < 3, quiet: { spellMs: 10_000, capMs: 10_000 } });
+    const started = Date.now();
+    const rows = [grouped.log(record(3))];
+    await turn();
+    rows.push(grouped.log(record(4)));
+    await turn();
+    rows.push(grouped.log(record(5)));
+    await Promise.all(rows);
+    expect(grouped.snapshot()).toMatchObject({ batches: 1, max_batch_size: 3 });
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
   it('never writes more than maxBatch rows in one transaction', async () => {
     const log = new ConversationLog(repo, { maxBatch: 8 });
     await Promise.all(Array.from({ length: 30 }, (_, i) => log.log(record(i))));
@@ -79,6 +103,43 @@ describe('ConversationLog', () => {
     await log.flush();
     expect(await repo.count()).toBe(10);
     await Promise.all(pending);
+  });
+});
+
+describe('ConversationLog with async durability', () => {
+  it("answers once a row is queued; settled() waits for the session's commit; flush() loses nothing", async () => {
+    const log = new ConversationLog(repo, { durability: 'async' });
+    expect(log.snapshot().options.durability).toBe('async');
+    const rows = Array.from({ length: 20 }, (_, i) => ({ ...record(i), sessionId: i % 2 ? 'odd' : 'even' }));
+    for (const r of rows) await log.log(r); // each resolves at once, before its commit
+    expect(log.snapshot().rows_written).toBeLessThan(20);
+    const odd = log.settled('odd');
+    expect(odd).toBeDefined();
+    await odd;
+    expect(await repo.count()).toBeGreaterThanOrEqual(19); // every odd row, the last one included
+    await log.flush();
+    expect(await repo.count()).toBe(20);
+    expect(log.settled('odd')).toBeUndefined();
+    expect(log.settled('even')).toBeUndefined();
+  });
+
+  it('reports a batch that cannot be committed to onLost once, and never rejects the caller', async () => {
+    await db.knex.schema.dropTable('conversations');
+    const lost: number[] = [];
+    const log = new ConversationLog(repo, { durability: 'async', onLost: (n) => lost.push(n) });
+    await Promise.all([log.log(record(1)), log.log(record(2))]);
+    await log.settled('s');
+    await log.flush();
+    expect(lost.reduce((a, b) => a + b, 0)).toBe(2);
+    expect(log.snapshot()).toMatchObject({ failed_rows: 2, rows_written: 0 });
+  });
+
+  it('still refuses with storage_busy when the queue is full', async () => {
+    const log = new ConversationLog(repo, { durability: 'async', maxQueue: 3, maxDelayMs: 50 });
+    const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => log.log(record(i))));
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(3);
+    await log.flush();
+    expect(await repo.count()).toBe(3);
   });
 });
 

@@ -122,3 +122,35 @@ describe('GET /admin/database/stats', () => {
     }
   });
 });
+
+describe('async durability (CONVERSATION_DURABILITY=async)', () => {
+  it('answers before the commit, yet each turn of a session sees the one before, and SIGTERM flushes every row', async () => {
+    const fake = await FakeOllama.start();
+    const vega = await startVega({ env: { LLM_BASE_URL: fake.url, CONVERSATION_DURABILITY: 'async', CACHE_MAX_ENTRIES: '0' } });
+    try {
+      const stats = await jsonOf(await fetch(`${vega.url}/admin/database/stats`, { headers: { 'x-api-key': TEST_KEY } }));
+      expect(stats.batch_writer.options.durability).toBe('async');
+      for (let i = 0; i < 5; i++) {
+        const res = await postJson(vega.url, '/chat', { prompt: `turn ${i}`, session_id: 'async-session' });
+        expect(res.status).toBe(200);
+        await res.text();
+      }
+      // The fifth turn's call carried the four before it (with their answers), in order.
+      const users = (c: (typeof fake.calls)[number]) =>
+        ((c.body?.messages ?? []) as Array<{ role: string; content: string }>).filter((m) => m.role === 'user').map((m) => m.content);
+      const last = fake.calls.filter((c) => c.path === '/api/chat' && users(c).at(-1) === 'turn 4');
+      expect(last).toHaveLength(1);
+      expect(users(last[0]!)).toEqual(['turn 0', 'turn 1', 'turn 2', 'turn 3', 'turn 4']);
+
+      const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => postJson(vega.url, '/chat', { prompt: `burst ${i}` })));
+      expect(replies.every((r) => r.status === 200)).toBe(true);
+      // SIGTERM: the shutdown flushes the queue before closing the database, and exits 0.
+      expect((await vega.stop()).code).toBe(0);
+      expect(await conversationRows(vega.dbPath, {})).toHaveLength(45);
+    } finally {
+      await vega.stop('SIGKILL');
+      vega.cleanup();
+      await fake.close();
+    }
+  });
+});

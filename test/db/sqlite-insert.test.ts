@@ -47,9 +47,7 @@ beforeEach(async () => {
   db = openDatabase(`sqlite:${join(dir, 'v.db')}`);
   await migrateLatest(db.knex);
   profiler = new QueryProfiler(db.knex, db.system);
-  rows = new SqliteRowInsert({
-    filename: db.filename!,
-    busyTimeoutMs: 2000,
+  rows = new SqliteRowInsert(db.knex, {
     table: 'conversations',
     columns: CONVERSATION_COLUMNS,
     observe: (sql, ms, err) => profiler.observe(sql, ms, err),
@@ -62,7 +60,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('SqliteRowInsert (the conversation log on a SQLite file)', () => {
+describe('SqliteRowInsert (the conversation log on SQLite)', () => {
   it('stores rows exactly as the knex path does, and returns their ids in order', async () => {
     const fast = new ConversationRepository(db.knex, { rows });
     const viaKnex = new ConversationRepository(db.knex);
@@ -115,7 +113,38 @@ describe('SqliteRowInsert (the conversation log on a SQLite file)', () => {
     expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: 3000 }]);
   });
 
-  it('refuses :memory:, which another connection could not see', () => {
-    expect(() => new SqliteRowInsert({ filename: ':memory:', busyTimeoutMs: 1, table: 't', columns: ['a'] })).toThrow(RangeError);
+  it("runs on knex's own connection: inside none of its transactions, and on :memory: too", async () => {
+    // A transaction holds knex's one connection: the insert waits for it, then sees its rows.
+    let inserted: Promise<number[]> | undefined;
+    await db.knex.transaction(async (trx) => {
+      await trx('conversations').insert(row({ session_id: 'in-trx' }));
+      inserted = rows.insert([row({ session_id: 'after-trx' })]);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await trx('conversations').where('session_id', 'after-trx').count({ n: '*' })).toEqual([{ n: 0 }]);
+    });
+    const [id] = await inserted!;
+    const stored = await db.knex('conversations').orderBy('id').select('id', 'session_id');
+    expect(stored.map((r) => r.session_id)).toEqual(['in-trx', 'after-trx']);
+    expect(stored[1].id).toBe(id);
+
+    const mem = openDatabase(':memory:');
+    try {
+      await migrateLatest(mem.knex);
+      const memRows = new SqliteRowInsert(mem.knex, { table: 'conversations', columns: CONVERSATION_COLUMNS });
+      const ids = await memRows.insert([row({ ts: 1 }), row({ ts: 2 })]);
+      expect(ids).toHaveLength(2);
+      expect(await mem.knex('conversations').count({ n: '*' })).toEqual([{ n: 2 }]);
+      await memRows.close();
+    } finally {
+      await mem.knex.destroy();
+    }
+  });
+
+  it('close() finalizes the prepared statement, so knex can close its connection', async () => {
+    await rows.insert([row({ ts: 1 })]);
+    await rows.close();
+    // Destroying knex with a statement still open fails (SQLITE_BUSY: unfinalized statements).
+    await expect(db.knex.destroy()).resolves.toBeUndefined();
+    db = openDatabase(`sqlite:${join(dir, 'v.db')}`); // for afterEach
   });
 });

@@ -3,12 +3,17 @@ import { performance } from 'node:perf_hooks';
 import { ShuttingDown } from '../../errors';
 import { onResponseClose } from '../response-close';
 
+/** The routes whose requests each store a conversation. */
+const CHAT_PATHS: ReadonlySet<string> = new Set(['/chat', '/v1/chat/completions']);
+
 /**
  * Counts requests being served, from arrival until the response is fully written (for a stream,
- * until its last byte), and refuses new ones while the service drains for shutdown.
+ * until its last byte), and refuses new ones while the service drains for shutdown. Chats (which
+ * each store a conversation) are also counted apart, for the batch writer's group commit.
  */
 export class InflightTracker {
   #draining = false;
+  #chats = 0;
   #waiters: Array<() => void> = [];
   readonly #active = new Set<{ state: { traceId?: string }; _matchedRoute?: unknown }>();
   /** The last requests to finish, with when (performance.now()), for stall reports. */
@@ -16,6 +21,11 @@ export class InflightTracker {
 
   get inflight(): number {
     return this.#active.size;
+  }
+
+  /** Chat requests being served: each has a conversation stored, or on its way. */
+  get chats(): number {
+    return this.#chats;
   }
 
   get draining(): boolean {
@@ -29,11 +39,14 @@ export class InflightTracker {
         throw new ShuttingDown();
       }
       this.#active.add(ctx);
+      const chat = ctx.method === 'POST' && CHAT_PATHS.has(ctx.path);
+      if (chat) this.#chats++;
       let done = false;
       const finish = () => {
         if (done) return;
         done = true;
         this.#active.delete(ctx);
+        if (chat) this.#chats--;
         this.#recent.push({
           trace_id: ctx.state.traceId ?? '',
           route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined,
