@@ -227,6 +227,16 @@ const DASHBOARDS = [
       ],
       ['Commit duration p95', 's', [q(`histogram_quantile(0.95, sum by (le) (rate(vega_db_batch_duration_bucket[${R}])))`, 'p95')]],
       ['Batch writer queue', 'short', [q('sum(vega_db_batch_queue_size)', 'queued'), q('sum(vega_db_batch_queue_max)', 'max')]],
+      [
+        'WAL checkpoint duration p95 (SQLite, background)',
+        's',
+        [q(`histogram_quantile(0.95, sum by (le) (rate(vega_db_checkpoint_duration_bucket[${R}])))`, 'p95')],
+      ],
+      [
+        'WAL checkpoints (SQLite, background)',
+        'ops',
+        [q(`sum by (outcome) (rate(vega_db_checkpoint_duration_count[${R}]))`, '{{outcome}}')],
+      ],
       ['Batch writer events', 'short', [q(`sum by (event) (increase(vega_db_batch_events_total[${R}]))`, '{{event}}')]],
       [
         'Conversations stored',

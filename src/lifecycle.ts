@@ -224,9 +224,10 @@ function stopSteps(c: Components): Step[] {
       timeoutMs: 5000,
       run: async () => {
         // The prepared insert is finalized first: SQLite will not close a connection with a statement open.
-        const finalized = await Promise.allSettled([c.conversationRows?.close()]);
+        // The checkpointer's connection closes beside it.
+        const first = await Promise.allSettled([c.conversationRows?.close(), c.checkpointer?.stop()]);
         await c.db.knex.destroy();
-        if (finalized[0].status === 'rejected') throw finalized[0].reason;
+        for (const r of first) if (r.status === 'rejected') throw r.reason;
       },
     },
     { name: 'close_redis', timeoutMs: 3000, run: async () => (c.redis ? c.redis.close() : 'not configured') },

@@ -7,6 +7,7 @@ import type { Config } from './config/schema';
 import { readEnvironment } from './config/validate';
 import { CONVERSATION_COLUMNS, ConversationRepository } from './db/conversations';
 import { SqliteRowInsert, type RowInsert } from './db/sqlite-insert';
+import { WalCheckpointer } from './db/wal-checkpointer';
 import { openDatabase, type Database } from './db/knex';
 import { ConversationLog } from './db/batch-writer';
 import { QueryProfiler } from './db/profiler';
@@ -61,6 +62,8 @@ export interface Components {
   /** The conversation inserts' own SQLite connection (closed after the batch writer's flush); unset when knex inserts. */
   readonly conversationRows: RowInsert | undefined;
   readonly retention: RetentionJob;
+  /** On a SQLite file (unless SQLITE_CHECKPOINT_EVERY_ROWS=0): the WAL's background checkpoints. */
+  readonly checkpointer: WalCheckpointer | undefined;
   readonly inflight: InflightTracker;
   readonly breakers: BreakerRegistry;
   /** One per breaker that has a cheap health call to probe while it is open. */
@@ -84,8 +87,16 @@ export interface Components {
  * startup banner.
  */
 export function buildComponents(config: Config, logger: Logger, say: (line: string) => void): Components {
-  // knex's own warnings as JSON warn lines, first line only (no stack).
-  const db = openDatabase(config.databaseUrl, { warn: (m) => logger.warn({ component: 'knex' }, String(m).split('\n')[0]!.slice(0, 300)) });
+  // On a SQLite file the WAL is checkpointed in the background (the committing connection's own
+  // threshold then only bounds it); knex's own warnings become JSON warn lines, first line only.
+  const sqliteFile = !/^postgres(ql)?:\/\//.test(config.databaseUrl) && config.databaseUrl !== ':memory:';
+  const background = sqliteFile && config.sqliteCheckpointEveryRows > 0;
+  const db = openDatabase(config.databaseUrl, {
+    ...(background ? { walAutocheckpointPages: WalCheckpointer.WRITER_THRESHOLD_PAGES } : {}),
+    warn: (m) => logger.warn({ component: 'knex' }, String(m).split('\n')[0]!.slice(0, 300)),
+  });
+  const checkpointer =
+    background && db.filename ? new WalCheckpointer({ filename: db.filename, everyRows: config.sqliteCheckpointEveryRows }) : undefined;
   // Built before the migrations run, so they are profiled too.
   const profiler = new QueryProfiler(db.knex, db.system, { slowQueryMs: config.slowQueryMs });
 
@@ -131,6 +142,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
         { rows, error_code: (err as { code?: string }).code ?? 'db_error' },
         'conversations lost: a batch could not be committed',
       ),
+    ...(checkpointer ? { onCommitted: (rows: number) => checkpointer.committed(rows) } : {}),
     // More rows are on their way while more chats are being served than have rows queued.
     busy: (queued) => inflight.chats > queued,
     // The insert's own span is this one when knex does not run it.
@@ -297,6 +309,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       profiler,
       conversationLog,
       retention,
+      checkpointer,
       eventLoop,
       leaks,
       integrationHealth,
@@ -330,6 +343,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     conversationLog,
     conversationRows,
     retention,
+    checkpointer,
     inflight,
     breakers,
     probes,

@@ -98,6 +98,7 @@ export const configSchema = z.object({
   DB_BATCH_MAX_SIZE: number(1, 10_000, 500, true),
   DB_BATCH_MAX_DELAY_MS: number(0, 10_000, 0),
   DB_QUEUE_MAX: number(1, 10_000_000, 10_000, true),
+  SQLITE_CHECKPOINT_EVERY_ROWS: number(0, 1_000_000, 32, true),
   /** `commit`: a chat answers once its conversation is committed. `async`: once it is queued (a crash loses the queue). */
   CONVERSATION_DURABILITY: z.preprocess(
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
@@ -253,6 +254,8 @@ export interface Config {
   readonly redis: { readonly url: string; readonly commandTimeoutMs: number } | undefined;
   readonly logLevel: string;
   readonly slowQueryMs: number;
+  /** SQLite file: a background WAL checkpoint every this many committed rows (0: SQLite's own, on the commit path). */
+  readonly sqliteCheckpointEveryRows: number;
   readonly batch: {
     readonly maxBatch: number;
     readonly maxDelayMs: number;

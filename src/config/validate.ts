@@ -176,6 +176,7 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
     redis: raw.REDIS_URL ? { url: raw.REDIS_URL, commandTimeoutMs: raw.REDIS_TIMEOUT_MS } : undefined,
     logLevel: raw.LOG_LEVEL,
     slowQueryMs: raw.SLOW_QUERY_MS,
+    sqliteCheckpointEveryRows: raw.SQLITE_CHECKPOINT_EVERY_ROWS,
     batch: {
       maxBatch: raw.DB_BATCH_MAX_SIZE,
       maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS,

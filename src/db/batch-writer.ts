@@ -34,6 +34,8 @@ export interface BatchWriterOptions {
   readonly durability?: 'commit' | 'async';
   /** With `async` durability: told of each batch that could not be committed (rows lost). */
   readonly onLost?: (rows: number, err: unknown) => void;
+  /** Told of each committed batch (its rows), after its requests are answered. */
+  readonly onCommitted?: (rows: number) => void;
   /** The group commit's timings while `busy`: the quiet spell and its cap (defaults 1 ms and 2 ms). */
   readonly quiet?: { readonly spellMs: number; readonly capMs: number };
 }
@@ -85,12 +87,13 @@ const QUIET_SPELL_MS = 1;
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
-  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy' | 'quiet' | 'durability' | 'onLost'>>;
+  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy' | 'quiet' | 'durability' | 'onLost' | 'onCommitted'>>;
   readonly #spanAttributes: Attributes;
   readonly #busy: (queued: number) => boolean;
   readonly #quiet: { readonly spellMs: number; readonly capMs: number };
   readonly #async: boolean;
   readonly #onLost: ((rows: number, err: unknown) => void) | undefined;
+  readonly #onCommitted: ((rows: number) => void) | undefined;
   /** With `async` durability: the last row of each session still waiting for its commit. */
   readonly #pending = new Map<string, Promise<void>>();
   readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
@@ -123,6 +126,7 @@ export class ConversationLog {
     this.#quiet = opts.quiet ?? { spellMs: QUIET_SPELL_MS, capMs: QUIET_CAP_MS };
     this.#async = opts.durability === 'async';
     this.#onLost = opts.onLost;
+    this.#onCommitted = opts.onCommitted;
     for (const [k, v] of Object.entries(this.#opts)) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1))
         throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
@@ -263,6 +267,7 @@ export class ConversationLog {
             // parent, and a child that ends after its parent does not nest in the trace.
             span.end();
             for (const w of batch) w.resolve();
+            this.#onCommitted?.(batch.length);
             return;
           } catch (err) {
             const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);

@@ -23,7 +23,13 @@ export interface Database {
  */
 export function openDatabase(
   databaseUrl: string,
-  opts: { busyTimeoutMs?: number; poolMax?: number; warn?: (message: string) => void } = {},
+  opts: {
+    busyTimeoutMs?: number;
+    poolMax?: number;
+    /** SQLite: the committing connection's checkpoint threshold (pages); SQLite's default, 1,000, when unset. */
+    walAutocheckpointPages?: number;
+    warn?: (message: string) => void;
+  } = {},
 ): Database {
   // knex prints its own warnings (e.g. "Acquire connection error" with a stack) with console.log,
   // which would put a raw line among stdout's JSON; when a `warn` sink is given, they go there.
@@ -63,6 +69,7 @@ export function openDatabase(
           'PRAGMA synchronous = NORMAL;',
           `PRAGMA busy_timeout = ${busyTimeoutMs};`,
           'PRAGMA foreign_keys = ON;',
+          opts.walAutocheckpointPages === undefined ? '' : `PRAGMA wal_autocheckpoint = ${Math.trunc(opts.walAutocheckpointPages)};`,
         ].join(' ');
         conn.exec(pragmas, (err) => done(err, conn));
       },

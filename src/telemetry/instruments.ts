@@ -304,6 +304,15 @@ export const INSTRUMENTS = {
     attributes: ['outcome'],
     buckets: DB_SECONDS,
   },
+  dbCheckpointDuration: {
+    name: 'vega.db.checkpoint.duration',
+    kind: 'histogram',
+    unit: 's',
+    description:
+      'SQLite: time of one background WAL checkpoint (PASSIVE, on a connection of its own, every SQLITE_CHECKPOINT_EVERY_ROWS committed rows), by outcome.',
+    attributes: ['outcome'],
+    buckets: DB_SECONDS,
+  },
   dbBatchQueue: {
     name: 'vega.db.batch.queue_size',
     kind: 'observableGauge',

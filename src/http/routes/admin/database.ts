@@ -3,6 +3,7 @@ import type { ConversationLog } from '../../../db/batch-writer';
 import type { Database } from '../../../db/knex';
 import type { QueryProfiler } from '../../../db/profiler';
 import type { RetentionJob } from '../../../db/retention';
+import type { WalCheckpointer } from '../../../db/wal-checkpointer';
 import { poolSnapshot, storageSnapshot } from '../../../db/stats';
 import type { VegaState } from '../../state';
 
@@ -11,6 +12,8 @@ export interface DatabaseAdminDeps {
   readonly profiler: QueryProfiler;
   readonly conversationLog: ConversationLog;
   readonly retention: RetentionJob;
+  /** SQLite file only: the WAL's background checkpoints. */
+  readonly checkpointer?: WalCheckpointer | undefined;
 }
 
 /** The database's admin routes (query profile, pool, tables, indexes), and the batch writer's. */
@@ -27,6 +30,7 @@ export function registerDatabaseAdmin(router: Router<VegaState>, deps: DatabaseA
       ...storage,
       batch_writer: deps.conversationLog.snapshot(),
       retention: deps.retention.snapshot(),
+      ...(deps.checkpointer ? { wal_checkpoints: deps.checkpointer.snapshot() } : {}),
     };
   });
   router.post('/admin/database/reset-stats', (ctx) => {

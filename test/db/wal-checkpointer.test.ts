@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CONVERSATION_COLUMNS } from '../../src/db/conversations';
+import { openDatabase, type Database } from '../../src/db/knex';
+import { migrateLatest } from '../../src/db/migrations';
+import { SqliteRowInsert } from '../../src/db/sqlite-insert';
+import { WalCheckpointer } from '../../src/db/wal-checkpointer';
+
+let dir: string;
+let db: Database;
+
+const row = (i: number): Record<string, unknown> => ({
+  ...Object.fromEntries(CONVERSATION_COLUMNS.map((c) => [c, null])),
+  ts: i,
+  session_id: `s-${i % 50}`,
+  prompt: `prompt ${i} ${'x'.repeat(200)}`,
+  response: `answer ${i} ${'y'.repeat(200)}`,
+  model: 'm',
+  source: 'chat',
+  reviewed: false,
+  correlation_id: `c-${i}`,
+  status: 'ok',
+  cached: false,
+});
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'vega-ckpt-'));
+  db = openDatabase(`sqlite:${join(dir, 'v.db')}`, { walAutocheckpointPages: WalCheckpointer.WRITER_THRESHOLD_PAGES });
+  await migrateLatest(db.knex);
+});
+
+afterEach(async () => {
+  await db.knex.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('WalCheckpointer', () => {
+  it('checkpoints every N committed rows off the commit path, and the WAL stays bounded', async () => {
+    const rows = new SqliteRowInsert(db.knex, { table: 'conversations', columns: CONVERSATION_COLUMNS });
+    const ckpt = new WalCheckpointer({ filename: db.filename!, everyRows: 32 });
+    let largest = 0;
+    for (let i = 0; i < 3000; i++) {
+      await rows.insert([row(i)]);
+      ckpt.committed(1);
+      if (i % 100 === 0) largest = Math.max(largest, statSync(`${db.filename}-wal`).size);
+    }
+    await ckpt.stop(); // waits for a running checkpoint
+    const s = ckpt.snapshot();
+    expect(s.every_rows).toBe(32);
+    expect(s.failed).toBe(0);
+    // At most one a 32 rows (one at a time, so fewer when they take longer than 32 inserts).
+    expect(s.checkpoints).toBeGreaterThan(0);
+    expect(s.checkpoints).toBeLessThanOrEqual(Math.ceil(3000 / 32));
+    // Bounded by the committing connection's own threshold (4,000 pages of 4 KB) and a little over.
+    expect(largest).toBeLessThan(24 * 1024 * 1024);
+    await rows.close();
+    expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: 3000 }]);
+    expect(await db.knex.raw('PRAGMA integrity_check')).toEqual([{ integrity_check: 'ok' }]);
+  });
+
+  it('the committing connection keeps the threshold it was opened with', async () => {
+    expect(await db.knex.raw('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: WalCheckpointer.WRITER_THRESHOLD_PAGES }]);
+    const plain = openDatabase(`sqlite:${join(dir, 'plain.db')}`);
+    try {
+      expect(await plain.knex.raw('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 1000 }]);
+    } finally {
+      await plain.knex.destroy();
+    }
+  });
+
+  it('counts a checkpoint that fails (the file is gone) and keeps going; stop() closes cleanly', async () => {
+    const ckpt = new WalCheckpointer({ filename: join(dir, 'missing', 'nope.db'), everyRows: 1 });
+    await expect(ckpt.checkpoint()).rejects.toThrow(/SQLITE_CANTOPEN/);
+    ckpt.committed(1); // a failure in the background is counted, never thrown
+    await ckpt.stop();
+    expect(ckpt.snapshot().failed).toBe(2);
+    expect(() => new WalCheckpointer({ filename: ':memory:', everyRows: 1 })).toThrow(RangeError);
+    expect(() => new WalCheckpointer({ filename: db.filename!, everyRows: 0 })).toThrow(RangeError);
+  });
+});
