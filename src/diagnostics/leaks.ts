@@ -54,11 +54,14 @@ export interface LeakSnapshot {
 
 const mb = (b: number) => Math.round((b / 1048576) * 100) / 100;
 
+/** The property that ties a tracked object to its liveness token (see `track`). */
+const LIVENESS = Symbol('vega.liveness');
+
 /**
  * The memory leak detector. `track()` keeps a WeakRef to an object
  * and a FinalizationRegistry entry: when the object is collected it leaves the table by itself;
  * one still alive past the threshold is a potential leak, reported by type. Heap and RSS are
- * sampled for a trend. Nothing here keeps a tracked object alive.
+ * sampled for a trend. Nothing here keeps a tracked object alive, nor makes it outlive a minor GC.
  */
 export class LeakDetector {
   readonly #opts: Required<Omit<LeakDetectorOptions, 'now'>>;
@@ -106,8 +109,15 @@ export class LeakDetector {
     }
     this.#types.add(type);
     const id = this.#nextId++;
-    this.#tracked.set(id, { ref: new WeakRef(obj), type, label: label.slice(0, 120), created: this.#now() });
-    this.#registry.register(obj, id);
+    // V8's minor GC (scavenge) treats WeakRef and FinalizationRegistry targets as strong; only a
+    // full GC clears them (bench/analysis.md has the measurement). Watched directly, each chat's
+    // call object (its messages, the request, the reply) would outlive every scavenge and be copied
+    // into the old space. So the watch is on a small token that only the object holds: the token
+    // lives exactly as long as the object, and the object itself can die young.
+    const token: object = {};
+    Object.defineProperty(obj, LIVENESS, { value: token, enumerable: false });
+    this.#tracked.set(id, { ref: new WeakRef(token), type, label: label.slice(0, 120), created: this.#now() });
+    this.#registry.register(token, id);
   }
 
   /** Records one heap/RSS sample (the timer calls this). */

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+'use strict';
+// What outlives a minor GC in Vega: N sequential cache-miss /chat (after the usual warm-up) with
+// V8's sampling heap profiler counting only allocations that survived a scavenge (bench/heap-sampler.js),
+// summed by allocation site. Objects a request makes should die young; what shows here was copied
+// into the old space (each scavenge pays for the copy, and a full GC for the rest), so the top
+// rows name what to look at for scavenge pauses and the sequential p99. Also prints the GC figures
+// Vega measured meanwhile (v8js.gc.duration). `npm run build` first.
+//
+//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off]
+const { existsSync, mkdtempSync, readFileSync, rmSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { startUpstream, startVega, KEY } = require('./procs');
+const { seq } = require('./gateway');
+
+const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+
+function summarize(profile, top) {
+  const bySite = new Map();
+  const walk = (node) => {
+    const f = node.callFrame;
+    const url = f.url.replace(/.*node_modules\//, '').replace(/.*\/dist\//, 'dist/');
+    const site = `${f.functionName || '(anonymous)'} ${url}${url ? `:${f.lineNumber + 1}` : ''}`;
+    bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+    for (const c of node.children) walk(c);
+  };
+  walk(profile.head);
+  const total = [...bySite.values()].reduce((a, b) => a + b, 0);
+  const rows = [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+  return [
+    `allocations that outlived a minor GC: ${(total / 1048576).toFixed(1)} MB sampled (start-up included)`,
+    '| MB | allocation site |',
+    '|---|---|',
+    ...rows.map(([site, bytes]) => `| ${(bytes / 1048576).toFixed(2)} | ${site} |`),
+  ].join('\n');
+}
+
+async function main() {
+  const n = Number(arg('n', 3000));
+  const top = Number(arg('top', 25));
+  const telemetry = arg('telemetry', 'on') !== 'off';
+  const dir = mkdtempSync(join(tmpdir(), 'vega-heap-'));
+  const file = join(dir, 'heap.json');
+  const upstream = await startUpstream();
+  const headers = { 'content-type': 'application/json', 'x-api-key': KEY };
+  try {
+    const vega = await startVega(
+      { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', HEAP_SAMPLE_FILE: file },
+      { telemetry, nodeArgs: ['--require', join(__dirname, 'heap-sampler.js')] },
+    );
+    let gc = '';
+    try {
+      const r = await seq(`${vega.url}/chat`, n, { headers, body: { prompt: 'what outlives a scavenge' }, warmup: 2000 });
+      process.stdout.write(`vega: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms (${n} sequential after 2,000)\n`);
+      if (telemetry) {
+        const metrics = await (await fetch(`${vega.url}/metrics`, { headers })).text();
+        const val = (re) => Number(re.exec(metrics)?.[1] ?? NaN);
+        for (const type of ['minor', 'major']) {
+          const count = val(new RegExp(`^v8js_gc_duration_count\\{v8js_gc_type="${type}"[^}]*\\} (\\S+)`, 'm'));
+          const sum = val(new RegExp(`^v8js_gc_duration_sum\\{v8js_gc_type="${type}"[^}]*\\} (\\S+)`, 'm'));
+          gc += `${type} GCs since start: ${count}, mean ${((sum / count) * 1000).toFixed(1)} ms\n`;
+        }
+      }
+    } finally {
+      // SIGUSR2: the sampler stops and writes its profile (bounded wait: 10 s).
+      vega.child.kill('SIGUSR2');
+      for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 100));
+      await vega.stop();
+    }
+    process.stdout.write(gc);
+    process.stdout.write(`${summarize(JSON.parse(readFileSync(file, 'utf8')), top)}\n`);
+  } finally {
+    await upstream.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`heap failed: ${err.stack ?? err}\n`);
+  process.exit(1);
+});
