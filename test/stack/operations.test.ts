@@ -167,6 +167,8 @@ describe('against a real Prometheus scraping Vega under load', () => {
         LLM_FALLBACKS: `ollama=${spare.url}`,
         CACHE_MAX_ENTRIES: '100',
         SLOW_QUERY_MS: '0.01',
+        // A background WAL checkpoint every 4 rows, so the short load below runs several.
+        SQLITE_CHECKPOINT_EVERY_ROWS: '4',
         BREAKER_FAILURE_THRESHOLD: '3',
         RETRY_MAX_RETRIES: '1',
         RATE_LIMIT_RPS: '1000',
