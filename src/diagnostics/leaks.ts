@@ -114,10 +114,16 @@ export class LeakDetector {
     // call object (its messages, the request, the reply) would outlive every scavenge and be copied
     // into the old space. So the watch is on a small token that only the object holds: the token
     // lives exactly as long as the object, and the object itself can die young.
-    const token: object = {};
-    Object.defineProperty(obj, LIVENESS, { value: token, enumerable: false });
-    this.#tracked.set(id, { ref: new WeakRef(token), type, label: label.slice(0, 120), created: this.#now() });
-    this.#registry.register(token, id);
+    // An object that cannot take the property (frozen, sealed) is watched itself.
+    const holder = obj as { [LIVENESS]?: object };
+    let token: object | undefined = holder[LIVENESS];
+    if (!token && Object.isExtensible(obj)) {
+      token = {};
+      Object.defineProperty(obj, LIVENESS, { value: token, enumerable: false });
+    }
+    const watched = token ?? obj;
+    this.#tracked.set(id, { ref: new WeakRef(watched), type, label: label.slice(0, 120), created: this.#now() });
+    this.#registry.register(watched, id);
   }
 
   /** Records one heap/RSS sample (the timer calls this). */

@@ -33,6 +33,20 @@ describe('LeakDetector', () => {
     expect(kept.session).toBe('abc'); // kept alive to here
   });
 
+  it('tracks a frozen object, and the same object twice, and still sees each die', async () => {
+    const d = new LeakDetector({ thresholdMs: 5000 });
+    (() => {
+      const frozen = Object.freeze({ a: 1 });
+      const twice = { b: 2 };
+      d.track(frozen, 'chat_context', 'frozen');
+      d.track(twice, 'chat_session', 'one');
+      d.track(twice, 'chat_session', 'two');
+    })();
+    expect(d.snapshot().tracked).toBe(3);
+    await collect();
+    expect(d.snapshot().tracked).toBe(0);
+  });
+
   it('does not report an object that was released and collected', async () => {
     let clock = 1_000_000;
     const d = new LeakDetector({ thresholdMs: 5000, now: () => clock });
