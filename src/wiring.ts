@@ -59,7 +59,7 @@ export interface Components {
   /** The primary and every fallback, in the order they are tried. */
   readonly backends: BackendChain;
   readonly conversationLog: ConversationLog;
-  /** The conversation inserts' own SQLite connection (closed after the batch writer's flush); unset when knex inserts. */
+  /** On SQLite, the conversations' prepared insert on knex's connection (finalized before knex closes); unset on PostgreSQL. */
   readonly conversationRows: RowInsert | undefined;
   readonly retention: RetentionJob;
   /** On a SQLite file (unless SQLITE_CHECKPOINT_EVERY_ROWS=0): the WAL's background checkpoints. */
@@ -89,14 +89,15 @@ export interface Components {
 export function buildComponents(config: Config, logger: Logger, say: (line: string) => void): Components {
   // On a SQLite file the WAL is checkpointed in the background (the committing connection's own
   // threshold then only bounds it); knex's own warnings become JSON warn lines, first line only.
-  const sqliteFile = !/^postgres(ql)?:\/\//.test(config.databaseUrl) && config.databaseUrl !== ':memory:';
-  const background = sqliteFile && config.sqliteCheckpointEveryRows > 0;
+  const background = config.sqliteCheckpointEveryRows > 0;
   const db = openDatabase(config.databaseUrl, {
     ...(background ? { walAutocheckpointPages: WalCheckpointer.WRITER_THRESHOLD_PAGES } : {}),
     warn: (m) => logger.warn({ component: 'knex' }, String(m).split('\n')[0]!.slice(0, 300)),
   });
   const checkpointer =
-    background && db.filename ? new WalCheckpointer({ filename: db.filename, everyRows: config.sqliteCheckpointEveryRows }) : undefined;
+    background && db.system === 'sqlite' && db.filename && db.filename !== ':memory:'
+      ? new WalCheckpointer({ filename: db.filename, everyRows: config.sqliteCheckpointEveryRows })
+      : undefined;
   // Built before the migrations run, so they are profiled too.
   const profiler = new QueryProfiler(db.knex, db.system, { slowQueryMs: config.slowQueryMs });
 
@@ -266,9 +267,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     onStored: (input) => {
       if (input.source !== 'chat') return;
       // With async durability the row may still be queued: the summary waits for its commit.
-      const waiting = conversationLog.settled(input.sessionId);
-      if (waiting) void waiting.then(() => summarizer.nudge(input.sessionId, input.clientId));
-      else summarizer.nudge(input.sessionId, input.clientId);
+      void (conversationLog.settled(input.sessionId) ?? Promise.resolve()).then(() => summarizer.nudge(input.sessionId, input.clientId));
     },
     tools: {
       runner: new ToolRunner({

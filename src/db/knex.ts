@@ -26,7 +26,7 @@ export function openDatabase(
   opts: {
     busyTimeoutMs?: number;
     poolMax?: number;
-    /** SQLite: the committing connection's checkpoint threshold (pages); SQLite's default, 1,000, when unset. */
+    /** A SQLite file: the committing connection's checkpoint threshold (pages); SQLite's default, 1,000, when unset. Ignored elsewhere. */
     walAutocheckpointPages?: number;
     warn?: (message: string) => void;
   } = {},
@@ -69,7 +69,9 @@ export function openDatabase(
           'PRAGMA synchronous = NORMAL;',
           `PRAGMA busy_timeout = ${busyTimeoutMs};`,
           'PRAGMA foreign_keys = ON;',
-          opts.walAutocheckpointPages === undefined ? '' : `PRAGMA wal_autocheckpoint = ${Math.trunc(opts.walAutocheckpointPages)};`,
+          opts.walAutocheckpointPages === undefined || filename === ':memory:'
+            ? ''
+            : `PRAGMA wal_autocheckpoint = ${Math.trunc(opts.walAutocheckpointPages)};`,
         ].join(' ');
         conn.exec(pragmas, (err) => done(err, conn));
       },

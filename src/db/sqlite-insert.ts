@@ -16,9 +16,8 @@ export interface RowInsert {
  * prepared once on knex's own connection (borrowed from its pool, so it takes its turn with every
  * other query, inside no transaction of knex's) and run with the row's values. On the conversations
  * table (7 indexes) a one-row insert took 0.22-0.25 ms (p50, Node 24) through the query builder,
- * 0.15-0.17 ms this way (bench/analysis.md). Sharing the connection matters: an insert committed by
- * another connection makes SQLite drop this one's page cache, and a session's next context read
- * paid for it (0.19 -> 0.67 ms).
+ * 0.15-0.17 ms this way (bench/analysis.md). It shares knex's connection rather than opening one:
+ * a commit from another connection makes SQLite drop this one's page cache before its next read.
  *
  * A multi-row batch is one `INSERT ... VALUES (...), (...)` statement: one transaction, all rows or
  * none. `close()` finalizes the prepared statements; it must run before knex is destroyed, as
