@@ -22,6 +22,7 @@ import { isUpstreamFault, VegaError } from './errors';
 import { createApp } from './http/app';
 import { errorBody } from './http/error-body';
 import { InflightTracker } from './http/middleware/inflight';
+import { traceRequests } from './http/server-span';
 import { createIntegrations } from './integrations';
 import { buildTools } from './tools/catalogue';
 import { ToolRunner } from './tools/runner';
@@ -47,6 +48,9 @@ import { RedisLink } from './shared/redis';
 import { bindDatabaseInstruments, bindDiagnosticsInstruments, bindInstruments, bindResilienceInstruments } from './telemetry/bindings';
 import { currentTraceId } from './telemetry/correlation';
 import type { Logger } from './telemetry/logger';
+
+/** Paths that are neither traced nor measured per request: scrapes and probes would drown the real traffic. */
+const UNTRACED_PATHS: ReadonlySet<string> = new Set(['/metrics', '/healthz', '/readyz']);
 
 /** Every component of a running Vega, built and connected but not started (no timers, no socket). */
 export interface Components {
@@ -327,7 +331,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       keepAliveTimeout: config.server.keepAliveTimeoutMs,
       connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
     },
-    app.callback(),
+    traceRequests(app.callback(), { untraced: UNTRACED_PATHS }),
   );
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerMalformed(err, socket));
 

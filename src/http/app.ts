@@ -28,9 +28,9 @@ import { registerResourcesAdmin, type ResourcesAdminDeps } from './routes/admin/
 import { registerDatabaseAdmin, type DatabaseAdminDeps } from './routes/admin/database';
 import { registerDiagnosticsAdmin, type DiagnosticsAdminDeps } from './routes/admin/diagnostics';
 import { registerAdminAliases } from './routes/admin/aliases';
+import { setServerRoute } from './server-span';
 import { registerComprehensiveAdmin } from './routes/admin/comprehensive';
 import { requireJson } from './validation';
-import { telemetryHooks } from '../telemetry/hooks';
 
 export interface AppDeps {
   readonly config: () => Config;
@@ -154,12 +154,11 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   // this turns both into the one error shape as a 405 (an unknown method is the client's
   // mistake, never a 5xx), keeping `Allow`.
   // The matched route names the server span and labels http.server.request.duration (errors too).
-  const setRoute = telemetryHooks().setRoute;
   app.use(async (ctx, next) => {
     try {
       await next();
     } finally {
-      if (ctx._matchedRoute !== undefined) setRoute?.(String(ctx._matchedRoute));
+      if (ctx._matchedRoute !== undefined) setServerRoute(ctx.res, String(ctx._matchedRoute));
     }
     if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
       const allow = ctx.response.get('Allow');

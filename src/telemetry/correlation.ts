@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { context, createContextKey, isSpanContextValid, trace, type Context, type Span } from '@opentelemetry/api';
+import { context, createContextKey, isSpanContextValid, ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
+import { suppressTracing } from '@opentelemetry/core';
 
 /**
  * Correlation ids are OpenTelemetry trace context (docs/tracing.md). The id is the trace id unless
@@ -17,6 +18,14 @@ const UNTRACED_OUTBOUND_KEY = createContextKey('vega.untraced_outbound');
  */
 export function withoutOutboundTracing<T>(fn: () => T): T {
   return context.with(context.active().setValue(UNTRACED_OUTBOUND_KEY, true), fn);
+}
+
+/**
+ * A context in which nothing is traced (the SDK's own suppression: no span is recorded, none is
+ * propagated). For probes and scrapes, whose work would otherwise start traces of its own.
+ */
+export function untracedContext(): Context {
+  return suppressTracing(ROOT_CONTEXT);
 }
 
 /** Whether the active context asked for no outbound tracing (see {@link withoutOutboundTracing}). */
@@ -56,7 +65,7 @@ export function traceIdsOf(span: Span | undefined): { traceId: string; spanId: s
     const flags = sc.traceFlags.toString(16).padStart(2, '0');
     return { traceId: sc.traceId, spanId: sc.spanId, traceparent: `00-${sc.traceId}-${sc.spanId}-${flags}` };
   }
-  // No span (telemetry off, or a probe the http instrumentation ignores): fresh ids, still
+  // No span (telemetry off, or a probe, which is not traced): fresh ids, still
   // answered as a `traceparent`, flagged not sampled, so every response carries one.
   const traceId = randomBytes(16).toString('hex');
   const spanId = randomBytes(8).toString('hex');

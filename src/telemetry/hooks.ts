@@ -10,12 +10,6 @@ export interface TelemetryHooks {
   metricsHandler?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Flushes and shuts the SDK down (spans, metrics). */
   shutdown?: () => Promise<void>;
-  /**
-   * Names the route (the router's template, e.g. `/sessions/:id`) of the request being served: the
-   * server span's `http.route` and name, and the `http.route` of `http.server.request.duration`.
-   * Call it inside the request's context.
-   */
-  setRoute?: (route: string) => void;
   /** Spans the batch span processor has dropped so far (its queue was full). */
   spansDropped?: () => number;
   /** What the preload configured, for the startup report. */

@@ -79,6 +79,8 @@ export interface TypedCounter<D extends InstrumentDefinition> {
 const LLM_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
 /** Seconds, from 100 µs to 10 s: SQLite answers in microseconds, a locked or remote database in seconds. */
 const DB_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Seconds, from 1 ms to 2 min: a cache hit or an admin read takes a millisecond, a streamed chat minutes. */
+const HTTP_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 /** Rows per batch of the conversation writer. */
 const BATCH_ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Token counts, powers of 4 (the semantic conventions' advice). */
@@ -585,6 +587,22 @@ export const INSTRUMENTS = {
       'Finished spans the batch span processor dropped because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: they never reach the collector.',
     attributes: [],
   },
+  httpServerDuration: {
+    name: METRIC_HTTP_SERVER_REQUEST_DURATION,
+    kind: 'histogram',
+    unit: 's',
+    description:
+      'Duration of inbound HTTP requests, until the last byte (a stream: until it ends); probes and scrapes are not recorded. error.type is the status code from 500 up.',
+    attributes: [
+      ATTR_HTTP_REQUEST_METHOD,
+      ATTR_HTTP_ROUTE,
+      ATTR_HTTP_RESPONSE_STATUS_CODE,
+      ATTR_URL_SCHEME,
+      ATTR_NETWORK_PROTOCOL_VERSION,
+      ATTR_ERROR_TYPE,
+    ],
+    buckets: HTTP_SECONDS,
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight',
     kind: 'observableGauge',
@@ -599,21 +617,6 @@ export const INSTRUMENTS = {
  * the dashboards that use them) can be checked against one list.
  */
 export const EXTERNAL_INSTRUMENTS: readonly (InstrumentDefinition & { source: string })[] = [
-  {
-    name: METRIC_HTTP_SERVER_REQUEST_DURATION,
-    kind: 'histogram',
-    unit: 's',
-    source: '@opentelemetry/instrumentation-http',
-    description: 'Duration of inbound HTTP requests.',
-    attributes: [
-      ATTR_HTTP_REQUEST_METHOD,
-      ATTR_HTTP_ROUTE,
-      ATTR_HTTP_RESPONSE_STATUS_CODE,
-      ATTR_URL_SCHEME,
-      ATTR_NETWORK_PROTOCOL_VERSION,
-      ATTR_ERROR_TYPE,
-    ],
-  },
   {
     name: METRIC_HTTP_CLIENT_REQUEST_DURATION,
     kind: 'histogram',
