@@ -2,7 +2,8 @@
 'use strict';
 // A/B of Vega builds or settings on the hot path, alternating in rounds so that every variant sees
 // the same machine. Each round measures, per variant: sequential cache-miss /chat latency (p50, p99),
-// the first streamed chunk (p50), and cache-miss throughput at c=32; the upstream alone and the floor
+// the first streamed chunk (p50), Vega's CPU time per sequential chat (from /proc, so time spent
+// descheduled does not count), and cache-miss throughput at c=32; the upstream alone and the floor
 // proxy (bench/floor.js) are measured in the same rounds as the baselines.
 //
 //   node bench/ab.js [--rounds=3] [--n=600] [--seconds=5] [--warmup=2000] [--no-throughput]
@@ -11,6 +12,7 @@
 // DIST is a saved build (e.g. `cp -r dist /tmp/dist-before`); default this checkout's dist/. ENV
 // items are added to Vega's environment (e.g. `--variant=export,OTEL_EXPORTER_OTLP_ENDPOINT=sink`,
 // where the value `sink` is replaced by an OTLP sink's URL). `npm run build` first.
+const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { startScript, startUpstream, startVega, KEY } = require('./procs');
 const { autocannon, seq } = require('./gateway');
@@ -30,6 +32,13 @@ function parseVariant(spec) {
   const [name, dist] = head.split(':');
   const env = Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   return { name, dist: dist ? join(process.cwd(), dist) : undefined, env };
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
@@ -68,6 +77,12 @@ async function main() {
           if (s.errors) throw new Error(`${v.name}: ${s.errors} errors`);
           add(v.name, 'p50', s.p50);
           add(v.name, 'p99', s.p99);
+          // Vega's own CPU per chat, warm: steadier than latency on a shared machine, since time
+          // spent descheduled does not count.
+          const cpu0 = cpuMs(vega.child.pid);
+          const c = await seq(`${vega.url}/chat`, n, { headers: HEADERS, body: CHAT, warmup: 0 });
+          if (c.errors) throw new Error(`${v.name}: ${c.errors} errors`);
+          add(v.name, 'cpu', (cpuMs(vega.child.pid) - cpu0) / n);
           const st = await seq(`${vega.url}/chat`, Math.ceil(n / 3), { headers: HEADERS, body: { ...CHAT, stream: true }, warmup });
           add(v.name, 'ttfc', st.ttfb_p50);
           if (throughput) {
@@ -93,13 +108,13 @@ async function main() {
   const fmt = (x) => (x === undefined ? '–' : x.toFixed(3));
   const lines = [
     `rounds ${rounds}, n ${n}, ${process.version}; upstream p50 ${fmt(up.p50)} ms, p99 ${fmt(up.p99)}, ttfc ${fmt(up.ttfc)}; floor proxy p50 ${fmt(fl)}`,
-    '| variant | +p50 over upstream | +p99 | +p50 over floor | +ttfc | rps c=32 | spans dropped |',
-    '|---|---|---|---|---|---|---|',
+    '| variant | +p50 over upstream | +p99 | +p50 over floor | +ttfc | CPU ms/chat | rps c=32 | spans dropped |',
+    '|---|---|---|---|---|---|---|---|',
   ];
   for (const [name, x] of Object.entries(rows)) {
     if (name === 'upstream') continue;
     lines.push(
-      `| ${name} | ${fmt(med(x.p50) - up.p50)} | ${fmt(med(x.p99) - up.p99)} | ${fmt(med(x.p50) - fl)} | ${x.ttfc ? fmt(med(x.ttfc) - up.ttfc) : '–'} | ${x.rps ? med(x.rps).toFixed(0) : '–'} | ${x.dropped ? Math.max(...x.dropped) : '–'} |`,
+      `| ${name} | ${fmt(med(x.p50) - up.p50)} | ${fmt(med(x.p99) - up.p99)} | ${fmt(med(x.p50) - fl)} | ${x.ttfc ? fmt(med(x.ttfc) - up.ttfc) : '–'} | ${x.cpu ? fmt(med(x.cpu)) : '–'} | ${x.rps ? med(x.rps).toFixed(0) : '–'} | ${x.dropped ? Math.max(...x.dropped) : '–'} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(rows)}\n`);
