@@ -32,21 +32,32 @@ import { onResponseClose } from './response-close';
  * - starts a SERVER span named after the method, renamed `METHOD /route` when the router matched
  *   (the route template, from {@link setServerRoute}, never the raw path);
  * - runs the handler with that span active, so everything the request does joins its trace;
- * - when the response closes, sets the status code (an error status from 500 up), ends the span
- *   and records the duration with bounded labels only: method (unknown methods as `_OTHER`),
- *   route template, status code, scheme and protocol version.
+ * - when the response closes, sets the status code (an error status from 500 up, with the Vega
+ *   error code as its message), ends the span and records the duration with bounded labels only:
+ *   method (unknown methods as `_OTHER`), route template, status code, scheme and protocol
+ *   version; a request the client left before any answer has no status code and `error.type`
+ *   `aborted`.
  *
  * Probes and scrapes (`untraced`) get neither span nor metric, and run with tracing suppressed, so
  * a readiness check's database query starts no trace of its own.
  */
 
-/** The route template of the request a response answers, kept on the response. */
+/** The route template of the request a response answers, and its error code, kept on the response. */
 const ROUTE = Symbol('vega.httpRoute');
-type WithRoute = ServerResponse & { [ROUTE]?: string };
+const ERROR_CODE = Symbol('vega.httpErrorCode');
+type WithRoute = ServerResponse & { [ROUTE]?: string; [ERROR_CODE]?: string };
 
 /** Names the route (the router's template, e.g. `/sessions/:id`) that answered `res`. */
 export function setServerRoute(res: ServerResponse, route: string): void {
   (res as WithRoute)[ROUTE] = route;
+}
+
+/**
+ * The Vega error code a 5xx answer carries: the server span's status message. The span's status
+ * is set once, here, when the response closes (a second `setStatus` would replace the first).
+ */
+export function setServerErrorCode(res: ServerResponse, code: string): void {
+  (res as WithRoute)[ERROR_CODE] = code;
 }
 
 /** Methods the semantic conventions know; any other is recorded as `_OTHER` (a client picks it). */
@@ -93,24 +104,31 @@ export function traceRequests(handler: Handler, options: ServerTracingOptions): 
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     const span = tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.SERVER, attributes }, parent);
     onResponseClose(res, () => {
-      const status = res.statusCode;
-      const route = (res as WithRoute)[ROUTE];
       const labels: Mutable<AttributesOf<typeof INSTRUMENTS.httpServerDuration>> = {
         [ATTR_HTTP_REQUEST_METHOD]: method,
         [ATTR_URL_SCHEME]: 'http',
         [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
-        [ATTR_HTTP_RESPONSE_STATUS_CODE]: status,
       };
+      const route = (res as WithRoute)[ROUTE];
       if (route !== undefined) {
         labels[ATTR_HTTP_ROUTE] = route;
+        span.setAttribute(ATTR_HTTP_ROUTE, route);
         span.updateName(`${method === '_OTHER' ? 'HTTP' : method} ${route}`);
       }
-      if (status >= 500) {
-        labels[ATTR_ERROR_TYPE] = String(status);
-        span.setStatus({ code: SpanStatusCode.ERROR });
+      if (!res.headersSent) {
+        // The client left before any answer: no status was sent (Koa's default 404 was never
+        // meant), and it is not the server's failure.
+        labels[ATTR_ERROR_TYPE] = 'aborted';
+        span.setAttribute(ATTR_ERROR_TYPE, 'aborted');
+      } else {
+        const status = res.statusCode;
+        labels[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+        span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+        if (status >= 500) labels[ATTR_ERROR_TYPE] = String(status);
       }
-      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-      if (route !== undefined) span.setAttribute(ATTR_HTTP_ROUTE, route);
+      // A server-side failure: a 5xx answer, or one the error handler saw after the headers had gone.
+      const code = (res as WithRoute)[ERROR_CODE];
+      if (code !== undefined || (res.headersSent && res.statusCode >= 500)) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
       span.end();
       duration.record((performance.now() - started) / 1000, labels);
     });

@@ -592,7 +592,7 @@ export const INSTRUMENTS = {
     kind: 'histogram',
     unit: 's',
     description:
-      'Duration of inbound HTTP requests, until the last byte (a stream: until it ends); probes and scrapes are not recorded. error.type is the status code from 500 up.',
+      'Duration of inbound HTTP requests, until the last byte (a stream: until it ends); probes and scrapes are not recorded. error.type is the status code from 500 up, or aborted (the client left before any answer; no status code).',
     attributes: [
       ATTR_HTTP_REQUEST_METHOD,
       ATTR_HTTP_ROUTE,

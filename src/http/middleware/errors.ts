@@ -1,8 +1,9 @@
 import type { Middleware } from 'koa';
-import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { NotFound, VegaError } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
 import { countHttpError, errorBody, toVegaError } from '../error-body';
+import { setServerErrorCode } from '../server-span';
 import type { VegaState } from '../state';
 
 /**
@@ -22,7 +23,7 @@ export function errorHandler(logger: Logger): Middleware<VegaState> {
       span?.setAttribute('vega.error.code', err.code);
       if (err.status >= 500) {
         span?.recordException(thrown as Error);
-        span?.setStatus({ code: SpanStatusCode.ERROR, message: err.code });
+        setServerErrorCode(ctx.res, err.code); // the span's status message, set when the response closes
         // A VegaError is a designed outcome (backend down, breaker open, timeout): a warn line
         // with its code. Only what we did not design gets error level and a stack.
         if (thrown instanceof VegaError)
