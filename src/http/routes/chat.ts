@@ -11,6 +11,7 @@ import { errorBody, streamFailed } from '../error-body';
 import { guardStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
 import { onResponseClose } from '../response-close';
+import { pinContext } from '../../telemetry/correlation';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
 
@@ -94,7 +95,10 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
-    const stream = Readable.from(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), { objectMode: false });
+    // Pinned to the request's context: the stream drives the generators from socket events too.
+    const stream = Readable.from(pinContext(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger })), {
+      objectMode: false,
+    });
     ctx.body = stream;
     guardStream(ctx.res, stream, {
       ...deps.streamLimits(),

@@ -9,6 +9,7 @@ import type { ChatService } from '../../llm/chat-service';
 import type { ChatMessage, GenerationOptions, StreamEvent, ToolCall } from '../../llm/types';
 import { InvalidRequest, ModelNotFound } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
+import { pinContext } from '../../telemetry/correlation';
 import { errorBody, streamFailed } from '../error-body';
 import { guardStream } from '../stream-guard';
 import type { VegaState } from '../state';
@@ -317,11 +318,14 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
+    // Pinned to the request's context: the stream drives the generators from socket events too.
     const stream = Readable.from(
-      chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
-        route: routeOf(ctx),
-        logger: deps.logger,
-      }),
+      pinContext(
+        chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
+          route: routeOf(ctx),
+          logger: deps.logger,
+        }),
+      ),
       { objectMode: false },
     );
     ctx.body = stream;
