@@ -1,8 +1,9 @@
 /**
  * Starts the OpenTelemetry SDK. Loaded with `node --require ./dist/telemetry/preload.js` so that it
- * runs before http, koa, knex, pg and undici are first required: the instrumentations patch modules
- * as they load, and a module loaded earlier is never patched. This is the only file (with main.ts)
- * that imports SDK packages (span-clock.ts implements an SDK interface, with types only).
+ * runs before knex, pg and undici are first required: the instrumentations patch modules as they
+ * load, and a module loaded earlier is never patched. This is the only file (with main.ts) that
+ * starts or configures the SDK (span-clock.ts implements an SDK interface, with types only;
+ * correlation.ts takes the SDK's tracing suppression from @opentelemetry/core).
  *
  * Standard OTEL_* variables apply. Traces are exported with OTLP/HTTP only when
  * OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER
