@@ -10,9 +10,8 @@ type WithCallbacks = ServerResponse & { [CALLBACKS]?: Array<() => void> };
  * `close` listener per response however many parts of the request ask. Node warns
  * (MaxListenersExceededWarning) at an 11th listener on an emitter, and a streamed reply already
  * carries about seven: those that `stream.pipeline` (Koa's respond for a stream body) adds to its
- * destination. Three of our own pushed every stream past
- * the limit; it was never a leak (all of them die with the response), but a warning per stream
- * hides real ones.
+ * destination. Three of our own pushed every stream past the limit; it was never a leak (all of
+ * them die with the response), but a warning per stream hides real ones.
  *
  * The list lives on the response (a symbol-keyed property), not in a WeakMap keyed by it: V8's
  * minor GC kept every response in such a map alive, with its request, Koa context and listeners,

@@ -20,12 +20,14 @@ export function withoutOutboundTracing<T>(fn: () => T): T {
   return context.with(context.active().setValue(UNTRACED_OUTBOUND_KEY, true), fn);
 }
 
+const UNTRACED = suppressTracing(ROOT_CONTEXT);
+
 /**
  * A context in which nothing is traced (the SDK's own suppression: no span is recorded, none is
  * propagated). For probes and scrapes, whose work would otherwise start traces of its own.
  */
 export function untracedContext(): Context {
-  return suppressTracing(ROOT_CONTEXT);
+  return UNTRACED;
 }
 
 /**

@@ -145,8 +145,9 @@ function start(): void {
         },
         // Vega makes its own server span and http.server.request.duration (http/server-span.ts):
         // this instrumentation's per-request work (emitter patches on the request and the response,
-        // twenty-odd attributes) cost a third of the throughput. Vega makes no node:http client calls
-        // (undici carries them all), so nothing else is lost.
+        // twenty-odd attributes) cost a quarter of the throughput with spans exported
+        // (bench/analysis.md). Vega makes no node:http client calls (undici carries them all), so
+        // nothing else is lost.
         '@opentelemetry/instrumentation-http': { enabled: false },
       }),
     ],
