@@ -4,10 +4,11 @@
 // summed by self time into groups (Vega's own code by file, OpenTelemetry, Koa, the database
 // layer, Node internals, GC, idle). `npm run build` first.
 //
-//   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--telemetry=off] [--session]
+//   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--telemetry=off] [--session] [--export]
 //
 // --connections=1 profiles the sequential case; --session sends every chat in one session (its
 // context read included), as the chaos load does; without it each chat is a fresh one, as the bench's.
+// --export sends every span over OTLP to a sink (bench/fake-upstream.js), as the export ratio's run does.
 //
 // Writes the .cpuprofile (open it in Chrome DevTools) and prints the summary.
 const { mkdtempSync, readdirSync, readFileSync } = require('node:fs');
@@ -91,8 +92,13 @@ async function main() {
   const connections = Number(arg('connections', 32));
   const dir = mkdtempSync(join(tmpdir(), 'vega-profile-'));
   const upstream = await startUpstream();
+  const sink = process.argv.includes('--export') ? await startUpstream() : undefined;
   const vega = await startVega(
-    { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0' },
+    {
+      LLM_BASE_URL: upstream.url,
+      CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0',
+      ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
+    },
     {
       telemetry: arg('telemetry', 'on') !== 'off',
       nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${arg('interval', 1000)}`],
@@ -118,6 +124,7 @@ async function main() {
   });
   await vega.stop(); // the profile is written as the process exits
   await upstream.stop();
+  await sink?.stop();
   const file = readdirSync(dir)
     .filter((f) => f.endsWith('.cpuprofile'))
     .map((f) => join(dir, f))[0];
