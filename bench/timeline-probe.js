@@ -1,0 +1,102 @@
+'use strict';
+// Preloaded into Vega by bench/timeline.js (`node --require bench/timeline-probe.js`), never in
+// production: timestamps each /chat request by Vega's own clock, from the server's `request` event
+// to the answer's end, at the points no span shows:
+//   - undici's diagnostics channels: the outbound request created, its headers written to the
+//     socket, its body sent, the upstream's response headers;
+//   - how much of the wait for those headers Vega's event loop was idle (eventLoopUtilization);
+//   - the route holding an opened stream (it sets `X-Vega-Backend`), the first write to the client;
+//   - the conversation's insert: SQLite's `Statement#all` called and its callback run;
+//   - the answer's end, and when the loop was next idle (the work after the answer);
+//   - V8's GC pauses over the measured requests.
+// Requests are assumed sequential (one in flight): an outbound event belongs to the newest request.
+// At exit, writes {rows, gcs} as JSON to TIMELINE_FILE.
+const http = require('node:http');
+const dc = require('node:diagnostics_channel');
+const { writeFileSync } = require('node:fs');
+const { performance, PerformanceObserver } = require('node:perf_hooks');
+
+const rows = [];
+const gcs = [];
+let current;
+const since = (r) => performance.now() - r.t0;
+const once = (r, key) => {
+  if (r && r[key] === undefined) r[key] = since(r);
+};
+
+const emit = http.Server.prototype.emit;
+http.Server.prototype.emit = function (event, req, res) {
+  if (event === 'request' && req.url.startsWith('/chat')) {
+    current = { t0: performance.now() };
+    res.vegaTimeline = current;
+    rows.push(current);
+  }
+  return emit.apply(this, arguments);
+};
+
+dc.subscribe('undici:request:create', () => once(current, 'created'));
+dc.subscribe('undici:client:sendHeaders', () => once(current, 'headersSent'));
+dc.subscribe('undici:request:bodySent', () => {
+  const r = current;
+  if (!r || r.bodySent !== undefined) return;
+  r.bodySent = since(r);
+  r.elu = performance.eventLoopUtilization();
+  setImmediate(() => once(r, 'idleAfterSend'));
+});
+dc.subscribe('undici:request:headers', () => {
+  const r = current;
+  if (!r || r.upstreamHeaders !== undefined) return;
+  r.upstreamHeaders = since(r);
+  if (r.elu) r.waitActive = performance.eventLoopUtilization(r.elu).active;
+  r.elu = undefined;
+});
+
+const setHeader = http.ServerResponse.prototype.setHeader;
+http.ServerResponse.prototype.setHeader = function (name) {
+  if (name === 'X-Vega-Backend') once(this.vegaTimeline, 'routeHasAnswer');
+  return setHeader.apply(this, arguments);
+};
+const write = http.ServerResponse.prototype.write;
+http.ServerResponse.prototype.write = function () {
+  once(this.vegaTimeline, 'firstWrite');
+  return write.apply(this, arguments);
+};
+const end = http.ServerResponse.prototype.end;
+http.ServerResponse.prototype.end = function () {
+  const r = this.vegaTimeline;
+  if (r && r.end === undefined) {
+    once(r, 'firstWrite');
+    r.end = since(r);
+    setImmediate(() => once(r, 'idleAfterEnd'));
+  }
+  return end.apply(this, arguments);
+};
+
+try {
+  // Vega's own sqlite3 (this file is inside the repository, so it resolves the same module).
+  const { Statement } = require('sqlite3');
+  const all = Statement.prototype.all;
+  Statement.prototype.all = function (...args) {
+    const r = current;
+    const cb = args[args.length - 1];
+    if (r && r.insertCalled === undefined && typeof cb === 'function') {
+      r.insertCalled = since(r);
+      args[args.length - 1] = function () {
+        once(r, 'insertDone');
+        return cb.apply(this, arguments);
+      };
+    }
+    return all.apply(this, args);
+  };
+} catch {
+  // no sqlite3: the insert columns stay empty
+}
+
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcs.push({ at: e.startTime, ms: e.duration, kind: e.detail?.kind });
+}).observe({ entryTypes: ['gc'] });
+
+process.on('exit', () => {
+  if (!process.env.TIMELINE_FILE) return;
+  writeFileSync(process.env.TIMELINE_FILE, JSON.stringify({ rows: rows.map(({ elu: _elu, ...r }) => r), gcs }));
+});

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+'use strict';
+// Where one sequential /chat spends its time by Vega's own clock, including the steps no span
+// shows (the socket writes of the outbound call, the wait for the upstream and whether Vega's loop
+// was idle during it, the insert on SQLite's thread, the work after the answer): Vega runs with
+// bench/timeline-probe.js preloaded, N sequential cache-miss chats are measured after the warm-up,
+// and the medians of each step are printed, then the slowest 1% with what each of them waited on.
+//
+//   node bench/timeline.js [--n=1000] [--warmup=2000] [--stream] [--dist=DIR]     (`npm run build` first)
+const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
+const { constants } = require('node:perf_hooks');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { startUpstream, startVega, KEY } = require('./procs');
+const { seq } = require('./gateway');
+
+const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+const n = Number(arg('n', 1000));
+const warmup = Number(arg('warmup', 2000));
+const stream = process.argv.includes('--stream');
+const dist = arg('dist', undefined);
+
+const median = (xs) => {
+  const s = xs.filter((x) => x !== undefined).sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : undefined;
+};
+const ms = (x) => (x === undefined ? '–' : x.toFixed(3));
+
+const STEPS = [
+  ['created', 'outbound request created (auth, body, validation, pipeline, spans)'],
+  ['headersSent', 'its headers written to the socket'],
+  ['bodySent', 'its body sent'],
+  ['idleAfterSend', "Vega's loop idle again"],
+  ['upstreamHeaders', "the upstream's response headers"],
+  ['routeHasAnswer', 'the route has the answer (a stream: opened, its first event read)'],
+  ['firstWrite', 'first write to the client'],
+  ['insertCalled', "the conversation's insert handed to SQLite's thread"],
+  ['insertDone', 'the insert done, back on the main thread'],
+  ['end', 'answer ended'],
+  ['idleAfterEnd', "Vega's loop idle after the answer"],
+];
+
+/** What a slow request waited on, from its own timeline. */
+function cause(r, typical) {
+  const wait = r.upstreamHeaders - (r.bodySent ?? r.upstreamHeaders);
+  const extra = (k, from) => (r[k] ?? 0) - (r[from] ?? 0) - ((typical[k] ?? 0) - (typical[from] ?? 0));
+  const parts = [
+    ['before the outbound call', (r.bodySent ?? 0) - (typical.bodySent ?? 0)],
+    [
+      r.waitActive !== undefined && r.waitActive > wait / 2
+        ? 'waiting for the upstream, Vega busy (GC, other work)'
+        : 'waiting for the upstream, Vega idle',
+      extra('upstreamHeaders', 'bodySent'),
+    ],
+    ['the insert', extra('insertDone', 'insertCalled')],
+    ['after the upstream answered, besides the insert', extra('end', 'upstreamHeaders') - extra('insertDone', 'insertCalled')],
+  ];
+  return parts.sort((a, b) => b[1] - a[1])[0][0];
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'vega-timeline-'));
+  const file = join(dir, 'timeline.json');
+  const upstream = await startUpstream();
+  const body = { prompt: 'where does the time go', ...(stream ? { stream: true } : {}) };
+  let vegaRun;
+  let direct;
+  try {
+    const vega = await startVega(
+      { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', TIMELINE_FILE: file },
+      { nodeArgs: ['--require', join(__dirname, 'timeline-probe.js')], dist: dist && join(process.cwd(), dist) },
+    );
+    try {
+      vegaRun = await seq(`${vega.url}/chat`, n, { warmup, headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body });
+    } finally {
+      await vega.stop(); // the probe writes its file as the process exits
+    }
+    direct = await seq(`${upstream.url}/api/chat`, n, {
+      headers: { 'content-type': 'application/json' },
+      body: { model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream },
+    });
+  } finally {
+    await upstream.stop();
+  }
+  const { rows: all, gcs } = JSON.parse(readFileSync(file, 'utf8'));
+  rmSync(dir, { recursive: true, force: true });
+  const rows = all.slice(warmup).filter((r) => r.end !== undefined);
+  const typical = Object.fromEntries(STEPS.map(([k]) => [k, median(rows.map((r) => r[k]))]));
+  const out = [
+    `${rows.length} sequential ${stream ? 'streamed' : 'complete'} chats after ${warmup} warm, ${process.version}`,
+    `client: Vega p50 ${ms(vegaRun.p50)} ms, first chunk ${ms(vegaRun.ttfb_p50)}; the upstream alone p50 ${ms(direct.p50)}, first chunk ${ms(direct.ttfb_p50)}`,
+    '',
+    '| step | ms after the request event (median) |',
+    '|---|---|',
+    ...STEPS.filter(([k]) => typical[k] !== undefined)
+      .sort((a, b) => typical[a[0]] - typical[b[0]])
+      .map(([k, label]) => `| ${label} | ${ms(typical[k])} |`),
+    `| (the upstream's wait with Vega's loop busy) | ${ms(median(rows.map((r) => r.waitActive)))} |`,
+  ];
+  const first = rows[0]?.t0 ?? 0;
+  const measured = gcs.filter((g) => g.at >= first);
+  const byKind = new Map();
+  for (const g of measured) byKind.set(g.kind, [...(byKind.get(g.kind) ?? []), g.ms]);
+  const kindName = {
+    [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+    [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+    [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+    [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+  };
+  out.push(
+    '',
+    `GC pauses while measured: ${
+      [...byKind]
+        .map(([k, xs]) => `${xs.length} ${kindName[k] ?? `kind ${k}`} (median ${ms(median(xs))} ms, max ${ms(Math.max(...xs))})`)
+        .join(', ') || 'none'
+    }`,
+  );
+  const slow = [...rows].sort((a, b) => b.end - a.end).slice(0, Math.max(1, Math.ceil(rows.length / 100)));
+  const counts = new Map();
+  for (const r of slow) counts.set(cause(r, typical), (counts.get(cause(r, typical)) ?? 0) + 1);
+  out.push(
+    '',
+    `the slowest 1% (${slow.length}, answer ended ${ms(slow.at(-1).end)}-${ms(slow[0].end)} ms against a median of ${ms(typical.end)}), by where most of the extra time went:`,
+    ...[...counts].sort((a, b) => b[1] - a[1]).map(([c, k]) => `  ${k}  ${c}`),
+    '',
+    '| answer ended | outbound body sent | upstream headers | loop busy in that wait | insert | loop idle after |',
+    '|---|---|---|---|---|---|',
+    ...slow.map(
+      (r) =>
+        `| ${ms(r.end)} | ${ms(r.bodySent)} | ${ms(r.upstreamHeaders)} | ${ms(r.waitActive)} | ${ms(
+          r.insertDone !== undefined ? r.insertDone - r.insertCalled : undefined,
+        )} | ${ms(r.idleAfterEnd)} |`,
+    ),
+  );
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`timeline failed: ${err.stack ?? err}\n`);
+  process.exit(1);
+});
