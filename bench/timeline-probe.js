@@ -5,7 +5,8 @@
 //   - undici's diagnostics channels: the outbound request created, its headers written to the
 //     socket, its body sent, the upstream's response headers;
 //   - how much of the wait for those headers Vega's event loop was idle (eventLoopUtilization);
-//   - the route holding an opened stream (it sets `X-Vega-Backend`), the first write to the client;
+//   - the route holding its answer (it sets `X-Vega-Backend`), a stream piped into the response by
+//     Koa, the first write to the client;
 //   - the conversation's insert: SQLite's `Statement#all` called and its callback run;
 //   - the answer's end, and when the loop was next idle (the work after the answer);
 //   - V8's GC pauses over the measured requests.
@@ -29,6 +30,8 @@ http.Server.prototype.emit = function (event, req, res) {
   if (event === 'request' && req.url.startsWith('/chat')) {
     current = { t0: performance.now() };
     res.vegaTimeline = current;
+    const r = current;
+    res.once('pipe', () => once(r, 'piped'));
     rows.push(current);
   }
   return emit.apply(this, arguments);

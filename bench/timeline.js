@@ -33,6 +33,7 @@ const STEPS = [
   ['idleAfterSend', "Vega's loop idle again"],
   ['upstreamHeaders', "the upstream's response headers"],
   ['routeHasAnswer', 'the route has the answer (a stream: opened, its first event read)'],
+  ['piped', "Koa pipes the stream into the response (the middleware's way back done)"],
   ['firstWrite', 'first write to the client'],
   ['insertCalled', "the conversation's insert handed to SQLite's thread"],
   ['insertDone', 'the insert done, back on the main thread'],
