@@ -22,8 +22,7 @@ export interface BatchWriterOptions {
   /**
    * Whether more rows are on their way, given how many are queued: true while more chats are being
    * served than have rows waiting. While it is, a commit waits for a short quiet spell before it
-   * starts; when it is not, the commit starts at once. Without it, nothing is known of the chats
-   * being served: a commit waits one turn of the event loop, for rows already on their way.
+   * starts; a lone row never waits. Default: never.
    */
   readonly busy?: (queued: number) => boolean;
   /**
@@ -91,8 +90,6 @@ export class ConversationLog {
   readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy' | 'quiet' | 'durability' | 'onLost' | 'onCommitted'>>;
   readonly #spanAttributes: Attributes;
   readonly #busy: (queued: number) => boolean;
-  /** Whether `busy` was given, i.e. knows the chats being served (the default knows nothing). */
-  readonly #knowsChats: boolean;
   readonly #quiet: { readonly spellMs: number; readonly capMs: number };
   readonly #async: boolean;
   readonly #onLost: ((rows: number, err: unknown) => void) | undefined;
@@ -126,7 +123,6 @@ export class ConversationLog {
     };
     this.#spanAttributes = opts.spanAttributes ?? {};
     this.#busy = opts.busy ?? (() => false);
-    this.#knowsChats = opts.busy !== undefined;
     this.#quiet = opts.quiet ?? { spellMs: QUIET_SPELL_MS, capMs: QUIET_CAP_MS };
     this.#async = opts.durability === 'async';
     this.#onLost = opts.onLost;
@@ -215,8 +211,7 @@ export class ConversationLog {
   }
 
   /**
-   * Lets the queue settle before a commit. When `busy` says no other chat is being served, no row
-   * can join: the commit starts at once. Otherwise first one turn of the event loop: replies already
+   * Lets the queue settle before a commit. First one turn of the event loop: replies already
    * received enqueue their rows and share the commit; a lone row (no more on their way) then goes
    * at once, microseconds later. While more rows are on their way (`busy`), the queue must also
    * stop growing for a quiet spell (1 ms, on a timer that each new row restarts) unless the rows
@@ -225,7 +220,6 @@ export class ConversationLog {
    * matters more the faster a commit is.
    */
   async #settle(): Promise<void> {
-    if (this.#knowsChats && !this.#busy(this.#queue.length)) return;
     const started = performance.now();
     await new Promise((r) => setImmediate(r));
     for (;;) {

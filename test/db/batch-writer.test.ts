@@ -72,24 +72,6 @@ describe('ConversationLog', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it('takes a lone row at once when no other chat is being served; without that knowledge, waits one turn', async () => {
-    const microtasks = async () => {
-      for (let i = 0; i < 5; i++) await Promise.resolve(); // no turn of the event loop
-    };
-    const alone = new ConversationLog(repo, { busy: () => false });
-    const committed = alone.log(record(1));
-    await microtasks();
-    expect(alone.snapshot().queue_size).toBe(0); // already in its commit
-
-    // No `busy`: nothing is known of the chats being served, so rows already on their way get a turn to join.
-    const unknown = new ConversationLog(repo);
-    const waiting = unknown.log(record(2));
-    await microtasks();
-    expect(unknown.snapshot().queue_size).toBe(1);
-    await Promise.all([committed, waiting]);
-    expect(await repo.count()).toBe(2);
-  });
-
   it('never writes more than maxBatch rows in one transaction', async () => {
     const log = new ConversationLog(repo, { maxBatch: 8 });
     await Promise.all(Array.from({ length: 30 }, (_, i) => log.log(record(i))));
