@@ -14,6 +14,7 @@
 // where the value `sink` is replaced by an OTLP sink's URL). `npm run build` first.
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
+const { median: med } = require('./lib');
 const { startScript, startUpstream, startVega, KEY } = require('./procs');
 const { autocannon, seq } = require('./gateway');
 
@@ -40,8 +41,6 @@ function cpuMs(pid) {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
-
-const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function main() {
   const variants = process.argv.filter((a) => a.startsWith('--variant=')).map((a) => parseVariant(a.slice(10)));

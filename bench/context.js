@@ -4,6 +4,7 @@
 // given, so no read), each measured as Vega minus the upstream alone, in one Vega process.
 const { join } = require('node:path');
 const { spawn } = require('node:child_process');
+const { summary: med } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 
 const HEADERS = { 'content-type': 'application/json', 'x-api-key': KEY };
@@ -64,10 +65,6 @@ async function run({ runs = 3, quick = false } = {}) {
   } finally {
     await upstream.stop();
   }
-  const med = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { median: s[Math.floor((s.length - 1) / 2)], min: s[0], max: s[s.length - 1], runs: xs };
-  };
   const over = (xs) => med(xs.map((x, i) => x.p50 - direct[i].p50));
   return [
     { scenario: 'context.overhead p50, first turn (Vega - upstream, sequential)', unit: 'ms', ...over(first) },

@@ -7,7 +7,7 @@ const { createServer } = require('node:net');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { startPortkey, startScript, startUpstream, startVega, KEY } = require('./procs');
-const { repeat, runtimes } = require('./lib');
+const { repeat, runtimes, summary: med } = require('./lib');
 
 const ROOT = join(__dirname, '..');
 const CHAT = { prompt: 'how fast is the gateway' };
@@ -158,10 +158,6 @@ async function run({ runs = 3, quick = false } = {}) {
       );
       rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, ...peer.opts })).rps);
     }
-    const med = (xs) => {
-      const s = [...xs].sort((a, b) => a - b);
-      return { median: s[Math.floor((s.length - 1) / 2)], min: s[0], max: s[s.length - 1], runs: xs };
-    };
     const pair = (a, b, f) => med(a.map((x, i) => f(x, b[i])));
     const p = (list, k) => med(list.map((x) => x[k])).median.toFixed(3);
     results.push(
@@ -463,10 +459,6 @@ async function runRuntimes({ runs = 3, quick = false } = {}) {
   } finally {
     await upstream.stop();
   }
-  const med = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { median: s[Math.floor((s.length - 1) / 2)] ?? NaN, min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN, runs: xs };
-  };
   const results = [];
   for (const label of ['node20', 'node24']) {
     const rt = found.find((x) => x.label === label);

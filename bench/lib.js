@@ -4,12 +4,23 @@ const { execFileSync } = require('node:child_process');
 const os = require('node:os');
 const { join } = require('node:path');
 
-/** Runs `fn` `runs` times and returns {median, min, max, runs} of the number it resolves to. */
+/** The median of an array of numbers (the lower one of an even count); undefined when empty. */
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** {median, min, max, runs} of an array of numbers (NaN for each when it is empty). */
+function summary(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: median(sorted) ?? NaN, min: sorted[0] ?? NaN, max: sorted[sorted.length - 1] ?? NaN, runs: values };
+}
+
+/** Runs `fn` `runs` times and returns the {@link summary} of the numbers it resolves to. */
 async function repeat(runs, fn) {
   const values = [];
   for (let i = 0; i < runs; i++) values.push(await fn(i));
-  const sorted = [...values].sort((a, b) => a - b);
-  return { median: sorted[Math.floor((sorted.length - 1) / 2)], min: sorted[0], max: sorted[sorted.length - 1], runs: values };
+  return summary(values);
 }
 
 /** The p-th percentile (0-100) of an array of numbers. */
@@ -92,4 +103,4 @@ function runtimes() {
   return found;
 }
 
-module.exports = { repeat, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };
+module.exports = { repeat, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };

@@ -13,6 +13,7 @@
 const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
+const { median: med } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 const { seq } = require('./gateway');
 
@@ -23,8 +24,6 @@ const tail = process.argv.includes('--tail');
 // --session: every chat in one session (its context read included), as bench/context.js's 10-turn case.
 const session = process.argv.includes('--session') ? 'bench-stages' : undefined;
 const dist = arg('dist', undefined);
-
-const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'vega-stages-'));

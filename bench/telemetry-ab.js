@@ -7,6 +7,7 @@
 // (VEGA_SPAN_START=sdk). Prints req/s per variant and the on/off ratios (median of the runs).
 // Needs `npm run build` first.
 const { autocannon } = require('./gateway');
+const { median } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 
 const arg = (name, dflt) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt);
@@ -15,7 +16,6 @@ const runs = arg('runs', 3);
 const connections = arg('connections', 32);
 const MISS = { CACHE_MAX_ENTRIES: '0', COALESCING: 'false' };
 const HEADERS = { 'content-type': 'application/json', 'x-api-key': KEY };
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function load(env, opts) {
   const vega = await startVega(env, opts);

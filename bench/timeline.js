@@ -11,6 +11,7 @@ const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { constants } = require('node:perf_hooks');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
+const { median: medianOf } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 const { seq } = require('./gateway');
 
@@ -20,10 +21,8 @@ const warmup = Number(arg('warmup', 2000));
 const stream = process.argv.includes('--stream');
 const dist = arg('dist', undefined);
 
-const median = (xs) => {
-  const s = xs.filter((x) => x !== undefined).sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)] : undefined;
-};
+/** The median of the defined values (a step some requests do not reach is left out of its own). */
+const median = (xs) => medianOf(xs.filter((x) => x !== undefined));
 const ms = (x) => (x === undefined ? '–' : x.toFixed(3));
 
 const STEPS = [
