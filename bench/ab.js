@@ -14,11 +14,10 @@
 // where the value `sink` is replaced by an OTLP sink's URL). `npm run build` first.
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { median: med } = require('./lib');
+const { arg, median: med } = require('./lib');
 const { startScript, startUpstream, startVega, KEY } = require('./procs');
 const { autocannon, seq } = require('./gateway');
 
-const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 const rounds = Number(arg('rounds', 3));
 const n = Number(arg('n', 600));
 const seconds = Number(arg('seconds', 5));

@@ -12,9 +12,8 @@ const { existsSync, mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { startUpstream, startVega, KEY } = require('./procs');
+const { arg } = require('./lib');
 const { seq } = require('./gateway');
-
-const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 
 function summarize(profile, top) {
   const bySite = new Map();

@@ -4,6 +4,11 @@ const { execFileSync } = require('node:child_process');
 const os = require('node:os');
 const { join } = require('node:path');
 
+/** The value of a `--name=value` command-line option, or `fallback`. */
+function arg(name, fallback) {
+  return process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+}
+
 /** The median of an array of numbers (the lower one of an even count); undefined when empty. */
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -103,4 +108,4 @@ function runtimes() {
   return found;
 }
 
-module.exports = { repeat, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };
+module.exports = { arg, repeat, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };

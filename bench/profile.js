@@ -16,8 +16,7 @@ const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega } = require('./procs');
-
-const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+const { arg } = require('./lib');
 
 /** Sums a .cpuprofile's samples by self time into groups. */
 function summarize(file) {

@@ -13,11 +13,10 @@
 const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { median: med } = require('./lib');
+const { arg, median: med } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 const { seq } = require('./gateway');
 
-const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 const n = Number(arg('n', 300));
 const stream = process.argv.includes('--stream');
 const tail = process.argv.includes('--tail');

@@ -11,11 +11,10 @@ const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { constants } = require('node:perf_hooks');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { median: medianOf } = require('./lib');
+const { arg, median: medianOf } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 const { seq } = require('./gateway');
 
-const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 const n = Number(arg('n', 1000));
 const warmup = Number(arg('warmup', 2000));
 const stream = process.argv.includes('--stream');
