@@ -1,5 +1,5 @@
 'use strict';
-// Issue 5: do integration health checks hurt the chat path? Vega serves chats at fixed
+// Do integration health checks hurt the chat path? Vega serves chats at fixed
 // concurrency for a few seconds, once alone and once while /admin/integrations/health runs
 // continuously against slow integrations; its own event-loop delay p99 and the chats' p99 are
 // compared. A fresh Vega per run, so each window holds only its own load.

@@ -1,5 +1,5 @@
 'use strict';
-// Issue 7: Vega against its limit (the upstream alone) and a peer (Portkey's AI gateway) on the
+// Vega against its limit (the upstream alone) and a peer (Portkey's AI gateway) on the
 // same instant upstream, in one run on this machine. Load comes from separate processes:
 // autocannon for throughput, bench/seq-client.js for sequential latency (microseconds).
 const { spawn } = require('node:child_process');
@@ -29,8 +29,13 @@ function runNode(args) {
   });
 }
 
-/** autocannon in its own process; returns requests/s (average) and non-2xx count. */
-async function autocannon(url, { connections, duration, amount, headers, body }) {
+/**
+ * autocannon in its own process; returns requests/s (average) and non-2xx count. `warm` (seconds):
+ * first the same load, unmeasured, for that long, so that every server compared in a ratio is
+ * measured warm (JIT, pools, caches), not one warm and the other cold.
+ */
+async function autocannon(url, { connections, duration, amount, headers, body, warm }) {
+  if (warm) await autocannon(url, { connections, duration: warm, headers, body });
   const args = [
     join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
     '--json',
@@ -76,8 +81,12 @@ async function run({ runs = 3, quick = false } = {}) {
   // Every target is measured after the same warm-up (seq-client.js says why).
   const warmup = quick ? 500 : 2000;
   const dur = quick ? 3 : 8;
+  // Every throughput figure follows the same unmeasured load against the same process: a Vega
+  // measured after its sequential runs and one measured from a cold start differ by more than
+  // what a ratio between them is meant to show.
+  const warm = quick ? 1 : 3;
   /** The throughput load every Vega variant gets: the same /chat at c=32 for `dur` seconds. */
-  const chatLoad = (vega) => autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
+  const chatLoad = (vega) => autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, warm, headers: VEGA_HEADERS, body: CHAT });
   const upstream = await startUpstream();
   const portkey = await startPortkey(await freePort());
   // The floor: the least an LLM gateway can do (bench/floor.js FLOOR=proxy), in the same loop.
@@ -151,12 +160,12 @@ async function run({ runs = 3, quick = false } = {}) {
         await sink.stop();
       }
       latency.direct.push(await seq(direct.url, seqN, { ...direct.opts, warmup }));
-      rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, ...direct.opts })).rps);
+      rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, warm, ...direct.opts })).rps);
       latency.peer.push(await seq(peer.url, seqN, { ...peer.opts, warmup }));
       latency.floor.push(
         await seq(`${floorProxy.url}/chat`, seqN, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup }),
       );
-      rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, ...peer.opts })).rps);
+      rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, warm, ...peer.opts })).rps);
     }
     const pair = (a, b, f) => med(a.map((x, i) => f(x, b[i])));
     const p = (list, k) => med(list.map((x) => x[k])).median.toFixed(3);
@@ -276,6 +285,7 @@ async function run({ runs = 3, quick = false } = {}) {
               await autocannon(`${s.url}/chat`, {
                 connections: 32,
                 duration: dur,
+                warm,
                 headers: { 'content-type': 'application/json' },
                 body: CHAT,
               })
@@ -429,6 +439,7 @@ async function run({ runs = 3, quick = false } = {}) {
 async function runRuntimes({ runs = 3, quick = false } = {}) {
   const found = runtimes();
   const dur = quick ? 3 : 8;
+  const warm = quick ? 1 : 3;
   const upstream = await startUpstream();
   const rps = Object.fromEntries(found.map((rt) => [rt.label, { on: [], off: [] }]));
   const failed = {};
@@ -441,7 +452,7 @@ async function runRuntimes({ runs = 3, quick = false } = {}) {
             await withVega(
               { LLM_BASE_URL: upstream.url, ...MISS },
               async (vega) => {
-                const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, headers: VEGA_HEADERS, body: CHAT });
+                const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, warm, headers: VEGA_HEADERS, body: CHAT });
                 rps[rt.label][telemetry ? 'on' : 'off'].push(a.rps);
               },
               { telemetry, execPath: rt.execPath },
