@@ -32,10 +32,10 @@ function runNode(args) {
 /**
  * autocannon in its own process; returns requests/s (average) and non-2xx count. `warm` (seconds):
  * first the same load, unmeasured, for that long, so that every server compared in a ratio is
- * measured warm (JIT, pools, caches), not one warm and the other cold.
+ * measured warm (JIT, pools, caches), not one warm and the other cold. `warmed`: the requests it made.
  */
 async function autocannon(url, { connections, duration, amount, headers, body, warm }) {
-  if (warm) await autocannon(url, { connections, duration: warm, headers, body });
+  const warmed = warm ? (await autocannon(url, { connections, duration: warm, headers, body })).total : 0;
   const args = [
     join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
     '--json',
@@ -50,7 +50,7 @@ async function autocannon(url, { connections, duration, amount, headers, body, w
   if (body) args.push('-b', JSON.stringify(body));
   args.push(url);
   const r = JSON.parse(await runNode(args));
-  return { rps: r.requests.average, non2xx: r.non2xx, errors: r.errors, duration: r.duration, total: r.requests.total };
+  return { rps: r.requests.average, non2xx: r.non2xx, errors: r.errors, duration: r.duration, total: r.requests.total, warmed };
 }
 
 /** Sequential latency from bench/seq-client.js (after its warm-up: opts.warmup, default 2,000 requests). */
@@ -144,7 +144,7 @@ async function run({ runs = 3, quick = false } = {}) {
         await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }, async (vega) => {
           const a = await chatLoad(vega);
           rps.vegaExport.push(a.rps);
-          answered = a.total;
+          answered = a.total + a.warmed; // the warm-up's spans reach the sink too
           const metrics = await (await fetch(`${vega.url}/metrics`, { headers: VEGA_HEADERS })).text();
           dropped.push(Number(/^vega_traces_spans_dropped_total(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? NaN));
         }); // stopping Vega flushes its last batch
