@@ -67,6 +67,13 @@ function freePort() {
   });
 }
 
+/**
+ * Seconds of every throughput load: `dur` measured, after `warm` of the same load unmeasured
+ * against the same process (a Vega measured after its sequential runs and one measured from a cold
+ * start differ by more than what a ratio between them is meant to show).
+ */
+const loadSeconds = (quick) => ({ dur: quick ? 3 : 8, warm: quick ? 1 : 3 });
+
 async function withVega(env, fn, opts) {
   const vega = await startVega(env, opts);
   try {
@@ -80,11 +87,7 @@ async function run({ runs = 3, quick = false } = {}) {
   const seqN = quick ? 300 : 2000;
   // Every target is measured after the same warm-up (seq-client.js says why).
   const warmup = quick ? 500 : 2000;
-  const dur = quick ? 3 : 8;
-  // Every throughput figure follows the same unmeasured load against the same process: a Vega
-  // measured after its sequential runs and one measured from a cold start differ by more than
-  // what a ratio between them is meant to show.
-  const warm = quick ? 1 : 3;
+  const { dur, warm } = loadSeconds(quick);
   /** The throughput load every Vega variant gets: the same /chat at c=32 for `dur` seconds. */
   const chatLoad = (vega) => autocannon(`${vega.url}/chat`, { connections: 32, duration: dur, warm, headers: VEGA_HEADERS, body: CHAT });
   const upstream = await startUpstream();
@@ -438,8 +441,7 @@ async function run({ runs = 3, quick = false } = {}) {
  */
 async function runRuntimes({ runs = 3, quick = false } = {}) {
   const found = runtimes();
-  const dur = quick ? 3 : 8;
-  const warm = quick ? 1 : 3;
+  const { dur, warm } = loadSeconds(quick);
   const upstream = await startUpstream();
   const rps = Object.fromEntries(found.map((rt) => [rt.label, { on: [], off: [] }]));
   const failed = {};
