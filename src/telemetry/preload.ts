@@ -7,9 +7,10 @@
  *
  * Standard OTEL_* variables apply. Traces are exported with OTLP/HTTP only when
  * OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_TRACES_EXPORTER
- * is not `none`); otherwise spans are still created, so every request has a trace id to use as its
- * correlation id, but nothing is sent and nothing complains. Metrics are served by Vega itself on
- * /metrics (Prometheus text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
+ * is not `none`); otherwise a trace that starts in Vega is not recorded (see traceProcessors), but
+ * every request still has a trace id to use as its correlation id and to pass on in `traceparent`,
+ * and nothing complains. Metrics are served by Vega itself on /metrics (Prometheus
+ * text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
  */
 import { NodeSDK, core } from '@opentelemetry/sdk-node';
 import { trace, TraceFlags, type Context, type TextMapGetter, type TextMapPropagator, type TextMapSetter } from '@opentelemetry/api';
@@ -18,7 +19,14 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
-import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  AlwaysOffSampler,
+  BatchSpanProcessor,
+  NoopSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { telemetryHooks } from './hooks';
 import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
@@ -27,6 +35,8 @@ import { redactUrl } from '../config/redact';
 
 /** `url.full` and `url.query` with secret-looking query values redacted (src/config/redact.ts decides). */
 function redactQuery(path: string, origin: string): { full: string; query: string; path: string } | undefined {
+  // Every backend call lands here: a path with no query and no webhook has nothing to redact.
+  if (!path.includes('?') && !path.includes('/services/')) return undefined;
   const full = new URL(path, origin).toString();
   let redacted = redactUrl(full);
   // A Slack webhook's path is its secret.
@@ -88,12 +98,25 @@ function batchDefaults(): Record<string, number> {
   return out;
 }
 
-function traceProcessors(): { processors: SpanProcessor[]; description: string } {
+function traceProcessors(): { processors: SpanProcessor[]; description: string; sampler?: Sampler } {
   const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const exporters = list('OTEL_TRACES_EXPORTER');
   if (!endpoint || exporters.includes('none')) {
-    // A processor that drops spans keeps a tracer provider registered: trace ids still exist.
-    return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set)' };
+    // A tracer provider stays registered, so trace ids still exist. With nowhere to send spans,
+    // recording Vega's own (attributes, events, times) is work for nothing: over a quarter of
+    // telemetry's cost per chat (bench/analysis.md). So a trace that starts here is ids alone,
+    // flagged not sampled, which is what an unrecorded trace is. A trace the caller sent in
+    // `traceparent` (flagged sampled, see TraceparentOnly) is still recorded, so that it reaches the
+    // backend flagged as the caller sent it. `record` records every span, for measuring the difference.
+    if (/^record$/i.test(process.env.VEGA_UNEXPORTED_SPANS ?? '')) {
+      return { processors: [new NoopSpanProcessor()], description: 'ids only (no OTLP endpoint set; spans recorded and dropped)' };
+    }
+    // The SDK registers a tracer provider only when it has a processor to give it.
+    return {
+      processors: [new NoopSpanProcessor()],
+      description: 'ids only (no OTLP endpoint set)',
+      sampler: new ParentBasedSampler({ root: new AlwaysOffSampler() }),
+    };
   }
   const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(new OTLPTraceExporter(), batchDefaults()));
   telemetryHooks().spansDropped = () => batch.dropped;
@@ -121,6 +144,7 @@ function start(): void {
     // VEGA_SPAN_START=sdk keeps the SDK's own whole-millisecond starts (to measure the difference).
     spanProcessors: [...(/^sdk$/i.test(process.env.VEGA_SPAN_START ?? '') ? [] : [new PreciseStartSpanProcessor()]), ...traces.processors],
     metricReaders: readers,
+    ...(traces.sampler ? { sampler: traces.sampler } : {}),
     textMapPropagator: new TraceparentOnly(/^(true|1|yes|on)$/i.test(process.env.TRACE_HONOR_CLIENT_SAMPLED ?? '')),
     // Logs go to stdout as JSON (pino); no OTLP log export unless asked for by a later change.
     logRecordProcessors: [],

@@ -169,6 +169,31 @@ describe('with no span exporter configured', () => {
     expect(call.headers.traceparent).toMatch(new RegExp(`^00-${parentTrace}-[0-9a-f]{16}-01$`));
   });
 
+  it('records no span of a trace that starts in Vega: it answers and calls the backend flagged not sampled', async () => {
+    const res = await postJson(bare.url, '/chat', { prompt: 'unrecorded' });
+    expect(res.status).toBe(200);
+    const traceId = res.headers.get('x-correlation-id')!;
+    expect(res.headers.get('traceparent')).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+    const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
+    expect(call.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+    // Unrecorded spans still time the outbound call for its metric.
+    const text = await (await fetch(`${bare.url}/metrics`)).text();
+    expect(text).toMatch(/^http_client_request_duration_count\{[^}]*server_address="127\.0\.0\.1"[^}]*\} [1-9]/m);
+  });
+
+  it('records them with VEGA_UNEXPORTED_SPANS=record', async () => {
+    const recording = await startVega({ env: { LLM_BASE_URL: fake.url, VEGA_UNEXPORTED_SPANS: 'record' } });
+    try {
+      const res = await postJson(recording.url, '/chat', { prompt: 'recorded, dropped' });
+      expect(res.status).toBe(200);
+      const traceId = res.headers.get('x-correlation-id')!;
+      expect(res.headers.get('traceparent')).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+    } finally {
+      await recording.stop();
+      recording.cleanup();
+    }
+  });
+
   it('keeps the server duration by route on /metrics', async () => {
     await postJson(bare.url, '/chat', { prompt: 'route label' });
     const text = await (await fetch(`${bare.url}/metrics`)).text();
