@@ -6,7 +6,7 @@ const { join } = require('node:path');
 
 /** The value of a `--name=value` command-line option, or `fallback`. */
 function arg(name, fallback) {
-  return process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+  return process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 }
 
 /** The median of an array of numbers (the lower one of an even count); undefined when empty. */

@@ -5,10 +5,12 @@
 // layer, Node internals, GC, idle). `npm run build` first.
 //
 //   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--telemetry=off] [--session] [--export]
+//        [--env=NAME=VALUE,...]
 //
 // --connections=1 profiles the sequential case; --session sends every chat in one session (its
 // context read included), as the chaos load does; without it each chat is a fresh one, as the bench's.
 // --export sends every span over OTLP to a sink (bench/fake-upstream.js), as the export ratio's run does.
+// --env adds settings to Vega's environment (e.g. --env=OTEL_NODE_DISABLED_INSTRUMENTATIONS=undici).
 //
 // Writes the .cpuprofile (open it in Chrome DevTools) and prints the summary.
 const { mkdtempSync, readdirSync, readFileSync } = require('node:fs');
@@ -97,6 +99,12 @@ async function main() {
       LLM_BASE_URL: upstream.url,
       CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0',
       ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
+      ...Object.fromEntries(
+        arg('env', '')
+          .split(',')
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      ),
     },
     {
       telemetry: arg('telemetry', 'on') !== 'off',
