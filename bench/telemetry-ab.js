@@ -1,71 +1,117 @@
 #!/usr/bin/env node
 'use strict';
-// A short A/B of telemetry's cost on a cache-miss /chat, without the full bench:
-//   node bench/telemetry-ab.js [--seconds=5] [--runs=3] [--connections=32]
-// Alternates, in each run: telemetry off (OTEL_SDK_DISABLED), on with every span exported over
-// OTLP (precise span starts, the default) and the same with the SDK's own whole-millisecond starts
-// (VEGA_SPAN_START=sdk). Prints req/s per variant and the on/off ratios (median of the runs).
-// Needs `npm run build` first.
+// A short A/B of telemetry's cost on a cache-miss /chat at c=32, without the full bench:
+//
+//   node bench/telemetry-ab.js [--seconds=5] [--warm=3] [--runs=3] [--connections=32] [--pin]
+//        [--variant=NAME[,ENV=VALUE...] ...]
+//
+// Each run starts one fresh Vega per variant, loads it for `warm` seconds unmeasured, then for
+// `seconds` measured, and reads Vega's CPU time (user + system, from /proc) over the measured load:
+// CPU per chat is steadier than req/s on a shared machine. The first variant is the baseline of the
+// ratios. Default variants: off (OTEL_SDK_DISABLED), on (no exporter: no span recorded), record
+// (VEGA_UNEXPORTED_SPANS=record: every span recorded and dropped), export (every span sent over
+// OTLP to a sink). An ENV value `sink` is replaced by the sink's URL; OTEL_SDK_DISABLED=true starts
+// Vega without the preload's SDK.
+//
+// --pin runs Vega on the last CPU and everything else (this script, autocannon, the upstream, the
+// sink) on the others, with `taskset`: the two sides stop taking each other's CPU, and the per-round
+// spread of CPU per chat falls several-fold. Needs `npm run build` first.
+const { execFileSync } = require('node:child_process');
+const { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const { availableParallelism, tmpdir } = require('node:os');
+const { join } = require('node:path');
 const { autocannon } = require('./gateway');
-const { median } = require('./lib');
+const { arg, median } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 
-const arg = (name, dflt) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt);
-const seconds = arg('seconds', 5);
-const runs = arg('runs', 3);
-const connections = arg('connections', 32);
+const seconds = Number(arg('seconds', 5));
+const warm = Number(arg('warm', 3));
+const runs = Number(arg('runs', 3));
+const connections = Number(arg('connections', 32));
+const pin = process.argv.includes('--pin');
 const MISS = { CACHE_MAX_ENTRIES: '0', COALESCING: 'false' };
 const HEADERS = { 'content-type': 'application/json', 'x-api-key': KEY };
+const DEFAULT_VARIANTS = [
+  'off,OTEL_SDK_DISABLED=true',
+  'on',
+  'record,VEGA_UNEXPORTED_SPANS=record',
+  'export,OTEL_EXPORTER_OTLP_ENDPOINT=sink',
+];
 
-async function load(env, opts) {
-  const vega = await startVega(env, opts);
-  try {
-    return (
-      await autocannon(`${vega.url}/chat`, {
-        connections,
-        duration: seconds,
-        headers: HEADERS,
-        body: { prompt: 'how fast is the gateway' },
-      })
-    ).rps;
-  } finally {
-    await vega.stop();
-  }
+function parseVariant(spec) {
+  const [name, ...envItems] = spec.split(',');
+  return { name, env: Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) };
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** With --pin: this process (and so every child it starts) leaves the last CPU to Vega; returns Vega's launcher. */
+function pinning(dir) {
+  const cpus = availableParallelism();
+  if (cpus < 2) throw new Error('--pin needs at least 2 CPUs');
+  execFileSync('taskset', ['-a', '-p', '-c', `0-${cpus - 2}`, String(process.pid)], { stdio: 'ignore' });
+  const launcher = join(dir, 'node-on-last-cpu');
+  writeFileSync(launcher, `#!/bin/sh\nexec taskset -c ${cpus - 1} '${process.execPath}' "$@"\n`);
+  chmodSync(launcher, 0o755);
+  return launcher;
 }
 
 async function main() {
+  const specs = process.argv.filter((a) => a.startsWith('--variant=')).map((a) => a.slice(10));
+  const variants = (specs.length ? specs : DEFAULT_VARIANTS).map(parseVariant);
+  const dir = mkdtempSync(join(tmpdir(), 'vega-telemetry-ab-'));
+  const execPath = pin ? pinning(dir) : undefined;
   const upstream = await startUpstream();
   const sink = await startUpstream();
-  const rps = { off: [], precise: [], sdk: [] };
+  const rows = Object.fromEntries(variants.map((v) => [v.name, { rps: [], cpu_us_per_chat: [] }]));
   try {
     for (let r = 0; r < runs; r++) {
-      rps.off.push(await load({ LLM_BASE_URL: upstream.url, ...MISS }, { telemetry: false }));
-      rps.precise.push(await load({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }));
-      rps.sdk.push(await load({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' }));
-      process.stderr.write(
-        `run ${r + 1}: off ${rps.off[r].toFixed(0)}, export+precise ${rps.precise[r].toFixed(0)}, export+sdk ${rps.sdk[r].toFixed(0)} req/s\n`,
+      for (const v of variants) {
+        const env = { LLM_BASE_URL: upstream.url, ...MISS };
+        for (const [k, val] of Object.entries(v.env)) env[k] = val === 'sink' ? sink.url : val;
+        const vega = await startVega(env, { telemetry: env.OTEL_SDK_DISABLED !== 'true', ...(execPath ? { execPath } : {}) });
+        try {
+          const load = { connections, headers: HEADERS, body: { prompt: 'how fast is the gateway' } };
+          if (warm > 0) await autocannon(`${vega.url}/chat`, { ...load, duration: warm });
+          const cpu0 = cpuMs(vega.child.pid);
+          const a = await autocannon(`${vega.url}/chat`, { ...load, duration: seconds });
+          if (a.non2xx || a.errors) throw new Error(`${v.name}: ${a.non2xx} non-2xx, ${a.errors} errors`);
+          rows[v.name].rps.push(a.rps);
+          rows[v.name].cpu_us_per_chat.push(((cpuMs(vega.child.pid) - cpu0) * 1000) / a.total);
+        } finally {
+          await vega.stop();
+        }
+      }
+      const last = variants.map(
+        (v) => `${v.name} ${rows[v.name].rps[r].toFixed(0)} req/s ${rows[v.name].cpu_us_per_chat[r].toFixed(0)} us`,
       );
+      process.stderr.write(`run ${r + 1}/${runs}: ${last.join(', ')}\n`);
     }
   } finally {
     await sink.stop();
     await upstream.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
-  const ratio = (a) => median(a.map((x, i) => x / rps.off[i]));
-  process.stdout.write(
-    `${JSON.stringify(
-      {
-        seconds,
-        runs,
-        connections,
-        req_per_s: { off: median(rps.off), export_precise_start: median(rps.precise), export_sdk_start: median(rps.sdk) },
-        on_off: { precise_start: ratio(rps.precise), sdk_start: ratio(rps.sdk) },
-        precise_over_sdk: median(rps.precise.map((x, i) => x / rps.sdk[i])),
-        raw: rps,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const base = rows[variants[0].name];
+  const out = { seconds, warm, runs, connections, pinned: pin, node: process.version, baseline: variants[0].name, variants: {} };
+  for (const v of variants) {
+    const x = rows[v.name];
+    out.variants[v.name] = {
+      env: v.env,
+      req_per_s: median(x.rps),
+      cpu_us_per_chat: median(x.cpu_us_per_chat),
+      // Per run, so that a slow minute weighs on both sides of the ratio alike.
+      rps_over_baseline: median(x.rps.map((y, i) => y / base.rps[i])),
+      baseline_cpu_over_cpu: median(x.cpu_us_per_chat.map((c, i) => base.cpu_us_per_chat[i] / c)),
+      raw: x,
+    };
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 }
 
 main().catch((err) => {
