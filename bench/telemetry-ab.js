@@ -3,7 +3,7 @@
 // A short A/B of telemetry's cost on a cache-miss /chat at c=32, without the full bench:
 //
 //   node bench/telemetry-ab.js [--seconds=5] [--warm=3] [--runs=3] [--connections=32] [--pin]
-//        [--variant=NAME[,ENV=VALUE...] ...]
+//        [--variant=NAME[:DIST][,ENV=VALUE...] ...]
 //
 // Each run starts one fresh Vega per variant, loads it for `warm` seconds unmeasured, then for
 // `seconds` measured, and reads Vega's CPU time (user + system, from /proc) over the measured load:
@@ -11,7 +11,8 @@
 // ratios. Default variants: off (OTEL_SDK_DISABLED), on (no exporter: no span recorded), record
 // (VEGA_UNEXPORTED_SPANS=record: every span recorded and dropped), export (every span sent over
 // OTLP to a sink). An ENV value `sink` is replaced by the sink's URL; OTEL_SDK_DISABLED=true starts
-// Vega without the preload's SDK.
+// Vega without the preload's SDK. DIST is a saved build to run instead of dist/ (a directory
+// inside this checkout, so that it finds node_modules), to compare builds.
 //
 // --pin runs Vega on the last CPU and everything else (this script, autocannon, the upstream, the
 // sink) on the others, with `taskset`: the two sides stop taking each other's CPU, and the per-round
@@ -19,7 +20,7 @@
 const { execFileSync } = require('node:child_process');
 const { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const { availableParallelism, tmpdir } = require('node:os');
-const { join } = require('node:path');
+const { join, resolve } = require('node:path');
 const { autocannon } = require('./gateway');
 const { arg, median } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
@@ -39,8 +40,13 @@ const DEFAULT_VARIANTS = [
 ];
 
 function parseVariant(spec) {
-  const [name, ...envItems] = spec.split(',');
-  return { name, env: Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) };
+  const [head, ...envItems] = spec.split(',');
+  const [name, dist] = head.split(':');
+  return {
+    name,
+    dist: dist ? resolve(dist) : undefined,
+    env: Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+  };
 }
 
 /** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
@@ -74,7 +80,11 @@ async function main() {
       for (const v of variants) {
         const env = { LLM_BASE_URL: upstream.url, ...MISS };
         for (const [k, val] of Object.entries(v.env)) env[k] = val === 'sink' ? sink.url : val;
-        const vega = await startVega(env, { telemetry: env.OTEL_SDK_DISABLED !== 'true', ...(execPath ? { execPath } : {}) });
+        const vega = await startVega(env, {
+          telemetry: env.OTEL_SDK_DISABLED !== 'true',
+          ...(execPath ? { execPath } : {}),
+          ...(v.dist ? { dist: v.dist } : {}),
+        });
         try {
           const load = { connections, headers: HEADERS, body: { prompt: 'how fast is the gateway' } };
           if (warm > 0) await autocannon(`${vega.url}/chat`, { ...load, duration: warm });
