@@ -36,7 +36,7 @@ const ERROR_BODY_LIMIT = 4096;
 /**
  * One HTTP call to an LLM backend over the shared pool, with the correlation header, the timeout,
  * and every failure turned into a VegaError. Resolves with the response once its status is 2xx.
- * (The undici instrumentation adds `traceparent` and the client span.)
+ * (telemetry/outbound-http.ts adds `traceparent`, the client span and its duration metric.)
  */
 export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
   let release: () => void = () => undefined;

@@ -12,7 +12,7 @@ const CORRELATION_KEY = createContextKey('vega.correlation_id');
 const UNTRACED_OUTBOUND_KEY = createContextKey('vega.untraced_outbound');
 
 /**
- * Runs `fn` with outbound tracing off: the undici instrumentation (configured in preload.ts)
+ * Runs `fn` with outbound tracing off: Vega's outbound tracing (telemetry/outbound-http.ts)
  * neither records nor propagates a request started inside it, so no traceparent, tracestate or
  * baggage goes out. For calls to sites that are not ours (web fetch).
  */

@@ -603,6 +603,23 @@ export const INSTRUMENTS = {
     ],
     buckets: HTTP_SECONDS,
   },
+  httpClientDuration: {
+    name: METRIC_HTTP_CLIENT_REQUEST_DURATION,
+    kind: 'histogram',
+    unit: 's',
+    description:
+      'Duration of outbound HTTP requests (every undici call: LLM backends, integrations), from the request until its last byte. Web fetch calls to other sites are not recorded. error.type is the transport error code (no response), or the status code from 400 up.',
+    attributes: [
+      ATTR_HTTP_REQUEST_METHOD,
+      ATTR_HTTP_RESPONSE_STATUS_CODE,
+      ATTR_SERVER_ADDRESS,
+      ATTR_SERVER_PORT,
+      ATTR_URL_SCHEME,
+      ATTR_NETWORK_PROTOCOL_VERSION,
+      ATTR_ERROR_TYPE,
+    ],
+    buckets: HTTP_SECONDS,
+  },
   inflightRequests: {
     name: 'vega.http.server.inflight',
     kind: 'observableGauge',
@@ -617,21 +634,6 @@ export const INSTRUMENTS = {
  * the dashboards that use them) can be checked against one list.
  */
 export const EXTERNAL_INSTRUMENTS: readonly (InstrumentDefinition & { source: string })[] = [
-  {
-    name: METRIC_HTTP_CLIENT_REQUEST_DURATION,
-    kind: 'histogram',
-    unit: 's',
-    source: '@opentelemetry/instrumentation-undici',
-    description: 'Duration of outbound HTTP requests made through undici.',
-    attributes: [
-      ATTR_HTTP_REQUEST_METHOD,
-      ATTR_HTTP_RESPONSE_STATUS_CODE,
-      ATTR_SERVER_ADDRESS,
-      ATTR_SERVER_PORT,
-      ATTR_URL_SCHEME,
-      ATTR_ERROR_TYPE,
-    ],
-  },
   {
     name: 'nodejs.eventloop.delay.*',
     kind: 'observableGauge',

@@ -30,21 +30,8 @@ import {
 import { telemetryHooks } from './hooks';
 import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
-import { outboundTracingSuppressed } from './correlation';
+import { traceOutboundRequests } from './outbound-http';
 import { redactUrl } from '../config/redact';
-
-/** `url.full` and `url.query` with secret-looking query values redacted (src/config/redact.ts decides). */
-function redactQuery(path: string, origin: string): { full: string; query: string; path: string } | undefined {
-  // Every backend call lands here: a path with no query and no webhook has nothing to redact.
-  if (!path.includes('?') && !path.includes('/services/')) return undefined;
-  const full = new URL(path, origin).toString();
-  let redacted = redactUrl(full);
-  // A Slack webhook's path is its secret.
-  redacted = redacted.replace(/\/services\/[^/?#]+\/[^/?#]+\/[^/?#]+/, '/services/REDACTED');
-  if (redacted === full) return undefined;
-  const url = new URL(redacted);
-  return { full: redacted, query: url.search, path: url.pathname };
-}
 
 /**
  * W3C trace context, `traceparent` only. A client's `tracestate` and `baggage` (kilobytes of its
@@ -159,14 +146,10 @@ function start(): void {
         // Koa's spans (one per router layer) repeated the server span; the route they put on it is set
         // by the app itself (setServerRoute), which costs a property write instead of a span.
         '@opentelemetry/instrumentation-koa': { enabled: false },
-        '@opentelemetry/instrumentation-undici': {
-          // Web fetch: no span and, above all, no trace headers to a site that is not ours.
-          ignoreRequestHook: () => outboundTracingSuppressed(),
-          requestHook: (span, request) => {
-            const redacted = redactQuery(request.path, request.origin);
-            if (redacted) span.setAttributes({ 'url.full': redacted.full, 'url.query': redacted.query, 'url.path': redacted.path });
-          },
-        },
+        // Vega makes its own outbound span, `traceparent` and http.client.request.duration from
+        // undici's diagnostics channels (telemetry/outbound-http.ts): this instrumentation rebuilt
+        // a URL, a header map and its attributes on every call, recorded or not (bench/analysis.md).
+        '@opentelemetry/instrumentation-undici': { enabled: false },
         // Vega makes its own server span and http.server.request.duration (http/server-span.ts):
         // this instrumentation's per-request work (emitter patches on the request and the response,
         // twenty-odd attributes) cost a quarter of the throughput with spans exported
@@ -177,6 +160,7 @@ function start(): void {
     ],
   });
   sdk.start();
+  traceOutboundRequests();
   hooks.metricsHandler = (req, res) => prometheus.getMetricsRequestHandler(req, res);
   hooks.shutdown = () => sdk.shutdown();
   hooks.status = { sdk: 'on', traces: traces.description, metrics: metricsDescription };

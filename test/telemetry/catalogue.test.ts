@@ -11,7 +11,7 @@ describe('metric catalogue', () => {
 
   it('declares durations in seconds with explicit buckets, and names with a semconv or vega. prefix', () => {
     for (const def of Object.values(INSTRUMENTS)) {
-      expect(def.name).toMatch(/^(gen_ai\.|db\.client\.|http\.server\.|vega\.)/);
+      expect(def.name).toMatch(/^(gen_ai\.|db\.client\.|http\.server\.|http\.client\.|vega\.)/);
       if (def.kind === 'histogram' && def.unit === 's') expect((def as { buckets?: readonly number[] }).buckets?.length).toBeGreaterThan(3);
       for (const attr of def.attributes) expect(attr).not.toMatch(/prompt|session|correlation|url\.full|url\.path/);
     }

@@ -29,6 +29,7 @@ afterAll(async () => {
 });
 
 const SERVER = 2;
+const CLIENT = 3;
 
 const startNs = (s: ReceivedSpan): bigint => BigInt(s.startTimeUnixNano);
 const endNs = (s: ReceivedSpan): bigint => BigInt(s.endTimeUnixNano);
@@ -58,7 +59,7 @@ async function completeTrace(traceId: string): Promise<ReceivedSpan[]> {
     const spans = otlp.trace(traceId);
     return (
       spans.some((s) => s.kind === SERVER) &&
-      spans.some((s) => s.scope.includes('undici')) &&
+      spans.some((s) => s.kind === CLIENT) &&
       spans.some((s) => s.name === 'conversation.batch_write') &&
       spans.some((s) => s.scope.includes('knex'))
     );
