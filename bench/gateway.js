@@ -171,6 +171,14 @@ async function run({ runs = 3, quick = false } = {}) {
     }
     const pair = (a, b, f) => med(a.map((x, i) => f(x, b[i])));
     const p = (list, k) => med(list.map((x) => x[k])).median.toFixed(3);
+    /** A Vega variant's added latency over the upstream, p50 (with `note`) and p99. */
+    const variantRows = (label, list, note) =>
+      ['p50', 'p99'].map((q, i) => ({
+        scenario: `overhead.${q} (${label} - upstream, sequential)`,
+        unit: 'ms',
+        ...pair(list, latency.direct, (v, d) => v[q] - d[q]),
+        ...(i === 0 ? { note } : {}),
+      }));
     results.push(
       {
         scenario: 'overhead.p50 (Vega - upstream, sequential)',
@@ -215,45 +223,26 @@ async function run({ runs = 3, quick = false } = {}) {
         target: { op: '<=', value: 0.6, text: '<= 0.6 ms' },
         note: 'floor proxy: node:http in, one pooled undici Agent out, no auth, validation, storage or telemetry (bench/floor.js)',
       },
-      {
-        scenario: 'overhead.p50 (Vega, every span recorded - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaRecord, latency.direct, (v, d) => v.p50 - d.p50),
-        note: 'VEGA_UNEXPORTED_SPANS=record: spans recorded and dropped, as with an exporter minus the export',
-      },
-      {
-        scenario: 'overhead.p99 (Vega, every span recorded - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaRecord, latency.direct, (v, d) => v.p99 - d.p99),
-      },
-      {
-        scenario: 'overhead.p50 (Vega, spans exported over OTLP - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaExport, latency.direct, (v, d) => v.p50 - d.p50),
-        note: 'every span recorded and exported over OTLP/HTTP to a sink in its own process',
-      },
-      {
-        scenario: 'overhead.p99 (Vega, spans exported over OTLP - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaExport, latency.direct, (v, d) => v.p99 - d.p99),
-      },
-      {
-        scenario: 'overhead.p50 (Vega, telemetry off - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaNoOtel, latency.direct, (v, d) => v.p50 - d.p50),
-        note: 'OTEL_SDK_DISABLED=true, no preload: what telemetry costs the sequential path, by difference',
-      },
-      {
-        scenario: 'overhead.p50 (Vega, async durability - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaAsync, latency.direct, (v, d) => v.p50 - d.p50),
-        note: 'CONVERSATION_DURABILITY=async: answers once the conversation is queued (not the default; the targets are for commit)',
-      },
-      {
-        scenario: 'overhead.p99 (Vega, async durability - upstream, sequential)',
-        unit: 'ms',
-        ...pair(latency.vegaAsync, latency.direct, (v, d) => v.p99 - d.p99),
-      },
+      ...variantRows(
+        'Vega, every span recorded',
+        latency.vegaRecord,
+        'VEGA_UNEXPORTED_SPANS=record: spans recorded and dropped, as with an exporter minus the export',
+      ),
+      ...variantRows(
+        'Vega, spans exported over OTLP',
+        latency.vegaExport,
+        'every span recorded and exported over OTLP/HTTP to a sink in its own process',
+      ),
+      ...variantRows(
+        'Vega, telemetry off',
+        latency.vegaNoOtel,
+        'OTEL_SDK_DISABLED=true, no preload: what telemetry costs the sequential path, by difference',
+      ),
+      ...variantRows(
+        'Vega, async durability',
+        latency.vegaAsync,
+        'CONVERSATION_DURABILITY=async: answers once the conversation is queued (not the default; the targets are for commit)',
+      ),
       { scenario: 'throughput.vega /chat cache-miss (c=32)', unit: 'req/s', ...med(rps.vega) },
       { scenario: 'throughput.vega /chat cache-miss, async durability (c=32)', unit: 'req/s', ...med(rps.vegaAsync) },
       { scenario: 'throughput.upstream alone (limit, c=32)', unit: 'req/s', ...med(rps.direct) },
