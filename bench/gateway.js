@@ -185,7 +185,7 @@ async function run({ runs = 3, quick = false } = {}) {
         unit: 'ms',
         ...pair(latency.vega, latency.direct, (v, d) => v.p50 - d.p50),
         target: { op: '<=', value: 1, text: '<= 1.0 ms' },
-        note: `cache miss, durable write, telemetry on with no exporter (no span recorded; every span recorded: the row below); Vega p50 ${p(latency.vega, 'p50')} ms, upstream ${p(latency.direct, 'p50')}, Portkey ${p(latency.peer, 'p50')}, floor proxy ${p(latency.floor, 'p50')}`,
+        note: `cache miss, durable write, telemetry on with no exporter (no span recorded; with every span recorded, exported, or telemetry off: the rows further down); Vega p50 ${p(latency.vega, 'p50')} ms, upstream ${p(latency.direct, 'p50')}, Portkey ${p(latency.peer, 'p50')}, floor proxy ${p(latency.floor, 'p50')}`,
       },
       {
         scenario: 'overhead.p99 (Vega - upstream, sequential)',
