@@ -223,7 +223,7 @@ export function traceOutboundRequests(): () => void {
     const rec = request[RECORD];
     if (!rec) return;
     // An abort is the caller's choice (the client left, a deadline passed): no error on the span.
-    if (error.name === 'AbortError' || (error as { code?: unknown }).code === 20) {
+    if (error.name === 'AbortError') {
       finish(request, rec, undefined);
       return;
     }

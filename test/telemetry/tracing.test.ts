@@ -55,7 +55,9 @@ describe('tracing', () => {
     expect(spans.some((s) => s.scope.includes('koa'))).toBe(false);
     const client = spans.find((s) => s.kind === CLIENT && s.name === 'POST')!;
     expect(client.attributes).toMatchObject({ 'server.address': '127.0.0.1', 'url.path': '/api/chat', 'http.response.status_code': 200 });
-    expect(client.parentSpanId).toBeTruthy();
+    // The HTTP call sits under the LLM call's span, in the same trace.
+    const llm = spans.find((s) => s.name.startsWith('chat '))!;
+    expect(client.parentSpanId).toBe(llm.spanId);
     // On a SQLite file the conversation is inserted by a prepared statement, outside knex: the
     // batch_write span is its database span. The session's claim still goes through knex.
     const write = spans.find((s) => s.name === 'conversation.batch_write')!;
