@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { context, trace, SpanKind, SpanStatusCode, type Attributes, type Context, type Link } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, type Attributes, type Context, type Link } from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
+import { withChildSpan } from '../telemetry/spans';
 import type { ConversationRecord, ConversationRepository } from './conversations';
 
 /** Options of {@link ConversationLog}. */
@@ -67,7 +68,6 @@ interface Waiting {
 }
 
 const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
-const tracer = trace.getTracer('vega');
 /** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
 const QUIET_CAP_MS = 2;
 /** While more rows are on their way: how long the queue must stop growing before a commit starts. */
@@ -144,7 +144,7 @@ export class ConversationLog {
       this.#rejected++;
       return Promise.reject(new StorageBusy());
     }
-    const committed = tracer.startActiveSpan(
+    const committed = withChildSpan(
       'conversation.store',
       { kind: SpanKind.INTERNAL },
       (span) =>
@@ -251,9 +251,9 @@ export class ConversationLog {
       .slice(1)
       .flatMap((w) => (w.link ? [w.link] : []))
       .slice(0, 128);
-    await tracer.startActiveSpan(
+    await withChildSpan(
       'conversation.batch_write',
-      { kind: SpanKind.INTERNAL, links, attributes: { ...this.#spanAttributes, 'vega.batch.size': batch.length } },
+      { kind: SpanKind.INTERNAL, links, attributes: () => ({ ...this.#spanAttributes, 'vega.batch.size': batch.length }) },
       async (span) => {
         const started = performance.now();
         let attempt = 0;

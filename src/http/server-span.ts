@@ -91,19 +91,11 @@ export function traceRequests(handler: Handler, options: ServerTracingOptions): 
     const raw = req.method ?? 'GET';
     const method = KNOWN_METHODS.has(raw) ? raw : '_OTHER';
     const name = method === '_OTHER' ? 'HTTP' : method;
-    const attributes: Attributes = {
-      [ATTR_HTTP_REQUEST_METHOD]: method,
-      [ATTR_URL_PATH]: path.length > MAX_PATH ? path.slice(0, MAX_PATH) : path,
-      [ATTR_URL_SCHEME]: 'http',
-      [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
-      [ATTR_NETWORK_PEER_ADDRESS]: req.socket.remoteAddress,
-      [ATTR_NETWORK_PEER_PORT]: req.socket.remotePort,
-    };
-    if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = raw.slice(0, 32);
-    const agent = req.headers['user-agent'];
-    if (agent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = agent.length > MAX_USER_AGENT ? agent.slice(0, MAX_USER_AGENT) : agent;
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-    const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+    // The attributes go on after the start, and only on a span that records: none of the samplers
+    // Vega can be given (OTEL_TRACES_SAMPLER's) reads them, and an unrecorded span would drop them.
+    const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
+    if (span.isRecording()) span.setAttributes(requestAttributes(req, method, raw, path));
     onResponseClose(res, () => {
       const labels: Mutable<AttributesOf<typeof INSTRUMENTS.httpServerDuration>> = {
         [ATTR_HTTP_REQUEST_METHOD]: method,
@@ -139,4 +131,20 @@ export function traceRequests(handler: Handler, options: ServerTracingOptions): 
     });
     context.with(trace.setSpan(parent, span), handler, undefined, req, res);
   };
+}
+
+/** The server span's attributes from the request (only built for a span that records). */
+function requestAttributes(req: IncomingMessage, method: string, raw: string, path: string): Attributes {
+  const attributes: Attributes = {
+    [ATTR_HTTP_REQUEST_METHOD]: method,
+    [ATTR_URL_PATH]: path.length > MAX_PATH ? path.slice(0, MAX_PATH) : path,
+    [ATTR_URL_SCHEME]: 'http',
+    [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
+    [ATTR_NETWORK_PEER_ADDRESS]: req.socket.remoteAddress,
+    [ATTR_NETWORK_PEER_PORT]: req.socket.remotePort,
+  };
+  if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = raw.slice(0, 32);
+  const agent = req.headers['user-agent'];
+  if (agent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = agent.length > MAX_USER_AGENT ? agent.slice(0, MAX_USER_AGENT) : agent;
+  return attributes;
 }

@@ -1,7 +1,8 @@
-import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { CircuitOpen, ClientClosed, isUpstreamFault, VegaError } from '../errors';
 import type { CircuitBreaker } from '../resilience/breaker';
 import { createCounter, INSTRUMENTS, originAttributes } from '../telemetry/instruments';
+import { withChildSpan } from '../telemetry/spans';
 import type { LlmProvider, ProviderRequest } from './types';
 
 /** One LLM backend Vega may call: the primary (LLM_BACKEND) or a fallback (LLM_FALLBACKS). */
@@ -41,8 +42,6 @@ export interface Served<T> {
 
 /** How an attempt ended, as `vega.llm.attempts` counts it. */
 export type AttemptOutcome = 'ok' | 'failed' | 'skipped' | 'rejected' | 'client_closed';
-
-const tracer = trace.getTracer('vega');
 
 /**
  * The ordered LLM backends and the rule for moving between them. A call goes to the first backend
@@ -120,37 +119,43 @@ export class BackendChain {
       let handedBack = false;
       const model = backend.model ?? request.model;
       void backend.breaker
-        .execute(async (signal) => {
-          span = tracer.startSpan(`chat ${model}`, {
-            kind: SpanKind.CLIENT,
-            attributes: {
-              'gen_ai.operation.name': 'chat',
-              'gen_ai.provider.name': backend.provider.name,
-              'gen_ai.request.model': model,
-              'vega.llm.backend': backend.name,
-              'vega.llm.backend.role': backend.role,
-              ...originAttributes(backend.provider.origin),
-            },
-          });
-          const result = await context.with(trace.setSpan(context.active(), span), () =>
-            attempt(backend, { ...request, model, signal }, last),
-          );
-          handedBack = true;
-          this.#count(backend, 'ok');
-          resolve({ value: result.value });
-          if (!result.finished) {
-            span.end();
-            return;
-          }
-          try {
-            await result.finished;
-            span.end();
-          } catch (err) {
-            failSpan(span, err);
-            span.end();
-            throw err; // the breaker's outcome: a stream cut after its first chunk counts against this backend
-          }
-        }, request.signal)
+        .execute(
+          (signal) =>
+            withChildSpan(
+              `chat ${model}`,
+              {
+                kind: SpanKind.CLIENT,
+                attributes: () => ({
+                  'gen_ai.operation.name': 'chat',
+                  'gen_ai.provider.name': backend.provider.name,
+                  'gen_ai.request.model': model,
+                  'vega.llm.backend': backend.name,
+                  'vega.llm.backend.role': backend.role,
+                  ...originAttributes(backend.provider.origin),
+                }),
+              },
+              async (started) => {
+                span = started;
+                const result = await attempt(backend, { ...request, model, signal }, last);
+                handedBack = true;
+                this.#count(backend, 'ok');
+                resolve({ value: result.value });
+                if (!result.finished) {
+                  started.end();
+                  return;
+                }
+                try {
+                  await result.finished;
+                  started.end();
+                } catch (err) {
+                  failSpan(started, err);
+                  started.end();
+                  throw err; // the breaker's outcome: a stream cut after its first chunk counts against this backend
+                }
+              },
+            ),
+          request.signal,
+        )
         .catch((err: unknown) => {
           if (handedBack) return; // the rest of a stream failed: reported by the stream itself
           if (span) failSpan(span, err);

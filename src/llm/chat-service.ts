@@ -102,6 +102,15 @@ export class ChatService {
   readonly #duration = createHistogram(INSTRUMENTS.genAiDuration);
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
   readonly #ttfc = createHistogram(INSTRUMENTS.genAiTimeToFirstChunk);
+  /** The label sets of a successful call, built once per requested and answering model. */
+  readonly #successLabels = new Map<
+    string,
+    {
+      operation: AttributesOf<typeof INSTRUMENTS.genAiDuration>;
+      input: AttributesOf<typeof INSTRUMENTS.genAiTokens>;
+      output: AttributesOf<typeof INSTRUMENTS.genAiTokens>;
+    }
+  >();
   readonly #requests = createCounter(INSTRUMENTS.chatRequests);
 
   constructor(opts: ChatServiceOptions) {
@@ -388,10 +397,28 @@ export class ChatService {
   }
 
   #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {
-    const attrs = { ...this.#attrs(call, true), 'gen_ai.response.model': this.#models.value(model, true) };
-    this.#duration.record((performance.now() - started) / 1000, attrs);
-    this.#tokens.record(usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' });
-    this.#tokens.record(usage.outputTokens, { ...attrs, 'gen_ai.token.type': 'output' });
+    const requested = this.#models.value(call.request.model, true);
+    const answered = this.#models.value(model, true);
+    const key = `${requested}\n${answered}`;
+    let labels = this.#successLabels.get(key);
+    if (!labels) {
+      const operation = {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.provider.name': this.#provider.name,
+        'gen_ai.request.model': requested,
+        'gen_ai.response.model': answered,
+      } as const;
+      labels = {
+        operation,
+        input: { ...operation, 'gen_ai.token.type': 'input' },
+        output: { ...operation, 'gen_ai.token.type': 'output' },
+      };
+      // Both models are bounded labels (at most 51 values each), so this map is too.
+      this.#successLabels.set(key, labels);
+    }
+    this.#duration.record((performance.now() - started) / 1000, labels.operation);
+    this.#tokens.record(usage.inputTokens, labels.input);
+    this.#tokens.record(usage.outputTokens, labels.output);
   }
 
   /** A failed backend call (one that reached the pipeline's guarded part) in gen_ai.client.operation.duration. */

@@ -1,8 +1,9 @@
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { NotFound, StorageUnavailable, VegaError } from '../errors';
 import type { ChatMessage } from '../llm/types';
 import { createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import type { Logger } from '../telemetry/logger';
+import { withChildSpan } from '../telemetry/spans';
 import type { SessionStore } from './store';
 import { buildMessages, type BuiltContext } from './window';
 
@@ -49,8 +50,6 @@ export class SessionNotFound extends NotFound {
   }
 }
 
-const tracer = trace.getTracer('vega');
-
 /**
  * Builds what a /chat turn sends: checks the session belongs to the caller (claiming it if it is
  * new), reads its context in one statement, and windows it. A turn sees the turns committed
@@ -84,7 +83,7 @@ export class SessionContext {
     if (!req.given) {
       built = buildMessages(req.prompt, { systemPrompt: req.useContext ? settings.systemPrompt : undefined }, settings);
     } else {
-      built = await tracer.startActiveSpan('session.context_read', { kind: SpanKind.INTERNAL }, async (span) => {
+      built = await withChildSpan('session.context_read', { kind: SpanKind.INTERNAL }, async (span) => {
         try {
           const waiting = this.#settled?.(req.sessionId);
           if (waiting) await waiting;

@@ -12,6 +12,12 @@ export interface TelemetryHooks {
   shutdown?: () => Promise<void>;
   /** Spans the batch span processor has dropped so far (its queue was full). */
   spansDropped?: () => number;
+  /**
+   * True when the sampler decides a span by its parent's sampled flag (parent-based, the default):
+   * a span under an unsampled parent is never recorded, so Vega does not start one
+   * (telemetry/spans.ts).
+   */
+  childSpansFollowParent?: boolean;
   /** What the preload configured, for the startup report. */
   status?: { sdk: 'on' | 'disabled'; traces: string; metrics: string };
 }

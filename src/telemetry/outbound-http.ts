@@ -19,6 +19,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { redactUrl } from '../config/redact';
 import { outboundTracingSuppressed } from './correlation';
+import { childSpanRecordable } from './spans';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from './instruments';
 
 /**
@@ -70,8 +71,10 @@ interface Target {
 
 /** One request on its way. */
 interface Outbound {
-  readonly span: Span;
-  readonly recording: boolean;
+  /** Not started when it could not be recorded (telemetry/spans.ts): `traceparent` carries the parent's ids. */
+  readonly span: Span | undefined;
+  /** The span, when it records (its attributes are set only then). */
+  readonly recorded: Span | undefined;
   readonly target: Target;
   readonly method: string;
   readonly started: number;
@@ -159,7 +162,7 @@ export function traceOutboundRequests(): () => void {
 
   const finish = (request: UndiciRequest, rec: Outbound, errorType: string | undefined): void => {
     request[RECORD] = undefined;
-    rec.span.end();
+    rec.span?.end();
     const status = rec.status;
     duration.record(
       (performance.now() - rec.started) / 1000,
@@ -174,11 +177,13 @@ export function traceOutboundRequests(): () => void {
     const target = targetOf(request.origin);
     if (!target) return;
     const method = KNOWN_METHODS.has(request.method) ? request.method : '_OTHER';
-    const span = tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT }, ctx);
-    const recording = span.isRecording();
-    if (recording) span.setAttributes(spanAttributes(target, request, method));
-    propagation.inject(trace.setSpan(ctx, span), request, SETTER);
-    request[RECORD] = { span, recording, target, method, started: performance.now() };
+    const span = childSpanRecordable(ctx)
+      ? tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT }, ctx)
+      : undefined;
+    const recorded = span?.isRecording() ? span : undefined;
+    recorded?.setAttributes(spanAttributes(target, request, method));
+    propagation.inject(span ? trace.setSpan(ctx, span) : ctx, request, SETTER);
+    request[RECORD] = { span, recorded, target, method, started: performance.now() };
   };
 
   const onSendHeaders = ({
@@ -191,13 +196,11 @@ export function traceOutboundRequests(): () => void {
     const rec = request[RECORD];
     if (!rec) return;
     rec.protocol = socket.alpnProtocol === 'h2' ? '2' : '1.1';
-    if (rec.recording) {
-      rec.span.setAttributes({
-        [ATTR_NETWORK_PEER_ADDRESS]: socket.remoteAddress,
-        [ATTR_NETWORK_PEER_PORT]: socket.remotePort,
-        [ATTR_NETWORK_PROTOCOL_VERSION]: rec.protocol,
-      });
-    }
+    rec.recorded?.setAttributes({
+      [ATTR_NETWORK_PEER_ADDRESS]: socket.remoteAddress,
+      [ATTR_NETWORK_PEER_PORT]: socket.remotePort,
+      [ATTR_NETWORK_PROTOCOL_VERSION]: rec.protocol,
+    });
   };
 
   const onHeaders = ({ request, response }: { request: UndiciRequest; response: { statusCode: number } }): void => {
@@ -205,11 +208,12 @@ export function traceOutboundRequests(): () => void {
     if (!rec) return;
     const status = response.statusCode;
     rec.status = status;
-    if (rec.recording) {
-      rec.span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    const span = rec.recorded;
+    if (span) {
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       if (status >= 400) {
-        rec.span.setAttribute(ATTR_ERROR_TYPE, String(status));
-        rec.span.setStatus({ code: SpanStatusCode.ERROR });
+        span.setAttribute(ATTR_ERROR_TYPE, String(status));
+        span.setStatus({ code: SpanStatusCode.ERROR });
       }
     }
   };
@@ -228,10 +232,11 @@ export function traceOutboundRequests(): () => void {
       return;
     }
     const errorType = error.code || error.name || 'Error';
-    if (rec.recording) {
-      rec.span.setAttribute(ATTR_ERROR_TYPE, errorType);
-      rec.span.recordException(error);
-      rec.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    const span = rec.recorded;
+    if (span) {
+      span.setAttribute(ATTR_ERROR_TYPE, errorType);
+      span.recordException(error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     }
     finish(request, rec, errorType);
   };

@@ -160,6 +160,11 @@ function start(): void {
     ],
   });
   sdk.start();
+  // The ids-only sampler is parent-based; otherwise OTEL_TRACES_SAMPLER names the SDK's, which is
+  // parent-based unless it is one of the two that sample a span whatever its parent (an unknown
+  // name falls back to the parent-based default; always_off records nothing anyway).
+  const named = process.env.OTEL_TRACES_SAMPLER?.trim();
+  hooks.childSpansFollowParent = traces.sampler !== undefined || (named !== 'always_on' && named !== 'traceidratio');
   traceOutboundRequests();
   hooks.metricsHandler = (req, res) => prometheus.getMetricsRequestHandler(req, res);
   hooks.shutdown = () => sdk.shutdown();

@@ -1,12 +1,11 @@
 import { performance } from 'node:perf_hooks';
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { z } from 'zod';
 import { VegaError } from '../errors';
 import { createCounter, createHistogram, INSTRUMENTS } from '../telemetry/instruments';
 import type { Logger } from '../telemetry/logger';
+import { withChildSpan } from '../telemetry/spans';
 import type { Tool } from './catalogue';
-
-const tracer = trace.getTracer('vega');
 
 /** A call the model asked for (the chat layer's ToolCall, structurally). */
 export interface RequestedCall {
@@ -100,16 +99,16 @@ export class ToolRunner {
   run(call: RequestedCall, offered: ReadonlySet<string>, signal: AbortSignal): Promise<ToolResult> {
     const tool = offered.has(call.name) ? this.#byName.get(call.name) : undefined;
     const label = this.#byName.get(call.name)?.name ?? 'unknown';
-    return tracer.startActiveSpan(
+    return withChildSpan(
       `execute_tool ${label}`,
       {
         kind: SpanKind.INTERNAL,
-        attributes: {
+        attributes: () => ({
           'gen_ai.operation.name': 'execute_tool',
           'gen_ai.tool.name': call.name.slice(0, 64),
           'gen_ai.tool.call.id': call.id.slice(0, 200),
           'gen_ai.tool.type': 'function',
-        },
+        }),
       },
       async (span) => {
         const started = performance.now();

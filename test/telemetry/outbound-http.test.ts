@@ -14,6 +14,7 @@ import {
 import { Agent, request } from 'undici';
 import { traceOutboundRequests, redactedUrl } from '../../src/telemetry/outbound-http';
 import { untracedContext, withoutOutboundTracing } from '../../src/telemetry/correlation';
+import { telemetryHooks } from '../../src/telemetry/hooks';
 import { installMetricReader, total } from '../support/metric-reader';
 
 // A real tracer provider, context manager and propagator in this process, as the preload registers
@@ -184,6 +185,36 @@ describe('outbound HTTP tracing', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(exporter.getFinishedSpans()).toHaveLength(0);
     expect(await recorded({ 'server.port': port, 'http.response.status_code': 200 })).toBe(before + 1);
+  });
+
+  it('under an unsampled parent, with parent-based sampling, starts no span: the header carries the parent ids', async () => {
+    const hooks = telemetryHooks();
+    hooks.childSpansFollowParent = true;
+    try {
+      const before = await recorded({ 'server.port': port, 'http.response.status_code': 200 });
+      const parentContext = trace.setSpanContext(ROOT_CONTEXT, {
+        traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+        spanId: '00f067aa0ba902b7',
+        traceFlags: TraceFlags.NONE,
+        isRemote: true,
+      });
+      await context.with(parentContext, () => call('/unsampled-parent'));
+      expect(seen.get('/unsampled-parent')!.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
+      expect(await recorded({ 'server.port': port, 'http.response.status_code': 200 })).toBe(before + 1);
+      // A sampled parent still gets its CLIENT span.
+      const sampled = trace.setSpanContext(ROOT_CONTEXT, {
+        traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+        spanId: '00f067aa0ba902b7',
+        traceFlags: TraceFlags.SAMPLED,
+        isRemote: true,
+      });
+      await context.with(sampled, () => call('/sampled-parent'));
+      const [client] = await spans(1);
+      expect(client!.parentSpanContext?.spanId).toBe('00f067aa0ba902b7');
+      expect(seen.get('/sampled-parent')!.traceparent).toBe(`00-4bf92f3577b34da6a3ce929d0e0e4736-${client!.spanContext().spanId}-01`);
+    } finally {
+      hooks.childSpansFollowParent = undefined;
+    }
   });
 
   it('sends no header and records nothing for a call made without outbound tracing (web fetch)', async () => {

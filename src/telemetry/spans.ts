@@ -1,0 +1,58 @@
+import { context, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanKind } from '@opentelemetry/api';
+import { telemetryHooks } from './hooks';
+
+/**
+ * Vega's spans below the server span (the backend call, the conversation's storage, the context
+ * read, a tool call, an outbound request's CLIENT span) start here, so that a span that cannot be
+ * recorded is not started at all.
+ *
+ * With a parent-based sampler (the SDK's default, and what the preload uses when no exporter is
+ * set), a span whose parent is not sampled is never recorded: the SDK would still draw it an id,
+ * run the sampler, allocate a non-recording span and a context for it, and the caller would build
+ * its attributes, for a span that no one will ever see. Measured per chat, that was most of
+ * telemetry's cost left on the unrecorded path (bench/analysis.md). So, when the preload says the
+ * sampler follows the parent ({@link TelemetryHooks.childSpansFollowParent}) and the active span
+ * is neither sampled nor recording, `fn` runs in the active context as it is, handed a
+ * non-recording span with the parent's ids (its methods do nothing; ending it ends nothing).
+ * The trace id, the correlation id and `traceparent` are the same; only span ids that nobody
+ * records are not drawn. In a sampled trace, every span is started exactly as before.
+ */
+
+/** How a span starts: attributes as a function, called only when the span may be recorded. */
+export interface ChildSpanOptions {
+  readonly kind?: SpanKind;
+  readonly attributes?: () => Attributes;
+  readonly links?: Link[];
+}
+
+const tracer = trace.getTracer('vega');
+
+/** Whether a span started now, under `ctx`'s span, could be recorded. */
+export function childSpanRecordable(ctx: Context = context.active()): boolean {
+  if (telemetryHooks().childSpansFollowParent !== true) return true;
+  const parent = trace.getSpan(ctx);
+  if (!parent || parent.isRecording()) return true;
+  return (parent.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
+}
+
+/** Starts a span under `ctx`'s span, or stands in for one that could not be recorded (see above). */
+export function startChildSpan(name: string, options: ChildSpanOptions = {}, ctx: Context = context.active()): Span {
+  return childSpanRecordable(ctx) ? start(name, options, ctx) : standIn(ctx);
+}
+
+/** Runs `fn` with a child span active (like the tracer's `startActiveSpan`), or with none if it could not be recorded. */
+export function withChildSpan<T>(name: string, options: ChildSpanOptions, fn: (span: Span) => T): T {
+  const ctx = context.active();
+  if (!childSpanRecordable(ctx)) return fn(standIn(ctx));
+  const span = start(name, options, ctx);
+  return context.with(trace.setSpan(ctx, span), fn, undefined, span);
+}
+
+function start(name: string, options: ChildSpanOptions, ctx: Context): Span {
+  return tracer.startSpan(name, { kind: options.kind, attributes: options.attributes?.(), links: options.links }, ctx);
+}
+
+/** A non-recording span with the ids of `ctx`'s span (only called when there is one). */
+function standIn(ctx: Context): Span {
+  return trace.wrapSpanContext(trace.getSpanContext(ctx)!);
+}
