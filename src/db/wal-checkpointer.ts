@@ -6,6 +6,8 @@ import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/
 export interface CheckpointerSnapshot {
   readonly every_rows: number;
   readonly checkpoints: number;
+  /** Checkpoints followed by a RESTART, the WAL having grown past its bound. */
+  readonly restarts: number;
   readonly failed: number;
   readonly last_wal_frames: number;
   readonly last_checkpointed_frames: number;
@@ -22,10 +24,22 @@ export interface CheckpointerSnapshot {
  * stays as the bound: the database is opened with a 4,000-page threshold (16 MB of WAL) when this
  * runs, as a passive checkpoint from elsewhere cannot restart a WAL that is written without pause
  * (alone, it let the WAL grow to hundreds of MB under load).
+ *
+ * That threshold is itself a passive checkpoint: when the writer's commits and this connection's
+ * checkpoints keep overlapping, no checkpoint ever finds the whole WAL copied, the log is never
+ * restarted and keeps growing (seen at 24 MB under a contended thread pool). So when a checkpoint
+ * here finds the WAL past a quarter over the writer's threshold, it follows with a RESTART: it
+ * waits (up to {@link WalCheckpointer.RESTART_WAIT_MS}, in the thread pool) for readers to leave the
+ * log, holding new commits back meanwhile, so the next commit starts the WAL from its beginning.
+ * That wait is the price of the bound, paid about once per 20 MB written.
  */
 export class WalCheckpointer {
   /** The committing connection's own threshold while this runs (pages; SQLite's default is 1,000). */
   static readonly WRITER_THRESHOLD_PAGES = 4000;
+  /** WAL frames past which a checkpoint is followed by a RESTART (see above). */
+  static readonly RESTART_FRAMES = 5000;
+  /** Longest a RESTART waits for readers (and holds commits back) before giving up for this time. */
+  static readonly RESTART_WAIT_MS = 250;
   readonly #filename: string;
   readonly #everyRows: number;
   readonly #duration: TypedHistogram<typeof INSTRUMENTS.dbCheckpointDuration>;
@@ -34,6 +48,7 @@ export class WalCheckpointer {
   #rows = 0;
   #stopped = false;
   #checkpoints = 0;
+  #restarts = 0;
   #failed = 0;
   #totalMs = 0;
   #lastWal = 0;
@@ -65,11 +80,11 @@ export class WalCheckpointer {
     const started = performance.now();
     try {
       const db = await this.#open();
-      const row = await new Promise<{ busy: number; log: number; checkpointed: number }>((resolve, reject) =>
-        db.get('PRAGMA wal_checkpoint(PASSIVE)', (err: Error | null, r: { busy: number; log: number; checkpointed: number }) =>
-          err ? reject(err) : resolve(r),
-        ),
-      );
+      let row = await walCheckpoint(db, 'PASSIVE');
+      if (row.log > WalCheckpointer.RESTART_FRAMES && !this.#stopped) {
+        this.#restarts++;
+        row = await walCheckpoint(db, 'RESTART');
+      }
       const ms = performance.now() - started;
       this.#checkpoints++;
       this.#totalMs += ms;
@@ -86,7 +101,11 @@ export class WalCheckpointer {
 
   #open(): Promise<sqlite3.Database> {
     this.#db ??= new Promise<sqlite3.Database>((resolve, reject) => {
-      const db = new sqlite3.Database(this.#filename, sqlite3.OPEN_READWRITE, (err) => (err ? reject(err) : resolve(db)));
+      const db = new sqlite3.Database(this.#filename, sqlite3.OPEN_READWRITE, (err) => {
+        if (err) return reject(err);
+        db.configure('busyTimeout', WalCheckpointer.RESTART_WAIT_MS);
+        resolve(db);
+      });
     }).catch((err: unknown) => {
       this.#db = undefined; // the next checkpoint tries again
       throw err;
@@ -98,6 +117,7 @@ export class WalCheckpointer {
     return {
       every_rows: this.#everyRows,
       checkpoints: this.#checkpoints,
+      restarts: this.#restarts,
       failed: this.#failed,
       last_wal_frames: this.#lastWal,
       last_checkpointed_frames: this.#lastCopied,
@@ -114,4 +134,12 @@ export class WalCheckpointer {
     const db = await opening?.catch(() => undefined);
     if (db) await new Promise<void>((resolve, reject) => db.close((err) => (err ? reject(err) : resolve())));
   }
+}
+
+type CheckpointRow = { busy: number; log: number; checkpointed: number };
+
+function walCheckpoint(db: sqlite3.Database, mode: 'PASSIVE' | 'RESTART'): Promise<CheckpointRow> {
+  return new Promise<CheckpointRow>((resolve, reject) =>
+    db.get(`PRAGMA wal_checkpoint(${mode})`, (err: Error | null, r: CheckpointRow) => (err ? reject(err) : resolve(r))),
+  );
 }

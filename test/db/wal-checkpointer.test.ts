@@ -60,6 +60,30 @@ describe('WalCheckpointer', () => {
     expect(await db.knex.raw('PRAGMA integrity_check')).toEqual([{ integrity_check: 'ok' }]);
   });
 
+  it('follows a checkpoint with a RESTART once the WAL is past its bound, and the next commit starts the WAL over', async () => {
+    // A writer that never checkpoints by itself, so the WAL grows past 5,000 pages (about 21 MB).
+    const big = openDatabase(`sqlite:${join(dir, 'big.db')}`, { walAutocheckpointPages: 1_000_000 });
+    await migrateLatest(big.knex);
+    const rows = new SqliteRowInsert(big.knex, { table: 'conversations', columns: CONVERSATION_COLUMNS });
+    const ckpt = new WalCheckpointer({ filename: big.filename!, everyRows: 1_000_000 });
+    try {
+      const wide = (i: number) => ({ ...row(i), prompt: `p${i} ${'x'.repeat(16_000)}` });
+      for (let b = 0; b < 28; b++) await rows.insert(Array.from({ length: 50 }, (_, k) => wide(b * 50 + k)));
+      const first = await ckpt.checkpoint();
+      expect(first.walFrames).toBeGreaterThan(WalCheckpointer.RESTART_FRAMES);
+      expect(ckpt.snapshot().restarts).toBe(1);
+      await rows.insert([wide(10_000)]);
+      const second = await ckpt.checkpoint();
+      expect(second.walFrames).toBeLessThan(50); // written from the WAL's start again
+      expect(ckpt.snapshot()).toMatchObject({ checkpoints: 2, restarts: 1, failed: 0 });
+      expect(await big.knex('conversations').count({ n: '*' })).toEqual([{ n: 1401 }]);
+    } finally {
+      await ckpt.stop();
+      await rows.close();
+      await big.knex.destroy();
+    }
+  });
+
   it('the committing connection keeps the threshold it was opened with', async () => {
     expect(await db.knex.raw('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: WalCheckpointer.WRITER_THRESHOLD_PAGES }]);
     const plain = openDatabase(`sqlite:${join(dir, 'plain.db')}`);
