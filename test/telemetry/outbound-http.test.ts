@@ -76,6 +76,16 @@ async function call(path: string, init: { method?: string; signal?: AbortSignal 
   return res.statusCode;
 }
 
+/** A context whose span is a caller's, as extracted from its `traceparent`. */
+function remoteParent(traceFlags: TraceFlags) {
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    spanId: '00f067aa0ba902b7',
+    traceFlags,
+    isRemote: true,
+  });
+}
+
 /** Requests recorded in http.client.request.duration with these labels, so far. */
 async function recorded(labels: Record<string, unknown>): Promise<number> {
   await reader.collect();
@@ -174,13 +184,7 @@ describe('outbound HTTP tracing', () => {
 
   it('sends the ids of an unrecorded trace flagged not sampled, and still records the metric', async () => {
     const before = await recorded({ 'server.port': port, 'http.response.status_code': 200 });
-    const parentContext = trace.setSpanContext(ROOT_CONTEXT, {
-      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
-      spanId: '00f067aa0ba902b7',
-      traceFlags: TraceFlags.NONE,
-      isRemote: true,
-    });
-    await context.with(parentContext, () => call('/unsampled'));
+    await context.with(remoteParent(TraceFlags.NONE), () => call('/unsampled'));
     expect(seen.get('/unsampled')!.traceparent).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-00$/);
     await new Promise((r) => setTimeout(r, 20));
     expect(exporter.getFinishedSpans()).toHaveLength(0);
@@ -192,23 +196,11 @@ describe('outbound HTTP tracing', () => {
     hooks.childSpansFollowParent = true;
     try {
       const before = await recorded({ 'server.port': port, 'http.response.status_code': 200 });
-      const parentContext = trace.setSpanContext(ROOT_CONTEXT, {
-        traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
-        spanId: '00f067aa0ba902b7',
-        traceFlags: TraceFlags.NONE,
-        isRemote: true,
-      });
-      await context.with(parentContext, () => call('/unsampled-parent'));
+      await context.with(remoteParent(TraceFlags.NONE), () => call('/unsampled-parent'));
       expect(seen.get('/unsampled-parent')!.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
       expect(await recorded({ 'server.port': port, 'http.response.status_code': 200 })).toBe(before + 1);
       // A sampled parent still gets its CLIENT span.
-      const sampled = trace.setSpanContext(ROOT_CONTEXT, {
-        traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
-        spanId: '00f067aa0ba902b7',
-        traceFlags: TraceFlags.SAMPLED,
-        isRemote: true,
-      });
-      await context.with(sampled, () => call('/sampled-parent'));
+      await context.with(remoteParent(TraceFlags.SAMPLED), () => call('/sampled-parent'));
       const [client] = await spans(1);
       expect(client!.parentSpanContext?.spanId).toBe('00f067aa0ba902b7');
       expect(seen.get('/sampled-parent')!.traceparent).toBe(`00-4bf92f3577b34da6a3ce929d0e0e4736-${client!.spanContext().spanId}-01`);
