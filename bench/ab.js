@@ -14,7 +14,7 @@
 // where the value `sink` is replaced by an OTLP sink's URL). `npm run build` first.
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { arg, median: med } = require('./lib');
+const { arg, median: med, rotated } = require('./lib');
 const { startScript, startUpstream, startVega, KEY } = require('./procs');
 const { autocannon, seq } = require('./gateway');
 
@@ -66,7 +66,7 @@ async function main() {
       const f = await seq(`${floor.url}/chat`, n, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup });
       add('floor proxy', 'p50', f.p50);
       add('floor proxy', 'p99', f.p99);
-      for (const v of variants) {
+      for (const v of rotated(variants, r)) {
         const env = { LLM_BASE_URL: upstream.url, ...MISS };
         for (const [k, val] of Object.entries(v.env)) env[k] = val === 'sink' ? sink.url : val;
         const vega = await startVega(env, { dist: v.dist, telemetry: env.OTEL_SDK_DISABLED !== 'true' });

@@ -108,4 +108,14 @@ function runtimes() {
   return found;
 }
 
-module.exports = { arg, repeat, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };
+/**
+ * `list` rotated by `round` places: variants measured one after another in rounds take turns at
+ * each position, since on this machine the position alone moved CPU per chat by ~25 us (the later
+ * variant of a round ran slower, whichever it was).
+ */
+function rotated(list, round) {
+  const k = list.length === 0 ? 0 : round % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+module.exports = { arg, repeat, rotated, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };

@@ -22,7 +22,7 @@ const { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require(
 const { availableParallelism, tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { autocannon } = require('./gateway');
-const { arg, median } = require('./lib');
+const { arg, median, rotated } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 
 const seconds = Number(arg('seconds', 5));
@@ -77,7 +77,7 @@ async function main() {
   const rows = Object.fromEntries(variants.map((v) => [v.name, { rps: [], cpu_us_per_chat: [] }]));
   try {
     for (let r = 0; r < runs; r++) {
-      for (const v of variants) {
+      for (const v of rotated(variants, r)) {
         const env = { LLM_BASE_URL: upstream.url, ...MISS };
         for (const [k, val] of Object.entries(v.env)) env[k] = val === 'sink' ? sink.url : val;
         const vega = await startVega(env, {
