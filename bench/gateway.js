@@ -7,7 +7,7 @@ const { createServer } = require('node:net');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { startPortkey, startScript, startUpstream, startVega, KEY } = require('./procs');
-const { repeat, runtimes, summary: med } = require('./lib');
+const { repeat, rotated, runtimes, summary: med } = require('./lib');
 
 const ROOT = join(__dirname, '..');
 const CHAT = { prompt: 'how fast is the gateway' };
@@ -135,40 +135,50 @@ async function run({ runs = 3, quick = false } = {}) {
       rps[name].push(a.rps);
       return { chats: seqN + warmup + a.total + a.warmed };
     };
-    for (let r = 0; r < runs; r++) {
-      await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, (vega) => seqThenLoad(vega, 'vega'));
+    /**
+     * One step per Vega variant (the export pair shares its sink) and one for the baselines, taken
+     * in an order shifted by one every run: in the A/B scripts the later variant of a round ran ~25
+     * us per chat slower whichever it was (bench/analysis.md), so no variant keeps one place.
+     */
+    const steps = [
+      () => withVega({ LLM_BASE_URL: upstream.url, ...MISS }, (vega) => seqThenLoad(vega, 'vega')),
       // The operator's trade: answers once the conversation is queued, not committed.
-      await withVega({ LLM_BASE_URL: upstream.url, ...MISS, CONVERSATION_DURABILITY: 'async' }, (vega) => seqThenLoad(vega, 'vegaAsync'));
-      await withVega({ LLM_BASE_URL: upstream.url, ...MISS }, (vega) => seqThenLoad(vega, 'vegaNoOtel'), { telemetry: false });
+      () => withVega({ LLM_BASE_URL: upstream.url, ...MISS, CONVERSATION_DURABILITY: 'async' }, (vega) => seqThenLoad(vega, 'vegaAsync')),
+      () => withVega({ LLM_BASE_URL: upstream.url, ...MISS }, (vega) => seqThenLoad(vega, 'vegaNoOtel'), { telemetry: false }),
       // With no span exporter Vega records no span of its own traces; this one records them all
       // and drops them, as it did before that (what recording costs, with nowhere to send it).
-      await withVega({ LLM_BASE_URL: upstream.url, ...MISS, VEGA_UNEXPORTED_SPANS: 'record' }, (vega) => seqThenLoad(vega, 'vegaRecord'));
+      () => withVega({ LLM_BASE_URL: upstream.url, ...MISS, VEGA_UNEXPORTED_SPANS: 'record' }, (vega) => seqThenLoad(vega, 'vegaRecord')),
       // 2b. Telemetry as an operator runs it: every span exported over OTLP/HTTP to a collector
       // (a sink in its own process), with Vega's batch processor settings.
-      const sink = await startUpstream();
-      try {
-        let answered = 0;
-        await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }, async (vega) => {
-          answered = (await seqThenLoad(vega, 'vegaExport')).chats; // every chat's spans reach the sink
-          const metrics = await (await fetch(`${vega.url}/metrics`, { headers: VEGA_HEADERS })).text();
-          dropped.push(Number(/^vega_traces_spans_dropped_total(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? NaN));
-        }); // stopping Vega flushes its last batch
-        exported.push({ answered, ...(await (await fetch(`${sink.url}/otlp-stats`)).json()) });
-        // The same with the SDK's own span start times (whole milliseconds): the cost of precise starts.
-        await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' }, (vega) =>
-          seqThenLoad(vega, 'vegaExportSdkStart'),
+      async () => {
+        const sink = await startUpstream();
+        try {
+          let answered = 0;
+          await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }, async (vega) => {
+            answered = (await seqThenLoad(vega, 'vegaExport')).chats; // every chat's spans reach the sink
+            const metrics = await (await fetch(`${vega.url}/metrics`, { headers: VEGA_HEADERS })).text();
+            dropped.push(Number(/^vega_traces_spans_dropped_total(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? NaN));
+          }); // stopping Vega flushes its last batch
+          exported.push({ answered, ...(await (await fetch(`${sink.url}/otlp-stats`)).json()) });
+          // The same with the SDK's own span start times (whole milliseconds): the cost of precise starts.
+          await withVega({ LLM_BASE_URL: upstream.url, ...MISS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, VEGA_SPAN_START: 'sdk' }, (vega) =>
+            seqThenLoad(vega, 'vegaExportSdkStart'),
+          );
+        } finally {
+          await sink.stop();
+        }
+      },
+      async () => {
+        latency.direct.push(await seq(direct.url, seqN, { ...direct.opts, warmup }));
+        rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, warm, ...direct.opts })).rps);
+        latency.peer.push(await seq(peer.url, seqN, { ...peer.opts, warmup }));
+        latency.floor.push(
+          await seq(`${floorProxy.url}/chat`, seqN, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup }),
         );
-      } finally {
-        await sink.stop();
-      }
-      latency.direct.push(await seq(direct.url, seqN, { ...direct.opts, warmup }));
-      rps.direct.push((await autocannon(direct.url, { connections: 32, duration: dur, warm, ...direct.opts })).rps);
-      latency.peer.push(await seq(peer.url, seqN, { ...peer.opts, warmup }));
-      latency.floor.push(
-        await seq(`${floorProxy.url}/chat`, seqN, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup }),
-      );
-      rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, warm, ...peer.opts })).rps);
-    }
+        rps.peer.push((await autocannon(peer.url, { connections: 32, duration: dur, warm, ...peer.opts })).rps);
+      },
+    ];
+    for (let r = 0; r < runs; r++) for (const step of rotated(steps, r)) await step();
     const pair = (a, b, f) => med(a.map((x, i) => f(x, b[i])));
     const p = (list, k) => med(list.map((x) => x[k])).median.toFixed(3);
     /** A Vega variant's added latency over the upstream, p50 (with `note`) and p99. */
