@@ -314,7 +314,7 @@ export class ChatService {
         }
         if (ev.type === 'delta') {
           if (text.length === 0 && !cached) {
-            this.#ttfc.record((performance.now() - call.started) / 1000, this.#attrs(call, false));
+            this.#ttfc.record((performance.now() - call.started) / 1000, this.#attrs(call));
           }
           text += ev.text;
           yield ev;
@@ -387,11 +387,15 @@ export class ChatService {
     return call;
   }
 
-  #attrs(call: ResolvedCall, admit: boolean, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
+  /**
+   * Labels of a call the backend has not confirmed (first chunk, failure): its model is only a
+   * label if a successful answer already admitted it (see #measure).
+   */
+  #attrs(call: ResolvedCall, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
     return {
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': this.#provider.name,
-      'gen_ai.request.model': this.#models.value(call.request.model, admit),
+      'gen_ai.request.model': this.#models.value(call.request.model, false),
       ...(errorType ? { 'error.type': errorType } : {}),
     };
   }
@@ -425,7 +429,7 @@ export class ChatService {
   #measureFailure(call: ResolvedCall, err: unknown, started: number): void {
     const code = errorType(err);
     if (code === 'rate_limited' || code === 'client_closed') return; // no backend operation happened or failed
-    this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, false, code));
+    this.#duration.record((performance.now() - started) / 1000, this.#attrs(call, code));
   }
 
   async #fail(call: ResolvedCall, err: unknown, partial: string, streamed: boolean, backend?: string): Promise<void> {
