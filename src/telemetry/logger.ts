@@ -51,21 +51,21 @@ const WARN = 40;
  * written together: a line joins a buffer, and the buffer is written with one write(2) when the
  * turn's callbacks are done (`setImmediate`), when it passes 8 KB, when a line at warn or above
  * arrives (that line and everything before it go out at once, in order), on `flush` and at exit.
- * Under load many requests end in one turn, and one write(2) per line (plus waking the reader of
- * the pipe each time) cost Vega more CPU than the rest of its logging. The lines are in order, as
- * with a write per line; what a SIGKILL can lose is the info lines of the turn it lands in.
+ * Under load many requests end in one turn, and a write(2) per line woke the pipe's reader for
+ * each of their access-log lines. The lines are in order, as with a write per line; what a
+ * SIGKILL can lose is the info lines of the turn it lands in.
  */
 export function turnBufferedStdout(fd = 1): pino.DestinationStream & { flush(cb?: (err?: Error) => void): void } {
   // maxWrite stays at SonicBoom's 16 KB; past minLength a write goes out synchronously at once.
   const out = pino.destination({ dest: fd, sync: true, minLength: 8 * 1024 });
   let buffered = false;
+  let scheduled = false;
   const flush = (): void => {
     scheduled = false;
     if (!buffered) return;
     buffered = false;
     out.flush(); // in sync mode: one writeSync of what is buffered, no fsync
   };
-  let scheduled = false;
   process.on('exit', flush);
   return {
     [PINO_METADATA]: true,
