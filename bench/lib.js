@@ -10,6 +10,16 @@ function arg(name, fallback) {
 }
 
 /** The median of an array of numbers (the lower one of an even count); undefined when empty. */
+/** `--env=NAME=VALUE,...` as an object of settings for Vega's environment (empty when absent). */
+function envArg() {
+  return Object.fromEntries(
+    String(arg('env', ''))
+      .split(',')
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
+}
+
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor((sorted.length - 1) / 2)];
@@ -118,4 +128,4 @@ function rotated(list, round) {
   return [...list.slice(k), ...list.slice(0, k)];
 }
 
-module.exports = { arg, repeat, rotated, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };
+module.exports = { arg, envArg, repeat, rotated, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };

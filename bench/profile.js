@@ -18,7 +18,7 @@ const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega } = require('./procs');
-const { arg } = require('./lib');
+const { arg, envArg } = require('./lib');
 
 /** Sums a .cpuprofile's samples by self time into groups. */
 function summarize(file) {
@@ -99,12 +99,7 @@ async function main() {
       LLM_BASE_URL: upstream.url,
       CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0',
       ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
-      ...Object.fromEntries(
-        arg('env', '')
-          .split(',')
-          .filter(Boolean)
-          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-      ),
+      ...envArg(),
     },
     {
       telemetry: arg('telemetry', 'on') !== 'off',

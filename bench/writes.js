@@ -10,17 +10,12 @@ const { readFileSync } = require('node:fs');
 const { resolve } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega, KEY } = require('./procs');
-const { arg } = require('./lib');
+const { arg, envArg } = require('./lib');
 
 const seconds = Number(arg('seconds', 3));
 const distArg = arg('dist', undefined);
 const dist = distArg ? resolve(distArg) : undefined;
-const extra = Object.fromEntries(
-  String(arg('env', ''))
-    .split(',')
-    .filter(Boolean)
-    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-);
+const extra = envArg();
 
 /** The process's I/O counters (syscw: write-type syscalls; wchar: bytes passed to them). */
 function io(pid) {
