@@ -1,21 +1,34 @@
 'use strict';
 // Preloaded into Vega by bench/heap.js (`node --require bench/heap-sampler.js`): V8's sampling heap
-// profiler, counting only allocations that outlived a minor GC (collected by a full GC, or still
-// alive), from start-up until the process gets SIGUSR2, then written as JSON to HEAP_SAMPLE_FILE.
+// profiler, written as JSON to HEAP_SAMPLE_FILE when the process gets SIGUSR2.
+//
+// By default it counts only allocations that outlived a minor GC (collected by a full GC, or still
+// alive), from start-up. With HEAP_SAMPLE_ALL=1 it counts every allocation, short-lived ones
+// included, and only in a window: the first SIGUSR2 starts it, the second stops it and writes the
+// file (so the warm-up is left out and the bytes can be divided by the chats in the window).
 const inspector = require('node:inspector');
 const { writeFileSync } = require('node:fs');
 
+const all = process.env.HEAP_SAMPLE_ALL === '1';
 const session = new inspector.Session();
 session.connect();
-session.post('HeapProfiler.enable', () =>
-  session.post('HeapProfiler.startSampling', {
-    samplingInterval: 16384,
-    includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: false,
-  }),
-);
-process.on('SIGUSR2', () =>
+const start = () =>
+  session.post('HeapProfiler.enable', () =>
+    session.post('HeapProfiler.startSampling', {
+      samplingInterval: all ? 4096 : 16384,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: all,
+    }),
+  );
+let sampling = !all;
+if (sampling) start();
+process.on('SIGUSR2', () => {
+  if (!sampling) {
+    sampling = true;
+    start();
+    return;
+  }
   session.post('HeapProfiler.stopSampling', (err, res) => {
     if (!err) writeFileSync(process.env.HEAP_SAMPLE_FILE, JSON.stringify(res.profile));
-  }),
-);
+  });
+});

@@ -7,26 +7,40 @@
 // rows name what to look at for scavenge pauses and the sequential p99. Also prints the GC figures
 // Vega measured meanwhile (v8js.gc.duration). `npm run build` first.
 //
-//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off]
+// --all counts every allocation instead, short-lived ones included, and only over the N measured
+// chats (after the warm-up): bytes allocated per chat, by site. Allocation drives the scavenges
+// and the GC helper threads' work, and unlike a timing it reads the same on a noisy machine
+// (a sampled estimate: runs agree to a few per cent).
+//
+//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all] [--dist=DIR]
 const { existsSync, mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
-const { join } = require('node:path');
+const { join, resolve } = require('node:path');
 const { startUpstream, startVega, KEY } = require('./procs');
 const { arg } = require('./lib');
 const { seq } = require('./gateway');
 
-function summarize(profile, top) {
+function summarize(profile, top, perChat) {
   const bySite = new Map();
-  const walk = (node) => {
+  // A built-in (no script: sort, Map, Promise, ...) is named with the nearest caller that has one.
+  const walk = (node, caller) => {
     const f = node.callFrame;
     const url = f.url.replace(/.*node_modules\//, '').replace(/.*\/dist\//, 'dist/');
-    const site = `${f.functionName || '(anonymous)'} ${url}${url ? `:${f.lineNumber + 1}` : ''}`;
+    const own = url ? `${f.functionName || '(anonymous)'} ${url}:${f.lineNumber + 1}` : undefined;
+    const site = own ?? `${f.functionName || '(anonymous)'}${caller ? ` in ${caller}` : ''}`;
     bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
-    for (const c of node.children) walk(c);
+    for (const c of node.children) walk(c, own ?? caller);
   };
-  walk(profile.head);
+  walk(profile.head, undefined);
   const total = [...bySite.values()].reduce((a, b) => a + b, 0);
   const rows = [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+  if (perChat)
+    return [
+      `every allocation over ${perChat} chats: ${(total / perChat / 1024).toFixed(1)} KB per chat (sampled estimate)`,
+      '| KB per chat | allocation site |',
+      '|---|---|',
+      ...rows.map(([site, bytes]) => `| ${(bytes / perChat / 1024).toFixed(2)} | ${site} |`),
+    ].join('\n');
   return [
     `allocations that outlived a minor GC: ${(total / 1048576).toFixed(1)} MB sampled (start-up included)`,
     '| MB | allocation site |',
@@ -35,22 +49,44 @@ function summarize(profile, top) {
   ].join('\n');
 }
 
+/** SIGUSR2: the sampler stops and writes its profile (bounded wait: 10 s). */
+async function stopSampling(child, file) {
+  child.kill('SIGUSR2');
+  for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 async function main() {
   const n = Number(arg('n', 3000));
   const top = Number(arg('top', 25));
   const telemetry = arg('telemetry', 'on') !== 'off';
+  const all = process.argv.includes('--all');
+  const distArg = arg('dist', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'vega-heap-'));
   const file = join(dir, 'heap.json');
   const upstream = await startUpstream();
   const headers = { 'content-type': 'application/json', 'x-api-key': KEY };
   try {
     const vega = await startVega(
-      { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', HEAP_SAMPLE_FILE: file },
-      { telemetry, nodeArgs: ['--require', join(__dirname, 'heap-sampler.js')] },
+      {
+        LLM_BASE_URL: upstream.url,
+        CACHE_MAX_ENTRIES: '0',
+        COALESCING: 'false',
+        HEAP_SAMPLE_FILE: file,
+        ...(all ? { HEAP_SAMPLE_ALL: '1' } : {}),
+      },
+      { telemetry, nodeArgs: ['--require', join(__dirname, 'heap-sampler.js')], ...(distArg ? { dist: resolve(distArg) } : {}) },
     );
     let gc = '';
     try {
-      const r = await seq(`${vega.url}/chat`, n, { headers, body: { prompt: 'what outlives a scavenge' }, warmup: 2000 });
+      const body = { prompt: 'what outlives a scavenge' };
+      if (all) {
+        await seq(`${vega.url}/chat`, 1, { headers, body, warmup: 2000 });
+        vega.child.kill('SIGUSR2'); // the window opens
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const r = await seq(`${vega.url}/chat`, n, { headers, body, warmup: all ? 0 : 2000 });
+      // The window closes before /metrics is read: a scrape's own allocations are not a chat's.
+      if (all) await stopSampling(vega.child, file);
       process.stdout.write(`vega: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms (${n} sequential after 2,000)\n`);
       if (telemetry) {
         const metrics = await (await fetch(`${vega.url}/metrics`, { headers })).text();
@@ -62,13 +98,11 @@ async function main() {
         }
       }
     } finally {
-      // SIGUSR2: the sampler stops and writes its profile (bounded wait: 10 s).
-      vega.child.kill('SIGUSR2');
-      for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 100));
+      if (!existsSync(file)) await stopSampling(vega.child, file);
       await vega.stop();
     }
     process.stdout.write(gc);
-    process.stdout.write(`${summarize(JSON.parse(readFileSync(file, 'utf8')), top)}\n`);
+    process.stdout.write(`${summarize(JSON.parse(readFileSync(file, 'utf8')), top, all ? n : undefined)}\n`);
   } finally {
     await upstream.stop();
     rmSync(dir, { recursive: true, force: true });

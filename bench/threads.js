@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+'use strict';
+// Where a /chat's CPU goes by thread: Vega's main thread, libuv's pool (SQLite's inserts and
+// checkpoints, crypto), V8's helpers (GC, compilers), from /proc/<pid>/task/*/stat, under c=32
+// (or --connections) autocannon load. Bare Koa (bench/floor.js) is read the same way, for the
+// cache-hit ratio's other side. User and system time apart (system time is syscalls), and the
+// read and write syscalls per chat (/proc/<pid>/io), and how long the main thread waited for a
+// CPU while runnable (/proc/<pid>/schedstat): time the event loop was delayed by the other
+// processes and threads on the machine, not by its own work.
+// `npm run build` first.
+//
+//   node bench/threads.js [--mode=hit|miss|koa] [--seconds=5] [--connections=32] [--rounds=1]
+//        [--dist=DIR] [--env=NAME=VALUE,...]
+const { readFileSync, readdirSync } = require('node:fs');
+const { join, resolve } = require('node:path');
+const autocannon = require('autocannon');
+const { startUpstream, startVega, startScript, KEY } = require('./procs');
+const { arg, envArg, median } = require('./lib');
+
+const TICK_US = 1e6 / 100; // USER_HZ: /proc reports CPU time in ticks of 10 ms
+
+/** CPU ticks (user, system) of each thread of `pid`, by the thread group its name puts it in. */
+function threads(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const group = groupOf(name, tid === String(pid));
+    const t = (out[group] ??= { user: 0, system: 0 });
+    t.user += Number(fields[11]);
+    t.system += Number(fields[12]);
+  }
+  return out;
+}
+
+/** The main thread's time waiting for a CPU (ns, /proc/<pid>/schedstat) and its involuntary switches. */
+function waits(pid) {
+  const [, runDelayNs] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  const m = /nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { runDelayNs, preempted: Number(m?.[1] ?? 0) };
+}
+
+/** The process's I/O counters: syscr / syscw count read- and write-type syscalls of every thread. */
+function io(pid) {
+  return Object.fromEntries(
+    readFileSync(`/proc/${pid}/io`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [k, v] = l.split(': ');
+        return [k, Number(v)];
+      }),
+  );
+}
+
+function groupOf(name, main) {
+  if (main) return 'main thread';
+  if (/libuv-worker/.test(name)) return "libuv's pool";
+  if (/V8|DefaultWorker|DelayedTask/i.test(name)) return "V8's helpers";
+  return 'other';
+}
+
+async function main() {
+  const mode = arg('mode', 'hit');
+  const seconds = Number(arg('seconds', 5));
+  const connections = Number(arg('connections', 32));
+  const rounds = Number(arg('rounds', 1));
+  const distArg = arg('dist', undefined);
+  const upstream = await startUpstream();
+  const body = JSON.stringify({ prompt: 'where does the CPU go' });
+  let i = 0;
+  const server =
+    mode === 'koa'
+      ? await startScript([join(__dirname, 'floor.js')], { FLOOR: 'koa' })
+      : await startVega(
+          { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0', COALESCING: 'false', ...envArg() },
+          distArg ? { dist: resolve(distArg) } : {},
+        );
+  const load = (duration) =>
+    autocannon({
+      url: `${server.url}/chat`,
+      method: 'POST',
+      connections,
+      duration,
+      headers: { 'content-type': 'application/json', 'x-api-key': KEY },
+      requests: [{ setupRequest: (req) => ({ ...req, body: mode === 'miss' ? JSON.stringify({ prompt: `cpu ${i++}` }) : body }) }],
+    });
+  const perRound = [];
+  try {
+    await load(2); // warm: JIT, the cache's entry, the pool's connections
+    for (let r = 0; r < rounds; r++) {
+      const before = threads(server.child.pid);
+      const ioBefore = io(server.child.pid);
+      const waitBefore = waits(server.child.pid);
+      const res = await load(seconds);
+      const waitAfter = waits(server.child.pid);
+      const after = threads(server.child.pid);
+      const ioAfter = io(server.child.pid);
+      const n = res.requests.total;
+      const per = (k) => Number(((ioAfter[k] - ioBefore[k]) / n).toFixed(2));
+      const row = {
+        chats: n,
+        rps: Math.round(n / seconds),
+        non2xx: res.non2xx,
+        read_syscalls: per('syscr'),
+        write_syscalls: per('syscw'),
+        main_thread_waiting_for_cpu_ms_per_s: Math.round((waitAfter.runDelayNs - waitBefore.runDelayNs) / 1e6 / seconds),
+        main_thread_preempted_per_s: Math.round((waitAfter.preempted - waitBefore.preempted) / seconds),
+        us_per_chat: {},
+      };
+      let total = 0;
+      for (const [group, a] of Object.entries(after)) {
+        const b = before[group] ?? { user: 0, system: 0 };
+        const user = ((a.user - b.user) * TICK_US) / n;
+        const system = ((a.system - b.system) * TICK_US) / n;
+        row.us_per_chat[group] = { user: Math.round(user), system: Math.round(system) };
+        total += user + system;
+      }
+      row.us_per_chat.total = Math.round(total);
+      perRound.push(row);
+      process.stdout.write(`${JSON.stringify({ mode, connections, round: r + 1, ...row })}\n`);
+    }
+  } finally {
+    await server.stop();
+    await upstream.stop();
+  }
+  if (rounds > 1) {
+    const m = (f) => Math.round(median(perRound.map(f)));
+    process.stdout.write(
+      `${JSON.stringify({ mode, connections, median: { rps: m((r) => r.rps), us_per_chat: m((r) => r.us_per_chat.total) } })}\n`,
+    );
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+});
