@@ -72,6 +72,8 @@ const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection 
 const QUIET_CAP_MS = 2;
 /** While more rows are on their way: how long the queue must stop growing before a commit starts. */
 const QUIET_SPELL_MS = 1;
+/** A commit's label set by outcome, frozen: the metrics SDK hashes each once (telemetry/label-sets.ts). */
+const OUTCOME_LABELS = { ok: Object.freeze({ outcome: 'ok' }), failed: Object.freeze({ outcome: 'failed' }) } as const;
 
 /**
  * The conversation log's batch writer, by group commit. Each `log()`
@@ -292,8 +294,9 @@ export class ConversationLog {
   }
 
   #record(rows: number, ms: number, outcome: 'ok' | 'failed'): void {
-    this.#size.record(rows, { outcome });
-    this.#duration.record(ms / 1000, { outcome });
+    const labels = OUTCOME_LABELS[outcome];
+    this.#size.record(rows, labels);
+    this.#duration.record(ms / 1000, labels);
     if (outcome === 'ok') {
       this.#batches++;
       this.#rows += rows;

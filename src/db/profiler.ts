@@ -4,6 +4,9 @@ import { errorType } from '../errors';
 import { preciseIso } from '../telemetry/clock';
 import { currentTraceId } from '../telemetry/correlation';
 import { createHistogram, INSTRUMENTS, type AttributesOf, type TypedHistogram } from '../telemetry/instruments';
+import { LabelSets } from '../telemetry/label-sets';
+
+type DbLabels = AttributesOf<typeof INSTRUMENTS.dbOperationDuration>;
 import type { DbSystem } from './knex';
 
 /** Options of {@link QueryProfiler}. */
@@ -128,7 +131,8 @@ class Ring<T> {
  */
 export class QueryProfiler {
   readonly #pending = new Map<string, Pending>();
-  readonly #classified = new Map<string, { operation: string; table: string }>();
+  /** Each statement's operation and table, and its label sets (by error type, '' for none). */
+  readonly #classified = new Map<string, { operation: string; table: string; labels: LabelSets<DbLabels> }>();
   readonly #slowMs: number;
   readonly #slow: Ring<QueryEntry>;
   readonly #failed: Ring<QueryEntry>;
@@ -181,16 +185,17 @@ export class QueryProfiler {
     const key = `${method ?? ''} ${sql}`;
     let kind = this.#classified.get(key);
     if (!kind) {
-      kind = classify(sql, method);
+      kind = { ...classify(sql, method), labels: new LabelSets<DbLabels>(20) };
       if (this.#classified.size < 1000 && sql.length <= 4000) this.#classified.set(key, kind);
     }
     const { operation, table } = kind;
-    const attrs: AttributesOf<typeof INSTRUMENTS.dbOperationDuration> = {
+    const type = err ? errorType(err) : undefined;
+    const attrs = kind.labels.get(type ?? '', () => ({
       'db.system.name': this.#system,
       'db.operation.name': operation,
       ...(table ? { 'db.collection.name': table } : {}),
-      ...(err ? { 'error.type': errorType(err) } : {}),
-    };
+      ...(type ? { 'error.type': type } : {}),
+    }));
     this.#duration.record(ms / 1000, attrs);
 
     this.#total++;

@@ -16,6 +16,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { untracedContext } from '../telemetry/correlation';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
+import { LabelSets } from '../telemetry/label-sets';
 import { onResponseClose } from './response-close';
 
 /**
@@ -73,12 +74,14 @@ export interface ServerTracingOptions {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type ServerLabels = AttributesOf<typeof INSTRUMENTS.httpServerDuration>;
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Wraps a request listener (Koa's `app.callback()`) with the server span and the duration metric. */
 export function traceRequests(handler: Handler, options: ServerTracingOptions): Handler {
   const tracer = trace.getTracer('vega');
   const duration = createHistogram(INSTRUMENTS.httpServerDuration);
+  const labelSets = new LabelSets<ServerLabels>(2_000);
   return (req, res) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -97,36 +100,45 @@ export function traceRequests(handler: Handler, options: ServerTracingOptions): 
     const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
     if (span.isRecording()) span.setAttributes(requestAttributes(req, method, raw, path));
     onResponseClose(res, () => {
-      const labels: Mutable<AttributesOf<typeof INSTRUMENTS.httpServerDuration>> = {
-        [ATTR_HTTP_REQUEST_METHOD]: method,
-        [ATTR_URL_SCHEME]: 'http',
-        [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
-      };
       const route = (res as WithRoute)[ROUTE];
       if (route !== undefined) {
-        labels[ATTR_HTTP_ROUTE] = route;
         span.setAttribute(ATTR_HTTP_ROUTE, route);
         span.updateName(`${name} ${route}`);
       }
       // A server-side failure: a 5xx answer, or one the error handler saw after the headers had gone.
       const code = (res as WithRoute)[ERROR_CODE];
       let failed = code !== undefined;
+      let status: number | undefined;
+      let errorType: string | undefined;
       if (!res.headersSent) {
         // The client left before any answer: no status was sent (Koa's default 404 was never
         // meant), and it is not the server's failure.
-        labels[ATTR_ERROR_TYPE] = 'aborted';
+        errorType = 'aborted';
         span.setAttribute(ATTR_ERROR_TYPE, 'aborted');
       } else {
-        const status = res.statusCode;
-        labels[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+        status = res.statusCode;
         span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
         if (status >= 500) {
-          labels[ATTR_ERROR_TYPE] = String(status);
+          errorType = String(status);
           failed = true;
         }
       }
       if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
       span.end();
+      // Every part of the key is bounded: a known method or _OTHER, the parser's HTTP version, a
+      // route template, a status code.
+      const version = req.httpVersion;
+      const labels = labelSets.get(`${method}\n${version}\n${route ?? ''}\n${status ?? ''}\n${errorType ?? ''}`, () => {
+        const set: Mutable<ServerLabels> = {
+          [ATTR_HTTP_REQUEST_METHOD]: method,
+          [ATTR_URL_SCHEME]: 'http',
+          [ATTR_NETWORK_PROTOCOL_VERSION]: version,
+        };
+        if (route !== undefined) set[ATTR_HTTP_ROUTE] = route;
+        if (status !== undefined) set[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+        if (errorType !== undefined) set[ATTR_ERROR_TYPE] = errorType;
+        return set;
+      });
       duration.record((performance.now() - started) / 1000, labels);
     });
     context.with(trace.setSpan(parent, span), handler, undefined, req, res);

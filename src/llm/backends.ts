@@ -1,7 +1,8 @@
 import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { CircuitOpen, ClientClosed, isUpstreamFault, VegaError } from '../errors';
 import type { CircuitBreaker } from '../resilience/breaker';
-import { createCounter, INSTRUMENTS, originAttributes } from '../telemetry/instruments';
+import { createCounter, INSTRUMENTS, originAttributes, type AttributesOf } from '../telemetry/instruments';
+import { LabelSets } from '../telemetry/label-sets';
 import { withChildSpan } from '../telemetry/spans';
 import type { LlmProvider, ProviderRequest } from './types';
 
@@ -59,6 +60,7 @@ export type AttemptOutcome = 'ok' | 'failed' | 'skipped' | 'rejected' | 'client_
 export class BackendChain {
   readonly backends: readonly LlmBackend[];
   readonly #attempts = createCounter(INSTRUMENTS.llmAttempts);
+  readonly #attemptLabels = new LabelSets<AttributesOf<typeof INSTRUMENTS.llmAttempts>>();
   readonly #fallbacks = createCounter(INSTRUMENTS.llmFallbacks);
 
   constructor(backends: readonly LlmBackend[]) {
@@ -165,12 +167,14 @@ export class BackendChain {
   }
 
   #count(backend: LlmBackend, outcome: AttemptOutcome, err?: unknown): void {
-    this.#attempts.add(1, {
+    const type = err instanceof VegaError ? err.code : err ? 'internal_error' : undefined;
+    const labels = this.#attemptLabels.get(`${backend.name}\n${backend.role}\n${outcome}\n${type ?? ''}`, () => ({
       'vega.llm.backend': backend.name,
       'vega.llm.backend.role': backend.role,
       outcome,
-      ...(err instanceof VegaError ? { 'error.type': err.code } : err ? { 'error.type': 'internal_error' } : {}),
-    });
+      ...(type ? { 'error.type': type } : {}),
+    }));
+    this.#attempts.add(1, labels);
   }
 
   #fallback(from: LlmBackend, to: LlmBackend, reason: 'failed' | 'skipped', span: Span | undefined, err?: unknown): void {

@@ -4,6 +4,7 @@ import { ClientClosed, errorType, InvalidRequest, StorageUnavailable, UpstreamRe
 import type { ToolResult, ToolRunner } from '../tools/runner';
 import { BoundedLabel, createCounter, createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
 import { currentCorrelationId, currentTraceId } from '../telemetry/correlation';
+import { LabelSets } from '../telemetry/label-sets';
 import type { Logger } from '../telemetry/logger';
 import type { ChatPipeline, ServedCompletion, Sourced } from './pipeline';
 import type { ChatMessage, GenerationOptions, LlmProvider, ProviderRequest, StreamEvent, ToolCall, ToolDefinition, Usage } from './types';
@@ -103,14 +104,14 @@ export class ChatService {
   readonly #tokens = createHistogram(INSTRUMENTS.genAiTokens);
   readonly #ttfc = createHistogram(INSTRUMENTS.genAiTimeToFirstChunk);
   /** The label sets of a successful call, built once per requested and answering model. */
-  readonly #successLabels = new Map<
-    string,
-    {
-      operation: AttributesOf<typeof INSTRUMENTS.genAiDuration>;
-      input: AttributesOf<typeof INSTRUMENTS.genAiTokens>;
-      output: AttributesOf<typeof INSTRUMENTS.genAiTokens>;
-    }
-  >();
+  readonly #successLabels = new LabelSets<{
+    operation: AttributesOf<typeof INSTRUMENTS.genAiDuration>;
+    input: AttributesOf<typeof INSTRUMENTS.genAiTokens>;
+    output: AttributesOf<typeof INSTRUMENTS.genAiTokens>;
+  }>();
+  /** A call's label set before the answering model is known (first chunk, failure), by model and error. */
+  readonly #callLabels = new LabelSets<AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk>>();
+  readonly #requestLabels = new LabelSets<AttributesOf<typeof INSTRUMENTS.chatRequests>>();
   readonly #requests = createCounter(INSTRUMENTS.chatRequests);
 
   constructor(opts: ChatServiceOptions) {
@@ -392,34 +393,32 @@ export class ChatService {
    * label if a successful answer already admitted it (see #measure).
    */
   #attrs(call: ResolvedCall, errorType?: string): AttributesOf<typeof INSTRUMENTS.genAiTimeToFirstChunk> {
-    return {
+    const model = this.#models.value(call.request.model, false);
+    return this.#callLabels.get(`${model}\n${errorType ?? ''}`, () => ({
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': this.#provider.name,
-      'gen_ai.request.model': this.#models.value(call.request.model, false),
+      'gen_ai.request.model': model,
       ...(errorType ? { 'error.type': errorType } : {}),
-    };
+    }));
   }
 
   #measure(call: ResolvedCall, model: string, usage: Usage, started: number): void {
     const requested = this.#models.value(call.request.model, true);
     const answered = this.#models.value(model, true);
-    const key = `${requested}\n${answered}`;
-    let labels = this.#successLabels.get(key);
-    if (!labels) {
-      const operation = {
+    // Both models are bounded labels (at most 51 values each), so these sets are too.
+    const labels = this.#successLabels.get(`${requested}\n${answered}`, () => {
+      const operation = Object.freeze({
         'gen_ai.operation.name': 'chat',
         'gen_ai.provider.name': this.#provider.name,
         'gen_ai.request.model': requested,
         'gen_ai.response.model': answered,
-      } as const;
-      labels = {
+      } as const);
+      return {
         operation,
-        input: { ...operation, 'gen_ai.token.type': 'input' },
-        output: { ...operation, 'gen_ai.token.type': 'output' },
+        input: Object.freeze({ ...operation, 'gen_ai.token.type': 'input' }),
+        output: Object.freeze({ ...operation, 'gen_ai.token.type': 'output' }),
       };
-      // Both models are bounded labels (at most 51 values each), so this map is too.
-      this.#successLabels.set(key, labels);
-    }
+    });
     this.#duration.record((performance.now() - started) / 1000, labels.operation);
     this.#tokens.record(usage.inputTokens, labels.input);
     this.#tokens.record(usage.outputTokens, labels.output);
@@ -489,7 +488,12 @@ export class ChatService {
   }
 
   #count(source: string, streamed: boolean, outcome: string): void {
-    this.#requests.add(1, { 'vega.chat.outcome': outcome, 'vega.chat.streamed': streamed, 'vega.chat.source': source });
+    const labels = this.#requestLabels.get(`${source}\n${streamed}\n${outcome}`, () => ({
+      'vega.chat.outcome': outcome,
+      'vega.chat.streamed': streamed,
+      'vega.chat.source': source,
+    }));
+    this.#requests.add(1, labels);
   }
 }
 

@@ -7,6 +7,15 @@ import { withChildSpan } from '../telemetry/spans';
 import type { SessionStore } from './store';
 import { buildMessages, type BuiltContext } from './window';
 
+/** The context metrics' label sets, frozen: the metrics SDK hashes each once (telemetry/label-sets.ts). */
+const STREAMED = Object.freeze({ 'vega.chat.streamed': true });
+const NOT_STREAMED = Object.freeze({ 'vega.chat.streamed': false });
+const READ_LABELS = {
+  ok: Object.freeze({ 'vega.context.outcome': 'ok' }),
+  not_owner: Object.freeze({ 'vega.context.outcome': 'not_owner' }),
+  error: Object.freeze({ 'vega.context.outcome': 'error' }),
+} as const;
+
 /** The context settings, read per turn so a config reload takes effect. */
 export interface ContextSettings {
   readonly systemPrompt: string | undefined;
@@ -91,11 +100,11 @@ export class SessionContext {
           let owner = read.owner;
           if (owner === undefined) owner = await this.#claim(req.sessionId, req.clientId);
           if (owner !== req.clientId) {
-            this.#reads.add(1, { 'vega.context.outcome': 'not_owner' });
+            this.#reads.add(1, READ_LABELS.not_owner);
             span.setAttribute('vega.error.code', 'session_not_found');
             throw new SessionNotFound();
           }
-          this.#reads.add(1, { 'vega.context.outcome': 'ok' });
+          this.#reads.add(1, READ_LABELS.ok);
           const out = req.useContext
             ? buildMessages(
                 req.prompt,
@@ -107,7 +116,7 @@ export class SessionContext {
           return out;
         } catch (err) {
           if (err instanceof VegaError) throw err;
-          this.#reads.add(1, { 'vega.context.outcome': 'error' });
+          this.#reads.add(1, READ_LABELS.error);
           span.setStatus({ code: SpanStatusCode.ERROR });
           this.#log.warn({ error_code: (err as { code?: string }).code ?? 'db_error' }, 'could not read the session context');
           throw new StorageUnavailable(err);
@@ -117,7 +126,7 @@ export class SessionContext {
       });
     }
     this.#track?.(built, 'chat_context', req.sessionId);
-    const streamed = { 'vega.chat.streamed': req.streamed };
+    const streamed = req.streamed ? STREAMED : NOT_STREAMED;
     this.#turns.record(built.turns, streamed);
     this.#chars.record(built.chars, streamed);
     return { messages: built.messages.length > 1 ? built.messages : undefined, turns: built.turns, chars: built.chars };

@@ -1,5 +1,6 @@
 import Redis from 'ioredis';
-import { createHistogram, INSTRUMENTS } from '../telemetry/instruments';
+import { createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
+import { LabelSets } from '../telemetry/label-sets';
 import type { Logger } from '../telemetry/logger';
 
 /** Options of {@link RedisLink}. */
@@ -32,6 +33,8 @@ export class RedisLink {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   readonly #duration = createHistogram(INSTRUMENTS.dbOperationDuration);
+  /** By operation (a name from Vega's code) and error code. */
+  readonly #labels = new LabelSets<AttributesOf<typeof INSTRUMENTS.dbOperationDuration>>(200);
   #downSince: number | undefined = Date.now();
   #errors = 0;
   #lastError: string | undefined;
@@ -82,17 +85,24 @@ export class RedisLink {
     const started = performance.now();
     try {
       const out = await fn();
-      this.#duration.record((performance.now() - started) / 1000, { 'db.system.name': 'redis', 'db.operation.name': operation });
+      this.#duration.record(
+        (performance.now() - started) / 1000,
+        this.#labels.get(`${operation}\n`, () => ({ 'db.system.name': 'redis', 'db.operation.name': operation })),
+      );
       return out;
     } catch (err) {
       this.#errors++;
       const e = err as NodeJS.ErrnoException;
       this.#lastError = e.code ?? e.name;
-      this.#duration.record((performance.now() - started) / 1000, {
-        'db.system.name': 'redis',
-        'db.operation.name': operation,
-        'error.type': this.#lastError,
-      });
+      const type = this.#lastError;
+      this.#duration.record(
+        (performance.now() - started) / 1000,
+        this.#labels.get(`${operation}\n${type}`, () => ({
+          'db.system.name': 'redis',
+          'db.operation.name': operation,
+          'error.type': type,
+        })),
+      );
       throw err;
     }
   }

@@ -156,6 +156,8 @@ export function traceOutboundRequests(): () => void {
     if (status !== undefined) labels[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
     if (errorType !== undefined) labels[ATTR_ERROR_TYPE] = errorType;
     if (rec.protocol !== undefined) labels[ATTR_NETWORK_PROTOCOL_VERSION] = rec.protocol;
+    // Frozen: the metrics SDK hashes a frozen set once (telemetry/label-sets.ts).
+    Object.freeze(labels);
     if (rec.target.labels.size < MAX_LABEL_SETS) rec.target.labels.set(key, labels);
     return labels;
   };

@@ -28,6 +28,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { telemetryHooks } from './hooks';
+import { memoizeFrozenAttributeHashes } from './label-sets';
 import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
 import { traceOutboundRequests } from './outbound-http';
@@ -116,6 +117,8 @@ function start(): void {
     hooks.status = { sdk: 'disabled', traces: 'off', metrics: 'off' };
     return;
   }
+  // Before the SDK makes its first series map: Vega's frozen label sets are hashed once.
+  memoizeFrozenAttributeHashes();
   const prometheus = new PrometheusExporter({ preventServerStart: true });
   const readers: MetricReader[] = [prometheus];
   let metricsDescription = 'Prometheus on /metrics';

@@ -1,0 +1,73 @@
+import type { Attributes } from '@opentelemetry/api';
+
+/**
+ * Attribute sets for the metric recordings made on every request, built once and frozen (or, for
+ * a group of sets recorded together, a frozen record of frozen sets).
+ *
+ * The metrics SDK finds the series a recording belongs to by hashing its attributes: the keys
+ * sorted, then JSON-encoded with their values. That is a sort, four arrays and a string per
+ * recording, about a kilobyte of garbage, and a chat makes a dozen recordings.
+ * {@link memoizeFrozenAttributeHashes} lets the SDK remember the hash of a frozen set, so a set
+ * handed out here is hashed once per process; each set is then a lookup.
+ *
+ * The key names the set (its label values, joined); every value in a key must come from a bounded
+ * set, as every metric label must. Past `max` distinct keys a set is still built and frozen, but
+ * not kept.
+ */
+export class LabelSets<A extends object> {
+  readonly #sets = new Map<string, Readonly<A>>();
+  readonly #max: number;
+
+  constructor(max = 1_000) {
+    this.#max = max;
+  }
+
+  /** The one frozen set for `key`, made by `build` the first time. */
+  get(key: string, build: () => A): Readonly<A> {
+    let set = this.#sets.get(key);
+    if (set === undefined) {
+      set = Object.freeze(build());
+      if (this.#sets.size < this.#max) this.#sets.set(key, set);
+    }
+    return set;
+  }
+
+  get size(): number {
+    return this.#sets.size;
+  }
+}
+
+type Hash = ((attributes: Attributes) => string) & { readonly memoizesFrozen?: true };
+
+/**
+ * Gives the metrics SDK's attribute hash a memo for frozen attribute objects (a WeakMap, so a
+ * set no one holds any more is forgotten). An object that is not frozen is hashed as before, so
+ * an attribute object someone changes between recordings can never be counted under its old
+ * values. Runs before the SDK makes its first series map (the maps take the function when they
+ * are made). Returns whether the memo is in place: false if the SDK's internals have moved, in
+ * which case everything works as before, only slower (a test fails first).
+ */
+export function memoizeFrozenAttributeHashes(): boolean {
+  let utils: { hashAttributes?: Hash };
+  try {
+    // An internal module of the SDK's (no typed entry point); its version is pinned by the lockfile.
+    utils = require('@opentelemetry/sdk-metrics/build/src/utils') as { hashAttributes?: Hash };
+  } catch {
+    return false;
+  }
+  const original = utils.hashAttributes;
+  if (typeof original !== 'function') return false;
+  if (original.memoizesFrozen) return true;
+  const memo = new WeakMap<Attributes, string>();
+  const memoized = (attributes: Attributes): string => {
+    if (!Object.isFrozen(attributes)) return original(attributes);
+    let hash = memo.get(attributes);
+    if (hash === undefined) {
+      hash = original(attributes);
+      memo.set(attributes, hash);
+    }
+    return hash;
+  };
+  utils.hashAttributes = Object.assign(memoized, { memoizesFrozen: true as const });
+  return true;
+}
