@@ -29,6 +29,20 @@ describe('error messages', () => {
     expect(unknown.headers.get('allow')).toMatch(/POST/);
   });
 
+  it('answers an admin route the same way (its own route table): 405 with Allow, any case, 404 past it', async () => {
+    const wrong = await fetch(`${vega.url}/admin/performance/cache/clear`, { headers: { 'x-api-key': TEST_KEY } });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toMatch(/POST/);
+    expect((await jsonOf(wrong)).error.code).toBe('method_not_allowed');
+    const upper = await fetch(`${vega.url}/ADMIN/Routes`, { headers: { 'x-api-key': TEST_KEY } });
+    expect(upper.status).toBe(200);
+    const { routes } = (await jsonOf(upper)) as { routes: Array<{ path: string }> };
+    // Both tables are listed.
+    expect(routes.map((r) => r.path)).toEqual(expect.arrayContaining(['/chat', '/admin/routes', '/admin/performance/cache/clear']));
+    expect((await fetch(`${vega.url}/admin/no-such-route`, { headers: { 'x-api-key': TEST_KEY } })).status).toBe(404);
+    expect((await fetch(`${vega.url}/no-such-route`, { headers: { 'x-api-key': TEST_KEY } })).status).toBe(404);
+  });
+
   it('words validation problems as sentences naming the field and what is expected', async () => {
     const cases: Array<[unknown, string]> = [
       [{}, "Field 'prompt' is required: a string."],
