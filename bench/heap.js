@@ -12,7 +12,9 @@
 // and the GC helper threads' work, and unlike a timing it reads the same on a noisy machine
 // (a sampled estimate: runs agree to a few per cent).
 //
-//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all] [--dist=DIR]
+// --hit makes every measured chat a cache hit (the same prompt, the response cache on).
+//
+//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all] [--hit] [--dist=DIR]
 const { existsSync, mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
@@ -60,6 +62,7 @@ async function main() {
   const top = Number(arg('top', 25));
   const telemetry = arg('telemetry', 'on') !== 'off';
   const all = process.argv.includes('--all');
+  const hit = process.argv.includes('--hit');
   const distArg = arg('dist', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'vega-heap-'));
   const file = join(dir, 'heap.json');
@@ -69,7 +72,7 @@ async function main() {
     const vega = await startVega(
       {
         LLM_BASE_URL: upstream.url,
-        CACHE_MAX_ENTRIES: '0',
+        CACHE_MAX_ENTRIES: hit ? '1000' : '0',
         COALESCING: 'false',
         HEAP_SAMPLE_FILE: file,
         ...(all ? { HEAP_SAMPLE_ALL: '1' } : {}),
