@@ -7,7 +7,7 @@
 // included, and only in a window: the first SIGUSR2 starts it, the second stops it and writes the
 // file (so the warm-up is left out and the bytes can be divided by the chats in the window).
 const inspector = require('node:inspector');
-const { writeFileSync } = require('node:fs');
+const { renameSync, writeFileSync } = require('node:fs');
 
 const all = process.env.HEAP_SAMPLE_ALL === '1';
 const session = new inspector.Session();
@@ -29,6 +29,10 @@ process.on('SIGUSR2', () => {
     return;
   }
   session.post('HeapProfiler.stopSampling', (err, res) => {
-    if (!err) writeFileSync(process.env.HEAP_SAMPLE_FILE, JSON.stringify(res.profile));
+    if (err) return;
+    // Written whole, then renamed: bench/heap.js waits for the file to exist.
+    const file = process.env.HEAP_SAMPLE_FILE;
+    writeFileSync(`${file}.part`, JSON.stringify(res.profile));
+    renameSync(`${file}.part`, file);
   });
 });

@@ -90,7 +90,9 @@ async function main() {
       const r = await seq(`${vega.url}/chat`, n, { headers, body, warmup: all ? 0 : 2000 });
       // The window closes before /metrics is read: a scrape's own allocations are not a chat's.
       if (all) await stopSampling(vega.child, file);
-      process.stdout.write(`vega: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms (${n} sequential after 2,000)\n`);
+      process.stdout.write(
+        `vega: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms (${n} sequential after 2,000, with the sampler running)\n`,
+      );
       if (telemetry) {
         const metrics = await (await fetch(`${vega.url}/metrics`, { headers })).text();
         const val = (re) => Number(re.exec(metrics)?.[1] ?? NaN);

@@ -6,18 +6,21 @@
 // cache-hit ratio's other side. User and system time apart (system time is syscalls), and the
 // read and write syscalls per chat (/proc/<pid>/io), and how long the main thread waited for a
 // CPU while runnable (/proc/<pid>/schedstat): time the event loop was delayed by the other
-// processes and threads on the machine, not by its own work.
+// processes and threads on the machine, not by its own work. On Node 20 libuv's pool threads have
+// no name of their own and count under "other"; a thread that ends within a round loses its time.
 // `npm run build` first.
 //
 //   node bench/threads.js [--mode=hit|miss|koa] [--seconds=5] [--connections=32] [--rounds=1]
 //        [--dist=DIR] [--env=NAME=VALUE,...]
+const { execFileSync } = require('node:child_process');
 const { readFileSync, readdirSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega, startScript, KEY } = require('./procs');
 const { arg, envArg, median } = require('./lib');
 
-const TICK_US = 1e6 / 100; // USER_HZ: /proc reports CPU time in ticks of 10 ms
+/** /proc reports CPU time in clock ticks (USER_HZ, almost always 100). */
+const TICK_US = 1e6 / (Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100);
 
 /** CPU ticks (user, system) of each thread of `pid`, by the thread group its name puts it in. */
 function threads(pid) {
@@ -103,6 +106,7 @@ async function main() {
       const after = threads(server.child.pid);
       const ioAfter = io(server.child.pid);
       const n = res.requests.total;
+      if (n === 0) throw new Error(`round ${r + 1}: no request completed (non-2xx ${res.non2xx}, errors ${res.errors})`);
       const per = (k) => Number(((ioAfter[k] - ioBefore[k]) / n).toFixed(2));
       const row = {
         chats: n,

@@ -190,11 +190,11 @@ export class QueryProfiler {
     }
     const { operation, table } = kind;
     const type = err ? errorType(err) : undefined;
-    const attrs = kind.labels.get(type ?? '', () => ({
+    const attrs = kind.labels.get(type === undefined ? '' : `error:${type}`, () => ({
       'db.system.name': this.#system,
       'db.operation.name': operation,
       ...(table ? { 'db.collection.name': table } : {}),
-      ...(type ? { 'error.type': type } : {}),
+      ...(type !== undefined ? { 'error.type': type } : {}),
     }));
     this.#duration.record(ms / 1000, attrs);
 

@@ -51,7 +51,10 @@ export interface AppDeps {
 /** What a response stream fails with when the client has gone away. */
 const CLIENT_LEFT = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
 
-/** The admin routes, matched as the router matches them: case-insensitive, percent-decoded. */
+/**
+ * The admin paths, case-insensitive as the router matches. The router matches the raw path; the
+ * admin-key guard also tests the percent-decoded one, so no spelling of /admin gets past it.
+ */
 const ADMIN_PATH = /^\/admin(\/|$)/i;
 const decodedPath = (path: string): string => {
   try {
@@ -173,9 +176,16 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
       );
     }
   });
-  // A route path never starts with /admin outside the admin table, and the router matches
-  // case-insensitively, as ADMIN_PATH does: each request is matched against the one table that can
-  // hold its route, as it was against the single table before.
+  // No route outside the admin table starts with /admin, and none in it starts otherwise (checked
+  // here, at start); the router matches case-insensitively, as ADMIN_PATH does. So each request is
+  // matched against the one table that can hold its route, as it was against the single table.
+  for (const [table, admin] of [
+    [router, false],
+    [adminRouter, true],
+  ] as const) {
+    const stray = table.stack.find((layer) => ADMIN_PATH.test(String(layer.path)) !== admin);
+    if (stray) throw new Error(`route ${String(stray.path)} is in the ${admin ? 'admin' : 'public'} table`);
+  }
   type Routed = Koa.Middleware<VegaState>;
   const routes = { public: router.routes() as Routed, admin: adminRouter.routes() as Routed };
   const methods = { public: router.allowedMethods() as Routed, admin: adminRouter.allowedMethods() as Routed };

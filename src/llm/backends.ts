@@ -168,12 +168,15 @@ export class BackendChain {
 
   #count(backend: LlmBackend, outcome: AttemptOutcome, err?: unknown): void {
     const type = err instanceof VegaError ? err.code : err ? 'internal_error' : undefined;
-    const labels = this.#attemptLabels.get(`${backend.name}\n${backend.role}\n${outcome}\n${type ?? ''}`, () => ({
-      'vega.llm.backend': backend.name,
-      'vega.llm.backend.role': backend.role,
-      outcome,
-      ...(type ? { 'error.type': type } : {}),
-    }));
+    const labels = this.#attemptLabels.get(
+      `${backend.name}\n${backend.role}\n${outcome}\n${type === undefined ? '' : `error:${type}`}`,
+      () => ({
+        'vega.llm.backend': backend.name,
+        'vega.llm.backend.role': backend.role,
+        outcome,
+        ...(type !== undefined ? { 'error.type': type } : {}),
+      }),
+    );
     this.#attempts.add(1, labels);
   }
 

@@ -64,6 +64,8 @@ export async function startVega(
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? dir,
+    // Under the test runner, Vega checks every metric label set it hands out (telemetry/label-sets.ts).
+    ...(process.env.VITEST ? { VITEST: process.env.VITEST } : {}),
     API_KEY: TEST_KEY,
     HOST: '127.0.0.1',
     PORT: '0',
@@ -175,6 +177,7 @@ export async function runVega(
     const merged: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: dir,
+      ...(process.env.VITEST ? { VITEST: process.env.VITEST } : {}),
       HOST: '127.0.0.1',
       PORT: '0',
       DATABASE_URL: `sqlite:${join(dir, 'v.db')}`,

@@ -15,16 +15,22 @@ class OnDemandReader extends MetricReader {
 }
 
 describe('LabelSets', () => {
-  it('hands out one frozen set per key, built once', () => {
+  it('hands out one frozen set per key', () => {
     const sets = new LabelSets<{ outcome: string }>();
-    let built = 0;
-    const a = sets.get('ok', () => (built++, { outcome: 'ok' }));
-    const b = sets.get('ok', () => (built++, { outcome: 'ok' }));
+    const a = sets.get('ok', () => ({ outcome: 'ok' }));
+    const b = sets.get('ok', () => ({ outcome: 'ok' }));
     expect(a).toBe(b);
     expect(Object.isFrozen(a)).toBe(true);
-    expect(built).toBe(1);
     expect(sets.get('failed', () => ({ outcome: 'failed' }))).toEqual({ outcome: 'failed' });
     expect(sets.size).toBe(2);
+  });
+
+  it('under the test runner, throws when one key names two different sets (a key that leaves out a value)', () => {
+    const sets = new LabelSets<{ outcome: string; status?: number }>();
+    sets.get('ok', () => ({ outcome: 'ok', status: 200 }));
+    expect(() => sets.get('ok', () => ({ outcome: 'ok', status: 500 }))).toThrow(/names two different label sets/);
+    expect(() => sets.get('ok', () => ({ outcome: 'ok' }))).toThrow(/names two different label sets/);
+    expect(sets.get('ok', () => ({ outcome: 'ok', status: 200 }))).toEqual({ outcome: 'ok', status: 200 });
   });
 
   it('past its bound, still builds a frozen set but keeps no more', () => {
@@ -79,6 +85,15 @@ describe('memoizeFrozenAttributeHashes', () => {
     // so both now read 'mutable-b': a reason Vega's sets are frozen.)
     const got = (await points()).filter((d) => String(d.attributes.outcome).startsWith('mutable-'));
     expect(got.map((d) => d.value)).toEqual([1, 1]);
+  });
+
+  it('hashes a frozen set holding an array every time (freezing is shallow), and passes a non-object through', () => {
+    calls = 0;
+    const withArray = Object.freeze({ outcome: 'array', list: ['a'] });
+    counter.add(1, withArray);
+    counter.add(1, withArray);
+    expect(calls).toBeGreaterThan(1); // memoized, it would be hashed once
+    expect(() => sdkUtils.hashAttributes('not attributes' as unknown as Attributes)).not.toThrow();
   });
 
   it('gives equal frozen sets the same series as an equal unfrozen object', async () => {
