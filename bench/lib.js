@@ -1,6 +1,7 @@
 'use strict';
 // Shared helpers for the benchmark scenarios: repeated runs, percentiles, the machine's description.
 const { execFileSync } = require('node:child_process');
+const { readFileSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 
@@ -9,7 +10,6 @@ function arg(name, fallback) {
   return process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 }
 
-/** The median of an array of numbers (the lower one of an even count); undefined when empty. */
 /** `--env=NAME=VALUE,...` as an object of settings for Vega's environment (empty when absent). */
 function envArg() {
   return Object.fromEntries(
@@ -20,6 +20,20 @@ function envArg() {
   );
 }
 
+/** A process's I/O counters from /proc/<pid>/io (syscr / syscw: read- and write-type syscalls of all its threads; wchar: bytes written). */
+function procIo(pid) {
+  return Object.fromEntries(
+    readFileSync(`/proc/${pid}/io`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [k, v] = l.split(': ');
+        return [k, Number(v)];
+      }),
+  );
+}
+
+/** The median of an array of numbers (the lower one of an even count); undefined when empty. */
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor((sorted.length - 1) / 2)];
@@ -128,4 +142,19 @@ function rotated(list, round) {
   return [...list.slice(k), ...list.slice(0, k)];
 }
 
-module.exports = { arg, envArg, repeat, rotated, median, summary, percentile, machine, major, versionOf, findNode24, findNode20, runtimes };
+module.exports = {
+  arg,
+  envArg,
+  procIo,
+  repeat,
+  rotated,
+  median,
+  summary,
+  percentile,
+  machine,
+  major,
+  versionOf,
+  findNode24,
+  findNode20,
+  runtimes,
+};

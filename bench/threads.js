@@ -17,7 +17,7 @@ const { readFileSync, readdirSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega, startScript, KEY } = require('./procs');
-const { arg, envArg, median } = require('./lib');
+const { arg, envArg, median, procIo } = require('./lib');
 
 /** /proc reports CPU time in clock ticks (USER_HZ, almost always 100). */
 const TICK_US = 1e6 / (Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100);
@@ -47,19 +47,6 @@ function waits(pid) {
   const [, runDelayNs] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
   const m = /nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return { runDelayNs, preempted: Number(m?.[1] ?? 0) };
-}
-
-/** The process's I/O counters: syscr / syscw count read- and write-type syscalls of every thread. */
-function io(pid) {
-  return Object.fromEntries(
-    readFileSync(`/proc/${pid}/io`, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => {
-        const [k, v] = l.split(': ');
-        return [k, Number(v)];
-      }),
-  );
 }
 
 function groupOf(name, main) {
@@ -99,12 +86,12 @@ async function main() {
     await load(2); // warm: JIT, the cache's entry, the pool's connections
     for (let r = 0; r < rounds; r++) {
       const before = threads(server.child.pid);
-      const ioBefore = io(server.child.pid);
+      const ioBefore = procIo(server.child.pid);
       const waitBefore = waits(server.child.pid);
       const res = await load(seconds);
       const waitAfter = waits(server.child.pid);
       const after = threads(server.child.pid);
-      const ioAfter = io(server.child.pid);
+      const ioAfter = procIo(server.child.pid);
       const n = res.requests.total;
       if (n === 0) throw new Error(`round ${r + 1}: no request completed (non-2xx ${res.non2xx}, errors ${res.errors})`);
       const per = (k) => Number(((ioAfter[k] - ioBefore[k]) / n).toFixed(2));

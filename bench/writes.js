@@ -6,36 +6,22 @@
 // `npm run build` first.
 //
 //   node bench/writes.js [--seconds=3] [--dist=DIR] [--env=NAME=VALUE,...]
-const { readFileSync } = require('node:fs');
 const { resolve } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega, KEY } = require('./procs');
-const { arg, envArg } = require('./lib');
+const { arg, envArg, procIo } = require('./lib');
 
 const seconds = Number(arg('seconds', 3));
 const distArg = arg('dist', undefined);
 const dist = distArg ? resolve(distArg) : undefined;
 const extra = envArg();
 
-/** The process's I/O counters (syscw: write-type syscalls; wchar: bytes passed to them). */
-function io(pid) {
-  return Object.fromEntries(
-    readFileSync(`/proc/${pid}/io`, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => {
-        const [k, v] = l.split(': ');
-        return [k, Number(v)];
-      }),
-  );
-}
-
 async function main() {
   const upstream = await startUpstream();
   const vega = await startVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', ...extra }, dist ? { dist } : {});
   try {
     for (const connections of [1, 32]) {
-      const before = io(vega.child.pid);
+      const before = procIo(vega.child.pid);
       const r = await autocannon({
         url: `${vega.url}/chat`,
         method: 'POST',
@@ -44,7 +30,7 @@ async function main() {
         headers: { 'content-type': 'application/json', 'x-api-key': KEY },
         body: JSON.stringify({ prompt: 'how many writes is a chat' }),
       });
-      const after = io(vega.child.pid);
+      const after = procIo(vega.child.pid);
       const chats = r.requests.total;
       process.stdout.write(
         `${JSON.stringify({
