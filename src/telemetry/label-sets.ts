@@ -1,5 +1,8 @@
 import type { Attributes } from '@opentelemetry/api';
 
+/** Under the test runner, every LabelSets lookup is checked (see below). */
+const VERIFY = process.env.VITEST !== undefined;
+
 /**
  * Attribute sets for the metric recordings made on every request, built once and frozen (or, for
  * a group of sets recorded together, a frozen record of frozen sets).
@@ -42,8 +45,6 @@ export class LabelSets<A extends object> {
   }
 }
 
-const VERIFY = process.env.VITEST !== undefined;
-
 /** Plain objects (a label set, or a record of them) with the same keys and values. */
 function sameValues(a: object, b: object): boolean {
   const ka = Object.keys(a);
@@ -61,9 +62,10 @@ type Hash = ((attributes: Attributes) => string) & { readonly memoizesFrozen?: t
  * Gives the metrics SDK's attribute hash a memo for frozen attribute objects (a WeakMap, so a
  * set no one holds any more is forgotten). An object that is not frozen is hashed as before, so
  * an attribute object someone changes between recordings can never be counted under its old
- * values; so is a frozen one holding an array (freezing is shallow: the array could change). Runs before the SDK makes its first series map (the maps take the function when they
- * are made). Returns whether the memo is in place: false if the SDK's internals have moved, in
- * which case everything works as before, only slower (a test fails first).
+ * values; so is a frozen one holding an array (freezing is shallow: the array could change).
+ * Runs before the SDK makes its first series map (the maps take the function when they are
+ * made). Returns whether the memo is in place: false if the SDK's internals have moved, in which
+ * case everything works as before, only slower (a test fails first).
  */
 export function memoizeFrozenAttributeHashes(): boolean {
   let utils: { hashAttributes?: Hash };
