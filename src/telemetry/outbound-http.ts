@@ -21,6 +21,7 @@ import { redactUrl } from '../config/redact';
 import { outboundTracingSuppressed } from './correlation';
 import { childSpanRecordable } from './spans';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from './instruments';
+import { LabelSets } from './label-sets';
 
 /**
  * The CLIENT span, the `traceparent` header and `http.client.request.duration` of every outbound
@@ -66,7 +67,7 @@ interface Target {
   readonly address: string;
   readonly port: number | undefined;
   /** The metric's label sets, by method, status or error, and protocol. */
-  readonly labels: Map<string, ClientLabels>;
+  readonly labels: LabelSets<ClientLabels>;
 }
 
 /** One request on its way. */
@@ -137,29 +138,26 @@ export function traceOutboundRequests(): () => void {
     }
     const scheme = url.protocol.slice(0, -1);
     const port = url.port ? Number(url.port) : DEFAULT_PORTS[scheme];
-    target = { origin: url.origin, scheme, address: url.hostname, port, labels: new Map() };
+    target = { origin: url.origin, scheme, address: url.hostname, port, labels: new LabelSets<ClientLabels>(MAX_LABEL_SETS) };
     if (targets.size >= MAX_TARGETS) targets.delete(targets.keys().next().value as string);
     targets.set(origin, target);
     return target;
   };
 
   const labelsOf = (rec: Outbound, status: number | undefined, errorType: string | undefined): ClientLabels => {
-    const key = `${rec.method} ${status ?? ''} ${errorType ?? ''} ${rec.protocol ?? ''}`;
-    const cached = rec.target.labels.get(key);
-    if (cached) return cached;
-    const labels: Mutable<ClientLabels> = {
-      [ATTR_HTTP_REQUEST_METHOD]: rec.method,
-      [ATTR_SERVER_ADDRESS]: rec.target.address,
-      [ATTR_URL_SCHEME]: rec.target.scheme,
-    };
-    if (rec.target.port !== undefined) labels[ATTR_SERVER_PORT] = rec.target.port;
-    if (status !== undefined) labels[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
-    if (errorType !== undefined) labels[ATTR_ERROR_TYPE] = errorType;
-    if (rec.protocol !== undefined) labels[ATTR_NETWORK_PROTOCOL_VERSION] = rec.protocol;
-    // Frozen: the metrics SDK hashes a frozen set once (telemetry/label-sets.ts).
-    Object.freeze(labels);
-    if (rec.target.labels.size < MAX_LABEL_SETS) rec.target.labels.set(key, labels);
-    return labels;
+    const key = `${rec.method}\n${status ?? ''}\n${errorType === undefined ? '' : `error:${errorType}`}\n${rec.protocol ?? ''}`;
+    return rec.target.labels.get(key, () => {
+      const labels: Mutable<ClientLabels> = {
+        [ATTR_HTTP_REQUEST_METHOD]: rec.method,
+        [ATTR_SERVER_ADDRESS]: rec.target.address,
+        [ATTR_URL_SCHEME]: rec.target.scheme,
+      };
+      if (rec.target.port !== undefined) labels[ATTR_SERVER_PORT] = rec.target.port;
+      if (status !== undefined) labels[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+      if (errorType !== undefined) labels[ATTR_ERROR_TYPE] = errorType;
+      if (rec.protocol !== undefined) labels[ATTR_NETWORK_PROTOCOL_VERSION] = rec.protocol;
+      return labels;
+    });
   };
 
   const finish = (request: UndiciRequest, rec: Outbound, errorType: string | undefined): void => {
