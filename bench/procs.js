@@ -47,7 +47,8 @@ async function startUpstream(extraEnv = {}) {
 }
 
 /**
- * Starts Vega from dist/ with the preload (or without telemetry when `telemetry` is false); `nodeArgs`
+ * Starts Vega from dist/ with the preload and its access log (or, when `telemetry` is false, with
+ * neither: OTEL_SDK_DISABLED and LOG_LEVEL=warn; `env` overrides both); `nodeArgs`
  * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own); `dist`
  * the build to run (default: this checkout's dist/; bench/ab.js passes a saved build to compare).
  */
@@ -63,7 +64,9 @@ async function startVega(
     API_KEY: KEY,
     HOST: '127.0.0.1',
     PORT: '0',
-    LOG_LEVEL: 'warn',
+    // info, the default an operator runs with: the access log is part of "full telemetry". With
+    // telemetry off, warn: no OTel and no access log, the whole cost of observing a chat.
+    LOG_LEVEL: telemetry ? 'info' : 'warn',
     DATABASE_URL: `sqlite:${join(dir, 'vega.db')}`,
     RATE_LIMIT_RPS: '0',
     RATE_LIMIT_GLOBAL_RPS: '0',
@@ -71,8 +74,6 @@ async function startVega(
     ...(telemetry ? {} : { OTEL_SDK_DISABLED: 'true' }),
     ...env,
   };
-  // LOG_LEVEL warn keeps the access log out of the measurement; the "listening" line is info,
-  // so readiness is read from /healthz instead.
   const args = [...nodeArgs, '--require', join(dist, 'telemetry', 'preload.js'), join(dist, 'main.js'), 'server'];
   const child = spawn(execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let port;

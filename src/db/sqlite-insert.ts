@@ -2,6 +2,12 @@ import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type sqlite3 from 'sqlite3';
 
+/**
+ * Batch sizes whose insert is prepared once per connection and kept: at most this many statements
+ * per connection (SQLite's default page cache holds them easily); a larger batch is prepared per use.
+ */
+export const MAX_PREPARED_ROWS = 64;
+
 /** One insert as the profiler sees it: the SQL (placeholders only, never values), its time, its error. */
 export type InsertObserver = (sql: string, ms: number, err: Error | undefined) => void;
 
@@ -20,17 +26,21 @@ export interface RowInsert {
  * a commit from another connection makes SQLite drop this one's page cache before its next read.
  *
  * A multi-row batch is one `INSERT ... VALUES (...), (...)` statement: one transaction, all rows or
- * none. `close()` finalizes the prepared statements; it must run before knex is destroyed, as
- * SQLite will not close a connection with a statement still open.
+ * none. The statement of each batch size up to {@link MAX_PREPARED_ROWS} rows is prepared once too
+ * (under load the batch writer's group commits take a few sizes over and over, and preparing one
+ * per batch cost the main thread a new statement and its finalizing each time); a larger batch is
+ * prepared for its one use. `close()` finalizes the prepared statements; it must run before knex is
+ * destroyed, as SQLite will not close a connection with a statement still open.
  */
 export class SqliteRowInsert implements RowInsert {
   readonly #knex: Knex;
   readonly #table: string;
   readonly #columns: readonly string[];
   readonly #observe: InsertObserver | undefined;
-  readonly #oneRowSql: string;
-  /** The prepared one-row insert of each connection knex's pool has lent us. */
-  readonly #prepared = new Map<sqlite3.Database, Promise<sqlite3.Statement>>();
+  /** The prepared inserts (by row count) of each connection knex's pool has lent us. */
+  readonly #prepared = new Map<sqlite3.Database, Map<number, Promise<sqlite3.Statement>>>();
+  /** The SQL of each row count seen up to MAX_PREPARED_ROWS. */
+  readonly #sqlByRows = new Map<number, string>();
   #closed = false;
 
   constructor(knex: Knex, opts: { table: string; columns: readonly string[]; observe?: InsertObserver }) {
@@ -38,7 +48,16 @@ export class SqliteRowInsert implements RowInsert {
     this.#table = opts.table;
     this.#columns = opts.columns;
     this.#observe = opts.observe;
-    this.#oneRowSql = this.#sql(1);
+  }
+
+  #sqlFor(rows: number): string {
+    if (rows > MAX_PREPARED_ROWS) return this.#sql(rows);
+    let sql = this.#sqlByRows.get(rows);
+    if (sql === undefined) {
+      sql = this.#sql(rows);
+      this.#sqlByRows.set(rows, sql);
+    }
+    return sql;
   }
 
   #sql(rows: number): string {
@@ -46,14 +65,23 @@ export class SqliteRowInsert implements RowInsert {
     return `insert into \`${this.#table}\` (${this.#columns.map((c) => `\`${c}\``).join(', ')}) values ${Array.from({ length: rows }, () => tuple).join(', ')} returning \`id\``;
   }
 
-  #statement(db: sqlite3.Database): Promise<sqlite3.Statement> {
-    let p = this.#prepared.get(db);
+  /** The prepared insert of `rows` rows on `db` (rows <= MAX_PREPARED_ROWS). */
+  #statement(db: sqlite3.Database, rows: number, sql: string): Promise<sqlite3.Statement> {
+    let byRows = this.#prepared.get(db);
+    if (!byRows) {
+      byRows = new Map();
+      this.#prepared.set(db, byRows);
+    }
+    let p = byRows.get(rows);
     if (!p) {
       p = new Promise<sqlite3.Statement>((resolve, reject) => {
-        const s = db.prepare(this.#oneRowSql, (err) => (err ? reject(err) : resolve(s)));
+        const s = db.prepare(sql, (err) => (err ? reject(err) : resolve(s)));
       });
-      p.catch(() => this.#prepared.delete(db)); // the next insert prepares it again
-      this.#prepared.set(db, p);
+      const mine = p;
+      p.catch(() => {
+        if (byRows.get(rows) === mine) byRows.delete(rows); // the next insert prepares it again
+      });
+      byRows.set(rows, p);
     }
     return p;
   }
@@ -63,7 +91,7 @@ export class SqliteRowInsert implements RowInsert {
     if (rows.length === 0) return [];
     const params: unknown[] = [];
     for (const row of rows) for (const c of this.#columns) params.push(bindable(row[c]));
-    const sql = rows.length === 1 ? this.#oneRowSql : this.#sql(rows.length);
+    const sql = this.#sqlFor(rows.length);
     const client = this.#knex.client as {
       acquireConnection(): Promise<sqlite3.Database>;
       releaseConnection(c: sqlite3.Database): Promise<void>;
@@ -74,7 +102,7 @@ export class SqliteRowInsert implements RowInsert {
       if (this.#closed) throw new Error('SqliteRowInsert: closed');
       const out = await new Promise<Array<{ id: number }>>((resolve, reject) => {
         const done = (err: Error | null, result: Array<{ id: number }>) => (err ? reject(err) : resolve(result));
-        if (rows.length === 1) this.#statement(db).then((one) => one.all(params, done), reject);
+        if (rows.length <= MAX_PREPARED_ROWS) this.#statement(db, rows.length, sql).then((s) => s.all(params, done), reject);
         else db.all(sql, params, done);
       });
       this.#observe?.(sql, performance.now() - started, undefined);
@@ -90,7 +118,7 @@ export class SqliteRowInsert implements RowInsert {
   /** Refuses further inserts and finalizes the prepared statements (before knex closes its connections). */
   async close(): Promise<void> {
     this.#closed = true;
-    const prepared = [...this.#prepared.values()];
+    const prepared = [...this.#prepared.values()].flatMap((byRows) => [...byRows.values()]);
     this.#prepared.clear();
     await Promise.all(
       prepared.map((p) =>

@@ -6,7 +6,8 @@ import { CONVERSATION_COLUMNS, ConversationRepository, type ConversationRecord }
 import { openDatabase, type Database } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrations';
 import { QueryProfiler } from '../../src/db/profiler';
-import { SqliteRowInsert } from '../../src/db/sqlite-insert';
+import { MAX_PREPARED_ROWS, SqliteRowInsert } from '../../src/db/sqlite-insert';
+import type sqlite3 from 'sqlite3';
 
 let dir: string;
 let db: Database;
@@ -140,8 +141,47 @@ describe('SqliteRowInsert (the conversation log on SQLite)', () => {
     }
   });
 
-  it('close() finalizes the prepared statement, so knex can close its connection', async () => {
+  it('prepares each batch size up to MAX_PREPARED_ROWS once, larger ones per use; a failed batch stores none', async () => {
+    // Count the statements prepared on knex's connection (the sqlite3 handle's own method, wrapped).
+    const client = db.knex.client as { acquireConnection(): Promise<sqlite3.Database>; releaseConnection(c: unknown): Promise<void> };
+    const conn = await client.acquireConnection();
+    await client.releaseConnection(conn);
+    const prepared: string[] = [];
+    const original = conn.prepare.bind(conn);
+    conn.prepare = ((sql: string, ...rest: unknown[]) => {
+      prepared.push(sql);
+      return (original as (...a: unknown[]) => sqlite3.Statement)(sql, ...rest);
+    }) as typeof conn.prepare;
+    let ts = 0;
+    const batch = (n: number, over: Record<string, unknown> = {}) =>
+      Array.from({ length: n }, () => {
+        ts += 1;
+        return row({ ts, ...over });
+      });
+    const sizes = [1, 3, 1, 3, MAX_PREPARED_ROWS, MAX_PREPARED_ROWS, MAX_PREPARED_ROWS + 1, 3];
+    const ids: number[] = [];
+    for (const n of sizes) ids.push(...(await rows.insert(batch(n))));
+    // One statement per size up to the bound; the larger batch does not keep one (db.all prepares its own).
+    expect(prepared.length).toBe(3);
+    expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => ids[0]! + i));
+    expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: ids.length }]);
+    // A batch with one bad row is one statement: none of its rows is stored, and its prepared
+    // statement serves the next batch of that size.
+    const bad = batch(3);
+    bad[1]!.prompt = null;
+    await expect(rows.insert(bad)).rejects.toThrow(/NOT NULL/);
+    expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: ids.length }]);
+    const after = await rows.insert(batch(3));
+    expect(after).toHaveLength(3);
+    expect(prepared.length).toBe(3);
+    const stored = await db.knex('conversations').whereIn('id', after).orderBy('id').select('ts');
+    expect(stored.map((r) => r.ts)).toEqual([ts - 2, ts - 1, ts]);
+    conn.prepare = original as typeof conn.prepare;
+  });
+
+  it('close() finalizes the prepared statements, so knex can close its connection', async () => {
     await rows.insert([row({ ts: 1 })]);
+    await rows.insert([row({ ts: 2 }), row({ ts: 3 })]);
     await rows.close();
     // Destroying knex with a statement still open fails (SQLITE_BUSY: unfinalized statements).
     await expect(db.knex.destroy()).resolves.toBeUndefined();
