@@ -47,6 +47,16 @@ async function startUpstream(extraEnv = {}) {
 }
 
 /**
+ * The node flags Vega ships with, read from package.json's start script (`npm start`; bin/vega and
+ * the image pass the same, which test/lifecycle.test.ts checks), so that the bench measures the
+ * process an operator runs. `nodeArgs` come after them, and a later V8 flag wins.
+ */
+const SHIPPED_NODE_FLAGS = require(join(ROOT, 'package.json'))
+  .scripts.start.replace(/^exec\s+/, '')
+  .split(/\s+/)
+  .filter((w) => w.startsWith('--'));
+
+/**
  * Starts Vega from dist/ with the preload and its access log (or, when `telemetry` is false, with
  * neither: OTEL_SDK_DISABLED and LOG_LEVEL=warn; `env` overrides both); `nodeArgs`
  * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own); `dist`
@@ -56,6 +66,7 @@ async function startVega(
   env = {},
   { telemetry = true, nodeArgs = [], execPath = process.execPath, dist = process.env.BENCH_DIST ?? join(ROOT, 'dist') } = {},
 ) {
+  nodeArgs = [...SHIPPED_NODE_FLAGS, ...nodeArgs];
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
     PATH: process.env.PATH,

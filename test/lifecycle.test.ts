@@ -106,8 +106,17 @@ describe('npm start (scripts/start.js) on a fresh checkout', () => {
 });
 
 describe('GC on demand (POST /admin/performance/memory/gc) as the service is started', () => {
+  /**
+   * The node flags every shipped start passes: GC on demand, and V8's young generation kept at
+   * 2 x 16 MB (Node 24 grows it to 2 x 64 MB on a large machine; its scavenges then held the
+   * event loop for 3-15 ms under load). bench/procs.js reads them from package.json.
+   */
+  const SHIPPED_FLAGS = ['--expose-gc', '--max-semi-space-size=16'];
   const collects = async (vega: VegaProcess) => {
     try {
+      // The running node's own command line (for bin/vega, what `env -S` made of its first line).
+      const words = readFileSync(`/proc/${vega.child.pid}/cmdline`, 'utf8').split('\0');
+      expect(words.filter((w) => w.startsWith('--'))).toEqual(SHIPPED_FLAGS);
       const res = await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } });
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ ran: true });
