@@ -94,6 +94,7 @@ async function main() {
     machine: machine(),
     quick,
     runs,
+    ...(only ? { only } : {}),
     duration_s: (Date.now() - started) / 1000,
     results,
   };
@@ -143,7 +144,7 @@ function render(out) {
     `<!-- Written by \`npm run bench\` (bench/run.js); the raw figures are in bench/results/latest.json. -->`,
     '',
     `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
-    `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s.`,
+    `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s${out.only ? ` (this run measured only: ${out.only}; the rows marked "taken" are from an earlier run)` : ''}.`,
     ...(results.some((r) => r.scenario.startsWith('runtime.'))
       ? [
           'The `runtime.` rows run Vega on Node 20 and on Node 24 in the same run, alternating, with the same load',
