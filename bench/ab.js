@@ -11,7 +11,8 @@
 //
 // DIST is a saved build (e.g. `cp -r dist /tmp/dist-before`); default this checkout's dist/. ENV
 // items are added to Vega's environment (e.g. `--variant=export,OTEL_EXPORTER_OTLP_ENDPOINT=sink`,
-// where the value `sink` is replaced by an OTLP sink's URL). `npm run build` first.
+// where the value `sink` is replaced by an OTLP sink's URL); `BENCH_NODE_FLAGS="--expose-gc ..."`
+// replaces the node flags Vega ships with (bench/procs.js). `npm run build` first.
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { arg, median: med, rotated } = require('./lib');

@@ -246,7 +246,7 @@ async function run({ runs = 3, quick = false } = {}) {
       ...variantRows(
         'Vega, telemetry off',
         latency.vegaNoOtel,
-        'OTEL_SDK_DISABLED=true, no preload: what telemetry costs the sequential path, by difference',
+        'OTEL_SDK_DISABLED=true and LOG_LEVEL=warn (no access log): what telemetry costs the sequential path, by difference',
       ),
       ...variantRows(
         'Vega, async durability',
@@ -273,7 +273,7 @@ async function run({ runs = 3, quick = false } = {}) {
         unit: 'x',
         ...pair(rps.vega, rps.vegaNoOtel, (on, off) => on / off),
         target: { op: '>=', value: 0.85, text: '>= 0.85' },
-        note: `off: ${med(rps.vegaNoOtel).median.toFixed(0)} req/s; on = metrics + trace ids, no span exporter, so no span recorded`,
+        note: `off (no OTel, no access log): ${med(rps.vegaNoOtel).median.toFixed(0)} req/s; on = metrics + trace ids + access log, no span exporter, so no span recorded`,
       },
       {
         scenario: 'telemetry.throughput on, every span recorded and dropped / off',

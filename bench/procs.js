@@ -66,7 +66,10 @@ async function startVega(
   env = {},
   { telemetry = true, nodeArgs = [], execPath = process.execPath, dist = process.env.BENCH_DIST ?? join(ROOT, 'dist') } = {},
 ) {
-  nodeArgs = [...SHIPPED_NODE_FLAGS, ...nodeArgs];
+  // BENCH_NODE_FLAGS (an A/B variant's setting, not passed to Vega) replaces the shipped flags.
+  const { BENCH_NODE_FLAGS: flags, ...vegaEnv } = env;
+  env = vegaEnv;
+  nodeArgs = [...(flags === undefined ? SHIPPED_NODE_FLAGS : flags.split(/\s+/).filter(Boolean)), ...nodeArgs];
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
     PATH: process.env.PATH,

@@ -223,7 +223,7 @@ function stopSteps(c: Components): Step[] {
       name: 'close_database',
       timeoutMs: 5000,
       run: async () => {
-        // The prepared insert is finalized first: SQLite will not close a connection with a statement open.
+        // The prepared inserts are finalized first: SQLite will not close a connection with a statement open.
         // The checkpointer's connection closes beside it.
         const first = await Promise.allSettled([c.conversationRows?.close(), c.checkpointer?.stop()]);
         await c.db.knex.destroy();

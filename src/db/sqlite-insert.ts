@@ -4,7 +4,8 @@ import type sqlite3 from 'sqlite3';
 
 /**
  * Batch sizes whose insert is prepared once per connection and kept: at most this many statements
- * per connection (SQLite's default page cache holds them easily); a larger batch is prepared per use.
+ * per connection, held in SQLite's heap for the connection's life (the largest binds 64 rows of
+ * parameters); a larger batch is prepared per use.
  */
 export const MAX_PREPARED_ROWS = 64;
 

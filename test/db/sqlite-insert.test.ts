@@ -176,15 +176,32 @@ describe('SqliteRowInsert (the conversation log on SQLite)', () => {
     expect(prepared.length).toBe(3);
     const stored = await db.knex('conversations').whereIn('id', after).orderBy('id').select('ts');
     expect(stored.map((r) => r.ts)).toEqual([ts - 2, ts - 1, ts]);
+    // A statement that fails to prepare is not kept: that insert fails, the next prepares again.
+    let failNext = true;
+    conn.prepare = ((sql: string, ...rest: unknown[]) => {
+      prepared.push(sql);
+      const use = failNext ? 'not sql at all' : sql;
+      failNext = false;
+      return (original as (...a: unknown[]) => sqlite3.Statement)(use, ...rest);
+    }) as typeof conn.prepare;
+    await expect(rows.insert(batch(5))).rejects.toThrow(/syntax error/);
+    expect(await rows.insert(batch(5))).toHaveLength(5);
+    expect(await rows.insert(batch(5))).toHaveLength(5);
+    expect(prepared.length).toBe(5); // the failed one, its retry; the third insert reuses the retry's
     conn.prepare = original as typeof conn.prepare;
   });
 
   it('close() finalizes the prepared statements, so knex can close its connection', async () => {
+    const client = db.knex.client as { acquireConnection(): Promise<sqlite3.Database>; releaseConnection(c: unknown): Promise<void> };
+    const conn = await client.acquireConnection();
+    await client.releaseConnection(conn);
     await rows.insert([row({ ts: 1 })]);
     await rows.insert([row({ ts: 2 }), row({ ts: 3 })]);
     await rows.close();
-    // Destroying knex with a statement still open fails (SQLITE_BUSY: unfinalized statements).
+    // With a statement still open SQLite refuses to close the connection (SQLITE_BUSY); knex's pool
+    // only logs that and resolves, so what is checked is the connection itself.
     await expect(db.knex.destroy()).resolves.toBeUndefined();
+    expect((conn as unknown as { open: boolean }).open).toBe(false);
     db = openDatabase(`sqlite:${join(dir, 'v.db')}`); // for afterEach
   });
 });
