@@ -99,10 +99,18 @@ class SharedLimit {
   /** 0 when admitted, else the milliseconds until the next request would be. */
   async take(key: string): Promise<number> {
     try {
-      await this.store.timed('rate_limit', () => this.#limiter.consume(key));
-      return 0;
-    } catch (err) {
-      if (err instanceof RateLimiterRes) return Math.max(1, err.msBeforeNext);
+      // A refusal is the limiter's answer, not a Redis failure: it resolves inside timed(), so the
+      // link's error count and error-typed durations are for Redis trouble only.
+      return await this.store.timed('rate_limit', () =>
+        this.#limiter.consume(key).then(
+          () => 0,
+          (err: unknown) => {
+            if (err instanceof RateLimiterRes) return Math.max(1, err.msBeforeNext);
+            throw err;
+          },
+        ),
+      );
+    } catch {
       return 0; // neither Redis nor the insurance limiter answered: admit rather than fail the chat
     }
   }

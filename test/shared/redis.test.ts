@@ -55,6 +55,8 @@ describe.skipIf(!hasRedisServer)('shared state in Redis (two instances, one redi
     const shared = await admitted([new RateLimiter(opts, a), new RateLimiter(opts, b)], 'k', 20);
     expect(shared.ok).toBe(5);
     expect(shared.refusals[0]!.retryAfterS).toBeGreaterThanOrEqual(1);
+    // 15 refusals, and not one of them a Redis error.
+    for (const link of [a!, b!]) expect(link.snapshot()).toMatchObject({ errors: 0, last_error: null });
     const local = await admitted([new RateLimiter(opts), new RateLimiter(opts)], 'k', 20);
     expect(local.ok).toBe(10);
   });
