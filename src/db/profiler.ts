@@ -4,10 +4,10 @@ import { errorType } from '../errors';
 import { preciseIso } from '../telemetry/clock';
 import { currentTraceId } from '../telemetry/correlation';
 import { createHistogram, INSTRUMENTS, type AttributesOf, type TypedHistogram } from '../telemetry/instruments';
-import { LabelSets } from '../telemetry/label-sets';
+import { errorKey, LabelSets } from '../telemetry/label-sets';
+import type { DbSystem } from './knex';
 
 type DbLabels = AttributesOf<typeof INSTRUMENTS.dbOperationDuration>;
-import type { DbSystem } from './knex';
 
 /** Options of {@link QueryProfiler}. */
 export interface ProfilerOptions {
@@ -190,7 +190,7 @@ export class QueryProfiler {
     }
     const { operation, table } = kind;
     const type = err ? errorType(err) : undefined;
-    const attrs = kind.labels.get(type === undefined ? '' : `error:${type}`, () => ({
+    const attrs = kind.labels.get(errorKey(type), () => ({
       'db.system.name': this.#system,
       'db.operation.name': operation,
       ...(table ? { 'db.collection.name': table } : {}),

@@ -2,7 +2,7 @@ import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { CircuitOpen, ClientClosed, isUpstreamFault, VegaError } from '../errors';
 import type { CircuitBreaker } from '../resilience/breaker';
 import { createCounter, INSTRUMENTS, originAttributes, type AttributesOf } from '../telemetry/instruments';
-import { LabelSets } from '../telemetry/label-sets';
+import { errorKey, LabelSets } from '../telemetry/label-sets';
 import { withChildSpan } from '../telemetry/spans';
 import type { LlmProvider, ProviderRequest } from './types';
 
@@ -168,15 +168,12 @@ export class BackendChain {
 
   #count(backend: LlmBackend, outcome: AttemptOutcome, err?: unknown): void {
     const type = err instanceof VegaError ? err.code : err ? 'internal_error' : undefined;
-    const labels = this.#attemptLabels.get(
-      `${backend.name}\n${backend.role}\n${outcome}\n${type === undefined ? '' : `error:${type}`}`,
-      () => ({
-        'vega.llm.backend': backend.name,
-        'vega.llm.backend.role': backend.role,
-        outcome,
-        ...(type !== undefined ? { 'error.type': type } : {}),
-      }),
-    );
+    const labels = this.#attemptLabels.get(`${backend.name}\n${backend.role}\n${outcome}\n${errorKey(type)}`, () => ({
+      'vega.llm.backend': backend.name,
+      'vega.llm.backend.role': backend.role,
+      outcome,
+      ...(type !== undefined ? { 'error.type': type } : {}),
+    }));
     this.#attempts.add(1, labels);
   }
 

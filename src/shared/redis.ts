@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from '../telemetry/instruments';
-import { LabelSets } from '../telemetry/label-sets';
+import { errorKey, LabelSets } from '../telemetry/label-sets';
 import type { Logger } from '../telemetry/logger';
 
 /** Options of {@link RedisLink}. */
@@ -87,7 +87,7 @@ export class RedisLink {
       const out = await fn();
       this.#duration.record(
         (performance.now() - started) / 1000,
-        this.#labels.get(`${operation}\nok`, () => ({ 'db.system.name': 'redis', 'db.operation.name': operation })),
+        this.#labels.get(`${operation}\n`, () => ({ 'db.system.name': 'redis', 'db.operation.name': operation })),
       );
       return out;
     } catch (err) {
@@ -97,7 +97,7 @@ export class RedisLink {
       const type = this.#lastError;
       this.#duration.record(
         (performance.now() - started) / 1000,
-        this.#labels.get(`${operation}\nerror:${type}`, () => ({
+        this.#labels.get(`${operation}\n${errorKey(type)}`, () => ({
           'db.system.name': 'redis',
           'db.operation.name': operation,
           'error.type': type,

@@ -21,7 +21,7 @@ import { redactUrl } from '../config/redact';
 import { outboundTracingSuppressed } from './correlation';
 import { childSpanRecordable } from './spans';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from './instruments';
-import { LabelSets } from './label-sets';
+import { errorKey, LabelSets } from './label-sets';
 
 /**
  * The CLIENT span, the `traceparent` header and `http.client.request.duration` of every outbound
@@ -145,7 +145,7 @@ export function traceOutboundRequests(): () => void {
   };
 
   const labelsOf = (rec: Outbound, status: number | undefined, errorType: string | undefined): ClientLabels => {
-    const key = `${rec.method}\n${status ?? ''}\n${errorType === undefined ? '' : `error:${errorType}`}\n${rec.protocol ?? ''}`;
+    const key = `${rec.method}\n${status ?? ''}\n${errorKey(errorType)}\n${rec.protocol ?? ''}`;
     return rec.target.labels.get(key, () => {
       const labels: Mutable<ClientLabels> = {
         [ATTR_HTTP_REQUEST_METHOD]: rec.method,
