@@ -3,7 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger, turnBufferedStdout } from '../../src/telemetry/logger';
+import { createLogger, redactSecrets, turnBufferedStdout } from '../../src/telemetry/logger';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -70,5 +70,67 @@ describe('the log destination: the lines of one turn written together, in order'
         .filter((l) => l !== '')
         .map((l) => (JSON.parse(l) as { msg: string }).msg),
     ).toEqual(['one', 'two']);
+  });
+});
+
+describe('secrets in a logged object', () => {
+  let dir: string;
+  let file: string;
+  let fd: number;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vega-log-'));
+    file = join(dir, 'out.log');
+    fd = openSync(file, 'w');
+  });
+  afterEach(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const written = () => readFileSync(file, 'utf8');
+  const lastLine = () => JSON.parse(written().trim().split('\n').at(-1)!) as Record<string, unknown>;
+
+  it('censors a secret key at the top level, one object down, and the secret headers', () => {
+    const log = createLogger('info', turnBufferedStdout(fd));
+    const backend = { url: 'http://llm:11434', apiKey: 'sk-nested' };
+    const headers = { 'x-api-key': 'client-key', authorization: 'Bearer abc', 'content-type': 'application/json' };
+    const logged = { apiKey: 'sk-top', api_key: 'k2', token: 'ghp_x', backend, headers, n: 3 };
+    log.warn(logged, 'with secrets');
+    const line = lastLine();
+    expect(line).toMatchObject({
+      apiKey: '***',
+      api_key: '***',
+      token: '***',
+      backend: { url: 'http://llm:11434', apiKey: '***' },
+      headers: { 'x-api-key': '***', authorization: '***', 'content-type': 'application/json' },
+      n: 3,
+      msg: 'with secrets',
+    });
+    for (const secret of ['sk-top', 'k2', 'ghp_x', 'sk-nested', 'client-key', 'Bearer abc']) expect(written()).not.toContain(secret);
+    // the caller's objects are left as they were
+    expect(logged.apiKey).toBe('sk-top');
+    expect(backend.apiKey).toBe('sk-nested');
+    expect(headers.authorization).toBe('Bearer abc');
+  });
+
+  it("censors a child logger's bindings and an error's own secret, keeping the error's message", () => {
+    const log = createLogger('info', turnBufferedStdout(fd))
+      .child({ token: 'bound-secret', component: 'x' })
+      .child({ api_key: 'grandchild-secret', part: 'y' });
+    const err = Object.assign(new Error('upstream refused'), { token: 'err-secret' });
+    log.warn({ err }, 'failed');
+    const line = lastLine() as { token: string; api_key: string; component: string; part: string; err: { message: string; token: string } };
+    expect([line.token, line.api_key, line.component, line.part]).toEqual(['***', '***', 'x', 'y']);
+    expect(line.err.message).toBe('upstream refused');
+    expect(line.err.token).toBe('***');
+    expect(written()).not.toContain('bound-secret');
+    expect(written()).not.toContain('grandchild-secret');
+    expect(written()).not.toContain('err-secret');
+    expect(err.token).toBe('err-secret');
+  });
+
+  it('hands a line without secrets on as it is, nothing copied', () => {
+    const line = { trace_id: 'a'.repeat(32), method: 'POST', status: 200, nested: { url: 'http://x' }, headers: { accept: '*/*' } };
+    expect(redactSecrets(line)).toBe(line);
+    expect(redactSecrets({ token: undefined })).toEqual({ token: undefined });
   });
 });
