@@ -78,8 +78,15 @@ function redactChild(child: Record<string, unknown>, headers: readonly string[] 
   let out: Record<string, unknown> | undefined;
   const censor = (name: string): void => {
     if (!Object.hasOwn(child, name) || child[name] === undefined) return;
-    // An Error's message and stack are its own but not enumerable: carried over by name.
-    out ??= child instanceof Error ? { type: child.name, message: child.message, stack: child.stack, ...(child as object) } : { ...child };
+    // An Error stays one of its class (pino serializes it as an error), with its message and
+    // stack, which are its own but not enumerable, carried over by name.
+    out ??=
+      child instanceof Error
+        ? Object.assign(Object.create(Object.getPrototypeOf(child) as object) as Record<string, unknown>, child, {
+            message: child.message,
+            stack: child.stack,
+          })
+        : { ...child };
     out[name] = CENSOR;
   };
   for (const name of SECRET_KEYS) censor(name);

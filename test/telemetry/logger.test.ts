@@ -7,19 +7,21 @@ import { createLogger, redactSecrets, turnBufferedStdout } from '../../src/telem
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+// Each test logs to a file of its own, through the destination Vega writes standard output with.
+let dir: string;
+let file: string;
+let fd: number;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vega-log-'));
+  file = join(dir, 'out.log');
+  fd = openSync(file, 'w');
+});
+afterEach(() => {
+  closeSync(fd);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 describe('the log destination: the lines of one turn written together, in order', () => {
-  let dir: string;
-  let file: string;
-  let fd: number;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vega-log-'));
-    file = join(dir, 'out.log');
-    fd = openSync(file, 'w');
-  });
-  afterEach(() => {
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-  });
   const lines = () =>
     readFileSync(file, 'utf8')
       .split('\n')
@@ -74,18 +76,6 @@ describe('the log destination: the lines of one turn written together, in order'
 });
 
 describe('secrets in a logged object', () => {
-  let dir: string;
-  let file: string;
-  let fd: number;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vega-log-'));
-    file = join(dir, 'out.log');
-    fd = openSync(file, 'w');
-  });
-  afterEach(() => {
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-  });
   const written = () => readFileSync(file, 'utf8');
   const lastLine = () => JSON.parse(written().trim().split('\n').at(-1)!) as Record<string, unknown>;
 
@@ -116,11 +106,18 @@ describe('secrets in a logged object', () => {
     const log = createLogger('info', turnBufferedStdout(fd))
       .child({ token: 'bound-secret', component: 'x' })
       .child({ api_key: 'grandchild-secret', part: 'y' });
-    const err = Object.assign(new Error('upstream refused'), { token: 'err-secret' });
+    const err = Object.assign(new TypeError('upstream refused'), { token: 'err-secret' });
     log.warn({ err }, 'failed');
-    const line = lastLine() as { token: string; api_key: string; component: string; part: string; err: { message: string; token: string } };
+    const line = lastLine() as {
+      token: string;
+      api_key: string;
+      component: string;
+      part: string;
+      err: { type: string; message: string; stack: string; token: string };
+    };
     expect([line.token, line.api_key, line.component, line.part]).toEqual(['***', '***', 'x', 'y']);
-    expect(line.err.message).toBe('upstream refused');
+    expect(line.err).toMatchObject({ type: 'TypeError', message: 'upstream refused' });
+    expect(line.err.stack).toContain('TypeError: upstream refused');
     expect(line.err.token).toBe('***');
     expect(written()).not.toContain('bound-secret');
     expect(written()).not.toContain('grandchild-secret');
