@@ -18,6 +18,13 @@ export function createLogger(level = 'info', destination: pino.DestinationStream
       base: { service: 'vega' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }), log: redactSecrets, bindings: redactSecrets },
+      // An error is censored once serialized (its cause, its class's fields and all), not before.
+      serializers: {
+        err(err: unknown): unknown {
+          const serialized: unknown = pino.stdSerializers.err(err as Error);
+          return serialized !== null && typeof serialized === 'object' ? redactSecrets(serialized as Record<string, unknown>) : serialized;
+        },
+      },
       mixin() {
         const sc = trace.getActiveSpan()?.spanContext();
         const correlationId = currentCorrelationId();
@@ -27,14 +34,21 @@ export function createLogger(level = 'info', destination: pino.DestinationStream
     },
     destination,
   );
-  // pino formats only the root's bindings; a child's (and so a grandchild's, which inherits this
-  // method) go through the same check here.
+  // pino formats only the root's bindings; a child's (and so a grandchild's, which inherits these
+  // methods from it) go through the same check here.
   type Child = (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => Logger;
+  type SetBindings = (this: Logger, bindings: pino.Bindings) => void;
   const child = logger.child as unknown as Child;
-  const redactingChild: Child = function (bindings, options) {
-    return child.call(this, redactSecrets(bindings), options);
+  const setBindings = logger.setBindings as SetBindings;
+  const redacting: { child: Child; setBindings: SetBindings } = {
+    child(bindings, options) {
+      return child.call(this, redactSecrets(bindings), options);
+    },
+    setBindings(bindings) {
+      setBindings.call(this, redactSecrets(bindings));
+    },
   };
-  (logger as { child: unknown }).child = redactingChild;
+  Object.assign(logger, redacting);
   return logger;
 }
 
@@ -51,9 +65,10 @@ const SECRET_HEADERS = ['x-api-key', 'authorization'];
  * object down (`{ backend: { apiKey } }`), and so are `headers["x-api-key"]` and
  * `headers.authorization`. A line with none of them is returned as it is, with nothing copied
  * (every line is checked, so this is on every request's path); one with a secret is copied, so
- * the caller's object is never changed. pino's own `redact` option did the same through its
- * path engine, which, for the `*.` paths, ran every field of every line through a clone and a
- * parse of each path: 3 us and 10 KB of garbage per request (bench/analysis.md).
+ * the caller's object is never changed. `err` is left to its serializer, which calls this on the
+ * serialized error. pino's own `redact` option did the same through its path engine, which, for
+ * the `*.` paths, ran every field of every line through a clone and a parse of each path: 3 us
+ * and 10 KB of garbage per request (bench/analysis.md).
  */
 export function redactSecrets(obj: Record<string, unknown>): Record<string, unknown> {
   let out: Record<string, unknown> | undefined;
@@ -62,7 +77,7 @@ export function redactSecrets(obj: Record<string, unknown>): Record<string, unkn
     const value = obj[key];
     let redacted = value;
     if (SECRET_KEYS.includes(key)) redacted = value === undefined ? value : CENSOR;
-    else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    else if (key !== 'err' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       redacted = redactChild(value as Record<string, unknown>, key === 'headers' ? SECRET_HEADERS : undefined);
     }
     if (redacted !== value) {
@@ -73,24 +88,23 @@ export function redactSecrets(obj: Record<string, unknown>): Record<string, unkn
   return out ?? obj;
 }
 
-/** `child` with its secret keys (and `headers`' secret headers) censored, or `child` itself if it has none. */
+/**
+ * `child` with its secret keys (and `headers`' secret headers) censored, or `child` itself if it
+ * has none. The copy holds what JSON would print of `child`, its own enumerable fields (for an
+ * Error under another key than `err`, that is all JSON prints of it too). An object with a
+ * `toJSON` is left to it: it prints what its class chose to, and a copy would print more.
+ */
 function redactChild(child: Record<string, unknown>, headers: readonly string[] | undefined): Record<string, unknown> {
+  if (typeof child.toJSON === 'function') return child;
   let out: Record<string, unknown> | undefined;
-  const censor = (name: string): void => {
-    if (!Object.hasOwn(child, name) || child[name] === undefined) return;
-    // An Error stays one of its class (pino serializes it as an error), with its message and
-    // stack, which are its own but not enumerable, carried over by name.
-    out ??=
-      child instanceof Error
-        ? Object.assign(Object.create(Object.getPrototypeOf(child) as object) as Record<string, unknown>, child, {
-            message: child.message,
-            stack: child.stack,
-          })
-        : { ...child };
-    out[name] = CENSOR;
-  };
-  for (const name of SECRET_KEYS) censor(name);
-  if (headers) for (const name of headers) censor(name);
+  for (const name of SECRET_KEYS) {
+    if (child[name] !== undefined && Object.hasOwn(child, name)) (out ??= { ...child })[name] = CENSOR;
+  }
+  if (headers) {
+    for (const name of headers) {
+      if (child[name] !== undefined && Object.hasOwn(child, name)) (out ??= { ...child })[name] = CENSOR;
+    }
+  }
   return out ?? child;
 }
 

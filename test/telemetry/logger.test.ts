@@ -125,9 +125,54 @@ describe('secrets in a logged object', () => {
     expect(err.token).toBe('err-secret');
   });
 
-  it('hands a line without secrets on as it is, nothing copied', () => {
+  it("censors an error's secret after pino serializes it: cause, class fields and getter-only messages kept", () => {
+    const log = createLogger('info', turnBufferedStdout(fd));
+    const withCause = Object.assign(new Error('outer', { cause: new Error('inner') }), { token: 'cause-secret' });
+    log.warn({ err: withCause }, 'a');
+    const a = lastLine() as { err: { message: string; stack: string; token: string } };
+    expect(a.err.message).toBe('outer: inner');
+    expect(a.err.stack).toContain('caused by: Error: inner');
+    expect(a.err.token).toBe('***');
+    const abort = Object.assign(new DOMException('the operation was aborted', 'AbortError'), { token: 'abort-secret' });
+    log.warn({ err: abort }, 'b');
+    expect(lastLine()).toMatchObject({ err: { type: 'DOMException', message: 'the operation was aborted', token: '***' } });
+    const inherited = Object.create({ token: 'inherited-secret' }) as Error;
+    Object.assign(inherited, { message: 'with a secret on its prototype' });
+    log.warn({ err: inherited }, 'c');
+    // elsewhere than `err` an error prints its own fields, as JSON would
+    log.warn({ error: Object.assign(new Error('elsewhere'), { token: 'other-secret', code: 'E1' }) }, 'd');
+    expect(lastLine()).toMatchObject({ error: { token: '***', code: 'E1' } });
+    for (const secret of ['cause-secret', 'abort-secret', 'inherited-secret', 'other-secret']) expect(written()).not.toContain(secret);
+  });
+
+  it('leaves an object with toJSON to it, and reads null-prototype headers', () => {
+    const log = createLogger('info', turnBufferedStdout(fd));
+    class Credentials {
+      constructor(
+        readonly token: string,
+        readonly password: string,
+      ) {}
+      toJSON() {
+        return { kind: 'credentials' };
+      }
+    }
+    const headers = Object.assign(Object.create(null) as Record<string, string>, { authorization: 'Bearer null-proto', accept: '*/*' });
+    log.setBindings({ api_key: 'set-later' });
+    log.warn({ creds: new Credentials('t', 'pw-secret'), headers }, 'e');
+    expect(lastLine()).toMatchObject({ creds: { kind: 'credentials' }, headers: { authorization: '***', accept: '*/*' }, api_key: '***' });
+    for (const secret of ['pw-secret', 'null-proto', 'set-later']) expect(written()).not.toContain(secret);
+  });
+
+  it('hands a line without secrets on as it is, and copies one with a secret', () => {
     const line = { trace_id: 'a'.repeat(32), method: 'POST', status: 200, nested: { url: 'http://x' }, headers: { accept: '*/*' } };
     expect(redactSecrets(line)).toBe(line);
-    expect(redactSecrets({ token: undefined })).toEqual({ token: undefined });
+    const unset = { token: undefined, n: 1 };
+    expect(redactSecrets(unset)).toBe(unset);
+    const nested = { url: 'http://x', token: 't' };
+    const secret = { apiKey: 'k', nested, n: 1 };
+    const out = redactSecrets(secret);
+    expect(out).toEqual({ apiKey: '***', nested: { url: 'http://x', token: '***' }, n: 1 });
+    expect(secret).toEqual({ apiKey: 'k', nested: { url: 'http://x', token: 't' }, n: 1 });
+    expect(out.nested).not.toBe(nested);
   });
 });
