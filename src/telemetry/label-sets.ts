@@ -3,6 +3,11 @@ import type { Attributes } from '@opentelemetry/api';
 /** Under the test runner, every LabelSets lookup is checked (see below). */
 const VERIFY = process.env.VITEST !== undefined;
 
+/** A label-set key's part for an error type: '' for none, never equal to a key part without one. */
+export function errorKey(type: string | undefined): string {
+  return type === undefined ? '' : `error:${type}`;
+}
+
 /**
  * Attribute sets for the metric recordings made on every request, built once and frozen (or, for
  * a group of sets recorded together, a frozen record of frozen sets).
@@ -20,11 +25,6 @@ const VERIFY = process.env.VITEST !== undefined;
  * whole suite, not only a test that happens to read that label. Past `max` distinct keys a set is
  * still built and frozen, but not kept.
  */
-/** A label-set key's part for an error type: '' for none, never equal to a key part without one. */
-export function errorKey(type: string | undefined): string {
-  return type === undefined ? '' : `error:${type}`;
-}
-
 export class LabelSets<A extends object> {
   readonly #sets = new Map<string, Readonly<A>>();
   readonly #max: number;

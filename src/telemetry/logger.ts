@@ -96,16 +96,18 @@ export function redactSecrets(obj: Record<string, unknown>): Record<string, unkn
  */
 function redactChild(child: Record<string, unknown>, headers: readonly string[] | undefined): Record<string, unknown> {
   if (typeof child.toJSON === 'function') return child;
-  let out: Record<string, unknown> | undefined;
-  for (const name of SECRET_KEYS) {
-    if (child[name] !== undefined && Object.hasOwn(child, name)) (out ??= { ...child })[name] = CENSOR;
-  }
-  if (headers) {
-    for (const name of headers) {
-      if (child[name] !== undefined && Object.hasOwn(child, name)) (out ??= { ...child })[name] = CENSOR;
-    }
-  }
-  return out ?? child;
+  const out = censored(child, SECRET_KEYS, undefined);
+  return (headers ? censored(child, headers, out) : out) ?? child;
+}
+
+/** `out` (or, if undefined, a copy of `from` made on the first find) with each of `names` that `from` has censored. */
+function censored(
+  from: Record<string, unknown>,
+  names: readonly string[],
+  out: Record<string, unknown> | undefined,
+): Record<string, unknown> | undefined {
+  for (const name of names) if (from[name] !== undefined && Object.hasOwn(from, name)) (out ??= { ...from })[name] = CENSOR;
+  return out;
 }
 
 let stdoutDestination: ReturnType<typeof turnBufferedStdout> | undefined;
