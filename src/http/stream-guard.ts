@@ -16,6 +16,24 @@ export interface StreamGuardOptions {
   readonly onClose?: (err: StreamClosed) => void;
 }
 
+/**
+ * Node's response corks its socket on a write and uncorks it on the next tick, and a tick queued
+ * from a promise continuation runs only once every pending continuation has. A relay that reads
+ * several upstream events in one go would so hold its first frame (and the headers with it)
+ * until it had turned the whole burst into frames. The first write is sent at once; later ones
+ * keep Node's batching, so a burst of a thousand events is not a thousand packets.
+ */
+function sendFirstWriteAtOnce(res: ServerResponse): void {
+  const write = res.write;
+  res.write = function (this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
+    this.write = write;
+    const corked = this.socket?.writableCorked ?? 0;
+    const ok = write.apply(this, args);
+    if (this.socket && this.socket.writableCorked > corked) this.socket.uncork();
+    return ok;
+  } as ServerResponse['write'];
+}
+
 let closedCounter: ReturnType<typeof createCounter> | undefined;
 
 /** How long a closed stream's last frame may take to reach a client before the socket is dropped. */
@@ -30,6 +48,7 @@ const GRACE_MS = 1000;
  * its connection), an `error` event is written, and the socket is closed after a short grace.
  */
 export function guardStream(res: ServerResponse, body: Readable, opts: StreamGuardOptions): void {
+  sendFirstWriteAtOnce(res);
   const started = Date.now();
   let stalledSince: number | undefined;
   const tick = Math.max(10, Math.min(1000, opts.stallMs / 4, opts.maxMs / 4));
