@@ -20,8 +20,13 @@ async function main() {
   const ttfb = [];
   let errors = 0;
   const warmup = opts.warmup ?? 2000;
+  // opts.clockFile: each measured request's send and first-byte times on the machine's monotonic
+  // clock (ns, as strings), for bench/timeline.js to line up with Vega's own.
+  const clock = [];
   for (let i = 0; i < count + warmup; i++) {
     const t0 = performance.now();
+    const sentNs = opts.clockFile ? process.hrtime.bigint() : 0n;
+    let firstNs = 0n;
     const res = await request(url, {
       method: opts.body ? 'POST' : 'GET',
       headers: opts.headers,
@@ -30,16 +35,21 @@ async function main() {
     });
     let first;
     for await (const chunk of res.body) {
-      if (first === undefined && chunk.length > 0) first = performance.now();
+      if (first === undefined && chunk.length > 0) {
+        first = performance.now();
+        if (opts.clockFile) firstNs = process.hrtime.bigint();
+      }
     }
     const t1 = performance.now();
     if (res.statusCode !== 200) errors++;
     if (i >= warmup) {
       times.push(t1 - t0);
       ttfb.push((first ?? t1) - t0);
+      if (opts.clockFile) clock.push([String(sentNs), String(firstNs)]);
     }
   }
   await agent.close();
+  if (opts.clockFile) require('node:fs').writeFileSync(opts.clockFile, JSON.stringify(clock));
   const pct = (xs, p) => {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];

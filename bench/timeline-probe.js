@@ -28,7 +28,7 @@ const once = (r, key) => {
 const emit = http.Server.prototype.emit;
 http.Server.prototype.emit = function (event, req, res) {
   if (event === 'request' && req.url.startsWith('/chat')) {
-    current = { t0: performance.now() };
+    current = { t0: performance.now(), t0Ns: String(process.hrtime.bigint()) };
     res.vegaTimeline = current;
     const r = current;
     res.once('pipe', () => once(r, 'piped'));
@@ -64,13 +64,27 @@ http.ServerResponse.prototype.write = function () {
   once(this.vegaTimeline, 'firstWrite');
   return write.apply(this, arguments);
 };
+// The first bytes of the answer handed to the kernel (a write may sit in a corked socket first).
+const net = require('node:net');
+const writeGeneric = net.Socket.prototype._writeGeneric;
+net.Socket.prototype._writeGeneric = function () {
+  const r = this._httpMessage?.vegaTimeline;
+  if (r && r.firstWrite !== undefined && r.socketWrite === undefined) {
+    once(r, 'socketWrite');
+    r.socketWriteNs = String(process.hrtime.bigint());
+  }
+  return writeGeneric.apply(this, arguments);
+};
 const end = http.ServerResponse.prototype.end;
 http.ServerResponse.prototype.end = function () {
   const r = this.vegaTimeline;
   if (r && r.end === undefined) {
     once(r, 'firstWrite');
     r.end = since(r);
-    setImmediate(() => once(r, 'idleAfterEnd'));
+    setImmediate(() => {
+      once(r, 'idleAfterEnd');
+      r.idleNs = String(process.hrtime.bigint());
+    });
   }
   return end.apply(this, arguments);
 };

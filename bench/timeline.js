@@ -6,12 +6,13 @@
 // bench/timeline-probe.js preloaded, N sequential cache-miss chats are measured after the warm-up,
 // and the medians of each step are printed, then the slowest 1% with what each of them waited on.
 //
-//   node bench/timeline.js [--n=1000] [--warmup=2000] [--stream] [--dist=DIR]     (`npm run build` first)
+//   node bench/timeline.js [--n=1000] [--warmup=2000] [--stream] [--dist=DIR] [--env=NAME=VALUE,...]
+//   (`npm run build` first; --env adds settings to Vega's environment)
 const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { constants } = require('node:perf_hooks');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { arg, median: medianOf } = require('./lib');
+const { arg, envArg, median: medianOf } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 const { seq } = require('./gateway');
 
@@ -33,6 +34,7 @@ const STEPS = [
   ['routeHasAnswer', 'the route has the answer (a stream: opened, its first event read)'],
   ['piped', "Koa pipes the stream into the response (the middleware's way back done)"],
   ['firstWrite', 'first write to the client'],
+  ['socketWrite', 'its bytes handed to the socket'],
   ['insertCalled', "the conversation's insert handed to SQLite's thread"],
   ['insertDone', 'the insert done, back on the main thread'],
   ['end', 'answer ended'],
@@ -60,17 +62,23 @@ function cause(r, typical) {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'vega-timeline-'));
   const file = join(dir, 'timeline.json');
+  const clockFile = join(dir, 'client.json');
   const upstream = await startUpstream();
   const body = { prompt: 'where does the time go', ...(stream ? { stream: true } : {}) };
   let vegaRun;
   let direct;
   try {
     const vega = await startVega(
-      { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', TIMELINE_FILE: file },
+      { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', TIMELINE_FILE: file, ...envArg() },
       { nodeArgs: ['--require', join(__dirname, 'timeline-probe.js')], dist: dist && join(process.cwd(), dist) },
     );
     try {
-      vegaRun = await seq(`${vega.url}/chat`, n, { warmup, headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body });
+      vegaRun = await seq(`${vega.url}/chat`, n, {
+        warmup,
+        clockFile,
+        headers: { 'content-type': 'application/json', 'x-api-key': KEY },
+        body,
+      });
     } finally {
       await vega.stop(); // the probe writes its file as the process exits
     }
@@ -82,8 +90,19 @@ async function main() {
     await upstream.stop();
   }
   const { rows: all, gcs } = JSON.parse(readFileSync(file, 'utf8'));
+  const client = JSON.parse(readFileSync(clockFile, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
   const rows = all.slice(warmup).filter((r) => r.end !== undefined);
+  // Both clocks are the machine's monotonic one: the legs on the wire and in the other processes.
+  const legs = { arrive: [], deliver: [], idleBeforeSend: [] };
+  all.slice(warmup).forEach((r, i, measured) => {
+    const c = client[i];
+    const prev = measured[i - 1];
+    if (prev?.idleNs && c) legs.idleBeforeSend.push(Number(BigInt(c[0]) - BigInt(prev.idleNs)) / 1e6);
+    if (!c || !r.socketWriteNs) return;
+    legs.arrive.push(Number(BigInt(r.t0Ns) - BigInt(c[0])) / 1e6);
+    legs.deliver.push(Number(BigInt(c[1]) - BigInt(r.socketWriteNs)) / 1e6);
+  });
   const typical = Object.fromEntries(STEPS.map(([k]) => [k, median(rows.map((r) => r[k]))]));
   const out = [
     `${rows.length} sequential ${stream ? 'streamed' : 'complete'} chats after ${warmup} warm, ${process.version}`,
@@ -95,6 +114,8 @@ async function main() {
       .sort((a, b) => typical[a[0]] - typical[b[0]])
       .map(([k, label]) => `| ${label} | ${ms(typical[k])} |`),
     `| (the upstream's wait with Vega's loop busy) | ${ms(median(rows.map((r) => r.waitActive)))} |`,
+    '',
+    `the client's send -> Vega's request event: ${ms(median(legs.arrive))} ms; the first bytes to the socket -> the client has them: ${ms(median(legs.deliver))} ms (medians); Vega idle after the previous answer -> the client's send: ${ms(median(legs.idleBeforeSend))} ms (${legs.idleBeforeSend.filter((x) => x < 0).length} of ${legs.idleBeforeSend.length} sent before it)`,
   ];
   const first = rows[0]?.t0 ?? 0;
   const measured = gcs.filter((g) => g.at >= first);
