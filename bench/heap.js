@@ -13,13 +13,15 @@
 // (a sampled estimate: runs agree to a few per cent).
 //
 // --hit makes every measured chat a cache hit (the same prompt, the response cache on).
+// --export sends every span over OTLP to a sink (bench/fake-upstream.js), as the export ratio's run
+// does; --env adds settings to Vega's environment (e.g. --env=OTEL_EXPORTER_OTLP_PROTOCOL=http/json).
 //
-//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all] [--hit] [--dist=DIR]
+//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all] [--hit] [--export] [--env=NAME=VALUE,...] [--dist=DIR]
 const { existsSync, mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { startUpstream, startVega, KEY } = require('./procs');
-const { arg } = require('./lib');
+const { arg, envArg } = require('./lib');
 const { seq } = require('./gateway');
 
 function summarize(profile, top, perChat) {
@@ -67,6 +69,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'vega-heap-'));
   const file = join(dir, 'heap.json');
   const upstream = await startUpstream();
+  const sink = process.argv.includes('--export') ? await startUpstream() : undefined;
   const headers = { 'content-type': 'application/json', 'x-api-key': KEY };
   try {
     const vega = await startVega(
@@ -76,6 +79,8 @@ async function main() {
         COALESCING: 'false',
         HEAP_SAMPLE_FILE: file,
         ...(all ? { HEAP_SAMPLE_ALL: '1' } : {}),
+        ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
+        ...envArg(),
       },
       { telemetry, nodeArgs: ['--require', join(__dirname, 'heap-sampler.js')], ...(distArg ? { dist: resolve(distArg) } : {}) },
     );
@@ -110,6 +115,7 @@ async function main() {
     process.stdout.write(`${summarize(JSON.parse(readFileSync(file, 'utf8')), top, all ? n : undefined)}\n`);
   } finally {
     await upstream.stop();
+    await sink?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
