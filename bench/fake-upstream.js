@@ -4,9 +4,10 @@
 // slow integration endpoints (/slow/*, answering after INTEGRATION_DELAY_MS). The benchmarks run
 // it as their upstream (answering at once, by default); docker-compose runs it as the stack's
 // backend with some latency, a token rate and an error rate, so every dashboard panel has data.
-// It is also an OTLP/HTTP (JSON) sink: POST /v1/traces and /v1/metrics are counted and accepted,
-// GET /otlp-stats reports {requests, spans}; the telemetry benchmark exports Vega's spans to it
-// (OTLP_DUMP=FILE also writes each span's name, ids and times to FILE, for bench/stages.js).
+// It is also an OTLP/HTTP sink (protobuf or JSON): POST /v1/traces and /v1/metrics are counted and
+// accepted, GET /otlp-stats reports {requests, spans}; the telemetry benchmark exports Vega's spans
+// to it (OTLP_DUMP=FILE also writes each span's name, ids and times to FILE, for bench/stages.js,
+// which has Vega send JSON).
 //   HOST [127.0.0.1], PORT [0: any], LATENCY_MS [0] before the first byte, TOKENS_PER_S [0: no
 //   pacing] for streams, ERROR_RATE [0] share of chats answered 500, STREAM_CHUNKS [3].
 // Prints {"port": N} on stdout when listening.
@@ -60,12 +61,61 @@ function countSpans(body) {
   }
 }
 
+/**
+ * Spans in one OTLP protobuf export, by walking its length-delimited fields without decoding a
+ * span: ExportTraceServiceRequest.resource_spans (1) > ResourceSpans.scope_spans (2) >
+ * ScopeSpans.spans (2).
+ */
+function countProtobufSpans(buf) {
+  const walk = (start, end, visit) => {
+    let pos = start;
+    const varint = () => {
+      let v = 0;
+      for (let shift = 0; ; shift += 7) {
+        const b = buf[pos++];
+        v += (b & 0x7f) * 2 ** shift;
+        if (b < 0x80) return v;
+      }
+    };
+    while (pos < end) {
+      const key = varint();
+      const wire = key & 7;
+      if (wire === 0) varint();
+      else if (wire === 1) pos += 8;
+      else if (wire === 5) pos += 4;
+      else if (wire === 2) {
+        const len = varint();
+        visit(key >>> 3, pos, pos + len);
+        pos += len;
+      } else return;
+    }
+  };
+  let n = 0;
+  try {
+    walk(0, buf.length, (f, s, e) => {
+      if (f === 1)
+        walk(s, e, (g, s2, e2) => {
+          if (g === 2)
+            walk(s2, e2, (h) => {
+              if (h === 2) n += 1;
+            });
+        });
+    });
+  } catch {
+    return n;
+  }
+  return n;
+}
+
 const server = createServer((req, res) => {
-  let body = '';
+  const chunks = [];
   req.on('data', (c) => {
-    body += c;
+    chunks.push(c);
   });
   req.on('end', () => {
+    const raw = Buffer.concat(chunks);
+    const protobuf = /^application\/x-protobuf/.test(req.headers['content-type'] ?? '');
+    const body = protobuf ? '' : raw.toString('utf8');
     const path = (req.url ?? '/').split('?')[0];
     if (path.startsWith('/slow/')) {
       setTimeout(() => {
@@ -76,9 +126,10 @@ const server = createServer((req, res) => {
     }
     if (path === '/v1/traces' || path === '/v1/metrics') {
       otlp.requests += 1;
-      if (path === '/v1/traces') otlp.spans += countSpans(body);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
+      if (path === '/v1/traces') otlp.spans += protobuf ? countProtobufSpans(raw) : countSpans(body);
+      // An empty export response in the request's encoding: full success.
+      if (protobuf) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       return;
     }
     if (path === '/otlp-stats') {

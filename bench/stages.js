@@ -37,6 +37,7 @@ async function main() {
         CACHE_MAX_ENTRIES: '0',
         COALESCING: 'false',
         OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', // the sink writes spans down from JSON
         OTEL_BSP_SCHEDULE_DELAY: '200',
       },
       { dist: dist && join(process.cwd(), dist) },

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { closeServer, listenOnLoopback } from './loopback';
+import { decodeTraceRequest } from './otlp-protobuf';
 
 /** A span as the receiver stores it: ids in hex, attributes flattened to plain values. */
 export interface ReceivedSpan {
@@ -18,11 +19,14 @@ export interface ReceivedSpan {
 }
 
 /**
- * An OTLP/HTTP trace receiver on 127.0.0.1: accepts `POST /v1/traces` in OTLP/JSON (what
- * @opentelemetry/exporter-trace-otlp-http sends) and keeps every span.
+ * An OTLP/HTTP trace receiver on 127.0.0.1: accepts `POST /v1/traces` in protobuf (what Vega
+ * sends by default) or JSON (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) and keeps every span,
+ * counting the requests of each encoding.
  */
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
+  /** Export requests received, by encoding. */
+  readonly requests = { protobuf: 0, json: 0 };
   readonly #server: Server;
 
   private constructor() {
@@ -30,13 +34,19 @@ export class OtlpReceiver {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if (req.url !== '/v1/traces' || req.method !== 'POST' || !/json/.test(req.headers['content-type'] ?? '')) {
+        const type = req.headers['content-type'] ?? '';
+        const protobuf = /^application\/x-protobuf/.test(type);
+        if (req.url !== '/v1/traces' || req.method !== 'POST' || !(protobuf || /json/.test(type))) {
           res.writeHead(415).end();
           return;
         }
         try {
-          this.#collect(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+          const body = Buffer.concat(chunks);
+          this.#collect(protobuf ? decodeTraceRequest(body) : JSON.parse(body.toString('utf8')));
+          this.requests[protobuf ? 'protobuf' : 'json'] += 1;
+          // An empty ExportTraceServiceResponse in either encoding: full success.
+          if (protobuf) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+          else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
         } catch {
           res.writeHead(400).end();
         }
@@ -98,7 +108,7 @@ export class OtlpReceiver {
   }
 }
 
-/** OTLP/JSON sends 64-bit times as decimal strings (some encoders as numbers or {low, high}). */
+/** OTLP/JSON sends 64-bit times as decimal strings (the protobuf decoder too) (some encoders as numbers or {low, high}). */
 function nanos(v: unknown): string {
   if (typeof v === 'string' || typeof v === 'number') return BigInt(v).toString();
   if (v && typeof v === 'object' && 'low' in v && 'high' in v) {
@@ -108,7 +118,7 @@ function nanos(v: unknown): string {
   return '0';
 }
 
-/** OTLP/JSON ids are hex; accept base64 too, as some encoders send it. */
+/** OTLP/JSON ids are hex (the protobuf decoder makes them so); accept base64 too, as some encoders send it. */
 function hex(v: unknown): string {
   if (typeof v !== 'string' || v === '') return '';
   return /^[0-9a-f]+$/i.test(v) && (v.length === 32 || v.length === 16) ? v.toLowerCase() : Buffer.from(v, 'base64').toString('hex');

@@ -74,6 +74,11 @@ describe('tracing', () => {
     expect(call.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-${client.spanId}-01$`));
   });
 
+  it('exports in protobuf, the OTLP default, when no protocol is set', async () => {
+    await otlp.waitFor(() => otlp.requests.protobuf > 0);
+    expect(otlp.requests.json).toBe(0);
+  });
+
   it('records a client X-Correlation-ID as correlation.id on the server span and echoes it', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'mine' }, { 'x-correlation-id': 'my-trace-001' });
     expect(res.status).toBe(200);
@@ -203,5 +208,49 @@ describe('with no span exporter configured', () => {
     const text = await (await fetch(`${bare.url}/metrics`)).text();
     expect(text).toMatch(/^http_server_request_duration_bucket\{.*http_route="\/chat".*le="[0-9.]+"/m);
     expect(text).toMatch(/^gen_ai_client_operation_duration_bucket\{[^}]*gen_ai_provider_name="ollama"/m);
+  });
+});
+
+describe('OTLP encoding', () => {
+  /** A Vega exporting to its own receiver with `env`; the trace of one chat, and the logs. */
+  async function exportOneChat(env: Record<string, string>) {
+    const receiver = await OtlpReceiver.start();
+    const one = await startVega({
+      env: { LLM_BASE_URL: fake.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100', ...env },
+    });
+    try {
+      const res = await postJson(one.url, '/chat', { prompt: 'encoded' });
+      expect(res.status).toBe(200);
+      const traceId = res.headers.get('x-correlation-id')!;
+      await receiver.waitFor(() => receiver.trace(traceId).some((s) => s.kind === SERVER));
+      return { receiver, spans: receiver.trace(traceId), logs: one.logs };
+    } finally {
+      await one.stop();
+      one.cleanup();
+      await receiver.close();
+    }
+  }
+
+  it('sends JSON with OTEL_EXPORTER_OTLP_PROTOCOL=http/json, the same spans as protobuf', async () => {
+    const json = await exportOneChat({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+    const proto = await exportOneChat({});
+    expect(json.receiver.requests.protobuf).toBe(0);
+    expect(proto.receiver.requests.json).toBe(0);
+    const shape = (spans: typeof json.spans) =>
+      spans
+        .map((s) => ({ name: s.name, kind: s.kind, scope: s.scope, keys: Object.keys(s.attributes).sort(), events: s.events.length }))
+        .sort((a, b) => a.name.localeCompare(b.name));
+    expect(shape(proto.spans)).toEqual(shape(json.spans));
+    const server = proto.spans.find((s) => s.kind === SERVER)!;
+    expect(server.attributes).toMatchObject({ 'http.route': '/chat', 'http.response.status_code': 200, 'url.scheme': 'http' });
+    expect(BigInt(server.endTimeUnixNano)).toBeGreaterThan(BigInt(server.startTimeUnixNano));
+  });
+
+  it('says once that it does not speak grpc, and sends protobuf over HTTP', async () => {
+    const grpc = await exportOneChat({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' });
+    expect(grpc.receiver.requests.protobuf).toBeGreaterThan(0);
+    const warned = grpc.logs.filter((l) => typeof l.msg === 'string' && l.msg.includes("OTLP protocol 'grpc'"));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]!.level).toBe(40);
   });
 });
