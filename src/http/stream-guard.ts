@@ -25,13 +25,14 @@ export interface StreamGuardOptions {
  */
 function sendFirstWriteAtOnce(res: ServerResponse): void {
   const write = res.write;
-  res.write = function (this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
-    this.write = write;
+  const first = function (this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
+    if (this.write === first) this.write = write; // unless a later layer wrapped it in turn
     const corked = this.socket?.writableCorked ?? 0;
     const ok = write.apply(this, args);
     if (this.socket && this.socket.writableCorked > corked) this.socket.uncork();
     return ok;
   } as ServerResponse['write'];
+  res.write = first;
 }
 
 let closedCounter: ReturnType<typeof createCounter> | undefined;

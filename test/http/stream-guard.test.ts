@@ -1,9 +1,10 @@
-import type { Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import Koa from 'koa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guardStream } from '../../src/http/stream-guard';
+import { closeServer, listenOnLoopback } from '../support/loopback';
 
 // A streamed answer as the /chat and /v1 routes build it: Koa pipes a Readable made from an async
 // generator into the response, under guardStream. The generator here produces a burst (every
@@ -35,13 +36,12 @@ beforeAll(async () => {
     ctx.body = stream;
     guardStream(ctx.res, stream, { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
   });
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = createServer(app.callback());
+  base = await listenOnLoopback(server);
 });
 
 afterAll(async () => {
-  await new Promise((r) => server.close(r));
+  await closeServer(server);
 });
 
 describe('guardStream', () => {
