@@ -11,6 +11,7 @@ import { checkBackend } from './llm/backend-check';
 import { HttpPool } from './net/dispatcher';
 import { BreakerRegistry } from './resilience/breaker';
 import { telemetryHooks } from './telemetry/hooks';
+import { otlpContentType, otlpProtocol } from './telemetry/otlp-protocol';
 
 type Outcome = 'pass' | 'warn' | 'fail';
 interface Check {
@@ -126,15 +127,17 @@ export async function verify(env: Record<string, string | undefined>, out: (line
     env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
     (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : undefined);
   if (endpoint) {
+    // An empty export in the encoding Vega will send (an empty protobuf message is no bytes).
+    const { protocol } = otlpProtocol('TRACES', env);
     try {
       const res = await request(endpoint, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{"resourceSpans":[]}',
+        headers: { 'content-type': otlpContentType(protocol) },
+        body: protocol === 'http/json' ? '{"resourceSpans":[]}' : '',
         signal: AbortSignal.timeout(3000),
       });
       await res.body.dump();
-      add('OTLP endpoint', res.statusCode < 300 ? 'pass' : 'warn', `${redactUrl(endpoint)} answered ${res.statusCode}`);
+      add('OTLP endpoint', res.statusCode < 300 ? 'pass' : 'warn', `${redactUrl(endpoint)} answered ${res.statusCode} to ${protocol}`);
     } catch (err) {
       add('OTLP endpoint', 'warn', `${redactUrl(endpoint)} unreachable (${(err as { code?: string }).code ?? (err as Error).message})`);
     }

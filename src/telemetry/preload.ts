@@ -36,6 +36,7 @@ import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
 import { traceOutboundRequests } from './outbound-http';
 import { redactUrl } from '../config/redact';
+import { otlpProtocol } from './otlp-protocol';
 
 /**
  * W3C trace context, `traceparent` only. A client's `tracestate` and `baggage` (kilobytes of its
@@ -71,28 +72,26 @@ function list(name: string): string[] {
     .filter(Boolean);
 }
 
-/** The OTLP encodings Vega sends over HTTP. */
-type OtlpProtocol = 'http/protobuf' | 'http/json';
-
 /**
- * The encoding of one signal's OTLP export: OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL, else
- * OTEL_EXPORTER_OTLP_PROTOCOL, else `http/protobuf` (the OpenTelemetry default). Protobuf is also
- * the cheaper one: about half JSON's CPU per span, in 40% of the bytes (bench/otlp-encode.js). A
- * value Vega does not speak (`grpc`) falls back to protobuf, said once.
+ * OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT (ms; 60,000 / 30,000 by default), which the SDK reads only
+ * for readers it builds itself. A timeout longer than the interval is cut to it, as the reader
+ * requires.
  */
-function otlpProtocol(signal: 'TRACES' | 'METRICS'): { protocol: OtlpProtocol; warning?: string } {
-  const asked = (process.env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`] || process.env.OTEL_EXPORTER_OTLP_PROTOCOL || '').trim();
-  if (asked === '' || asked === 'http/protobuf' || asked === 'http/json')
-    return { protocol: asked === 'http/json' ? asked : 'http/protobuf' };
-  return {
-    protocol: 'http/protobuf',
-    warning: `OTLP protocol '${asked.slice(0, 40)}' for ${signal.toLowerCase()} is not supported (http/protobuf, http/json); using http/protobuf`,
+function metricExportTiming(): { exportIntervalMillis: number; exportTimeoutMillis: number } {
+  const ms = (name: string, fallback: number) => {
+    const v = Number(process.env[name]);
+    return Number.isFinite(v) && v > 0 ? v : fallback;
   };
+  const exportIntervalMillis = ms('OTEL_METRIC_EXPORT_INTERVAL', 60_000);
+  return { exportIntervalMillis, exportTimeoutMillis: Math.min(ms('OTEL_METRIC_EXPORT_TIMEOUT', 30_000), exportIntervalMillis) };
 }
 
-/** One JSON line from the preload, which runs before Vega's logger exists, on the log's stream (stdout). */
+/**
+ * One line from the preload, which runs before Vega's logger exists: on the log's stream (stdout),
+ * in its shape (telemetry/logger.ts).
+ */
 function preloadLog(level: 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ level: level === 'warn' ? 40 : 50, time: Date.now(), msg, ...fields })}\n`);
+  process.stdout.write(`${JSON.stringify({ level, time: new Date().toISOString(), service: 'vega', ...fields, msg })}\n`);
 }
 
 /**
@@ -156,7 +155,7 @@ function start(): void {
     const { protocol, warning } = otlpProtocol('METRICS');
     if (warning) preloadLog('warn', warning);
     const exporter = protocol === 'http/json' ? new OTLPJsonMetricExporter() : new OTLPProtoMetricExporter();
-    readers.push(new PeriodicExportingMetricReader({ exporter }));
+    readers.push(new PeriodicExportingMetricReader({ exporter, ...metricExportTiming() }));
     metricsDescription += ` + OTLP push (${protocol})`;
   }
   const traces = traceProcessors();

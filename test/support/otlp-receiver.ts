@@ -19,14 +19,16 @@ export interface ReceivedSpan {
 }
 
 /**
- * An OTLP/HTTP trace receiver on 127.0.0.1: accepts `POST /v1/traces` in protobuf (what Vega
- * sends by default) or JSON (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) and keeps every span,
- * counting the requests of each encoding.
+ * An OTLP/HTTP receiver on 127.0.0.1: accepts `POST /v1/traces` in protobuf (what Vega sends by
+ * default) or JSON (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) and keeps every span; accepts and
+ * counts `POST /v1/metrics`; counts the requests of each encoding.
  */
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
-  /** Export requests received, by encoding. */
+  /** Trace export requests received, by encoding. */
   readonly requests = { protobuf: 0, json: 0 };
+  /** Metric export requests received (counted, not read), by encoding. */
+  readonly metricRequests = { protobuf: 0, json: 0 };
   readonly #server: Server;
 
   private constructor() {
@@ -36,8 +38,14 @@ export class OtlpReceiver {
       req.on('end', () => {
         const type = req.headers['content-type'] ?? '';
         const protobuf = /^application\/x-protobuf/.test(type);
-        if (req.url !== '/v1/traces' || req.method !== 'POST' || !(protobuf || /json/.test(type))) {
+        if (req.method !== 'POST' || !(protobuf || /json/.test(type)) || (req.url !== '/v1/traces' && req.url !== '/v1/metrics')) {
           res.writeHead(415).end();
+          return;
+        }
+        if (req.url === '/v1/metrics') {
+          this.metricRequests[protobuf ? 'protobuf' : 'json'] += 1;
+          if (protobuf) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+          else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
           return;
         }
         try {
@@ -108,7 +116,7 @@ export class OtlpReceiver {
   }
 }
 
-/** OTLP/JSON sends 64-bit times as decimal strings (the protobuf decoder too) (some encoders as numbers or {low, high}). */
+/** OTLP/JSON sends 64-bit times as decimal strings, as the protobuf decoder does (some encoders as numbers or {low, high}). */
 function nanos(v: unknown): string {
   if (typeof v === 'string' || typeof v === 'number') return BigInt(v).toString();
   if (v && typeof v === 'object' && 'low' in v && 'high' in v) {
@@ -118,7 +126,7 @@ function nanos(v: unknown): string {
   return '0';
 }
 
-/** OTLP/JSON ids are hex (the protobuf decoder makes them so); accept base64 too, as some encoders send it. */
+/** OTLP/JSON ids are hex, as the protobuf decoder makes them; accept base64 too, as some encoders send it. */
 function hex(v: unknown): string {
   if (typeof v !== 'string' || v === '') return '';
   return /^[0-9a-f]+$/i.test(v) && (v.length === 32 || v.length === 16) ? v.toLowerCase() : Buffer.from(v, 'base64').toString('hex');

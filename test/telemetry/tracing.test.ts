@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
-import { OtlpReceiver } from '../support/otlp-receiver';
-import { eventually, postJson, startVega, type VegaProcess, jsonOf } from '../support/vega-process';
+import { OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver';
+import { eventually, postJson, runVega, startVega, TEST_KEY, type VegaProcess, jsonOf } from '../support/vega-process';
 
 let fake: FakeOllama;
 let otlp: OtlpReceiver;
@@ -212,17 +212,21 @@ describe('with no span exporter configured', () => {
 });
 
 describe('OTLP encoding', () => {
-  /** A Vega exporting to its own receiver with `env`; the trace of one chat, and the logs. */
-  async function exportOneChat(env: Record<string, string>) {
+  /**
+   * A Vega exporting to its own receiver with `env`: one chat, then `until` (if given) waited for
+   * before the Vega stops. The chat's spans, the receiver and the logs.
+   */
+  async function exportOneChat(env: Record<string, string>, until?: (r: OtlpReceiver) => boolean) {
     const receiver = await OtlpReceiver.start();
     const one = await startVega({
       env: { LLM_BASE_URL: fake.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100', ...env },
     });
     try {
-      const res = await postJson(one.url, '/chat', { prompt: 'encoded' });
+      const res = await postJson(one.url, '/chat', { prompt: 'encoded', session_id: 'encoding-1' });
       expect(res.status).toBe(200);
       const traceId = res.headers.get('x-correlation-id')!;
       await receiver.waitFor(() => receiver.trace(traceId).some((s) => s.kind === SERVER));
+      if (until) await eventually(() => until(receiver), 10_000, 'receiver condition');
       return { receiver, spans: receiver.trace(traceId), logs: one.logs };
     } finally {
       await one.stop();
@@ -231,26 +235,63 @@ describe('OTLP encoding', () => {
     }
   }
 
-  it('sends JSON with OTEL_EXPORTER_OTLP_PROTOCOL=http/json, the same spans as protobuf', async () => {
-    const json = await exportOneChat({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+  /** What two exports of the same chat must agree on: names, kinds, scopes, events and the attribute values that do not vary by run. */
+  /** Each Vega's database is a file in its own temporary directory, which names show. */
+  const sameDir = <T>(v: T): T => (typeof v === 'string' ? (v.replace(/vega-test-[^/]+/g, 'vega-test-DIR') as T) : v);
+  const VARYING = /(^|\.)(port|id|correlation\.id|session_id|duration|time|.*_ms)$/;
+  const comparable = (spans: ReceivedSpan[]) =>
+    spans
+      .map((s) => ({
+        name: sameDir(s.name),
+        kind: s.kind,
+        scope: s.scope,
+        events: s.events.length,
+        attributes: Object.fromEntries(Object.entries(s.attributes).map(([k, v]) => [k, VARYING.test(k) ? typeof v : sameDir(v)])),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+
+  it('sends JSON with OTEL_EXPORTER_OTLP_PROTOCOL=http/json: the same spans and values as protobuf; metrics too', async () => {
+    const json = await exportOneChat(
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_METRICS_EXPORTER: 'otlp', OTEL_METRIC_EXPORT_INTERVAL: '200' },
+      (r) => r.metricRequests.json > 0,
+    );
     const proto = await exportOneChat({});
     expect(json.receiver.requests.protobuf).toBe(0);
+    expect(json.receiver.metricRequests.protobuf).toBe(0);
     expect(proto.receiver.requests.json).toBe(0);
-    const shape = (spans: typeof json.spans) =>
-      spans
-        .map((s) => ({ name: s.name, kind: s.kind, scope: s.scope, keys: Object.keys(s.attributes).sort(), events: s.events.length }))
-        .sort((a, b) => a.name.localeCompare(b.name));
-    expect(shape(proto.spans)).toEqual(shape(json.spans));
+    expect(comparable(proto.spans)).toEqual(comparable(json.spans));
     const server = proto.spans.find((s) => s.kind === SERVER)!;
     expect(server.attributes).toMatchObject({ 'http.route': '/chat', 'http.response.status_code': 200, 'url.scheme': 'http' });
     expect(BigInt(server.endTimeUnixNano)).toBeGreaterThan(BigInt(server.startTimeUnixNano));
   });
 
-  it('says once that it does not speak grpc, and sends protobuf over HTTP', async () => {
-    const grpc = await exportOneChat({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' });
-    expect(grpc.receiver.requests.protobuf).toBeGreaterThan(0);
-    const warned = grpc.logs.filter((l) => typeof l.msg === 'string' && l.msg.includes("OTLP protocol 'grpc'"));
+  it("takes a signal's own protocol over the general one, and says once per signal that it does not speak grpc", async () => {
+    const mixed = await exportOneChat(
+      {
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'GRPC',
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+        OTEL_METRICS_EXPORTER: 'otlp',
+        OTEL_METRIC_EXPORT_INTERVAL: '200',
+      },
+      (r) => r.metricRequests.protobuf > 0,
+    );
+    expect(mixed.receiver.requests).toMatchObject({ json: expect.any(Number), protobuf: 0 });
+    expect(mixed.receiver.requests.json).toBeGreaterThan(0);
+    expect(mixed.receiver.metricRequests.json).toBe(0);
+    const warned = mixed.logs.filter((l) => typeof l.msg === 'string' && l.msg.includes("OTLP protocol 'grpc'"));
     expect(warned).toHaveLength(1);
-    expect(warned[0]!.level).toBe(40);
+    expect(warned[0]).toMatchObject({ level: 'warn', service: 'vega' });
+    expect(warned[0]!.msg).toContain('for metrics');
   });
+
+  it('has `vega verify` try the endpoint in the encoding Vega will send', async () => {
+    const receiver = await OtlpReceiver.start();
+    try {
+      const r = await runVega({ API_KEY: TEST_KEY, LLM_BASE_URL: fake.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }, ['verify']);
+      expect(r.output).toContain('answered 200 to http/protobuf');
+      expect(receiver.requests).toEqual({ protobuf: 1, json: 0 });
+    } finally {
+      await receiver.close();
+    }
+  }, 30_000);
 });
