@@ -23,6 +23,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const otlp = { requests: 0, spans: 0 };
 // OTLP_DUMP=FILE: every received span is also appended to FILE as a JSON line (bench/stages.js reads it).
 const dump = process.env.OTLP_DUMP;
+let warnedDump = false;
 /**
  * Spans in one OTLP/JSON export. Without OTLP_DUMP they are counted by a marker each span carries
  * once (`"startTimeUnixNano"`: events have `timeUnixNano`, links no time at all) instead of parsing
@@ -72,6 +73,7 @@ function countProtobufSpans(buf) {
     const varint = () => {
       let v = 0;
       for (let shift = 0; ; shift += 7) {
+        if (pos >= end) throw new Error('truncated'); // not protobuf (or compressed): stop counting
         const b = buf[pos++];
         v += (b & 0x7f) * 2 ** shift;
         if (b < 0x80) return v;
@@ -127,6 +129,10 @@ const server = createServer((req, res) => {
     if (path === '/v1/traces' || path === '/v1/metrics') {
       otlp.requests += 1;
       if (path === '/v1/traces') otlp.spans += protobuf ? countProtobufSpans(raw) : countSpans(body);
+      if (protobuf && dump && !warnedDump) {
+        warnedDump = true;
+        process.stderr.write('fake-upstream: OTLP_DUMP writes spans from JSON exports only; this one is protobuf\n');
+      }
       // An empty export response in the request's encoding: full success.
       if (protobuf) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
       else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');

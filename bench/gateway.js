@@ -286,7 +286,8 @@ async function run({ runs = 3, quick = false } = {}) {
         unit: 'x',
         ...pair(rps.vegaExport, rps.vegaNoOtel, (on, off) => on / off),
         target: { op: '>=', value: 0.75, text: '>= 0.75' },
-        note: `exporting: ${med(rps.vegaExport).median.toFixed(0)} req/s`,
+        // Runs before 2026-12-05 exported OTLP/JSON; Vega's default is protobuf since.
+        note: `exporting (http/protobuf): ${med(rps.vegaExport).median.toFixed(0)} req/s`,
       },
       {
         scenario: 'telemetry.spans dropped at c=32 (OTLP export)',

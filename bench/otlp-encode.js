@@ -7,8 +7,10 @@
 //
 //   node bench/otlp-encode.js [--rounds=4] [--reps=200]
 const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = require('@opentelemetry/sdk-trace-base');
-const { JsonTraceSerializer, ProtobufTraceSerializer } = require('@opentelemetry/otlp-transformer');
-const { resourceFromAttributes } = require('@opentelemetry/resources');
+// The serializers and resources the exporters themselves load (their dependencies, not Vega's).
+const fromExporter = (name) => require(require.resolve(name, { paths: [require.resolve('@opentelemetry/exporter-trace-otlp-proto')] }));
+const { JsonTraceSerializer, ProtobufTraceSerializer } = fromExporter('@opentelemetry/otlp-transformer');
+const { resourceFromAttributes } = fromExporter('@opentelemetry/resources');
 const { arg } = require('./lib');
 
 const rounds = Number(arg('rounds', 4));

@@ -8,6 +8,7 @@
 // the floor proxy, Portkey, Vega): a server is measured in its steady state, once V8 has compiled
 // its hot paths. With 100, Vega's figures were those of a process still being optimised: its p50
 // over the upstream went from +1.9 ms after 100 requests to +0.9 ms after 3,000 (bench/analysis.md).
+const { writeFileSync } = require('node:fs');
 const { performance } = require('node:perf_hooks');
 const { Agent, request } = require('undici');
 
@@ -49,7 +50,7 @@ async function main() {
     }
   }
   await agent.close();
-  if (opts.clockFile) require('node:fs').writeFileSync(opts.clockFile, JSON.stringify(clock));
+  if (opts.clockFile) writeFileSync(opts.clockFile, JSON.stringify(clock));
   const pct = (xs, p) => {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];

@@ -94,6 +94,8 @@ async function main() {
   rmSync(dir, { recursive: true, force: true });
   const rows = all.slice(warmup).filter((r) => r.end !== undefined);
   // Both clocks are the machine's monotonic one: the legs on the wire and in the other processes.
+  // The probe's rows and the client's are one per request, in order (the client is sequential and
+  // only /chat is stamped), the warm-up included in both; so the i-th measured of each match.
   const legs = { arrive: [], deliver: [], idleBeforeSend: [] };
   all.slice(warmup).forEach((r, i, measured) => {
     const c = client[i];
