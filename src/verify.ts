@@ -11,7 +11,7 @@ import { checkBackend } from './llm/backend-check';
 import { HttpPool } from './net/dispatcher';
 import { BreakerRegistry } from './resilience/breaker';
 import { telemetryHooks } from './telemetry/hooks';
-import { otlpContentType, otlpProtocol } from './telemetry/otlp-protocol';
+import { otlpProtocol } from './telemetry/otlp-protocol';
 
 type Outcome = 'pass' | 'warn' | 'fail';
 interface Check {
@@ -129,11 +129,13 @@ export async function verify(env: Record<string, string | undefined>, out: (line
   if (endpoint) {
     // An empty export in the encoding Vega will send (an empty protobuf message is no bytes).
     const { protocol } = otlpProtocol('TRACES', env);
+    const empty =
+      protocol === 'http/json' ? { type: 'application/json', body: '{"resourceSpans":[]}' } : { type: 'application/x-protobuf', body: '' };
     try {
       const res = await request(endpoint, {
         method: 'POST',
-        headers: { 'content-type': otlpContentType(protocol) },
-        body: protocol === 'http/json' ? '{"resourceSpans":[]}' : '',
+        headers: { 'content-type': empty.type },
+        body: empty.body,
         signal: AbortSignal.timeout(3000),
       });
       await res.body.dump();

@@ -22,8 +22,3 @@ export function otlpProtocol(
       'sending http/protobuf, which needs the endpoint to be an OTLP/HTTP one (a collector listens on 4318)',
   };
 }
-
-/** The Content-Type of an OTLP/HTTP request in `protocol`. */
-export function otlpContentType(protocol: OtlpProtocol): string {
-  return protocol === 'http/json' ? 'application/json' : 'application/x-protobuf';
-}

@@ -78,12 +78,12 @@ function list(name: string): string[] {
  * requires.
  */
 function metricExportTiming(): { exportIntervalMillis: number; exportTimeoutMillis: number } {
-  const ms = (name: string, fallback: number) => {
-    const v = Number(process.env[name]);
-    return Number.isFinite(v) && v > 0 ? v : fallback;
+  const positive = (name: string) => {
+    const v = core.getNumberFromEnv(name);
+    return v !== undefined && v > 0 ? v : undefined;
   };
-  const exportIntervalMillis = ms('OTEL_METRIC_EXPORT_INTERVAL', 60_000);
-  return { exportIntervalMillis, exportTimeoutMillis: Math.min(ms('OTEL_METRIC_EXPORT_TIMEOUT', 30_000), exportIntervalMillis) };
+  const exportIntervalMillis = positive('OTEL_METRIC_EXPORT_INTERVAL') ?? 60_000;
+  return { exportIntervalMillis, exportTimeoutMillis: Math.min(positive('OTEL_METRIC_EXPORT_TIMEOUT') ?? 30_000, exportIntervalMillis) };
 }
 
 /**
