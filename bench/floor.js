@@ -6,7 +6,9 @@
 //   FLOOR=proxy  the least an LLM gateway can do: node:http in, one pooled undici Agent out to
 //                UPSTREAM (Ollama's /api/chat), the answer relayed as /chat's JSON (a stream is
 //                piped through as it comes). No auth, validation, storage or telemetry: the gap
-//                between it and Vega is what Vega's own work costs.
+//                between it and Vega is what Vega's own work costs. FLOOR_SPIN_US=N makes it
+//                spin N us before its outbound call (bench/timeline.js --floor-spin): what a turn
+//                as long as Vega's costs the legs on the wire, with none of Vega's work.
 const http = require('node:http');
 
 const reply = JSON.stringify({
@@ -34,6 +36,8 @@ function proxyHandler(upstream) {
   return (req, res) =>
     readBody(req, async (body) => {
       try {
+        const spin = Number(process.env.FLOOR_SPIN_US ?? 0);
+        if (spin) for (const t = performance.now(); performance.now() - t < spin / 1000;);
         const chat = JSON.parse(body);
         const up = await request(target, {
           method: 'POST',

@@ -7,19 +7,24 @@
 // and the medians of each step are printed, then the slowest 1% with what each of them waited on.
 //
 //   node bench/timeline.js [--n=1000] [--warmup=2000] [--stream] [--dist=DIR] [--env=NAME=VALUE,...]
-//   (`npm run build` first; --env adds settings to Vega's environment)
+//                          [--target=floor [--floor-spin=US]]
+//   (`npm run build` first; --env adds settings to Vega's environment). --target=floor runs the
+//   same probe and client against the floor proxy (bench/floor.js) instead of Vega: its legs on
+//   the wire and its own steps are the reference Vega's are read against; --floor-spin makes it
+//   spin that long before its outbound call, to tell the length of Vega's turn from its work.
 const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { constants } = require('node:perf_hooks');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { arg, envArg, median: medianOf } = require('./lib');
-const { startUpstream, startVega, KEY } = require('./procs');
+const { startUpstream, startVega, startScript, KEY } = require('./procs');
 const { seq } = require('./gateway');
 
 const n = Number(arg('n', 1000));
 const warmup = Number(arg('warmup', 2000));
 const stream = process.argv.includes('--stream');
 const dist = arg('dist', undefined);
+const floor = arg('target', 'vega') === 'floor';
 
 /** The median of the defined values (a step some requests do not reach is left out of its own). */
 const median = (xs) => medianOf(xs.filter((x) => x !== undefined));
@@ -68,10 +73,18 @@ async function main() {
   let vegaRun;
   let direct;
   try {
-    const vega = await startVega(
-      { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', TIMELINE_FILE: file, ...envArg() },
-      { nodeArgs: ['--require', join(__dirname, 'timeline-probe.js')], dist: dist && join(process.cwd(), dist) },
-    );
+    const probe = join(__dirname, 'timeline-probe.js');
+    const vega = floor
+      ? await startScript(['--require', probe, join(__dirname, 'floor.js')], {
+          FLOOR: 'proxy',
+          UPSTREAM: upstream.url,
+          TIMELINE_FILE: file,
+          FLOOR_SPIN_US: arg('floor-spin', '0'),
+        })
+      : await startVega(
+          { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', TIMELINE_FILE: file, ...envArg() },
+          { nodeArgs: ['--require', probe], dist: dist && join(process.cwd(), dist) },
+        );
     try {
       vegaRun = await seq(`${vega.url}/chat`, n, {
         warmup,
@@ -107,7 +120,7 @@ async function main() {
   });
   const typical = Object.fromEntries(STEPS.map(([k]) => [k, median(rows.map((r) => r[k]))]));
   const out = [
-    `${rows.length} sequential ${stream ? 'streamed' : 'complete'} chats after ${warmup} warm, ${process.version}`,
+    `${rows.length} sequential ${stream ? 'streamed' : 'complete'} chats after ${warmup} warm, ${process.version}${floor ? ', through the floor proxy (read "Vega" below as the floor proxy)' : ''}`,
     `client: Vega p50 ${ms(vegaRun.p50)} ms, first chunk ${ms(vegaRun.ttfb_p50)}; the upstream alone p50 ${ms(direct.p50)}, first chunk ${ms(direct.ttfb_p50)}`,
     '',
     '| step | ms after the request event (median) |',
