@@ -29,6 +29,9 @@ function readBody(req, done) {
   req.on('end', () => done(body));
 }
 
+// Read once: the floor's request path must cost no more than it has to.
+const spinMs = Number(process.env.FLOOR_SPIN_US ?? 0) / 1000;
+
 function proxyHandler(upstream) {
   const { Agent, request } = require('undici');
   const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000 });
@@ -36,8 +39,7 @@ function proxyHandler(upstream) {
   return (req, res) =>
     readBody(req, async (body) => {
       try {
-        const spin = Number(process.env.FLOOR_SPIN_US ?? 0);
-        if (spin) for (const t = performance.now(); performance.now() - t < spin / 1000;);
+        if (spinMs) for (const t = performance.now(); performance.now() - t < spinMs;);
         const chat = JSON.parse(body);
         const up = await request(target, {
           method: 'POST',
