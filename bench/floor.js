@@ -8,7 +8,8 @@
 //                piped through as it comes). No auth, validation, storage or telemetry: the gap
 //                between it and Vega is what Vega's own work costs. FLOOR_SPIN_US=N makes it
 //                spin N us before its outbound call (bench/timeline.js --floor-spin): what a turn
-//                as long as Vega's costs the legs on the wire, with none of Vega's work.
+//                as long as Vega's costs the legs on the wire, with none of Vega's work
+//                (FLOOR_SPIN_KB=N: the spin walks an N KB buffer too).
 const http = require('node:http');
 
 const reply = JSON.stringify({
@@ -31,6 +32,19 @@ function readBody(req, done) {
 
 // Read once: the floor's request path must cost no more than it has to.
 const spinMs = Number(process.env.FLOOR_SPIN_US ?? 0) / 1000;
+// FLOOR_SPIN_KB=N: the spin walks an N KB buffer (a cache line per step) instead of only reading
+// the clock, so the turn also pushes the other processes' memory out of the CPU's caches.
+const spinBuf = Number(process.env.FLOOR_SPIN_KB ?? 0) > 0 ? new Uint8Array(Number(process.env.FLOOR_SPIN_KB) * 1024) : undefined;
+function spin() {
+  const t = performance.now();
+  if (!spinBuf) {
+    while (performance.now() - t < spinMs);
+    return;
+  }
+  for (let i = 0; performance.now() - t < spinMs; i = (i + 4096) % spinBuf.length) {
+    for (let j = i; j < i + 4096 && j < spinBuf.length; j += 64) spinBuf[j]++;
+  }
+}
 
 function proxyHandler(upstream) {
   const { Agent, request } = require('undici');
@@ -39,7 +53,7 @@ function proxyHandler(upstream) {
   return (req, res) =>
     readBody(req, async (body) => {
       try {
-        if (spinMs) for (const t = performance.now(); performance.now() - t < spinMs;);
+        if (spinMs) spin();
         const chat = JSON.parse(body);
         const up = await request(target, {
           method: 'POST',

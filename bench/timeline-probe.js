@@ -43,6 +43,7 @@ dc.subscribe('undici:request:bodySent', () => {
   const r = current;
   if (!r || r.bodySent !== undefined) return;
   r.bodySent = since(r);
+  r.bodySentNs = String(process.hrtime.bigint());
   r.elu = performance.eventLoopUtilization();
   setImmediate(() => once(r, 'idleAfterSend'));
 });
@@ -50,9 +51,12 @@ dc.subscribe('undici:request:headers', () => {
   const r = current;
   if (!r || r.upstreamHeaders !== undefined) return;
   r.upstreamHeaders = since(r);
+  r.upstreamHeadersNs = String(process.hrtime.bigint());
   if (r.elu) r.waitActive = performance.eventLoopUtilization(r.elu).active;
   r.elu = undefined;
 });
+
+dc.subscribe('undici:request:trailers', () => once(current, 'upstreamBodyDone'));
 
 const setHeader = http.ServerResponse.prototype.setHeader;
 http.ServerResponse.prototype.setHeader = function (name) {
@@ -107,6 +111,28 @@ try {
   };
 } catch {
   // no sqlite3: the insert columns stay empty
+}
+
+try {
+  // Vega's own modules, resolved from the build this process runs (its entry script's directory).
+  const dist = require('node:path').dirname(process.argv[1]);
+  const { ChatPipeline } = require(`${dist}/llm/pipeline.js`);
+  const complete = ChatPipeline.prototype.complete;
+  ChatPipeline.prototype.complete = function (...args) {
+    const r = current;
+    return complete.apply(this, args).then((v) => {
+      once(r, 'pipelineDone');
+      return v;
+    });
+  };
+  const { ConversationLog } = require(`${dist}/db/batch-writer.js`);
+  const log = ConversationLog.prototype.log;
+  ConversationLog.prototype.log = function (...args) {
+    once(current, 'logCalled');
+    return log.apply(this, args);
+  };
+} catch {
+  // not Vega (the floor proxy): these columns stay empty
 }
 
 new PerformanceObserver((list) => {

@@ -7,11 +7,14 @@
 // and the medians of each step are printed, then the slowest 1% with what each of them waited on.
 //
 //   node bench/timeline.js [--n=1000] [--warmup=2000] [--stream] [--dist=DIR] [--env=NAME=VALUE,...]
-//                          [--target=floor [--floor-spin=US]]
+//                          [--target=floor [--floor-spin=US [--floor-spin-kb=KB]]]
 //   (`npm run build` first; --env adds settings to Vega's environment). --target=floor runs the
 //   same probe and client against the floor proxy (bench/floor.js) instead of Vega: its legs on
 //   the wire and its own steps are the reference Vega's are read against; --floor-spin makes it
-//   spin that long before its outbound call, to tell the length of Vega's turn from its work.
+//   spin that long before its outbound call, to tell the length of Vega's turn from its work
+//   (--floor-spin-kb: the spin also walks a buffer that size, pushing the caches out as Vega's
+//   work would). The upstream runs with bench/timeline-upstream-probe.js preloaded, so the wait
+//   for it splits into the way there, its own turn and the way back.
 const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { constants } = require('node:perf_hooks');
 const { tmpdir } = require('node:os');
@@ -36,6 +39,9 @@ const STEPS = [
   ['bodySent', 'its body sent'],
   ['idleAfterSend', "Vega's loop idle again"],
   ['upstreamHeaders', "the upstream's response headers"],
+  ['upstreamBodyDone', "the upstream's response body read to its end"],
+  ['pipelineDone', "the pipeline's answer back in the chat service (cache, coalescing, breaker, metrics)"],
+  ['logCalled', 'the conversation handed to the batch writer'],
   ['routeHasAnswer', 'the route has the answer (a stream: opened, its first event read)'],
   ['piped', "Koa pipes the stream into the response (the middleware's way back done)"],
   ['firstWrite', 'first write to the client'],
@@ -68,7 +74,11 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'vega-timeline-'));
   const file = join(dir, 'timeline.json');
   const clockFile = join(dir, 'client.json');
-  const upstream = await startUpstream();
+  const upstreamFile = join(dir, 'upstream.json');
+  const upstream = await startUpstream({
+    NODE_OPTIONS: `--require ${join(__dirname, 'timeline-upstream-probe.js')}`,
+    UPSTREAM_TIMELINE_FILE: upstreamFile,
+  });
   const body = { prompt: 'where does the time go', ...(stream ? { stream: true } : {}) };
   let vegaRun;
   let direct;
@@ -80,6 +90,7 @@ async function main() {
           UPSTREAM: upstream.url,
           TIMELINE_FILE: file,
           FLOOR_SPIN_US: arg('floor-spin', '0'),
+          FLOOR_SPIN_KB: arg('floor-spin-kb', '0'),
         })
       : await startVega(
           { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', TIMELINE_FILE: file, ...envArg() },
@@ -96,6 +107,7 @@ async function main() {
       await vega.stop(); // the probe writes its file as the process exits
     }
     direct = await seq(`${upstream.url}/api/chat`, n, {
+      warmup,
       headers: { 'content-type': 'application/json' },
       body: { model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream },
     });
@@ -104,13 +116,24 @@ async function main() {
   }
   const { rows: all, gcs } = JSON.parse(readFileSync(file, 'utf8'));
   const client = JSON.parse(readFileSync(clockFile, 'utf8'));
+  const upstreamRows = JSON.parse(readFileSync(upstreamFile, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
   const rows = all.slice(warmup).filter((r) => r.end !== undefined);
   // Both clocks are the machine's monotonic one: the legs on the wire and in the other processes.
   // The probe's rows and the client's are one per request, in order (the client is sequential and
   // only /chat is stamped), the warm-up included in both; so the i-th measured of each match.
-  const legs = { arrive: [], deliver: [], idleBeforeSend: [] };
+  const legs = { arrive: [], deliver: [], idleBeforeSend: [], toUpstream: [], upstreamTurn: [], fromUpstream: [] };
+  // The upstream's rows: one per chat of the run (warm-up included), then the direct calls; a
+  // count that does not match (a retried call) leaves its legs out rather than misread them.
+  const upMatched = upstreamRows.length === all.length + warmup + n;
+  const ns = (a, b) => Number(BigInt(b) - BigInt(a)) / 1e6;
   all.slice(warmup).forEach((r, i, measured) => {
+    const u = upMatched ? upstreamRows[warmup + i] : undefined;
+    if (u?.writeNs && r.bodySentNs && r.upstreamHeadersNs) {
+      legs.toUpstream.push(ns(r.bodySentNs, u.arrivedNs));
+      legs.upstreamTurn.push(ns(u.arrivedNs, u.writeNs));
+      legs.fromUpstream.push(ns(u.writeNs, r.upstreamHeadersNs));
+    }
     const c = client[i];
     const prev = measured[i - 1];
     if (prev?.idleNs && c) legs.idleBeforeSend.push(Number(BigInt(c[0]) - BigInt(prev.idleNs)) / 1e6);
@@ -131,6 +154,9 @@ async function main() {
     `| (the upstream's wait with Vega's loop busy) | ${ms(median(rows.map((r) => r.waitActive)))} |`,
     '',
     `the client's send -> Vega's request event: ${ms(median(legs.arrive))} ms; the first bytes to the socket -> the client has them: ${ms(median(legs.deliver))} ms (medians); Vega idle after the previous answer -> the client's send: ${ms(median(legs.idleBeforeSend))} ms (${legs.idleBeforeSend.filter((x) => x < 0).length} of ${legs.idleBeforeSend.length} sent before it)`,
+    upMatched
+      ? `the outbound body sent -> the upstream's request event: ${ms(median(legs.toUpstream))} ms; the upstream's turn: ${ms(median(legs.upstreamTurn))} ms; its first bytes to the socket -> Vega has its headers: ${ms(median(legs.fromUpstream))} ms (medians)`
+      : `the upstream's legs: left out (${upstreamRows.length} upstream calls for ${all.length} chats and ${warmup + n} direct calls)`,
   ];
   const first = rows[0]?.t0 ?? 0;
   const measured = gcs.filter((g) => g.at >= first);
