@@ -213,15 +213,17 @@ export class ConversationLog {
   }
 
   /**
-   * Lets the queue settle before a commit. First one turn of the event loop: replies already
-   * received enqueue their rows and share the commit; a lone row (no more on their way) then goes
-   * at once, microseconds later. While more rows are on their way (`busy`), the queue must also
-   * stop growing for a quiet spell (1 ms, on a timer that each new row restarts) unless the rows
-   * on their way have all arrived, at most 2 ms in all: replies that
-   * arrive a little apart (a backend answering a burst one by one) then share a commit too, which
-   * matters more the faster a commit is.
+   * Lets the queue settle before a commit. A lone row (no other chat in flight, so no row on its
+   * way) goes at once: the rest of its event-loop turn (span ends, the HTTP client's cleanup) then
+   * runs while SQLite commits, not before. Otherwise first one turn of the event loop: replies
+   * already received enqueue their rows and share the commit. While more rows are still on their
+   * way (`busy`), the queue must also stop growing for a quiet spell (1 ms, on a timer that each
+   * new row restarts) unless the rows on their way have all arrived, at most 2 ms in all: replies
+   * that arrive a little apart (a backend answering a burst one by one) then share a commit too,
+   * which matters more the faster a commit is.
    */
   async #settle(): Promise<void> {
+    if (this.#queue.length >= this.#opts.maxBatch || !this.#busy(this.#queue.length)) return;
     const started = performance.now();
     await new Promise((r) => setImmediate(r));
     for (;;) {

@@ -57,6 +57,15 @@ describe('ConversationLog', () => {
     await turn();
     await Promise.all([first, alone.log(record(2))]);
     expect(alone.snapshot()).toMatchObject({ batches: 2, max_batch_size: 1 });
+    // ... and goes to the database within its own turn, before anything the turn scheduled for
+    // the next one: the rest of the turn's work overlaps the commit instead of delaying it.
+    const order: string[] = [];
+    const logMany = repo.logMany.bind(repo);
+    repo.logMany = (rows) => (order.push('insert'), logMany(rows));
+    const third = alone.log(record(6));
+    setImmediate(() => order.push('next turn'));
+    await third;
+    expect(order).toEqual(['insert', 'next turn']);
 
     // Three chats in flight: the commit waits (a long quiet spell here, so no timing is assumed)
     // until the queue holds all three, then starts without waiting out the spell.
