@@ -223,16 +223,21 @@ export class ConversationLog {
    * which matters more the faster a commit is.
    */
   async #settle(): Promise<void> {
-    if (this.#queue.length >= this.#opts.maxBatch || !this.#busy(this.#queue.length)) return;
+    if (this.#ready()) return;
     const started = performance.now();
     await new Promise((r) => setImmediate(r));
     for (;;) {
-      const queued = this.#queue.length;
-      if (queued >= this.#opts.maxBatch || !this.#busy(queued)) return;
+      if (this.#ready()) return;
       const left = this.#quiet.capMs - (performance.now() - started);
       if (left <= 0) return;
       if (!(await this.#nextRow(Math.min(this.#quiet.spellMs, left)))) return; // a quiet spell
     }
+  }
+
+  /** Whether the queue can be committed now: a full batch, or no more rows on their way. */
+  #ready(): boolean {
+    const queued = this.#queue.length;
+    return queued >= this.#opts.maxBatch || !this.#busy(queued);
   }
 
   /** Resolves true when the next row is queued, false if `ms` pass first. */
