@@ -20,11 +20,19 @@ interface Check {
   readonly detail: string;
 }
 
+/**
+ * Every index of the conversations table a read relies on: by session, by time across sessions,
+ * the review queue, by source, global keyset paging on (ts, id), a client's own history, and the
+ * lookup by correlation id (the runbook's first step).
+ */
 const REQUIRED_INDEXES = [
   'conversations_session_ts_id',
   'conversations_ts_session_id',
   'conversations_reviewed_ts',
   'conversations_source_ts',
+  'conversations_ts_id',
+  'conversations_owner_ts_id',
+  'conversations_correlation_id',
 ];
 const ICON: Record<Outcome, string> = { pass: '✅', warn: '⚠️ ', fail: '❌' };
 

@@ -127,42 +127,57 @@ describe('ConversationRepository', () => {
 });
 
 describe.runIf(URL === ':memory:')('query plans (SQLite)', () => {
-  const plan = async (sql: string, bindings: readonly Knex.Value[]) =>
-    ((await db.knex.raw(`EXPLAIN QUERY PLAN ${sql}`, bindings as Knex.RawBinding[])) as Array<{ detail: string }>)
-      .map((r) => r.detail)
-      .join(' | ');
+  /** The plan of the statement `read` sends to the conversations table (captured from knex, so it is the code's own). */
+  const planOf = async (read: () => Promise<unknown>): Promise<string> => {
+    const sent: Array<{ sql: string; bindings: Knex.Value[] }> = [];
+    const onQuery = (q: { sql: string; bindings?: Knex.Value[] }) => sent.push({ sql: q.sql, bindings: q.bindings ?? [] });
+    db.knex.on('query', onQuery);
+    try {
+      await read();
+    } finally {
+      db.knex.removeListener('query', onQuery);
+    }
+    const q = sent.find((s) => /from `conversations`/i.test(s.sql));
+    if (!q) throw new Error(`no read of conversations among: ${sent.map((s) => s.sql).join('; ')}`);
+    const rows = (await db.knex.raw(`EXPLAIN QUERY PLAN ${q.sql}`, q.bindings as Knex.RawBinding[])) as Array<{ detail: string }>;
+    return rows.map((r) => r.detail).join(' | ');
+  };
+  /** A cursor into the middle of a few rows (of session s1 and owner o1), as a client would hold. */
+  const cursor = async (opts: { sessionId?: string; owner?: string }): Promise<string> => {
+    for (let i = 1; i <= 6; i++) await repo.log(record(i, { sessionId: 's1', owner: 'o1' }));
+    const first = await repo.page({ limit: 2, ...opts });
+    if (!first.next_cursor) throw new Error('expected a next page');
+    return first.next_cursor;
+  };
 
-  it("page one session's history through (session_id, ts DESC, id DESC), with no scan or sort", async () => {
-    const q = db
-      .knex('conversations')
-      .select('*')
-      .where('session_id', 's1')
-      .whereRaw('(ts, id) < (?, ?)', [5, 5])
-      .orderBy([
-        { column: 'ts', order: 'desc' },
-        { column: 'id', order: 'desc' },
-      ])
-      .limit(51)
-      .toSQL();
-    const p = await plan(q.sql, [...q.bindings]);
+  it("pages one session's history through (session_id, ts DESC, id DESC), with no scan or sort", async () => {
+    const after = await cursor({ sessionId: 's1' });
+    const p = await planOf(() => repo.page({ limit: 2, sessionId: 's1', cursor: after }));
     expect(p).toMatch(/USING INDEX conversations_session_ts_id/);
     expect(p).not.toMatch(/SCAN conversations(?! USING)/);
     expect(p).not.toMatch(/TEMP B-TREE/);
   });
 
-  it('page the global history through an index on (ts, id), with no scan or sort', async () => {
-    const q = db
-      .knex('conversations')
-      .select('*')
-      .whereRaw('(ts, id) < (?, ?)', [5, 5])
-      .orderBy([
-        { column: 'ts', order: 'desc' },
-        { column: 'id', order: 'desc' },
-      ])
-      .limit(51)
-      .toSQL();
-    const p = await plan(q.sql, [...q.bindings]);
+  it("pages a client's own history through (owner, ts DESC, id DESC), with no scan or sort", async () => {
+    const after = await cursor({ owner: 'o1' });
+    const p = await planOf(() => repo.page({ limit: 2, owner: 'o1', cursor: after }));
+    expect(p).toMatch(/USING INDEX conversations_owner_ts_id/);
+    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
+    expect(p).not.toMatch(/TEMP B-TREE/);
+  });
+
+  it('pages the global history through (ts DESC, id DESC), with no scan or sort', async () => {
+    const after = await cursor({});
+    const p = await planOf(() => repo.page({ limit: 2, cursor: after }));
     expect(p).toMatch(/USING INDEX conversations_ts_id/);
+    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
+    expect(p).not.toMatch(/TEMP B-TREE/);
+  });
+
+  it('reads the first page of the global history from (ts DESC, id DESC), with no scan or sort', async () => {
+    const p = await planOf(() => repo.page({ limit: 2 }));
+    expect(p).toMatch(/USING INDEX conversations_ts_id/);
+    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
     expect(p).not.toMatch(/TEMP B-TREE/);
   });
 });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sqlite3 from 'sqlite3';
 import { FakeOllama } from '../support/fake-ollama';
 import { sampleValue, scrape } from '../support/prom';
 import { jsonOf, runVega, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
@@ -146,6 +147,14 @@ describe('vega verify', () => {
     expect(unmigrated.output).toMatch(/❌ migrations current: pending/);
     expect((await runVega(env, ['migrate'])).code).toBe(0);
     const run = await runVega(env, ['verify']);
+    // An index a read relies on, dropped by hand: verify names it.
+    await new Promise<void>((resolve, reject) => {
+      const db = new sqlite3.Database(join(dir, 'v.db'), (err) => {
+        if (err) return reject(err);
+        db.exec('DROP INDEX conversations_correlation_id', (e) => db.close(() => (e ? reject(e) : resolve())));
+      });
+    });
+    const dropped = await runVega(env, ['verify']);
     rmSync(dir, { recursive: true, force: true });
     await ollama.close();
     expect(run.code, run.output).toBe(0);
@@ -153,6 +162,8 @@ describe('vega verify', () => {
     expect(run.output).toMatch(/✅ indexes present/);
     expect(run.output).toMatch(/✅ LLM backend: ollama at .*'llama3.2' among them/);
     expect(run.output).toMatch(/✅ integration github: healthy/);
+    expect(dropped.code, dropped.output).toBe(1);
+    expect(dropped.output).toMatch(/❌ indexes present: missing: conversations_correlation_id/);
   });
 
   it('fails (exit 1) when an integration is unhealthy or the config is invalid', async () => {
