@@ -150,33 +150,15 @@ describe.runIf(URL === ':memory:')('query plans (SQLite)', () => {
     return first.next_cursor;
   };
 
-  it("pages one session's history through (session_id, ts DESC, id DESC), with no scan or sort", async () => {
-    const after = await cursor({ sessionId: 's1' });
-    const p = await planOf(() => repo.page({ limit: 2, sessionId: 's1', cursor: after }));
-    expect(p).toMatch(/USING INDEX conversations_session_ts_id/);
-    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
-    expect(p).not.toMatch(/TEMP B-TREE/);
-  });
-
-  it("pages a client's own history through (owner, ts DESC, id DESC), with no scan or sort", async () => {
-    const after = await cursor({ owner: 'o1' });
-    const p = await planOf(() => repo.page({ limit: 2, owner: 'o1', cursor: after }));
-    expect(p).toMatch(/USING INDEX conversations_owner_ts_id/);
-    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
-    expect(p).not.toMatch(/TEMP B-TREE/);
-  });
-
-  it('pages the global history through (ts DESC, id DESC), with no scan or sort', async () => {
-    const after = await cursor({});
-    const p = await planOf(() => repo.page({ limit: 2, cursor: after }));
-    expect(p).toMatch(/USING INDEX conversations_ts_id/);
-    expect(p).not.toMatch(/SCAN conversations(?! USING)/);
-    expect(p).not.toMatch(/TEMP B-TREE/);
-  });
-
-  it('reads the first page of the global history from (ts DESC, id DESC), with no scan or sort', async () => {
-    const p = await planOf(() => repo.page({ limit: 2 }));
-    expect(p).toMatch(/USING INDEX conversations_ts_id/);
+  it.each([
+    ["one session's history, after a cursor", 'conversations_session_ts_id', { sessionId: 's1' }, true],
+    ["a client's own history, after a cursor", 'conversations_owner_ts_id', { owner: 'o1' }, true],
+    ['the global history, after a cursor', 'conversations_ts_id', {}, true],
+    ['the first page of the global history', 'conversations_ts_id', {}, false],
+  ] as const)('reads %s through %s, with no scan or sort', async (_, index, opts, paged) => {
+    const after = paged ? await cursor(opts) : undefined;
+    const p = await planOf(() => repo.page({ limit: 2, ...opts, cursor: after }));
+    expect(p).toMatch(new RegExp(`USING INDEX ${index}\\b`));
     expect(p).not.toMatch(/SCAN conversations(?! USING)/);
     expect(p).not.toMatch(/TEMP B-TREE/);
   });
