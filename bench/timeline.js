@@ -176,6 +176,10 @@ async function main() {
         .join(', ') || 'none'
     }`,
   );
+  const inserts = rows.filter((r) => r.insertDone !== undefined).map((r) => r.insertDone - r.insertCalled);
+  out.push(
+    `inserts over 1 ms: ${inserts.filter((x) => x > 1).length}, over 2 ms: ${inserts.filter((x) => x > 2).length}, over 4 ms: ${inserts.filter((x) => x > 4).length} (of ${inserts.length})`,
+  );
   const slow = [...rows].sort((a, b) => b.end - a.end).slice(0, Math.max(1, Math.ceil(rows.length / 100)));
   const counts = new Map();
   for (const r of slow) counts.set(cause(r, typical), (counts.get(cause(r, typical)) ?? 0) + 1);
