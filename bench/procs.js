@@ -1,6 +1,7 @@
 'use strict';
 // Starting and stopping the processes a benchmark measures: the fake upstream and Vega itself.
 const { spawn } = require('node:child_process');
+const http = require('node:http');
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
@@ -161,4 +162,32 @@ async function startPortkey(port) {
   return { child, url, stop: () => stop(child) };
 }
 
-module.exports = { startUpstream, startVega, startScript, startPortkey, KEY };
+/** Sends `count` chats one after another on one keep-alive connection (`prompt(i)`: each chat's prompt; default, a fresh one: a cache miss). */
+async function sequentialChats(url, count, headers, prompt = (i) => `chat ${i} ${Math.random()}`) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const { hostname, port } = new URL(url);
+  for (let i = 0; i < count; i++) {
+    const body = JSON.stringify({ prompt: prompt(i) });
+    await new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: hostname,
+          port,
+          path: '/chat',
+          method: 'POST',
+          agent,
+          headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`/chat answered ${res.statusCode}`))));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+  agent.destroy();
+}
+
+module.exports = { startUpstream, startVega, startScript, startPortkey, sequentialChats, KEY, SHIPPED_NODE_FLAGS };

@@ -9,45 +9,16 @@
 //   node bench/syscalls.js [--n=2000] [--warmup=2000] [--target=vega|floor|both] [--dist=DIR] [--env=NAME=VALUE,...]
 //   (`npm run build` first; needs strace: apt-get install strace)
 const { spawn, spawnSync } = require('node:child_process');
-const http = require('node:http');
 const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { arg, envArg } = require('./lib');
-const { startUpstream, startVega, startScript, KEY } = require('./procs');
+const { startUpstream, startVega, startScript, sequentialChats: chats, KEY } = require('./procs');
 
 const n = Number(arg('n', 2000));
 const warmup = Number(arg('warmup', 2000));
 const which = arg('target', 'both');
 const dist = arg('dist', undefined);
-
-/** Sends `count` chats one after another on one keep-alive connection. */
-async function chats(url, count, headers) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const { hostname, port } = new URL(url);
-  for (let i = 0; i < count; i++) {
-    const body = JSON.stringify({ prompt: `syscalls ${i} ${Math.random()}` });
-    await new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          host: hostname,
-          port,
-          path: '/chat',
-          method: 'POST',
-          agent,
-          headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`/chat answered ${res.statusCode}`))));
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
-  }
-  agent.destroy();
-}
 
 /** strace -f's output (one line per call, each led by its thread id) counted by thread and call. */
 function count(file, mainTid) {

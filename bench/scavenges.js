@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+'use strict';
+// What V8's minor GC (the scavenge) costs per sequential chat, from V8's own trace
+// (`--trace-gc-nvp`): scavenges per 1,000 chats, their pauses, and the bytes each one copied
+// (`new_space_survived`) and promoted to the old space (`promoted`), per chat. A request's
+// objects should die young: what a scavenge copies is what its pause pays for, and what it
+// promotes a full GC pays for again. The same client runs against Vega, the floor proxy
+// (bench/floor.js: node:http + undici) and bare Koa, so Vega's figures read against theirs.
+//
+//   node bench/scavenges.js [--n=3000] [--warmup=2000] [--target=vega|floor|koa|all] [--hit]
+//        [--dist=DIR] [--env=NAME=VALUE,...]
+//   (`npm run build` first; --hit makes every chat the same prompt with the response cache on,
+//   --env adds settings to Vega's environment)
+const { join } = require('node:path');
+const { arg, envArg, median } = require('./lib');
+const { startUpstream, startVega, startScript, sequentialChats, KEY, SHIPPED_NODE_FLAGS } = require('./procs');
+
+const n = Number(arg('n', 3000));
+const warmup = Number(arg('warmup', 2000));
+const which = arg('target', 'vega');
+const dist = arg('dist', undefined);
+const hit = process.argv.includes('--hit');
+
+/** Starts `target` with V8's GC trace on its stdout. */
+async function start(target, upstream) {
+  if (target === 'vega') {
+    return startVega(
+      {
+        LLM_BASE_URL: upstream.url,
+        ...(hit ? { CACHE_MAX_ENTRIES: '1000' } : {}),
+        ...envArg(),
+        BENCH_NODE_FLAGS: [...SHIPPED_NODE_FLAGS, '--trace-gc-nvp'].join(' '),
+      },
+      dist ? { dist: join(process.cwd(), dist) } : {},
+    );
+  }
+  // The floors run with Vega's young-generation size, so the counts compare like with like.
+  const flags = SHIPPED_NODE_FLAGS.filter((f) => f.startsWith('--max-semi-space-size'));
+  return startScript([...flags, '--trace-gc-nvp', join(__dirname, 'floor.js')], {
+    FLOOR: target === 'floor' ? 'proxy' : 'koa',
+    UPSTREAM: upstream.url,
+  });
+}
+
+async function measure(target) {
+  const upstream = await startUpstream();
+  const server = await start(target, upstream);
+  const rows = [];
+  let measuring = false;
+  let buf = '';
+  server.child.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (measuring && / gc=s /.test(line))
+        rows.push(Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])])));
+    }
+  });
+  const headers = target === 'vega' ? { 'x-api-key': KEY } : {};
+  const prompt = hit ? () => 'the same prompt every time' : undefined;
+  try {
+    await sequentialChats(server.url, warmup, headers, prompt);
+    measuring = true;
+    await sequentialChats(server.url, n, headers, prompt);
+    measuring = false;
+  } finally {
+    await server.stop();
+    upstream.stop();
+  }
+  const sum = (k) => rows.reduce((a, r) => a + (r[k] ?? 0), 0);
+  return {
+    scavenges: rows.length,
+    per1000: (rows.length * 1000) / n,
+    pauseMedian: median(rows.map((r) => r.pause)),
+    pauseMax: Math.max(...rows.map((r) => r.pause)),
+    survivedPerChat: sum('new_space_survived') / n,
+    promotedPerChat: sum('promoted') / n,
+  };
+}
+
+async function main() {
+  const targets = which === 'all' ? ['vega', 'floor', 'koa'] : [which];
+  console.log(`scavenges over ${n} sequential ${hit ? 'cache-hit' : 'cache-miss'} chats after ${warmup} warm, ${process.version}\n`);
+  console.log('| target | scavenges per 1,000 chats | pause median / max, ms | copied per chat, B | promoted per chat, B |');
+  console.log('|---|---|---|---|---|');
+  for (const t of targets) {
+    const r = await measure(t);
+    const name = t === 'vega' ? 'Vega' : t === 'floor' ? 'floor proxy' : 'bare Koa';
+    console.log(
+      `| ${name} | ${r.per1000.toFixed(1)} | ${r.pauseMedian.toFixed(1)} / ${r.pauseMax.toFixed(1)} | ${r.survivedPerChat.toFixed(0)} | ${r.promotedPerChat.toFixed(0)} |`,
+    );
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
