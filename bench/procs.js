@@ -1,5 +1,6 @@
 'use strict';
-// Starting and stopping the processes a benchmark measures: the fake upstream and Vega itself.
+// Starting and stopping the processes a benchmark measures (the fake upstream and Vega itself), and
+// the plain sequential client several of the tools drive them with.
 const { spawn } = require('node:child_process');
 const http = require('node:http');
 const { mkdtempSync, rmSync } = require('node:fs');
