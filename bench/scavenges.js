@@ -71,7 +71,6 @@ async function measure(target) {
   }
   const sum = (k) => rows.reduce((a, r) => a + (r[k] ?? 0), 0);
   return {
-    scavenges: rows.length,
     per1000: (rows.length * 1000) / n,
     pauseMedian: median(rows.map((r) => r.pause)),
     pauseMax: Math.max(...rows.map((r) => r.pause)),
