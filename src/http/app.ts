@@ -160,13 +160,8 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   // The router answers a wrong method with 405 (an unknown one with 501) and an `Allow` header;
   // this turns both into the one error shape as a 405 (an unknown method is the client's
   // mistake, never a 5xx), keeping `Allow`.
-  // The matched route names the server span and labels http.server.request.duration (errors too).
   app.use(async (ctx, next) => {
-    try {
-      await next();
-    } finally {
-      if (ctx._matchedRoute !== undefined) setServerRoute(ctx.res, String(ctx._matchedRoute));
-    }
+    await next();
     if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
       const allow = ctx.response.get('Allow');
       if (allow === '') ctx.remove('Allow');
@@ -189,9 +184,14 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
   type Routed = Koa.Middleware<VegaState>;
   const routes = { public: router.routes() as Routed, admin: adminRouter.routes() as Routed };
   const methods = { public: router.allowedMethods() as Routed, admin: adminRouter.allowedMethods() as Routed };
+  // The matched route names the server span, labels http.server.request.duration (errors too) and
+  // goes on the access line. The router sets it before it runs the route's handler, that is before
+  // this call returns, so it is on the response before the client can leave.
   app.use((ctx, next) => {
     const table = ADMIN_PATH.test(ctx.path) ? 'admin' : 'public';
-    return routes[table](ctx, () => methods[table](ctx, next));
+    const done = routes[table](ctx, () => methods[table](ctx, next));
+    if (ctx._matchedRoute !== undefined) setServerRoute(ctx.res, String(ctx._matchedRoute));
+    return done;
   });
   app.on('error', (err: NodeJS.ErrnoException & { headerSent?: boolean }) => {
     // A client that leaves mid-stream makes Koa's response pipeline fail with a premature close:

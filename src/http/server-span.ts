@@ -53,6 +53,11 @@ export function setServerRoute(res: ServerResponse, route: string): void {
   (res as WithRoute)[ROUTE] = route;
 }
 
+/** The route template set by {@link setServerRoute}, if the router matched one. */
+export function serverRoute(res: ServerResponse): string | undefined {
+  return (res as WithRoute)[ROUTE];
+}
+
 /**
  * The Vega error code a 5xx answer carries: the server span's status message. The span's status
  * is set once, here, when the response closes (a second `setStatus` would replace the first).

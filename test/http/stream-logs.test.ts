@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
-import { eventually, postJson, ROOT, startVega, type VegaProcess } from '../support/vega-process';
+import { eventually, postJson, ROOT, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
 
 // What an operator sees on stdout and stderr while streams are served, left early and failed:
 // JSON lines only, no raw Node warnings, and levels that say designed or not.
@@ -76,6 +76,26 @@ describe('logs while streaming', () => {
     expect(lines.map((l) => `${l.level} ${l.msg}`)).toEqual(['info client left mid-stream']);
     expect(vega.logs.some((l) => l.msg === 'koa error outside the error handler')).toBe(false);
     expect(sinceStart()).not.toContain('ERR_STREAM_PREMATURE_CLOSE');
+  });
+
+  it('writes the access line of a client that left before any answer, with its route', async () => {
+    fake.behave({ delayMs: 1_000 });
+    const cid = 'left-before-the-answer-1';
+    const aborted = new AbortController();
+    const pending = fetch(`${vega.url}/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': TEST_KEY, 'x-correlation-id': cid },
+      body: JSON.stringify({ prompt: 'leave before the answer' }),
+      signal: aborted.signal,
+    }).catch((err: unknown) => err);
+    // Leave once the request is in the backend's hands, while Vega's handler is still waiting.
+    await eventually(() => fake.calls.some((c) => JSON.stringify(c.body ?? {}).includes('leave before the answer')), 5000, 'upstream call');
+    aborted.abort();
+    expect(await pending).toBeInstanceOf(Error);
+    fake.behave({});
+    const line = await eventually(() => vega.logs.find((l) => l.correlation_id === cid && l.msg === 'request'), 5000, 'access line');
+    expect(line).toMatchObject({ level: 'info', method: 'POST', route: '/chat', path: '/chat', completed: false });
+    expect(line.duration_ms).toBeLessThan(1_000);
   });
 
   it('logs designed upstream failures at warn with their code and no stack', async () => {

@@ -2,31 +2,46 @@ import type { Middleware } from 'koa';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../telemetry/logger';
 import { onResponseClose } from '../response-close';
+import { serverRoute } from '../server-span';
 import type { VegaState } from '../state';
+
+/** Longest path written to an access line. */
+const MAX_PATH = 200;
 
 /**
  * One log line per request when its response is complete (for a stream, after the last byte),
  * with the route template, status and duration. The ids (the server span's) are passed explicitly: the `close` event
  * fires outside the request's async context.
+ *
+ * The close callback holds the node response and this request's line, never Koa's context: a
+ * closure over the context kept the whole request (context, request, response, state, body)
+ * reachable to V8's minor GC after it closed, and every scavenge copied it to the old space
+ * (about 1.1 KB a chat promoted, scavenge pauses of 2 ms instead of 1, bench/scavenges.js). The
+ * route is the one the router matched, kept on the response at match time, so a line written
+ * when the client leaves before the answer still names it.
  */
 export function accessLog(logger: Logger): Middleware<VegaState> {
-  return async (ctx, next) => {
+  return (ctx, next) => {
     const started = performance.now();
-    const ids = { trace_id: ctx.state.traceId, span_id: ctx.state.spanId, correlation_id: ctx.state.correlationId };
-    onResponseClose(ctx.res, () => {
-      logger.info(
-        {
-          ...ids,
-          method: ctx.method,
-          route: ctx._matchedRoute ? String(ctx._matchedRoute) : undefined,
-          path: ctx.path.slice(0, 200),
-          status: ctx.status,
-          duration_ms: Math.round((performance.now() - started) * 100) / 100,
-          completed: ctx.res.writableFinished,
-        },
-        'request',
-      );
+    const res = ctx.res;
+    const line = {
+      trace_id: ctx.state.traceId,
+      span_id: ctx.state.spanId,
+      correlation_id: ctx.state.correlationId,
+      method: ctx.method,
+      route: undefined as string | undefined,
+      path: ctx.path.slice(0, MAX_PATH),
+      status: 0,
+      duration_ms: 0,
+      completed: false,
+    };
+    onResponseClose(res, () => {
+      line.route = serverRoute(res);
+      line.status = res.statusCode;
+      line.duration_ms = Math.round((performance.now() - started) * 100) / 100;
+      line.completed = res.writableFinished;
+      logger.info(line, 'request');
     });
-    await next();
+    return next();
   };
 }
