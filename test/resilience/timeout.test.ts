@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamTimeout, UpstreamUnavailable } from '../../src/errors';
 import { TimeoutStage } from '../../src/resilience/timeout';
@@ -34,6 +35,46 @@ describe('TimeoutStage', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(await result).toMatchObject({ code: 'client_closed' });
     expect(stage.snapshot().timeouts).toBe(0);
+  });
+
+  it('starts a caller that already left with an aborted signal, and says client_closed', async () => {
+    const stage = new TimeoutStage(1000);
+    const caller = new AbortController();
+    caller.abort();
+    let seen: boolean | undefined;
+    const result = await stage
+      .execute((signal) => {
+        seen = signal.aborted;
+        return signal.aborted ? Promise.reject(new Error('aborted')) : hangs(signal);
+      }, caller.signal)
+      .catch((e: unknown) => e);
+    expect(seen).toBe(true);
+    expect(result).toMatchObject({ code: 'client_closed' });
+  });
+
+  it("leaves no timer and no listener on the caller's signal once a call settles, and does not abort its signal", async () => {
+    const stage = new TimeoutStage(60_000);
+    const caller = new AbortController();
+    let inner: AbortSignal | undefined;
+    await stage.execute(async (signal) => {
+      inner = signal;
+      expect(getEventListeners(caller.signal, 'abort')).toHaveLength(1);
+      return 'ok';
+    }, caller.signal);
+    await expect(stage.execute(() => Promise.reject(new Error('boom')), caller.signal)).rejects.toThrow('boom');
+    expect(vi.getTimerCount()).toBe(0);
+    expect(getEventListeners(caller.signal, 'abort')).toHaveLength(0);
+    expect(inner?.aborted).toBe(false);
+  });
+
+  it('turns a call that throws before it returns a promise into the same failure', async () => {
+    const stage = new TimeoutStage(1000);
+    await expect(
+      stage.execute(() => {
+        throw new UpstreamUnavailable('sync');
+      }),
+    ).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it("passes other failures through uncounted, but counts undici's own timeout", async () => {
