@@ -12,11 +12,14 @@
 // and the GC helper threads' work, and unlike a timing it reads the same on a noisy machine
 // (a sampled estimate: runs agree to a few per cent).
 //
+// --window counts the survivors only over the N measured chats (after the warm-up), in bytes per
+// chat: what each chat leaves to the old space, by site, without start-up in the way.
+//
 // --hit makes every measured chat a cache hit (the same prompt, the response cache on).
 // --export sends every span over OTLP to a sink (bench/fake-upstream.js), as the export ratio's run
 // does; --env adds settings to Vega's environment (e.g. --env=OTEL_EXPORTER_OTLP_PROTOCOL=http/json).
 //
-//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all] [--hit] [--export] [--env=NAME=VALUE,...] [--dist=DIR]
+//   node bench/heap.js [--n=3000] [--top=25] [--telemetry=off] [--all | --window] [--hit] [--export] [--env=NAME=VALUE,...] [--dist=DIR]
 const { existsSync, mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
@@ -24,7 +27,7 @@ const { startUpstream, startVega, KEY } = require('./procs');
 const { arg, envArg } = require('./lib');
 const { seq } = require('./gateway');
 
-function summarize(profile, top, perChat) {
+function summarize(profile, top, perChat, survivors) {
   const bySite = new Map();
   // A built-in (no script: sort, Map, Promise, ...) is named with the nearest caller that has one.
   const walk = (node, caller) => {
@@ -40,10 +43,12 @@ function summarize(profile, top, perChat) {
   const rows = [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
   if (perChat)
     return [
-      `every allocation over ${perChat} chats: ${(total / perChat / 1024).toFixed(1)} KB per chat (sampled estimate)`,
-      '| KB per chat | allocation site |',
+      survivors
+        ? `allocations over ${perChat} chats that outlived a minor GC: ${(total / perChat).toFixed(0)} B per chat (sampled estimate)`
+        : `every allocation over ${perChat} chats: ${(total / perChat / 1024).toFixed(1)} KB per chat (sampled estimate)`,
+      survivors ? '| B per chat | allocation site |' : '| KB per chat | allocation site |',
       '|---|---|',
-      ...rows.map(([site, bytes]) => `| ${(bytes / perChat / 1024).toFixed(2)} | ${site} |`),
+      ...rows.map(([site, bytes]) => `| ${survivors ? (bytes / perChat).toFixed(0) : (bytes / perChat / 1024).toFixed(2)} | ${site} |`),
     ].join('\n');
   return [
     `allocations that outlived a minor GC: ${(total / 1048576).toFixed(1)} MB sampled (start-up included)`,
@@ -64,6 +69,8 @@ async function main() {
   const top = Number(arg('top', 25));
   const telemetry = arg('telemetry', 'on') !== 'off';
   const all = process.argv.includes('--all');
+  const window = !all && process.argv.includes('--window');
+  const windowed = all || window;
   const hit = process.argv.includes('--hit');
   const distArg = arg('dist', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'vega-heap-'));
@@ -79,22 +86,27 @@ async function main() {
         COALESCING: 'false',
         HEAP_SAMPLE_FILE: file,
         ...(all ? { HEAP_SAMPLE_ALL: '1' } : {}),
+        ...(window ? { HEAP_SAMPLE_WINDOW: '1' } : {}),
         ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
         ...envArg(),
       },
-      { telemetry, nodeArgs: ['--require', join(__dirname, 'heap-sampler.js')], ...(distArg ? { dist: resolve(distArg) } : {}) },
+      {
+        telemetry,
+        nodeArgs: [...(window ? ['--expose-gc'] : []), '--require', join(__dirname, 'heap-sampler.js')],
+        ...(distArg ? { dist: resolve(distArg) } : {}),
+      },
     );
     let gc = '';
     try {
       const body = { prompt: 'what outlives a scavenge' };
-      if (all) {
+      if (windowed) {
         await seq(`${vega.url}/chat`, 1, { headers, body, warmup: 2000 });
         vega.child.kill('SIGUSR2'); // the window opens
         await new Promise((r) => setTimeout(r, 500));
       }
-      const r = await seq(`${vega.url}/chat`, n, { headers, body, warmup: all ? 0 : 2000 });
+      const r = await seq(`${vega.url}/chat`, n, { headers, body, warmup: windowed ? 0 : 2000 });
       // The window closes before /metrics is read: a scrape's own allocations are not a chat's.
-      if (all) await stopSampling(vega.child, file);
+      if (windowed) await stopSampling(vega.child, file);
       process.stdout.write(
         `vega: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms (${n} sequential after 2,000, with the sampler running)\n`,
       );
@@ -112,7 +124,7 @@ async function main() {
       await vega.stop();
     }
     process.stdout.write(gc);
-    process.stdout.write(`${summarize(JSON.parse(readFileSync(file, 'utf8')), top, all ? n : undefined)}\n`);
+    process.stdout.write(`${summarize(JSON.parse(readFileSync(file, 'utf8')), top, windowed ? n : undefined, window)}\n`);
   } finally {
     await upstream.stop();
     await sink?.stop();
