@@ -23,10 +23,10 @@ export class TimeoutStage {
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const inner = new AbortController();
-    const onCallerAbort = () => inner.abort();
+    const abort = () => inner.abort();
     if (signal?.aborted) inner.abort();
-    else signal?.addEventListener('abort', onCallerAbort, { once: true });
-    const deadline = setTimeout(onCallerAbort, this.#ms);
+    else signal?.addEventListener('abort', abort, { once: true });
+    const deadline = setTimeout(abort, this.#ms);
     try {
       return await fn(inner.signal);
     } catch (err) {
@@ -39,7 +39,7 @@ export class TimeoutStage {
       throw err;
     } finally {
       clearTimeout(deadline);
-      signal?.removeEventListener('abort', onCallerAbort);
+      signal?.removeEventListener('abort', abort);
     }
   }
 
