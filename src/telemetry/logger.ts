@@ -26,10 +26,10 @@ export function createLogger(level = 'info', destination: pino.DestinationStream
         },
       },
       mixin() {
-        const sc = trace.getActiveSpan()?.spanContext();
         const correlationId = currentCorrelationId();
-        if (!sc || !isSpanContextValid(sc)) return correlationId ? { correlation_id: correlationId } : {};
-        return { trace_id: sc.traceId, span_id: sc.spanId, correlation_id: correlationId ?? sc.traceId };
+        const sc = trace.getActiveSpan()?.spanContext();
+        if (!sc || !isSpanContextValid(sc)) return correlationId === undefined ? {} : { correlation_id: correlationId };
+        return { trace_id: sc.traceId, span_id: sc.spanId, correlation_id: correlationId };
       },
     },
     destination,

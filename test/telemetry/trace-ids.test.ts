@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { trace } from '@opentelemetry/api';
-import { traceIdsOf } from '../../src/telemetry/correlation';
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { currentCorrelationId, traceIdsOf, untracedContext, withCorrelationId } from '../../src/telemetry/correlation';
 
 describe('traceIdsOf without a span (telemetry off)', () => {
   it('makes well-formed, unsampled ids', () => {
@@ -31,5 +31,32 @@ describe('traceIdsOf without a span (telemetry off)', () => {
       spanId: 'b'.repeat(16),
       traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`,
     });
+  });
+});
+
+describe('currentCorrelationId', () => {
+  const span = trace.wrapSpanContext({ traceId: 'c'.repeat(32), spanId: 'd'.repeat(16), traceFlags: 0 });
+  const traced = trace.setSpan(ROOT_CONTEXT, span);
+
+  it('is the trace id of the active span when no id was put in the context', () => {
+    expect(currentCorrelationId(traced)).toBe('c'.repeat(32));
+  });
+
+  it("is a client's id over the trace id, in that context and every one built from it", () => {
+    const withId = withCorrelationId(traced, 'client-id-7');
+    expect(currentCorrelationId(withId)).toBe('client-id-7');
+    const child = trace.wrapSpanContext({ traceId: 'c'.repeat(32), spanId: 'e'.repeat(16), traceFlags: 0 });
+    expect(currentCorrelationId(trace.setSpan(withId, child))).toBe('client-id-7');
+  });
+
+  it('is undefined outside any trace: no span, an invalid one, or a probe', () => {
+    expect(currentCorrelationId(ROOT_CONTEXT)).toBeUndefined();
+    expect(currentCorrelationId(untracedContext())).toBeUndefined();
+    const invalid = trace.wrapSpanContext({ traceId: '0'.repeat(32), spanId: '0'.repeat(16), traceFlags: 0 });
+    expect(currentCorrelationId(trace.setSpan(ROOT_CONTEXT, invalid))).toBeUndefined();
+  });
+
+  it('is an id put in a context with no span (telemetry off)', () => {
+    expect(currentCorrelationId(withCorrelationId(ROOT_CONTEXT, 'f'.repeat(32)))).toBe('f'.repeat(32));
   });
 });

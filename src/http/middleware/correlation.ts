@@ -29,7 +29,9 @@ export function correlation(): Middleware<VegaState> {
     ctx.set('X-Correlation-ID', correlationId);
     ctx.set('traceparent', ids.traceparent);
     ctx.state.correlationProblem = problem;
-    await context.with(withCorrelationId(context.active(), correlationId), next);
+    // The trace id needs no context of its own: it is read from the active span.
+    if (span !== undefined && correlationId === span.spanContext().traceId) await next();
+    else await context.with(withCorrelationId(context.active(), correlationId), next);
   };
 }
 
