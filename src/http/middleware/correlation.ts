@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
 import { context, trace } from '@opentelemetry/api';
 import { InvalidRequest } from '../../errors';
-import { correlationIdProblem, traceIdsOf, withCorrelationId } from '../../telemetry/correlation';
+import { correlationIdProblem, currentCorrelationId, traceIdsOf, withCorrelationId } from '../../telemetry/correlation';
 import type { VegaState } from '../state';
 
 /**
@@ -29,8 +29,9 @@ export function correlation(): Middleware<VegaState> {
     ctx.set('X-Correlation-ID', correlationId);
     ctx.set('traceparent', ids.traceparent);
     ctx.state.correlationProblem = problem;
-    // The trace id needs no context of its own: it is read from the active span.
-    if (span !== undefined && correlationId === span.spanContext().traceId) await next();
+    // The id goes into a context only when the lookup would not find it already: the trace id
+    // of a valid span is read from the span itself.
+    if (correlationId === currentCorrelationId()) await next();
     else await context.with(withCorrelationId(context.active(), correlationId), next);
   };
 }
