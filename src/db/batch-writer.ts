@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { context, SpanKind, SpanStatusCode, type Attributes, type Context, type Link } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
-import { withChildSpan } from '../telemetry/spans';
+import { startChildSpan, withChildSpan } from '../telemetry/spans';
 import type { ConversationRecord, ConversationRepository } from './conversations';
 
 /** Options of {@link ConversationLog}. */
@@ -62,9 +62,14 @@ interface Waiting {
   readonly record: ConversationRecord;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
-  readonly link: Link | undefined;
-  /** The request's context, inside its `conversation.store` span. */
-  readonly ctx: Context;
+  /** Its `conversation.store` span (a stand-in that records nothing when the trace is not sampled). */
+  readonly span: Span;
+  /**
+   * The request's context, outside that span. Only a batch's first waiter becomes the parent of
+   * its `conversation.batch_write`, so the context with the span in it is built for that one
+   * alone, when the batch is written: the others never need theirs.
+   */
+  readonly parent: Context;
 }
 
 const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
@@ -146,29 +151,25 @@ export class ConversationLog {
       this.#rejected++;
       return Promise.reject(new StorageBusy());
     }
-    const committed = withChildSpan(
-      'conversation.store',
-      { kind: SpanKind.INTERNAL },
-      (span) =>
-        new Promise<void>((resolve, reject) => {
-          this.#queue.push({
-            record,
-            link: span.isRecording() ? { context: span.spanContext() } : undefined,
-            ctx: context.active(),
-            resolve: () => {
-              span.end();
-              resolve();
-            },
-            reject: (err) => {
-              span.setStatus({ code: SpanStatusCode.ERROR });
-              span.end();
-              reject(err);
-            },
-          });
-          if (!this.#writing) void this.#drain();
-          else this.#arrived?.();
-        }),
-    );
+    const span = startChildSpan('conversation.store', { kind: SpanKind.INTERNAL });
+    const committed = new Promise<void>((resolve, reject) => {
+      this.#queue.push({
+        record,
+        span,
+        parent: context.active(),
+        resolve: () => {
+          span.end();
+          resolve();
+        },
+        reject: (err) => {
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          span.end();
+          reject(err);
+        },
+      });
+      if (!this.#writing) void this.#drain();
+      else this.#arrived?.();
+    });
     if (!this.#async) return committed;
     const session = record.sessionId;
     const settled = committed.then(
@@ -206,7 +207,9 @@ export class ConversationLog {
         await this.#settle();
       }
       const batch = this.#queue.splice(0, this.#opts.maxBatch);
-      await context.with(batch[0]!.ctx, () => this.#write(batch));
+      const first = batch[0]!;
+      const ctx = first.span.isRecording() ? trace.setSpan(first.parent, first.span) : first.parent;
+      await context.with(ctx, () => this.#write(batch));
     }
     this.#writing = false;
     for (const done of this.#idle.splice(0)) done();
@@ -258,7 +261,7 @@ export class ConversationLog {
   async #write(batch: Waiting[]): Promise<void> {
     const links = batch
       .slice(1)
-      .flatMap((w) => (w.link ? [w.link] : []))
+      .flatMap((w) => (w.span.isRecording() ? [{ context: w.span.spanContext() }] : []))
       .slice(0, 128);
     await withChildSpan(
       'conversation.batch_write',

@@ -8,8 +8,11 @@ import {
   ParentBasedSampler,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
+import { ConversationLog } from '../../src/db/batch-writer';
+import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import { telemetryHooks } from '../../src/telemetry/hooks';
 import { childSpanRecordable, startChildSpan, withChildSpan } from '../../src/telemetry/spans';
+import { freshDatabase } from '../support/db';
 
 // The ids-only configuration the preload uses without an exporter: parent-based, roots unsampled,
 // a sampled parent (a client's traceparent) recorded. A real provider and context manager.
@@ -94,5 +97,66 @@ describe('child spans', () => {
     expect(root.spanContext().traceId).not.toBe(TRACE);
     expect(root.spanContext().spanId).toMatch(/^[0-9a-f]{16}$/);
     expect(childSpanRecordable(ROOT_CONTEXT)).toBe(true);
+  });
+});
+
+describe("the conversation log's spans", () => {
+  const record = (i: number): ConversationRecord => ({
+    ts: 1_700_000_000_000 + i,
+    sessionId: `s${i}`,
+    prompt: `p${i}`,
+    response: `r${i}`,
+    model: 'm',
+    source: 'chat',
+    correlationId: `c${i}`,
+    status: 'ok',
+  });
+
+  /** Three rows from three requests under `parent`, committed together in one batch. */
+  async function logThree(parent: (i: number) => Context): Promise<void> {
+    const db = await freshDatabase();
+    try {
+      const log = new ConversationLog(new ConversationRepository(db.knex), {
+        busy: (queued) => queued < 3,
+        quiet: { spellMs: 10_000, capMs: 10_000 },
+      });
+      await Promise.all([0, 1, 2].map((i) => context.with(parent(i), () => log.log(record(i)))));
+    } finally {
+      await db.knex.destroy();
+    }
+  }
+
+  it("makes a batch's write the child of its first row's store span, linked to the other rows' store spans", async () => {
+    const sampled = (i: number) =>
+      trace.setSpanContext(ROOT_CONTEXT, {
+        traceId: `${TRACE.slice(0, 31)}${i}`,
+        spanId: PARENT,
+        traceFlags: TraceFlags.SAMPLED,
+        isRemote: true,
+      });
+    await logThree(sampled);
+    const spans = exporter.getFinishedSpans();
+    const stores = spans.filter((s) => s.name === 'conversation.store');
+    const writes = spans.filter((s) => s.name === 'conversation.batch_write');
+    expect(stores).toHaveLength(3);
+    expect(writes).toHaveLength(1);
+    // Each store span is its own request's child.
+    for (const store of stores) expect(store.parentSpanContext?.spanId).toBe(PARENT);
+    // The first row logged (request 0's trace) is the batch's first waiter.
+    const first = stores.find((s) => s.spanContext().traceId === `${TRACE.slice(0, 31)}0`)!;
+    expect(writes[0]!.spanContext().traceId).toBe(first.spanContext().traceId);
+    expect(writes[0]!.parentSpanContext?.spanId).toBe(first.spanContext().spanId);
+    expect(writes[0]!.links.map((l) => l.context.spanId).sort()).toEqual(
+      stores
+        .filter((s) => s !== first)
+        .map((s) => s.spanContext().spanId)
+        .sort(),
+    );
+    expect(writes[0]!.attributes['vega.batch.size']).toBe(3);
+  });
+
+  it('records neither span under unsampled requests', async () => {
+    await logThree(() => remoteParent(TraceFlags.NONE));
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
   });
 });
