@@ -7,18 +7,9 @@ import { ConversationLog } from '../../src/db/batch-writer';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import { openDatabase, type Database } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrations';
-import { freshDatabase } from '../support/db';
+import { conversationRecord, freshDatabase } from '../support/db';
 
-const record = (i: number): ConversationRecord => ({
-  ts: 1_700_000_000_000 + i,
-  sessionId: 's',
-  prompt: `p${i}`,
-  response: `r${i}`,
-  model: 'm',
-  source: 'chat',
-  correlationId: `c${i}`,
-  status: 'ok',
-});
+const record = (i: number): ConversationRecord => conversationRecord(i);
 
 let db: Database;
 let repo: ConversationRepository;

@@ -3,22 +3,13 @@ import { ConversationRepository, type ConversationRecord } from '../../src/db/co
 import type { Knex } from 'knex';
 import type { Database } from '../../src/db/knex';
 import { pendingMigrations } from '../../src/db/migrations';
-import { freshDatabase, TEST_DATABASE_URL as URL } from '../support/db';
+import { conversationRecord, freshDatabase, TEST_DATABASE_URL as URL } from '../support/db';
 
 let db: Database;
 let repo: ConversationRepository;
 
-const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => ({
-  ts: 1_700_000_000_000 + i * 1000,
-  sessionId: `s${i % 3}`,
-  prompt: `p${i}`,
-  response: `r${i}`,
-  model: 'm',
-  source: 'chat',
-  correlationId: `c${i}`,
-  status: 'ok',
-  ...over,
-});
+const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord =>
+  conversationRecord(i, { sessionId: `s${i % 3}`, ...over });
 
 beforeEach(async () => {
   db = await freshDatabase();

@@ -4,24 +4,13 @@ import { ConversationRepository, type ConversationRecord } from '../../src/db/co
 import type { Database } from '../../src/db/knex';
 import { classify } from '../../src/db/profiler';
 import { CONTEXT_SQL, SessionStore } from '../../src/sessions/store';
-import { freshDatabase, TEST_DATABASE_URL as URL } from '../support/db';
+import { conversationRecord, freshDatabase, TEST_DATABASE_URL as URL } from '../support/db';
 
 let db: Database;
 let repo: ConversationRepository;
 let store: SessionStore;
 
-const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => ({
-  ts: 1_700_000_000_000 + i * 1000,
-  sessionId: 's',
-  prompt: `p${i}`,
-  response: `r${i}`,
-  model: 'm',
-  source: 'chat',
-  correlationId: `c${i}`,
-  status: 'ok',
-  owner: 'k_a',
-  ...over,
-});
+const record = (i: number, over: Partial<ConversationRecord> = {}): ConversationRecord => conversationRecord(i, { owner: 'k_a', ...over });
 
 beforeEach(async () => {
   db = await freshDatabase();

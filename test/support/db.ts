@@ -1,3 +1,4 @@
+import type { ConversationRecord } from '../../src/db/conversations';
 import { openDatabase, type Database } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrations';
 
@@ -13,6 +14,21 @@ export async function freshDatabase(): Promise<Database> {
   }
   await migrateLatest(db.knex);
   return db;
+}
+
+/** Conversation `i`: an ok chat of session 's', one second after the one before, with `over` on top. */
+export function conversationRecord(i: number, over: Partial<ConversationRecord> = {}): ConversationRecord {
+  return {
+    ts: 1_700_000_000_000 + i * 1000,
+    sessionId: 's',
+    prompt: `p${i}`,
+    response: `r${i}`,
+    model: 'm',
+    source: 'chat',
+    correlationId: `c${i}`,
+    status: 'ok',
+    ...over,
+  };
 }
 
 /** Reads conversation rows straight from a Vega process's SQLite file (WAL lets us read while it writes). */

@@ -12,7 +12,7 @@ import { ConversationLog } from '../../src/db/batch-writer';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import { telemetryHooks } from '../../src/telemetry/hooks';
 import { childSpanRecordable, startChildSpan, withChildSpan } from '../../src/telemetry/spans';
-import { freshDatabase } from '../support/db';
+import { conversationRecord, freshDatabase } from '../support/db';
 
 // The ids-only configuration the preload uses without an exporter: parent-based, roots unsampled,
 // a sampled parent (a client's traceparent) recorded. A real provider and context manager.
@@ -101,16 +101,7 @@ describe('child spans', () => {
 });
 
 describe("the conversation log's spans", () => {
-  const record = (i: number): ConversationRecord => ({
-    ts: 1_700_000_000_000 + i,
-    sessionId: `s${i}`,
-    prompt: `p${i}`,
-    response: `r${i}`,
-    model: 'm',
-    source: 'chat',
-    correlationId: `c${i}`,
-    status: 'ok',
-  });
+  const record = (i: number): ConversationRecord => conversationRecord(i, { sessionId: `s${i}` });
 
   /** Three rows from three requests under `parent`, committed together in one batch. */
   async function logThree(parent: (i: number) => Context): Promise<void> {
