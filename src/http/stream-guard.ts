@@ -17,19 +17,24 @@ export interface StreamGuardOptions {
 }
 
 /**
- * Node's response corks its socket on a write and uncorks it on the next tick, and a tick queued
- * from a promise continuation runs only once every pending continuation has. A relay that reads
- * several upstream events in one go would so hold its first frame (and the headers with it)
- * until it had turned the whole burst into frames. The first write is sent at once; later ones
- * keep Node's batching, so a burst of a thousand events is not a thousand packets.
+ * Node's response corks itself on a write and uncorks on the next tick, and a tick queued from a
+ * promise continuation runs only once every pending continuation has. A relay that reads several
+ * upstream events in one go would so hold its first frame (and the headers with it) until it had
+ * turned the whole burst into frames, and on a complete answer, until the conversation was
+ * stored. The first write is sent at once; later ones keep Node's batching, so a burst of a
+ * thousand events is not a thousand packets.
+ *
+ * The response's own cork, not its socket's: Node 20 corks the socket, but Node 22 and later
+ * cork the response and hold a chunked body's frames in it, where uncorking the socket does not
+ * reach them. The response's `uncork` releases whichever it is.
  */
 function sendFirstWriteAtOnce(res: ServerResponse): void {
   const write = res.write;
   const first = function (this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
     if (this.write === first) this.write = write; // unless a later layer wrapped it in turn
-    const corked = this.socket?.writableCorked ?? 0;
+    const corked = this.writableCorked;
     const ok = write.apply(this, args);
-    if (this.socket && this.socket.writableCorked > corked) this.socket.uncork();
+    if (this.writableCorked > corked) this.uncork();
     return ok;
   } as ServerResponse['write'];
   res.write = first;
