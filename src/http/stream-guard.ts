@@ -20,13 +20,13 @@ export interface StreamGuardOptions {
  * Node's response corks itself on a write and uncorks on the next tick, and a tick queued from a
  * promise continuation runs only once every pending continuation has. A relay that reads several
  * upstream events in one go would so hold its first frame (and the headers with it) until it had
- * turned the whole burst into frames, and on a complete answer, until the conversation was
- * stored. The first write is sent at once; later ones keep Node's batching, so a burst of a
- * thousand events is not a thousand packets.
+ * turned the whole burst into frames, and when the burst held the whole answer, until the
+ * conversation was stored. The first write is sent at once; later ones keep Node's batching, so a
+ * burst of a thousand events is not a thousand packets.
  *
- * The response's own cork, not its socket's: Node 20 corks the socket, but Node 22 and later
- * cork the response and hold a chunked body's frames in it, where uncorking the socket does not
- * reach them. The response's `uncork` releases whichever it is.
+ * The response's own cork, not its socket's: Node 20 corks the socket, but newer lines (Node 24
+ * here) cork the response and hold a chunked body's frames in it, where uncorking the socket does
+ * not reach them. The response's `uncork` releases whichever it is.
  */
 function sendFirstWriteAtOnce(res: ServerResponse): void {
   const write = res.write;

@@ -8,16 +8,18 @@ import { closeServer, listenOnLoopback } from '../support/loopback';
 // A streamed answer as the /chat and /v1 routes build it: Koa pipes a Readable made from an async
 // generator into the response, under guardStream. The generator here produces a burst (every
 // frame at once, as when one read from the backend carries several events) and notes, each time
-// it is resumed for the next frame, how the socket stands: bytes still held in Node (not yet
-// handed to the kernel) and whether it is corked.
-interface SocketState {
+// it is resumed for the next frame, how the response stands: bytes still held in Node (not yet
+// handed to the kernel) and whether it is corked. The response's figures, not the socket's: Node
+// 20 corks the socket, but Node 24 corks the response and holds a chunked body's frames in it,
+// where the socket's figures do not see them.
+interface ResponseState {
   readonly buffered: number;
   readonly corked: number;
 }
 
 let server: Server;
 let base: string;
-let seen: SocketState[] = [];
+let seen: ResponseState[] = [];
 
 beforeAll(async () => {
   const app = new Koa();
