@@ -4,12 +4,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConversationLog } from '../../src/db/batch-writer';
-import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
+import { ConversationRepository } from '../../src/db/conversations';
 import { openDatabase, type Database } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrations';
-import { conversationRecord, freshDatabase } from '../support/db';
-
-const record = (i: number): ConversationRecord => conversationRecord(i);
+import { conversationRecord as record, freshDatabase } from '../support/db';
 
 let db: Database;
 let repo: ConversationRepository;
