@@ -13,9 +13,8 @@
 // items are added to Vega's environment (e.g. `--variant=export,OTEL_EXPORTER_OTLP_ENDPOINT=sink`,
 // where the value `sink` is replaced by an OTLP sink's URL); `BENCH_NODE_FLAGS="--expose-gc ..."`
 // replaces the node flags Vega ships with (bench/procs.js). `npm run build` first.
-const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { arg, median: med, rotated } = require('./lib');
+const { arg, cpuMs, median: med, parseVariant, rotated } = require('./lib');
 const { startScript, startUpstream, startVega, KEY } = require('./procs');
 const { autocannon, seq } = require('./gateway');
 
@@ -27,20 +26,6 @@ const warmup = Number(arg('warmup', 2000));
 const HEADERS = { 'content-type': 'application/json', 'x-api-key': KEY };
 const CHAT = { prompt: 'how fast is the gateway' };
 const MISS = { CACHE_MAX_ENTRIES: '0', COALESCING: 'false' };
-
-function parseVariant(spec) {
-  const [head, ...envItems] = spec.split(',');
-  const [name, dist] = head.split(':');
-  const env = Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  return { name, dist: dist ? join(process.cwd(), dist) : undefined, env };
-}
-
-/** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
-function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 async function main() {
   const variants = process.argv.filter((a) => a.startsWith('--variant=')).map((a) => parseVariant(a.slice(10)));

@@ -8,11 +8,9 @@
 //
 // DIST and ENV as in bench/ab.js. `npm run build` first.
 const { join } = require('node:path');
-const { arg, median, rotated } = require('./lib');
+const { arg, median, parseVariant, rotated, threadTicks, TICK_US } = require('./lib');
 const { startScript, startUpstream, startVega, KEY } = require('./procs');
 const { autocannon } = require('./gateway');
-
-const { readFileSync, readdirSync } = require('node:fs');
 
 const rounds = Number(arg('rounds', 4));
 const seconds = Number(arg('seconds', 6));
@@ -20,27 +18,9 @@ const warm = Number(arg('warm', 2));
 const HEADERS = { 'content-type': 'application/json', 'x-api-key': KEY };
 const CHAT = { prompt: 'how fast is the gateway' };
 
-/** CPU time (user + system, ms) of each thread of a process so far, by thread name, from /proc (10 ms ticks). */
+/** CPU time (ms) of each thread group of a process so far. */
 function threadCpuMs(pid) {
-  const out = {};
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) * 10;
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
-
-function parseVariant(spec) {
-  const [head, ...envItems] = spec.split(',');
-  const [name, dist] = head.split(':');
-  const env = Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  return { name, dist: dist ? join(process.cwd(), dist) : undefined, env };
+  return Object.fromEntries(Object.entries(threadTicks(pid)).map(([group, t]) => [group, ((t.user + t.system) * TICK_US) / 1000]));
 }
 
 (async () => {

@@ -1,9 +1,9 @@
 'use strict';
 // Shared helpers for the benchmark scenarios: repeated runs, percentiles, the machine's description.
 const { execFileSync } = require('node:child_process');
-const { readFileSync } = require('node:fs');
+const { readdirSync, readFileSync } = require('node:fs');
 const os = require('node:os');
-const { join } = require('node:path');
+const { join, resolve } = require('node:path');
 
 /** The value of a `--name=value` command-line option, or `fallback`. */
 function arg(name, fallback) {
@@ -142,8 +142,59 @@ function rotated(list, round) {
   return [...list.slice(k), ...list.slice(0, k)];
 }
 
+/**
+ * An A/B variant from `NAME[:DIST][,ENV=VALUE...]`: DIST a saved build (relative to the working
+ * directory), ENV items added to Vega's environment.
+ */
+function parseVariant(spec) {
+  const [head, ...envItems] = spec.split(',');
+  const [name, dist] = head.split(':');
+  const env = Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  return { name, dist: dist ? resolve(dist) : undefined, env };
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat. */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * TICK_US) / 1000;
+}
+
+/** /proc reports CPU time in clock ticks (USER_HZ, almost always 100). */
+const TICK_US = 1e6 / (Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100);
+
+function threadGroup(name, main) {
+  if (main) return 'main thread';
+  if (/libuv-worker/.test(name)) return "libuv's pool";
+  if (/V8|DefaultWorker|DelayedTask/i.test(name)) return "V8's helpers";
+  return 'other';
+}
+
+/** CPU ticks (user, system) of each thread of `pid` so far, by the group its name puts it in (/proc/<pid>/task). */
+function threadTicks(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const t = (out[threadGroup(name, tid === String(pid))] ??= { user: 0, system: 0 });
+    t.user += Number(fields[11]);
+    t.system += Number(fields[12]);
+  }
+  return out;
+}
+
 module.exports = {
   arg,
+  parseVariant,
+  cpuMs,
+  threadTicks,
+  TICK_US,
   envArg,
   procIo,
   repeat,

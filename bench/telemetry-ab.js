@@ -18,11 +18,11 @@
 // sink) on the others, with `taskset`: the two sides stop taking each other's CPU, and the per-round
 // spread of CPU per chat falls several-fold. Needs `npm run build` first.
 const { execFileSync } = require('node:child_process');
-const { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const { chmodSync, mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const { availableParallelism, tmpdir } = require('node:os');
-const { join, resolve } = require('node:path');
+const { join } = require('node:path');
 const { autocannon } = require('./gateway');
-const { arg, median, rotated } = require('./lib');
+const { arg, cpuMs, median, parseVariant, rotated } = require('./lib');
 const { startUpstream, startVega, KEY } = require('./procs');
 
 const seconds = Number(arg('seconds', 5));
@@ -38,23 +38,6 @@ const DEFAULT_VARIANTS = [
   'record,VEGA_UNEXPORTED_SPANS=record',
   'export,OTEL_EXPORTER_OTLP_ENDPOINT=sink',
 ];
-
-function parseVariant(spec) {
-  const [head, ...envItems] = spec.split(',');
-  const [name, dist] = head.split(':');
-  return {
-    name,
-    dist: dist ? resolve(dist) : undefined,
-    env: Object.fromEntries(envItems.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
-  };
-}
-
-/** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
-function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 /** With --pin: this process (and so every child it starts) leaves the last CPU to Vega; returns Vega's launcher. */
 function pinning(dir) {

@@ -12,48 +12,17 @@
 //
 //   node bench/threads.js [--mode=hit|miss|koa] [--seconds=5] [--connections=32] [--rounds=1]
 //        [--dist=DIR] [--env=NAME=VALUE,...]
-const { execFileSync } = require('node:child_process');
-const { readFileSync, readdirSync } = require('node:fs');
+const { readFileSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const autocannon = require('autocannon');
 const { startUpstream, startVega, startScript, KEY } = require('./procs');
-const { arg, envArg, median, procIo } = require('./lib');
-
-/** /proc reports CPU time in clock ticks (USER_HZ, almost always 100). */
-const TICK_US = 1e6 / (Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100);
-
-/** CPU ticks (user, system) of each thread of `pid`, by the thread group its name puts it in. */
-function threads(pid) {
-  const out = {};
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended between the listing and the read
-    }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const group = groupOf(name, tid === String(pid));
-    const t = (out[group] ??= { user: 0, system: 0 });
-    t.user += Number(fields[11]);
-    t.system += Number(fields[12]);
-  }
-  return out;
-}
+const { arg, envArg, median, procIo, threadTicks: threads, TICK_US } = require('./lib');
 
 /** The main thread's time waiting for a CPU (ns, /proc/<pid>/schedstat) and its involuntary switches. */
 function waits(pid) {
   const [, runDelayNs] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
   const m = /nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return { runDelayNs, preempted: Number(m?.[1] ?? 0) };
-}
-
-function groupOf(name, main) {
-  if (main) return 'main thread';
-  if (/libuv-worker/.test(name)) return "libuv's pool";
-  if (/V8|DefaultWorker|DelayedTask/i.test(name)) return "V8's helpers";
-  return 'other';
 }
 
 async function main() {
