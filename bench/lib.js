@@ -1,5 +1,6 @@
 'use strict';
-// Shared helpers for the benchmark scenarios: repeated runs, percentiles, the machine's description.
+// Shared helpers for the benchmark scenarios: repeated runs, percentiles, the machine's description,
+// A/B variants, and CPU time read from /proc.
 const { execFileSync } = require('node:child_process');
 const { readdirSync, readFileSync } = require('node:fs');
 const os = require('node:os');
@@ -153,11 +154,16 @@ function parseVariant(spec) {
   return { name, dist: dist ? resolve(dist) : undefined, env };
 }
 
+/** User and system CPU ticks from a /proc `stat` line (the fields after the name in parentheses). */
+function ticksOf(stat) {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
 /** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat. */
 function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * TICK_US) / 1000;
+  const { user, system } = ticksOf(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return ((user + system) * TICK_US) / 1000;
 }
 
 /** /proc reports CPU time in clock ticks (USER_HZ, almost always 100). */
@@ -181,10 +187,10 @@ function threadTicks(pid) {
       continue; // the thread ended between the listing and the read
     }
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const { user, system } = ticksOf(stat);
     const t = (out[threadGroup(name, tid === String(pid))] ??= { user: 0, system: 0 });
-    t.user += Number(fields[11]);
-    t.system += Number(fields[12]);
+    t.user += user;
+    t.system += system;
   }
   return out;
 }
