@@ -14,7 +14,16 @@
  * text); OTEL_METRICS_EXPORTER=otlp additionally pushes them.
  */
 import { NodeSDK, core } from '@opentelemetry/sdk-node';
-import { trace, TraceFlags, type Context, type TextMapGetter, type TextMapPropagator, type TextMapSetter } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  context,
+  trace,
+  TraceFlags,
+  type Context,
+  type TextMapGetter,
+  type TextMapPropagator,
+  type TextMapSetter,
+} from '@opentelemetry/api';
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -143,6 +152,11 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string; 
 function start(): void {
   const hooks = telemetryHooks();
   if (/^true$/i.test(process.env.OTEL_SDK_DISABLED ?? '')) {
+    // No SDK, but a context manager still: without one OpenTelemetry's API keeps no context at
+    // all, and the correlation id a request puts in its context would reach neither its stored
+    // conversation, nor its upstream call, nor the lines logged while serving it. The SDK
+    // registers the same manager when it starts.
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     hooks.status = { sdk: 'disabled', traces: 'off', metrics: 'off' };
     return;
   }

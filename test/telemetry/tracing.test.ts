@@ -211,6 +211,47 @@ describe('with no span exporter configured', () => {
   });
 });
 
+describe('with telemetry off (OTEL_SDK_DISABLED=true)', () => {
+  // No SDK, no spans, no metrics: the correlation id still travels with the request, to the
+  // stored conversation and the upstream call.
+  let off: VegaProcess;
+  beforeAll(async () => {
+    off = await startVega({ env: { LLM_BASE_URL: fake.url, OTEL_SDK_DISABLED: 'true' } });
+  });
+  afterAll(async () => {
+    await off?.stop();
+    off?.cleanup();
+  });
+
+  /** The stored conversation whose prompt is `prompt` (the newest few are read back). */
+  async function stored(prompt: string): Promise<{ correlation_id: string; trace_id: string | null }> {
+    const res = await fetch(`${off.url}/history?limit=20`, { headers: { 'x-api-key': TEST_KEY } });
+    const body = (await res.json()) as { items: Array<{ prompt: string; correlation_id: string; trace_id: string | null }> };
+    const row = body.items.find((r) => r.prompt === prompt);
+    if (!row) throw new Error(`no stored conversation for ${prompt}`);
+    return row;
+  }
+
+  it('stores the id the response carried and sends it upstream', async () => {
+    const res = await postJson(off.url, '/chat', { prompt: 'off, own id' });
+    expect(res.status).toBe(200);
+    const id = res.headers.get('x-correlation-id')!;
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    const row = await stored('off, own id');
+    expect(row.correlation_id).toBe(id);
+    expect(row.trace_id).toBeNull(); // there is no trace to point at
+    expect(fake.generations.some((c) => c.headers['x-correlation-id'] === id)).toBe(true);
+  });
+
+  it("stores a client's X-Correlation-ID", async () => {
+    const res = await postJson(off.url, '/chat', { prompt: 'off, client id' }, { 'x-correlation-id': 'off-client-7' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-correlation-id')).toBe('off-client-7');
+    expect((await stored('off, client id')).correlation_id).toBe('off-client-7');
+    expect(fake.generations.some((c) => c.headers['x-correlation-id'] === 'off-client-7')).toBe(true);
+  });
+});
+
 describe('OTLP encoding', () => {
   /**
    * A Vega exporting to its own receiver with `env`: one chat, then `until` (if given) waited for
