@@ -4,12 +4,15 @@
 // summed by self time into groups (Vega's own code by file, OpenTelemetry, Koa, the database
 // layer, Node internals, GC, idle). `npm run build` first.
 //
-//   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--telemetry=off] [--session] [--export]
-//        [--env=NAME=VALUE,...]
+//   node bench/profile.js [--mode=hit|miss] [--seconds=15] [--connections=32] [--rate=N] [--telemetry=off] [--session]
+//        [--export] [--env=NAME=VALUE,...]
 //
 // --connections=1 profiles the sequential case; --session sends every chat in one session (its
 // context read included), as the chaos load does; without it each chat is a fresh one, as the bench's.
 // --export sends every span over OTLP to a sink (bench/fake-upstream.js), as the export ratio's run does.
+// --rate=N holds the load at N requests a second in all, so that two profiles compare the same load
+// (at full speed the faster setting also amortizes more per request); bench/profile-diff.js sets
+// two profiles side by side per request.
 // --env adds settings to Vega's environment (e.g. --env=OTEL_NODE_DISABLED_INSTRUMENTATIONS=undici).
 //
 // Writes the .cpuprofile (open it in Chrome DevTools) and prints the summary.
@@ -114,6 +117,7 @@ async function main() {
     method: 'POST',
     connections,
     duration: seconds,
+    ...(arg('rate', undefined) ? { overallRate: Number(arg('rate', undefined)) } : {}),
     headers: { 'content-type': 'application/json', 'x-api-key': vega.key },
     requests: [
       {
@@ -134,7 +138,7 @@ async function main() {
   console.log(
     `/chat ${mode}, c=${connections}, ${seconds} s: ${Math.round(result.requests.average)} req/s, p99 ${result.latency.p99} ms, non-2xx ${result.non2xx}`,
   );
-  console.log(`profile: ${file} (${s.total} samples)`);
+  console.log(`profile: ${file} (${s.total} samples, ${result.requests.total} requests)`);
   console.log('\nself time by group');
   for (const [k, v] of s.groups) console.log(`  ${v.padStart(6)}  ${k}`);
   console.log("\nVega's own code by file");

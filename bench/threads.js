@@ -10,8 +10,12 @@
 // no name of their own and count under "other"; a thread that ends within a round loses its time.
 // `npm run build` first.
 //
+// --rate=N holds the load at N requests a second in all (autocannon's overallRate) instead of as many
+// as the connections get through: CPU per chat then compares two settings at the same load, where
+// at full speed the faster one also amortizes more per chat (bigger batches, fuller writes).
+//
 //   node bench/threads.js [--mode=hit|miss|koa] [--seconds=5] [--connections=32] [--rounds=1]
-//        [--dist=DIR] [--env=NAME=VALUE,...]
+//        [--rate=N] [--dist=DIR] [--env=NAME=VALUE,...]
 const { readFileSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const autocannon = require('autocannon');
@@ -30,6 +34,7 @@ async function main() {
   const seconds = Number(arg('seconds', 5));
   const connections = Number(arg('connections', 32));
   const rounds = Number(arg('rounds', 1));
+  const rate = arg('rate', undefined);
   const distArg = arg('dist', undefined);
   const upstream = await startUpstream();
   const body = JSON.stringify({ prompt: 'where does the CPU go' });
@@ -47,6 +52,7 @@ async function main() {
       method: 'POST',
       connections,
       duration,
+      ...(rate ? { overallRate: Number(rate) } : {}),
       headers: { 'content-type': 'application/json', 'x-api-key': KEY },
       requests: [{ setupRequest: (req) => ({ ...req, body: mode === 'miss' ? JSON.stringify({ prompt: `cpu ${i++}` }) : body }) }],
     });
@@ -84,7 +90,7 @@ async function main() {
       }
       row.us_per_chat.total = Math.round(total);
       perRound.push(row);
-      process.stdout.write(`${JSON.stringify({ mode, connections, round: r + 1, ...row })}\n`);
+      process.stdout.write(`${JSON.stringify({ mode, connections, ...(rate ? { rate: Number(rate) } : {}), round: r + 1, ...row })}\n`);
     }
   } finally {
     await server.stop();
