@@ -23,7 +23,7 @@ function perRequest(spec) {
   const out = new Map();
   p.samples.forEach((id, i) => {
     const cf = byId.get(id).callFrame;
-    const where = cf.url.replace(/.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/');
+    const where = cf.url.replace(/.*node_modules\//, '').replace(/^file:\/\/.*\/dist[^/]*\//, 'dist/');
     const key = `${cf.functionName || '(anonymous)'} ${where}:${cf.lineNumber + 1}`;
     out.set(key, (out.get(key) ?? 0) + (p.timeDeltas[i] ?? 0) / requests);
   });

@@ -1,5 +1,14 @@
 import { randomFillSync } from 'node:crypto';
-import { context, createContextKey, isSpanContextValid, ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
+import {
+  context,
+  createContextKey,
+  isSpanContextValid,
+  ROOT_CONTEXT,
+  trace,
+  type Context,
+  type Span,
+  type SpanContext,
+} from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 
 /**
@@ -73,18 +82,37 @@ export function withCorrelationId(ctx: Context, id: string): Context {
   return ctx.setValue(CORRELATION_KEY, id);
 }
 
+/** The span context last found valid (see {@link validSpanContext}). */
+let lastValid: SpanContext | undefined;
+
+/**
+ * `span`'s context if its ids are valid (OpenTelemetry's own check), else undefined. A chat asks
+ * this of the same span several times in a row (its ids for the response, its correlation id for
+ * the row, the upstream call and each log line), and the check runs two regular expressions: the
+ * context last found valid is remembered, by identity, and is not checked again. A span's context
+ * is fixed at its creation.
+ */
+export function validSpanContext(span: Span | undefined): SpanContext | undefined {
+  const sc = span?.spanContext();
+  if (sc === undefined) return undefined;
+  if (sc === lastValid) return sc;
+  if (!isSpanContextValid(sc)) return undefined;
+  lastValid = sc;
+  return sc;
+}
+
 /**
  * The correlation id of the work being done: the one a client sent, which its request put in the
  * context, or else the trace id of the active span, which is what the id is by default. So a
  * request without an id of its own builds no context for it: a chat builds two OpenTelemetry
  * contexts instead of three, and on Node 24 each one costs its scavenges some 270 B promoted
  * (bench/analysis.md). Work outside any trace (probes, telemetry off outside a request) has none.
+ * `sc` is the valid context of the span active in `ctx`, when the caller has it already.
  */
-export function currentCorrelationId(ctx: Context = context.active()): string | undefined {
+export function currentCorrelationId(ctx: Context = context.active(), sc?: SpanContext): string | undefined {
   const id = ctx.getValue(CORRELATION_KEY) as string | undefined;
   if (id !== undefined) return id;
-  const sc = trace.getSpan(ctx)?.spanContext();
-  return sc && isSpanContextValid(sc) ? sc.traceId : undefined;
+  return (sc ?? validSpanContext(trace.getSpan(ctx)))?.traceId;
 }
 
 /**
@@ -108,8 +136,8 @@ function randomHex(bytes: number): string {
 
 /** Trace ids of a span, or fresh random ones when tracing is off (OTEL_SDK_DISABLED). */
 export function traceIdsOf(span: Span | undefined): { traceId: string; spanId: string; traceparent: string } {
-  const sc = span?.spanContext();
-  if (sc && isSpanContextValid(sc)) {
+  const sc = validSpanContext(span);
+  if (sc) {
     const flags = sc.traceFlags.toString(16).padStart(2, '0');
     return { traceId: sc.traceId, spanId: sc.spanId, traceparent: `00-${sc.traceId}-${sc.spanId}-${flags}` };
   }
@@ -122,8 +150,7 @@ export function traceIdsOf(span: Span | undefined): { traceId: string; spanId: s
 
 /** The trace id active now (for rows, admin entries and error bodies), if there is one. */
 export function currentTraceId(): string | undefined {
-  const sc = trace.getActiveSpan()?.spanContext();
-  return sc && isSpanContextValid(sc) ? sc.traceId : undefined;
+  return validSpanContext(trace.getActiveSpan())?.traceId;
 }
 
 /** Headers every outbound call carries so the upstream's logs can be joined to ours. */

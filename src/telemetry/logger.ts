@@ -1,6 +1,6 @@
 import pino, { type Logger } from 'pino';
-import { isSpanContextValid, trace } from '@opentelemetry/api';
-import { currentCorrelationId } from './correlation';
+import { context, trace } from '@opentelemetry/api';
+import { currentCorrelationId, validSpanContext } from './correlation';
 
 /**
  * The JSON logger. Every line written while a request is being served carries `trace_id`,
@@ -25,10 +25,15 @@ export function createLogger(level = 'info', destination: pino.DestinationStream
           return serialized !== null && typeof serialized === 'object' ? redactSecrets(serialized as Record<string, unknown>) : serialized;
         },
       },
-      mixin() {
-        const correlationId = currentCorrelationId();
-        const sc = trace.getActiveSpan()?.spanContext();
-        if (!sc || !isSpanContextValid(sc)) return correlationId === undefined ? {} : { correlation_id: correlationId };
+      // A line that carries all three ids itself (the access log's) would override whatever this
+      // found: nothing to look up.
+      mixin(line: object) {
+        const own = line as { trace_id?: unknown; span_id?: unknown; correlation_id?: unknown };
+        if (own.trace_id !== undefined && own.span_id !== undefined && own.correlation_id !== undefined) return {};
+        const ctx = context.active();
+        const sc = validSpanContext(trace.getSpan(ctx));
+        const correlationId = currentCorrelationId(ctx, sc);
+        if (!sc) return correlationId === undefined ? {} : { correlation_id: correlationId };
         return { trace_id: sc.traceId, span_id: sc.spanId, correlation_id: correlationId };
       },
     },

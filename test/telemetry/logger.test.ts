@@ -3,6 +3,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { createLogger, redactSecrets, turnBufferedStdout } from '../../src/telemetry/logger';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -174,5 +176,50 @@ describe('secrets in a logged object', () => {
     expect(out).toEqual({ apiKey: '***', nested: { url: 'http://x', token: '***' }, n: 1 });
     expect(secret).toEqual({ apiKey: 'k', nested: { url: 'http://x', token: 't' }, n: 1 });
     expect(out.nested).not.toBe(nested);
+  });
+});
+
+describe('the ids on a line', () => {
+  const lines = () =>
+    readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const manager = new AsyncLocalStorageContextManager();
+  beforeEach(() => {
+    context.setGlobalContextManager(manager.enable());
+  });
+  afterEach(() => {
+    context.disable();
+  });
+
+  it("come from the active span, and a line's own ids win", () => {
+    const log = createLogger('info', turnBufferedStdout(fd));
+    const span = trace.wrapSpanContext({ traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 1 });
+    context.with(trace.setSpan(ROOT_CONTEXT, span), () => {
+      log.warn('inside');
+      log.warn({ trace_id: 'c'.repeat(32), span_id: 'd'.repeat(16), correlation_id: 'own-id' }, 'all three');
+      log.warn({ trace_id: null }, 'one of them');
+    });
+    log.warn('outside');
+    const [inside, own, partial, outside] = lines();
+    expect(inside).toMatchObject({ trace_id: 'a'.repeat(32), span_id: 'b'.repeat(16), correlation_id: 'a'.repeat(32) });
+    expect(own).toMatchObject({ trace_id: 'c'.repeat(32), span_id: 'd'.repeat(16), correlation_id: 'own-id' });
+    expect(partial).toMatchObject({ trace_id: null, span_id: 'b'.repeat(16), correlation_id: 'a'.repeat(32) });
+    expect(outside).not.toHaveProperty('trace_id');
+    expect(outside).not.toHaveProperty('correlation_id');
+  });
+
+  it('are left out for a span whose ids are invalid, after a valid one', () => {
+    const log = createLogger('info', turnBufferedStdout(fd));
+    const valid = trace.wrapSpanContext({ traceId: 'e'.repeat(32), spanId: 'f'.repeat(16), traceFlags: 1 });
+    const invalid = trace.wrapSpanContext({ traceId: '0'.repeat(32), spanId: '0'.repeat(16), traceFlags: 0 });
+    context.with(trace.setSpan(ROOT_CONTEXT, valid), () => log.warn('valid'));
+    context.with(trace.setSpan(ROOT_CONTEXT, invalid), () => log.warn('invalid'));
+    context.with(trace.setSpan(ROOT_CONTEXT, valid), () => log.warn('valid again'));
+    const [first, second, third] = lines();
+    expect(first).toMatchObject({ trace_id: 'e'.repeat(32) });
+    expect(second).not.toHaveProperty('trace_id');
+    expect(third).toMatchObject({ trace_id: 'e'.repeat(32), span_id: 'f'.repeat(16) });
   });
 });
