@@ -44,8 +44,10 @@ function main() {
   console.log(`busy us per request: A ${sum('a').toFixed(1)}, B ${sum('b').toFixed(1)}, A - B ${(sum('a') - sum('b')).toFixed(1)}\n`);
   console.log(`${'A - B'.padStart(7)} ${'A'.padStart(7)} ${'B'.padStart(7)}  function`);
   for (const r of rows.slice(0, top)) console.log(`${f(r.a - r.b)} ${f(r.a)} ${f(r.b)}  ${r.k}`);
-  console.log('...');
-  for (const r of rows.slice(-Math.min(8, Math.max(0, rows.length - top)))) console.log(`${f(r.a - r.b)} ${f(r.a)} ${f(r.b)}  ${r.k}`);
+  // The most negative rows (what B spends more on), if the top left any out.
+  const tail = Math.min(8, Math.max(0, rows.length - top));
+  if (tail > 0) console.log('...');
+  for (const r of rows.slice(rows.length - tail)) console.log(`${f(r.a - r.b)} ${f(r.a)} ${f(r.b)}  ${r.k}`);
 }
 
 main();
