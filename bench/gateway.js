@@ -75,7 +75,8 @@ function freePort() {
 const loadSeconds = (quick) => ({ dur: quick ? 3 : 8, warm: quick ? 1 : 3 });
 
 async function withVega(env, fn, opts) {
-  const vega = await startVega(env, opts);
+  // With V8's GC trace: each process's state at c=32 goes in the table (bench/analysis.md).
+  const vega = await startVega(env, { traceGc: true, ...opts });
   try {
     return await fn(vega);
   } finally {
@@ -120,6 +121,13 @@ async function run({ runs = 3, quick = false } = {}) {
     const latency = { vega: [], vegaAsync: [], vegaRecord: [], vegaNoOtel: [], vegaExport: [], direct: [], peer: [], floor: [] };
     const rps = { vega: [], vegaAsync: [], vegaRecord: [], direct: [], peer: [], vegaNoOtel: [], vegaExport: [], vegaExportSdkStart: [] };
     const exported = [];
+    /**
+     * The median promotion rate of V8's scavenges over each variant's c=32 load, one figure per
+     * process. A Node 24 process can settle for its life into promoting most of what a scavenge
+     * finds alive (70-90 %, against 10-20 %), and runs slower for it; a throughput ratio divides
+     * two processes, so these say which state each side was in.
+     */
+    const promotion = { vega: [], vegaNoOtel: [], vegaExport: [] };
     /** Spans Vega's batch processor dropped during each export run (vega_traces_spans_dropped_total). */
     const dropped = [];
     /**
@@ -131,8 +139,11 @@ async function run({ runs = 3, quick = false } = {}) {
     const seqThenLoad = async (vega, name) => {
       const s = await seq(`${vega.url}/chat`, seqN, { headers: VEGA_HEADERS, body: CHAT, warmup });
       if (latency[name]) latency[name].push(s);
+      const mark = vega.scavenges?.mark();
       const a = await chatLoad(vega);
       rps[name].push(a.rps);
+      const rates = vega.scavenges?.since(mark).map((r) => r.promotion_rate) ?? [];
+      if (promotion[name] && rates.length > 0) promotion[name].push(med(rates).median);
       return { chats: seqN + warmup + a.total + a.warmed };
     };
     /**
@@ -308,6 +319,16 @@ async function run({ runs = 3, quick = false } = {}) {
         ...med(exported.map((e) => e.spans / Math.max(1, e.answered))),
         note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats (a chat makes 4 spans, plus one per commit for its batch)`,
       },
+      ...[
+        ['vega', 'telemetry on'],
+        ['vegaNoOtel', 'telemetry off'],
+        ['vegaExport', 'OTLP export'],
+      ].map(([name, label]) => ({
+        scenario: `gc.scavenge promotion rate at c=32, ${label} (median per process)`,
+        unit: '%',
+        ...med(promotion[name]),
+        note: `each run's process: ${promotion[name].map((r) => r.toFixed(0)).join(', ')} %. Over 50 % is the state in which a process promotes most of what each scavenge finds alive and runs slower; a throughput ratio whose two processes were in different states reads high or low for it`,
+      })),
     );
 
     // 3. Framework floor: bare node:http and bare Koa vs Vega's cache-hit /chat.

@@ -195,7 +195,29 @@ function threadTicks(pid) {
   return out;
 }
 
+/**
+ * Collects V8's scavenge lines (`--trace-gc-nvp`, one `gc=s` line per minor GC) from a process's
+ * standard output, each as its numeric fields (`pause`, `promoted`, `new_space_survived`,
+ * `promotion_rate`, ...). Other lines (Vega's JSON logs) pass by. `mark()` is the count so far;
+ * `since(mark)` the scavenges after it.
+ */
+function scavengeRecorder(stream) {
+  const rows = [];
+  let buf = '';
+  stream.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (/ gc=s /.test(line)) rows.push(Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])])));
+    }
+  });
+  return { mark: () => rows.length, since: (mark = 0) => rows.slice(mark) };
+}
+
 module.exports = {
+  scavengeRecorder,
   arg,
   parseVariant,
   cpuMs,

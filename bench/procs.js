@@ -6,6 +6,7 @@ const http = require('node:http');
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
+const { scavengeRecorder } = require('./lib');
 
 const ROOT = join(__dirname, '..');
 const KEY = 'bench-key-0123456789abcdef';
@@ -63,15 +64,27 @@ const SHIPPED_NODE_FLAGS = require(join(ROOT, 'package.json'))
  * neither: OTEL_SDK_DISABLED and LOG_LEVEL=warn; `env` overrides both); `nodeArgs`
  * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own); `dist`
  * the build to run (default: this checkout's dist/; bench/ab.js passes a saved build to compare).
+ * `traceGc` runs it with V8's GC trace (`--trace-gc-nvp`) and gives back `scavenges`, its minor
+ * GCs as they happen (bench/lib.js scavengeRecorder).
  */
 async function startVega(
   env = {},
-  { telemetry = true, nodeArgs = [], execPath = process.execPath, dist = process.env.BENCH_DIST ?? join(ROOT, 'dist') } = {},
+  {
+    telemetry = true,
+    nodeArgs = [],
+    execPath = process.execPath,
+    dist = process.env.BENCH_DIST ?? join(ROOT, 'dist'),
+    traceGc = false,
+  } = {},
 ) {
   // BENCH_NODE_FLAGS (an A/B variant's setting, not passed to Vega) replaces the shipped flags.
   const { BENCH_NODE_FLAGS: flags, ...vegaEnv } = env;
   env = vegaEnv;
-  nodeArgs = [...(flags === undefined ? SHIPPED_NODE_FLAGS : flags.split(/\s+/).filter(Boolean)), ...nodeArgs];
+  nodeArgs = [
+    ...(flags === undefined ? SHIPPED_NODE_FLAGS : flags.split(/\s+/).filter(Boolean)),
+    ...nodeArgs,
+    ...(traceGc ? ['--trace-gc-nvp'] : []),
+  ];
   const dir = mkdtempSync(join(tmpdir(), 'vega-bench-'));
   const fullEnv = {
     PATH: process.env.PATH,
@@ -92,6 +105,7 @@ async function startVega(
   };
   const args = [...nodeArgs, '--require', join(dist, 'telemetry', 'preload.js'), join(dist, 'main.js'), 'server'];
   const child = spawn(execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const scavenges = traceGc ? scavengeRecorder(child.stdout) : undefined;
   let port;
   let err = '';
   child.stderr.on('data', (d) => {
@@ -113,6 +127,7 @@ async function startVega(
     url: `http://127.0.0.1:${port}`,
     key: KEY,
     dir,
+    scavenges,
     stop: async () => {
       await stop(child);
       rmSync(dir, { recursive: true, force: true });

@@ -20,7 +20,7 @@
 //   (`npm run build` first; --hit makes every chat the same prompt with the response cache on,
 //   --env adds settings to Vega's environment)
 const { join } = require('node:path');
-const { arg, envArg, median } = require('./lib');
+const { arg, envArg, median, scavengeRecorder } = require('./lib');
 const { startUpstream, startVega, startScript, sequentialChats, KEY, SHIPPED_NODE_FLAGS } = require('./procs');
 const { autocannon } = require('./gateway');
 
@@ -60,19 +60,9 @@ async function start(target, upstream) {
 async function measure(target) {
   const upstream = await startUpstream();
   const server = await start(target, upstream);
-  const rows = [];
-  let measuring = false;
-  let buf = '';
-  server.child.stdout.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (measuring && / gc=s /.test(line))
-        rows.push(Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])])));
-    }
-  });
+  const scavenges = scavengeRecorder(server.child.stdout);
+  let from = 0;
+  let to = 0;
   const headers = target === 'vega' ? { 'x-api-key': KEY } : {};
   const prompt = hit ? () => 'the same prompt every time' : undefined;
   let chats = n;
@@ -84,19 +74,20 @@ async function measure(target) {
         body: { prompt: 'the same prompt every time' },
       };
       await autocannon(`${server.url}/chat`, { ...load, duration: warmSeconds });
-      measuring = true;
+      from = scavenges.mark();
       chats = (await autocannon(`${server.url}/chat`, { ...load, duration: seconds })).total;
-      measuring = false;
+      to = scavenges.mark();
     } else {
       await sequentialChats(server.url, warmup, headers, prompt);
-      measuring = true;
+      from = scavenges.mark();
       await sequentialChats(server.url, n, headers, prompt);
-      measuring = false;
+      to = scavenges.mark();
     }
   } finally {
     await server.stop();
     upstream.stop();
   }
+  const rows = scavenges.since(from).slice(0, to - from);
   const sum = (k) => rows.reduce((a, r) => a + (r[k] ?? 0), 0);
   return {
     per1000: (rows.length * 1000) / chats,
