@@ -94,6 +94,7 @@ async function main() {
   const mode = arg('mode', 'hit');
   const seconds = Number(arg('seconds', 15));
   const connections = Number(arg('connections', 32));
+  const rate = arg('rate', undefined);
   const dir = mkdtempSync(join(tmpdir(), 'vega-profile-'));
   const upstream = await startUpstream();
   const sink = process.argv.includes('--export') ? await startUpstream() : undefined;
@@ -117,7 +118,7 @@ async function main() {
     method: 'POST',
     connections,
     duration: seconds,
-    ...(arg('rate', undefined) ? { overallRate: Number(arg('rate', undefined)) } : {}),
+    ...(rate ? { overallRate: Number(rate) } : {}),
     headers: { 'content-type': 'application/json', 'x-api-key': vega.key },
     requests: [
       {
