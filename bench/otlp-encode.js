@@ -3,14 +3,15 @@
 // What encoding a batch of spans for OTLP/HTTP costs, in-process: a batch of 1,024 spans shaped like
 // a chat's (a server span with the attributes Vega's carries, an LLM call span with gen_ai ones)
 // encoded by OpenTelemetry's JSON and protobuf serializers (the ones the http and proto exporters
-// use), alternating. Prints CPU microseconds per span and bytes per batch for each.
+// use) and by Vega's own protobuf encoder (src/telemetry/otlp-span-encoder.ts, which the exporter
+// uses; it checks here that its bytes are the SDK's), alternating. Prints CPU microseconds per span
+// and bytes per batch for each. `npm run build` first.
 //
 //   node bench/otlp-encode.js [--rounds=4] [--reps=200]
 const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = require('@opentelemetry/sdk-trace-base');
-// The serializers and resources the exporters themselves load (their dependencies, not Vega's).
-const fromExporter = (name) => require(require.resolve(name, { paths: [require.resolve('@opentelemetry/exporter-trace-otlp-proto')] }));
-const { JsonTraceSerializer, ProtobufTraceSerializer } = fromExporter('@opentelemetry/otlp-transformer');
-const { resourceFromAttributes } = fromExporter('@opentelemetry/resources');
+const { JsonTraceSerializer, ProtobufTraceSerializer } = require('@opentelemetry/otlp-transformer');
+const { resources } = require('@opentelemetry/sdk-node');
+const { OtlpSpanEncoder } = require('../dist/telemetry/otlp-span-encoder');
 const { arg } = require('./lib');
 
 const rounds = Number(arg('rounds', 4));
@@ -19,7 +20,7 @@ const reps = Number(arg('reps', 200));
 function spans() {
   const exporter = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({
+    resource: resources.resourceFromAttributes({
       'service.name': 'vega',
       'host.name': 'bench',
       'process.pid': process.pid,
@@ -61,10 +62,15 @@ function spans() {
 }
 
 const batch = spans();
+const vega = new OtlpSpanEncoder();
 const encoders = [
   ['json (http/json)', JsonTraceSerializer],
-  ['protobuf (http/protobuf)', ProtobufTraceSerializer],
+  ['protobuf, the SDK serializer', ProtobufTraceSerializer],
+  ["protobuf, Vega's encoder (what is sent)", { serializeRequest: (spans) => vega.encode(spans) }],
 ];
+if (!Buffer.from(vega.encode(batch)).equals(Buffer.from(ProtobufTraceSerializer.serializeRequest(batch)))) {
+  throw new Error("Vega's encoder and the SDK's serializer disagree on this batch");
+}
 const results = new Map(encoders.map(([name]) => [name, []]));
 const bytes = new Map();
 for (const [, ser] of encoders) for (let i = 0; i < 50; i++) ser.serializeRequest(batch);

@@ -2,7 +2,8 @@
  * Starts the OpenTelemetry SDK. Loaded with `node --require ./dist/telemetry/preload.js` so that it
  * runs before knex, pg and undici are first required: the instrumentations patch modules as they
  * load, and a module loaded earlier is never patched. This is the only file (with main.ts) that
- * starts or configures the SDK (span-clock.ts implements an SDK interface, with types only;
+ * starts or configures the SDK (span-clock.ts implements an SDK interface and otlp-span-encoder.ts
+ * reads the SDK's spans, both with its types only;
  * correlation.ts takes the SDK's tracing suppression from @opentelemetry/core).
  *
  * Standard OTEL_* variables apply. Traces are exported with OTLP/HTTP (protobuf, or JSON with
@@ -27,22 +28,27 @@ import {
 import { getNodeAutoInstrumentations } from '@opentelemetry/auto-instrumentations-node';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { OTLPMetricExporter as OTLPJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as OTLPProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import {
   AlwaysOffSampler,
   BatchSpanProcessor,
   NoopSpanProcessor,
   ParentBasedSampler,
+  type ReadableSpan,
   type Sampler,
+  type SpanExporter,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { telemetryHooks } from './hooks';
 import { memoizeFrozenAttributeHashes } from './label-sets';
 import { PreciseStartSpanProcessor } from './span-clock';
 import { DropCountingSpanProcessor } from './span-drops';
+import { OtlpSpanEncoder } from './otlp-span-encoder';
 import { traceOutboundRequests } from './outbound-http';
 import { redactUrl } from '../config/redact';
 import { otlpProtocol } from './otlp-protocol';
@@ -121,6 +127,24 @@ function batchDefaults(): Record<string, number> {
   return out;
 }
 
+/**
+ * OpenTelemetry's OTLP/HTTP protobuf span exporter, as @opentelemetry/exporter-trace-otlp-proto
+ * builds it (endpoint, headers, timeout, compression and retries from the OTEL_EXPORTER_OTLP_*
+ * variables; the response read by the SDK's own parser), with Vega's encoder in place of the SDK's
+ * serializer: the same bytes in about a quarter of the time (otlp-span-encoder.ts).
+ */
+function protobufSpanExporter(): SpanExporter {
+  const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
+  const encoder = new OtlpSpanEncoder();
+  const serializer = {
+    serializeRequest: (spans: ReadableSpan[]) => encoder.encode(spans),
+    deserializeResponse: (body: Uint8Array) => ProtobufTraceSerializer.deserializeResponse(body),
+  };
+  return new OTLPExporterBase(
+    createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined),
+  );
+}
+
 function traceProcessors(): { processors: SpanProcessor[]; description: string; sampler?: Sampler } {
   const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const exporters = list('OTEL_TRACES_EXPORTER');
@@ -143,7 +167,7 @@ function traceProcessors(): { processors: SpanProcessor[]; description: string; 
   }
   const { protocol, warning } = otlpProtocol('TRACES');
   if (warning) preloadLog('warn', warning);
-  const exporter = protocol === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter();
+  const exporter = protocol === 'http/json' ? new OTLPJsonTraceExporter() : protobufSpanExporter();
   const batch = new DropCountingSpanProcessor(new BatchSpanProcessor(exporter, batchDefaults()));
   telemetryHooks().spansDropped = () => batch.dropped;
   return { processors: [batch], description: `OTLP/HTTP (${protocol}) -> ${redactUrl(endpoint)}` };

@@ -113,8 +113,12 @@ export function decodeTraceRequest(buf: Buffer): { resourceSpans: Json[] } {
   for (const f of fields(buf)) {
     if (f.no !== 1) continue;
     const scopes: Json[] = [];
-    for (const g of fields(f.bytes!)) if (g.no === 2) scopes.push(scopeSpans(g.bytes!));
-    resourceSpans.push({ scopeSpans: scopes });
+    const resource: Json = { attributes: [] };
+    for (const g of fields(f.bytes!)) {
+      if (g.no === 1) for (const h of fields(g.bytes!)) if (h.no === 1) (resource.attributes as Json[]).push(keyValue(h.bytes!));
+      if (g.no === 2) scopes.push(scopeSpans(g.bytes!));
+    }
+    resourceSpans.push({ resource, scopeSpans: scopes });
   }
   return { resourceSpans };
 }
