@@ -50,20 +50,14 @@ export class OtlpSpanEncoder {
         const ss = this.#open(3);
         this.#byte(0x0a); // ScopeSpans.scope = 1
         const sc = this.#open(1);
-        this.#room(1);
-        this.#byte(0x0a); // InstrumentationScope.name = 1
-        this.#string(scope.name);
+        this.#stringField(0x0a, scope.name); // InstrumentationScope.name = 1
         if (scope.version) {
-          this.#room(1);
-          this.#byte(0x12); // InstrumentationScope.version = 2
-          this.#string(scope.version);
+          this.#stringField(0x12, scope.version); // InstrumentationScope.version = 2
         }
         const scoped = scope as { attributes?: Attributes; droppedAttributesCount?: number };
         if (scoped.attributes) this.#attributes(scoped.attributes, 0x1a); // InstrumentationScope.attributes = 3
         if (scoped.droppedAttributesCount) {
-          this.#room(6);
-          this.#byte(0x20); // InstrumentationScope.dropped_attributes_count = 4
-          this.#varint(scoped.droppedAttributesCount);
+          this.#uintField(0x20, scoped.droppedAttributesCount); // InstrumentationScope.dropped_attributes_count = 4
         }
         this.#close(sc, 1);
         for (const span of list) {
@@ -74,16 +68,12 @@ export class OtlpSpanEncoder {
           this.#close(s, 2);
         }
         if (scope.schemaUrl) {
-          this.#room(1);
-          this.#byte(0x1a); // ScopeSpans.schema_url = 3
-          this.#string(scope.schemaUrl);
+          this.#stringField(0x1a, scope.schemaUrl); // ScopeSpans.schema_url = 3
         }
         this.#close(ss, 3);
       }
       if (resource.schemaUrl) {
-        this.#room(1);
-        this.#byte(0x1a); // ResourceSpans.schema_url = 3
-        this.#string(resource.schemaUrl);
+        this.#stringField(0x1a, resource.schemaUrl); // ResourceSpans.schema_url = 3
       }
       this.#close(rs, 3);
     }
@@ -94,27 +84,17 @@ export class OtlpSpanEncoder {
   /** Span (trace.proto), every field the SDK's serializer writes, in its order. */
   #span(span: ReadableSpan): void {
     const ctx = span.spanContext();
-    this.#room(2);
-    this.#byte(0x0a); // trace_id = 1
-    this.#id(ctx.traceId, 16);
-    this.#room(2);
-    this.#byte(0x12); // span_id = 2
-    this.#id(ctx.spanId, 8);
+    this.#idField(0x0a, ctx.traceId, 16); // trace_id = 1
+    this.#idField(0x12, ctx.spanId, 8); // span_id = 2
     const traceState = ctx.traceState?.serialize();
     if (traceState) {
-      this.#room(1);
-      this.#byte(0x1a); // trace_state = 3
-      this.#string(traceState);
+      this.#stringField(0x1a, traceState); // trace_state = 3
     }
     const parent = span.parentSpanContext;
     if (parent?.spanId) {
-      this.#room(2);
-      this.#byte(0x22); // parent_span_id = 4
-      this.#id(parent.spanId, 8);
+      this.#idField(0x22, parent.spanId, 8); // parent_span_id = 4
     }
-    this.#room(1);
-    this.#byte(0x2a); // name = 5
-    this.#string(span.name);
+    this.#stringField(0x2a, span.name); // name = 5
     // kind = 6: the API's kinds are the proto's minus one (the proto has an UNSPECIFIED 0).
     const kind = span.kind == null ? 0 : span.kind + 1;
     this.#room(24);
@@ -127,9 +107,7 @@ export class OtlpSpanEncoder {
     this.#byte(0x41); // end_time_unix_nano = 8 (fixed64)
     this.#time(span.endTime);
     this.#attributes(span.attributes, 0x4a); // attributes = 9
-    this.#room(6);
-    this.#byte(0x50); // dropped_attributes_count = 10
-    this.#varint(span.droppedAttributesCount);
+    this.#uintField(0x50, span.droppedAttributesCount); // dropped_attributes_count = 10
     for (const event of span.events) {
       this.#room(16);
       this.#byte(0x5a); // events = 11
@@ -139,55 +117,54 @@ export class OtlpSpanEncoder {
       this.#byte(0x12); // Event.name = 2
       this.#string(event.name);
       if (event.attributes) this.#attributes(event.attributes, 0x1a); // Event.attributes = 3
-      this.#room(6);
-      this.#byte(0x20); // Event.dropped_attributes_count = 4
-      this.#varint(event.droppedAttributesCount ?? 0);
+      this.#uintField(0x20, event.droppedAttributesCount ?? 0); // Event.dropped_attributes_count = 4
       this.#close(e, 1);
     }
-    this.#room(6);
-    this.#byte(0x60); // dropped_events_count = 12
-    this.#varint(span.droppedEventsCount);
+    this.#uintField(0x60, span.droppedEventsCount); // dropped_events_count = 12
     for (const link of span.links) {
       this.#room(4);
       this.#byte(0x6a); // links = 13
       const l = this.#open(1);
-      this.#byte(0x0a); // Link.trace_id = 1
-      this.#id(link.context.traceId, 16);
-      this.#room(2);
-      this.#byte(0x12); // Link.span_id = 2
-      this.#id(link.context.spanId, 8);
+      this.#idField(0x0a, link.context.traceId, 16); // Link.trace_id = 1
+      this.#idField(0x12, link.context.spanId, 8); // Link.span_id = 2
       const linkState = link.context.traceState?.serialize();
       if (linkState) {
-        this.#room(1);
-        this.#byte(0x1a); // Link.trace_state = 3
-        this.#string(linkState);
+        this.#stringField(0x1a, linkState); // Link.trace_state = 3
       }
       if (link.attributes) this.#attributes(link.attributes, 0x22); // Link.attributes = 4
-      this.#room(12);
-      this.#byte(0x28); // Link.dropped_attributes_count = 5
-      this.#varint(link.droppedAttributesCount ?? 0);
+      this.#uintField(0x28, link.droppedAttributesCount ?? 0); // Link.dropped_attributes_count = 5
+      this.#room(5);
       this.#byte(0x35); // Link.flags = 6 (fixed32)
       this.#fixed32(spanFlags(link.context.traceFlags, link.context.isRemote));
       this.#close(l, 1);
     }
-    this.#room(8);
-    this.#byte(0x70); // dropped_links_count = 14
-    this.#varint(span.droppedLinksCount);
+    this.#uintField(0x70, span.droppedLinksCount); // dropped_links_count = 14
+    this.#room(2);
     this.#byte(0x7a); // status = 15
     const st = this.#open(1);
     if (span.status.message) {
-      this.#room(1);
-      this.#byte(0x12); // Status.message = 2
-      this.#string(span.status.message);
+      this.#stringField(0x12, span.status.message); // Status.message = 2
     }
-    this.#room(12);
-    this.#byte(0x18); // Status.code = 3
-    this.#varint(span.status.code);
+    this.#uintField(0x18, span.status.code); // Status.code = 3
     this.#close(st, 1);
     this.#room(6);
     this.#byte(0x85); // flags = 16 (fixed32): tag 133, two bytes
     this.#byte(0x01);
     this.#fixed32(spanFlags(ctx.traceFlags, parent?.isRemote));
+  }
+
+  /** A varint field of up to 32 bits (a count, an enum), its tag a single byte. */
+  #uintField(tag: number, v: number): void {
+    this.#room(6);
+    this.#byte(tag);
+    this.#varint(v);
+  }
+
+  /** A string field, its tag a single byte. */
+  #stringField(tag: number, s: string): void {
+    this.#room(1);
+    this.#byte(tag);
+    this.#string(s);
   }
 
   /** Repeated KeyValue under the field whose tag byte is `tag`. */
@@ -304,9 +281,10 @@ export class OtlpSpanEncoder {
     this.#pos += this.#buf.write(s, this.#pos, length, 'utf8');
   }
 
-  /** A trace or span id's bytes from its hex. A malformed id still takes its full length (zeros past what parses), as the SDK's does. */
-  #id(hex: string, bytes: number): void {
-    this.#room(1 + bytes);
+  /** A trace or span id field: its bytes from the hex. A malformed id still takes its full length (zeros past what parses). */
+  #idField(tag: number, hex: string, bytes: number): void {
+    this.#room(2 + bytes);
+    this.#byte(tag);
     this.#byte(bytes);
     const written = this.#buf.write(hex, this.#pos, bytes, 'hex');
     if (written < bytes) this.#buf.fill(0, this.#pos + written, this.#pos + bytes);

@@ -31,44 +31,45 @@ function expectSameBytes(spans: ReadableSpan[], encoder = new OtlpSpanEncoder())
 
 const PARENT = '0af7651916cd43dd8448eb211c80319c';
 
+/** A chat's spans with every optional part: nested, events, links, status, trace state, a remote parent, an exception. */
+function chatSpans(): ReadableSpan[] {
+  const { tracer, spans } = provider();
+  const remote = trace.setSpanContext(context.active(), {
+    traceId: PARENT,
+    spanId: 'b7ad6b7169203331',
+    traceFlags: TraceFlags.SAMPLED,
+    isRemote: true,
+    traceState: createTraceState('vendor=a1,other=b2'),
+  });
+  const server = tracer('vega').startSpan(
+    'POST /chat',
+    {
+      kind: 1,
+      attributes: { 'http.request.method': 'POST', 'url.path': '/chat', 'network.peer.port': 51712, 'correlation.id': PARENT },
+    },
+    remote,
+  );
+  const inside = trace.setSpan(remote, server);
+  const link: Link = {
+    context: { traceId: 'f'.repeat(32), spanId: 'e'.repeat(16), traceFlags: 0 },
+    attributes: { 'vega.batch.size': 15 },
+  };
+  const batch = tracer('vega').startSpan('conversation.batch_write', { links: [link], attributes: { 'db.system.name': 'sqlite' } }, inside);
+  batch.addEvent('committed', { rows: 15, 'db.namespace': '/tmp/vega.db' });
+  batch.addEvent('bare');
+  batch.end();
+  const call = tracer('@opentelemetry/instrumentation-pg', '0.50.0').startSpan('select', { kind: 2 }, inside);
+  call.setStatus({ code: 2, message: 'connection reset' });
+  call.recordException(new Error('reset'));
+  call.end();
+  server.setStatus({ code: 1 });
+  server.end();
+  return spans();
+}
+
 describe('OtlpSpanEncoder', () => {
   it("writes the SDK serializer's bytes for a chat's spans: nested, with events, links, status, trace state and a remote parent", () => {
-    const { tracer, spans } = provider();
-    const remote = trace.setSpanContext(context.active(), {
-      traceId: PARENT,
-      spanId: 'b7ad6b7169203331',
-      traceFlags: TraceFlags.SAMPLED,
-      isRemote: true,
-      traceState: createTraceState('vendor=a1,other=b2'),
-    });
-    const server = tracer('vega').startSpan(
-      'POST /chat',
-      {
-        kind: 1,
-        attributes: { 'http.request.method': 'POST', 'url.path': '/chat', 'network.peer.port': 51712, 'correlation.id': PARENT },
-      },
-      remote,
-    );
-    const inside = trace.setSpan(remote, server);
-    const link: Link = {
-      context: { traceId: 'f'.repeat(32), spanId: 'e'.repeat(16), traceFlags: 0 },
-      attributes: { 'vega.batch.size': 15 },
-    };
-    const batch = tracer('vega').startSpan(
-      'conversation.batch_write',
-      { links: [link], attributes: { 'db.system.name': 'sqlite' } },
-      inside,
-    );
-    batch.addEvent('committed', { rows: 15, 'db.namespace': '/tmp/vega.db' });
-    batch.addEvent('bare');
-    batch.end();
-    const call = tracer('@opentelemetry/instrumentation-pg', '0.50.0').startSpan('select', { kind: 2 }, inside);
-    call.setStatus({ code: 2, message: 'connection reset' });
-    call.recordException(new Error('reset'));
-    call.end();
-    server.setStatus({ code: 1 });
-    server.end();
-    const bytes = expectSameBytes(spans());
+    const bytes = expectSameBytes(chatSpans());
     expect(decodeTraceRequest(bytes).resourceSpans[0]!.scopeSpans).toHaveLength(2);
   });
 
@@ -147,6 +148,13 @@ describe('OtlpSpanEncoder', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('makes room before every write: the same bytes whatever size its buffer starts at', () => {
+    const spans = chatSpans();
+    const length = sdk(spans).length;
+    // Each starting size puts the end of the buffer at a different byte of the request.
+    for (let size = 16; size <= length + 16; size++) expectSameBytes(spans, new OtlpSpanEncoder(size));
   });
 
   it('grows its buffer for a large request, and what it returned stays intact when it encodes the next', () => {
