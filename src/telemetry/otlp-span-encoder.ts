@@ -35,22 +35,16 @@ export class OtlpSpanEncoder {
   encode(spans: readonly ReadableSpan[]): Uint8Array {
     this.#pos = 0;
     for (const [resource, scopes] of group(spans)) {
-      this.#room(8);
-      this.#byte(0x0a); // ExportTraceServiceRequest.resource_spans = 1
-      const rs = this.#open(3);
-      this.#byte(0x0a); // ResourceSpans.resource = 1
-      const r = this.#open(2);
+      const rs = this.#open(0x0a, 3); // ExportTraceServiceRequest.resource_spans = 1
+      const r = this.#open(0x0a, 2); // ResourceSpans.resource = 1
       this.#attributes(resource.attributes, 0x0a); // Resource.attributes = 1
       this.#room(2);
       this.#byte(0x10); // Resource.dropped_attributes_count = 2
       this.#byte(0);
       this.#close(r, 2);
       for (const [scope, list] of scopes) {
-        this.#room(8);
-        this.#byte(0x12); // ResourceSpans.scope_spans = 2
-        const ss = this.#open(3);
-        this.#byte(0x0a); // ScopeSpans.scope = 1
-        const sc = this.#open(1);
+        const ss = this.#open(0x12, 3); // ResourceSpans.scope_spans = 2
+        const sc = this.#open(0x0a, 1); // ScopeSpans.scope = 1
         this.#stringField(0x0a, scope.name); // InstrumentationScope.name = 1
         if (scope.version) {
           this.#stringField(0x12, scope.version); // InstrumentationScope.version = 2
@@ -62,9 +56,7 @@ export class OtlpSpanEncoder {
         }
         this.#close(sc, 1);
         for (const span of list) {
-          this.#room(4);
-          this.#byte(0x12); // ScopeSpans.spans = 2
-          const s = this.#open(2);
+          const s = this.#open(0x12, 2); // ScopeSpans.spans = 2
           this.#span(span);
           this.#close(s, 2);
         }
@@ -110,9 +102,8 @@ export class OtlpSpanEncoder {
     this.#attributes(span.attributes, 0x4a); // attributes = 9
     this.#uintField(0x50, span.droppedAttributesCount); // dropped_attributes_count = 10
     for (const event of span.events) {
-      this.#room(16);
-      this.#byte(0x5a); // events = 11
-      const e = this.#open(1);
+      const e = this.#open(0x5a, 1); // events = 11
+      this.#room(10);
       this.#byte(0x09); // Event.time_unix_nano = 1 (fixed64)
       this.#time(event.time);
       this.#byte(0x12); // Event.name = 2
@@ -123,9 +114,7 @@ export class OtlpSpanEncoder {
     }
     this.#uintField(0x60, span.droppedEventsCount); // dropped_events_count = 12
     for (const link of span.links) {
-      this.#room(4);
-      this.#byte(0x6a); // links = 13
-      const l = this.#open(1);
+      const l = this.#open(0x6a, 1); // links = 13
       this.#idField(0x0a, link.context.traceId, 16); // Link.trace_id = 1
       this.#idField(0x12, link.context.spanId, 8); // Link.span_id = 2
       const linkState = link.context.traceState?.serialize();
@@ -140,9 +129,7 @@ export class OtlpSpanEncoder {
       this.#close(l, 1);
     }
     this.#uintField(0x70, span.droppedLinksCount); // dropped_links_count = 14
-    this.#room(2);
-    this.#byte(0x7a); // status = 15
-    const st = this.#open(1);
+    const st = this.#open(0x7a, 1); // status = 15
     if (span.status.message) {
       this.#stringField(0x12, span.status.message); // Status.message = 2
     }
@@ -177,13 +164,9 @@ export class OtlpSpanEncoder {
   }
 
   #keyValue(tag: number, key: string, value: AttributeValue | undefined): void {
-    this.#room(1);
-    this.#byte(tag);
-    const kv = this.#open(1);
+    const kv = this.#open(tag, 1);
     this.#key(key);
-    this.#room(1);
-    this.#byte(0x12); // KeyValue.value = 2 (AnyValue)
-    const v = this.#open(1);
+    const v = this.#open(0x12, 1); // KeyValue.value = 2 (AnyValue)
     this.#anyValue(value);
     this.#close(v, 1);
     this.#close(kv, 1);
@@ -232,19 +215,15 @@ export class OtlpSpanEncoder {
       this.#buf.set(value, this.#pos);
       this.#pos += value.length;
     } else if (Array.isArray(value)) {
-      this.#byte(0x2a); // array_value = 5 (ArrayValue)
-      const a = this.#open(1);
+      const a = this.#open(0x2a, 1); // array_value = 5 (ArrayValue)
       for (const item of value) {
-        this.#room(1);
-        this.#byte(0x0a); // ArrayValue.values = 1
-        const i = this.#open(1);
+        const i = this.#open(0x0a, 1); // ArrayValue.values = 1
         this.#anyValue(item);
         this.#close(i, 1);
       }
       this.#close(a, 1);
     } else if (typeof value === 'object' && value !== null) {
-      this.#byte(0x32); // kvlist_value = 6 (KeyValueList)
-      const list = this.#open(1);
+      const list = this.#open(0x32, 1); // kvlist_value = 6 (KeyValueList)
       const record = value as Record<string, unknown>;
       for (const key in record) {
         if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
@@ -344,10 +323,14 @@ export class OtlpSpanEncoder {
     buf[this.#pos++] = low;
   }
 
-  /** Reserves `reserve` bytes for a length; returns where the content starts. */
-  #open(reserve: number): number {
-    this.#room(reserve);
-    this.#pos += reserve;
+  /**
+   * Starts a length-delimited field: its tag (one byte) and `reserve` bytes for its length, which
+   * {@link close} writes. Returns where the content starts.
+   */
+  #open(tag: number, reserve: number): number {
+    this.#room(1 + reserve);
+    this.#buf[this.#pos] = tag;
+    this.#pos += 1 + reserve;
     return this.#pos;
   }
 
