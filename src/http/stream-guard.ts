@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import type { Context } from 'koa';
 import { StreamClosed } from '../errors';
 import { createCounter, INSTRUMENTS } from '../telemetry/instruments';
 import { onResponseClose } from './response-close';
@@ -88,4 +89,21 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
       }, GRACE_MS).unref();
     }
   }
+}
+
+/**
+ * Makes `frames` a streamed response's body, guarded by {@link guardStream}, and sends its first
+ * frame (with the headers) from the route itself, before the route returns. Through Koa alone the
+ * first frame would wait for every middleware's way back and then for the body's pipe to start
+ * reading: about 30 us at the median of a sequential stream on Node 24 (bench/analysis.md), added
+ * to every stream's time to first chunk. The rest of the frames follow through the pipe, with its
+ * backpressure. The status and headers must be set before this is called.
+ */
+export async function relayStream(ctx: Context, frames: AsyncIterableIterator<string>, opts: StreamGuardOptions): Promise<void> {
+  const first = await frames.next();
+  // Readable.from continues the same iterator, from the second frame on.
+  const body = Readable.from(frames, { objectMode: false });
+  ctx.body = body;
+  guardStream(ctx.res, body, opts);
+  if (first.done !== true && !ctx.res.destroyed && !ctx.res.writableEnded) ctx.res.write(first.value);
 }

@@ -1,8 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import { Readable } from 'node:stream';
 import Koa from 'koa';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guardStream } from '../../src/http/stream-guard';
+import { guardStream, relayStream } from '../../src/http/stream-guard';
 import { closeServer, listenOnLoopback } from '../support/loopback';
 
 // A streamed answer as the /chat and /v1 routes build it: Koa pipes a Readable made from an async
@@ -59,5 +60,75 @@ describe('guardStream', () => {
     await (await fetch(`${base}/`)).text();
     // Each later write finds the response corked by the one before it, until the burst is over.
     expect(seen.slice(1).every((s) => s.corked === 1)).toBe(true);
+  });
+});
+
+describe('relayStream', () => {
+  // A middleware whose way back is held until the test lets it go, as Vega's middleware (access
+  // log, in-flight count, error handler) sit between a route and Koa's own response.
+  let relayServer: Server;
+  let relayBase: string;
+  let gate: Promise<void> = Promise.resolve();
+  let release: () => void = () => undefined;
+  let frames: () => AsyncGenerator<string>;
+  /** Closes the gate the next request's middleware waits at on its way back. */
+  const hold = () => {
+    gate = new Promise<void>((resolve) => (release = resolve));
+  };
+
+  beforeAll(async () => {
+    const app = new Koa();
+    app.use(async (_ctx, next) => {
+      await next();
+      await gate;
+    });
+    app.use(async (ctx) => {
+      ctx.status = 200;
+      ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
+      await relayStream(ctx, frames(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
+    });
+    relayServer = createServer(app.callback());
+    relayBase = await listenOnLoopback(relayServer);
+  });
+
+  afterAll(async () => {
+    release();
+    await closeServer(relayServer);
+  });
+
+  it("sends the first frame with the headers before the middleware's way back, then the rest in order", async () => {
+    frames = async function* () {
+      for (let i = 1; i <= 3; i++) yield `event: chunk\ndata: {"n":${i}}\n\n`;
+    };
+    hold();
+    const answer = fetch(`${relayBase}/`);
+    try {
+      // Bounded, so that a relay that waits for the middleware fails here instead of hanging.
+      const res = await Promise.race([answer, sleep(5_000).then(() => undefined)]);
+      expect(res?.status).toBe(200);
+      expect(res!.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+      const reader = res!.body!.getReader();
+      const first = await Promise.race([reader.read(), sleep(5_000).then(() => undefined)]);
+      expect(Buffer.from(first!.value!).toString()).toMatch(/^event: chunk\ndata: \{"n":1\}\n\n/);
+      release();
+      let text = Buffer.from(first!.value!).toString();
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        text += Buffer.from(r.value).toString();
+      }
+      expect(text.match(/"n":\d/g)).toEqual(['"n":1', '"n":2', '"n":3']);
+    } finally {
+      release();
+    }
+  });
+
+  it('answers an empty stream with its headers and no frames', async () => {
+    frames = async function* () {};
+    hold();
+    release();
+    const res = await fetch(`${relayBase}/`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('');
   });
 });

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
@@ -8,7 +7,7 @@ import type { SessionContext } from '../../sessions/context';
 import type { StreamEvent } from '../../llm/types';
 import type { ToolResult } from '../../tools/runner';
 import { errorBody, streamFailed } from '../error-body';
-import { guardStream } from '../stream-guard';
+import { relayStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
 import { onResponseClose } from '../response-close';
 import { pinContext } from '../../telemetry/correlation';
@@ -96,11 +95,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
     // Pinned to the request's context: the stream drives the generators from socket events too.
-    const stream = Readable.from(pinContext(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger })), {
-      objectMode: false,
-    });
-    ctx.body = stream;
-    guardStream(ctx.res, stream, {
+    await relayStream(ctx, pinContext(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger })), {
       ...deps.streamLimits(),
       errorFrame: (err) => format('error', errorBody(err, correlationId)),
       onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),

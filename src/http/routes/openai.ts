@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import { SessionNotFound } from '../../sessions/context';
@@ -11,7 +10,7 @@ import { InvalidRequest, ModelNotFound } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
 import { pinContext } from '../../telemetry/correlation';
 import { errorBody, streamFailed } from '../error-body';
-import { guardStream } from '../stream-guard';
+import { relayStream } from '../stream-guard';
 import type { VegaState } from '../state';
 import { memoized, MODEL_NAME, parseOr400, SESSION_ID } from '../validation';
 import { clientGone, routeOf } from './chat';
@@ -319,17 +318,13 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
     // Pinned to the request's context: the stream drives the generators from socket events too.
-    const stream = Readable.from(
-      pinContext(
-        chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
-          route: routeOf(ctx),
-          logger: deps.logger,
-        }),
-      ),
-      { objectMode: false },
+    const frames = pinContext(
+      chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
+        route: routeOf(ctx),
+        logger: deps.logger,
+      }),
     );
-    ctx.body = stream;
-    guardStream(ctx.res, stream, {
+    await relayStream(ctx, frames, {
       ...deps.streamLimits(),
       errorFrame: (err) => `data: ${JSON.stringify(errorBody(err, ctx.state.correlationId, { type: 'upstream_error' }))}\n\n`,
       onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),
