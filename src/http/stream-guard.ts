@@ -100,10 +100,12 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
  * backpressure. The status and headers must be set before this is called.
  */
 export async function relayStream(ctx: Context, frames: AsyncIterableIterator<string>, opts: StreamGuardOptions): Promise<void> {
-  const first = await frames.next();
-  // Readable.from continues the same iterator, from the second frame on.
+  // Readable.from continues the same iterator: once the first frame is taken here, from the
+  // second on. It reads nothing until Koa pipes it, and the guard watches from now (a first frame
+  // that is long in coming still meets the stream's deadline).
   const body = Readable.from(frames, { objectMode: false });
-  ctx.body = body;
   guardStream(ctx.res, body, opts);
+  const first = await frames.next();
+  ctx.body = body;
   if (first.done !== true && !ctx.res.destroyed && !ctx.res.writableEnded) ctx.res.write(first.value);
 }

@@ -71,6 +71,7 @@ describe('relayStream', () => {
   let gate: Promise<void> = Promise.resolve();
   let release: () => void = () => undefined;
   let frames: () => AsyncGenerator<string>;
+  const limits = { stallMs: 60_000, maxMs: 60_000 };
   /** Closes the gate the next request's middleware waits at on its way back. */
   const hold = () => {
     gate = new Promise<void>((resolve) => (release = resolve));
@@ -85,7 +86,7 @@ describe('relayStream', () => {
     app.use(async (ctx) => {
       ctx.status = 200;
       ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
-      await relayStream(ctx, frames(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
+      await relayStream(ctx, frames(), { ...limits, errorFrame: () => 'event: error\ndata: {}\n\n' });
     });
     relayServer = createServer(app.callback());
     relayBase = await listenOnLoopback(relayServer);
@@ -130,5 +131,25 @@ describe('relayStream', () => {
     const res = await fetch(`${relayBase}/`);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('');
+  });
+
+  it("holds a first frame that is long in coming to the stream's deadline, and ends with the error frame", async () => {
+    let letGo: () => void = () => undefined;
+    const late = new Promise<void>((resolve) => (letGo = resolve));
+    frames = async function* () {
+      await late;
+      yield 'event: chunk\ndata: {"n":1}\n\n';
+    };
+    limits.maxMs = 40;
+    hold();
+    release();
+    try {
+      const res = await fetch(`${relayBase}/`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('event: error\ndata: {}\n\n');
+    } finally {
+      limits.maxMs = 60_000;
+      letGo();
+    }
   });
 });
