@@ -17,30 +17,6 @@ export interface StreamGuardOptions {
   readonly onClose?: (err: StreamClosed) => void;
 }
 
-/**
- * Node's response corks itself on a write and uncorks on the next tick, and a tick queued from a
- * promise continuation runs only once every pending continuation has. A relay that reads several
- * upstream events in one go would so hold its first frame (and the headers with it) until it had
- * turned the whole burst into frames, and when the burst held the whole answer, until the
- * conversation was stored. The first write is sent at once; later ones keep Node's batching, so a
- * burst of a thousand events is not a thousand packets.
- *
- * The response's own cork, not its socket's: Node 20 corks the socket, but newer lines (Node 24
- * here) cork the response and hold a chunked body's frames in it, where uncorking the socket does
- * not reach them. The response's `uncork` releases whichever it is.
- */
-function sendFirstWriteAtOnce(res: ServerResponse): void {
-  const write = res.write;
-  const first = function (this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
-    if (this.write === first) this.write = write; // unless a later layer wrapped it in turn
-    const corked = this.writableCorked;
-    const ok = write.apply(this, args);
-    if (this.writableCorked > corked) this.uncork();
-    return ok;
-  } as ServerResponse['write'];
-  res.write = first;
-}
-
 let closedCounter: ReturnType<typeof createCounter> | undefined;
 
 /** How long a closed stream's last frame may take to reach a client before the socket is dropped. */
@@ -55,7 +31,6 @@ const GRACE_MS = 1000;
  * its connection), an `error` event is written, and the socket is closed after a short grace.
  */
 export function guardStream(res: ServerResponse, body: Readable, opts: StreamGuardOptions): void {
-  sendFirstWriteAtOnce(res);
   const started = Date.now();
   let stalledSince: number | undefined;
   const tick = Math.max(10, Math.min(1000, opts.stallMs / 4, opts.maxMs / 4));
@@ -97,15 +72,28 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
  * first frame would wait for every middleware's way back and then for the body's pipe to start
  * reading: about 30 us at the median of a sequential stream on Node 24 (bench/analysis.md), added
  * to every stream's time to first chunk. The rest of the frames follow through the pipe, with its
- * backpressure. The status and headers must be set before this is called.
+ * backpressure and Node's batching (a burst of a thousand events is not a thousand packets). The
+ * status and headers must be set before this is called.
+ *
+ * Node's response corks itself on a write and uncorks on the next tick, and a tick queued from a
+ * promise continuation runs only once every pending continuation has: the first frame would
+ * wait for the rest of the relay's work (when the upstream's burst held the whole answer, until the
+ * conversation was stored). So it is uncorked at once. The response's own cork, not its socket's:
+ * Node 20 corks the socket, but newer lines (Node 24 here) cork the response and hold a chunked
+ * body's frames in it, where uncorking the socket does not reach them. The response's `uncork`
+ * releases whichever it is.
  */
 export async function relayStream(ctx: Context, frames: AsyncIterableIterator<string>, opts: StreamGuardOptions): Promise<void> {
+  const res = ctx.res;
   // Readable.from continues the same iterator: once the first frame is taken here, from the
   // second on. It reads nothing until Koa pipes it, and the guard watches from now (a first frame
   // that is long in coming still meets the stream's deadline).
   const body = Readable.from(frames, { objectMode: false });
-  guardStream(ctx.res, body, opts);
+  guardStream(res, body, opts);
   const first = await frames.next();
   ctx.body = body;
-  if (first.done !== true && !ctx.res.destroyed && !ctx.res.writableEnded) ctx.res.write(first.value);
+  if (first.done === true || res.destroyed || res.writableEnded) return;
+  const corked = res.writableCorked;
+  res.write(first.value);
+  if (res.writableCorked > corked) res.uncork();
 }

@@ -1,13 +1,12 @@
 import { createServer, type Server } from 'node:http';
-import { Readable } from 'node:stream';
 import Koa from 'koa';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guardStream, relayStream } from '../../src/http/stream-guard';
+import { relayStream } from '../../src/http/stream-guard';
 import { closeServer, listenOnLoopback } from '../support/loopback';
 
-// A streamed answer as the /chat and /v1 routes build it: Koa pipes a Readable made from an async
-// generator into the response, under guardStream. The generator here produces a burst (every
+// A streamed answer as the /chat and /v1 routes build it: relayStream sends the first frame and
+// Koa pipes the rest of the async generator into the response. The generator here produces a burst (every
 // frame at once, as when one read from the backend carries several events) and notes, each time
 // it is resumed for the next frame, how the response stands: bytes still held in Node (not yet
 // handed to the kernel) and whether it is corked. The response's figures, not the socket's: Node
@@ -24,7 +23,7 @@ let seen: ResponseState[] = [];
 
 beforeAll(async () => {
   const app = new Koa();
-  app.use((ctx) => {
+  app.use(async (ctx) => {
     const res = ctx.res;
     seen = [];
     async function* burst(): AsyncGenerator<string> {
@@ -34,9 +33,7 @@ beforeAll(async () => {
       }
     }
     ctx.type = 'text/event-stream';
-    const stream = Readable.from(burst(), { objectMode: false });
-    ctx.body = stream;
-    guardStream(ctx.res, stream, { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
+    await relayStream(ctx, burst(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
   });
   server = createServer(app.callback());
   base = await listenOnLoopback(server);
@@ -46,7 +43,7 @@ afterAll(async () => {
   await closeServer(server);
 });
 
-describe('guardStream', () => {
+describe('relayStream: a burst', () => {
   it('sends the first frame (and the headers) to the client at once, not after the rest of the burst is made', async () => {
     const res = await fetch(`${base}/`);
     const text = await res.text();
@@ -72,6 +69,8 @@ describe('relayStream', () => {
   let release: () => void = () => undefined;
   let frames: () => AsyncGenerator<string>;
   const limits = { stallMs: 60_000, maxMs: 60_000 };
+  /** The response as the middleware finds it on its way back: the first frame already left Node, or not. */
+  let afterRoute: ResponseState | undefined;
   /** Closes the gate the next request's middleware waits at on its way back. */
   const hold = () => {
     gate = new Promise<void>((resolve) => (release = resolve));
@@ -79,8 +78,9 @@ describe('relayStream', () => {
 
   beforeAll(async () => {
     const app = new Koa();
-    app.use(async (_ctx, next) => {
+    app.use(async (ctx, next) => {
       await next();
+      afterRoute = { buffered: ctx.res.writableLength, corked: ctx.res.writableCorked };
       await gate;
     });
     app.use(async (ctx) => {
@@ -111,6 +111,7 @@ describe('relayStream', () => {
       const reader = res!.body!.getReader();
       const first = await Promise.race([reader.read(), sleep(5_000).then(() => undefined)]);
       expect(Buffer.from(first!.value!).toString()).toMatch(/^event: chunk\ndata: \{"n":1\}\n\n/);
+      expect(afterRoute).toEqual({ buffered: 0, corked: 0 });
       release();
       let text = Buffer.from(first!.value!).toString();
       for (;;) {
