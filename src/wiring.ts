@@ -138,9 +138,12 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   const conversations = new ConversationRepository(db.knex, { rows: conversationRows });
   const conversationLog = new ConversationLog(conversations, {
     ...config.batch,
-    // One batch is one statement, within the engine's limits: a value bound per column, at most
-    // 32,766 on SQLite and 65,535 on PostgreSQL.
-    maxBatch: Math.min(config.batch.maxBatch, Math.floor((db.system === 'postgresql' ? 65_535 : 32_766) / CONVERSATION_COLUMNS.length)),
+    // One batch is one statement. On PostgreSQL a value is bound per column, at most 65,535 in all;
+    // SQLite's insert binds one JSON text per batch.
+    maxBatch:
+      db.system === 'postgresql'
+        ? Math.min(config.batch.maxBatch, Math.floor(65_535 / CONVERSATION_COLUMNS.length))
+        : config.batch.maxBatch,
     // Lost rows (async durability only: the client already has its answer) are logged, once a batch.
     onLost: (rows, err) =>
       logger.warn(

@@ -2,13 +2,6 @@ import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type sqlite3 from 'sqlite3';
 
-/**
- * Batch sizes whose insert is prepared once per connection and kept: at most this many statements
- * per connection, held in SQLite's heap for the connection's life (the largest binds 64 rows of
- * parameters); a larger batch is prepared per use.
- */
-export const MAX_PREPARED_ROWS = 64;
-
 /** One insert as the profiler sees it: the SQL (placeholders only, never values), its time, its error. */
 export type InsertObserver = (sql: string, ms: number, err: Error | undefined) => void;
 
@@ -19,70 +12,58 @@ export interface RowInsert {
 }
 
 /**
- * The conversation log's inserts on SQLite, past knex's query builder: the one-row insert is
- * prepared once on knex's own connection (borrowed from its pool, so it takes its turn with every
- * other query, inside no transaction of knex's) and run with the row's values. On the conversations
- * table (7 indexes) a one-row insert took 0.22-0.25 ms (p50, Node 24) through the query builder,
- * 0.15-0.17 ms this way (bench/analysis.md). It shares knex's connection rather than opening one:
- * a commit from another connection makes SQLite drop this one's page cache before its next read.
+ * The conversation log's inserts on SQLite, past knex's query builder: one statement, prepared once
+ * on knex's own connection (borrowed from its pool, so it takes its turn with every other query,
+ * inside no transaction of knex's), inserts a batch of any size from one bound value, the batch as
+ * a JSON array of rows (`INSERT ... SELECT value ->> 0, ... FROM jsonb_each(?)`). One statement is
+ * one transaction: all the batch's rows or none.
  *
- * A multi-row batch is one `INSERT ... VALUES (...), (...)` statement: one transaction, all rows or
- * none. The statement of each batch size up to {@link MAX_PREPARED_ROWS} rows is prepared once too
- * (under load the batch writer's group commits take a few sizes over and over, and preparing one
- * per batch cost the main thread a new statement and its finalizing each time); a larger batch is
- * prepared for its one use. `close()` finalizes the prepared statements; it must run before knex is
- * destroyed, as SQLite will not close a connection with a statement still open.
+ * Why JSON: node-sqlite3 converts every bound value on the event loop's thread, 24-33 us for one
+ * row of the conversation's 19 columns, about 40 us for 4 rows and 120-185 us for 16, where
+ * `JSON.stringify` and one bound string took 14-21, 16-20 and 28-29 us; SQLite reads the rows on
+ * its own thread, and the insert as a whole took as long for one row and 4, and less for 16
+ * (bench/analysis.md). `jsonb_each` rather than `json_each`: its rows are parsed once, where each
+ * `->>` on `json_each`'s text parses the row again. It shares knex's connection rather than
+ * opening one: a commit from another connection makes SQLite drop this one's page cache before its
+ * next read. `close()` finalizes the statement; it must run before knex is destroyed, as SQLite
+ * will not close a connection with a statement still open.
+ *
+ * Values are stored as binding them would store them: numbers (a non-finite one as NULL), strings
+ * (a lone UTF-16 surrogate as U+FFFD, as Node converts it to UTF-8), null; undefined is NULL and a
+ * boolean 0/1, as knex stores it. One difference: node-sqlite3 binds an integer beyond 32 bits as a
+ * real, JSON gives SQLite an integer; a column of integer affinity stores both alike. Anything else
+ * (a buffer, a bigint, an object) is refused.
  */
 export class SqliteRowInsert implements RowInsert {
   readonly #knex: Knex;
-  readonly #table: string;
   readonly #columns: readonly string[];
   readonly #observe: InsertObserver | undefined;
-  /** The prepared inserts (by row count) of each connection knex's pool has lent us. */
-  readonly #prepared = new Map<sqlite3.Database, Map<number, Promise<sqlite3.Statement>>>();
-  /** The SQL of each row count seen up to MAX_PREPARED_ROWS. */
-  readonly #sqlByRows = new Map<number, string>();
+  readonly #sql: string;
+  /** The prepared insert of each connection knex's pool has lent us. */
+  readonly #prepared = new Map<sqlite3.Database, Promise<sqlite3.Statement>>();
   #closed = false;
 
   constructor(knex: Knex, opts: { table: string; columns: readonly string[]; observe?: InsertObserver }) {
     this.#knex = knex;
-    this.#table = opts.table;
     this.#columns = opts.columns;
     this.#observe = opts.observe;
+    const columns = opts.columns.map((c) => `\`${c}\``).join(', ');
+    const values = opts.columns.map((_, i) => `value ->> ${i}`).join(', ');
+    this.#sql = `insert into \`${opts.table}\` (${columns}) select ${values} from jsonb_each(?) returning \`id\``;
   }
 
-  #sqlFor(rows: number): string {
-    if (rows > MAX_PREPARED_ROWS) return this.#sql(rows);
-    let sql = this.#sqlByRows.get(rows);
-    if (sql === undefined) {
-      sql = this.#sql(rows);
-      this.#sqlByRows.set(rows, sql);
-    }
-    return sql;
-  }
-
-  #sql(rows: number): string {
-    const tuple = `(${this.#columns.map(() => '?').join(', ')})`;
-    return `insert into \`${this.#table}\` (${this.#columns.map((c) => `\`${c}\``).join(', ')}) values ${Array.from({ length: rows }, () => tuple).join(', ')} returning \`id\``;
-  }
-
-  /** The prepared insert of `rows` rows on `db` (rows <= MAX_PREPARED_ROWS). */
-  #statement(db: sqlite3.Database, rows: number, sql: string): Promise<sqlite3.Statement> {
-    let byRows = this.#prepared.get(db);
-    if (!byRows) {
-      byRows = new Map();
-      this.#prepared.set(db, byRows);
-    }
-    let p = byRows.get(rows);
+  /** The prepared insert on `db`; one that failed to prepare is dropped, so the next insert tries again. */
+  #statement(db: sqlite3.Database): Promise<sqlite3.Statement> {
+    let p = this.#prepared.get(db);
     if (!p) {
       p = new Promise<sqlite3.Statement>((resolve, reject) => {
-        const s = db.prepare(sql, (err) => (err ? reject(err) : resolve(s)));
+        const s = db.prepare(this.#sql, (err) => (err ? reject(err) : resolve(s)));
       });
       const mine = p;
       p.catch(() => {
-        if (byRows.get(rows) === mine) byRows.delete(rows); // the next insert prepares it again
+        if (this.#prepared.get(db) === mine) this.#prepared.delete(db);
       });
-      byRows.set(rows, p);
+      this.#prepared.set(db, p);
     }
     return p;
   }
@@ -90,9 +71,8 @@ export class SqliteRowInsert implements RowInsert {
   async insert(rows: readonly Record<string, unknown>[]): Promise<number[]> {
     if (this.#closed) throw new Error('SqliteRowInsert: closed');
     if (rows.length === 0) return [];
-    const params: unknown[] = [];
-    for (const row of rows) for (const c of this.#columns) params.push(bindable(row[c]));
-    const sql = this.#sqlFor(rows.length);
+    const batch = rows.map((row) => this.#columns.map((c) => jsonValue(row[c], c)));
+    const params = [JSON.stringify(batch)];
     const client = this.#knex.client as {
       acquireConnection(): Promise<sqlite3.Database>;
       releaseConnection(c: sqlite3.Database): Promise<void>;
@@ -103,13 +83,12 @@ export class SqliteRowInsert implements RowInsert {
       if (this.#closed) throw new Error('SqliteRowInsert: closed');
       const out = await new Promise<Array<{ id: number }>>((resolve, reject) => {
         const done = (err: Error | null, result: Array<{ id: number }>) => (err ? reject(err) : resolve(result));
-        if (rows.length <= MAX_PREPARED_ROWS) this.#statement(db, rows.length, sql).then((s) => s.all(params, done), reject);
-        else db.all(sql, params, done);
+        this.#statement(db).then((s) => s.all(params, done), reject);
       });
-      this.#observe?.(sql, performance.now() - started, undefined);
+      this.#observe?.(this.#sql, performance.now() - started, undefined);
       return out.map((r) => r.id);
     } catch (err) {
-      if (!this.#closed) this.#observe?.(sql, performance.now() - started, err as Error);
+      if (!this.#closed) this.#observe?.(this.#sql, performance.now() - started, err as Error);
       throw err;
     } finally {
       await client.releaseConnection(db);
@@ -119,7 +98,7 @@ export class SqliteRowInsert implements RowInsert {
   /** Refuses further inserts and finalizes the prepared statements (before knex closes its connections). */
   async close(): Promise<void> {
     this.#closed = true;
-    const prepared = [...this.#prepared.values()].flatMap((byRows) => [...byRows.values()]);
+    const prepared = [...this.#prepared.values()];
     this.#prepared.clear();
     await Promise.all(
       prepared.map((p) =>
@@ -132,9 +111,18 @@ export class SqliteRowInsert implements RowInsert {
   }
 }
 
-/** SQLite binds numbers, strings, null and buffers; a boolean is stored as 0/1, as knex stores it. */
-function bindable(v: unknown): unknown {
-  if (v === undefined) return null;
-  if (typeof v === 'boolean') return v ? 1 : 0;
-  return v;
+/** A column's value as the JSON the insert reads back: see {@link SqliteRowInsert}. */
+function jsonValue(v: unknown, column: string): string | number | boolean | null {
+  switch (typeof v) {
+    case 'string':
+      return v.isWellFormed() ? v : v.toWellFormed();
+    case 'number':
+    case 'boolean': // JSON's true and false read back as 1 and 0
+      return v;
+    case 'undefined':
+      return null;
+    default:
+      if (v === null) return null;
+      throw new TypeError(`SqliteRowInsert: column ${column} takes a number, string, boolean or null, got ${typeof v}`);
+  }
 }

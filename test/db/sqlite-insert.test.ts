@@ -1,12 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CONVERSATION_COLUMNS, ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import { openDatabase, type Database } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrations';
 import { QueryProfiler } from '../../src/db/profiler';
-import { MAX_PREPARED_ROWS, SqliteRowInsert } from '../../src/db/sqlite-insert';
+import { SqliteRowInsert } from '../../src/db/sqlite-insert';
 import type sqlite3 from 'sqlite3';
 
 let dir: string;
@@ -141,7 +142,7 @@ describe('SqliteRowInsert (the conversation log on SQLite)', () => {
     }
   });
 
-  it('prepares each batch size up to MAX_PREPARED_ROWS once, larger ones per use; a failed batch stores none', async () => {
+  it('prepares one statement for every batch size, once; a failed batch stores none', async () => {
     // Count the statements prepared on knex's connection (the sqlite3 handle's own method, wrapped).
     const client = db.knex.client as { acquireConnection(): Promise<sqlite3.Database>; releaseConnection(c: unknown): Promise<void> };
     const conn = await client.acquireConnection();
@@ -158,37 +159,111 @@ describe('SqliteRowInsert (the conversation log on SQLite)', () => {
         ts += 1;
         return row({ ts, ...over });
       });
-    const sizes = [1, 3, 1, 3, MAX_PREPARED_ROWS, MAX_PREPARED_ROWS, MAX_PREPARED_ROWS + 1, 3];
+    // 2,000 rows of 19 columns would be 38,000 bound values, past SQLite's 32,766: one JSON text is one.
+    const sizes = [1, 3, 1, 64, 65, 2000, 3];
     const ids: number[] = [];
-    for (const n of sizes) ids.push(...(await rows.insert(batch(n))));
-    // One statement per size up to the bound; the larger batch does not keep one (db.all prepares its own).
-    expect(prepared.length).toBe(3);
+    for (const n of sizes) {
+      const got = await rows.insert(batch(n));
+      expect(got).toHaveLength(n);
+      ids.push(...got);
+    }
+    expect(prepared.length).toBe(1);
     expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => ids[0]! + i));
-    expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: ids.length }]);
-    // A batch with one bad row is one statement: none of its rows is stored, and its prepared
-    // statement serves the next batch of that size.
+    const stored = await db.knex('conversations').orderBy('id').select('id', 'ts');
+    expect(stored).toEqual(ids.map((id, i) => ({ id, ts: i + 1 })));
+    // A batch with one bad row is one statement: none of its rows is stored, and the statement
+    // serves the next batch.
     const bad = batch(3);
     bad[1]!.prompt = null;
     await expect(rows.insert(bad)).rejects.toThrow(/NOT NULL/);
     expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: ids.length }]);
-    const after = await rows.insert(batch(3));
-    expect(after).toHaveLength(3);
-    expect(prepared.length).toBe(3);
-    const stored = await db.knex('conversations').whereIn('id', after).orderBy('id').select('ts');
-    expect(stored.map((r) => r.ts)).toEqual([ts - 2, ts - 1, ts]);
-    // A statement that fails to prepare is not kept: that insert fails, the next prepares again.
-    let failNext = true;
-    conn.prepare = ((sql: string, ...rest: unknown[]) => {
-      prepared.push(sql);
-      const use = failNext ? 'not sql at all' : sql;
-      failNext = false;
-      return (original as (...a: unknown[]) => sqlite3.Statement)(use, ...rest);
-    }) as typeof conn.prepare;
-    await expect(rows.insert(batch(5))).rejects.toThrow(/syntax error/);
-    expect(await rows.insert(batch(5))).toHaveLength(5);
-    expect(await rows.insert(batch(5))).toHaveLength(5);
-    expect(prepared.length).toBe(5); // the failed one, its retry; the third insert reuses the retry's
+    expect(await rows.insert(batch(3))).toHaveLength(3);
+    expect(prepared.length).toBe(1);
     conn.prepare = original as typeof conn.prepare;
+  });
+
+  it('retries a statement that failed to prepare, and refuses a value it cannot store', async () => {
+    await rows.close();
+    rows = new SqliteRowInsert(db.knex, { table: 'conversations', columns: CONVERSATION_COLUMNS });
+    const client = db.knex.client as { acquireConnection(): Promise<sqlite3.Database>; releaseConnection(c: unknown): Promise<void> };
+    const conn = await client.acquireConnection();
+    await client.releaseConnection(conn);
+    const original = conn.prepare.bind(conn);
+    let prepares = 0;
+    conn.prepare = ((sql: string, ...rest: unknown[]) => {
+      prepares++;
+      return (original as (...a: unknown[]) => sqlite3.Statement)(prepares === 1 ? 'not sql at all' : sql, ...rest);
+    }) as typeof conn.prepare;
+    await expect(rows.insert([row({ ts: 1 })])).rejects.toThrow(/syntax error/);
+    expect(await rows.insert([row({ ts: 2 })])).toHaveLength(1);
+    expect(await rows.insert([row({ ts: 3 })])).toHaveLength(1);
+    expect(prepares).toBe(2); // the failed one and its retry; the third insert reuses the retry's
+    conn.prepare = original as typeof conn.prepare;
+    await expect(rows.insert([row({ prompt: Buffer.from('x') })])).rejects.toThrow(/column prompt/);
+    expect(await db.knex('conversations').count({ n: '*' })).toEqual([{ n: 2 }]);
+  });
+
+  it('stores every value as binding it would: type, bytes and all', async () => {
+    // The reference binds each value itself (node-sqlite3, as knex does); the insert under test reads
+    // them from JSON. Columns as the conversations table has them: `a` integer (numbers, flags,
+    // null), `b` text (any string, null), and `c` with no affinity, so nothing is converted on the way
+    // in. Both tables are read back with typeof() and hex(), so a string and a number, an integer and
+    // a real, or U+FFFD and a lone surrogate's bytes, tell apart. One difference is left out of `c`:
+    // node-sqlite3 binds an integer outside 32 bits as a real, JSON gives SQLite an integer; an
+    // integer column stores both as the same integer (column `a`).
+    const client = db.knex.client as { acquireConnection(): Promise<sqlite3.Database>; releaseConnection(c: unknown): Promise<void> };
+    const cols = ['a', 'b', 'c'];
+    await db.knex.raw('create table raw_json (id integer primary key, a integer, b text, c)');
+    await db.knex.raw('create table raw_bound (id integer primary key, a integer, b text, c)');
+    const viaJson = new SqliteRowInsert(db.knex, { table: 'raw_json', columns: cols });
+    const surrogateHalf = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
+    const text = fc.oneof(
+      // Any code point, astral ones included ('binary' never yields half a surrogate pair), and halves.
+      fc.string({ unit: fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }), surrogateHalf), maxLength: 40 }),
+      fc.string({ maxLength: 20 }).map((s) => `\\u00${s}"\\\n\u0000${s}`), // escapes in the text itself
+    );
+    const flags = fc.constantFrom(null, undefined, true, false);
+    const integer = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.constantFrom(0, -0, 1_700_000_000_123, 2 ** 31, -(2 ** 31) - 1));
+    const double = fc.double({ noNaN: true, noDefaultInfinity: true });
+    const int32 = (x: number) => x === (x | 0);
+    const row = fc.record({
+      a: fc.oneof(integer, flags),
+      b: fc.oneof(text, fc.constant(null)),
+      c: fc.oneof(
+        text,
+        fc.integer(),
+        double.filter((x) => !Number.isInteger(x) || int32(x)),
+        flags,
+      ),
+    });
+    const read = async (table: string) =>
+      (await db.knex.raw(
+        `select typeof(a) ta, hex(a) a, typeof(b) tb, hex(b) b, typeof(c) tc, hex(c) c from ${table} order by id`,
+      )) as unknown[];
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(row, { minLength: 1, maxLength: 8 }), async (batch) => {
+          await db.knex.raw('delete from raw_json');
+          await db.knex.raw('delete from raw_bound');
+          await viaJson.insert(batch);
+          const conn = await client.acquireConnection();
+          try {
+            for (const r of batch) {
+              const bound = [r.a, r.b, r.c].map((x) => (x === undefined ? null : typeof x === 'boolean' ? Number(x) : x));
+              await new Promise<void>((resolve, reject) =>
+                conn.run('insert into raw_bound (a, b, c) values (?, ?, ?)', bound, (e) => (e ? reject(e) : resolve())),
+              );
+            }
+          } finally {
+            await client.releaseConnection(conn);
+          }
+          expect(await read('raw_json')).toEqual(await read('raw_bound'));
+        }),
+        { numRuns: 200 },
+      );
+    } finally {
+      await viaJson.close();
+    }
   });
 
   it('close() finalizes the prepared statements, so knex can close its connection', async () => {
