@@ -18,15 +18,18 @@ export interface RowInsert {
  * a JSON array of rows (`INSERT ... SELECT value ->> 0, ... FROM jsonb_each(?)`). One statement is
  * one transaction: all the batch's rows or none.
  *
- * Why JSON: node-sqlite3 converts every bound value on the event loop's thread, 24-33 us for one
- * row of the conversation's 19 columns, about 40 us for 4 rows and 120-185 us for 16, where
- * `JSON.stringify` and one bound string took 14-21, 16-20 and 28-29 us; SQLite reads the rows on
- * its own thread, and the insert as a whole took as long for one row and 4, and less for 16
- * (bench/analysis.md). `jsonb_each` rather than `json_each`: its rows are parsed once, where each
- * `->>` on `json_each`'s text parses the row again. It shares knex's connection rather than
- * opening one: a commit from another connection makes SQLite drop this one's page cache before its
- * next read. `close()` finalizes the statement; it must run before knex is destroyed, as SQLite
- * will not close a connection with a statement still open.
+ * Why JSON: node-sqlite3 converts every bound value on the event loop's thread. For rows of the
+ * conversation's 19 columns that held the loop 22-26 us for one row, 38-42 us for 4, 0.6 ms for 64
+ * and 4.5-4.8 ms for 500 (the default largest batch); `JSON.stringify` and one bound string hold it
+ * 15, 18-20, 70-78 us and 0.56-0.69 ms. SQLite reads the rows on its own thread, and the insert as
+ * a whole takes as long for one row or 4 and less for 64 or 500 (`node bench/insert-values.js`).
+ * `jsonb_each` rather than `json_each`: its rows are parsed once, where each `->>` on `json_each`'s
+ * text parses the row again.
+ *
+ * It shares knex's connection rather than opening one: a commit from another connection makes
+ * SQLite drop this one's page cache before its next read. `close()` finalizes the statement; it
+ * must run before knex is destroyed, as SQLite will not close a connection with a statement still
+ * open.
  *
  * Values are stored as binding them would store them: numbers (a non-finite one as NULL), strings
  * (a lone UTF-16 surrogate as U+FFFD, as Node converts it to UTF-8), null; undefined is NULL and a
