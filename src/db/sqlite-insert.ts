@@ -89,7 +89,9 @@ export class SqliteRowInsert implements RowInsert {
         this.#statement(db).then((s) => s.all(params, done), reject);
       });
       this.#observe?.(this.#sql, performance.now() - started, undefined);
-      return out.map((r) => r.id);
+      // The rows go in in the array's order and take ascending ids; RETURNING's own order is not
+      // promised, so the ids are put back in that order.
+      return out.map((r) => r.id).sort((a, b) => a - b);
     } catch (err) {
       if (!this.#closed) this.#observe?.(this.#sql, performance.now() - started, err as Error);
       throw err;
