@@ -33,9 +33,12 @@ export interface RowInsert {
  *
  * Values are stored as binding them would store them: numbers (a non-finite one as NULL), strings
  * (a lone UTF-16 surrogate as U+FFFD, as Node converts it to UTF-8), null; undefined is NULL and a
- * boolean 0/1, as knex stores it. One difference: node-sqlite3 binds an integer beyond 32 bits as a
- * real, JSON gives SQLite an integer; a column of integer affinity stores both alike. Anything else
- * (a buffer, a bigint, an object) is refused.
+ * boolean 0/1, as knex stores it. Two differences: node-sqlite3 binds an integer beyond 32 bits as a
+ * real, JSON gives SQLite an integer (a column of integer affinity stores both alike); and a
+ * fractional number goes through SQLite's own decimal parsing, which can land one unit in the last
+ * place off (the conversation's numbers are all integers: ids, times, counts). Other objects are
+ * stored as node-sqlite3 binds them (a date as its milliseconds, anything else but a buffer as
+ * text); a buffer, a bigint or a symbol is refused.
  */
 export class SqliteRowInsert implements RowInsert {
   readonly #knex: Knex;
@@ -126,8 +129,14 @@ function jsonValue(v: unknown, column: string): string | number | boolean | null
       return v;
     case 'undefined':
       return null;
-    default:
+    case 'object':
+    case 'function':
+      // What node-sqlite3 binds for these: a date's milliseconds, a regular expression's text, and
+      // for any other object the text "[object Object]" (a backend's odd reply never fails a batch).
       if (v === null) return null;
-      throw new TypeError(`SqliteRowInsert: column ${column} takes a number, string, boolean or null, got ${typeof v}`);
+      if (v instanceof Date) return v.getTime();
+      if (v instanceof RegExp) return String(v);
+      if (!ArrayBuffer.isView(v)) return '[object Object]';
   }
+  throw new TypeError(`SqliteRowInsert: column ${column} takes no ${ArrayBuffer.isView(v) ? 'binary data' : typeof v}`);
 }
