@@ -31,14 +31,15 @@ export interface RowInsert {
  * must run before knex is destroyed, as SQLite will not close a connection with a statement still
  * open.
  *
- * Values are stored as binding them would store them: numbers (a non-finite one as NULL), strings
- * (a lone UTF-16 surrogate as U+FFFD, as Node converts it to UTF-8), null; undefined is NULL and a
- * boolean 0/1, as knex stores it. Two differences: node-sqlite3 binds an integer beyond 32 bits as a
- * real, JSON gives SQLite an integer (a column of integer affinity stores both alike); and a
+ * Values are stored as binding them would store them: numbers, strings (a lone UTF-16 surrogate as
+ * U+FFFD, as Node converts it to UTF-8), null; undefined is NULL and a boolean 0/1, as knex stores
+ * it; NaN is NULL either way. Three differences: node-sqlite3 binds an integer beyond 32 bits as a
+ * real, JSON gives SQLite an integer (a column of integer affinity stores both alike); a
  * fractional number goes through SQLite's own decimal parsing, which can land one unit in the last
- * place off (the conversation's numbers are all integers: ids, times, counts). Other objects are
- * stored as node-sqlite3 binds them (a date as its milliseconds, anything else but a buffer as
- * text); a buffer, a bigint or a symbol is refused.
+ * place off (the conversation's numbers are all integers: ids, times, counts); an infinity, which
+ * binding stores as a real, is NULL in JSON. Other objects are stored as node-sqlite3 binds them
+ * (a date as its milliseconds, anything else but a buffer as text); a buffer, a bigint or a symbol
+ * is refused.
  */
 export class SqliteRowInsert implements RowInsert {
   readonly #knex: Knex;
