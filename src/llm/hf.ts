@@ -1,13 +1,8 @@
 import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
-import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent } from './types';
-
-interface TgiDetails {
-  finish_reason?: string;
-  generated_tokens?: number;
-  prefill?: unknown[];
-}
+import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, Usage } from './types';
+import { count, list, name, object, parseObject, text, type WireObject } from './wire';
 
 /**
  * Hugging Face Text Generation Inference over its native API: `POST /generate`,
@@ -25,13 +20,15 @@ export class HfProvider extends HttpProvider implements LlmProvider {
 
   async chat(req: ProviderRequest): Promise<Completion> {
     const res = await this.call(`${this.base}/generate`, { body: this.#body(req), signal: req.signal, model: req.model });
-    const out = await this.json<{ generated_text?: string; details?: TgiDetails }>(res, 'TGI /generate', req.signal);
-    if (typeof out.generated_text !== 'string') throw new UpstreamBadResponse('TGI /generate: the reply has no generated_text');
+    const out = await this.json(res, 'TGI /generate', req.signal);
+    const generated = text(out.generated_text);
+    if (generated === undefined) throw new UpstreamBadResponse('TGI /generate: the reply has no generated_text');
+    const details = object(out.details);
     return {
-      text: out.generated_text,
+      text: generated,
       model: req.model,
-      usage: { inputTokens: out.details?.prefill?.length ?? 0, outputTokens: out.details?.generated_tokens ?? 0 },
-      finishReason: out.details?.finish_reason,
+      usage: usageOf(details, 0),
+      finishReason: text(details?.finish_reason),
     };
   }
 
@@ -45,29 +42,18 @@ export class HfProvider extends HttpProvider implements LlmProvider {
     let tokens = 0;
     try {
       for await (const data of sseData(body)) {
-        let msg: {
-          token?: { text?: string; special?: boolean };
-          generated_text?: string | null;
-          details?: TgiDetails | null;
-          error?: string;
-        };
-        try {
-          msg = JSON.parse(data) as typeof msg;
-        } catch (err) {
-          throw new UpstreamBadResponse('TGI: a streamed event is not JSON', err);
-        }
-        if (msg.error) throw new UpstreamError(500, `TGI reported an error mid-stream: ${String(msg.error).slice(0, 200)}`);
-        if (msg.token && !msg.token.special && msg.token.text) {
+        const msg = parseObject(data, 'TGI: a streamed event');
+        if (msg.error) throw new UpstreamError(500, `TGI reported an error mid-stream: ${(text(msg.error) ?? 'no message').slice(0, 200)}`);
+        const token = object(msg.token);
+        const piece = token?.special === true ? undefined : name(token?.text);
+        if (piece !== undefined) {
           tokens++;
-          yield { type: 'delta', text: msg.token.text };
+          yield { type: 'delta', text: piece };
         }
+        // The last event carries the whole text (null on every other).
         if (msg.generated_text !== null && msg.generated_text !== undefined) {
-          yield {
-            type: 'done',
-            model: req.model,
-            usage: { inputTokens: msg.details?.prefill?.length ?? 0, outputTokens: msg.details?.generated_tokens ?? tokens },
-            finishReason: msg.details?.finish_reason,
-          };
+          const details = object(msg.details);
+          yield { type: 'done', model: req.model, usage: usageOf(details, tokens), finishReason: text(details?.finish_reason) };
           return;
         }
       }
@@ -79,8 +65,9 @@ export class HfProvider extends HttpProvider implements LlmProvider {
 
   async listModels(signal: AbortSignal): Promise<string[]> {
     const res = await this.call(`${this.base}/info`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
-    const info = await this.json<{ model_id?: string }>(res, 'TGI /info', signal);
-    return info.model_id ? [info.model_id] : [];
+    const info = await this.json(res, 'TGI /info', signal);
+    const id = name(info.model_id);
+    return id ? [id] : [];
   }
 
   /**
@@ -117,6 +104,14 @@ export class HfProvider extends HttpProvider implements LlmProvider {
       },
     };
   }
+}
+
+/**
+ * Token counts from `details`: the prompt's as the length of `prefill` (sent because the request
+ * asks for `decoder_input_details`), the answer's as `generated_tokens`, else `streamed`.
+ */
+function usageOf(details: WireObject | undefined, streamed: number): Usage {
+  return { inputTokens: list(details?.prefill).length, outputTokens: count(details?.generated_tokens) ?? streamed };
 }
 
 function flatten(messages: readonly ChatMessage[]): string {

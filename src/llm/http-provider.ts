@@ -3,6 +3,7 @@ import { ClientClosed, UpstreamBadResponse, UpstreamStreamInterrupted, UpstreamT
 import type { HttpPool } from '../net/dispatcher';
 import { discardBody } from '../net/body';
 import { readJson, upstreamCall } from './upstream-call';
+import type { WireObject } from './wire';
 import type { ConnectionGate } from '../net/connection-gate';
 
 /** What every HTTP provider is built from. */
@@ -70,8 +71,8 @@ export abstract class HttpProvider {
   }
 
   /** A JSON reply; one that breaks off while being read is mapped like a broken stream. */
-  protected json<T>(res: Dispatcher.ResponseData, what: string, signal: AbortSignal): Promise<T> {
-    return readJson<T>(res, what, (err) => this.streamFailure(err, signal, what));
+  protected json(res: Dispatcher.ResponseData, what: string, signal: AbortSignal): Promise<WireObject> {
+    return readJson(res, what, (err) => this.streamFailure(err, signal, what));
   }
 
   /** The error a client sees when a started stream (or a JSON reply being read) breaks with `err`. */

@@ -1,22 +1,12 @@
 import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { randomUUID } from 'node:crypto';
-import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, ToolCall } from './types';
+import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, ToolCall, Usage } from './types';
 import { lines } from './upstream-call';
-
-/** The parts of Ollama's /api/chat reply Vega reads (docs/api.md in ollama/ollama). */
-interface OllamaChatMessage {
-  model?: string;
-  message?: { role?: string; content?: string; tool_calls?: Array<{ function?: { name?: string; arguments?: unknown } }> };
-  done?: boolean;
-  done_reason?: string;
-  prompt_eval_count?: number;
-  eval_count?: number;
-  error?: string;
-}
+import { count, list, name, object, parseObject, text, type WireObject } from './wire';
 
 /**
- * Ollama over its native API: `POST /api/chat` (JSON, or NDJSON when streaming) and
+ * Ollama over its native API (docs/api.md in ollama/ollama): `POST /api/chat` (JSON, or NDJSON when streaming) and
  * `GET /api/tags` for the model list.
  */
 export class OllamaProvider extends HttpProvider implements LlmProvider {
@@ -28,16 +18,17 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
 
   async chat(req: ProviderRequest): Promise<Completion> {
     const res = await this.call(`${this.base}/api/chat`, { body: this.#body(req, false), signal: req.signal, model: req.model });
-    const msg = await this.json<OllamaChatMessage>(res, 'Ollama /api/chat', req.signal);
+    const msg = await this.json(res, 'Ollama /api/chat', req.signal);
     const toolCalls = toolCallsOf(msg);
-    if (typeof msg.message?.content !== 'string' && toolCalls.length === 0) {
+    const content = text(object(msg.message)?.content);
+    if (content === undefined && toolCalls.length === 0) {
       throw new UpstreamBadResponse('Ollama /api/chat: the reply has no message.content');
     }
     return {
-      text: msg.message?.content ?? '',
-      model: msg.model ?? req.model,
-      usage: { inputTokens: msg.prompt_eval_count ?? 0, outputTokens: msg.eval_count ?? 0 },
-      finishReason: toolCalls.length > 0 ? 'tool_calls' : msg.done_reason,
+      text: content ?? '',
+      model: name(msg.model) ?? req.model,
+      usage: usageOf(msg),
+      finishReason: toolCalls.length > 0 ? 'tool_calls' : text(msg.done_reason),
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
     };
   }
@@ -52,24 +43,19 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
     const calls: ToolCall[] = [];
     try {
       for await (const line of lines(body)) {
-        let msg: OllamaChatMessage;
-        try {
-          msg = JSON.parse(line) as OllamaChatMessage;
-        } catch (err) {
-          throw new UpstreamBadResponse('Ollama /api/chat: a streamed line is not JSON', err);
-        }
+        const msg = parseObject(line, 'Ollama /api/chat: a streamed line');
         if (typeof msg.error === 'string') throw new UpstreamError(500, `Ollama reported an error mid-stream: ${msg.error.slice(0, 200)}`);
-        const text = msg.message?.content ?? '';
-        if (text.length > 0) yield { type: 'delta', text };
+        const delta = text(object(msg.message)?.content) ?? '';
+        if (delta.length > 0) yield { type: 'delta', text: delta };
         // Ollama sends each tool call whole, in the message it decided on it.
         calls.push(...toolCallsOf(msg));
-        if (msg.done) {
+        if (msg.done === true) {
           if (calls.length > 0) yield { type: 'tool_calls', calls };
           yield {
             type: 'done',
-            model: msg.model ?? model,
-            usage: { inputTokens: msg.prompt_eval_count ?? 0, outputTokens: msg.eval_count ?? 0 },
-            finishReason: calls.length > 0 ? 'tool_calls' : msg.done_reason,
+            model: name(msg.model) ?? model,
+            usage: usageOf(msg),
+            finishReason: calls.length > 0 ? 'tool_calls' : text(msg.done_reason),
           };
           return;
         }
@@ -82,8 +68,8 @@ export class OllamaProvider extends HttpProvider implements LlmProvider {
 
   async listModels(signal: AbortSignal): Promise<string[]> {
     const res = await this.call(`${this.base}/api/tags`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
-    const tags = await this.json<{ models?: Array<{ name?: string; model?: string }> }>(res, 'Ollama /api/tags', signal);
-    return (tags.models ?? []).map((m) => m.name ?? m.model ?? '').filter(Boolean);
+    const tags = await this.json(res, 'Ollama /api/tags', signal);
+    return list(tags.models).flatMap((m) => name(object(m)?.name) ?? name(object(m)?.model) ?? []);
   }
 
   /**
@@ -153,11 +139,19 @@ function parseArguments(text: string): unknown {
   }
 }
 
-/** Ollama's tool calls, given ids (it sends none) and their arguments as JSON text. */
-function toolCallsOf(msg: OllamaChatMessage): ToolCall[] {
-  return (msg.message?.tool_calls ?? []).map((c) => ({
-    id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`,
-    name: c.function?.name ?? '',
-    arguments: JSON.stringify(c.function?.arguments ?? {}),
-  }));
+/** Token counts from a final message (`prompt_eval_count`, `eval_count`); 0 when absent or not a count. */
+function usageOf(msg: WireObject): Usage {
+  return { inputTokens: count(msg.prompt_eval_count) ?? 0, outputTokens: count(msg.eval_count) ?? 0 };
+}
+
+/** Ollama's tool calls (`message.tool_calls`), given ids (it sends none) and their arguments as JSON text. */
+function toolCallsOf(msg: WireObject): ToolCall[] {
+  return list(object(msg.message)?.tool_calls).map((c) => {
+    const fn = object(object(c)?.function);
+    return {
+      id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`,
+      name: text(fn?.name) ?? '',
+      arguments: JSON.stringify(fn?.arguments ?? {}),
+    };
+  });
 }

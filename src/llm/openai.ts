@@ -1,25 +1,8 @@
 import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '../errors';
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
-import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, ToolCall } from './types';
-
-interface WireToolCall {
-  index?: number;
-  id?: string;
-  type?: string;
-  function?: { name?: string; arguments?: string };
-}
-
-interface OpenAiCompletion {
-  model?: string;
-  choices?: Array<{
-    message?: { content?: string | null; tool_calls?: WireToolCall[] | null };
-    delta?: { content?: string | null; tool_calls?: WireToolCall[] | null };
-    finish_reason?: string | null;
-  }>;
-  usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
-  error?: { message?: string };
-}
+import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, ToolCall, Usage } from './types';
+import { count, list, name, object, parseObject, text, type WireObject } from './wire';
 
 /**
  * Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, OpenAI itself):
@@ -37,17 +20,19 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
 
   async chat(req: ProviderRequest): Promise<Completion> {
     const res = await this.call(`${this.#v1}/chat/completions`, { body: this.#body(req, false), signal: req.signal, model: req.model });
-    const out = await this.json<OpenAiCompletion>(res, 'POST /v1/chat/completions', req.signal);
-    const choice = out.choices?.[0];
-    const toolCalls = (choice?.message?.tool_calls ?? []).map(fromWire);
-    if (typeof choice?.message?.content !== 'string' && toolCalls.length === 0) {
+    const out = await this.json(res, 'POST /v1/chat/completions', req.signal);
+    const choice = object(list(out.choices)[0]);
+    const message = object(choice?.message);
+    const toolCalls = list(message?.tool_calls).map(fromWire);
+    const content = text(message?.content);
+    if (content === undefined && toolCalls.length === 0) {
       throw new UpstreamBadResponse('the completion has no choices[0].message.content');
     }
     return {
-      text: choice?.message?.content ?? '',
-      model: out.model ?? req.model,
-      usage: { inputTokens: out.usage?.prompt_tokens ?? 0, outputTokens: out.usage?.completion_tokens ?? 0 },
-      finishReason: choice?.finish_reason ?? undefined,
+      text: content ?? '',
+      model: name(out.model) ?? req.model,
+      usage: usageOf(out) ?? { inputTokens: 0, outputTokens: 0 },
+      finishReason: text(choice?.finish_reason),
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
     };
   }
@@ -72,29 +57,29 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
           yield { type: 'done', model, usage: usage.outputTokens ? usage : { ...usage, outputTokens: chunks }, finishReason: finish };
           return;
         }
-        let msg: OpenAiCompletion;
-        try {
-          msg = JSON.parse(data) as OpenAiCompletion;
-        } catch (err) {
-          throw new UpstreamBadResponse('a streamed event is not JSON', err);
+        const msg = parseObject(data, 'a streamed event');
+        if (msg.error) {
+          const said = text(object(msg.error)?.message) ?? text(msg.error) ?? 'no message';
+          throw new UpstreamError(500, `the backend reported an error mid-stream: ${said.slice(0, 200)}`);
         }
-        if (msg.error) throw new UpstreamError(500, `the backend reported an error mid-stream: ${String(msg.error.message).slice(0, 200)}`);
-        if (msg.model) model = msg.model;
-        if (msg.usage) usage = { inputTokens: msg.usage.prompt_tokens ?? 0, outputTokens: msg.usage.completion_tokens ?? 0 };
-        const choice = msg.choices?.[0];
-        if (choice?.finish_reason) finish = choice.finish_reason;
-        for (const part of choice?.delta?.tool_calls ?? []) {
-          const index = part.index ?? calls.size;
+        model = name(msg.model) ?? model;
+        usage = usageOf(msg) ?? usage;
+        const choice = object(list(msg.choices)[0]);
+        finish = name(choice?.finish_reason) ?? finish;
+        const delta = object(choice?.delta);
+        for (const part of list(delta?.tool_calls).map(object)) {
+          const index = count(part?.index) ?? calls.size;
           const call = calls.get(index) ?? { id: '', name: '', arguments: '' };
-          if (part.id) call.id = part.id;
-          if (part.function?.name) call.name += part.function.name;
-          if (part.function?.arguments) call.arguments += part.function.arguments;
+          const fn = object(part?.function);
+          call.id = name(part?.id) ?? call.id;
+          call.name += text(fn?.name) ?? '';
+          call.arguments += text(fn?.arguments) ?? '';
           calls.set(index, call);
         }
-        const text = choice?.delta?.content ?? '';
-        if (text.length > 0) {
+        const piece = text(delta?.content) ?? '';
+        if (piece.length > 0) {
           chunks++;
-          yield { type: 'delta', text };
+          yield { type: 'delta', text: piece };
         }
       }
     } catch (err) {
@@ -105,8 +90,8 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
 
   async listModels(signal: AbortSignal): Promise<string[]> {
     const res = await this.call(`${this.#v1}/models`, { signal, timeoutMs: Math.min(this.timeoutMs, 5000) });
-    const out = await this.json<{ data?: Array<{ id?: string }> }>(res, 'GET /v1/models', signal);
-    return (out.data ?? []).map((m) => m.id ?? '').filter(Boolean);
+    const out = await this.json(res, 'GET /v1/models', signal);
+    return list(out.data).flatMap((m) => name(object(m)?.id) ?? []);
   }
 
   /** An OpenAI-compatible server takes every setting as it is. */
@@ -150,6 +135,15 @@ function toWire(m: ChatMessage): Record<string, unknown> {
   return { role: m.role, content: m.content };
 }
 
-function fromWire(c: WireToolCall, i: number): ToolCall {
-  return { id: c.id ?? `call_${i}`, name: c.function?.name ?? '', arguments: c.function?.arguments ?? '{}' };
+/** A tool call of a complete reply (`{id, type, function: {name, arguments}}`). */
+function fromWire(c: unknown, i: number): ToolCall {
+  const fn = object(object(c)?.function);
+  return { id: name(object(c)?.id) ?? `call_${i}`, name: text(fn?.name) ?? '', arguments: text(fn?.arguments) ?? '{}' };
+}
+
+/** `usage` (`prompt_tokens`, `completion_tokens`), when the reply or event has one; a count that is not one reads 0. */
+function usageOf(msg: WireObject): Usage | undefined {
+  const usage = object(msg.usage);
+  if (!usage) return undefined;
+  return { inputTokens: count(usage.prompt_tokens) ?? 0, outputTokens: count(usage.completion_tokens) ?? 0 };
 }

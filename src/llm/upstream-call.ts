@@ -4,6 +4,7 @@ import { UpstreamBadResponse, type VegaError } from '../errors';
 import { discardBody } from '../net/body';
 import { statusError, transportError } from './upstream-errors';
 import type { ConnectionGate } from '../net/connection-gate';
+import { parseObject, type WireObject } from './wire';
 
 export interface UpstreamCall {
   readonly dispatcher: Dispatcher;
@@ -79,10 +80,11 @@ export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.Respo
 }
 
 /**
- * Reads a JSON body. Not JSON (by content type or by parse) is `upstream_bad_response`; a body
- * that breaks off while being read (reset, body timeout, abort) is mapped by `bodyFailure`.
+ * Reads a JSON object. Not JSON (by content type or by parse), or JSON but not an object, is
+ * `upstream_bad_response`; a body that breaks off while being read (reset, body timeout, abort)
+ * is mapped by `bodyFailure`.
  */
-export async function readJson<T>(res: Dispatcher.ResponseData, what: string, bodyFailure: (err: unknown) => VegaError): Promise<T> {
+export async function readJson(res: Dispatcher.ResponseData, what: string, bodyFailure: (err: unknown) => VegaError): Promise<WireObject> {
   const type = String(res.headers['content-type'] ?? '');
   if (!/json/i.test(type)) {
     discardBody(res.body);
@@ -94,11 +96,7 @@ export async function readJson<T>(res: Dispatcher.ResponseData, what: string, bo
   } catch (err) {
     throw bodyFailure(err);
   }
-  try {
-    return JSON.parse(text) as T;
-  } catch (err) {
-    throw new UpstreamBadResponse(`${what}: the response body is not valid JSON`, err);
-  }
+  return parseObject(text, `${what}: the response body`);
 }
 
 async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {

@@ -200,6 +200,28 @@ describe('upstream trouble', () => {
     expect((await jsonOf(res)).error.code).toBe('upstream_bad_response');
   });
 
+  it('answers 502 upstream_bad_response when the backend answers JSON that is not an object, and stores it as failed', async () => {
+    for (const [i, rawBody] of ['null', '[]', '"ok"'].entries()) {
+      fake.behave({ rawBody });
+      const res = await postJson(vega.url, '/chat', { prompt: 'p', session_id: `not-object-${i}` });
+      expect(res.status).toBe(502);
+      expect((await jsonOf(res)).error.code).toBe('upstream_bad_response');
+      const rows = await conversationRows(vega.dbPath, { session_id: `not-object-${i}` });
+      expect(rows).toMatchObject([{ status: 'failed', error_code: 'upstream_bad_response' }]);
+    }
+  });
+
+  it('answers and stores a reply whose counts and model are of the wrong kind with no counts and the model asked for', async () => {
+    fake.behave({
+      rawBody: JSON.stringify({ model: { name: 'x' }, message: { content: 'odd' }, done: true, prompt_eval_count: '3', eval_count: [2] }),
+    });
+    const res = await postJson(vega.url, '/chat', { prompt: 'p', session_id: 'odd-counts' });
+    expect(res.status).toBe(200);
+    expect(await jsonOf(res)).toMatchObject({ response: 'odd', model: 'llama3.2', usage: { input_tokens: 0, output_tokens: 0 } });
+    const rows = await conversationRows(vega.dbPath, { session_id: 'odd-counts' });
+    expect(rows).toMatchObject([{ status: 'ok', model: 'llama3.2', input_tokens: 0, output_tokens: 0 }]);
+  });
+
   it('answers 502 upstream_bad_response when the backend answers HTML, and stays up (the unread body once crashed it)', async () => {
     fake.behave({ rawBody: '<html>bad gateway</html>', contentType: 'text/html' });
     for (const stream of [false, true]) {
