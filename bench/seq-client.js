@@ -4,6 +4,10 @@
 // reports whole milliseconds). argv: URL, count, then a JSON of {headers, body, warmup}.
 // Prints {"p50": ms, "p99": ms, "ttfb_p50": ms, "errors": n}.
 //
+// With `bodies` (a list) in place of `body`, request i sends bodies[i % bodies.length]: kinds of
+// request interleaved one by one, so that each sees the same machine and the same process at the
+// same moment. The output then also has "by_body": [{p50, p99, ttfb_p50}, ...], one per body.
+//
 // The first `warmup` requests (default 2,000) are not measured, whatever the target (the upstream,
 // the floor proxy, Portkey, Vega): a server is measured in its steady state, once V8 has compiled
 // its hot paths. With 100, Vega's figures were those of a process still being optimised: its p50
@@ -17,8 +21,10 @@ async function main() {
   const count = Number(countArg);
   const opts = JSON.parse(optsArg ?? '{}');
   const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 });
+  const bodies = opts.bodies ?? [opts.body];
   const times = [];
   const ttfb = [];
+  const byBody = bodies.map(() => ({ times: [], ttfb: [] }));
   let errors = 0;
   const warmup = opts.warmup ?? 2000;
   // opts.clockFile: each measured request's send and first-byte times on the machine's monotonic
@@ -28,10 +34,11 @@ async function main() {
     const t0 = performance.now();
     const sentNs = opts.clockFile ? process.hrtime.bigint() : 0n;
     let firstNs = 0n;
+    const body = bodies[i % bodies.length];
     const res = await request(url, {
-      method: opts.body ? 'POST' : 'GET',
+      method: body ? 'POST' : 'GET',
       headers: opts.headers,
-      body: opts.body ? JSON.stringify(opts.body) : undefined,
+      body: body ? JSON.stringify(body) : undefined,
       dispatcher: agent,
     });
     let first;
@@ -46,6 +53,8 @@ async function main() {
     if (i >= warmup) {
       times.push(t1 - t0);
       ttfb.push((first ?? t1) - t0);
+      byBody[i % bodies.length].times.push(t1 - t0);
+      byBody[i % bodies.length].ttfb.push((first ?? t1) - t0);
       if (opts.clockFile) clock.push([String(sentNs), String(firstNs)]);
     }
   }
@@ -55,7 +64,9 @@ async function main() {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
   };
-  process.stdout.write(`${JSON.stringify({ p50: pct(times, 50), p99: pct(times, 99), ttfb_p50: pct(ttfb, 50), errors })}\n`);
+  const out = { p50: pct(times, 50), p99: pct(times, 99), ttfb_p50: pct(ttfb, 50), errors };
+  if (opts.bodies) out.by_body = byBody.map((b) => ({ p50: pct(b.times, 50), p99: pct(b.times, 99), ttfb_p50: pct(b.ttfb, 50) }));
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 main().catch((err) => {
   process.stderr.write(`${err.stack}\n`);
