@@ -223,9 +223,9 @@ function stopSteps(c: Components): Step[] {
       name: 'close_database',
       timeoutMs: 5000,
       run: async () => {
-        // The prepared inserts are finalized first: SQLite will not close a connection with a statement open.
-        // The checkpointer's connection closes beside it.
-        const first = await Promise.allSettled([c.conversationRows?.close(), c.checkpointer?.stop()]);
+        // The prepared statements (the insert, the context read) are finalized first: SQLite will not
+        // close a connection with a statement open. The checkpointer's connection closes beside them.
+        const first = await Promise.allSettled([c.conversationRows?.close(), c.sessionStore.close(), c.checkpointer?.stop()]);
         await c.db.knex.destroy();
         for (const r of first) if (r.status === 'rejected') throw r.reason;
       },

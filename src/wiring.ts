@@ -7,6 +7,7 @@ import type { Config } from './config/schema';
 import { readEnvironment } from './config/validate';
 import { CONVERSATION_COLUMNS, ConversationRepository } from './db/conversations';
 import { SqliteRowInsert, type RowInsert } from './db/sqlite-insert';
+import { SqliteStatements } from './db/sqlite-statements';
 import { WalCheckpointer } from './db/wal-checkpointer';
 import { openDatabase, type Database } from './db/knex';
 import { ConversationLog } from './db/batch-writer';
@@ -16,7 +17,7 @@ import { poolSnapshot } from './db/stats';
 import { EventLoopMonitor } from './diagnostics/event-loop';
 import { LeakDetector } from './diagnostics/leaks';
 import { SessionContext } from './sessions/context';
-import { SessionStore } from './sessions/store';
+import { CONTEXT_READ_OPERATION, SessionStore } from './sessions/store';
 import { Summarizer } from './sessions/summarizer';
 import { isUpstreamFault, VegaError } from './errors';
 import { createApp } from './http/app';
@@ -65,6 +66,8 @@ export interface Components {
   readonly conversationLog: ConversationLog;
   /** On SQLite, the conversations' prepared insert on knex's connection (finalized before knex closes); unset on PostgreSQL. */
   readonly conversationRows: RowInsert | undefined;
+  /** Sessions' storage; on SQLite it holds the prepared context read (finalized before knex closes). */
+  readonly sessionStore: SessionStore;
   readonly retention: RetentionJob;
   /** On a SQLite file (unless SQLITE_CHECKPOINT_EVERY_ROWS=0): the WAL's background checkpoints. */
   readonly checkpointer: WalCheckpointer | undefined;
@@ -245,7 +248,22 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
   );
 
   const pipeline = new ChatPipeline(backends, stages);
-  const sessionStore = new SessionStore(db.knex);
+  // On SQLite the context read runs as a statement prepared once on knex's connection (profiled
+  // like knex's queries, its span carrying the db.* attributes knex's would); elsewhere through knex.
+  const sessionStore = new SessionStore(
+    db.knex,
+    db.system === 'sqlite'
+      ? {
+          statements: new SqliteStatements(db.knex, { observe: (sql, ms, err) => profiler.observe(sql, ms, err) }),
+          spanAttributes: {
+            'db.system.name': 'sqlite',
+            'db.operation.name': CONTEXT_READ_OPERATION,
+            'db.collection.name': 'conversations',
+            'db.namespace': db.filename,
+          },
+        }
+      : {},
+  );
   const contextSettings = () => configCache.get().context;
   const summarizer = new Summarizer({
     store: sessionStore,
@@ -348,6 +366,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     backends,
     conversationLog,
     conversationRows,
+    sessionStore,
     retention,
     checkpointer,
     inflight,

@@ -1,9 +1,8 @@
-import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
-import type sqlite3 from 'sqlite3';
+import { SqliteStatements, type StatementObserver } from './sqlite-statements';
 
 /** One insert as the profiler sees it: the SQL (placeholders only, never values), its time, its error. */
-export type InsertObserver = (sql: string, ms: number, err: Error | undefined) => void;
+export type InsertObserver = StatementObserver;
 
 /** An insert path for rows given as column -> value; resolves with their ids once committed. */
 export interface RowInsert {
@@ -13,10 +12,9 @@ export interface RowInsert {
 
 /**
  * The conversation log's inserts on SQLite, past knex's query builder: one statement, prepared once
- * on knex's own connection (borrowed from its pool, so it takes its turn with every other query,
- * inside no transaction of knex's), inserts a batch of any size from one bound value, the batch as
- * a JSON array of rows (`INSERT ... SELECT value ->> 0, ... FROM jsonb_each(?)`). One statement is
- * one transaction: all the batch's rows or none.
+ * on knex's own connection ({@link SqliteStatements}), inserts a batch of any size from one bound
+ * value, the batch as a JSON array of rows (`INSERT ... SELECT value ->> 0, ... FROM jsonb_each(?)`).
+ * One statement is one transaction: all the batch's rows or none.
  *
  * Why JSON: node-sqlite3 converts every bound value on the event loop's thread. For rows of the
  * conversation's 19 columns that held the loop 22-26 us for one row, 38-42 us for 4, 0.6 ms for 64
@@ -26,10 +24,7 @@ export interface RowInsert {
  * `jsonb_each` rather than `json_each`: its rows are parsed once, where each `->>` on `json_each`'s
  * text parses the row again.
  *
- * It shares knex's connection rather than opening one: a commit from another connection makes
- * SQLite drop this one's page cache before its next read. `close()` finalizes the statement; it
- * must run before knex is destroyed, as SQLite will not close a connection with a statement still
- * open.
+ * `close()` finalizes the statement; it must run before knex is destroyed.
  *
  * Values are stored as binding them would store them: numbers, strings (a lone UTF-16 surrogate as
  * U+FFFD, as Node converts it to UTF-8), null; undefined is NULL and a boolean 0/1, as knex stores
@@ -42,81 +37,30 @@ export interface RowInsert {
  * is refused.
  */
 export class SqliteRowInsert implements RowInsert {
-  readonly #knex: Knex;
   readonly #columns: readonly string[];
-  readonly #observe: InsertObserver | undefined;
   readonly #sql: string;
-  /** The prepared insert of each connection knex's pool has lent us. */
-  readonly #prepared = new Map<sqlite3.Database, Promise<sqlite3.Statement>>();
-  #closed = false;
+  readonly #statements: SqliteStatements;
 
   constructor(knex: Knex, opts: { table: string; columns: readonly string[]; observe?: InsertObserver }) {
-    this.#knex = knex;
     this.#columns = opts.columns;
-    this.#observe = opts.observe;
+    this.#statements = new SqliteStatements(knex, { observe: opts.observe });
     const columns = opts.columns.map((c) => `\`${c}\``).join(', ');
     const values = opts.columns.map((_, i) => `value ->> ${i}`).join(', ');
     this.#sql = `insert into \`${opts.table}\` (${columns}) select ${values} from jsonb_each(?) returning \`id\``;
   }
 
-  /** The prepared insert on `db`; one that failed to prepare is dropped, so the next insert tries again. */
-  #statement(db: sqlite3.Database): Promise<sqlite3.Statement> {
-    let p = this.#prepared.get(db);
-    if (!p) {
-      p = new Promise<sqlite3.Statement>((resolve, reject) => {
-        const s = db.prepare(this.#sql, (err) => (err ? reject(err) : resolve(s)));
-      });
-      const mine = p;
-      p.catch(() => {
-        if (this.#prepared.get(db) === mine) this.#prepared.delete(db);
-      });
-      this.#prepared.set(db, p);
-    }
-    return p;
-  }
-
   async insert(rows: readonly Record<string, unknown>[]): Promise<number[]> {
-    if (this.#closed) throw new Error('SqliteRowInsert: closed');
     if (rows.length === 0) return [];
     const batch = rows.map((row) => this.#columns.map((c) => jsonValue(row[c], c)));
-    const params = [JSON.stringify(batch)];
-    const client = this.#knex.client as {
-      acquireConnection(): Promise<sqlite3.Database>;
-      releaseConnection(c: sqlite3.Database): Promise<void>;
-    };
-    const db = await client.acquireConnection();
-    const started = performance.now();
-    try {
-      if (this.#closed) throw new Error('SqliteRowInsert: closed');
-      const out = await new Promise<Array<{ id: number }>>((resolve, reject) => {
-        const done = (err: Error | null, result: Array<{ id: number }>) => (err ? reject(err) : resolve(result));
-        this.#statement(db).then((s) => s.all(params, done), reject);
-      });
-      this.#observe?.(this.#sql, performance.now() - started, undefined);
-      // The rows go in in the array's order and take ascending ids; RETURNING's own order is not
-      // promised, so the ids are put back in that order.
-      return out.map((r) => r.id).sort((a, b) => a - b);
-    } catch (err) {
-      if (!this.#closed) this.#observe?.(this.#sql, performance.now() - started, err as Error);
-      throw err;
-    } finally {
-      await client.releaseConnection(db);
-    }
+    const out = await this.#statements.all<{ id: number }>(this.#sql, [JSON.stringify(batch)]);
+    // The rows go in in the array's order and take ascending ids; RETURNING's own order is not
+    // promised, so the ids are put back in that order.
+    return out.map((r) => r.id).sort((a, b) => a - b);
   }
 
-  /** Refuses further inserts and finalizes the prepared statements (before knex closes its connections). */
-  async close(): Promise<void> {
-    this.#closed = true;
-    const prepared = [...this.#prepared.values()];
-    this.#prepared.clear();
-    await Promise.all(
-      prepared.map((p) =>
-        p.then(
-          (s) => new Promise<void>((resolve) => s.finalize(() => resolve())),
-          () => undefined,
-        ),
-      ),
-    );
+  /** Refuses further inserts and finalizes the prepared statement (before knex closes its connections). */
+  close(): Promise<void> {
+    return this.#statements.close();
   }
 }
 

@@ -93,6 +93,7 @@ export class SessionContext {
       built = buildMessages(req.prompt, { systemPrompt: req.useContext ? settings.systemPrompt : undefined }, settings);
     } else {
       built = await withChildSpan('session.context_read', { kind: SpanKind.INTERNAL }, async (span) => {
+        if (this.#store.readSpanAttributes) span.setAttributes(this.#store.readSpanAttributes);
         try {
           const waiting = this.#settled?.(req.sessionId);
           if (waiting) await waiting;

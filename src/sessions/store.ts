@@ -1,4 +1,6 @@
+import type { Attributes } from '@opentelemetry/api';
 import type { Knex } from 'knex';
+import type { SqliteStatements } from '../db/sqlite-statements';
 
 /** One earlier successful turn of a session. */
 export interface StoredTurn {
@@ -62,12 +64,34 @@ UNION ALL SELECT 'memory', id, ts, content, NULL, NULL FROM memories WHERE sessi
  * forgetting. Same SQL on SQLite and PostgreSQL.
  */
 export class SessionStore {
-  constructor(private readonly knex: Knex) {}
+  readonly #statements: SqliteStatements | undefined;
+  /**
+   * The `db.*` attributes for the context read's span when the read runs past knex (which then
+   * makes no span of its own for it); undefined when knex runs it.
+   */
+  readonly readSpanAttributes: Attributes | undefined;
+
+  /**
+   * `statements`: on SQLite, where the context read runs as a statement prepared once (the store
+   * finalizes it on `close()`); without them it goes through knex like every other query here.
+   */
+  constructor(
+    private readonly knex: Knex,
+    opts: { statements?: SqliteStatements | undefined; spanAttributes?: Attributes | undefined } = {},
+  ) {
+    this.#statements = opts.statements;
+    this.readSpanAttributes = opts.statements ? opts.spanAttributes : undefined;
+  }
 
   /** The context of a session for its next turn (one statement). */
   async readContext(sessionId: string, maxTurns: number): Promise<SessionContextRead> {
-    const raw = await this.knex.raw(CONTEXT_SQL, [sessionId, Math.max(1, maxTurns), sessionId, sessionId]);
-    const rows = (Array.isArray(raw) ? raw : (raw as { rows: unknown[] }).rows) as Array<Record<string, unknown>>;
+    const params = [sessionId, Math.max(1, maxTurns), sessionId, sessionId];
+    let rows: Array<Record<string, unknown>>;
+    if (this.#statements) rows = await this.#statements.all(CONTEXT_SQL, params);
+    else {
+      const raw = await this.knex.raw(CONTEXT_SQL, params);
+      rows = (Array.isArray(raw) ? raw : (raw as { rows: unknown[] }).rows) as Array<Record<string, unknown>>;
+    }
     let claim: string | undefined;
     let summary: string | undefined;
     const memories: Array<{ id: number; content: string }> = [];
@@ -90,6 +114,11 @@ export class SessionStore {
       memories: memories.map((m) => m.content),
       turns: maxTurns === 0 ? [] : turns.map(({ id, ts, prompt, response }) => ({ id, ts, prompt, response })),
     };
+  }
+
+  /** Finalizes the prepared context read, if any (before knex closes its connections). */
+  async close(): Promise<void> {
+    await this.#statements?.close();
   }
 
   /** The owner of a session: its claim, else the owner of its newest turn; undefined if it has neither. */

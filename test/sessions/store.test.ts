@@ -2,7 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import type { Database } from '../../src/db/knex';
-import { classify } from '../../src/db/profiler';
+import type sqlite3 from 'sqlite3';
+import { classify, QueryProfiler } from '../../src/db/profiler';
+import { SqliteStatements } from '../../src/db/sqlite-statements';
 import { CONTEXT_SQL, SessionStore } from '../../src/sessions/store';
 import { conversationRecord, freshDatabase, TEST_DATABASE_URL as URL } from '../support/db';
 
@@ -22,7 +24,18 @@ afterEach(async () => {
   await db.knex.destroy();
 });
 
-describe('SessionStore.readContext', () => {
+/** The context read through knex everywhere, and on SQLite also as a statement prepared once. */
+const readPaths = [
+  { path: 'through knex', prepared: false },
+  ...(URL === ':memory:' ? [{ path: 'prepared once (SQLite)', prepared: true }] : []),
+];
+
+describe.each(readPaths)('SessionStore.readContext, $path', ({ prepared }) => {
+  beforeEach(() => {
+    if (prepared) store = new SessionStore(db.knex, { statements: new SqliteStatements(db.knex) });
+  });
+  afterEach(() => store.close()); // before the knex of the outer afterEach
+
   it('reads the newest successful turns newest first, the memories oldest first, the owner and the summary', async () => {
     for (let i = 1; i <= 5; i++) await repo.log(record(i));
     await repo.log(record(6, { status: 'failed', response: '' }));
@@ -42,6 +55,39 @@ describe('SessionStore.readContext', () => {
   it('finds no owner and nothing else for a session nobody used', async () => {
     expect(await store.readContext('new', 10)).toEqual({ owner: undefined, summary: undefined, memories: [], turns: [] });
     expect(await store.owner('new')).toBeUndefined();
+  });
+});
+
+describe.runIf(URL === ':memory:')('the context read prepared once (SQLite)', () => {
+  it('prepares its statement once, is profiled as context_read with no value in it, and is finalized by close()', async () => {
+    const profiler = new QueryProfiler(db.knex, db.system);
+    const statements = new SqliteStatements(db.knex, { observe: (sql, ms, err) => profiler.observe(sql, ms, err) });
+    const prepared = new SessionStore(db.knex, { statements, spanAttributes: { 'db.system.name': 'sqlite' } });
+    expect(prepared.readSpanAttributes).toEqual({ 'db.system.name': 'sqlite' });
+    expect(store.readSpanAttributes).toBeUndefined(); // knex makes the span's db.* attributes itself
+    const client = db.knex.client as { acquireConnection(): Promise<sqlite3.Database>; releaseConnection(c: unknown): Promise<void> };
+    const conn = await client.acquireConnection();
+    await client.releaseConnection(conn);
+    const original = conn.prepare.bind(conn);
+    let prepares = 0;
+    conn.prepare = ((...args: unknown[]) => {
+      prepares++;
+      return (original as (...a: unknown[]) => sqlite3.Statement)(...args);
+    }) as typeof conn.prepare;
+    await repo.log(record(1, { sessionId: 'secret-session' }));
+    profiler.reset();
+    for (let i = 0; i < 5; i++) expect((await prepared.readContext('secret-session', 10)).turns).toHaveLength(1);
+    expect(prepares).toBe(1);
+    const snap = profiler.snapshot();
+    expect(snap.by_operation.context_read?.count).toBe(5);
+    expect(JSON.stringify(snap)).not.toContain('secret');
+    conn.prepare = original as typeof conn.prepare;
+    await prepared.close();
+    await expect(prepared.readContext('s', 10)).rejects.toThrow(/closed/);
+    // With the statement left open SQLite would refuse to close the connection (knex only logs that).
+    await db.knex.destroy();
+    expect((conn as unknown as { open: boolean }).open).toBe(false);
+    db = await freshDatabase(); // for afterEach
   });
 });
 

@@ -68,6 +68,17 @@ describe('tracing', () => {
     });
     expect(Number(write.attributes['vega.batch.size'])).toBe(1);
     expect(spans.some((s) => s.scope.includes('knex'))).toBe(true);
+    // So is the context read, as a statement prepared once: its own span is its database span.
+    const read = spans.find((s) => s.name === 'session.context_read')!;
+    expect(read.attributes).toMatchObject({
+      'db.system.name': 'sqlite',
+      'db.operation.name': 'context_read',
+      'db.collection.name': 'conversations',
+    });
+    // Below it only the new session's claim goes through knex.
+    const below = spans.filter((s) => s.parentSpanId === read.spanId && s.scope.includes('knex'));
+    expect(below.map((s) => s.attributes['db.collection.name'])).toEqual(below.map(() => 'sessions'));
+    expect(below.some((s) => String(s.attributes['db.query.text']).includes('context_read'))).toBe(false);
 
     const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
     expect(call).toBeDefined();
