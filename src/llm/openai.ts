@@ -2,7 +2,7 @@ import { UpstreamBadResponse, UpstreamError, UpstreamStreamInterrupted } from '.
 import { HttpProvider, type HttpProviderOptions } from './http-provider';
 import { sseData } from './sse';
 import type { ChatMessage, Completion, LlmProvider, ProviderRequest, StreamEvent, ToolCall, Usage } from './types';
-import { count, list, name, object, parseObject, text, type WireObject } from './wire';
+import { count, isObject, list, name, object, parseObject, text, type WireObject } from './wire';
 
 /**
  * Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, OpenAI itself):
@@ -67,11 +67,12 @@ export class OpenAiProvider extends HttpProvider implements LlmProvider {
         const choice = object(list(msg.choices)[0]);
         finish = name(choice?.finish_reason) ?? finish;
         const delta = object(choice?.delta);
-        for (const part of list(delta?.tool_calls).map(object)) {
-          const index = count(part?.index) ?? calls.size;
+        for (const part of list(delta?.tool_calls)) {
+          if (!isObject(part)) continue;
+          const index = count(part.index) ?? calls.size;
           const call = calls.get(index) ?? { id: '', name: '', arguments: '' };
-          const fn = object(part?.function);
-          call.id = name(part?.id) ?? call.id;
+          const fn = object(part.function);
+          call.id = name(part.id) ?? call.id;
           call.name += text(fn?.name) ?? '';
           call.arguments += text(fn?.arguments) ?? '';
           calls.set(index, call);

@@ -211,13 +211,14 @@ describe('odd backend replies', () => {
     expect(await hf.chat(req())).toEqual({ text: 'ok', model: 'm', usage: { inputTokens: 0, outputTokens: 0 }, finishReason: 'length' });
   });
 
-  it('does not concatenate a streamed tool call part of the wrong kind into its arguments', async () => {
+  it('does not concatenate a streamed tool call part of the wrong kind into its arguments, nor make a call of one', async () => {
     const events = await streamedFrom(
       server,
       providers().openai,
       sse(
         { choices: [{ delta: { tool_calls: [{ index: 0, id: 'c1', function: { name: 'search', arguments: '{"q":' } }] } }] },
         { choices: [{ delta: { tool_calls: [{ index: 0, function: { arguments: { q: 1 } } }] } }] },
+        { choices: [{ delta: { tool_calls: [null, 7, 'x'] } }] },
         { choices: [{ delta: { tool_calls: [{ index: 0, function: { arguments: '"x"}' } }] }, finish_reason: 'tool_calls' }] },
         '[DONE]',
       ),
