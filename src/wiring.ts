@@ -128,6 +128,16 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       `config reloaded: ${change.applied.length ? `applied ${change.applied.join(', ')}` : 'nothing applied live'}${change.restart_required.length ? `; restart needed for ${change.restart_required.join(', ')}` : ''}`,
     ),
   );
+  // Statements run past knex are profiled like knex's own queries.
+  const observeStatement = (sql: string, ms: number, err: Error | undefined) => profiler.observe(sql, ms, err);
+  // The db.* attributes of a span whose statement on the conversations table runs past knex (which
+  // would have made a span of its own with them).
+  const conversationSpan = (operation: string) => ({
+    'db.system.name': 'sqlite',
+    'db.operation.name': operation,
+    'db.collection.name': 'conversations',
+    'db.namespace': db.filename,
+  });
   // On SQLite, conversations are inserted by a prepared statement on knex's own connection
   // (profiled like knex's queries); on PostgreSQL, through knex.
   const conversationRows =
@@ -135,7 +145,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
       ? new SqliteRowInsert(db.knex, {
           table: 'conversations',
           columns: CONVERSATION_COLUMNS,
-          observe: (sql, ms, err) => profiler.observe(sql, ms, err),
+          observe: observeStatement,
         })
       : undefined;
   const conversations = new ConversationRepository(db.knex, { rows: conversationRows });
@@ -159,12 +169,7 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     // The insert's own span is this one when knex does not run it.
     ...(conversationRows
       ? {
-          spanAttributes: {
-            'db.system.name': 'sqlite',
-            'db.operation.name': 'insert',
-            'db.collection.name': 'conversations',
-            'db.namespace': db.filename,
-          },
+          spanAttributes: conversationSpan('insert'),
         }
       : {}),
   });
@@ -254,13 +259,8 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     db.knex,
     db.system === 'sqlite'
       ? {
-          statements: new SqliteStatements(db.knex, { observe: (sql, ms, err) => profiler.observe(sql, ms, err) }),
-          spanAttributes: {
-            'db.system.name': 'sqlite',
-            'db.operation.name': CONTEXT_READ_OPERATION,
-            'db.collection.name': 'conversations',
-            'db.namespace': db.filename,
-          },
+          statements: new SqliteStatements(db.knex, { observe: observeStatement }),
+          spanAttributes: conversationSpan(CONTEXT_READ_OPERATION),
         }
       : {},
   );

@@ -11,10 +11,10 @@ export type StatementObserver = (sql: string, ms: number, err: Error | undefined
  *
  * knex compiles a query and node-sqlite3 prepares it anew every time it runs: the context read
  * (four SELECTs under UNION ALL) took 235-288 us through knex, 190-199 us through node-sqlite3's
- * `Database#all` and 112-136 us prepared once (`node bench/context-read.js`). The connection is borrowed from knex's pool for each run, so a statement
- * takes its turn with every other query, inside no transaction of knex's. It is knex's connection
- * rather than one of its own because a commit from another connection makes SQLite drop this one's
- * page cache before its next read.
+ * `Database#all` and 112-136 us prepared once (`node bench/context-read.js`). The connection is
+ * borrowed from knex's pool for each run, so a statement takes its turn with every other query,
+ * inside no transaction of knex's. It is knex's connection rather than one of its own because a
+ * commit from another connection makes SQLite drop this one's page cache before its next read.
  *
  * `close()` finalizes the statements; it must run before knex is destroyed, as SQLite will not
  * close a connection with a statement still open.
