@@ -432,14 +432,17 @@ async function run({ runs = 3, quick = false } = {}) {
 
     // 7. Soak: 100,000 chats; memory after 10k (warm) vs at the end, each read after a full GC
     // (Vega's own POST /admin/performance/memory/gc; node started with --expose-gc) so that what
-    // is compared is what the process keeps, not how much garbage the last second left behind.
+    // is compared is what the process keeps, not how much garbage the last second left behind,
+    // nor the heap pages V8 keeps after a load (that GC gives them back). RSS as it was before
+    // each GC goes into the note.
     const soak = await withVega(
       { LLM_BASE_URL: upstream.url, ...MISS },
       async (vega) => {
         const mem = async () => {
           const gc = await (await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: VEGA_HEADERS })).json();
           if (!gc.ran) throw new Error(`soak: no GC before the memory reading: ${gc.message}`);
-          return (await (await fetch(`${vega.url}/admin/performance/memory/leaks`, { headers: VEGA_HEADERS })).json()).memory;
+          const memory = (await (await fetch(`${vega.url}/admin/performance/memory/leaks`, { headers: VEGA_HEADERS })).json()).memory;
+          return { ...memory, rss_before_gc_mb: gc.before_rss_mb };
         };
         await autocannon(`${vega.url}/chat`, { connections: 32, amount: quick ? 2000 : 10_000, headers: VEGA_HEADERS, body: CHAT });
         const warm = await mem();
@@ -466,7 +469,7 @@ async function run({ runs = 3, quick = false } = {}) {
         max: NaN,
         runs: [],
         target: { op: '<', value: 10, text: '< 10%' },
-        note: `after a full GC at both ends: RSS ${soak.warm.rss_mb} -> ${soak.end.rss_mb} MB, heap ${soak.warm.heap_used_mb} -> ${soak.end.heap_used_mb} MB, ${soak.non2xx} non-2xx, ${soak.s.toFixed(0)} s; single run`,
+        note: `after a memory-reducing full GC at both ends: RSS ${soak.warm.rss_mb} -> ${soak.end.rss_mb} MB (before the GC ${soak.warm.rss_before_gc_mb} -> ${soak.end.rss_before_gc_mb}), heap ${soak.warm.heap_used_mb} -> ${soak.end.heap_used_mb} MB, ${soak.non2xx} non-2xx, ${soak.s.toFixed(0)} s; single run`,
       },
       {
         scenario: 'soak.event-loop p99 under load (c=32)',

@@ -121,7 +121,7 @@ describe('GC on demand (POST /admin/performance/memory/gc) as the service is sta
       expect(words.filter((w) => w.startsWith('--'))).toEqual(SHIPPED_FLAGS);
       const res = await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } });
       expect(res.status).toBe(200);
-      expect(await res.json()).toMatchObject({ ran: true });
+      expect(await res.json()).toMatchObject({ ran: true, before_rss_mb: expect.any(Number), after_rss_mb: expect.any(Number) });
     } finally {
       await vega.stop();
       vega.cleanup();
