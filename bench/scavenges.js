@@ -18,7 +18,8 @@
 //        [--connections=N [--seconds=4] [--warm-seconds=3]] [--runs=1] [--node-flags="..."]
 //        [--dist=DIR] [--env=NAME=VALUE,...]
 //   (`npm run build` first; --hit makes every chat the same prompt with the response cache on,
-//   --env adds settings to Vega's environment)
+//   --env adds settings to Vega's environment; a value `sink` is replaced by the fake upstream's
+//   URL, e.g. --env=OTEL_EXPORTER_OTLP_ENDPOINT=sink exports every span there)
 const { join } = require('node:path');
 const { arg, envArg, median, scavengeRecorder } = require('./lib');
 const { startUpstream, startVega, startScript, sequentialChats, KEY, SHIPPED_NODE_FLAGS } = require('./procs');
@@ -43,7 +44,8 @@ async function start(target, upstream) {
         LLM_BASE_URL: upstream.url,
         // A miss under concurrent load must not be merged with the same prompt in flight either.
         ...(hit ? { CACHE_MAX_ENTRIES: '1000' } : { COALESCING: 'false' }),
-        ...envArg(),
+        // `sink` as a value is the fake upstream's URL, which also takes OTLP exports.
+        ...Object.fromEntries(Object.entries(envArg()).map(([k, v]) => [k, v === 'sink' ? upstream.url : v])),
         BENCH_NODE_FLAGS: [...nodeFlags, '--trace-gc-nvp'].join(' '),
       },
       dist ? { dist: join(process.cwd(), dist) } : {},
