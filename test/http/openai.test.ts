@@ -29,7 +29,9 @@ describe('POST /v1/chat/completions with the official openai client', () => {
     expect(out.choices[0]!.finish_reason).toBe('stop');
     expect(out.usage).toMatchObject({ prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 });
     const rows = await conversationRows(vega.dbPath, { source: 'openai' });
-    expect(rows.some((r) => r.prompt === 'hello from openai' && r.status === 'ok')).toBe(true);
+    const row = rows.find((r) => r.prompt === 'hello from openai' && r.status === 'ok');
+    // No X-Session-ID: a session of its own, with a time-ordered id (a UUIDv7).
+    expect(row?.session_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
   it('streams a chat, with usage when asked for', async () => {

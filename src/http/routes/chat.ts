@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ChatService } from '../../llm/chat-service';
 import type { SessionContext } from '../../sessions/context';
+import { newSessionId } from '../../sessions/session-id';
 import type { StreamEvent } from '../../llm/types';
 import type { ToolResult } from '../../tools/runner';
 import { errorBody, streamFailed } from '../error-body';
@@ -41,7 +41,7 @@ export function routeOf(ctx: Context): string | undefined {
 export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDeps): void {
   router.post('/chat', async (ctx) => {
     const body = parseOr400(chatBodySchema(deps.maxPromptChars()), (ctx.request as { body?: unknown }).body);
-    const sessionId = body.session_id ?? randomUUID();
+    const sessionId = body.session_id ?? newSessionId();
     const clientId = ctx.state.clientId ?? 'anonymous';
     // Before the backend call: this turn sees the turns committed before it started.
     const context = await deps.context.prepare({

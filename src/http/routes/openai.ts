@@ -3,6 +3,7 @@ import { VegaError } from '../../errors';
 import type Router from '@koa/router';
 import { SessionNotFound } from '../../sessions/context';
 import type { SessionStore } from '../../sessions/store';
+import { newSessionId } from '../../sessions/session-id';
 import { z } from 'zod';
 import type { ChatService } from '../../llm/chat-service';
 import type { ChatMessage, GenerationOptions, StreamEvent, ToolCall } from '../../llm/types';
@@ -251,7 +252,7 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     const refused = refusedField(body) ?? deps.chat.provider.unsupported?.({ messages, options });
     if (refused) throw new InvalidRequest(`${refused}: not supported with the configured LLM backend (${deps.chat.provider.name})`);
     const sessionHeader = ctx.get('x-session-id');
-    const sessionId = SESSION_ID.test(sessionHeader) ? sessionHeader : randomUUID();
+    const sessionId = SESSION_ID.test(sessionHeader) ? sessionHeader : newSessionId();
     if (deps.sessions && sessionId === sessionHeader) {
       // Stateless, but it writes turns into the session: only into the caller's own.
       const client = ctx.state.clientId ?? 'anonymous';
