@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
-import { conversationRows } from '../support/db';
+import { conversationRows, UUID_V7 } from '../support/db';
 import { postJson, startVega, TEST_KEY, type VegaProcess, jsonOf } from '../support/vega-process';
 
 let fake: FakeOllama;
@@ -52,7 +52,7 @@ describe('POST /chat', () => {
   it('sends the generation parameters in Ollama options and a session id when none was given', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'p', top_p: 0.5, max_tokens: 7, temperature: 1.5 });
     const body = await jsonOf(res);
-    expect(body.session_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/); // a UUIDv7
+    expect(body.session_id).toMatch(UUID_V7);
     const call = fake.generations.at(-1)!;
     expect(call.path).toBe('/api/chat');
     expect(call.body).toMatchObject({

@@ -2,7 +2,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOllama } from '../support/fake-ollama';
 import { FakeOpenAi } from '../support/fake-openai';
-import { conversationRows } from '../support/db';
+import { conversationRows, UUID_V7 } from '../support/db';
 import { jsonOf, postJson, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
 
 let fake: FakeOllama;
@@ -31,7 +31,7 @@ describe('POST /v1/chat/completions with the official openai client', () => {
     const rows = await conversationRows(vega.dbPath, { source: 'openai' });
     const row = rows.find((r) => r.prompt === 'hello from openai' && r.status === 'ok');
     // No X-Session-ID: a session of its own, with a time-ordered id (a UUIDv7).
-    expect(row?.session_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(row?.session_id).toMatch(UUID_V7);
   });
 
   it('streams a chat, with usage when asked for', async () => {

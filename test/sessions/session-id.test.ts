@@ -3,18 +3,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONVERSATION_COLUMNS, ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
+import { CONVERSATION_COLUMNS, ConversationRepository } from '../../src/db/conversations';
 import { openDatabase, type Database } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrations';
 import { SqliteRowInsert } from '../../src/db/sqlite-insert';
 import { newSessionId } from '../../src/sessions/session-id';
+import { conversationRecord, UUID_V7 } from '../support/db';
 
 describe('newSessionId', () => {
   it('is a UUIDv7 carrying the time it was made', () => {
     const before = Date.now();
     const id = newSessionId();
     const after = Date.now();
-    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(id).toMatch(UUID_V7);
     const ms = Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
     expect(ms).toBeGreaterThanOrEqual(before);
     expect(ms).toBeLessThanOrEqual(after);
@@ -33,17 +34,7 @@ describe("new sessions' rows in the session index", () => {
   let rows: SqliteRowInsert;
   let log: ConversationRepository;
 
-  const record = (sessionId: string, i: number): ConversationRecord => ({
-    ts: 1_700_000_000_000 + i,
-    sessionId,
-    prompt: `prompt ${i}`,
-    response: `answer ${i}`,
-    model: 'llama3.2',
-    source: 'chat',
-    correlationId: 'one-correlation-id-for-all',
-    status: 'ok',
-    cached: false,
-  });
+  const record = (sessionId: string, i: number) => conversationRecord(i, { sessionId, correlationId: 'one-correlation-id-for-all' });
 
   /** WAL frames one commit of `n` rows with these session ids appends, from an emptied WAL. */
   async function framesOf(ids: () => string, n: number, from: number): Promise<number> {

@@ -16,6 +16,9 @@ export async function freshDatabase(): Promise<Database> {
   return db;
 }
 
+/** A session id Vega made itself: a UUIDv7 (see src/sessions/session-id.ts). */
+export const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
 /** Conversation `i`: an ok chat of session 's', one second after the one before, with `over` on top. */
 export function conversationRecord(i: number, over: Partial<ConversationRecord> = {}): ConversationRecord {
   return {
