@@ -127,6 +127,8 @@ export class BackendChain {
               `chat ${model}`,
               {
                 kind: SpanKind.CLIENT,
+                // The backend's HTTP request is this span (a retry's gets one of its own under it).
+                carriesRequest: true,
                 attributes: () => ({
                   'gen_ai.operation.name': 'chat',
                   'gen_ai.provider.name': backend.provider.name,

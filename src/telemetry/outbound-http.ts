@@ -19,7 +19,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { redactUrl } from '../config/redact';
 import { outboundTracingSuppressed } from './correlation';
-import { childSpanRecordable } from './spans';
+import { childSpanRecordable, takeRequestCarrier } from './spans';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from './instruments';
 import { errorKey, LabelSets } from './label-sets';
 
@@ -44,6 +44,12 @@ import { errorKey, LabelSets } from './label-sets';
  * webhook's path redacted), `url.path`, `url.query`, `url.scheme`, `server.*`, `network.peer.*`,
  * `network.protocol.version`, `http.response.status_code`, and on failure `error.type` and an
  * error status; an abort ends the span without an error (the caller's choice, not a failure).
+ *
+ * The first request made directly under a span started with `carriesRequest` (the LLM call's
+ * `chat <model>`, telemetry/spans.ts) is that span's: it starts no span, sets the same attributes
+ * on the caller's (a failure only as an exception event: the caller sets the call's outcome, and a
+ * retry may still succeed), sends that span's id in `traceparent`, and does not end it. A retry's
+ * request under the same span gets a span of its own, as any other.
  *
  * A request started inside {@link withoutOutboundTracing} (web fetch: sites that are not ours)
  * gets no span, no header and no metric: its host is whatever a model asked for, so it would be an
@@ -76,6 +82,12 @@ interface Outbound {
   readonly span: Span | undefined;
   /** The span, when it records (its attributes are set only then). */
   readonly recorded: Span | undefined;
+  /**
+   * The span is the caller's, this request folded into it (`carriesRequest`, telemetry/spans.ts):
+   * the request does not end it, and its failure is not the span's outcome (a retry may still
+   * succeed); the caller sets that.
+   */
+  readonly folded: boolean;
   readonly target: Target;
   readonly method: string;
   readonly started: number;
@@ -162,7 +174,7 @@ export function traceOutboundRequests(): () => void {
 
   const finish = (request: UndiciRequest, rec: Outbound, errorType: string | undefined): void => {
     request[RECORD] = undefined;
-    rec.span?.end();
+    if (!rec.folded) rec.span?.end();
     const status = rec.status;
     duration.record(
       (performance.now() - rec.started) / 1000,
@@ -177,13 +189,14 @@ export function traceOutboundRequests(): () => void {
     const target = targetOf(request.origin);
     if (!target) return;
     const method = KNOWN_METHODS.has(request.method) ? request.method : '_OTHER';
-    const span = childSpanRecordable(ctx)
-      ? tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT }, ctx)
-      : undefined;
+    const carrier = takeRequestCarrier(ctx);
+    const span =
+      carrier ??
+      (childSpanRecordable(ctx) ? tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT }, ctx) : undefined);
     const recorded = span?.isRecording() ? span : undefined;
     recorded?.setAttributes(spanAttributes(target, request, method));
-    propagation.inject(span ? trace.setSpan(ctx, span) : ctx, request, SETTER);
-    request[RECORD] = { span, recorded, target, method, started: performance.now() };
+    propagation.inject(span && !carrier ? trace.setSpan(ctx, span) : ctx, request, SETTER);
+    request[RECORD] = { span, recorded, folded: carrier !== undefined, target, method, started: performance.now() };
   };
 
   const onSendHeaders = ({
@@ -211,7 +224,7 @@ export function traceOutboundRequests(): () => void {
     const span = rec.recorded;
     if (span) {
       span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-      if (status >= 400) {
+      if (status >= 400 && !rec.folded) {
         span.setAttribute(ATTR_ERROR_TYPE, String(status));
         span.setStatus({ code: SpanStatusCode.ERROR });
       }
@@ -234,9 +247,11 @@ export function traceOutboundRequests(): () => void {
     const errorType = error.code || error.name || 'Error';
     const span = rec.recorded;
     if (span) {
-      span.setAttribute(ATTR_ERROR_TYPE, errorType);
       span.recordException(error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      if (!rec.folded) {
+        span.setAttribute(ATTR_ERROR_TYPE, errorType);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      }
     }
     finish(request, rec, errorType);
   };

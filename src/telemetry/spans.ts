@@ -1,4 +1,14 @@
-import { context, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanKind } from '@opentelemetry/api';
+import {
+  context,
+  createContextKey,
+  trace,
+  TraceFlags,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type SpanKind,
+} from '@opentelemetry/api';
 import { telemetryHooks } from './hooks';
 
 /**
@@ -23,7 +33,23 @@ export interface ChildSpanOptions {
   readonly kind?: SpanKind;
   readonly attributes?: () => Attributes;
   readonly links?: Link[];
+  /**
+   * The span is also the CLIENT span of the first HTTP request made directly under it
+   * (telemetry/outbound-http.ts): that request gets no span of its own, its HTTP attributes go on
+   * this one and its `traceparent` carries this span's id. A later request under it (a retry)
+   * gets its own span as usual. For a call that is one request unless retried (the LLM call),
+   * two CLIENT spans of the same call, the same times and the same peer, become one.
+   */
+  readonly carriesRequest?: boolean;
 }
+
+/** The span a context's first outbound request is folded into, until a request takes it. */
+interface RequestCarrier {
+  readonly span: Span;
+  taken: boolean;
+}
+
+const REQUEST_CARRIER = createContextKey('vega.request-carrier');
 
 const tracer = trace.getTracer('vega');
 
@@ -45,7 +71,20 @@ export function withChildSpan<T>(name: string, options: ChildSpanOptions, fn: (s
   const ctx = context.active();
   if (!childSpanRecordable(ctx)) return fn(standIn(ctx));
   const span = start(name, options, ctx);
-  return context.with(trace.setSpan(ctx, span), fn, undefined, span);
+  let active = trace.setSpan(ctx, span);
+  if (options.carriesRequest === true) active = active.setValue(REQUEST_CARRIER, { span, taken: false } satisfies RequestCarrier);
+  return context.with(active, fn, undefined, span);
+}
+
+/**
+ * The span an outbound request made in `ctx` is folded into (see `carriesRequest`), once: the
+ * first request made directly under such a span takes it, any later one gets undefined.
+ */
+export function takeRequestCarrier(ctx: Context): Span | undefined {
+  const carrier = ctx.getValue(REQUEST_CARRIER) as RequestCarrier | undefined;
+  if (carrier === undefined || carrier.taken || trace.getSpan(ctx) !== carrier.span) return undefined;
+  carrier.taken = true;
+  return carrier.span;
 }
 
 function start(name: string, options: ChildSpanOptions, ctx: Context): Span {

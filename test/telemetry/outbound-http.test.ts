@@ -15,6 +15,7 @@ import { Agent, request } from 'undici';
 import { traceOutboundRequests, redactedUrl } from '../../src/telemetry/outbound-http';
 import { untracedContext, withoutOutboundTracing } from '../../src/telemetry/correlation';
 import { telemetryHooks } from '../../src/telemetry/hooks';
+import { withChildSpan } from '../../src/telemetry/spans';
 import { installMetricReader, total } from '../support/metric-reader';
 
 // A real tracer provider, context manager and propagator in this process, as the preload registers
@@ -238,5 +239,100 @@ describe('outbound HTTP tracing', () => {
       path: '/v1/x',
       query: '?token=***&n=1',
     });
+  });
+});
+
+describe('a span that carries its first request (the LLM call)', () => {
+  /** Runs `fn` under a `carriesRequest` CLIENT span, as the LLM call does; ends the span after. */
+  async function underCall<T>(fn: () => Promise<T>) {
+    return withChildSpan('chat m', { kind: SpanKind.CLIENT, carriesRequest: true }, async (call) => {
+      try {
+        return { call, value: await fn() };
+      } finally {
+        call.end();
+      }
+    });
+  }
+
+  it("is the first request's span: its attributes and traceparent, no span of its own, and the request does not end it", async () => {
+    const before = await recorded({ 'server.port': port, 'http.response.status_code': 200, 'http.request.method': 'POST' });
+    const parent = trace.getTracer('test').startSpan('parent');
+    const { call: span, value } = await context.with(trace.setSpan(context.active(), parent), () =>
+      underCall(async () => {
+        const status = await call('/carried');
+        // The request has ended (its metric is recorded below); the call's span has not.
+        expect(trace.getActiveSpan()!.isRecording()).toBe(true);
+        return status;
+      }),
+    );
+    parent.end();
+    expect(value).toBe(200);
+    const finished = await spans(2);
+    expect(finished.map((s) => s.name).sort()).toEqual(['chat m', 'parent']);
+    const carried = finished.find((s) => s.name === 'chat m')!;
+    expect(carried.spanContext().spanId).toBe(span.spanContext().spanId);
+    expect(carried.kind).toBe(SpanKind.CLIENT);
+    expect(carried.attributes).toMatchObject({
+      'http.request.method': 'POST',
+      'url.full': `${base}/carried`,
+      'server.address': '127.0.0.1',
+      'server.port': port,
+      'network.peer.address': '127.0.0.1',
+      'http.response.status_code': 200,
+    });
+    expect(seen.get('/carried')!.traceparent).toBe(`00-${carried.spanContext().traceId}-${carried.spanContext().spanId}-01`);
+    expect(await recorded({ 'server.port': port, 'http.response.status_code': 200, 'http.request.method': 'POST' })).toBe(before + 1);
+  });
+
+  it("gives a retry's request a span of its own under the call, and leaves the call's outcome to the caller", async () => {
+    const { call: span } = await underCall(async () => {
+      expect(await call('/busy')).toBe(503);
+      expect(await call('/retried')).toBe(200);
+    });
+    const finished = await spans(2);
+    expect(finished).toHaveLength(2);
+    const carried = finished.find((s) => s.name === 'chat m')!;
+    const retry = finished.find((s) => s.name === 'POST')!;
+    // The first request (a 503) is on the call's span: its status code, but not the call's failure.
+    expect(carried.attributes['http.response.status_code']).toBe(503);
+    expect(carried.attributes['url.path']).toBe('/busy');
+    expect(carried.attributes['error.type']).toBeUndefined();
+    expect(carried.status.code).toBe(SpanStatusCode.UNSET);
+    expect(retry.parentSpanContext?.spanId).toBe(span.spanContext().spanId);
+    expect(retry.attributes).toMatchObject({ 'url.path': '/retried', 'http.response.status_code': 200 });
+    expect(seen.get('/busy')!.traceparent).toContain(`-${span.spanContext().spanId}-`);
+    expect(seen.get('/retried')!.traceparent).toContain(`-${retry.spanContext().spanId}-`);
+  });
+
+  it("records a refused first request as an exception event on the call's span, without failing it", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const deadPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    await underCall(async () => {
+      await expect(request(`http://127.0.0.1:${deadPort}/x`, { dispatcher: agent })).rejects.toThrow();
+    });
+    const [carried] = await spans(1);
+    expect(carried!.name).toBe('chat m');
+    expect(carried!.events.some((e) => e.name === 'exception')).toBe(true);
+    expect(carried!.attributes['error.type']).toBeUndefined();
+    expect(carried!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(await recorded({ 'server.port': deadPort, 'error.type': 'ECONNREFUSED' })).toBe(1);
+  });
+
+  it('is not taken by a request under another span inside the call, nor by one outside any such span', async () => {
+    await underCall(() =>
+      withChildSpan('inner', {}, async (inner) => {
+        await call('/nested');
+        inner.end();
+      }),
+    );
+    await call('/plain');
+    const finished = await spans(4);
+    expect(finished.map((s) => s.name).sort()).toEqual(['POST', 'POST', 'chat m', 'inner']);
+    const inner = finished.find((s) => s.name === 'inner')!;
+    const nested = finished.find((s) => s.name === 'POST' && s.attributes['url.path'] === '/nested')!;
+    expect(nested.parentSpanContext?.spanId).toBe(inner.spanContext().spanId);
+    expect(finished.find((s) => s.name === 'chat m')!.attributes['url.path']).toBeUndefined();
   });
 });

@@ -31,7 +31,7 @@ const SERVER = 2;
 const CLIENT = 3;
 
 describe('tracing', () => {
-  it('puts the server span, the outbound client span and the conversation insert in one trace, and sends traceparent upstream', async () => {
+  it('puts the server span, the LLM call (its HTTP request) and the conversation insert in one trace, and sends traceparent upstream', async () => {
     const res = await postJson(vega.url, '/chat', { prompt: 'trace me', session_id: 'trace-1' });
     expect(res.status).toBe(200);
     const traceId = res.headers.get('x-correlation-id')!;
@@ -42,7 +42,7 @@ describe('tracing', () => {
       const spans = otlp.trace(traceId);
       return (
         spans.some((s) => s.kind === SERVER) &&
-        spans.some((s) => s.kind === CLIENT && s.name === 'POST') &&
+        spans.some((s) => s.kind === CLIENT && s.name.startsWith('chat ')) &&
         spans.some((s) => s.name === 'conversation.batch_write')
       );
     });
@@ -53,11 +53,18 @@ describe('tracing', () => {
     // The route comes from the app (no Koa spans): it names the server span too.
     expect(server.name).toBe('POST /chat');
     expect(spans.some((s) => s.scope.includes('koa'))).toBe(false);
-    const client = spans.find((s) => s.kind === CLIENT && s.name === 'POST')!;
-    expect(client.attributes).toMatchObject({ 'server.address': '127.0.0.1', 'url.path': '/api/chat', 'http.response.status_code': 200 });
-    // The HTTP call sits under the LLM call's span, in the same trace.
-    const llm = spans.find((s) => s.name.startsWith('chat '))!;
-    expect(client.parentSpanId).toBe(llm.spanId);
+    // The LLM call's span is also its HTTP request's CLIENT span: one span, both sets of attributes.
+    const client = spans.find((s) => s.kind === CLIENT && s.name.startsWith('chat '))!;
+    expect(client.attributes).toMatchObject({
+      'gen_ai.operation.name': 'chat',
+      'vega.llm.backend': 'ollama',
+      'server.address': '127.0.0.1',
+      'url.path': '/api/chat',
+      'http.request.method': 'POST',
+      'http.response.status_code': 200,
+    });
+    expect(client.parentSpanId).toBe(server.spanId);
+    expect(spans.filter((s) => s.kind === CLIENT && s.attributes['http.request.method'] !== undefined)).toEqual([client]);
     // On a SQLite file the conversation is inserted by a prepared statement, outside knex: the
     // batch_write span is its database span. The session's claim still goes through knex.
     const write = spans.find((s) => s.name === 'conversation.batch_write')!;
@@ -83,6 +90,27 @@ describe('tracing', () => {
     const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
     expect(call).toBeDefined();
     expect(call.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-${client.spanId}-01$`));
+  });
+
+  it("shows a retried LLM call as its span (the first request) with the retry's HTTP span under it", async () => {
+    fake.behave({ failStatus: 503, failFirst: 1 });
+    try {
+      const res = await postJson(vega.url, '/chat', { prompt: 'retried once' });
+      expect(res.status).toBe(200);
+      const traceId = res.headers.get('x-correlation-id')!;
+      const spans = await otlp.waitFor(() => otlp.trace(traceId).some((s) => s.kind === CLIENT && s.name === 'POST'));
+      const trace = spans.filter((s) => s.traceId === traceId);
+      const llm = trace.find((s) => s.name.startsWith('chat '))!;
+      expect(llm.attributes['http.response.status_code']).toBe(503);
+      expect(llm.attributes['error.type']).toBeUndefined(); // the call succeeded
+      const retry = trace.find((s) => s.kind === CLIENT && s.name === 'POST')!;
+      expect(retry.parentSpanId).toBe(llm.spanId);
+      expect(retry.attributes['http.response.status_code']).toBe(200);
+      const calls = fake.generations.filter((c) => c.headers['x-correlation-id'] === traceId);
+      expect(calls.map((c) => c.headers.traceparent)).toEqual([`00-${traceId}-${llm.spanId}-01`, `00-${traceId}-${retry.spanId}-01`]);
+    } finally {
+      fake.behave({});
+    }
   });
 
   it('exports in protobuf, the OTLP default, when no protocol is set', async () => {
