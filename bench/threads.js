@@ -16,6 +16,9 @@
 //
 //   node bench/threads.js [--mode=hit|miss|koa] [--seconds=5] [--connections=32] [--rounds=1]
 //        [--rate=N] [--dist=DIR] [--env=NAME=VALUE,...]
+//
+// An --env value `sink` is the fake upstream's URL, which also takes OTLP exports:
+// --env=OTEL_EXPORTER_OTLP_ENDPOINT=sink exports every span there.
 const { readFileSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const autocannon = require('autocannon');
@@ -43,7 +46,13 @@ async function main() {
     mode === 'koa'
       ? await startScript([join(__dirname, 'floor.js')], { FLOOR: 'koa' })
       : await startVega(
-          { LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0', COALESCING: 'false', ...envArg() },
+          {
+            LLM_BASE_URL: upstream.url,
+            CACHE_MAX_ENTRIES: mode === 'hit' ? '1000' : '0',
+            COALESCING: 'false',
+            // `sink` as a value is the fake upstream's URL, which also takes OTLP exports.
+            ...Object.fromEntries(Object.entries(envArg()).map(([k, v]) => [k, v === 'sink' ? upstream.url : v])),
+          },
           distArg ? { dist: resolve(distArg) } : {},
         );
   const load = (duration) =>
