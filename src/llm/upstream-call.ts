@@ -56,7 +56,8 @@ const ERROR_BODY_LIMIT = 4096;
 /**
  * One HTTP call to an LLM backend over the shared pool, with the correlation header, the timeout,
  * and every failure turned into a VegaError. Resolves with the response once its status is 2xx.
- * (telemetry/outbound-http.ts adds `traceparent`, the client span and its duration metric.)
+ * (telemetry/outbound-http.ts adds `traceparent`, the request's attributes on the call's client
+ * span, and its duration metric.)
  */
 export async function upstreamCall(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
   let release: () => void = () => undefined;

@@ -5,6 +5,7 @@ import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_REQUEST_METHOD,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_NETWORK_PEER_ADDRESS,
   ATTR_NETWORK_PEER_PORT,
@@ -19,7 +20,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { redactUrl } from '../config/redact';
 import { outboundTracingSuppressed } from './correlation';
-import { childSpanRecordable, takeRequestCarrier } from './spans';
+import { carriedRequest, childSpanRecordable } from './spans';
 import { createHistogram, INSTRUMENTS, type AttributesOf } from './instruments';
 import { errorKey, LabelSets } from './label-sets';
 
@@ -39,17 +40,19 @@ import { errorKey, LabelSets } from './label-sets';
  * - the header goes in through the registered propagator (telemetry/preload.ts decides what it
  *   carries), straight onto undici's request.
  *
- * What the traces and dashboards see is what they saw: a span named after the method (`HTTP` for
- * a method the conventions do not know), with `url.full` (secret-looking query values and a Slack
+ * The span is what OpenTelemetry's instrumentation made: named after the method (`HTTP` for a
+ * method the conventions do not know), with `url.full` (secret-looking query values and a Slack
  * webhook's path redacted), `url.path`, `url.query`, `url.scheme`, `server.*`, `network.peer.*`,
  * `network.protocol.version`, `http.response.status_code`, and on failure `error.type` and an
  * error status; an abort ends the span without an error (the caller's choice, not a failure).
  *
  * The first request made directly under a span started with `carriesRequest` (the LLM call's
  * `chat <model>`, telemetry/spans.ts) is that span's: it starts no span, sets the same attributes
- * on the caller's (a failure only as an exception event: the caller sets the call's outcome, and a
- * retry may still succeed), sends that span's id in `traceparent`, and does not end it. A retry's
- * request under the same span gets a span of its own, as any other.
+ * on the caller's, sends that span's id in `traceparent`, and does not end it. Its failure is not
+ * the span's: a status of 400 or more is only `http.response.status_code` there, a transport error
+ * only an exception event, since the caller sets the call's outcome and a retry may still succeed.
+ * A later request under the same span (a retry) gets a span of its own, as any other, with
+ * `http.request.resend_count`.
  *
  * A request started inside {@link withoutOutboundTracing} (web fetch: sites that are not ours)
  * gets no span, no header and no metric: its host is whatever a model asked for, so it would be an
@@ -189,12 +192,16 @@ export function traceOutboundRequests(): () => void {
     const target = targetOf(request.origin);
     if (!target) return;
     const method = KNOWN_METHODS.has(request.method) ? request.method : '_OTHER';
-    const carrier = takeRequestCarrier(ctx);
+    const carried = carriedRequest(ctx);
+    const carrier = carried?.resendCount === 0 ? carried.span : undefined;
     const span =
       carrier ??
       (childSpanRecordable(ctx) ? tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT }, ctx) : undefined);
     const recorded = span?.isRecording() ? span : undefined;
-    recorded?.setAttributes(spanAttributes(target, request, method));
+    if (recorded) {
+      recorded.setAttributes(spanAttributes(target, request, method));
+      if (carried && carried.resendCount > 0) recorded.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, carried.resendCount);
+    }
     propagation.inject(span && !carrier ? trace.setSpan(ctx, span) : ctx, request, SETTER);
     request[RECORD] = { span, recorded, folded: carrier !== undefined, target, method, started: performance.now() };
   };

@@ -19,7 +19,7 @@ import { telemetryHooks } from './hooks';
  * With a parent-based sampler (the SDK's default, and what the preload uses when no exporter is
  * set), a span whose parent is not sampled is never recorded: the SDK would still draw it an id,
  * run the sampler, allocate a non-recording span and a context for it, and the caller would build
- * its attributes, for a span that no one will ever see: about 1.8 us a span on Node 24, four
+ * its attributes, for a span that no one will ever see: about 1.8 us a span on Node 24, three
  * spans a chat (bench/analysis.md). So, when the preload says the sampler follows the parent
  * (`childSpansFollowParent` in telemetry/hooks.ts) and the active span is neither sampled nor
  * recording, `fn` runs in the active context as it is, handed a non-recording span with the
@@ -34,19 +34,19 @@ export interface ChildSpanOptions {
   readonly attributes?: () => Attributes;
   readonly links?: Link[];
   /**
-   * The span is also the CLIENT span of the first HTTP request made directly under it
-   * (telemetry/outbound-http.ts): that request gets no span of its own, its HTTP attributes go on
-   * this one and its `traceparent` carries this span's id. A later request under it (a retry)
-   * gets its own span as usual. For a call that is one request unless retried (the LLM call),
-   * two CLIENT spans of the same call, the same times and the same peer, become one.
+   * (`withChildSpan` only.) The span is also the CLIENT span of the first HTTP request made
+   * directly under it (telemetry/outbound-http.ts): that request gets no span of its own, its
+   * HTTP attributes go on this one and its `traceparent` carries this span's id. A later request
+   * under it (a retry) gets its own span, with `http.request.resend_count`. For a call that is one
+   * request unless retried (the LLM call), two CLIENT spans of one request become one.
    */
   readonly carriesRequest?: boolean;
 }
 
-/** The span a context's first outbound request is folded into, until a request takes it. */
+/** A span started with `carriesRequest`, and how many requests were made directly under it. */
 interface RequestCarrier {
   readonly span: Span;
-  taken: boolean;
+  requests: number;
 }
 
 const REQUEST_CARRIER = createContextKey('vega.request-carrier');
@@ -72,19 +72,20 @@ export function withChildSpan<T>(name: string, options: ChildSpanOptions, fn: (s
   if (!childSpanRecordable(ctx)) return fn(standIn(ctx));
   const span = start(name, options, ctx);
   let active = trace.setSpan(ctx, span);
-  if (options.carriesRequest === true) active = active.setValue(REQUEST_CARRIER, { span, taken: false } satisfies RequestCarrier);
+  if (options.carriesRequest === true) active = active.setValue(REQUEST_CARRIER, { span, requests: 0 } satisfies RequestCarrier);
   return context.with(active, fn, undefined, span);
 }
 
 /**
- * The span an outbound request made in `ctx` is folded into (see `carriesRequest`), once: the
- * first request made directly under such a span takes it, any later one gets undefined.
+ * What an outbound request starting in `ctx` is to a span started with `carriesRequest` directly
+ * above it (counted as it asks): resend count 0 for the first request, whose span that span is;
+ * n for the n-th request after it (a retry, which gets a span of its own). Undefined under any
+ * other span.
  */
-export function takeRequestCarrier(ctx: Context): Span | undefined {
+export function carriedRequest(ctx: Context): { readonly span: Span; readonly resendCount: number } | undefined {
   const carrier = ctx.getValue(REQUEST_CARRIER) as RequestCarrier | undefined;
-  if (carrier === undefined || carrier.taken || trace.getSpan(ctx) !== carrier.span) return undefined;
-  carrier.taken = true;
-  return carrier.span;
+  if (carrier === undefined || trace.getSpan(ctx) !== carrier.span) return undefined;
+  return { span: carrier.span, resendCount: carrier.requests++ };
 }
 
 function start(name: string, options: ChildSpanOptions, ctx: Context): Span {

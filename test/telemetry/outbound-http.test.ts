@@ -299,9 +299,27 @@ describe('a span that carries its first request (the LLM call)', () => {
     expect(carried.attributes['error.type']).toBeUndefined();
     expect(carried.status.code).toBe(SpanStatusCode.UNSET);
     expect(retry.parentSpanContext?.spanId).toBe(span.spanContext().spanId);
-    expect(retry.attributes).toMatchObject({ 'url.path': '/retried', 'http.response.status_code': 200 });
+    expect(retry.attributes).toMatchObject({ 'url.path': '/retried', 'http.response.status_code': 200, 'http.request.resend_count': 1 });
+    expect(carried.attributes['http.request.resend_count']).toBeUndefined();
     expect(seen.get('/busy')!.traceparent).toContain(`-${span.spanContext().spanId}-`);
     expect(seen.get('/retried')!.traceparent).toContain(`-${retry.spanContext().spanId}-`);
+  });
+
+  it('ends a folded request that was aborted without ending or failing the call', async () => {
+    seen.delete('/hang');
+    const controller = new AbortController();
+    const { call: span } = await underCall(async () => {
+      const pending = call('/hang', { signal: controller.signal });
+      for (let i = 0; i < 100 && !seen.has('/hang'); i++) await new Promise((r) => setTimeout(r, 10));
+      controller.abort();
+      await expect(pending).rejects.toThrow();
+      expect(trace.getActiveSpan()!.isRecording()).toBe(true);
+    });
+    const [carried] = await spans(1);
+    expect(carried!.spanContext().spanId).toBe(span.spanContext().spanId);
+    expect(carried!.attributes['url.path']).toBe('/hang');
+    expect(carried!.attributes['error.type']).toBeUndefined();
+    expect(carried!.status.code).toBe(SpanStatusCode.UNSET);
   });
 
   it("records a refused first request as an exception event on the call's span, without failing it", async () => {
