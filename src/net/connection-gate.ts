@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { trace } from '@opentelemetry/api';
 import { UpstreamBusy } from '../errors';
 
 /** Options of {@link ConnectionGate}. */
@@ -17,6 +19,9 @@ export interface ConnectionGateSnapshot {
   readonly max_wait_ms: number;
 }
 
+const WAIT_EVENT = 'vega.upstream.connection_wait';
+const WAIT_MS = 'vega.upstream.wait_ms';
+
 interface Waiter {
   grant(): void;
 }
@@ -28,6 +33,10 @@ interface Waiter {
  * streams nobody reads would leave every other call waiting forever. Here a call waits for a
  * permit at most `maxWaitMs` (and no longer than its own signal), then fails fast with 503
  * `upstream_busy`. A permit is held until the response body is finished or dropped.
+ *
+ * A call that had to wait puts a `vega.upstream.connection_wait` event (with `vega.upstream.wait_ms`)
+ * on the active span when its permit comes: the LLM call's span begins before the wait and is also
+ * its request's span (telemetry/spans.ts), so the event is where the request itself began.
  */
 export class ConnectionGate {
   readonly #opts: ConnectionGateOptions;
@@ -49,10 +58,13 @@ export class ConnectionGate {
       this.#inUse++;
       return Promise.resolve(this.#releaser());
     }
+    const span = trace.getActiveSpan();
+    const queuedAt = performance.now();
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         grant: () => {
           done();
+          span?.addEvent(WAIT_EVENT, { [WAIT_MS]: Math.round((performance.now() - queuedAt) * 1000) / 1000 });
           resolve(this.#releaser());
         },
       };

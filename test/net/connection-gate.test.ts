@@ -1,4 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ConnectionGate } from '../../src/net/connection-gate';
 
 beforeEach(() => {
@@ -47,5 +50,30 @@ describe('ConnectionGate', () => {
     release(); // idempotent
     await next;
     expect(gate.snapshot()).toMatchObject({ in_use: 1, waiting: 0 });
+  });
+
+  it("marks a wait on the caller's span when the permit comes, and nothing when there was no wait", async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    try {
+      const gate = new ConnectionGate({ permits: 1, maxWaitMs: 60_000 });
+      const signal = new AbortController().signal;
+      const first = provider.getTracer('test').startSpan('first');
+      const second = provider.getTracer('test').startSpan('second');
+      const release = await context.with(trace.setSpan(ROOT_CONTEXT, first), () => gate.acquire(signal));
+      const waiting = context.with(trace.setSpan(ROOT_CONTEXT, second), () => gate.acquire(signal));
+      await vi.advanceTimersByTimeAsync(250);
+      release();
+      (await waiting)();
+      first.end();
+      second.end();
+      const [a, b] = exporter.getFinishedSpans();
+      expect(a!.events).toEqual([]);
+      expect(b!.events.map((e) => e.name)).toEqual(['vega.upstream.connection_wait']);
+      expect(b!.events[0]!.attributes!['vega.upstream.wait_ms']).toBeGreaterThanOrEqual(0);
+    } finally {
+      context.disable();
+    }
   });
 });
