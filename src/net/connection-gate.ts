@@ -1,5 +1,4 @@
-import { performance } from 'node:perf_hooks';
-import { trace } from '@opentelemetry/api';
+import { trace, type Span } from '@opentelemetry/api';
 import { UpstreamBusy } from '../errors';
 
 /** Options of {@link ConnectionGate}. */
@@ -21,6 +20,12 @@ export interface ConnectionGateSnapshot {
 
 const WAIT_EVENT = 'vega.upstream.connection_wait';
 const WAIT_MS = 'vega.upstream.wait_ms';
+const WAIT_OUTCOME = 'vega.upstream.wait_outcome';
+
+/** The wait's event on the waiting call's span (the global `performance`, which tests' fake timers drive). */
+function markWait(span: Span | undefined, since: number, outcome: 'granted' | 'refused' | 'aborted'): void {
+  span?.addEvent(WAIT_EVENT, { [WAIT_MS]: Math.round((performance.now() - since) * 1000) / 1000, [WAIT_OUTCOME]: outcome });
+}
 
 interface Waiter {
   grant(): void;
@@ -34,9 +39,11 @@ interface Waiter {
  * permit at most `maxWaitMs` (and no longer than its own signal), then fails fast with 503
  * `upstream_busy`. A permit is held until the response body is finished or dropped.
  *
- * A call that had to wait puts a `vega.upstream.connection_wait` event (with `vega.upstream.wait_ms`)
- * on the active span when its permit comes: the LLM call's span begins before the wait and is also
- * its request's span (telemetry/spans.ts), so the event is where the request itself began.
+ * A call that had to wait puts a `vega.upstream.connection_wait` event on the span that was active
+ * when it asked, when the wait ends: `vega.upstream.wait_ms`, and `vega.upstream.wait_outcome`
+ * (`granted`, `refused` after `maxWaitMs`, `aborted`). The LLM call's span begins before the wait and
+ * is also its request's span (telemetry/spans.ts), so a granted wait's event is where the request
+ * itself began.
  */
 export class ConnectionGate {
   readonly #opts: ConnectionGateOptions;
@@ -64,7 +71,7 @@ export class ConnectionGate {
       const waiter: Waiter = {
         grant: () => {
           done();
-          span?.addEvent(WAIT_EVENT, { [WAIT_MS]: Math.round((performance.now() - queuedAt) * 1000) / 1000 });
+          markWait(span, queuedAt, 'granted');
           resolve(this.#releaser());
         },
       };
@@ -76,11 +83,13 @@ export class ConnectionGate {
         leave();
         done();
         this.#refused++;
+        markWait(span, queuedAt, 'refused');
         reject(new UpstreamBusy());
       }, this.#opts.maxWaitMs);
       const onAbort = () => {
         leave();
         done();
+        markWait(span, queuedAt, 'aborted');
         reject(signal.reason);
       };
       const done = () => {

@@ -52,26 +52,49 @@ describe('ConnectionGate', () => {
     expect(gate.snapshot()).toMatchObject({ in_use: 1, waiting: 0 });
   });
 
-  it("marks a wait on the caller's span when the permit comes, and nothing when there was no wait", async () => {
+  it("marks a wait on the caller's span when it ends (granted, refused, aborted), and nothing when there was no wait", async () => {
     const exporter = new InMemorySpanExporter();
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('test');
+    const manager = new AsyncLocalStorageContextManager().enable();
+    expect(context.setGlobalContextManager(manager)).toBe(true);
     try {
-      const gate = new ConnectionGate({ permits: 1, maxWaitMs: 60_000 });
+      const gate = new ConnectionGate({ permits: 1, maxWaitMs: 1000 });
       const signal = new AbortController().signal;
-      const first = provider.getTracer('test').startSpan('first');
-      const second = provider.getTracer('test').startSpan('second');
-      const release = await context.with(trace.setSpan(ROOT_CONTEXT, first), () => gate.acquire(signal));
-      const waiting = context.with(trace.setSpan(ROOT_CONTEXT, second), () => gate.acquire(signal));
+      /** `fn` under a span of its own, which it ends; the span. */
+      const under = <T>(name: string, fn: () => Promise<T>) => {
+        const span = tracer.startSpan(name);
+        return { span, result: context.with(trace.setSpan(ROOT_CONTEXT, span), fn) };
+      };
+      const first = under('first', () => gate.acquire(signal));
+      const release = await first.result;
+      const granted = under('granted', () => gate.acquire(signal));
       await vi.advanceTimersByTimeAsync(250);
       release();
-      (await waiting)();
-      first.end();
-      second.end();
-      const [a, b] = exporter.getFinishedSpans();
-      expect(a!.events).toEqual([]);
-      expect(b!.events.map((e) => e.name)).toEqual(['vega.upstream.connection_wait']);
-      expect(b!.events[0]!.attributes!['vega.upstream.wait_ms']).toBeGreaterThanOrEqual(0);
+      const releaseGranted = await granted.result;
+      const refused = under('refused', () => gate.acquire(signal));
+      const outcome = expect(refused.result).rejects.toMatchObject({ code: 'upstream_busy' });
+      await vi.advanceTimersByTimeAsync(1000);
+      await outcome;
+      const client = new AbortController();
+      const aborted = under('aborted', () => gate.acquire(client.signal));
+      await vi.advanceTimersByTimeAsync(100);
+      client.abort(new Error('client left'));
+      await expect(aborted.result).rejects.toThrow('client left');
+      releaseGranted();
+      for (const s of [first, granted, refused, aborted]) s.span.end();
+      const events = Object.fromEntries(exporter.getFinishedSpans().map((s) => [s.name, s.events]));
+      expect(events['first']).toEqual([]);
+      for (const [name, ms] of [
+        ['granted', 250],
+        ['refused', 1000],
+        ['aborted', 100],
+      ] as const) {
+        expect(
+          events[name]!.map((e) => e.name),
+          name,
+        ).toEqual(['vega.upstream.connection_wait']);
+        expect(events[name]![0]!.attributes, name).toEqual({ 'vega.upstream.wait_ms': ms, 'vega.upstream.wait_outcome': name });
+      }
     } finally {
       context.disable();
     }
