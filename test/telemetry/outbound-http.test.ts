@@ -93,6 +93,15 @@ async function recorded(labels: Record<string, unknown>): Promise<number> {
   return total(reader.points('http.client.request.duration'), labels);
 }
 
+/** A loopback port that was just listened on and closed: a connection to it is refused. */
+async function closedPort(): Promise<number> {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  return port;
+}
+
 /** The finished spans once `n` have ended (a span ends with the response's last byte, just after the caller's read). */
 async function spans(n: number) {
   for (let i = 0; i < 100 && exporter.getFinishedSpans().length < n; i++) await new Promise((r) => setTimeout(r, 10));
@@ -161,10 +170,7 @@ describe('outbound HTTP tracing', () => {
   });
 
   it('records a refused connection with its error code, and an abort without an error', async () => {
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const deadPort = (closed.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const deadPort = await closedPort();
     await expect(request(`http://127.0.0.1:${deadPort}/x`, { dispatcher: agent })).rejects.toThrow();
     const refused = (await spans(1))[0]!;
     expect(refused.attributes['error.type']).toBe('ECONNREFUSED');
@@ -323,10 +329,7 @@ describe('a span that carries its first request (the LLM call)', () => {
   });
 
   it("records a refused first request as an exception event on the call's span, without failing it", async () => {
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const deadPort = (closed.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const deadPort = await closedPort();
     await underCall(async () => {
       await expect(request(`http://127.0.0.1:${deadPort}/x`, { dispatcher: agent })).rejects.toThrow();
     });
