@@ -317,7 +317,7 @@ async function run({ runs = 3, quick = false } = {}) {
         scenario: 'telemetry.spans received per chat (OTLP export)',
         unit: 'spans',
         ...med(exported.map((e) => e.spans / Math.max(1, e.answered))),
-        note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats (a chat makes 3 spans, plus one per commit for its batch)`,
+        note: `run 1: ${exported[0].spans} spans in ${exported[0].requests} OTLP requests for ${exported[0].answered} chats (a chat makes 2 spans, plus one per commit for its batch)`,
       },
       ...[
         ['vega', 'telemetry on'],

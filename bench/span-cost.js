@@ -4,12 +4,16 @@
 // SDK's tracer with Vega's span processors (the precise start times, the drop counter around the
 // batch processor with Vega's settings: a 16,384-span queue, batches of 1,024, every second) and
 // Vega's protobuf encoder as the exporter (the bytes are made and dropped, no network), for a
-// cache-miss chat's spans with the attributes Vega gives them. Two shapes, alternating by round:
+// cache-miss chat's spans with the attributes Vega gives them. Three shapes, alternating by round:
 //
-//   separate  the server span, the LLM call (`chat <model>`), its HTTP request's own CLIENT span
-//             (`POST`) under it, `conversation.store`
-//   folded    the same without the `POST` span: its attributes on the LLM call's span
+//   separate      the server span, the LLM call (`chat <model>`), its HTTP request's own CLIENT
+//                 span (`POST`) under it, and a `conversation.store` span for the wait for the commit
+//   folded        the same without the `POST` span: its attributes on the LLM call's span
+//   commit event  folded, and the wait for the commit as an event on the server span (the batch
+//                 writer's `vega.conversation.commit`) instead of a span
 //
+// The batch's own `conversation.batch_write` span, one per commit, is the same in every shape and
+// left out.
 // Prints CPU microseconds per chat (process CPU time, so the GC's helper threads count) for each
 // round. At c=32 under load the same work costs several times more per span (bench/analysis.md);
 // this is the difference between the two shapes without the load's noise. `npm run build` first.
@@ -49,6 +53,14 @@ const provider = new BasicTracerProvider({
 });
 const tracer = provider.getTracer('vega');
 
+/** The commit event's attributes (one object per batch, as the batch writer passes them). */
+const COMMIT = {
+  'vega.commit.outcome': 'ok',
+  'vega.batch.size': 16,
+  'vega.batch.trace_id': '4bf92f3577b34da6a3ce929d0e0e4736',
+  'vega.batch.span_id': '00f067aa0ba902b7',
+};
+
 /** The HTTP request's attributes, as telemetry/outbound-http.ts sets them: at its start, at its headers, at its response. */
 function request(span) {
   span.setAttributes({
@@ -63,7 +75,7 @@ function request(span) {
   span.setAttribute('http.response.status_code', 200);
 }
 
-function chat(i, folded) {
+function chat(i, [folded, event]) {
   const server = tracer.startSpan('POST', { kind: SpanKind.SERVER }, ROOT_CONTEXT);
   server.setAttributes({
     'http.request.method': 'POST',
@@ -100,8 +112,8 @@ function chat(i, folded) {
     http.end();
   }
   call.end();
-  const store = tracer.startSpan('conversation.store', { kind: SpanKind.INTERNAL }, inServer);
-  store.end();
+  if (event) server.addEvent('vega.conversation.commit', COMMIT);
+  else tracer.startSpan('conversation.store', { kind: SpanKind.INTERNAL }, inServer).end();
   server.setAttributes({ 'http.route': '/chat', 'http.response.status_code': 200 });
   server.updateName('POST /chat');
   server.end();
@@ -109,21 +121,22 @@ function chat(i, folded) {
 
 async function main() {
   const shapes = [
-    ['separate', false],
-    ['folded', true],
+    ['separate', [false, false]],
+    ['folded', [true, false]],
+    ['commit event', [true, true]],
   ];
   const cpu = new Map(shapes.map(([name]) => [name, []]));
   const perChat = new Map();
-  for (const [, folded] of shapes) for (let i = 0; i < chats; i++) chat(i, folded); // warm
+  for (const [, shape] of shapes) for (let i = 0; i < chats; i++) chat(i, shape); // warm
   await provider.forceFlush();
   for (let r = 0; r < rounds; r++) {
-    for (const [name, folded] of r % 2 ? [...shapes].reverse() : shapes) {
+    for (const [name, shape] of r % 2 ? [...shapes].reverse() : shapes) {
       const b0 = bytes;
       const s0 = exported;
       const t0 = process.cpuUsage();
       // In steps, as a load would: the processor's timer and exports run between them.
       for (let i = 0; i < chats; i++) {
-        chat(i, folded);
+        chat(i, shape);
         if (i % 256 === 255) await new Promise((resolve) => setImmediate(resolve));
       }
       await provider.forceFlush();

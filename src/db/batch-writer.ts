@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link } from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
-import { startChildSpan, withChildSpan } from '../telemetry/spans';
+import { withChildSpan } from '../telemetry/spans';
 import type { ConversationRecord, ConversationRepository } from './conversations';
 
 /** Options of {@link ConversationLog}. */
@@ -62,15 +62,15 @@ interface Waiting {
   readonly record: ConversationRecord;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
-  /** Its `conversation.store` span (a stand-in that records nothing when the trace is not sampled). */
-  readonly span: Span;
   /**
-   * The request's context, outside that span. Only a batch's first waiter becomes the parent of
-   * its `conversation.batch_write`, so the context with the span in it is built for that one
-   * alone, when the batch is written: the others never need theirs.
+   * The request's context when it queued the row. Its span (the request's own) gets the commit's
+   * event; the batch's first waiter's is the parent of its `conversation.batch_write`.
    */
-  readonly parent: Context;
+  readonly context: Context;
 }
+
+/** The event a request's span gets when its row's commit ends. */
+export const COMMIT_EVENT = 'vega.conversation.commit';
 
 const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
 /** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
@@ -88,9 +88,13 @@ const OUTCOME_LABELS = { ok: Object.freeze({ outcome: 'ok' }), failed: Object.fr
  * load there are far fewer transactions than rows, and alone a row waits for nobody. The queue is
  * bounded; when it is full `log()` fails with 503 storage_busy at once, never silently.
  *
- * Each request has a `conversation.store` span for its wait. A batch runs in a
- * `conversation.batch_write` span that is a child of its first request's (so a lone request has
- * its knex spans in its own trace, where an operator following it looks) and links to every other request it carries.
+ * A batch runs in a `conversation.batch_write` span, a child of its first request's span (so a lone
+ * request has its commit in its own trace, where an operator following it looks) that links to the
+ * span of every other request it carries. When the commit ends, each request's span still being
+ * recorded gets a {@link COMMIT_EVENT} event: its outcome, the batch's size and, when the batch's
+ * span was recorded, that span's ids, so that from any request's trace the operator reaches the
+ * commit its row went out in. The wait itself has no span of its own: it is the time between the
+ * request's last child span and that event.
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
@@ -151,22 +155,8 @@ export class ConversationLog {
       this.#rejected++;
       return Promise.reject(new StorageBusy());
     }
-    const span = startChildSpan('conversation.store', { kind: SpanKind.INTERNAL });
     const committed = new Promise<void>((resolve, reject) => {
-      this.#queue.push({
-        record,
-        span,
-        parent: context.active(),
-        resolve: () => {
-          span.end();
-          resolve();
-        },
-        reject: (err) => {
-          span.setStatus({ code: SpanStatusCode.ERROR });
-          span.end();
-          reject(err);
-        },
-      });
+      this.#queue.push({ record, context: context.active(), resolve, reject });
       if (!this.#writing) void this.#drain();
       else this.#arrived?.();
     });
@@ -207,9 +197,7 @@ export class ConversationLog {
         await this.#settle();
       }
       const batch = this.#queue.splice(0, this.#opts.maxBatch);
-      const first = batch[0]!;
-      const ctx = first.span.isRecording() ? trace.setSpan(first.parent, first.span) : first.parent;
-      await context.with(ctx, () => this.#write(batch));
+      await context.with(batch[0]!.context, () => this.#write(batch));
     }
     this.#writing = false;
     for (const done of this.#idle.splice(0)) done();
@@ -259,14 +247,18 @@ export class ConversationLog {
   }
 
   async #write(batch: Waiting[]): Promise<void> {
-    const links = batch
-      .slice(1)
-      .flatMap((w) => (w.span.isRecording() ? [{ context: w.span.spanContext() }] : []))
-      .slice(0, 128);
+    const links: Link[] = [];
+    for (let i = 1; i < batch.length && links.length < 128; i++) {
+      const span = trace.getSpan(batch[i]!.context);
+      if (span?.isRecording()) links.push({ context: span.spanContext() });
+    }
     await withChildSpan(
       'conversation.batch_write',
       { kind: SpanKind.INTERNAL, links, attributes: () => ({ ...this.#spanAttributes, 'vega.batch.size': batch.length }) },
       async (span) => {
+        const commit = span.isRecording()
+          ? { 'vega.batch.trace_id': span.spanContext().traceId, 'vega.batch.span_id': span.spanContext().spanId }
+          : {};
         const started = performance.now();
         let attempt = 0;
         for (;;) {
@@ -275,9 +267,10 @@ export class ConversationLog {
             await this.#repo.logMany(batch.map((w) => w.record));
             const ms = performance.now() - started;
             this.#record(batch.length, ms, 'ok');
-            // End this span before the waiters' conversation.store spans: the first of them is its
-            // parent, and a child that ends after its parent does not nest in the trace.
+            // End this span before any request's: the first is its parent, and a child that ends
+            // after its parent does not nest in the trace.
             span.end();
+            noteCommit(batch, { 'vega.commit.outcome': 'ok', 'vega.batch.size': batch.length, ...commit });
             for (const w of batch) w.resolve();
             this.#onCommitted?.(batch.length);
             return;
@@ -294,6 +287,7 @@ export class ConversationLog {
             span.recordException(err as Error);
             span.setStatus({ code: SpanStatusCode.ERROR });
             span.end();
+            noteCommit(batch, { 'vega.commit.outcome': 'failed', 'vega.batch.size': batch.length, ...commit });
             if (this.#async) this.#onLost?.(batch.length, err);
             for (const w of batch) w.reject(err);
             return;
@@ -339,5 +333,17 @@ export class ConversationLog {
         durability: this.#async ? 'async' : 'commit',
       },
     };
+  }
+}
+
+/**
+ * Puts the commit's event on each waiting request's span that is still being recorded: with `async`
+ * durability the request has usually ended by then (its answer did not wait), and an ended span
+ * takes no event.
+ */
+function noteCommit(batch: readonly Waiting[], attributes: Attributes): void {
+  for (const w of batch) {
+    const span = trace.getSpan(w.context);
+    if (span?.isRecording()) span.addEvent(COMMIT_EVENT, attributes);
   }
 }

@@ -19,8 +19,8 @@ import { telemetryHooks } from './hooks';
  * With a parent-based sampler (the SDK's default, and what the preload uses when no exporter is
  * set), a span whose parent is not sampled is never recorded: the SDK would still draw it an id,
  * run the sampler, allocate a non-recording span and a context for it, and the caller would build
- * its attributes, for a span that no one will ever see: about 1.8 us a span on Node 24, three
- * spans a chat (bench/analysis.md). So, when the preload says the sampler follows the parent
+ * its attributes, for a span that no one will ever see: about 1.8 us a span on Node 24
+ * (bench/analysis.md). So, when the preload says the sampler follows the parent
  * (`childSpansFollowParent` in telemetry/hooks.ts) and the active span is neither sampled nor
  * recording, `fn` runs in the active context as it is, handed a non-recording span with the
  * parent's ids (its methods do nothing; ending it ends nothing). The trace id and the correlation

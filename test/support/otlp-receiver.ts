@@ -14,8 +14,8 @@ export interface ReceivedSpan {
   /** Start and end in Unix nanoseconds, exactly as exported (decimal strings: JSON has no 64-bit integers; `BigInt()` them). */
   readonly startTimeUnixNano: string;
   readonly endTimeUnixNano: string;
-  /** Span events with their time in Unix nanoseconds (a decimal string). */
-  readonly events: ReadonlyArray<{ readonly name: string; readonly timeUnixNano: string }>;
+  /** Span events with their time in Unix nanoseconds (a decimal string) and their attributes, flattened. */
+  readonly events: ReadonlyArray<{ readonly name: string; readonly timeUnixNano: string; readonly attributes: Record<string, unknown> }>;
 }
 
 /**
@@ -105,9 +105,16 @@ export class OtlpReceiver {
             attributes: flatten(s.attributes as Array<{ key: string; value: Record<string, unknown> }> | undefined),
             startTimeUnixNano: nanos(s.startTimeUnixNano),
             endTimeUnixNano: nanos(s.endTimeUnixNano),
-            events: ((s.events ?? []) as Array<{ name?: string; timeUnixNano?: unknown }>).map((e) => ({
+            events: (
+              (s.events ?? []) as Array<{
+                name?: string;
+                timeUnixNano?: unknown;
+                attributes?: Array<{ key: string; value: Record<string, unknown> }>;
+              }>
+            ).map((e) => ({
               name: String(e.name),
               timeUnixNano: nanos(e.timeUnixNano),
+              attributes: flatten(e.attributes),
             })),
           });
         }

@@ -1,5 +1,17 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { context, ROOT_CONTEXT, SpanKind, trace, TraceFlags, type Context } from '@opentelemetry/api';
+import {
+  context,
+  diag,
+  DiagLogLevel,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+  type Context,
+  type DiagLogger,
+  type Span,
+} from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
   AlwaysOffSampler,
@@ -8,7 +20,8 @@ import {
   ParentBasedSampler,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import { ConversationLog } from '../../src/db/batch-writer';
+import type { Knex } from 'knex';
+import { COMMIT_EVENT, ConversationLog } from '../../src/db/batch-writer';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import { telemetryHooks } from '../../src/telemetry/hooks';
 import { childSpanRecordable, startChildSpan, withChildSpan } from '../../src/telemetry/spans';
@@ -20,6 +33,9 @@ const exporter = new InMemorySpanExporter();
 const contextManager = new AsyncLocalStorageContextManager();
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT = '00f067aa0ba902b7';
+
+const noop = (): void => undefined;
+const silent: DiagLogger = { error: noop, warn: noop, info: noop, debug: noop, verbose: noop };
 
 function remoteParent(flags: TraceFlags): Context {
   return trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE, spanId: PARENT, traceFlags: flags, isRemote: true });
@@ -51,7 +67,7 @@ describe('child spans', () => {
     let built = 0;
     const parent = remoteParent(TraceFlags.NONE);
     const seen = await context.with(parent, () =>
-      withChildSpan('conversation.store', { kind: SpanKind.INTERNAL, attributes: () => ({ n: ++built }) }, async (span) => {
+      withChildSpan('session.context_read', { kind: SpanKind.INTERNAL, attributes: () => ({ n: ++built }) }, async (span) => {
         await new Promise((r) => setImmediate(r));
         span.setAttribute('ignored', true);
         span.end();
@@ -69,17 +85,21 @@ describe('child spans', () => {
   it('under a sampled parent, starts and activates a recorded child with its attributes', async () => {
     const parent = remoteParent(TraceFlags.SAMPLED);
     const inner = await context.with(parent, () =>
-      withChildSpan('conversation.store', { kind: SpanKind.INTERNAL, attributes: () => ({ 'vega.batch.size': 3 }) }, async (span) => {
-        await new Promise((r) => setImmediate(r));
-        const active = trace.getActiveSpan();
-        span.end();
-        return { span, active };
-      }),
+      withChildSpan(
+        'session.context_read',
+        { kind: SpanKind.INTERNAL, attributes: () => ({ 'db.operation.name': 'context_read' }) },
+        async (span) => {
+          await new Promise((r) => setImmediate(r));
+          const active = trace.getActiveSpan();
+          span.end();
+          return { span, active };
+        },
+      ),
     );
     expect(inner.active).toBe(inner.span);
     const [recorded] = exporter.getFinishedSpans();
-    expect(recorded!.name).toBe('conversation.store');
-    expect(recorded!.attributes).toEqual({ 'vega.batch.size': 3 });
+    expect(recorded!.name).toBe('session.context_read');
+    expect(recorded!.attributes).toEqual({ 'db.operation.name': 'context_read' });
     expect(recorded!.parentSpanContext?.spanId).toBe(PARENT);
     expect(recorded!.spanContext().traceId).toBe(TRACE);
     expect(recorded!.spanContext().spanId).not.toBe(PARENT);
@@ -102,51 +122,115 @@ describe('child spans', () => {
 
 describe("the conversation log's spans", () => {
   const record = (i: number): ConversationRecord => conversationRecord(i, { sessionId: `s${i}` });
+  const tracer = trace.getTracer('test');
+  const sampled = (i: number): Context =>
+    trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: `${TRACE.slice(0, 31)}${i}`,
+      spanId: PARENT,
+      traceFlags: TraceFlags.SAMPLED,
+      isRemote: true,
+    });
 
-  /** Three rows from three requests under `parent`, committed together in one batch. */
-  async function logThree(parent: (i: number) => Context): Promise<void> {
+  /**
+   * Three rows from three requests, each logged in its request's context (`request(i)`), committed
+   * together in one batch; `prepare` may break the database first, `queued` runs once every log()
+   * has settled, before the commit ends. Resolves with each log() outcome.
+   */
+  async function logThree(
+    request: (i: number) => Context,
+    opts: { durability?: 'commit' | 'async'; prepare?: (knex: Knex) => Promise<void>; queued?: () => void } = {},
+  ): Promise<PromiseSettledResult<void>[]> {
     const db = await freshDatabase();
     try {
+      await opts.prepare?.(db.knex);
       const log = new ConversationLog(new ConversationRepository(db.knex), {
         busy: (queued) => queued < 3,
         quiet: { spellMs: 10_000, capMs: 10_000 },
+        durability: opts.durability ?? 'commit',
       });
-      await Promise.all([0, 1, 2].map((i) => context.with(parent(i), () => log.log(record(i)))));
+      const results = await Promise.allSettled([0, 1, 2].map((i) => context.with(request(i), () => log.log(record(i)))));
+      opts.queued?.();
+      await log.flush();
+      return results;
     } finally {
       await db.knex.destroy();
     }
   }
 
-  it("makes a batch's write the child of its first row's store span, linked to the other rows' store spans", async () => {
-    const sampled = (i: number) =>
-      trace.setSpanContext(ROOT_CONTEXT, {
-        traceId: `${TRACE.slice(0, 31)}${i}`,
-        spanId: PARENT,
-        traceFlags: TraceFlags.SAMPLED,
-        isRemote: true,
-      });
-    await logThree(sampled);
-    const spans = exporter.getFinishedSpans();
-    const stores = spans.filter((s) => s.name === 'conversation.store');
-    const writes = spans.filter((s) => s.name === 'conversation.batch_write');
-    expect(stores).toHaveLength(3);
+  /** Each request's own recorded span (as the server span is), under a sampled caller. */
+  function requests(): { spans: Span[]; context: (i: number) => Context } {
+    const spans = [0, 1, 2].map((i) => tracer.startSpan(`request ${i}`, {}, sampled(i)));
+    return { spans, context: (i) => trace.setSpan(sampled(i), spans[i]!) };
+  }
+
+  it("makes a batch's write the child of its first request's span, linked to the others', and tells each request its commit", async () => {
+    const req = requests();
+    await logThree(req.context);
+    for (const span of req.spans) span.end();
+    const finished = exporter.getFinishedSpans();
+    const writes = finished.filter((s) => s.name === 'conversation.batch_write');
     expect(writes).toHaveLength(1);
-    // Each store span is its own request's child.
-    for (const store of stores) expect(store.parentSpanContext?.spanId).toBe(PARENT);
-    // The first row logged (request 0's trace) is the batch's first waiter.
-    const first = stores.find((s) => s.spanContext().traceId === `${TRACE.slice(0, 31)}0`)!;
-    expect(writes[0]!.spanContext().traceId).toBe(first.spanContext().traceId);
-    expect(writes[0]!.parentSpanContext?.spanId).toBe(first.spanContext().spanId);
-    expect(writes[0]!.links.map((l) => l.context.spanId).sort()).toEqual(
-      stores
-        .filter((s) => s !== first)
-        .map((s) => s.spanContext().spanId)
-        .sort(),
-    );
-    expect(writes[0]!.attributes['vega.batch.size']).toBe(3);
+    const write = writes[0]!;
+    // The first row logged (request 0) is the batch's first waiter: its trace holds the commit.
+    expect(write.spanContext().traceId).toBe(req.spans[0]!.spanContext().traceId);
+    expect(write.parentSpanContext?.spanId).toBe(req.spans[0]!.spanContext().spanId);
+    expect(write.links.map((l) => l.context.spanId)).toEqual([1, 2].map((i) => req.spans[i]!.spanContext().spanId));
+    expect(write.attributes['vega.batch.size']).toBe(3);
+    // No span for the wait: each request's span has one event, at the commit, that names it.
+    expect(finished.map((s) => s.name).sort()).toEqual(['conversation.batch_write', 'request 0', 'request 1', 'request 2']);
+    for (const i of [0, 1, 2]) {
+      const span = finished.find((s) => s.name === `request ${i}`)!;
+      expect(span.events.map((e) => e.name)).toEqual([COMMIT_EVENT]);
+      expect(span.events[0]!.attributes).toEqual({
+        'vega.commit.outcome': 'ok',
+        'vega.batch.size': 3,
+        'vega.batch.trace_id': write.spanContext().traceId,
+        'vega.batch.span_id': write.spanContext().spanId,
+      });
+    }
   });
 
-  it('records neither span under unsampled requests', async () => {
+  it("tells each request of a commit that failed, and marks the batch's span an error", async () => {
+    const req = requests();
+    const results = await logThree(req.context, { prepare: (knex) => knex.schema.dropTable('conversations') });
+    for (const span of req.spans) span.end();
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    const finished = exporter.getFinishedSpans();
+    const write = finished.find((s) => s.name === 'conversation.batch_write')!;
+    expect(write.status.code).toBe(SpanStatusCode.ERROR);
+    expect(write.events.map((e) => e.name)).toEqual(['exception']);
+    for (const i of [0, 1, 2]) {
+      const events = finished.find((s) => s.name === `request ${i}`)!.events;
+      expect(events.map((e) => [e.name, e.attributes?.['vega.commit.outcome'], e.attributes?.['vega.batch.span_id']])).toEqual([
+        [COMMIT_EVENT, 'failed', write.spanContext().spanId],
+      ]);
+    }
+  });
+
+  it('leaves a request that has ended alone (async durability: the answer did not wait for the commit)', async () => {
+    const req = requests();
+    const warnings: string[] = [];
+    diag.setLogger({ ...silent, warn: (m: string) => warnings.push(m) }, DiagLogLevel.WARN);
+    try {
+      // Each request ends once its row is queued, as an answer with async durability goes out
+      // before its commit.
+      await logThree(req.context, {
+        durability: 'async',
+        queued: () => {
+          for (const span of req.spans) span.end();
+        },
+      });
+    } finally {
+      diag.disable();
+    }
+    const finished = exporter.getFinishedSpans();
+    expect(finished.filter((s) => s.name === 'conversation.batch_write')).toHaveLength(1);
+    for (const i of [0, 1, 2]) expect(finished.find((s) => s.name === `request ${i}`)!.events).toEqual([]);
+    // An ended span was not even asked (the SDK warns, and builds an Error, for each such call).
+    expect(warnings).toEqual([]);
+  });
+
+  it('records no span and no event under unsampled requests', async () => {
     await logThree(() => remoteParent(TraceFlags.NONE));
     expect(exporter.getFinishedSpans()).toHaveLength(0);
   });

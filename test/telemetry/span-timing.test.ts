@@ -70,7 +70,7 @@ async function completeTrace(traceId: string): Promise<ReceivedSpan[]> {
 describe('exported span times', () => {
   it('nest every child inside its parent, and start with sub-millisecond precision, for chats that miss the cache and for streams', async () => {
     const traces: string[] = [];
-    // Sequential requests: each trace is one chat with its own commit (its batch_write is a child of its store).
+    // Sequential requests: each trace is one chat with its own commit (its batch_write is a child of its server span).
     for (let i = 0; i < 6; i++) {
       const res = await postJson(vega.url, '/chat', { prompt: `nesting miss ${i}`, session_id: `nest-${i}` });
       expect(res.status).toBe(200);

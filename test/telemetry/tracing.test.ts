@@ -74,6 +74,15 @@ describe('tracing', () => {
       'db.collection.name': 'conversations',
     });
     expect(Number(write.attributes['vega.batch.size'])).toBe(1);
+    // The commit is the request's child; the wait for it has no span, only the event that ends it,
+    // which names the commit.
+    expect(write.parentSpanId).toBe(server.spanId);
+    expect(spans.some((s) => s.name === 'conversation.store')).toBe(false);
+    const committed = server.events.filter((e) => e.name === 'vega.conversation.commit');
+    expect(committed.map((e) => e.attributes)).toEqual([
+      { 'vega.commit.outcome': 'ok', 'vega.batch.size': 1, 'vega.batch.trace_id': traceId, 'vega.batch.span_id': write.spanId },
+    ]);
+    expect(BigInt(committed[0]!.timeUnixNano)).toBeGreaterThanOrEqual(BigInt(write.endTimeUnixNano));
     expect(spans.some((s) => s.scope.includes('knex'))).toBe(true);
     // So is the context read, as a statement prepared once: its own span is its database span.
     const read = spans.find((s) => s.name === 'session.context_read')!;
