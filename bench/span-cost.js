@@ -4,19 +4,20 @@
 // SDK's tracer with Vega's span processors (the precise start times, the drop counter around the
 // batch processor with Vega's settings: a 16,384-span queue, batches of 1,024, every second) and
 // Vega's protobuf encoder as the exporter (the bytes are made and dropped, no network), for a
-// cache-miss chat's spans with the attributes Vega gives them. Three shapes, alternating by round:
+// cache-miss chat's spans with the attributes Vega gives them. Three shapes, each round in an order
+// rotated by one (bench/lib.js `rotated`):
 //
 //   separate      the server span, the LLM call (`chat <model>`), its HTTP request's own CLIENT
-//                 span (`POST`) under it, and a `conversation.store` span for the wait for the commit
+//                 span (`POST`) under it, and a `conversation.store` span for the commit's wait
 //   folded        the same without the `POST` span: its attributes on the LLM call's span
 //   commit event  folded, and the wait for the commit as an event on the server span (the batch
-//                 writer's `vega.conversation.commit`) instead of a span
+//                 writer's `vega.conversation.commit`) instead of a span: Vega's shape today
 //
 // The batch's own `conversation.batch_write` span, one per commit, is the same in every shape and
-// left out.
-// Prints CPU microseconds per chat (process CPU time, so the GC's helper threads count) for each
-// round. At c=32 under load the same work costs several times more per span (bench/analysis.md);
-// this is the difference between the two shapes without the load's noise. `npm run build` first.
+// left out. Prints CPU microseconds per chat (process CPU time, so the GC's helper threads count)
+// for each round. At c=32 under load the same work costs several times more per span
+// (bench/analysis.md); this is the difference between the shapes without the load's noise.
+// `npm run build` first.
 //
 //   node bench/span-cost.js [--rounds=6] [--chats=20000]
 const { ROOT_CONTEXT, SpanKind, trace } = require('@opentelemetry/api');
@@ -25,7 +26,7 @@ const { resources } = require('@opentelemetry/sdk-node');
 const { OtlpSpanEncoder } = require('../dist/telemetry/otlp-span-encoder');
 const { PreciseStartSpanProcessor } = require('../dist/telemetry/span-clock');
 const { DropCountingSpanProcessor } = require('../dist/telemetry/span-drops');
-const { arg } = require('./lib');
+const { arg, rotated } = require('./lib');
 
 const rounds = Number(arg('rounds', 6));
 const chats = Number(arg('chats', 20_000));
@@ -53,9 +54,12 @@ const provider = new BasicTracerProvider({
 });
 const tracer = provider.getTracer('vega');
 
-/** The commit event's attributes (one object per batch, as the batch writer passes them). */
+/**
+ * The commit event's attributes but the wait: one object per batch, copied into each request's
+ * event with its own wait, as the batch writer does.
+ */
 const COMMIT = {
-  'vega.commit.outcome': 'ok',
+  'vega.conversation.commit_outcome': 'ok',
   'vega.batch.size': 16,
   'vega.batch.trace_id': '4bf92f3577b34da6a3ce929d0e0e4736',
   'vega.batch.span_id': '00f067aa0ba902b7',
@@ -112,7 +116,7 @@ function chat(i, [folded, event]) {
     http.end();
   }
   call.end();
-  if (event) server.addEvent('vega.conversation.commit', COMMIT);
+  if (event) server.addEvent('vega.conversation.commit', { 'vega.conversation.wait_ms': 1.234, ...COMMIT });
   else tracer.startSpan('conversation.store', { kind: SpanKind.INTERNAL }, inServer).end();
   server.setAttributes({ 'http.route': '/chat', 'http.response.status_code': 200 });
   server.updateName('POST /chat');
@@ -130,7 +134,7 @@ async function main() {
   for (const [, shape] of shapes) for (let i = 0; i < chats; i++) chat(i, shape); // warm
   await provider.forceFlush();
   for (let r = 0; r < rounds; r++) {
-    for (const [name, shape] of r % 2 ? [...shapes].reverse() : shapes) {
+    for (const [name, shape] of rotated(shapes, r)) {
       const b0 = bytes;
       const s0 = exported;
       const t0 = process.cpuUsage();

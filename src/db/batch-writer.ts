@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link } from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
 import { withChildSpan } from '../telemetry/spans';
@@ -63,14 +63,18 @@ interface Waiting {
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
   /**
-   * The request's context when it queued the row. Its span (the request's own) gets the commit's
-   * event; the batch's first waiter's is the parent of its `conversation.batch_write`.
+   * The request's context when it queued the row: its span (the request's own) gets the commit's
+   * event, and is the parent of the batch's `conversation.batch_write` or one of its links.
    */
   readonly context: Context;
+  /** `performance.now()` when the row was queued. */
+  readonly queuedAt: number;
 }
 
 /** The event a request's span gets when its row's commit ends. */
 export const COMMIT_EVENT = 'vega.conversation.commit';
+const WAIT_MS = 'vega.conversation.wait_ms';
+const COMMIT_OUTCOME = 'vega.conversation.commit_outcome';
 
 const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
 /** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
@@ -88,13 +92,14 @@ const OUTCOME_LABELS = { ok: Object.freeze({ outcome: 'ok' }), failed: Object.fr
  * load there are far fewer transactions than rows, and alone a row waits for nobody. The queue is
  * bounded; when it is full `log()` fails with 503 storage_busy at once, never silently.
  *
- * A batch runs in a `conversation.batch_write` span, a child of its first request's span (so a lone
- * request has its commit in its own trace, where an operator following it looks) that links to the
- * span of every other request it carries. When the commit ends, each request's span still being
- * recorded gets a {@link COMMIT_EVENT} event: its outcome, the batch's size and, when the batch's
- * span was recorded, that span's ids, so that from any request's trace the operator reaches the
- * commit its row went out in. The wait itself has no span of its own: it is the time between the
- * request's last child span and that event.
+ * A batch runs in a `conversation.batch_write` span, a child of the span of its first sampled
+ * request (so a lone request has its commit in its own trace, where an operator following it
+ * looks) that links to the span of every other sampled request it carries. The wait has no span of
+ * its own: when the commit ends, each request's span still being recorded gets a {@link COMMIT_EVENT}
+ * event with the wait (`vega.conversation.wait_ms`), the outcome, the batch's size and, when the
+ * batch's span was recorded, that span's ids, so that from any request's trace the operator reaches
+ * the commit its row went out in. A request that has already ended (with `async` durability, its
+ * answer did not wait) gets no event; the batch's span still links it.
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
@@ -156,7 +161,7 @@ export class ConversationLog {
       return Promise.reject(new StorageBusy());
     }
     const committed = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ record, context: context.active(), resolve, reject });
+      this.#queue.push({ record, context: context.active(), queuedAt: performance.now(), resolve, reject });
       if (!this.#writing) void this.#drain();
       else this.#arrived?.();
     });
@@ -196,8 +201,7 @@ export class ConversationLog {
       } else {
         await this.#settle();
       }
-      const batch = this.#queue.splice(0, this.#opts.maxBatch);
-      await context.with(batch[0]!.context, () => this.#write(batch));
+      await this.#write(this.#queue.splice(0, this.#opts.maxBatch));
     }
     this.#writing = false;
     for (const done of this.#idle.splice(0)) done();
@@ -247,11 +251,20 @@ export class ConversationLog {
   }
 
   async #write(batch: Waiting[]): Promise<void> {
+    // The first sampled request's trace holds the commit; the other sampled ones are linked, ended
+    // or not (a link names a span, it does not write to it).
+    let host: Waiting | undefined;
     const links: Link[] = [];
-    for (let i = 1; i < batch.length && links.length < 128; i++) {
-      const span = trace.getSpan(batch[i]!.context);
-      if (span?.isRecording()) links.push({ context: span.spanContext() });
+    for (const w of batch) {
+      const sc = trace.getSpanContext(w.context);
+      if (sc === undefined || (sc.traceFlags & TraceFlags.SAMPLED) === 0) continue;
+      if (host === undefined) host = w;
+      else if (links.length < 128) links.push({ context: sc });
     }
+    await context.with((host ?? batch[0]!).context, () => this.#commit(batch, links));
+  }
+
+  async #commit(batch: Waiting[], links: Link[]): Promise<void> {
     await withChildSpan(
       'conversation.batch_write',
       { kind: SpanKind.INTERNAL, links, attributes: () => ({ ...this.#spanAttributes, 'vega.batch.size': batch.length }) },
@@ -270,7 +283,7 @@ export class ConversationLog {
             // End this span before any request's: the first is its parent, and a child that ends
             // after its parent does not nest in the trace.
             span.end();
-            noteCommit(batch, { 'vega.commit.outcome': 'ok', 'vega.batch.size': batch.length, ...commit });
+            noteCommit(batch, { [COMMIT_OUTCOME]: 'ok', 'vega.batch.size': batch.length, ...commit });
             for (const w of batch) w.resolve();
             this.#onCommitted?.(batch.length);
             return;
@@ -287,7 +300,7 @@ export class ConversationLog {
             span.recordException(err as Error);
             span.setStatus({ code: SpanStatusCode.ERROR });
             span.end();
-            noteCommit(batch, { 'vega.commit.outcome': 'failed', 'vega.batch.size': batch.length, ...commit });
+            noteCommit(batch, { [COMMIT_OUTCOME]: 'failed', 'vega.batch.size': batch.length, ...commit });
             if (this.#async) this.#onLost?.(batch.length, err);
             for (const w of batch) w.reject(err);
             return;
@@ -337,13 +350,14 @@ export class ConversationLog {
 }
 
 /**
- * Puts the commit's event on each waiting request's span that is still being recorded: with `async`
- * durability the request has usually ended by then (its answer did not wait), and an ended span
- * takes no event.
+ * Puts the commit's event, with the request's own wait, on each waiting request's span that is
+ * still being recorded. An ended span takes no event, and is not asked: the SDK would build an
+ * Error to warn of each call.
  */
 function noteCommit(batch: readonly Waiting[], attributes: Attributes): void {
+  const now = performance.now();
   for (const w of batch) {
     const span = trace.getSpan(w.context);
-    if (span?.isRecording()) span.addEvent(COMMIT_EVENT, attributes);
+    if (span?.isRecording()) span.addEvent(COMMIT_EVENT, { [WAIT_MS]: Math.round((now - w.queuedAt) * 1000) / 1000, ...attributes });
   }
 }

@@ -157,10 +157,14 @@ describe("the conversation log's spans", () => {
     }
   }
 
-  /** Each request's own recorded span (as the server span is), under a sampled caller. */
-  function requests(): { spans: Span[]; context: (i: number) => Context } {
-    const spans = [0, 1, 2].map((i) => tracer.startSpan(`request ${i}`, {}, sampled(i)));
-    return { spans, context: (i) => trace.setSpan(sampled(i), spans[i]!) };
+  /**
+   * Each request's own span (as the server span is), recorded under a sampled caller; request `i`
+   * in `unsampled` has an unsampled trace instead (its span is not recorded).
+   */
+  function requests(unsampled: number[] = []): { spans: Span[]; context: (i: number) => Context } {
+    const caller = (i: number) => (unsampled.includes(i) ? remoteParent(TraceFlags.NONE) : sampled(i));
+    const spans = [0, 1, 2].map((i) => tracer.startSpan(`request ${i}`, {}, caller(i)));
+    return { spans, context: (i) => trace.setSpan(caller(i), spans[i]!) };
   }
 
   it("makes a batch's write the child of its first request's span, linked to the others', and tells each request its commit", async () => {
@@ -182,12 +186,30 @@ describe("the conversation log's spans", () => {
       const span = finished.find((s) => s.name === `request ${i}`)!;
       expect(span.events.map((e) => e.name)).toEqual([COMMIT_EVENT]);
       expect(span.events[0]!.attributes).toEqual({
-        'vega.commit.outcome': 'ok',
+        'vega.conversation.wait_ms': expect.any(Number),
+        'vega.conversation.commit_outcome': 'ok',
         'vega.batch.size': 3,
         'vega.batch.trace_id': write.spanContext().traceId,
         'vega.batch.span_id': write.spanContext().spanId,
       });
+      // The wait: from the row's log() to the commit's end.
+      expect(span.events[0]!.attributes!['vega.conversation.wait_ms']).toBeGreaterThanOrEqual(0);
     }
+  });
+
+  it("puts the commit in the first sampled request's trace when the first row's is not sampled", async () => {
+    const req = requests([0]);
+    await logThree(req.context);
+    for (const span of req.spans) span.end();
+    const finished = exporter.getFinishedSpans();
+    const write = finished.find((s) => s.name === 'conversation.batch_write')!;
+    expect(write.parentSpanContext?.spanId).toBe(req.spans[1]!.spanContext().spanId);
+    expect(write.links.map((l) => l.context.spanId)).toEqual([req.spans[2]!.spanContext().spanId]);
+    for (const i of [1, 2]) {
+      const events = finished.find((s) => s.name === `request ${i}`)!.events;
+      expect(events.map((e) => e.attributes?.['vega.batch.span_id'])).toEqual([write.spanContext().spanId]);
+    }
+    expect(finished.some((s) => s.name === 'request 0')).toBe(false);
   });
 
   it("tells each request of a commit that failed, and marks the batch's span an error", async () => {
@@ -201,13 +223,13 @@ describe("the conversation log's spans", () => {
     expect(write.events.map((e) => e.name)).toEqual(['exception']);
     for (const i of [0, 1, 2]) {
       const events = finished.find((s) => s.name === `request ${i}`)!.events;
-      expect(events.map((e) => [e.name, e.attributes?.['vega.commit.outcome'], e.attributes?.['vega.batch.span_id']])).toEqual([
-        [COMMIT_EVENT, 'failed', write.spanContext().spanId],
-      ]);
+      expect(events.map((e) => [e.name, e.attributes?.['vega.conversation.commit_outcome'], e.attributes?.['vega.batch.span_id']])).toEqual(
+        [[COMMIT_EVENT, 'failed', write.spanContext().spanId]],
+      );
     }
   });
 
-  it('leaves a request that has ended alone (async durability: the answer did not wait for the commit)', async () => {
+  it('links a request that has ended, and puts no event on it (async durability: the answer did not wait for the commit)', async () => {
     const req = requests();
     const warnings: string[] = [];
     diag.setLogger({ ...silent, warn: (m: string) => warnings.push(m) }, DiagLogLevel.WARN);
@@ -224,13 +246,16 @@ describe("the conversation log's spans", () => {
       diag.disable();
     }
     const finished = exporter.getFinishedSpans();
-    expect(finished.filter((s) => s.name === 'conversation.batch_write')).toHaveLength(1);
+    const writes = finished.filter((s) => s.name === 'conversation.batch_write');
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.parentSpanContext?.spanId).toBe(req.spans[0]!.spanContext().spanId);
+    expect(writes[0]!.links.map((l) => l.context.spanId)).toEqual([1, 2].map((i) => req.spans[i]!.spanContext().spanId));
     for (const i of [0, 1, 2]) expect(finished.find((s) => s.name === `request ${i}`)!.events).toEqual([]);
     // An ended span was not even asked (the SDK warns, and builds an Error, for each such call).
     expect(warnings).toEqual([]);
   });
 
-  it('records no span and no event under unsampled requests', async () => {
+  it('records no span under unsampled requests', async () => {
     await logThree(() => remoteParent(TraceFlags.NONE));
     expect(exporter.getFinishedSpans()).toHaveLength(0);
   });

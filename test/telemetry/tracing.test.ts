@@ -80,7 +80,13 @@ describe('tracing', () => {
     expect(spans.some((s) => s.name === 'conversation.store')).toBe(false);
     const committed = server.events.filter((e) => e.name === 'vega.conversation.commit');
     expect(committed.map((e) => e.attributes)).toEqual([
-      { 'vega.commit.outcome': 'ok', 'vega.batch.size': 1, 'vega.batch.trace_id': traceId, 'vega.batch.span_id': write.spanId },
+      {
+        'vega.conversation.wait_ms': expect.any(Number),
+        'vega.conversation.commit_outcome': 'ok',
+        'vega.batch.size': 1,
+        'vega.batch.trace_id': traceId,
+        'vega.batch.span_id': write.spanId,
+      },
     ]);
     expect(BigInt(committed[0]!.timeUnixNano)).toBeGreaterThanOrEqual(BigInt(write.endTimeUnixNano));
     expect(spans.some((s) => s.scope.includes('knex'))).toBe(true);
@@ -99,6 +105,33 @@ describe('tracing', () => {
     const call = fake.generations.find((c) => c.headers['x-correlation-id'] === traceId)!;
     expect(call).toBeDefined();
     expect(call.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-${client.spanId}-01$`));
+  });
+
+  it("puts a streamed reply's commit under its server span, with the commit's event on it", async () => {
+    fake.behave({ chunks: ['one ', 'two'] });
+    try {
+      const res = await postJson(vega.url, '/chat', { prompt: 'trace my stream', stream: true });
+      expect(res.status).toBe(200);
+      const traceId = res.headers.get('x-correlation-id')!;
+      await res.text();
+      await otlp.waitFor(() => {
+        const spans = otlp.trace(traceId);
+        return spans.some((s) => s.kind === SERVER) && spans.some((s) => s.name === 'conversation.batch_write');
+      });
+      const spans = otlp.trace(traceId);
+      const server = spans.find((s) => s.kind === SERVER)!;
+      const write = spans.find((s) => s.name === 'conversation.batch_write')!;
+      expect(write.parentSpanId).toBe(server.spanId);
+      const committed = server.events.filter((e) => e.name === 'vega.conversation.commit');
+      expect(committed.map((e) => [e.attributes['vega.conversation.commit_outcome'], e.attributes['vega.batch.span_id']])).toEqual([
+        ['ok', write.spanId],
+      ]);
+      // Not on the LLM call's span, which the stream's last chunk ends.
+      const llm = spans.find((s) => s.name.startsWith('chat '))!;
+      expect(llm.events.some((e) => e.name === 'vega.conversation.commit')).toBe(false);
+    } finally {
+      fake.behave({});
+    }
   });
 
   it("shows a retried LLM call as its span (the first request) with the retry's HTTP span under it", async () => {
