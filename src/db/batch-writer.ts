@@ -280,7 +280,7 @@ export class ConversationLog {
             await this.#repo.logMany(batch.map((w) => w.record));
             const ms = performance.now() - started;
             this.#record(batch.length, ms, 'ok');
-            // End this span before any request's: the first is its parent, and a child that ends
+            // End this span before any request's: one of them is its parent, and a child that ends
             // after its parent does not nest in the trace.
             span.end();
             noteCommit(batch, { [COMMIT_OUTCOME]: 'ok', 'vega.batch.size': batch.length, ...commit });
