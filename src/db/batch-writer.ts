@@ -1,5 +1,15 @@
 import { performance } from 'node:perf_hooks';
-import { context, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link } from '@opentelemetry/api';
+import {
+  context,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+  type Attributes,
+  type Context,
+  type Link,
+  type SpanContext,
+} from '@opentelemetry/api';
 import { StorageBusy } from '../errors';
 import { createHistogram, INSTRUMENTS, type TypedHistogram } from '../telemetry/instruments';
 import { withChildSpan } from '../telemetry/spans';
@@ -75,6 +85,8 @@ interface Waiting {
 export const COMMIT_EVENT = 'vega.conversation.commit';
 const WAIT_MS = 'vega.conversation.wait_ms';
 const COMMIT_OUTCOME = 'vega.conversation.commit_outcome';
+/** Most links a batch's span carries (a batch may hold up to DB_BATCH_MAX_SIZE rows). */
+const MAX_LINKS = 128;
 
 const TRANSIENT = /SQLITE_BUSY|SQLITE_LOCKED|ECONNRESET|ECONNREFUSED|Connection terminated|timeout acquiring a connection/i;
 /** Longest a commit waits for a burst to settle when no DB_BATCH_MAX_DELAY_MS is set. */
@@ -93,8 +105,8 @@ const OUTCOME_LABELS = { ok: Object.freeze({ outcome: 'ok' }), failed: Object.fr
  * bounded; when it is full `log()` fails with 503 storage_busy at once, never silently.
  *
  * A batch runs in a `conversation.batch_write` span, a child of the span of its first sampled
- * request (so a lone request has its commit in its own trace, where an operator following it
- * looks) that links to the span of every other sampled request it carries. The wait has no span of
+ * request still being recorded (so a lone request has its commit in its own trace, where an
+ * operator following it looks) that links to the span of every other sampled request it carries. The wait has no span of
  * its own: when the commit ends, each request's span still being recorded gets a {@link COMMIT_EVENT}
  * event with the wait (`vega.conversation.wait_ms`), the outcome, the batch's size and, when the
  * batch's span was recorded, that span's ids, so that from any request's trace the operator reaches
@@ -195,16 +207,21 @@ export class ConversationLog {
 
   async #drain(): Promise<void> {
     this.#writing = true;
-    while (this.#queue.length > 0) {
-      if (this.#opts.maxDelayMs > 0 && this.#queue.length < this.#opts.maxBatch) {
-        await new Promise((r) => setTimeout(r, this.#opts.maxDelayMs));
-      } else {
-        await this.#settle();
+    try {
+      while (this.#queue.length > 0) {
+        if (this.#opts.maxDelayMs > 0 && this.#queue.length < this.#opts.maxBatch) {
+          await new Promise((r) => setTimeout(r, this.#opts.maxDelayMs));
+        } else {
+          await this.#settle();
+        }
+        await this.#write(this.#queue.splice(0, this.#opts.maxBatch));
       }
-      await this.#write(this.#queue.splice(0, this.#opts.maxBatch));
+    } finally {
+      // Even if something after a commit threw (a fault, logged as an unhandled rejection): the
+      // next row starts the writer again.
+      this.#writing = false;
+      for (const done of this.#idle.splice(0)) done();
     }
-    this.#writing = false;
-    for (const done of this.#idle.splice(0)) done();
   }
 
   /**
@@ -251,17 +268,27 @@ export class ConversationLog {
   }
 
   async #write(batch: Waiting[]): Promise<void> {
-    // The first sampled request's trace holds the commit; the other sampled ones are linked, ended
-    // or not (a link names a span, it does not write to it).
-    let host: Waiting | undefined;
-    const links: Link[] = [];
-    for (const w of batch) {
-      const sc = trace.getSpanContext(w.context);
-      if (sc === undefined || (sc.traceFlags & TraceFlags.SAMPLED) === 0) continue;
-      if (host === undefined) host = w;
-      else if (links.length < 128) links.push({ context: sc });
+    const sampled: Array<{ readonly waiting: Waiting; readonly ids: SpanContext; readonly recording: boolean }> = [];
+    for (const waiting of batch) {
+      const span = trace.getSpan(waiting.context);
+      const ids = span?.spanContext();
+      if (ids !== undefined && (ids.traceFlags & TraceFlags.SAMPLED) !== 0) sampled.push({ waiting, ids, recording: span!.isRecording() });
     }
-    await context.with((host ?? batch[0]!).context, () => this.#commit(batch, links));
+    // The commit goes in the trace of the first sampled request still being recorded (a child that
+    // starts after its parent ended does not nest), else of the first sampled one. Every other
+    // sampled request is linked once, ended or not: a link names a span, it does not write to it.
+    const host = sampled.find((s) => s.recording) ?? sampled[0];
+    const links: Link[] = [];
+    if (host) {
+      const seen = new Set([host.ids.spanId]);
+      for (const { ids } of sampled) {
+        if (links.length === MAX_LINKS) break;
+        if (seen.has(ids.spanId)) continue;
+        seen.add(ids.spanId);
+        links.push({ context: ids });
+      }
+    }
+    await context.with((host?.waiting ?? batch[0]!).context, () => this.#commit(batch, links));
   }
 
   async #commit(batch: Waiting[], links: Link[]): Promise<void> {
@@ -274,19 +301,12 @@ export class ConversationLog {
           : {};
         const started = performance.now();
         let attempt = 0;
+        let failure: { readonly err: unknown } | undefined;
         for (;;) {
           attempt++;
           try {
             await this.#repo.logMany(batch.map((w) => w.record));
-            const ms = performance.now() - started;
-            this.#record(batch.length, ms, 'ok');
-            // End this span before any request's: one of them is its parent, and a child that ends
-            // after its parent does not nest in the trace.
-            span.end();
-            noteCommit(batch, { [COMMIT_OUTCOME]: 'ok', 'vega.batch.size': batch.length, ...commit });
-            for (const w of batch) w.resolve();
-            this.#onCommitted?.(batch.length);
-            return;
+            break;
           } catch (err) {
             const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
             if (transient && attempt < this.#opts.maxAttempts) {
@@ -294,17 +314,28 @@ export class ConversationLog {
               await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
               continue;
             }
-            this.#record(batch.length, performance.now() - started, 'failed');
-            this.#failedBatches++;
-            this.#failedRows += batch.length;
-            span.recordException(err as Error);
-            span.setStatus({ code: SpanStatusCode.ERROR });
-            span.end();
-            noteCommit(batch, { [COMMIT_OUTCOME]: 'failed', 'vega.batch.size': batch.length, ...commit });
-            if (this.#async) this.#onLost?.(batch.length, err);
-            for (const w of batch) w.reject(err);
-            return;
+            failure = { err };
+            break;
           }
+        }
+        // Outside the try: nothing after the commit may count as its failure (or retry it).
+        this.#record(batch.length, performance.now() - started, failure ? 'failed' : 'ok');
+        if (failure) {
+          this.#failedBatches++;
+          this.#failedRows += batch.length;
+          span.recordException(failure.err as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        // End this span before any request's: one of them is its parent, and a child that ends
+        // after its parent does not nest in the trace.
+        span.end();
+        noteCommit(batch, { [COMMIT_OUTCOME]: failure ? 'failed' : 'ok', 'vega.batch.size': batch.length, ...commit });
+        if (failure) {
+          if (this.#async) this.#onLost?.(batch.length, failure.err);
+          for (const w of batch) w.reject(failure.err);
+        } else {
+          for (const w of batch) w.resolve();
+          this.#onCommitted?.(batch.length);
         }
       },
     );

@@ -134,7 +134,7 @@ describe("the conversation log's spans", () => {
   /**
    * Three rows from three requests, each logged in its request's context (`request(i)`), committed
    * together in one batch; `prepare` may break the database first, `queued` runs once every log()
-   * has settled, before the commit ends. Resolves with each log() outcome.
+   * has settled (with async durability, before the commit). Resolves with each log() outcome.
    */
   async function logThree(
     request: (i: number) => Context,
@@ -192,9 +192,35 @@ describe("the conversation log's spans", () => {
         'vega.batch.trace_id': write.spanContext().traceId,
         'vega.batch.span_id': write.spanContext().spanId,
       });
-      // The wait: from the row's log() to the commit's end.
-      expect(span.events[0]!.attributes!['vega.conversation.wait_ms']).toBeGreaterThanOrEqual(0);
     }
+    // The wait runs from each row's log() to the one commit's end: the first row queued waited longest.
+    const wait = (i: number) =>
+      finished.find((s) => s.name === `request ${i}`)!.events[0]!.attributes!['vega.conversation.wait_ms'] as number;
+    expect(wait(0)).toBeGreaterThanOrEqual(wait(2));
+    expect(wait(2)).toBeGreaterThanOrEqual(0);
+  });
+
+  it('puts the commit under the first request still being recorded, and links one that has ended', async () => {
+    const req = requests();
+    // Request 0 ends once its row is queued (async durability lets log() settle before the
+    // commit); 1 and 2 are still being served.
+    await logThree(req.context, { durability: 'async', queued: () => req.spans[0]!.end() });
+    for (const span of req.spans.slice(1)) span.end();
+    const finished = exporter.getFinishedSpans();
+    const write = finished.find((s) => s.name === 'conversation.batch_write')!;
+    expect(write.parentSpanContext?.spanId).toBe(req.spans[1]!.spanContext().spanId);
+    expect(write.links.map((l) => l.context.spanId)).toEqual([0, 2].map((i) => req.spans[i]!.spanContext().spanId));
+    expect(finished.find((s) => s.name === 'request 0')!.events).toEqual([]);
+  });
+
+  it("links a request that logged two rows of the batch once, and never to the commit's own parent", async () => {
+    const req = requests();
+    // Rows 0 and 1 come from request 0.
+    await logThree((i) => req.context(i === 1 ? 0 : i));
+    for (const span of req.spans) span.end();
+    const write = exporter.getFinishedSpans().find((s) => s.name === 'conversation.batch_write')!;
+    expect(write.parentSpanContext?.spanId).toBe(req.spans[0]!.spanContext().spanId);
+    expect(write.links.map((l) => l.context.spanId)).toEqual([req.spans[2]!.spanContext().spanId]);
   });
 
   it("puts the commit in the first sampled request's trace when the first row's is not sampled", async () => {
