@@ -113,8 +113,8 @@ function preloadLog(level: 'warn' | 'error', msg: string, fields: Record<string,
  * The batch span processor's settings where no OTEL_BSP_* variable sets them. The SDK's own (a
  * 2,048-span queue, batches of 512, every 5 s) can drop spans at a few hundred chats/s (a chat makes
  * 2 spans, 3 in a session, plus one per commit): the queue fills while one export is in flight. A
- * 16,384-span queue holds about four seconds of that at 2,000 chats/s (2.7 in
- * sessions; some 30 MB at most), and a full batch goes out at once.
+ * 16,384-span queue holds about four seconds of that at 2,000 chats/s (2.7 in sessions; some 30 MB
+ * at most), and a full batch goes out at once.
  */
 const BSP_DEFAULTS = [
   ['maxQueueSize', 'OTEL_BSP_MAX_QUEUE_SIZE', 16_384],
