@@ -106,11 +106,11 @@ const OUTCOME_LABELS = { ok: Object.freeze({ outcome: 'ok' }), failed: Object.fr
  *
  * A batch runs in a `conversation.batch_write` span, a child of the span of its first sampled
  * request still being recorded (so a lone request has its commit in its own trace, where an
- * operator following it looks) that links to the span of every other sampled request it carries. The wait has no span of
- * its own: when the commit ends, each request's span still being recorded gets a {@link COMMIT_EVENT}
- * event with the wait (`vega.conversation.wait_ms`), the outcome, the batch's size and, when the
- * batch's span was recorded, that span's ids, so that from any request's trace the operator reaches
- * the commit its row went out in. A request that has already ended (with `async` durability, its
+ * operator following it looks) that links to the span of every other sampled request it carries.
+ * The wait has no span of its own: when the commit ends, each request's span still being recorded
+ * gets a {@link COMMIT_EVENT} event with the wait (`vega.conversation.wait_ms`), the outcome, the
+ * batch's size and, when the batch's span was recorded, that span's ids, so that from any
+ * request's trace the operator reaches the commit its row went out in. A request that has already ended (with `async` durability, its
  * answer did not wait) gets no event; the batch's span still links it.
  */
 export class ConversationLog {
