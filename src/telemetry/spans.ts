@@ -61,11 +61,6 @@ export function childSpanRecordable(ctx: Context = context.active()): boolean {
   return (parent.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
 }
 
-/** Starts a span under `ctx`'s span, or stands in for one that could not be recorded (see above). */
-export function startChildSpan(name: string, options: ChildSpanOptions = {}, ctx: Context = context.active()): Span {
-  return childSpanRecordable(ctx) ? start(name, options, ctx) : standIn(ctx);
-}
-
 /** Runs `fn` with a child span active (like the tracer's `startActiveSpan`), or with none if it could not be recorded. */
 export function withChildSpan<T>(name: string, options: ChildSpanOptions, fn: (span: Span) => T): T {
   const ctx = context.active();

@@ -24,7 +24,7 @@ import type { Knex } from 'knex';
 import { COMMIT_EVENT, ConversationLog } from '../../src/db/batch-writer';
 import { ConversationRepository, type ConversationRecord } from '../../src/db/conversations';
 import { telemetryHooks } from '../../src/telemetry/hooks';
-import { childSpanRecordable, startChildSpan, withChildSpan } from '../../src/telemetry/spans';
+import { childSpanRecordable, withChildSpan } from '../../src/telemetry/spans';
 import { conversationRecord, freshDatabase } from '../support/db';
 
 // The ids-only configuration the preload uses without an exporter: parent-based, roots unsampled,
@@ -108,12 +108,14 @@ describe('child spans', () => {
   it('starts a span as the SDK would when the sampler does not follow the parent, or there is no parent', () => {
     telemetryHooks().childSpansFollowParent = false;
     let built = 0;
-    const under = context.with(remoteParent(TraceFlags.NONE), () => startChildSpan('chat m', { attributes: () => ({ n: ++built }) }));
+    const under = context.with(remoteParent(TraceFlags.NONE), () =>
+      withChildSpan('chat m', { attributes: () => ({ n: ++built }) }, (span) => span),
+    );
     // Drawn by the SDK: a span id of its own (unrecorded here, as this provider's sampler says).
     expect(under.spanContext().spanId).not.toBe(PARENT);
     expect(built).toBe(1);
     telemetryHooks().childSpansFollowParent = true;
-    const root = startChildSpan('root', {}, ROOT_CONTEXT);
+    const root = context.with(ROOT_CONTEXT, () => withChildSpan('root', {}, (span) => span));
     expect(root.spanContext().traceId).not.toBe(TRACE);
     expect(root.spanContext().spanId).toMatch(/^[0-9a-f]{16}$/);
     expect(childSpanRecordable(ROOT_CONTEXT)).toBe(true);
