@@ -160,9 +160,11 @@ export function buildComponents(config: Config, logger: Logger, say: (line: stri
     // Lost rows (async durability only: the client already has its answer) are logged, once a batch.
     onLost: (rows, err) =>
       logger.warn(
-        { rows, error_code: (err as { code?: string }).code ?? 'db_error' },
+        { rows, error_code: (err as { code?: string } | null | undefined)?.code ?? 'db_error' },
         'conversations lost: a batch could not be committed',
       ),
+    // Not designed for, so at error level: a callback above, or the span code around a commit, threw.
+    onFault: (err) => logger.error({ err }, 'conversation log: unexpected error around a commit; the writer went on'),
     ...(checkpointer ? { onCommitted: (rows: number) => checkpointer.committed(rows) } : {}),
     // More rows are on their way while more chats are being served than have rows queued.
     busy: (queued) => inflight.chats > queued,

@@ -47,6 +47,11 @@ export interface BatchWriterOptions {
   readonly onLost?: (rows: number, err: unknown) => void;
   /** Told of each committed batch (its rows), after its requests are answered. */
   readonly onCommitted?: (rows: number) => void;
+  /**
+   * Told of an error the writer did not design for: `onLost` or `onCommitted` threw, or something
+   * around a commit did. Every request of the batch still gets its outcome and the writer goes on.
+   */
+  readonly onFault?: (err: unknown) => void;
   /** The group commit's timings while `busy`: the quiet spell and its cap (defaults 1 ms and 2 ms). */
   readonly quiet?: { readonly spellMs: number; readonly capMs: number };
 }
@@ -106,22 +111,29 @@ const OUTCOME_LABELS = { ok: Object.freeze({ outcome: 'ok' }), failed: Object.fr
  *
  * A batch runs in a `conversation.batch_write` span, a child of the span of its first sampled
  * request still being recorded (so a lone request has its commit in its own trace, where an
- * operator following it looks) that links to the span of every other sampled request it carries.
- * The wait has no span of its own: when the commit ends, each request's span still being recorded
- * gets a {@link COMMIT_EVENT} event with the wait (`vega.conversation.wait_ms`), the outcome, the
- * batch's size and, when the batch's span was recorded, that span's ids, so that from any
- * request's trace the operator reaches the commit its row went out in. A request that has already ended (with `async` durability, its
- * answer did not wait) gets no event; the batch's span still links it.
+ * operator following it looks) that links to the span of every other sampled request it carries
+ * (at most {@link MAX_LINKS}). The wait has no span of its own: when the commit ends, each
+ * request's span still being recorded gets a {@link COMMIT_EVENT} event with the wait
+ * (`vega.conversation.wait_ms`), the outcome, the batch's size and, when the batch's span was
+ * recorded, that span's ids, so that from any request's trace the operator reaches the commit its
+ * row went out in. A request that has already ended (with `async` durability, its answer did not
+ * wait) gets no event; the batch's span still links it, or has it as its parent.
+ *
+ * Every request gets exactly one outcome. An error the writer did not design for (a callback that
+ * throws, the span code around a commit) goes to `onFault`; the writer goes on with the rows behind.
  */
 export class ConversationLog {
   readonly #repo: ConversationRepository;
-  readonly #opts: Required<Omit<BatchWriterOptions, 'spanAttributes' | 'busy' | 'quiet' | 'durability' | 'onLost' | 'onCommitted'>>;
+  readonly #opts: Required<
+    Omit<BatchWriterOptions, 'spanAttributes' | 'busy' | 'quiet' | 'durability' | 'onLost' | 'onCommitted' | 'onFault'>
+  >;
   readonly #spanAttributes: Attributes;
   readonly #busy: (queued: number) => boolean;
   readonly #quiet: { readonly spellMs: number; readonly capMs: number };
   readonly #async: boolean;
   readonly #onLost: ((rows: number, err: unknown) => void) | undefined;
   readonly #onCommitted: ((rows: number) => void) | undefined;
+  readonly #onFault: ((err: unknown) => void) | undefined;
   /** With `async` durability: the last row of each session still waiting for its commit. */
   readonly #pending = new Map<string, Promise<void>>();
   readonly #size: TypedHistogram<typeof INSTRUMENTS.dbBatchSize>;
@@ -155,6 +167,7 @@ export class ConversationLog {
     this.#async = opts.durability === 'async';
     this.#onLost = opts.onLost;
     this.#onCommitted = opts.onCommitted;
+    this.#onFault = opts.onFault;
     for (const [k, v] of Object.entries(this.#opts)) {
       if (!Number.isFinite(v) || v < 0 || (k !== 'maxDelayMs' && v < 1))
         throw new RangeError(`ConversationLog: ${k} must be ${k === 'maxDelayMs' ? '>= 0' : '>= 1'}, got ${v}`);
@@ -214,13 +227,31 @@ export class ConversationLog {
         } else {
           await this.#settle();
         }
-        await this.#write(this.#queue.splice(0, this.#opts.maxBatch));
+        const batch = this.#queue.splice(0, this.#opts.maxBatch);
+        try {
+          await this.#write(batch);
+        } catch (err) {
+          // Not a failed commit (#commit settles those): something around it threw. Each request
+          // still gets an outcome (settling one twice does nothing), and the rows behind go on.
+          for (const w of batch) w.reject(err);
+          this.#fault(err);
+        }
       }
     } finally {
-      // Even if something after a commit threw (a fault, logged as an unhandled rejection): the
-      // next row starts the writer again.
       this.#writing = false;
-      for (const done of this.#idle.splice(0)) done();
+      // Waiters of flush() are told only once the queue is empty: a shutdown's flush must not
+      // report rows still queued as written.
+      if (this.#queue.length > 0) void this.#drain();
+      else for (const done of this.#idle.splice(0)) done();
+    }
+  }
+
+  /** Reports an error the writer did not design for; a reporter that throws is not asked again. */
+  #fault(err: unknown): void {
+    try {
+      this.#onFault?.(err);
+    } catch {
+      // Nowhere left to report it; the writer goes on.
     }
   }
 
@@ -308,7 +339,8 @@ export class ConversationLog {
             await this.#repo.logMany(batch.map((w) => w.record));
             break;
           } catch (err) {
-            const transient = TRANSIENT.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+            const e = err as { code?: unknown; message?: unknown } | null | undefined;
+            const transient = TRANSIENT.test(`${String(e?.code ?? '')} ${String(e?.message ?? '')}`);
             if (transient && attempt < this.#opts.maxAttempts) {
               this.#retries++;
               await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
@@ -330,12 +362,15 @@ export class ConversationLog {
         // after its parent does not nest in the trace.
         span.end();
         noteCommit(batch, { [COMMIT_OUTCOME]: failure ? 'failed' : 'ok', 'vega.batch.size': batch.length, ...commit });
-        if (failure) {
-          if (this.#async) this.#onLost?.(batch.length, failure.err);
-          for (const w of batch) w.reject(failure.err);
-        } else {
-          for (const w of batch) w.resolve();
-          this.#onCommitted?.(batch.length);
+        if (failure) for (const w of batch) w.reject(failure.err);
+        else for (const w of batch) w.resolve();
+        // The callbacks come after every request has its outcome, and one that throws is a fault:
+        // the batch is neither failed nor retried for it.
+        try {
+          if (!failure) this.#onCommitted?.(batch.length);
+          else if (this.#async) this.#onLost?.(batch.length, failure.err);
+        } catch (err) {
+          this.#fault(err);
         }
       },
     );

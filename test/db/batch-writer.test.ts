@@ -95,6 +95,26 @@ describe('ConversationLog', () => {
     expect(log.snapshot()).toMatchObject({ failed_batches: 1, failed_rows: 1 });
   });
 
+  it('goes on when onCommitted throws: each request is answered, and flush() waits for the rows queued behind', async () => {
+    const faults: unknown[] = [];
+    let calls = 0;
+    const log = new ConversationLog(repo, {
+      onCommitted: () => {
+        if (calls++ === 0) throw new Error('callback failed');
+      },
+      onFault: (err) => faults.push(err),
+    });
+    const first = log.log(record(1));
+    await new Promise((r) => setImmediate(r)); // the first row's commit is under way
+    const behind = Array.from({ length: 5 }, (_, i) => log.log(record(i + 2)));
+    await log.flush();
+    expect(await repo.count()).toBe(6);
+    await Promise.all([first, ...behind]);
+    expect(faults).toEqual([expect.objectContaining({ message: 'callback failed' })]);
+    // A fault after the commit is not the commit's failure: nothing retried, nothing counted failed.
+    expect(log.snapshot()).toMatchObject({ failed_batches: 0, failed_rows: 0, retries: 0, rows_written: 6, queue_size: 0, writing: false });
+  });
+
   it('flush() waits for everything queued', async () => {
     const log = new ConversationLog(repo, { maxDelayMs: 20 });
     const pending = Array.from({ length: 10 }, (_, i) => log.log(record(i)));
@@ -130,6 +150,25 @@ describe('ConversationLog with async durability', () => {
     await log.flush();
     expect(lost.reduce((a, b) => a + b, 0)).toBe(2);
     expect(log.snapshot()).toMatchObject({ failed_rows: 2, rows_written: 0 });
+  });
+
+  it('settles every row of a lost batch even when onLost throws', async () => {
+    await db.knex.schema.dropTable('conversations');
+    const faults: unknown[] = [];
+    const log = new ConversationLog(repo, {
+      durability: 'async',
+      onLost: () => {
+        throw new Error('reporter failed');
+      },
+      onFault: (err) => faults.push(err),
+    });
+    await log.log(record(1));
+    // The session's next turn waits on this: it must settle, not hang.
+    const hung = Symbol('hung');
+    expect(await Promise.race([log.settled('s'), sleep(2_000).then(() => hung)])).toBeUndefined();
+    await log.flush();
+    expect(faults).toEqual([expect.objectContaining({ message: 'reporter failed' })]);
+    expect(log.snapshot()).toMatchObject({ failed_rows: 1, queue_size: 0 });
   });
 
   it('still refuses with storage_busy when the queue is full', async () => {

@@ -127,30 +127,31 @@ describe("the conversation log's spans", () => {
   const tracer = trace.getTracer('test');
   const sampled = (i: number): Context =>
     trace.setSpanContext(ROOT_CONTEXT, {
-      traceId: `${TRACE.slice(0, 31)}${i}`,
+      traceId: `${TRACE.slice(0, 28)}${String(i).padStart(4, '0')}`,
       spanId: PARENT,
       traceFlags: TraceFlags.SAMPLED,
       isRemote: true,
     });
 
   /**
-   * Three rows from three requests, each logged in its request's context (`request(i)`), committed
-   * together in one batch; `prepare` may break the database first, `queued` runs once every log()
-   * has settled (with async durability, before the commit). Resolves with each log() outcome.
+   * `rows` rows (three unless said), row `i` logged in the context `request(i)`, committed together
+   * in one batch; `prepare` may break the database first, `queued` runs once every log() has settled
+   * (with async durability, before the commit). Resolves with each log() outcome.
    */
-  async function logThree(
+  async function logBatch(
     request: (i: number) => Context,
-    opts: { durability?: 'commit' | 'async'; prepare?: (knex: Knex) => Promise<void>; queued?: () => void } = {},
+    opts: { rows?: number; durability?: 'commit' | 'async'; prepare?: (knex: Knex) => Promise<void>; queued?: () => void } = {},
   ): Promise<PromiseSettledResult<void>[]> {
+    const rows = opts.rows ?? 3;
     const db = await freshDatabase();
     try {
       await opts.prepare?.(db.knex);
       const log = new ConversationLog(new ConversationRepository(db.knex), {
-        busy: (queued) => queued < 3,
+        busy: (queued) => queued < rows,
         quiet: { spellMs: 10_000, capMs: 10_000 },
         durability: opts.durability ?? 'commit',
       });
-      const results = await Promise.allSettled([0, 1, 2].map((i) => context.with(request(i), () => log.log(record(i)))));
+      const results = await Promise.allSettled(Array.from({ length: rows }, (_, i) => context.with(request(i), () => log.log(record(i)))));
       opts.queued?.();
       await log.flush();
       return results;
@@ -161,17 +162,17 @@ describe("the conversation log's spans", () => {
 
   /**
    * Each request's own span (as the server span is), recorded under a sampled caller; request `i`
-   * in `unsampled` has an unsampled trace instead (its span is not recorded).
+   * in `unsampled` has an unsampled trace instead (its span is not recorded). Three unless said.
    */
-  function requests(unsampled: number[] = []): { spans: Span[]; context: (i: number) => Context } {
+  function requests(unsampled: number[] = [], count = 3): { spans: Span[]; context: (i: number) => Context } {
     const caller = (i: number) => (unsampled.includes(i) ? remoteParent(TraceFlags.NONE) : sampled(i));
-    const spans = [0, 1, 2].map((i) => tracer.startSpan(`request ${i}`, {}, caller(i)));
+    const spans = Array.from({ length: count }, (_, i) => tracer.startSpan(`request ${i}`, {}, caller(i)));
     return { spans, context: (i) => trace.setSpan(caller(i), spans[i]!) };
   }
 
   it("makes a batch's write the child of its first request's span, linked to the others', and tells each request its commit", async () => {
     const req = requests();
-    await logThree(req.context);
+    await logBatch(req.context);
     for (const span of req.spans) span.end();
     const finished = exporter.getFinishedSpans();
     const writes = finished.filter((s) => s.name === 'conversation.batch_write');
@@ -206,28 +207,61 @@ describe("the conversation log's spans", () => {
     const req = requests();
     // Request 0 ends once its row is queued (async durability lets log() settle before the
     // commit); 1 and 2 are still being served.
-    await logThree(req.context, { durability: 'async', queued: () => req.spans[0]!.end() });
+    await logBatch(req.context, { durability: 'async', queued: () => req.spans[0]!.end() });
     for (const span of req.spans.slice(1)) span.end();
     const finished = exporter.getFinishedSpans();
     const write = finished.find((s) => s.name === 'conversation.batch_write')!;
     expect(write.parentSpanContext?.spanId).toBe(req.spans[1]!.spanContext().spanId);
     expect(write.links.map((l) => l.context.spanId)).toEqual([0, 2].map((i) => req.spans[i]!.spanContext().spanId));
     expect(finished.find((s) => s.name === 'request 0')!.events).toEqual([]);
+    for (const i of [1, 2]) {
+      const events = finished.find((s) => s.name === `request ${i}`)!.events;
+      expect(events.map((e) => [e.name, e.attributes?.['vega.batch.span_id']])).toEqual([[COMMIT_EVENT, write.spanContext().spanId]]);
+    }
   });
 
   it("links a request that logged two rows of the batch once, and never to the commit's own parent", async () => {
     const req = requests();
     // Rows 0 and 1 come from request 0.
-    await logThree((i) => req.context(i === 1 ? 0 : i));
+    await logBatch((i) => req.context(i === 1 ? 0 : i));
     for (const span of req.spans) span.end();
     const write = exporter.getFinishedSpans().find((s) => s.name === 'conversation.batch_write')!;
     expect(write.parentSpanContext?.spanId).toBe(req.spans[0]!.spanContext().spanId);
     expect(write.links.map((l) => l.context.spanId)).toEqual([req.spans[2]!.spanContext().spanId]);
   });
 
+  it('links a request that logged two rows of the batch, not being its parent, once', async () => {
+    const req = requests();
+    // Rows 1 and 2 come from request 1.
+    await logBatch((i) => req.context(i === 2 ? 1 : i));
+    for (const span of req.spans) span.end();
+    const finished = exporter.getFinishedSpans();
+    const write = finished.find((s) => s.name === 'conversation.batch_write')!;
+    expect(write.parentSpanContext?.spanId).toBe(req.spans[0]!.spanContext().spanId);
+    expect(write.links.map((l) => l.context.spanId)).toEqual([req.spans[1]!.spanContext().spanId]);
+    // One event per row: request 1 is told of the commit once for each of its two rows.
+    expect(finished.find((s) => s.name === 'request 1')!.events.map((e) => e.name)).toEqual([COMMIT_EVENT, COMMIT_EVENT]);
+  });
+
+  it('links at most 128 other requests, none of them its parent, and still tells every request its commit', async () => {
+    const rows = 131;
+    const req = requests([], rows);
+    await logBatch(req.context, { rows });
+    for (const span of req.spans) span.end();
+    const finished = exporter.getFinishedSpans();
+    const write = finished.find((s) => s.name === 'conversation.batch_write')!;
+    expect(write.attributes['vega.batch.size']).toBe(rows);
+    expect(write.parentSpanContext?.spanId).toBe(req.spans[0]!.spanContext().spanId);
+    expect(write.links.map((l) => l.context.spanId)).toEqual(req.spans.slice(1, 129).map((s) => s.spanContext().spanId));
+    for (let i = 0; i < rows; i++) {
+      const events = finished.find((s) => s.name === `request ${i}`)!.events;
+      expect(events.map((e) => e.attributes?.['vega.batch.span_id'])).toEqual([write.spanContext().spanId]);
+    }
+  });
+
   it("puts the commit in the first sampled request's trace when the first row's is not sampled", async () => {
     const req = requests([0]);
-    await logThree(req.context);
+    await logBatch(req.context);
     for (const span of req.spans) span.end();
     const finished = exporter.getFinishedSpans();
     const write = finished.find((s) => s.name === 'conversation.batch_write')!;
@@ -242,7 +276,7 @@ describe("the conversation log's spans", () => {
 
   it("tells each request of a commit that failed, and marks the batch's span an error", async () => {
     const req = requests();
-    const results = await logThree(req.context, { prepare: (knex) => knex.schema.dropTable('conversations') });
+    const results = await logBatch(req.context, { prepare: (knex) => knex.schema.dropTable('conversations') });
     for (const span of req.spans) span.end();
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
     const finished = exporter.getFinishedSpans();
@@ -264,7 +298,7 @@ describe("the conversation log's spans", () => {
     try {
       // Each request ends once its row is queued, as an answer with async durability goes out
       // before its commit.
-      await logThree(req.context, {
+      await logBatch(req.context, {
         durability: 'async',
         queued: () => {
           for (const span of req.spans) span.end();
@@ -284,7 +318,7 @@ describe("the conversation log's spans", () => {
   });
 
   it('records no span under unsampled requests', async () => {
-    await logThree(() => remoteParent(TraceFlags.NONE));
+    await logBatch(() => remoteParent(TraceFlags.NONE));
     expect(exporter.getFinishedSpans()).toHaveLength(0);
   });
 });
