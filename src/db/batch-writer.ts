@@ -222,37 +222,78 @@ export class ConversationLog {
     this.#writing = true;
     try {
       while (this.#queue.length > 0) {
-        if (this.#opts.maxDelayMs > 0 && this.#queue.length < this.#opts.maxBatch) {
-          await new Promise((r) => setTimeout(r, this.#opts.maxDelayMs));
-        } else {
-          await this.#settle();
+        try {
+          if (this.#opts.maxDelayMs > 0 && this.#queue.length < this.#opts.maxBatch) {
+            await new Promise((r) => setTimeout(r, this.#opts.maxDelayMs));
+          } else {
+            await this.#settle();
+          }
+        } catch (err) {
+          this.#fault(err); // `busy` threw: what is queued goes now
         }
         const batch = this.#queue.splice(0, this.#opts.maxBatch);
+        const outcome = { given: false };
         try {
-          await this.#write(batch);
+          await this.#write(batch, outcome);
         } catch (err) {
-          // Not a failed commit (#commit settles those): something around it threw. Each request
-          // still gets an outcome (settling one twice does nothing), and the rows behind go on.
-          for (const w of batch) w.reject(err);
+          // Not a failed commit (#commit settles those, and fences what follows): something before
+          // the insert threw, so its rows were not written. They fail as a failed commit's do.
+          if (!outcome.given) {
+            this.#give(batch, { err }, outcome);
+            this.#tell(batch, { err });
+          }
           this.#fault(err);
         }
       }
     } finally {
       this.#writing = false;
       // Waiters of flush() are told only once the queue is empty: a shutdown's flush must not
-      // report rows still queued as written.
-      if (this.#queue.length > 0) void this.#drain();
-      else for (const done of this.#idle.splice(0)) done();
+      // report rows still queued as written. The loop above ends only with the queue empty; should
+      // that ever not hold, the writer starts again on a later turn, never in a tight loop.
+      if (this.#queue.length === 0) for (const done of this.#idle.splice(0)) done();
+      else
+        setImmediate(() => {
+          if (!this.#writing && this.#queue.length > 0) void this.#drain();
+        });
     }
   }
 
-  /** Reports an error the writer did not design for; a reporter that throws is not asked again. */
+  /** Reports an error the writer did not design for; a reporter that throws is ignored. */
   #fault(err: unknown): void {
     try {
       this.#onFault?.(err);
     } catch {
       // Nowhere left to report it; the writer goes on.
     }
+  }
+
+  /** Runs what observes a commit; if it throws, that is a fault, never the commit's outcome. */
+  #fenced(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#fault(err);
+    }
+  }
+
+  /** Gives each request of the batch its outcome (and counts a failed batch): first, always. */
+  #give(batch: readonly Waiting[], failure: { readonly err: unknown } | undefined, outcome: { given: boolean }): void {
+    outcome.given = true;
+    if (failure) {
+      this.#failedBatches++;
+      this.#failedRows += batch.length;
+      for (const w of batch) w.reject(failure.err);
+    } else {
+      for (const w of batch) w.resolve();
+    }
+  }
+
+  /** Tells the callbacks of a batch's outcome, after its requests have it. */
+  #tell(batch: readonly Waiting[], failure: { readonly err: unknown } | undefined): void {
+    this.#fenced(() => {
+      if (!failure) this.#onCommitted?.(batch.length);
+      else if (this.#async) this.#onLost?.(batch.length, failure.err);
+    });
   }
 
   /**
@@ -298,7 +339,7 @@ export class ConversationLog {
     });
   }
 
-  async #write(batch: Waiting[]): Promise<void> {
+  async #write(batch: Waiting[], outcome: { given: boolean }): Promise<void> {
     const sampled: Array<{ readonly waiting: Waiting; readonly ids: SpanContext; readonly recording: boolean }> = [];
     for (const waiting of batch) {
       const span = trace.getSpan(waiting.context);
@@ -319,10 +360,10 @@ export class ConversationLog {
         links.push({ context: ids });
       }
     }
-    await context.with((host?.waiting ?? batch[0]!).context, () => this.#commit(batch, links));
+    await context.with((host?.waiting ?? batch[0]!).context, () => this.#commit(batch, links, outcome));
   }
 
-  async #commit(batch: Waiting[], links: Link[]): Promise<void> {
+  async #commit(batch: Waiting[], links: Link[], outcome: { given: boolean }): Promise<void> {
     await withChildSpan(
       'conversation.batch_write',
       { kind: SpanKind.INTERNAL, links, attributes: () => ({ ...this.#spanAttributes, 'vega.batch.size': batch.length }) },
@@ -350,36 +391,29 @@ export class ConversationLog {
             break;
           }
         }
-        // Outside the try: nothing after the commit may count as its failure (or retry it).
-        this.#record(batch.length, performance.now() - started, failure ? 'failed' : 'ok');
+        // Outside the try, and first: each request has its outcome before anything observes the
+        // commit, and nothing that observes it (each step fenced) can change or withhold one, nor
+        // count it failed or retry it. The requests' own code resumes only after this turn's
+        // synchronous work, so each request's span still gets its event, and ends, after this one.
+        const label = failure ? 'failed' : 'ok';
+        this.#give(batch, failure, outcome);
+        this.#fenced(() => this.#record(batch.length, performance.now() - started, label));
         if (failure) {
-          this.#failedBatches++;
-          this.#failedRows += batch.length;
-          span.recordException(failure.err as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR });
+          this.#fenced(() => {
+            span.recordException(failure.err as Error);
+            span.setStatus({ code: SpanStatusCode.ERROR });
+          });
         }
         // End this span before any request's: one of them is its parent, and a child that ends
         // after its parent does not nest in the trace.
-        span.end();
-        noteCommit(batch, { [COMMIT_OUTCOME]: failure ? 'failed' : 'ok', 'vega.batch.size': batch.length, ...commit });
-        if (failure) for (const w of batch) w.reject(failure.err);
-        else for (const w of batch) w.resolve();
-        // The callbacks come after every request has its outcome, and one that throws is a fault:
-        // the batch is neither failed nor retried for it.
-        try {
-          if (!failure) this.#onCommitted?.(batch.length);
-          else if (this.#async) this.#onLost?.(batch.length, failure.err);
-        } catch (err) {
-          this.#fault(err);
-        }
+        this.#fenced(() => span.end());
+        this.#fenced(() => noteCommit(batch, { [COMMIT_OUTCOME]: label, 'vega.batch.size': batch.length, ...commit }));
+        this.#tell(batch, failure);
       },
     );
   }
 
   #record(rows: number, ms: number, outcome: 'ok' | 'failed'): void {
-    const labels = OUTCOME_LABELS[outcome];
-    this.#size.record(rows, labels);
-    this.#duration.record(ms / 1000, labels);
     if (outcome === 'ok') {
       this.#batches++;
       this.#rows += rows;
@@ -387,6 +421,9 @@ export class ConversationLog {
       if (rows > this.#maxBatch) this.#maxBatch = rows;
       this.#flushMs += ms;
     }
+    const labels = OUTCOME_LABELS[outcome];
+    this.#size.record(rows, labels);
+    this.#duration.record(ms / 1000, labels);
   }
 
   snapshot(): BatchWriterSnapshot {
