@@ -19,6 +19,15 @@ afterEach(async () => {
   await db.knex.destroy();
 });
 
+/** A callback that throws `message` on its first call and returns `then` after. */
+function throwsOnce<T>(message: string, then: T): () => T {
+  let calls = 0;
+  return () => {
+    if (calls++ === 0) throw new Error(message);
+    return then;
+  };
+}
+
 describe('ConversationLog', () => {
   it('resolves each log() only once its row is committed', async () => {
     const log = new ConversationLog(repo);
@@ -97,13 +106,7 @@ describe('ConversationLog', () => {
 
   it('goes on when onCommitted throws: each request is answered, and flush() waits for the rows queued behind', async () => {
     const faults: unknown[] = [];
-    let calls = 0;
-    const log = new ConversationLog(repo, {
-      onCommitted: () => {
-        if (calls++ === 0) throw new Error('callback failed');
-      },
-      onFault: (err) => faults.push(err),
-    });
+    const log = new ConversationLog(repo, { onCommitted: throwsOnce('callback failed', undefined), onFault: (err) => faults.push(err) });
     const first = log.log(record(1));
     await new Promise((r) => setImmediate(r)); // the first row's commit is under way
     const behind = Array.from({ length: 5 }, (_, i) => log.log(record(i + 2)));
@@ -117,14 +120,7 @@ describe('ConversationLog', () => {
 
   it('commits what is queued when busy() throws, and reports the fault', async () => {
     const faults: unknown[] = [];
-    let calls = 0;
-    const log = new ConversationLog(repo, {
-      busy: () => {
-        if (calls++ === 0) throw new Error('busy failed');
-        return false;
-      },
-      onFault: (err) => faults.push(err),
-    });
+    const log = new ConversationLog(repo, { busy: throwsOnce('busy failed', false), onFault: (err) => faults.push(err) });
     await log.log(record(1));
     await log.log(record(2));
     expect(await repo.count()).toBe(2);
