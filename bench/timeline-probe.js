@@ -7,7 +7,8 @@
 //   - how much of the wait for those headers Vega's event loop was idle (eventLoopUtilization);
 //   - the route holding its answer (it sets `X-Vega-Backend`), a stream piped into the response by
 //     Koa, the first write to the client;
-//   - the conversation's insert: SQLite's `Statement#all` called and its callback run;
+//   - the conversation's insert: SQLite's `Statement#all` called, the rest of that event-loop turn
+//     done, and its callback run;
 //   - the answer's end, and when the loop was next idle (the work after the answer);
 //   - V8's GC pauses over the measured requests.
 // Requests are assumed sequential (one in flight): an outbound event belongs to the newest request.
@@ -102,6 +103,7 @@ try {
     const cb = args[args.length - 1];
     if (r && r.insertCalled === undefined && typeof cb === 'function') {
       r.insertCalled = since(r);
+      setImmediate(() => once(r, 'idleAfterInsertCall'));
       args[args.length - 1] = function () {
         once(r, 'insertDone');
         return cb.apply(this, arguments);

@@ -47,6 +47,7 @@ const STEPS = [
   ['firstWrite', 'first write to the client'],
   ['socketWrite', 'its bytes handed to the socket'],
   ['insertCalled', "the conversation's insert handed to SQLite's thread"],
+  ['idleAfterInsertCall', "Vega's loop done with that turn"],
   ['insertDone', 'the insert done, back on the main thread'],
   ['end', 'answer ended'],
   ['idleAfterEnd', "Vega's loop idle after the answer"],
