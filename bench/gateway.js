@@ -569,4 +569,4 @@ async function runRuntimes({ runs = 3, quick = false } = {}) {
   return results;
 }
 
-module.exports = { run, runRuntimes, autocannon, seq };
+module.exports = { run, runRuntimes, autocannon, seq, freePort };

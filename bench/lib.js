@@ -60,14 +60,30 @@ function percentile(values, p) {
   return sorted[i];
 }
 
+/** The first line of a file under /sys, or undefined where there is none (not Linux, no such driver). */
+function sysValue(path) {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 function machine() {
   const cpus = os.cpus();
+  // How an idle CPU waits. On a VM whose idle CPUs halt at once (the haltpoll driver with guest
+  // halt polling at 0 ns), waking one goes through the hypervisor: 40-55 us a wake-up on the
+  // benchmark machine, and a sequential chat through a gateway has several (bench/analysis.md).
+  const driver = sysValue('/sys/devices/system/cpu/cpuidle/current_driver');
+  const haltPollNs = sysValue('/sys/module/haltpoll/parameters/guest_halt_poll_ns');
   return {
     cpu: cpus[0] ? cpus[0].model.trim() : 'unknown',
     cores: cpus.length,
     memory_gib: Math.round(os.totalmem() / 2 ** 30),
     os: `${os.type()} ${os.release()}`,
     node: process.version,
+    ...(driver ? { cpuidle: driver } : {}),
+    ...(haltPollNs !== undefined ? { guest_halt_poll_ns: Number(haltPollNs) } : {}),
   };
 }
 

@@ -144,6 +144,11 @@ function render(out) {
     `<!-- Written by \`npm run bench\` (bench/run.js); the raw figures are in bench/results/latest.json. -->`,
     '',
     `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
+    ...(m.cpuidle
+      ? [
+          `Idle CPUs: the ${m.cpuidle} driver${m.guest_halt_poll_ns === undefined ? '' : `, guest halt polling ${m.guest_halt_poll_ns === 0 ? 'off (an idle CPU halts at once, and waking it goes through the hypervisor)' : `up to ${m.guest_halt_poll_ns} ns`}`}.`,
+        ]
+      : []),
     `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s${out.only ? ` (this run measured only: ${out.only}; the rows marked "taken" are from an earlier run)` : ''}.`,
     ...(results.some((r) => r.scenario.startsWith('runtime.'))
       ? [

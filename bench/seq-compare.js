@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+'use strict';
+// The sequential rows of the gateway scenario alone, for a quick reading of one machine setting:
+// the latency Vega, Portkey and the floor proxy add over the upstream (p50 and p99 of N chats
+// after the warm-up), in R rounds with the targets' order rotated each round, against the same
+// upstream and from the same client (bench/seq-client.js) as `npm run bench`. What `npm run bench`
+// adds is the throughput, telemetry and runtime rows; this takes a few minutes where it takes 30.
+//
+//   node bench/seq-compare.js [--n=1500] [--warmup=1500] [--rounds=3] [--env=NAME=VALUE,...]
+//   (`npm run build` first; --env adds settings to Vega's environment)
+const { join } = require('node:path');
+const { startPortkey, startScript, startUpstream, startVega, KEY } = require('./procs');
+const { freePort, seq } = require('./gateway');
+const { arg, envArg, median, rotated } = require('./lib');
+
+const n = Number(arg('n', 1500));
+const warmup = Number(arg('warmup', 1500));
+const rounds = Number(arg('rounds', 3));
+const CHAT = { prompt: 'how fast is the gateway' };
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+async function main() {
+  const procs = [];
+  try {
+    const upstream = await startUpstream();
+    procs.push(upstream);
+    const portkey = await startPortkey(await freePort());
+    procs.push(portkey);
+    const floor = await startScript([join(__dirname, 'floor.js')], { FLOOR: 'proxy', UPSTREAM: upstream.url });
+    procs.push(floor);
+    const vega = await startVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', ...envArg() });
+    procs.push(vega);
+    const message = { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }] };
+    const targets = {
+      upstream: [`${upstream.url}/api/chat`, { headers: JSON_HEADERS, body: { ...message, stream: false } }],
+      vega: [`${vega.url}/chat`, { headers: { ...JSON_HEADERS, 'x-api-key': KEY }, body: CHAT }],
+      portkey: [
+        `${portkey.url}/v1/chat/completions`,
+        {
+          headers: {
+            ...JSON_HEADERS,
+            'x-portkey-provider': 'openai',
+            'x-portkey-custom-host': `${upstream.url}/v1`,
+            authorization: 'Bearer sk-bench',
+          },
+          body: message,
+        },
+      ],
+      floor: [`${floor.url}/chat`, { headers: JSON_HEADERS, body: CHAT }],
+    };
+    const runs = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const k of rotated(Object.keys(targets), r)) runs[k].push(await seq(targets[k][0], n, { ...targets[k][1], warmup }));
+    }
+    const ms = (x) => x.toFixed(3);
+    console.log(`${rounds} rounds of ${n} sequential chats after ${warmup} warm, ${process.version}`);
+    console.log(
+      `upstream alone: p50 ${ms(median(runs.upstream.map((s) => s.p50)))} ms, p99 ${ms(median(runs.upstream.map((s) => s.p99)))} ms`,
+    );
+    console.log('\n| added over the upstream (ms) | p50 | p99 | p50 per round |\n|---|---|---|---|');
+    for (const k of ['vega', 'portkey', 'floor']) {
+      const added = (q) => runs[k].map((s, i) => s[q] - runs.upstream[i][q]);
+      console.log(`| ${k} | ${ms(median(added('p50')))} | ${ms(median(added('p99')))} | ${added('p50').map(ms).join(', ')} |`);
+    }
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
