@@ -135,6 +135,16 @@ async function beside20(results, { quick, only }) {
   }
 }
 
+/** How the machine's idle CPUs wait, from bench/lib.js `machine()`: it moves the sequential rows. */
+function idleCpus(m) {
+  const halts = 'an idle CPU halts at once, and waking it goes through the hypervisor on a VM';
+  if (m.cpuidle === 'none') return `no cpuidle driver (${halts})`;
+  if (m.guest_halt_poll_ns === undefined) return `the ${m.cpuidle} driver`;
+  return m.guest_halt_poll_ns === 0
+    ? `the haltpoll driver with guest halt polling off (${halts})`
+    : `the haltpoll driver, polling up to ${m.guest_halt_poll_ns} ns before it halts`;
+}
+
 function render(out) {
   const { results, quick, runs } = out;
   const m = out.machine;
@@ -144,11 +154,7 @@ function render(out) {
     `<!-- Written by \`npm run bench\` (bench/run.js); the raw figures are in bench/results/latest.json. -->`,
     '',
     `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
-    ...(m.cpuidle
-      ? [
-          `Idle CPUs: the ${m.cpuidle} driver${m.guest_halt_poll_ns === undefined ? '' : `, guest halt polling ${m.guest_halt_poll_ns === 0 ? 'off (an idle CPU halts at once, and waking it goes through the hypervisor)' : `up to ${m.guest_halt_poll_ns} ns`}`}.`,
-        ]
-      : []),
+    ...(m.cpuidle ? [`Idle CPUs: ${idleCpus(m)}.`] : []),
     `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s${out.only ? ` (this run measured only: ${out.only}; the rows marked "taken" are from an earlier run)` : ''}.`,
     ...(results.some((r) => r.scenario.startsWith('runtime.'))
       ? [

@@ -1,21 +1,24 @@
 #!/usr/bin/env node
 'use strict';
-// The sequential rows of the gateway scenario alone, for a quick reading of one machine setting:
-// the latency Vega, Portkey and the floor proxy add over the upstream (p50 and p99 of N chats
-// after the warm-up), in R rounds with the targets' order rotated each round, against the same
-// upstream and from the same client (bench/seq-client.js) as `npm run bench`. What `npm run bench`
-// adds is the throughput, telemetry and runtime rows; this takes a few minutes where it takes 30.
+// The gateway scenario's sequential rows alone, for a quick reading of one machine setting: the
+// latency Vega, Portkey and the floor proxy add over the upstream (p50 and p99 of N chats after
+// the warm-up), in R rounds with the targets' order rotated each round, against the same upstream
+// and from the same client (bench/seq-client.js) as `npm run bench`, and as there a fresh Vega (a
+// new database) each round. A few minutes, where `npm run bench` with its throughput, telemetry
+// and runtime rows takes half an hour. The medians are over the rounds (an even count reads the
+// lower middle one).
 //
-//   node bench/seq-compare.js [--n=1500] [--warmup=1500] [--rounds=3] [--env=NAME=VALUE,...]
+//   node bench/seq-compare.js [--n=2000] [--warmup=2000] [--rounds=3] [--env=NAME=VALUE,...]
 //   (`npm run build` first; --env adds settings to Vega's environment)
 const { join } = require('node:path');
 const { startPortkey, startScript, startUpstream, startVega, KEY } = require('./procs');
 const { freePort, seq } = require('./gateway');
 const { arg, envArg, median, rotated } = require('./lib');
 
-const n = Number(arg('n', 1500));
-const warmup = Number(arg('warmup', 1500));
+const n = Number(arg('n', 2000));
+const warmup = Number(arg('warmup', 2000));
 const rounds = Number(arg('rounds', 3));
+if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`--rounds must be a whole number >= 1, got ${arg('rounds')}`);
 const CHAT = { prompt: 'how fast is the gateway' };
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -28,12 +31,10 @@ async function main() {
     procs.push(portkey);
     const floor = await startScript([join(__dirname, 'floor.js')], { FLOOR: 'proxy', UPSTREAM: upstream.url });
     procs.push(floor);
-    const vega = await startVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', ...envArg() });
-    procs.push(vega);
     const message = { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }] };
     const targets = {
       upstream: [`${upstream.url}/api/chat`, { headers: JSON_HEADERS, body: { ...message, stream: false } }],
-      vega: [`${vega.url}/chat`, { headers: { ...JSON_HEADERS, 'x-api-key': KEY }, body: CHAT }],
+      vega: ['/chat', { headers: { ...JSON_HEADERS, 'x-api-key': KEY }, body: CHAT }],
       portkey: [
         `${portkey.url}/v1/chat/completions`,
         {
@@ -48,9 +49,22 @@ async function main() {
       ],
       floor: [`${floor.url}/chat`, { headers: JSON_HEADERS, body: CHAT }],
     };
+    const measure = async (k) => {
+      if (k !== 'vega') return seq(targets[k][0], n, { ...targets[k][1], warmup });
+      const vega = await startVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', ...envArg() });
+      try {
+        return await seq(`${vega.url}${targets.vega[0]}`, n, { ...targets.vega[1], warmup });
+      } finally {
+        await vega.stop();
+      }
+    };
     const runs = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
     for (let r = 0; r < rounds; r++) {
-      for (const k of rotated(Object.keys(targets), r)) runs[k].push(await seq(targets[k][0], n, { ...targets[k][1], warmup }));
+      for (const k of rotated(Object.keys(targets), r)) {
+        const s = await measure(k);
+        if (s.errors) throw new Error(`${k}: ${s.errors} of ${n + warmup} requests failed`);
+        runs[k].push(s);
+      }
     }
     const ms = (x) => x.toFixed(3);
     console.log(`${rounds} rounds of ${n} sequential chats after ${warmup} warm, ${process.version}`);
