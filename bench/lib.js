@@ -74,7 +74,8 @@ function machine() {
   // How an idle CPU waits. On a VM whose idle CPUs halt at once (no cpuidle driver, or haltpoll
   // with guest halt polling at 0 ns), waking one goes through the hypervisor: 40-60 us a wake-up
   // on the benchmark machine, and a sequential chat through a gateway has several
-  // (bench/analysis.md, "Each wake-up of an idle CPU"). The polling setting counts only under haltpoll.
+  // (bench/analysis.md, "Each wake-up of an idle CPU"). The polling setting counts only under
+  // haltpoll.
   const driver = sysValue('/sys/devices/system/cpu/cpuidle/current_driver');
   const haltPollNs = driver === 'haltpoll' ? sysValue('/sys/module/haltpoll/parameters/guest_halt_poll_ns') : undefined;
   return {
