@@ -68,6 +68,34 @@ function freePort() {
 }
 
 /**
+ * The same chat as the gateway scenario sends it (sequential and c=32 rows) to the upstream called
+ * directly (Ollama's API) and to Portkey's gateway (OpenAI's API, the upstream as a custom host);
+ * Vega and the floor proxy take `/chat` with CHAT. Each is `{url, opts}` for {@link seq} and
+ * autocannon; bench/seq-compare.js sends the same.
+ */
+function sequentialTargets(upstreamUrl, portkeyUrl) {
+  const messages = [{ role: 'user', content: CHAT.prompt }];
+  return {
+    direct: {
+      url: `${upstreamUrl}/api/chat`,
+      opts: { headers: { 'content-type': 'application/json' }, body: { model: 'llama3.2', messages, stream: false } },
+    },
+    peer: {
+      url: `${portkeyUrl}/v1/chat/completions`,
+      opts: {
+        headers: {
+          'content-type': 'application/json',
+          'x-portkey-provider': 'openai',
+          'x-portkey-custom-host': `${upstreamUrl}/v1`,
+          authorization: 'Bearer sk-bench',
+        },
+        body: { model: 'llama3.2', messages },
+      },
+    },
+  };
+}
+
+/**
  * Seconds of every throughput load: `dur` measured, after `warm` of the same load unmeasured
  * against the same process (a Vega measured after its sequential runs and one measured from a cold
  * start differ by more than what a ratio between them is meant to show).
@@ -97,25 +125,7 @@ async function run({ runs = 3, quick = false } = {}) {
   const floorProxy = await startScript([join(__dirname, 'floor.js')], { FLOOR: 'proxy', UPSTREAM: upstream.url });
   const results = [];
   try {
-    const direct = {
-      url: `${upstream.url}/api/chat`,
-      opts: {
-        headers: { 'content-type': 'application/json' },
-        body: { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }], stream: false },
-      },
-    };
-    const peer = {
-      url: `${portkey.url}/v1/chat/completions`,
-      opts: {
-        headers: {
-          'content-type': 'application/json',
-          'x-portkey-provider': 'openai',
-          'x-portkey-custom-host': `${upstream.url}/v1`,
-          authorization: 'Bearer sk-bench',
-        },
-        body: { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }] },
-      },
-    };
+    const { direct, peer } = sequentialTargets(upstream.url, portkey.url);
 
     // 1. Gateway overhead: sequential latency and throughput at concurrency 32.
     const latency = { vega: [], vegaAsync: [], vegaRecord: [], vegaNoOtel: [], vegaExport: [], direct: [], peer: [], floor: [] };
@@ -569,4 +579,4 @@ async function runRuntimes({ runs = 3, quick = false } = {}) {
   return results;
 }
 
-module.exports = { run, runRuntimes, autocannon, seq, freePort };
+module.exports = { run, runRuntimes, autocannon, seq, freePort, sequentialTargets, CHAT, VEGA_HEADERS, MISS };

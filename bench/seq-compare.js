@@ -11,16 +11,14 @@
 //   node bench/seq-compare.js [--n=2000] [--warmup=2000] [--rounds=3] [--env=NAME=VALUE,...]
 //   (`npm run build` first; --env adds settings to Vega's environment)
 const { join } = require('node:path');
-const { startPortkey, startScript, startUpstream, startVega, KEY } = require('./procs');
-const { freePort, seq } = require('./gateway');
+const { startPortkey, startScript, startUpstream, startVega } = require('./procs');
+const { CHAT, MISS, VEGA_HEADERS, freePort, sequentialTargets, seq } = require('./gateway');
 const { arg, envArg, median, rotated } = require('./lib');
 
 const n = Number(arg('n', 2000));
 const warmup = Number(arg('warmup', 2000));
 const rounds = Number(arg('rounds', 3));
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`--rounds must be a whole number >= 1, got ${arg('rounds')}`);
-const CHAT = { prompt: 'how fast is the gateway' };
-const JSON_HEADERS = { 'content-type': 'application/json' };
 
 async function main() {
   const procs = [];
@@ -31,27 +29,16 @@ async function main() {
     procs.push(portkey);
     const floor = await startScript([join(__dirname, 'floor.js')], { FLOOR: 'proxy', UPSTREAM: upstream.url });
     procs.push(floor);
-    const message = { model: 'llama3.2', messages: [{ role: 'user', content: CHAT.prompt }] };
+    const { direct, peer } = sequentialTargets(upstream.url, portkey.url);
     const targets = {
-      upstream: [`${upstream.url}/api/chat`, { headers: JSON_HEADERS, body: { ...message, stream: false } }],
-      vega: ['/chat', { headers: { ...JSON_HEADERS, 'x-api-key': KEY }, body: CHAT }],
-      portkey: [
-        `${portkey.url}/v1/chat/completions`,
-        {
-          headers: {
-            ...JSON_HEADERS,
-            'x-portkey-provider': 'openai',
-            'x-portkey-custom-host': `${upstream.url}/v1`,
-            authorization: 'Bearer sk-bench',
-          },
-          body: message,
-        },
-      ],
-      floor: [`${floor.url}/chat`, { headers: JSON_HEADERS, body: CHAT }],
+      upstream: [direct.url, direct.opts],
+      vega: ['/chat', { headers: VEGA_HEADERS, body: CHAT }],
+      portkey: [peer.url, peer.opts],
+      floor: [`${floor.url}/chat`, { headers: { 'content-type': 'application/json' }, body: CHAT }],
     };
     const measure = async (k) => {
       if (k !== 'vega') return seq(targets[k][0], n, { ...targets[k][1], warmup });
-      const vega = await startVega({ LLM_BASE_URL: upstream.url, CACHE_MAX_ENTRIES: '0', COALESCING: 'false', ...envArg() });
+      const vega = await startVega({ LLM_BASE_URL: upstream.url, ...MISS, ...envArg() });
       try {
         return await seq(`${vega.url}${targets.vega[0]}`, n, { ...targets.vega[1], warmup });
       } finally {
