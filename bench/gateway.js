@@ -202,6 +202,11 @@ async function run({ runs = 3, quick = false } = {}) {
     for (let r = 0; r < runs; r++) for (const step of rotated(steps, r)) await step();
     const pair = (a, b, f) => med(a.map((x, i) => f(x, b[i])));
     const p = (list, k) => med(list.map((x) => x[k])).median.toFixed(3);
+    /** The host's share of CPU time while a target's sequential runs were measured (seq-client.js), as text. */
+    const steal = (list) => {
+      const xs = list.map((x) => x.steal_pct).filter((x) => x !== undefined);
+      return xs.length === list.length && xs.length > 0 ? `${med(xs).median.toFixed(1)} %` : 'not reported';
+    };
     /** A Vega variant's added latency over the upstream, p50 (with `note`) and p99. */
     const variantRows = (label, list, note) =>
       ['p50', 'p99'].map((q, i) => ({
@@ -223,7 +228,7 @@ async function run({ runs = 3, quick = false } = {}) {
         unit: 'ms',
         ...pair(latency.vega, latency.direct, (v, d) => v.p99 - d.p99),
         target: { op: '<=', value: 3, text: '<= 3 ms' },
-        note: `Vega p99 ${p(latency.vega, 'p99')} ms, upstream ${p(latency.direct, 'p99')}, Portkey ${p(latency.peer, 'p99')}, floor proxy ${p(latency.floor, 'p99')}`,
+        note: `Vega p99 ${p(latency.vega, 'p99')} ms, upstream ${p(latency.direct, 'p99')}, Portkey ${p(latency.peer, 'p99')}, floor proxy ${p(latency.floor, 'p99')}; CPU time the host took while each was measured (steal, median of the runs): Vega ${steal(latency.vega)}, upstream ${steal(latency.direct)}, Portkey ${steal(latency.peer)}, floor proxy ${steal(latency.floor)}`,
       },
       {
         scenario: 'overhead.p50 (Portkey - upstream, same loop)',

@@ -60,6 +60,28 @@ function percentile(values, p) {
   return sorted[i];
 }
 
+/**
+ * The machine's CPU time so far from /proc/stat's first line, in ticks: `steal` is the time the
+ * hypervisor ran something else while a virtual CPU wanted to run, `total` all of it. Undefined
+ * where there is no /proc/stat. On a VM shared with other guests, the host takes its time in
+ * slices of milliseconds: a request that needs a CPU then waits that long, which shows in a p99.
+ */
+function cpuTicks() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest and guest_nice are inside user and nice)
+    return { steal: f[7] ?? 0, total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The share of CPU time (%) the host took between two {@link cpuTicks} readings; undefined without both. */
+function stealPct(before, after) {
+  if (!before || !after || after.total <= before.total) return undefined;
+  return (100 * (after.steal - before.steal)) / (after.total - before.total);
+}
+
 /** The first line of a file under /sys, or undefined where there is none (not Linux, no such driver). */
 function sysValue(path) {
   try {
@@ -236,6 +258,8 @@ function scavengeRecorder(stream) {
 
 module.exports = {
   scavengeRecorder,
+  cpuTicks,
+  stealPct,
   arg,
   parseVariant,
   cpuMs,

@@ -8,7 +8,7 @@
 const { spawnSync } = require('node:child_process');
 const { mkdirSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { findNode20, findNode24, machine, major } = require('./lib');
+const { cpuTicks, findNode20, findNode24, machine, major, stealPct } = require('./lib');
 
 /** Re-runs this script on Node 24 when this is another runtime; returns its exit code, or undefined to go on here. */
 function onNode24() {
@@ -61,10 +61,16 @@ async function main() {
     eventloop: (o) => require('./eventloop').run(o),
     context: (o) => require('./context').run(o),
   };
+  // The host's share of CPU time (steal) over each scenario group and the whole run: on a shared VM
+  // it comes in slices of milliseconds that land in the p99s, and it changes from hour to hour.
+  const steal = {};
+  const runTicks = cpuTicks();
   for (const [name, run] of Object.entries(scenarios)) {
     if (only && !only.split(',').includes(name)) continue;
     process.stderr.write(`bench: ${name} scenarios on ${process.version}…\n`);
+    const ticks = cpuTicks();
     results.push(...(await run({ runs, quick })));
+    steal[name] = stealPct(ticks, cpuTicks());
   }
   for (const r of results) r.verdict = verdict(r);
   const resultsOut = process.argv.find((a) => a.startsWith('--results-out='))?.slice(14);
@@ -73,7 +79,9 @@ async function main() {
     writeFileSync(resultsOut, JSON.stringify({ node: process.version, results }));
     return;
   }
-  await beside20(results, { quick, only });
+  const ticks20 = cpuTicks();
+  if (await beside20(results, { quick, only })) steal['gateway on Node 20'] = stealPct(ticks20, cpuTicks());
+  steal.run = stealPct(runTicks, cpuTicks());
   if (only) {
     // A partial run keeps the other scenarios' last figures, marked with the date they were taken.
     try {
@@ -92,6 +100,7 @@ async function main() {
     date: new Date().toISOString(),
     node: process.version,
     machine: machine(),
+    ...(steal.run !== undefined ? { steal_pct: steal } : {}),
     quick,
     runs,
     ...(only ? { only } : {}),
@@ -110,7 +119,8 @@ async function main() {
 /**
  * Node 20's figures beside Node 24's: the gateway scenario (every hot-path target) run again, on the
  * Node 20 this machine has, in a child process after Node 24's, and attached to the rows by name as
- * `node20`. Skipped with --no-node20, or when there is no Node 20 (or this is not Node 24).
+ * `node20`. Skipped with --no-node20, or when there is no Node 20 (or this is not Node 24). Resolves
+ * true when the Node 20 run completed.
  */
 async function beside20(results, { quick, only }) {
   if (process.argv.includes('--no-node20') || major(process.version) !== 24) return;
@@ -133,6 +143,7 @@ async function beside20(results, { quick, only }) {
     const x = byName.get(row.scenario);
     if (x) row.node20 = { node: side.node, median: x.median, min: x.min, max: x.max, verdict: x.verdict };
   }
+  return true;
 }
 
 /** How the machine's idle CPUs wait, from bench/lib.js `machine()`: it moves the sequential rows. */
@@ -145,6 +156,15 @@ function idleCpus(m) {
     : `the haltpoll driver, polling up to ${m.guest_halt_poll_ns} ns before it halts`;
 }
 
+/** The line on the CPU time the host took (steal) while the bench ran, from `steal_pct`. */
+function hostSteal(steal) {
+  const pct = (x) => (x === undefined ? '–' : `${x.toFixed(1)} %`);
+  const parts = Object.entries(steal)
+    .filter(([k]) => k !== 'run')
+    .map(([k, x]) => `${k} ${pct(x)}`);
+  return `CPU time the host took while the bench ran (steal, from /proc/stat): ${pct(steal.run)} of the machine's (${parts.join(', ')}); a virtual CPU the host takes waits milliseconds, so the p99 rows move with it.`;
+}
+
 function render(out) {
   const { results, quick, runs } = out;
   const m = out.machine;
@@ -155,6 +175,7 @@ function render(out) {
     '',
     `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
     ...(m.cpuidle ? [`Idle CPUs: ${idleCpus(m)}.`] : []),
+    ...(out.steal_pct ? [hostSteal(out.steal_pct)] : []),
     `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s${out.only ? ` (this run measured only: ${out.only}; the rows marked "taken" are from an earlier run)` : ''}.`,
     ...(results.some((r) => r.scenario.startsWith('runtime.'))
       ? [

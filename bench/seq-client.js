@@ -2,7 +2,8 @@
 'use strict';
 // A separate-process client for sequential latency with microsecond resolution (autocannon
 // reports whole milliseconds). argv: URL, count, then a JSON of {headers, body, warmup}.
-// Prints {"p50": ms, "p99": ms, "ttfb_p50": ms, "errors": n}.
+// Prints {"p50": ms, "p99": ms, "ttfb_p50": ms, "errors": n, "steal_pct": %}: steal_pct is the share
+// of the machine's CPU time the hypervisor took while the measured requests ran (Linux only).
 //
 // With `bodies` (a list) in place of `body`, request i sends bodies[i % bodies.length]: kinds of
 // request interleaved one by one, so that each sees the same machine and the same process at the
@@ -15,6 +16,7 @@
 const { writeFileSync } = require('node:fs');
 const { performance } = require('node:perf_hooks');
 const { Agent, request } = require('undici');
+const { cpuTicks, stealPct } = require('./lib');
 
 async function main() {
   const [url, countArg, optsArg] = process.argv.slice(2);
@@ -30,7 +32,10 @@ async function main() {
   // opts.clockFile: each measured request's send and first-byte times on the machine's monotonic
   // clock (ns, as strings), for bench/timeline.js to line up with Vega's own.
   const clock = [];
+  // The host's share of the machine's CPU time over the measured requests (see lib.js cpuTicks).
+  let ticks;
   for (let i = 0; i < count + warmup; i++) {
+    if (i === warmup) ticks = cpuTicks();
     const t0 = performance.now();
     const sentNs = opts.clockFile ? process.hrtime.bigint() : 0n;
     let firstNs = 0n;
@@ -64,7 +69,14 @@ async function main() {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
   };
-  const out = { p50: pct(times, 50), p99: pct(times, 99), ttfb_p50: pct(ttfb, 50), errors };
+  const steal = stealPct(ticks, cpuTicks());
+  const out = {
+    p50: pct(times, 50),
+    p99: pct(times, 99),
+    ttfb_p50: pct(ttfb, 50),
+    errors,
+    ...(steal !== undefined ? { steal_pct: steal } : {}),
+  };
   if (opts.bodies) out.by_body = byBody.map((b) => ({ p50: pct(b.times, 50), p99: pct(b.times, 99), ttfb_p50: pct(b.ttfb, 50) }));
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

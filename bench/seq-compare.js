@@ -55,13 +55,19 @@ async function main() {
     }
     const ms = (x) => x.toFixed(3);
     console.log(`${rounds} rounds of ${n} sequential chats after ${warmup} warm, ${process.version}`);
+    // The host's share of CPU time while each run was measured (seq-client.js): a p99 moves with it.
+    const steal = (k) => runs[k].map((s) => (s.steal_pct === undefined ? '–' : s.steal_pct.toFixed(1))).join(', ');
     console.log(
-      `upstream alone: p50 ${ms(median(runs.upstream.map((s) => s.p50)))} ms, p99 ${ms(median(runs.upstream.map((s) => s.p99)))} ms`,
+      `upstream alone: p50 ${ms(median(runs.upstream.map((s) => s.p50)))} ms, p99 ${ms(median(runs.upstream.map((s) => s.p99)))} ms; host steal per round ${steal('upstream')} %`,
     );
-    console.log('\n| added over the upstream (ms) | p50 | p99 | p50 per round |\n|---|---|---|---|');
+    console.log(
+      '\n| added over the upstream (ms) | p50 | p99 | p50 per round | p99 per round | host steal per round, % |\n|---|---|---|---|---|---|',
+    );
     for (const k of ['vega', 'portkey', 'floor']) {
       const added = (q) => runs[k].map((s, i) => s[q] - runs.upstream[i][q]);
-      console.log(`| ${k} | ${ms(median(added('p50')))} | ${ms(median(added('p99')))} | ${added('p50').map(ms).join(', ')} |`);
+      console.log(
+        `| ${k} | ${ms(median(added('p50')))} | ${ms(median(added('p99')))} | ${added('p50').map(ms).join(', ')} | ${added('p99').map(ms).join(', ')} | ${steal(k)} |`,
+      );
     }
   } finally {
     for (const p of procs.reverse()) await p.stop();

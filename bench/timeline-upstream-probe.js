@@ -3,10 +3,19 @@
 // production: stamps each POST /api/chat by the machine's monotonic clock when its request event
 // fires and when the first bytes of its answer are handed to the socket, so the upstream's leg of a
 // chat splits into the way there, the upstream's own turn and the way back. At exit, writes the
-// stamps as JSON to UPSTREAM_TIMELINE_FILE.
+// stamps as JSON to UPSTREAM_TIMELINE_FILE, with the upstream's own GC pauses on the same clock
+// (a pause there holds the way there or back, not Vega).
 const http = require('node:http');
 const net = require('node:net');
 const { writeFileSync } = require('node:fs');
+const { performance, PerformanceObserver } = require('node:perf_hooks');
+
+// performance.now() -> the monotonic clock in ns, for the GC entries' start times.
+const originNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
+const gcs = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcs.push({ startNs: String(originNs + BigInt(Math.round(e.startTime * 1e6))), ms: e.duration });
+}).observe({ entryTypes: ['gc'] });
 
 const rows = [];
 const emit = http.Server.prototype.emit;
@@ -25,5 +34,5 @@ net.Socket.prototype._writeGeneric = function () {
   return writeGeneric.apply(this, arguments);
 };
 process.on('exit', () => {
-  if (process.env.UPSTREAM_TIMELINE_FILE) writeFileSync(process.env.UPSTREAM_TIMELINE_FILE, JSON.stringify(rows));
+  if (process.env.UPSTREAM_TIMELINE_FILE) writeFileSync(process.env.UPSTREAM_TIMELINE_FILE, JSON.stringify({ rows, gcs }));
 });

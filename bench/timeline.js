@@ -32,6 +32,7 @@ const floor = arg('target', 'vega') === 'floor';
 /** The median of the defined values (a step some requests do not reach is left out of its own). */
 const median = (xs) => medianOf(xs.filter((x) => x !== undefined));
 const ms = (x) => (x === undefined ? '–' : x.toFixed(3));
+const pct = (x) => (x === undefined ? '–' : `${x.toFixed(1)} %`);
 
 const STEPS = [
   ['created', 'outbound request created (auth, body, validation, pipeline, spans)'],
@@ -117,7 +118,7 @@ async function main() {
   }
   const { rows: all, gcs } = JSON.parse(readFileSync(file, 'utf8'));
   const client = JSON.parse(readFileSync(clockFile, 'utf8'));
-  const upstreamRows = JSON.parse(readFileSync(upstreamFile, 'utf8'));
+  const { rows: upstreamRows, gcs: upstreamGcs } = JSON.parse(readFileSync(upstreamFile, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
   const rows = all.slice(warmup).filter((r) => r.end !== undefined);
   // Both clocks are the machine's monotonic one: the legs on the wire and in the other processes.
@@ -131,9 +132,17 @@ async function main() {
   all.slice(warmup).forEach((r, i, measured) => {
     const u = upMatched ? upstreamRows[warmup + i] : undefined;
     if (u?.writeNs && r.bodySentNs && r.upstreamHeadersNs) {
-      legs.toUpstream.push(ns(r.bodySentNs, u.arrivedNs));
-      legs.upstreamTurn.push(ns(u.arrivedNs, u.writeNs));
-      legs.fromUpstream.push(ns(u.writeNs, r.upstreamHeadersNs));
+      // Kept on the row too, so the slowest chats show which leg of their wait was long.
+      r.up = [ns(r.bodySentNs, u.arrivedNs), ns(u.arrivedNs, u.writeNs), ns(u.writeNs, r.upstreamHeadersNs)];
+      // Whether one of the upstream's GC pauses overlapped this chat's wait for it.
+      const [from, to] = [BigInt(r.bodySentNs), BigInt(r.upstreamHeadersNs)];
+      r.upGc = upstreamGcs.some((g) => {
+        const start = BigInt(g.startNs);
+        return start < to && start + BigInt(Math.round(g.ms * 1e6)) > from;
+      });
+      legs.toUpstream.push(r.up[0]);
+      legs.upstreamTurn.push(r.up[1]);
+      legs.fromUpstream.push(r.up[2]);
     }
     const c = client[i];
     const prev = measured[i - 1];
@@ -145,7 +154,8 @@ async function main() {
   const typical = Object.fromEntries(STEPS.map(([k]) => [k, median(rows.map((r) => r[k]))]));
   const out = [
     `${rows.length} sequential ${stream ? 'streamed' : 'complete'} chats after ${warmup} warm, ${process.version}${floor ? ', through the floor proxy (read "Vega" below as the floor proxy)' : ''}`,
-    `client: Vega p50 ${ms(vegaRun.p50)} ms, first chunk ${ms(vegaRun.ttfb_p50)}; the upstream alone p50 ${ms(direct.p50)}, first chunk ${ms(direct.ttfb_p50)}`,
+    `client: Vega p50 ${ms(vegaRun.p50)} ms, p99 ${ms(vegaRun.p99)}, first chunk ${ms(vegaRun.ttfb_p50)}; the upstream alone p50 ${ms(direct.p50)}, p99 ${ms(direct.p99)}, first chunk ${ms(direct.ttfb_p50)}`,
+    `CPU time the host took while measured (steal): ${pct(vegaRun.steal_pct)} through Vega, ${pct(direct.steal_pct)} for the upstream alone`,
     '',
     '| step | ms after the request event (median) |',
     '|---|---|',
@@ -181,6 +191,10 @@ async function main() {
   out.push(
     `inserts over 1 ms: ${inserts.filter((x) => x > 1).length}, over 2 ms: ${inserts.filter((x) => x > 2).length}, over 4 ms: ${inserts.filter((x) => x > 4).length} (of ${inserts.length})`,
   );
+  const upLegs = rows.filter((r) => r.up);
+  out.push(
+    `the upstream's legs over 1 ms: to it ${upLegs.filter((r) => r.up[0] > 1).length}, its turn ${upLegs.filter((r) => r.up[1] > 1).length}, back ${upLegs.filter((r) => r.up[2] > 1).length} (of ${upLegs.length}); chats whose wait for the upstream had one over 1 ms and overlapped a GC pause of the upstream's: ${upLegs.filter((r) => r.upGc && r.up.some((x) => x > 1)).length}`,
+  );
   const slow = [...rows].sort((a, b) => b.end - a.end).slice(0, Math.max(1, Math.ceil(rows.length / 100)));
   const counts = new Map();
   for (const r of slow) counts.set(cause(r, typical), (counts.get(cause(r, typical)) ?? 0) + 1);
@@ -189,13 +203,13 @@ async function main() {
     `the slowest 1% (${slow.length}, answer ended ${ms(slow.at(-1).end)}-${ms(slow[0].end)} ms against a median of ${ms(typical.end)}), by where most of the extra time went:`,
     ...[...counts].sort((a, b) => b[1] - a[1]).map(([c, k]) => `  ${k}  ${c}`),
     '',
-    '| answer ended | outbound body sent | upstream headers | loop busy in that wait | insert | loop idle after |',
-    '|---|---|---|---|---|---|',
+    '| answer ended | outbound body sent | upstream headers | loop busy in that wait | to the upstream | its turn | back | insert | loop idle after |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...slow.map(
       (r) =>
-        `| ${ms(r.end)} | ${ms(r.bodySent)} | ${ms(r.upstreamHeaders)} | ${ms(r.waitActive)} | ${ms(
-          r.insertDone !== undefined ? r.insertDone - r.insertCalled : undefined,
-        )} | ${ms(r.idleAfterEnd)} |`,
+        `| ${ms(r.end)} | ${ms(r.bodySent)} | ${ms(r.upstreamHeaders)} | ${ms(r.waitActive)} | ${ms(r.up?.[0])} | ${ms(r.up?.[1])} | ${ms(
+          r.up?.[2],
+        )} | ${ms(r.insertDone !== undefined ? r.insertDone - r.insertCalled : undefined)} | ${ms(r.idleAfterEnd)} |`,
     ),
   );
   process.stdout.write(`${out.join('\n')}\n`);
