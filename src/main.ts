@@ -5,6 +5,7 @@ import { ConversationRepository } from './db/conversations';
 import { StartFailed, startService } from './lifecycle';
 import { verify } from './verify';
 import { createLogger, type Logger } from './telemetry/logger';
+import { tuneV8Tiering } from './v8-tiering';
 
 const USAGE = `usage: vega <command> [options]
 
@@ -76,6 +77,9 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   }
   const logger = createLogger(report.config.logLevel);
   routeWarningsToLog(logger);
+  // Before the first request: the chat path is compiled by V8's optimizing tier early in a run.
+  const v8Flags = tuneV8Tiering(report.config.v8TurbofanAfterCalls);
+  if (v8Flags.length > 0) logger.info({ v8_flags: v8Flags }, `V8: optimizing compiler after ${report.config.v8TurbofanAfterCalls} calls`);
   for (const w of report.warnings) logger.warn({ variable: w.variable }, `config: ${w.variable} ${w.message}`);
   let service;
   try {

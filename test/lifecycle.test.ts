@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { DEFAULT_TURBOFAN_AFTER_CALLS } from '../src/v8-tiering';
 import { eventually, postJson, ROOT, runVega, startVega, jsonOf, TEST_KEY, type VegaProcess } from './support/vega-process';
 
 describe('shutdown', () => {
@@ -119,6 +120,13 @@ describe('GC on demand (POST /admin/performance/memory/gc) as the service is sta
       // The running node's own command line (for bin/vega, what `env -S` made of its first line).
       const words = readFileSync(`/proc/${vega.child.pid}/cmdline`, 'utf8').split('\0');
       expect(words.filter((w) => w.startsWith('--'))).toEqual(SHIPPED_FLAGS);
+      // And what the server sets for itself at start: V8's optimizing tier early in a run, on Node 24.
+      const system = (await (await fetch(`${vega.url}/admin/diagnostics/system`, { headers: { 'x-api-key': TEST_KEY } })).json()) as {
+        process: { v8_flags_set: string[] };
+      };
+      expect(system.process.v8_flags_set).toEqual(
+        Number(process.versions.node.split('.')[0]) >= 24 ? [`--invocation-count-for-turbofan=${DEFAULT_TURBOFAN_AFTER_CALLS}`] : [],
+      );
       const res = await fetch(`${vega.url}/admin/performance/memory/gc`, { method: 'POST', headers: { 'x-api-key': TEST_KEY } });
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ ran: true, before_rss_mb: expect.any(Number), after_rss_mb: expect.any(Number) });

@@ -99,6 +99,8 @@ export const configSchema = z.object({
   DB_BATCH_MAX_DELAY_MS: number(0, 10_000, 0),
   DB_QUEUE_MAX: number(1, 10_000_000, 10_000, true),
   SQLITE_CHECKPOINT_EVERY_ROWS: number(0, 1_000_000, 32, true),
+  /** Calls before V8 compiles a function with TurboFan, as the server runs (0: V8's own tiering). */
+  V8_TURBOFAN_AFTER_CALLS: number(0, 1_000_000, 400, true),
   /** `commit`: a chat answers once its conversation is committed. `async`: once it is queued (a crash loses the queue). */
   CONVERSATION_DURABILITY: z.preprocess(
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() || undefined : v),
@@ -256,6 +258,8 @@ export interface Config {
   readonly slowQueryMs: number;
   /** SQLite file: a background WAL checkpoint every this many committed rows (0: SQLite's own, on the commit path). */
   readonly sqliteCheckpointEveryRows: number;
+  /** Calls before V8's optimizing compiler takes a function, set at start on Node 24 and later (0: V8's own). */
+  readonly v8TurbofanAfterCalls: number;
   readonly batch: {
     readonly maxBatch: number;
     readonly maxDelayMs: number;

@@ -177,6 +177,7 @@ function toConfig(raw: RawConfig, baseUrl: string, fallbacks: readonly FallbackS
     logLevel: raw.LOG_LEVEL,
     slowQueryMs: raw.SLOW_QUERY_MS,
     sqliteCheckpointEveryRows: raw.SQLITE_CHECKPOINT_EVERY_ROWS,
+    v8TurbofanAfterCalls: raw.V8_TURBOFAN_AFTER_CALLS,
     batch: {
       maxBatch: raw.DB_BATCH_MAX_SIZE,
       maxDelayMs: raw.DB_BATCH_MAX_DELAY_MS,

@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { fdLimits, memAvailableBytes, openFdCount, tcpSockets, threadCount } from './kernel-stats';
+import { v8FlagsSet } from '../v8-tiering';
 
 export type ResourceStatus = 'healthy' | 'warning' | 'error';
 
@@ -122,6 +123,8 @@ export async function systemSnapshot(dataDir: string | undefined): Promise<Syste
       pid: process.pid,
       uptime_s: Math.round(process.uptime()),
       node: process.version,
+      // The V8 flags Vega set for itself at start (src/v8-tiering.ts); node's own are on its command line.
+      v8_flags_set: [...v8FlagsSet()],
       platform: `${process.platform}/${process.arch}`,
       started_at: new Date(Date.now() - process.uptime() * 1000).toISOString(),
     },
