@@ -78,8 +78,12 @@ async function runServer(env: Record<string, string | undefined>): Promise<numbe
   const logger = createLogger(report.config.logLevel);
   routeWarningsToLog(logger);
   // Before the first request: the chat path is compiled by V8's optimizing tier early in a run.
-  const v8Flags = tuneV8Tiering(report.config.v8TurbofanAfterCalls);
-  if (v8Flags.length > 0) logger.info({ v8_flags: v8Flags }, `V8: optimizing compiler after ${report.config.v8TurbofanAfterCalls} calls`);
+  const tiering = tuneV8Tiering(report.config.v8TurbofanAfterCalls);
+  if ('flag' in tiering)
+    logger.info({ v8_flags: [tiering.flag] }, `V8: optimizing compiler after ${report.config.v8TurbofanAfterCalls} calls`);
+  else if (tiering.skipped === 'command_line') logger.info("V8: node's command line sets the optimizing compiler's threshold");
+  else if (tiering.skipped === 'node_version' && env.V8_TURBOFAN_AFTER_CALLS?.trim())
+    logger.warn({ node: process.version }, 'V8_TURBOFAN_AFTER_CALLS applies on Node 24 and later; V8 keeps its own tiering');
   for (const w of report.warnings) logger.warn({ variable: w.variable }, `config: ${w.variable} ${w.message}`);
   let service;
   try {

@@ -14,39 +14,37 @@ export const DEFAULT_TURBOFAN_AFTER_CALLS = 400;
 
 const FLAG = '--invocation-count-for-turbofan';
 
-/** The flags {@link tuneV8Tiering} set in this process. */
-const applied: string[] = [];
+/** Why the server left V8's own tiering: asked to (0), a Node it was not measured on, or node's command line sets it. */
+export type TieringSkipped = 'off' | 'node_version' | 'command_line';
 
 /**
- * The V8 flag the server sets for itself, or undefined to leave V8's own tiering: with `calls` 0;
- * on Node before 24, whose V8 may not have the flag (Node 20's does not, and would print an error
- * for it); and when node's own command line sets it (V8 reads `_` and `-` in a flag's name alike),
- * as the operator's choice wins.
+ * The V8 flag the server sets for itself, or why it leaves V8's own tiering: with `calls` 0; on
+ * Node before 24 (Node 20's V8 has no such flag and would print an error for it; Node 22's was not
+ * measured); and when node's own command line sets it, as the operator's choice wins (V8 reads a
+ * flag with one dash or two, and `_` or `-` in its name, alike).
  */
-export function tieringFlag(calls: number, nodeMajor: number, execArgv: readonly string[]): string | undefined {
-  if (calls === 0 || nodeMajor < 24) return undefined;
-  const given = execArgv.some((a) => {
-    const name = a.split('=', 1)[0]!.replace(/_/g, '-');
-    return name === FLAG || name === `--no-${FLAG.slice(2)}`;
-  });
-  return given ? undefined : `${FLAG}=${calls}`;
+export function tieringFlag(calls: number, nodeMajor: number, execArgv: readonly string[]): { flag: string } | { skipped: TieringSkipped } {
+  if (calls === 0) return { skipped: 'off' };
+  if (nodeMajor < 24) return { skipped: 'node_version' };
+  const given = execArgv.some((a) => a.split('=', 1)[0]!.replace(/^-+/, '--').replace(/_/g, '-') === FLAG);
+  return given ? { skipped: 'command_line' } : { flag: `${FLAG}=${calls}` };
 }
 
+let decided: ReturnType<typeof tieringFlag> | undefined;
+
 /**
- * Sets {@link tieringFlag} for this process, once, before the server takes requests: V8 reads it
- * for every function whose budget it sets from then on. Returns the flags set.
+ * Decides {@link tieringFlag} for this process once, before the server takes requests, and sets the
+ * flag if there is one: V8 reads it for every function whose budget it sets from then on. Later
+ * calls return the first decision and set nothing.
  */
-export function tuneV8Tiering(calls: number): readonly string[] {
-  if (applied.length > 0) return applied;
-  const flag = tieringFlag(calls, Number(process.versions.node.split('.')[0]), process.execArgv);
-  if (flag) {
-    setFlagsFromString(flag);
-    applied.push(flag);
-  }
-  return applied;
+export function tuneV8Tiering(calls: number): ReturnType<typeof tieringFlag> {
+  if (decided) return decided;
+  decided = tieringFlag(calls, Number(process.versions.node.split('.')[0]), process.execArgv);
+  if ('flag' in decided) setFlagsFromString(decided.flag);
+  return decided;
 }
 
 /** The V8 flags this process set for itself at run time (none before {@link tuneV8Tiering} runs). */
 export function v8FlagsSet(): readonly string[] {
-  return applied;
+  return decided && 'flag' in decided ? [decided.flag] : [];
 }
