@@ -47,11 +47,13 @@ async function main() {
       const d = await seq(`${upstream.url}/api/chat`, n, { ...direct, warmup });
       add('upstream', 'p50', d.p50);
       add('upstream', 'p99', d.p99);
+      if (d.steal_pct !== undefined) add('upstream', 'steal', d.steal_pct);
       const ds = await seq(`${upstream.url}/api/chat`, Math.ceil(n / 3), { ...direct, body: { ...direct.body, stream: true }, warmup });
       add('upstream', 'ttfc', ds.ttfb_p50);
       const f = await seq(`${floor.url}/chat`, n, { headers: { 'content-type': 'application/json' }, body: CHAT, warmup });
       add('floor proxy', 'p50', f.p50);
       add('floor proxy', 'p99', f.p99);
+      if (f.steal_pct !== undefined) add('floor proxy', 'steal', f.steal_pct);
       for (const v of rotated(variants, r)) {
         const env = { LLM_BASE_URL: upstream.url, ...MISS };
         for (const [k, val] of Object.entries(v.env)) env[k] = val === 'sink' ? sink.url : val;
@@ -61,6 +63,7 @@ async function main() {
           if (s.errors) throw new Error(`${v.name}: ${s.errors} errors`);
           add(v.name, 'p50', s.p50);
           add(v.name, 'p99', s.p99);
+          if (s.steal_pct !== undefined) add(v.name, 'steal', s.steal_pct);
           // Vega's own CPU per chat, warm: steadier than latency on a shared machine, since time
           // spent descheduled does not count.
           const cpu0 = cpuMs(vega.child.pid);
@@ -91,14 +94,15 @@ async function main() {
   const fl = med(rows['floor proxy'].p50);
   const fmt = (x) => (x === undefined ? '–' : x.toFixed(3));
   const lines = [
-    `rounds ${rounds}, n ${n}, ${process.version}; upstream p50 ${fmt(up.p50)} ms, p99 ${fmt(up.p99)}, ttfc ${fmt(up.ttfc)}; floor proxy p50 ${fmt(fl)}`,
-    '| variant | +p50 over upstream | +p99 | +p50 over floor | +ttfc | CPU ms/chat | rps c=32 | spans dropped |',
-    '|---|---|---|---|---|---|---|---|',
+    `rounds ${rounds}, n ${n}, ${process.version}; upstream p50 ${fmt(up.p50)} ms, p99 ${fmt(up.p99)}, ttfc ${fmt(up.ttfc)}, host steal ${rows.upstream.steal ? `${med(rows.upstream.steal).toFixed(1)} %` : '–'}; floor proxy p50 ${fmt(fl)}`,
+    // steal: the CPU time the host took while the sequential chats were measured (bench/steal.js), median of the rounds.
+    '| variant | +p50 over upstream | +p99 | +p50 over floor | +ttfc | CPU ms/chat | rps c=32 | spans dropped | host steal % |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [name, x] of Object.entries(rows)) {
     if (name === 'upstream') continue;
     lines.push(
-      `| ${name} | ${fmt(med(x.p50) - up.p50)} | ${fmt(med(x.p99) - up.p99)} | ${fmt(med(x.p50) - fl)} | ${x.ttfc ? fmt(med(x.ttfc) - up.ttfc) : '–'} | ${x.cpu ? fmt(med(x.cpu)) : '–'} | ${x.rps ? med(x.rps).toFixed(0) : '–'} | ${x.dropped ? Math.max(...x.dropped) : '–'} |`,
+      `| ${name} | ${fmt(med(x.p50) - up.p50)} | ${fmt(med(x.p99) - up.p99)} | ${fmt(med(x.p50) - fl)} | ${x.ttfc ? fmt(med(x.ttfc) - up.ttfc) : '–'} | ${x.cpu ? fmt(med(x.cpu)) : '–'} | ${x.rps ? med(x.rps).toFixed(0) : '–'} | ${x.dropped ? Math.max(...x.dropped) : '–'} | ${x.steal ? med(x.steal).toFixed(1) : '–'} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(rows)}\n`);

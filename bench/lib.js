@@ -5,6 +5,7 @@ const { execFileSync } = require('node:child_process');
 const { readdirSync, readFileSync } = require('node:fs');
 const os = require('node:os');
 const { join, resolve } = require('node:path');
+const { cpuTicks, stealPct } = require('./steal');
 
 /** The value of a `--name=value` command-line option, or `fallback`. */
 function arg(name, fallback) {
@@ -58,28 +59,6 @@ function percentile(values, p) {
   const sorted = [...values].sort((a, b) => a - b);
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i];
-}
-
-/**
- * The machine's CPU time so far from /proc/stat's first line, in ticks: `steal` is the time the
- * hypervisor ran something else while a virtual CPU wanted to run, `total` all of it. Undefined
- * where there is no /proc/stat. On a VM shared with other guests, the host takes its time in
- * slices of milliseconds: a request that needs a CPU then waits that long, which shows in a p99.
- */
-function cpuTicks() {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal (guest and guest_nice are inside user and nice)
-    return { steal: f[7] ?? 0, total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The share of CPU time (%) the host took between two {@link cpuTicks} readings; undefined without both. */
-function stealPct(before, after) {
-  if (!before || !after || after.total <= before.total) return undefined;
-  return (100 * (after.steal - before.steal)) / (after.total - before.total);
 }
 
 /** The first line of a file under /sys, or undefined where there is none (not Linux, no such driver). */

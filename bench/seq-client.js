@@ -3,7 +3,8 @@
 // A separate-process client for sequential latency with microsecond resolution (autocannon
 // reports whole milliseconds). argv: URL, count, then a JSON of {headers, body, warmup}.
 // Prints {"p50": ms, "p99": ms, "ttfb_p50": ms, "errors": n, "steal_pct": %}: steal_pct is the share
-// of the machine's CPU time the hypervisor took while the measured requests ran (Linux only).
+// of the machine's CPU time the hypervisor took while the measured requests ran (bench/steal.js;
+// absent where the kernel does not count it).
 //
 // With `bodies` (a list) in place of `body`, request i sends bodies[i % bodies.length]: kinds of
 // request interleaved one by one, so that each sees the same machine and the same process at the
@@ -16,7 +17,7 @@
 const { writeFileSync } = require('node:fs');
 const { performance } = require('node:perf_hooks');
 const { Agent, request } = require('undici');
-const { cpuTicks, stealPct } = require('./lib');
+const { cpuTicks, stealPct } = require('./steal');
 
 async function main() {
   const [url, countArg, optsArg] = process.argv.slice(2);
@@ -32,7 +33,7 @@ async function main() {
   // opts.clockFile: each measured request's send and first-byte times on the machine's monotonic
   // clock (ns, as strings), for bench/timeline.js to line up with Vega's own.
   const clock = [];
-  // The host's share of the machine's CPU time over the measured requests (see lib.js cpuTicks).
+  // The host's share of the machine's CPU time over the measured requests (see steal.js).
   let ticks;
   for (let i = 0; i < count + warmup; i++) {
     if (i === warmup) ticks = cpuTicks();

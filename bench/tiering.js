@@ -1,9 +1,10 @@
 'use strict';
 // When V8 compiles Vega's code: Vega runs with `--trace-opt --trace-deopt`, one client sends the
 // bench's sequential cache-miss chats (its warm-up, then the measured ones, on one connection, as
-// `npm run bench` does), and this prints what V8 did inside the measured window (optimizations
-// completed, by tier, and deoptimizations) and how many optimizations completed in each second of
-// the run. A compile runs on one of V8's worker threads for 1-5 ms; while it runs, that thread
+// `npm run bench` does), and this prints what V8 did inside the measured window (compiles completed,
+// by tier, and deoptimizations) and how many TurboFan compiles completed in each second of the run,
+// counted from when Vega listens. V8 prints its trace with C's stdio, which a pipe would hold in
+// blocks of 4 KB: Vega runs under `stdbuf -oL`, so each line arrives when it is written. A compile runs on one of V8's worker threads for 1-5 ms; while it runs, that thread
 // holds a CPU that Vega's main thread or the upstream may be waiting for, so compiles inside the
 // window show in its p99.
 //
@@ -26,7 +27,10 @@ async function main() {
   const upstream = await startUpstream();
   try {
     const flags = [...SHIPPED_NODE_FLAGS, '--trace-opt', '--trace-deopt', ...extra].join(' ');
-    const vega = await startVega({ LLM_BASE_URL: upstream.url, ...MISS, ...envArg(), BENCH_NODE_FLAGS: flags });
+    const vega = await startVega(
+      { LLM_BASE_URL: upstream.url, ...MISS, ...envArg(), BENCH_NODE_FLAGS: `-oL ${process.execPath} ${flags}` },
+      { execPath: 'stdbuf' },
+    );
     // V8's trace lines, stamped on arrival by the machine's monotonic clock (the client's clock).
     const events = [];
     const started = process.hrtime.bigint();
@@ -58,10 +62,10 @@ async function main() {
     console.log(`${n} sequential chats after ${warmup} warm, ${process.version}, node flags: ${flags}`);
     console.log(`client: p50 ${s.p50.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms`);
     console.log(
-      `inside the measured window (${sec(from)}-${sec(to)} s after the start): ${count(/^\[completed optimizing.*TURBOFAN/)} TurboFan and ${count(/^\[completed optimizing.*MAGLEV/)} Maglev optimizations completed, ${count(/^\[bailout/)} deoptimizations`,
+      `inside the measured window (${sec(from)}-${sec(to)} s after Vega listened): ${count(/^\[completed optimizing.*TURBOFAN/)} TurboFan and ${count(/^\[completed compiling.*\(target MAGLEV\)/)} Maglev compiles completed, ${count(/^\[bailout/)} deoptimizations`,
     );
     console.log(
-      `optimizations completed per second since the start: ${Object.entries(perSecond)
+      `TurboFan compiles completed per second since Vega listened: ${Object.entries(perSecond)
         .map(([k, v]) => `${k}s ${v}`)
         .join(', ')}`,
     );
