@@ -4,9 +4,9 @@
 // `npm run bench` does), and this prints what V8 did inside the measured window (compiles completed,
 // by tier, and deoptimizations) and how many TurboFan compiles completed in each second of the run,
 // counted from when Vega listens. V8 prints its trace with C's stdio, which a pipe would hold in
-// blocks of 4 KB: Vega runs under `stdbuf -oL`, so each line arrives when it is written. A compile runs on one of V8's worker threads for 1-5 ms; while it runs, that thread
-// holds a CPU that Vega's main thread or the upstream may be waiting for, so compiles inside the
-// window show in its p99.
+// blocks of 4 KB: Vega runs under `stdbuf -oL`, so each line arrives when it is written. A compile can run on one of V8's worker threads for several milliseconds;
+// while it runs, that thread holds a CPU that Vega's main thread or the upstream may be waiting
+// for, so compiles inside the window show in its p99.
 //
 //   node bench/tiering.js [--warmup=2000] [--n=2000] [--node-flags="..."] [--env=NAME=VALUE,...]
 //   (`npm run build` first; --node-flags is added after the flags Vega ships with, e.g.

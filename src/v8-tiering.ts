@@ -7,8 +7,8 @@ import { setFlagsFromString } from 'node:v8';
  * chat path reached TurboFan only after about 13,000 chats (`node bench/tiering.js`), so a new
  * instance served those (over 20 minutes at ten chats a second) with the chat path in Maglev's less
  * optimized code, and compiled it on V8's worker threads while it served. 400 is the count V8 waits
- * for before Maglev, its middle tier: code hot enough for that goes on to TurboFan, within the
- * first 2,000 chats.
+ * for before Maglev, its middle tier: code hot enough for that goes on to TurboFan, most of it
+ * within the first 2,000 chats.
  */
 export const DEFAULT_TURBOFAN_AFTER_CALLS = 400;
 
