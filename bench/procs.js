@@ -65,7 +65,8 @@ const SHIPPED_NODE_FLAGS = require(join(ROOT, 'package.json'))
  * go to node (e.g. --cpu-prof); `execPath` is the node that runs it (default: the bench's own); `dist`
  * the build to run (default: this checkout's dist/; bench/ab.js passes a saved build to compare).
  * `traceGc` runs it with V8's GC trace (`--trace-gc-nvp`) and gives back `scavenges`, its minor
- * GCs as they happen (bench/lib.js scavengeRecorder).
+ * GCs as they happen (bench/lib.js scavengeRecorder). `launcher` is a command node runs under
+ * (e.g. `['stdbuf', '-oL']`); the pid is still node's when the launcher execs it.
  */
 async function startVega(
   env = {},
@@ -75,6 +76,7 @@ async function startVega(
     execPath = process.execPath,
     dist = process.env.BENCH_DIST ?? join(ROOT, 'dist'),
     traceGc = false,
+    launcher = [],
   } = {},
 ) {
   // BENCH_NODE_FLAGS (an A/B variant's setting, not passed to Vega) replaces the shipped flags.
@@ -104,7 +106,8 @@ async function startVega(
     ...env,
   };
   const args = [...nodeArgs, '--require', join(dist, 'telemetry', 'preload.js'), join(dist, 'main.js'), 'server'];
-  const child = spawn(execPath, args, { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...pre] = [...launcher, execPath];
+  const child = spawn(command, [...pre, ...args], { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const scavenges = traceGc ? scavengeRecorder(child.stdout) : undefined;
   let port;
   let err = '';

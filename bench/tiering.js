@@ -4,13 +4,15 @@
 // `npm run bench` does), and this prints what V8 did inside the measured window (compiles completed,
 // by tier, and deoptimizations) and how many TurboFan compiles completed in each second of the run,
 // counted from when Vega listens. V8 prints its trace with C's stdio, which a pipe would hold in
-// blocks of 4 KB: Vega runs under `stdbuf -oL`, so each line arrives when it is written. A compile can run on one of V8's worker threads for several milliseconds;
-// while it runs, that thread holds a CPU that Vega's main thread or the upstream may be waiting
-// for, so compiles inside the window show in its p99.
+// blocks of 4 KB: Vega runs under `stdbuf -oL`, so each line arrives when it is written. A compile
+// can run on one of V8's worker threads for several milliseconds; while it runs, that thread holds
+// a CPU that Vega's main thread or the upstream may be waiting for, so compiles inside the window
+// show in its p99.
 //
 //   node bench/tiering.js [--warmup=2000] [--n=2000] [--node-flags="..."] [--env=NAME=VALUE,...]
 //   (`npm run build` first; --node-flags is added after the flags Vega ships with, e.g.
-//   --node-flags=--invocation-count-for-turbofan=3000 for V8's default tiering)
+//   --node-flags=--invocation-count-for-turbofan=1000 to try another count; --env=V8_TURBOFAN_AFTER_CALLS=0
+//   for V8's own tiering: passing its documented default, 3000, does not reproduce it)
 const { readFileSync, rmSync, mkdtempSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
@@ -28,8 +30,8 @@ async function main() {
   try {
     const flags = [...SHIPPED_NODE_FLAGS, '--trace-opt', '--trace-deopt', ...extra].join(' ');
     const vega = await startVega(
-      { LLM_BASE_URL: upstream.url, ...MISS, ...envArg(), BENCH_NODE_FLAGS: `-oL ${process.execPath} ${flags}` },
-      { execPath: 'stdbuf' },
+      { LLM_BASE_URL: upstream.url, ...MISS, ...envArg(), BENCH_NODE_FLAGS: flags },
+      { launcher: ['stdbuf', '-oL'] },
     );
     // V8's trace lines, stamped on arrival by the machine's monotonic clock (the client's clock).
     const events = [];
