@@ -1,5 +1,4 @@
 import type { ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import type { Context } from 'koa';
 import { StreamClosed } from '../errors';
 import { createCounter, INSTRUMENTS } from '../telemetry/instruments';
@@ -23,24 +22,25 @@ let closedCounter: ReturnType<typeof createCounter> | undefined;
 const GRACE_MS = 1000;
 
 /**
- * Watches a streamed response. A client that stops reading fills the socket's buffer: the body
- * stops being pulled, the backpressure buffer fills, and the backend connection sits idle but
- * held, for as long as the client likes (undici does not time out a paused body, and Node's
- * server has no write timeout). So: when the response has needed a drain for `stallMs`, or the
- * stream has run `maxMs` in all, the body is stopped (which cancels the backend call and frees
- * its connection), an `error` event is written, and the socket is closed after a short grace.
+ * Watches a streamed response. A client that stops reading fills the socket's buffer: the relay
+ * waits for a drain, the stream buffer fills, and the backend connection sits idle but held, for
+ * as long as the client likes (undici does not time out a paused body, and Node's server has no
+ * write timeout). So: when the response has needed a drain for `stallMs`, or the stream has run
+ * `maxMs` in all, `stop` is called (the relay stops pulling frames and closes the frames'
+ * iterator, which cancels the backend call and frees its connection), an `error` event is
+ * written, and the socket is closed after a short grace.
  */
-export function guardStream(res: ServerResponse, body: Readable, opts: StreamGuardOptions): void {
+function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOptions): void {
   const started = Date.now();
   let stalledSince: number | undefined;
   const tick = Math.max(10, Math.min(1000, opts.stallMs / 4, opts.maxMs / 4));
   const timer = setInterval(check, tick);
-  const stop = () => clearInterval(timer);
-  onResponseClose(res, stop); // shared: a stream's response is near Node's 10-listener warning
-  res.once('finish', stop);
+  const clear = () => clearInterval(timer);
+  onResponseClose(res, clear);
+  res.once('finish', clear);
 
   function check(): void {
-    if (res.writableEnded || res.destroyed) return stop();
+    if (res.writableEnded || res.destroyed) return clear();
     const now = Date.now();
     if (now - started >= opts.maxMs) return close(new StreamClosed('deadline', opts.maxMs));
     if (res.writableNeedDrain) {
@@ -52,11 +52,10 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
   }
 
   function close(err: StreamClosed): void {
-    stop();
+    clear();
     (closedCounter ??= createCounter(INSTRUMENTS.streamsClosed)).add(1, { reason: err.code === 'stream_stalled' ? 'stalled' : 'deadline' });
     opts.onClose?.(err);
-    body.unpipe(res);
-    body.destroy(); // stops the relay: the backend call is cancelled and its connection freed
+    stop();
     if (!res.destroyed) {
       res.end(opts.errorFrame(err));
       setTimeout(() => {
@@ -66,34 +65,88 @@ export function guardStream(res: ServerResponse, body: Readable, opts: StreamGua
   }
 }
 
+/** Whether a frame can still be written: not ended (by the relay or the guard), not destroyed. */
+const writable = (res: ServerResponse): boolean => !res.writableEnded && !res.destroyed;
+
 /**
- * Makes `frames` a streamed response's body, guarded by {@link guardStream}, and sends its first
- * frame (with the headers) from the route itself, before the route returns. Through Koa alone the
- * first frame would wait for every middleware's way back and then for the body's pipe to start
- * reading: about 30 us at the median of a sequential stream on Node 24 (bench/analysis.md), added
- * to every stream's time to first chunk. The rest of the frames follow through the pipe, with its
- * backpressure and Node's batching (a burst of a thousand events is not a thousand packets). The
- * status and headers must be set before this is called.
+ * Sends `frames` as a streamed response's body, guarded by {@link guardStream}. The status and
+ * headers must be set before this is called; Koa does not send this response (`ctx.respond` is
+ * false): the relay writes each frame as the iterator gives it, waits for a drain when the
+ * response's buffer is full, and ends the response after the last one.
  *
- * Node's response corks itself on a write and uncorks on the next tick, and a tick queued from a
- * promise continuation runs only once every pending continuation has: the first frame would
- * wait for the rest of the relay's work (when the upstream's burst held the whole answer, until the
- * conversation was stored). So it is uncorked at once. The response's own cork, not its socket's:
- * Node 20 corks the socket, but newer lines (Node 24 here) cork the response and hold a chunked
- * body's frames in it, where uncorking the socket does not reach them. The response's `uncork`
- * releases whichever it is.
+ * - The first frame, with the headers, goes out as soon as it is made, from the route, not after
+ *   every middleware's way back. Node's response corks itself on a write and uncorks on the next
+ *   tick, and a tick queued from a promise continuation runs only once every pending continuation
+ *   has: the first frame would wait for the rest of the relay's work (when the upstream's burst
+ *   held the whole answer, until the conversation was stored). So it is uncorked at once. The
+ *   response's own cork, not its socket's: Node 20 corks the socket, but newer lines (Node 24
+ *   here) cork the response and hold a chunked body's frames in it, where uncorking the socket
+ *   does not reach them. The response's `uncork` releases whichever it is.
+ * - The later frames keep Node's cork: a burst (one read from the backend carrying many events)
+ *   leaves in one write, not a packet per frame, and the last frame leaves with the end of the
+ *   body, in one write, when the iterator finishes without waiting on anything.
+ * - Through Koa (a `Readable.from` of the frames piped into the response) each frame also went
+ *   through the stream's buffering, and the end of the body was a separate write a tick or more
+ *   after the last frame; the pipeline's own teardown ran after the answer, where it delays the
+ *   next request on a keep-alive connection (bench/analysis.md).
+ *
+ * When the client leaves or the guard closes the stream, the relay stops pulling and closes the
+ * iterator (its `finally` blocks store the conversation as failed and cancel the backend call).
+ * An error thrown by the iterator before anything was sent goes to the error handler as any
+ * route's would; after, the response is destroyed and the error rethrown (the error handler logs
+ * it; the frames' generators turn every designed failure into an `error` frame themselves).
  */
-export async function relayStream(ctx: Context, frames: AsyncIterableIterator<string>, opts: StreamGuardOptions): Promise<void> {
+export async function relayStream(ctx: Context, frames: AsyncIterator<string>, opts: StreamGuardOptions): Promise<void> {
   const res = ctx.res;
-  // Readable.from continues the same iterator: once the first frame is taken here, from the
-  // second on. It reads nothing until Koa pipes it, and the guard watches from now (a first frame
-  // that is long in coming still meets the stream's deadline).
-  const body = Readable.from(frames, { objectMode: false });
-  guardStream(res, body, opts);
-  const first = await frames.next();
-  ctx.body = body;
-  if (first.done === true || res.destroyed || res.writableEnded) return;
-  const corked = res.writableCorked;
-  res.write(first.value);
-  if (res.writableCorked > corked) res.uncork();
+  ctx.respond = false;
+  let stopped = false;
+  // Ends a wait for a drain early: the guard stopped the stream, or the response closed.
+  let wake: (() => void) | undefined;
+  const wakeUp = () => wake?.();
+  onResponseClose(res, wakeUp);
+  guardStream(
+    res,
+    () => {
+      stopped = true;
+      wakeUp();
+    },
+    opts,
+  );
+  let sent = false;
+  let finished = false;
+  try {
+    while (!stopped && writable(res)) {
+      const next = await frames.next();
+      if (next.done === true) {
+        finished = true;
+        break;
+      }
+      if (stopped || !writable(res)) break;
+      const corked = res.writableCorked;
+      const room = res.write(next.value);
+      if (!sent) {
+        sent = true;
+        if (res.writableCorked > corked) res.uncork();
+      }
+      if (!room && !stopped && writable(res)) {
+        const drained = new Promise<void>((resolve) => (wake = resolve));
+        res.once('drain', wakeUp);
+        await drained;
+        res.off('drain', wakeUp);
+        wake = undefined;
+      }
+    }
+  } catch (err) {
+    if (!res.headersSent)
+      ctx.respond = true; // nothing sent yet: the error handler answers
+    else res.destroy();
+    throw err;
+  }
+  if (!finished) {
+    // Stopped early (the client left, the guard closed the stream): the iterator's `finally`
+    // blocks store the conversation and cancel the backend call.
+    await frames.return?.();
+    return;
+  }
+  if (writable(res)) res.end();
 }

@@ -39,24 +39,6 @@ export function untracedContext(): Context {
   return UNTRACED;
 }
 
-/**
- * `source` with every step (`next`, `return`, `throw`) run in `ctx` (the active context when
- * called). A streamed reply's generator is driven by the response stream: a step may start from a
- * socket event (the client's socket drained, or closed), which runs outside the request's context,
- * and the generator (and every generator it reads from) would carry on there: its spans in a trace
- * of their own, its log lines without ids. Pinned, each step starts in the request's context
- * whoever calls it. A plain object, not another generator: no extra hop per chunk.
- */
-export function pinContext<T>(source: AsyncGenerator<T>, ctx: Context = context.active()): AsyncIterableIterator<T> {
-  const pinned: AsyncIterableIterator<T> = {
-    next: (...args: [] | [unknown]) => context.with(ctx, () => source.next(...args)),
-    return: (value?: unknown) => context.with(ctx, () => source.return(value as T)),
-    throw: (err?: unknown) => context.with(ctx, () => source.throw(err)),
-    [Symbol.asyncIterator]: () => pinned,
-  };
-  return pinned;
-}
-
 /** Whether the active context asked for no outbound tracing (see {@link withoutOutboundTracing}). */
 export function outboundTracingSuppressed(ctx: Context = context.active()): boolean {
   return ctx.getValue(UNTRACED_OUTBOUND_KEY) === true;

@@ -2,6 +2,8 @@ import { createServer, type Server } from 'node:http';
 import Koa from 'koa';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { context, createContextKey, ROOT_CONTEXT } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { relayStream } from '../../src/http/stream-guard';
 import { closeServer, listenOnLoopback } from '../support/loopback';
 
@@ -20,18 +22,27 @@ interface ResponseState {
 let server: Server;
 let base: string;
 let seen: ResponseState[] = [];
+/** The response as it stood when the relay ended it. */
+let atEnd: ResponseState | undefined;
 
 beforeAll(async () => {
   const app = new Koa();
   app.use(async (ctx) => {
     const res = ctx.res;
     seen = [];
+    atEnd = undefined;
+    const end = res.end.bind(res);
+    res.end = ((...args: Parameters<typeof res.end>) => {
+      atEnd ??= { buffered: res.writableLength, corked: res.writableCorked };
+      return end(...args);
+    }) as typeof res.end;
     async function* burst(): AsyncGenerator<string> {
       for (let i = 1; i <= 20; i++) {
         yield `event: chunk\ndata: {"n":${i}}\n\n`;
         seen.push({ buffered: res.writableLength, corked: res.writableCorked });
       }
     }
+    ctx.status = 200;
     ctx.type = 'text/event-stream';
     await relayStream(ctx, burst(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
   });
@@ -57,6 +68,12 @@ describe('relayStream: a burst', () => {
     await (await fetch(`${base}/`)).text();
     // Each later write finds the response corked by the one before it, until the burst is over.
     expect(seen.slice(1).every((s) => s.corked === 1)).toBe(true);
+  });
+
+  it('ends the body in the same write as the last frame, not in a packet of its own', async () => {
+    await (await fetch(`${base}/`)).text();
+    // The last frames are still held in the response when it is ended: they leave with the end.
+    expect(atEnd?.buffered).toBeGreaterThan(0);
   });
 });
 
@@ -152,5 +169,64 @@ describe('relayStream', () => {
       limits.maxMs = 60_000;
       letGo();
     }
+  });
+});
+
+describe('relayStream: a client slower than the stream', () => {
+  // The OTel context a request's spans and log lines take their ids from.
+  const REQUEST = createContextKey('test.request');
+  const manager = new AsyncLocalStorageContextManager();
+  let slowServer: Server;
+  let slowBase: string;
+  /** The request each step of the frames' generator ran for, and how often the relay waited for a drain. */
+  let steps: unknown[] = [];
+  let drains = 0;
+
+  beforeAll(async () => {
+    context.setGlobalContextManager(manager.enable());
+    const app = new Koa();
+    app.use((_ctx, next) => context.with(ROOT_CONTEXT.setValue(REQUEST, 'req-1'), next));
+    app.use(async (ctx) => {
+      steps = [];
+      drains = 0;
+      ctx.res.on('drain', () => drains++);
+      ctx.status = 200;
+      ctx.type = 'text/event-stream';
+      const frame = `event: chunk\ndata: "${'x'.repeat(16 * 1024)}"\n\n`;
+      async function* frames(): AsyncGenerator<string> {
+        try {
+          for (let i = 0; i < 200; i++) {
+            steps.push(context.active().getValue(REQUEST));
+            yield frame;
+          }
+        } finally {
+          steps.push(`finally ${String(context.active().getValue(REQUEST))}`);
+        }
+      }
+      await relayStream(ctx, frames(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
+    });
+    slowServer = createServer(app.callback());
+    slowBase = await listenOnLoopback(slowServer);
+  });
+
+  afterAll(async () => {
+    await closeServer(slowServer);
+    context.disable();
+  });
+
+  it("waits for the client's drains, and runs every step of the generator in the request's context", async () => {
+    const res = await fetch(`${slowBase}/`);
+    const reader = res.body!.getReader();
+    let bytes = 0;
+    for (let reads = 0; reads < 10_000; reads++) {
+      const r = await reader.read();
+      if (r.done) break;
+      bytes += r.value.length;
+      await sleep(1);
+    }
+    expect(bytes).toBeGreaterThan(200 * 16 * 1024);
+    // 3 MB against a socket's buffers: the relay resumed from the response's drain events.
+    expect(drains).toBeGreaterThan(0);
+    expect(steps).toEqual([...Array(200).fill('req-1'), 'finally req-1']);
   });
 });

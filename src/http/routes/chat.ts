@@ -10,7 +10,6 @@ import { errorBody, streamFailed } from '../error-body';
 import { relayStream } from '../stream-guard';
 import type { Logger } from '../../telemetry/logger';
 import { onResponseClose } from '../response-close';
-import { pinContext } from '../../telemetry/correlation';
 import type { VegaState } from '../state';
 import { chatBodySchema, parseOr400 } from '../validation';
 
@@ -94,8 +93,7 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
-    // Pinned to the request's context: the stream drives the generators from socket events too.
-    await relayStream(ctx, pinContext(frames(events, format, done, { route: routeOf(ctx), logger: deps.logger })), {
+    await relayStream(ctx, frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), {
       ...deps.streamLimits(),
       errorFrame: (err) => format('error', errorBody(err, correlationId)),
       onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),

@@ -9,7 +9,6 @@ import type { ChatService } from '../../llm/chat-service';
 import type { ChatMessage, GenerationOptions, StreamEvent, ToolCall } from '../../llm/types';
 import { InvalidRequest, ModelNotFound } from '../../errors';
 import type { Logger } from '../../telemetry/logger';
-import { pinContext } from '../../telemetry/correlation';
 import { errorBody, streamFailed } from '../error-body';
 import { relayStream } from '../stream-guard';
 import type { VegaState } from '../state';
@@ -318,13 +317,10 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
     ctx.set('X-Cache', cached ? 'hit' : 'miss');
     ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
-    // Pinned to the request's context: the stream drives the generators from socket events too.
-    const frames = pinContext(
-      chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
-        route: routeOf(ctx),
-        logger: deps.logger,
-      }),
-    );
+    const frames = chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
+      route: routeOf(ctx),
+      logger: deps.logger,
+    });
     await relayStream(ctx, frames, {
       ...deps.streamLimits(),
       errorFrame: (err) => `data: ${JSON.stringify(errorBody(err, ctx.state.correlationId, { type: 'upstream_error' }))}\n\n`,
