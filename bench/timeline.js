@@ -8,7 +8,9 @@
 //
 //   node bench/timeline.js [--n=1000] [--warmup=2000] [--stream] [--dist=DIR] [--env=NAME=VALUE,...]
 //                          [--target=floor [--floor-spin=US [--floor-spin-kb=KB]]]
-//   (`npm run build` first; --env adds settings to Vega's environment). --target=floor runs the
+//   (`npm run build` first; --env adds settings to Vega's environment). --dist runs another build
+//   of Vega: one with `globalThis.vegaTimelineMark?.('NAME')` calls added by hand gets a step per
+//   NAME (its first time in each request). --target=floor runs the
 //   same probe and client against the floor proxy (bench/floor.js) instead of Vega: its legs on
 //   the wire and its own steps are the reference Vega's are read against; --floor-spin makes it
 //   spin that long before its outbound call, to tell the length of Vega's turn from its work
@@ -151,7 +153,10 @@ async function main() {
     legs.arrive.push(Number(BigInt(r.t0Ns) - BigInt(c[0])) / 1e6);
     legs.deliver.push(Number(BigInt(c[1]) - BigInt(r.socketWriteNs)) / 1e6);
   });
-  const typical = Object.fromEntries(STEPS.map(([k]) => [k, median(rows.map((r) => r[k]))]));
+  // Steps of a marked build's own (`mark:NAME`, from the probe's vegaTimelineMark) join the table.
+  const marks = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => k.startsWith('mark:'))))];
+  const steps = [...STEPS, ...marks.map((k) => [k, `(mark) ${k.slice(5)}`])];
+  const typical = Object.fromEntries(steps.map(([k]) => [k, median(rows.map((r) => r[k]))]));
   const out = [
     `${rows.length} sequential ${stream ? 'streamed' : 'complete'} chats after ${warmup} warm, ${process.version}${floor ? ', through the floor proxy (read "Vega" below as the floor proxy)' : ''}`,
     `client: Vega p50 ${ms(vegaRun.p50)} ms, p99 ${ms(vegaRun.p99)}, first chunk ${ms(vegaRun.ttfb_p50)}; the upstream alone p50 ${ms(direct.p50)}, p99 ${ms(direct.p99)}, first chunk ${ms(direct.ttfb_p50)}`,
@@ -159,7 +164,8 @@ async function main() {
     '',
     '| step | ms after the request event (median) |',
     '|---|---|',
-    ...STEPS.filter(([k]) => typical[k] !== undefined)
+    ...steps
+      .filter(([k]) => typical[k] !== undefined)
       .sort((a, b) => typical[a[0]] - typical[b[0]])
       .map(([k, label]) => `| ${label} | ${ms(typical[k])} |`),
     `| (the upstream's wait with Vega's loop busy) | ${ms(median(rows.map((r) => r.waitActive)))} |`,
