@@ -2,9 +2,9 @@
 'use strict';
 // A/B of Vega builds or settings on the hot path, alternating in rounds so that every variant sees
 // the same machine. Each round measures, per variant: sequential cache-miss /chat latency (p50, p99),
-// the first streamed chunk (p50), Vega's CPU time per sequential chat (from /proc, so time spent
-// descheduled does not count), and cache-miss throughput at c=32; the upstream alone and the floor
-// proxy (bench/floor.js) are measured in the same rounds as the baselines.
+// the first streamed chunk (p50), Vega's CPU time per sequential chat, complete and streamed (from
+// /proc, so time spent descheduled does not count), and cache-miss throughput at c=32; the upstream
+// alone and the floor proxy (bench/floor.js) are measured in the same rounds as the baselines.
 //
 //   node bench/ab.js [--rounds=3] [--n=600] [--seconds=5] [--warmup=2000] [--no-throughput]
 //        --variant=NAME[:DIST][,ENV=VALUE...] ...
@@ -72,6 +72,11 @@ async function main() {
           add(v.name, 'cpu', (cpuMs(vega.child.pid) - cpu0) / n);
           const st = await seq(`${vega.url}/chat`, Math.ceil(n / 3), { headers: HEADERS, body: { ...CHAT, stream: true }, warmup });
           add(v.name, 'ttfc', st.ttfb_p50);
+          // The same for a streamed chat, warm from the run above.
+          const streamCpu0 = cpuMs(vega.child.pid);
+          const sc = await seq(`${vega.url}/chat`, n, { headers: HEADERS, body: { ...CHAT, stream: true }, warmup: 0 });
+          if (sc.errors) throw new Error(`${v.name}: ${sc.errors} errors`);
+          add(v.name, 'cpuStream', (cpuMs(vega.child.pid) - streamCpu0) / n);
           if (throughput) {
             const a = await autocannon(`${vega.url}/chat`, { connections: 32, duration: seconds, headers: HEADERS, body: CHAT });
             add(v.name, 'rps', a.rps);
@@ -96,13 +101,13 @@ async function main() {
   const lines = [
     `rounds ${rounds}, n ${n}, ${process.version}; upstream p50 ${fmt(up.p50)} ms, p99 ${fmt(up.p99)}, ttfc ${fmt(up.ttfc)}, host steal ${rows.upstream.steal ? `${med(rows.upstream.steal).toFixed(1)} %` : '–'}; floor proxy p50 ${fmt(fl)}`,
     // steal: the CPU time the host took while the sequential chats were measured (bench/steal.js), median of the rounds.
-    '| variant | +p50 over upstream | +p99 | +p50 over floor | +ttfc | CPU ms/chat | rps c=32 | spans dropped | host steal % |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| variant | +p50 over upstream | +p99 | +p50 over floor | +ttfc | CPU ms/chat | CPU ms/streamed chat | rps c=32 | spans dropped | host steal % |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [name, x] of Object.entries(rows)) {
     if (name === 'upstream') continue;
     lines.push(
-      `| ${name} | ${fmt(med(x.p50) - up.p50)} | ${fmt(med(x.p99) - up.p99)} | ${fmt(med(x.p50) - fl)} | ${x.ttfc ? fmt(med(x.ttfc) - up.ttfc) : '–'} | ${x.cpu ? fmt(med(x.cpu)) : '–'} | ${x.rps ? med(x.rps).toFixed(0) : '–'} | ${x.dropped ? Math.max(...x.dropped) : '–'} | ${x.steal ? med(x.steal).toFixed(1) : '–'} |`,
+      `| ${name} | ${fmt(med(x.p50) - up.p50)} | ${fmt(med(x.p99) - up.p99)} | ${fmt(med(x.p50) - fl)} | ${x.ttfc ? fmt(med(x.ttfc) - up.ttfc) : '–'} | ${x.cpu ? fmt(med(x.cpu)) : '–'} | ${x.cpuStream ? fmt(med(x.cpuStream)) : '–'} | ${x.rps ? med(x.rps).toFixed(0) : '–'} | ${x.dropped ? Math.max(...x.dropped) : '–'} | ${x.steal ? med(x.steal).toFixed(1) : '–'} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(rows)}\n`);

@@ -70,6 +70,16 @@ function sysValue(path) {
   }
 }
 
+/** The first CPU's clock in MHz, from /proc/cpuinfo (Node's os.cpus() reads 0 on a VM without cpufreq). */
+function cpuMhz() {
+  try {
+    const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    return mhz ? Math.round(Number(mhz[1])) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function machine() {
   const cpus = os.cpus();
   // How an idle CPU waits. On a VM whose idle CPUs halt at once (no cpuidle driver, or haltpoll
@@ -79,8 +89,12 @@ function machine() {
   // haltpoll.
   const driver = sysValue('/sys/devices/system/cpu/cpuidle/current_driver');
   const haltPollNs = driver === 'haltpoll' ? sysValue('/sys/module/haltpoll/parameters/guest_halt_poll_ns') : undefined;
+  const mhz = cpuMhz();
   return {
     cpu: cpus[0] ? cpus[0].model.trim() : 'unknown',
+    // The clock the kernel reports: on a VM whose model name is masked ("AMD EPYC"), what tells
+    // one host's CPUs from another's.
+    ...(mhz ? { cpu_mhz: mhz } : {}),
     cores: cpus.length,
     memory_gib: Math.round(os.totalmem() / 2 ** 30),
     os: `${os.type()} ${os.release()}`,

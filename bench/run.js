@@ -173,7 +173,7 @@ function render(out) {
     '',
     `<!-- Written by \`npm run bench\` (bench/run.js); the raw figures are in bench/results/latest.json. -->`,
     '',
-    `Taken ${out.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
+    `Taken ${out.date.slice(0, 10)} on ${m.cpu}${m.cpu_mhz ? ` at ${m.cpu_mhz} MHz` : ''}, ${m.cores} cores, ${m.memory_gib} GiB, ${m.os}, Node ${out.node ?? m.node}${quick ? ' (quick run: smaller data)' : ''}.`,
     ...(m.cpuidle ? [`Idle CPUs: ${idleCpus(m)}.`] : []),
     ...(out.steal_pct ? [hostSteal(out.steal_pct)] : []),
     `Each figure is the median of ${runs} runs, with the min and max. Run time ${out.duration_s.toFixed(0)} s${out.only ? ` (this run measured only: ${out.only}; the rows marked "taken" are from an earlier run)` : ''}.`,
