@@ -194,8 +194,8 @@ export function createApp(deps: AppDeps): Koa<VegaState> {
     return done;
   });
   app.on('error', (err: NodeJS.ErrnoException & { headerSent?: boolean }) => {
-    // A client that leaves mid-stream makes Koa's response pipeline fail with a premature close:
-    // normal, and already logged once (at info) by the stream itself.
+    // A client that leaves while a response is being written (its socket reset or closed under
+    // Koa's write of a body): normal, and already logged once (at info) where it was seen.
     if (err.headerSent && CLIENT_LEFT.has(err.code ?? '')) {
       deps.logger.debug({ error_code: 'client_closed', cause: err.code }, 'response pipeline closed by the client');
       return;

@@ -3,15 +3,25 @@ import type { ServerResponse } from 'node:http';
 /** The callbacks waiting for a response's `close`, kept on the response itself. */
 const CALLBACKS = Symbol('vega.onResponseClose');
 
-type WithCallbacks = ServerResponse & { [CALLBACKS]?: Array<() => void> };
+/** A response's waiting callbacks, and whether its `close` has come (they ran). */
+interface Waiting {
+  readonly fns: Array<() => void>;
+  closed: boolean;
+}
+
+type WithCallbacks = ServerResponse & { [CALLBACKS]?: Waiting };
 
 /**
  * Runs `fn` once when the response closes (fully written, or the client went away), through one
- * `close` listener per response however many parts of the request ask. Node warns
- * (MaxListenersExceededWarning) at an 11th listener on an emitter, and a streamed reply already
- * carries about seven: those that `stream.pipeline` (Koa's respond for a stream body) adds to its
- * destination. Three of our own pushed every stream past the limit; it was never a leak (all of
- * them die with the response), but a warning per stream hides real ones.
+ * `close` listener per response however many parts of the request ask: every part of a request
+ * that holds something until its response is over (the server span, the access line, the
+ * in-flight count, the backend call's abort, a stream's guard) asks here, and a listener each
+ * would come near Node's MaxListenersExceededWarning at an 11th.
+ *
+ * Asked after the response has closed (a client that left while the route was awaiting
+ * something), `fn` runs at once: a `close` listener added then would never run, and what it
+ * releases would be held for good. The server span asks as the request arrives, so the close of
+ * every response served through it is seen.
  *
  * The list lives on the response (a symbol-keyed property), not in a WeakMap keyed by it: V8's
  * minor GC kept every response in such a map alive, with its request, Koa context and listeners,
@@ -19,14 +29,25 @@ type WithCallbacks = ServerResponse & { [CALLBACKS]?: Array<() => void> };
  */
 export function onResponseClose(res: ServerResponse, fn: () => void): void {
   const r = res as WithCallbacks;
-  let list = r[CALLBACKS];
-  if (!list) {
-    const fns: Array<() => void> = [];
-    list = fns;
-    r[CALLBACKS] = fns;
-    res.once('close', () => {
-      for (const f of fns) f();
-    });
+  let waiting = r[CALLBACKS];
+  if (waiting?.closed) {
+    fn();
+    return;
   }
-  list.push(fn);
+  if (!waiting) {
+    const w: Waiting = { fns: [], closed: false };
+    waiting = w;
+    r[CALLBACKS] = w;
+    const run = () => {
+      if (w.closed) return;
+      w.closed = true;
+      for (const f of w.fns.splice(0)) f();
+    };
+    res.once('close', run);
+    // Destroyed already (closed, or being torn down): its `close` may have been emitted before
+    // this listener was added. The callbacks run on the next tick if the `close` has not run them
+    // by then; never twice.
+    if (res.destroyed) process.nextTick(run);
+  }
+  waiting.fns.push(fn);
 }

@@ -26,9 +26,11 @@ const GRACE_MS = 1000;
  * waits for a drain, the stream buffer fills, and the backend connection sits idle but held, for
  * as long as the client likes (undici does not time out a paused body, and Node's server has no
  * write timeout). So: when the response has needed a drain for `stallMs`, or the stream has run
- * `maxMs` in all, `stop` is called (the relay stops pulling frames and closes the frames'
- * iterator, which cancels the backend call and frees its connection), an `error` event is
- * written, and the socket is closed after a short grace.
+ * `maxMs` in all, `stop` is called, an `error` event is written, and the socket is closed after
+ * a short grace. `stop` ends the relay's wait for a drain; the relay then closes the frames'
+ * iterator, which cancels the backend call and frees its connection. A relay waiting on the
+ * iterator itself (a backend slow to send its next event) closes it when that event comes, or
+ * when the backend call times out (LLM_TIMEOUT_S).
  */
 function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOptions): void {
   const started = Date.now();
@@ -99,6 +101,8 @@ const writable = (res: ServerResponse): boolean => !res.writableEnded && !res.de
 export async function relayStream(ctx: Context, frames: AsyncIterator<string>, opts: StreamGuardOptions): Promise<void> {
   const res = ctx.res;
   ctx.respond = false;
+  // Koa's own default (no status set, no body) is 404; a stream body made it 200.
+  if (ctx.status === 404 && ctx.body == null) ctx.status = 200;
   let stopped = false;
   // Ends a wait for a drain early: the guard stopped the stream, or the response closed.
   let wake: (() => void) | undefined;
@@ -114,9 +118,14 @@ export async function relayStream(ctx: Context, frames: AsyncIterator<string>, o
   );
   let sent = false;
   let finished = false;
+  let pulled = false;
   try {
-    while (!stopped && writable(res)) {
+    // The first frame is pulled even when the client has already left: a generator closed before
+    // its first step runs none of its `finally` blocks, and the chain under it (the stream slot,
+    // the breaker's call, the backend connection, the conversation's row) would never be let go.
+    while (!pulled || (!stopped && writable(res))) {
       const next = await frames.next();
+      pulled = true;
       if (next.done === true) {
         finished = true;
         break;

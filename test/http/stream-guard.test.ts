@@ -7,8 +7,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { relayStream } from '../../src/http/stream-guard';
 import { closeServer, listenOnLoopback } from '../support/loopback';
 
-// A streamed answer as the /chat and /v1 routes build it: relayStream sends the first frame and
-// Koa pipes the rest of the async generator into the response. The generator here produces a burst (every
+// A streamed answer as the /chat and /v1 routes build it: relayStream writes the frames of an
+// async generator into the response itself. The generator here produces a burst (every
 // frame at once, as when one read from the backend carries several events) and notes, each time
 // it is resumed for the next frame, how the response stands: bytes still held in Node (not yet
 // handed to the kernel) and whether it is corked. The response's figures, not the socket's: Node
@@ -78,30 +78,17 @@ describe('relayStream: a burst', () => {
 });
 
 describe('relayStream', () => {
-  // A middleware whose way back is held until the test lets it go, as Vega's middleware (access
-  // log, in-flight count, error handler) sit between a route and Koa's own response.
   let relayServer: Server;
   let relayBase: string;
-  let gate: Promise<void> = Promise.resolve();
-  let release: () => void = () => undefined;
   let frames: () => AsyncGenerator<string>;
+  /** Awaited by the route before it relays, as /chat awaits the session's context. */
+  let beforeRelay: () => Promise<void> = async () => undefined;
   const limits = { stallMs: 60_000, maxMs: 60_000 };
-  /** The response as the middleware finds it on its way back: the first frame already left Node, or not. */
-  let afterRoute: ResponseState | undefined;
-  /** Closes the gate the next request's middleware waits at on its way back. */
-  const hold = () => {
-    gate = new Promise<void>((resolve) => (release = resolve));
-  };
 
   beforeAll(async () => {
     const app = new Koa();
-    app.use(async (ctx, next) => {
-      await next();
-      afterRoute = { buffered: ctx.res.writableLength, corked: ctx.res.writableCorked };
-      await gate;
-    });
     app.use(async (ctx) => {
-      ctx.status = 200;
+      await beforeRelay();
       ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
       await relayStream(ctx, frames(), { ...limits, errorFrame: () => 'event: error\ndata: {}\n\n' });
     });
@@ -110,26 +97,26 @@ describe('relayStream', () => {
   });
 
   afterAll(async () => {
-    release();
     await closeServer(relayServer);
   });
 
-  it("sends the first frame with the headers before the middleware's way back, then the rest in order", async () => {
+  it('sends the first frame (with the headers and a 200) while the generator still holds the rest, then the rest in order', async () => {
+    let letGo: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (letGo = resolve));
     frames = async function* () {
-      for (let i = 1; i <= 3; i++) yield `event: chunk\ndata: {"n":${i}}\n\n`;
+      yield 'event: chunk\ndata: {"n":1}\n\n';
+      await held;
+      for (let i = 2; i <= 3; i++) yield `event: chunk\ndata: {"n":${i}}\n\n`;
     };
-    hold();
-    const answer = fetch(`${relayBase}/`);
     try {
-      // Bounded, so that a relay that waits for the middleware fails here instead of hanging.
-      const res = await Promise.race([answer, sleep(5_000).then(() => undefined)]);
+      // Bounded, so that a relay that waits for the rest fails here instead of hanging.
+      const res = await Promise.race([fetch(`${relayBase}/`), sleep(5_000).then(() => undefined)]);
       expect(res?.status).toBe(200);
       expect(res!.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
       const reader = res!.body!.getReader();
       const first = await Promise.race([reader.read(), sleep(5_000).then(() => undefined)]);
-      expect(Buffer.from(first!.value!).toString()).toMatch(/^event: chunk\ndata: \{"n":1\}\n\n/);
-      expect(afterRoute).toEqual({ buffered: 0, corked: 0 });
-      release();
+      expect(Buffer.from(first!.value!).toString()).toBe('event: chunk\ndata: {"n":1}\n\n');
+      letGo();
       let text = Buffer.from(first!.value!).toString();
       for (;;) {
         const r = await reader.read();
@@ -138,14 +125,12 @@ describe('relayStream', () => {
       }
       expect(text.match(/"n":\d/g)).toEqual(['"n":1', '"n":2', '"n":3']);
     } finally {
-      release();
+      letGo();
     }
   });
 
   it('answers an empty stream with its headers and no frames', async () => {
     frames = async function* () {};
-    hold();
-    release();
     const res = await fetch(`${relayBase}/`);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('');
@@ -159,8 +144,6 @@ describe('relayStream', () => {
       yield 'event: chunk\ndata: {"n":1}\n\n';
     };
     limits.maxMs = 40;
-    hold();
-    release();
     try {
       const res = await fetch(`${relayBase}/`);
       expect(res.status).toBe(200);
@@ -168,6 +151,42 @@ describe('relayStream', () => {
     } finally {
       limits.maxMs = 60_000;
       letGo();
+    }
+  });
+
+  it('runs the generators to their finally blocks when the client left before the relay began', async () => {
+    // The route is still awaiting (its session's context, say) when the client goes away.
+    let arrived: () => void = () => undefined;
+    const inRoute = new Promise<void>((resolve) => (arrived = resolve));
+    let letGo: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    beforeRelay = async () => {
+      arrived();
+      await gate;
+    };
+    const steps: string[] = [];
+    frames = async function* () {
+      try {
+        steps.push('started');
+        yield 'event: chunk\ndata: {"n":1}\n\n';
+        steps.push('resumed');
+      } finally {
+        steps.push('finally'); // where /chat stores the conversation and lets the backend call go
+      }
+    };
+    const aborter = new AbortController();
+    const answer = fetch(`${relayBase}/`, { signal: aborter.signal }).catch(() => undefined);
+    try {
+      await inRoute;
+      aborter.abort();
+      await answer;
+      await sleep(50); // the server sees the connection close
+      letGo();
+      for (let i = 0; i < 100 && !steps.includes('finally'); i++) await sleep(20);
+      expect(steps).toEqual(['started', 'finally']);
+    } finally {
+      letGo();
+      beforeRelay = async () => undefined;
     }
   });
 });
@@ -181,6 +200,9 @@ describe('relayStream: a client slower than the stream', () => {
   /** The request each step of the frames' generator ran for, and how often the relay waited for a drain. */
   let steps: unknown[] = [];
   let drains = 0;
+  /** The most the response held in Node when the relay asked for a frame, against its high-water mark. */
+  let held = 0;
+  let highWaterMark = 0;
 
   beforeAll(async () => {
     context.setGlobalContextManager(manager.enable());
@@ -189,14 +211,18 @@ describe('relayStream: a client slower than the stream', () => {
     app.use(async (ctx) => {
       steps = [];
       drains = 0;
+      held = 0;
+      highWaterMark = ctx.res.writableHighWaterMark;
       ctx.res.on('drain', () => drains++);
       ctx.status = 200;
       ctx.type = 'text/event-stream';
       const frame = `event: chunk\ndata: "${'x'.repeat(16 * 1024)}"\n\n`;
+      const res = ctx.res;
       async function* frames(): AsyncGenerator<string> {
         try {
           for (let i = 0; i < 200; i++) {
             steps.push(context.active().getValue(REQUEST));
+            held = Math.max(held, res.writableLength);
             yield frame;
           }
         } finally {
@@ -225,8 +251,10 @@ describe('relayStream: a client slower than the stream', () => {
       await sleep(1);
     }
     expect(bytes).toBeGreaterThan(200 * 16 * 1024);
-    // 3 MB against a socket's buffers: the relay resumed from the response's drain events.
+    // 3 MB against a socket's buffers: the relay waited for the response's drains, and never
+    // asked for a frame while the response held more than its high-water mark.
     expect(drains).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(highWaterMark);
     expect(steps).toEqual([...Array(200).fill('req-1'), 'finally req-1']);
   });
 });
