@@ -19,6 +19,9 @@ const { performance } = require('node:perf_hooks');
 const { Agent, request } = require('undici');
 const { cpuTicks, stealPct } = require('./steal');
 
+/** The last frame of a stream that broke: Vega's `error` event, or an OpenAI-style error chunk. */
+const STREAM_ERROR = /^event: error$|^data: \{"error":/m;
+
 async function main() {
   const [url, countArg, optsArg] = process.argv.slice(2);
   const count = Number(countArg);
@@ -48,14 +51,17 @@ async function main() {
       dispatcher: agent,
     });
     let first;
+    let last;
     for await (const chunk of res.body) {
       if (first === undefined && chunk.length > 0) {
         first = performance.now();
         if (opts.clockFile) firstNs = process.hrtime.bigint();
       }
+      last = chunk;
     }
     const t1 = performance.now();
-    if (res.statusCode !== 200) errors++;
+    // A stream that broke still answers 200, with an error event as its last frame.
+    if (res.statusCode !== 200 || (body?.stream === true && last && STREAM_ERROR.test(last.toString('utf8')))) errors++;
     if (i >= warmup) {
       times.push(t1 - t0);
       ttfb.push((first ?? t1) - t0);

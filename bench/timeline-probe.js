@@ -6,7 +6,7 @@
 //     socket, its body sent, the upstream's response headers;
 //   - how much of the wait for those headers Vega's event loop was idle (eventLoopUtilization);
 //   - the route holding its answer (it sets `X-Vega-Backend`), a stream piped into the response by
-//     Koa, the first write to the client;
+//     Koa (in builds before the route wrote streams itself), the first write to the client;
 //   - the conversation's insert: SQLite's `Statement#all` called, the rest of that event-loop turn
 //     done, and its callback run;
 //   - the answer's end, and when the loop was next idle (the work after the answer);
@@ -39,7 +39,8 @@ http.Server.prototype.emit = function (event, req, res) {
 };
 
 // Throwaway marks: a build with `globalThis.vegaTimelineMark?.('name')` calls added by hand (see
-// bench/timeline.js --dist) gets each name's first time in a request as one more step.
+// bench/timeline.js --dist) gets each name's first time in a request as one more step. A mark
+// counts for the newest request: one made after the next request has arrived is that one's.
 globalThis.vegaTimelineMark = (name) => once(current, `mark:${name}`);
 
 dc.subscribe('undici:request:create', () => once(current, 'created'));

@@ -46,7 +46,7 @@ const STEPS = [
   ['pipelineDone', "the pipeline's answer back in the chat service (cache, coalescing, breaker, metrics)"],
   ['logCalled', 'the conversation handed to the batch writer'],
   ['routeHasAnswer', 'the route has the answer (a stream: opened, its first event read)'],
-  ['piped', "Koa pipes the stream into the response (the middleware's way back done)"],
+  ['piped', 'Koa pipes the stream into the response (builds before the route wrote streams itself)'],
   ['firstWrite', 'first write to the client'],
   ['socketWrite', 'its bytes handed to the socket'],
   ['insertCalled', "the conversation's insert handed to SQLite's thread"],
