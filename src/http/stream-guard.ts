@@ -71,10 +71,11 @@ function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOpt
 const writable = (res: ServerResponse): boolean => !res.writableEnded && !res.destroyed;
 
 /**
- * Sends `frames` as a streamed response's body, guarded by {@link guardStream}. The status and
- * headers must be set before this is called; Koa does not send this response (`ctx.respond` is
- * false): the relay writes each frame as the iterator gives it, waits for a drain when the
- * response's buffer is full, and ends the response after the last one.
+ * Sends `frames` as a streamed response's body, guarded by {@link guardStream}. The headers
+ * must be set before this is called (a route that set no status answers 200). Koa does not send
+ * this response (`ctx.respond` is false): the relay writes each frame as the iterator gives it,
+ * waits for a drain when the response's buffer is full, and ends the response after the last
+ * one.
  *
  * - The first frame, with the headers, goes out as soon as it is made, from the route, not after
  *   every middleware's way back. Node's response corks itself on a write and uncorks on the next
@@ -146,9 +147,11 @@ export async function relayStream(ctx: Context, frames: AsyncIterator<string>, o
       }
     }
   } catch (err) {
-    if (!res.headersSent)
+    if (res.headersSent) {
+      res.destroy();
+    } else {
       ctx.respond = true; // nothing sent yet: the error handler answers
-    else res.destroy();
+    }
     throw err;
   }
   if (!finished) {
