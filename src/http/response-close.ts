@@ -20,8 +20,9 @@ type WithCallbacks = ServerResponse & { [CALLBACKS]?: Waiting };
  *
  * Asked after the response has closed (a client that left while the route was awaiting
  * something), `fn` runs at once: a `close` listener added then would never run, and what it
- * releases would be held for good. The server span asks as the request arrives, so the close of
- * every response served through it is seen.
+ * releases would be held for good. That needs the close to have been seen, and the server span
+ * asks as each request arrives, so it is for every response Vega serves; a first ask on a
+ * response already destroyed runs on the next tick instead.
  *
  * The list lives on the response (a symbol-keyed property), not in a WeakMap keyed by it: V8's
  * minor GC kept every response in such a map alive, with its request, Koa context and listeners,
@@ -41,7 +42,18 @@ export function onResponseClose(res: ServerResponse, fn: () => void): void {
     const run = () => {
       if (w.closed) return;
       w.closed = true;
-      for (const f of w.fns.splice(0)) f();
+      // Each runs whatever the one before did: a callback that throws (a bug) must not keep
+      // another part of the request from letting go of what it holds. The first error is
+      // rethrown once all have run.
+      let failed: { err: unknown } | undefined;
+      for (const f of w.fns.splice(0)) {
+        try {
+          f();
+        } catch (err) {
+          failed ??= { err };
+        }
+      }
+      if (failed) throw failed.err;
     };
     res.once('close', run);
     // Destroyed already (closed, or being torn down): its `close` may have been emitted before

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { context, createContextKey, ROOT_CONTEXT } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { relayStream } from '../../src/http/stream-guard';
+import { onResponseClose } from '../../src/http/response-close';
 import { closeServer, listenOnLoopback } from '../support/loopback';
 
 // A streamed answer as the /chat and /v1 routes build it: relayStream writes the frames of an
@@ -82,15 +83,23 @@ describe('relayStream', () => {
   let relayBase: string;
   let frames: () => AsyncGenerator<string>;
   /** Awaited by the route before it relays, as /chat awaits the session's context. */
-  let beforeRelay: () => Promise<void> = async () => undefined;
+  let beforeRelay: (ctx: Koa.Context) => Promise<void> = async () => undefined;
+  /** Settles when the last request's relay has returned. */
+  let relayed: Promise<void> = Promise.resolve();
   const limits = { stallMs: 60_000, maxMs: 60_000 };
 
   beforeAll(async () => {
     const app = new Koa();
+    // As Vega's server span does: the first to wait for the response's close, as the request arrives.
+    app.use((ctx, next) => {
+      onResponseClose(ctx.res, () => undefined);
+      return next();
+    });
     app.use(async (ctx) => {
-      await beforeRelay();
+      await beforeRelay(ctx);
       ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
-      await relayStream(ctx, frames(), { ...limits, errorFrame: () => 'event: error\ndata: {}\n\n' });
+      relayed = relayStream(ctx, frames(), { ...limits, errorFrame: () => 'event: error\ndata: {}\n\n' });
+      await relayed;
     });
     relayServer = createServer(app.callback());
     relayBase = await listenOnLoopback(relayServer);
@@ -158,11 +167,12 @@ describe('relayStream', () => {
     // The route is still awaiting (its session's context, say) when the client goes away.
     let arrived: () => void = () => undefined;
     const inRoute = new Promise<void>((resolve) => (arrived = resolve));
-    let letGo: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (letGo = resolve));
-    beforeRelay = async () => {
+    let left: () => void = () => undefined;
+    const clientLeft = new Promise<void>((resolve) => (left = resolve));
+    beforeRelay = async (ctx) => {
+      ctx.res.once('close', left);
       arrived();
-      await gate;
+      await clientLeft; // the route carries on only once the server has seen the client go
     };
     const steps: string[] = [];
     frames = async function* () {
@@ -180,12 +190,13 @@ describe('relayStream', () => {
       await inRoute;
       aborter.abort();
       await answer;
-      await sleep(50); // the server sees the connection close
-      letGo();
-      for (let i = 0; i < 100 && !steps.includes('finally'); i++) await sleep(20);
+      await Promise.race([clientLeft, sleep(5_000)]);
+      for (let i = 0; i < 250 && !steps.includes('finally'); i++) await sleep(20);
       expect(steps).toEqual(['started', 'finally']);
+      // The route's relay returned: nothing of the request is left waiting.
+      expect(await Promise.race([relayed.then(() => 'returned'), sleep(5_000).then(() => 'pending')])).toBe('returned');
     } finally {
-      letGo();
+      left();
       beforeRelay = async () => undefined;
     }
   });
