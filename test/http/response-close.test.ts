@@ -31,6 +31,14 @@ function response(): { res: Promise<ServerResponse>; client: AbortController; an
 
 const closed = (res: ServerResponse) => new Promise<void>((resolve) => res.once('close', () => resolve()));
 
+/** The client leaves; resolves once the server's response has closed. */
+async function leave({ client, answered }: ReturnType<typeof response>, res: ServerResponse): Promise<void> {
+  const done = closed(res);
+  client.abort();
+  await answered;
+  await done;
+}
+
 describe('onResponseClose', () => {
   it('runs every callback once when the response closes, through one listener', async () => {
     const { res: pending, answered } = response();
@@ -47,25 +55,19 @@ describe('onResponseClose', () => {
   });
 
   it('runs a callback asked for after the close at once', async () => {
-    const { res: pending, client, answered } = response();
-    const res = await pending;
+    const request = response();
+    const res = await request.res;
     onResponseClose(res, () => undefined); // as the server span does, on arrival
-    const done = closed(res);
-    client.abort();
-    await answered;
-    await done;
+    await leave(request, res);
     const ran: string[] = [];
     onResponseClose(res, () => ran.push('late'));
     expect(ran).toEqual(['late']);
   });
 
   it('runs a first callback on a response closed before anything asked, once, on the next tick', async () => {
-    const { res: pending, client, answered } = response();
-    const res = await pending;
-    const done = closed(res);
-    client.abort();
-    await answered;
-    await done;
+    const request = response();
+    const res = await request.res;
+    await leave(request, res);
     const ran: string[] = [];
     onResponseClose(res, () => ran.push('first'));
     onResponseClose(res, () => ran.push('second'));
