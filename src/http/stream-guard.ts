@@ -21,6 +21,9 @@ let closedCounter: ReturnType<typeof createCounter> | undefined;
 /** How long a closed stream's last frame may take to reach a client before the socket is dropped. */
 const GRACE_MS = 1000;
 
+/** Whether a frame can still be written: not ended (by the relay or the guard), not destroyed. */
+const writable = (res: ServerResponse): boolean => !res.writableEnded && !res.destroyed;
+
 /**
  * Watches a streamed response. A client that stops reading fills the socket's buffer: the relay
  * waits for a drain, the stream buffer fills, and the backend connection sits idle but held, for
@@ -42,7 +45,7 @@ function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOpt
   res.once('finish', clear);
 
   function check(): void {
-    if (res.writableEnded || res.destroyed) return clear();
+    if (!writable(res)) return clear();
     const now = Date.now();
     if (now - started >= opts.maxMs) return close(new StreamClosed('deadline', opts.maxMs));
     if (res.writableNeedDrain) {
@@ -66,9 +69,6 @@ function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOpt
     }
   }
 }
-
-/** Whether a frame can still be written: not ended (by the relay or the guard), not destroyed. */
-const writable = (res: ServerResponse): boolean => !res.writableEnded && !res.destroyed;
 
 /**
  * Sends `frames` as a streamed response's body, guarded by {@link guardStream}. The headers
