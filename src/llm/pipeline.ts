@@ -58,6 +58,7 @@ export class ChatPipeline {
     // anything else runs; with Redis, a call that became a follower while it was admitted was charged.
     const found = cache.lookup(key);
     const hit = found instanceof Promise ? await found : found;
+    refuseIfGone(request.signal);
     if (hit) {
       await rateLimiter.admit(clientId); // a hit costs no backend call, but it is still a request
       return { ...hit, cached: true, upstream: false };
@@ -106,6 +107,7 @@ export class ChatPipeline {
   ): Promise<{ cached: boolean; backend: string; events: AsyncIterable<StreamEvent> }> {
     const key = this.#key(request, clientId);
     const hit = await this.stages.cache.lookup(key);
+    refuseIfGone(request.signal);
     if (hit) {
       await this.stages.rateLimiter.admit(clientId); // a hit costs no backend call, but it is still a request
       return { cached: true, backend: hit.backend, events: replay(hit) };
@@ -210,6 +212,15 @@ export class ChatPipeline {
   #key(request: ProviderRequest, clientId: string): string {
     return cacheKey({ ...request, route: request.route ?? '', scope: this.stages.cacheScope === 'shared' ? '' : clientId });
   }
+}
+
+/**
+ * Throws ClientClosed when the client has already left (while its session was read, or the cache
+ * asked), before the call takes a stream slot, a rate-limit token or a shared call it would only
+ * give back: a refusal answered to nobody would still count as a 429 or 503.
+ */
+function refuseIfGone(signal: AbortSignal): void {
+  if (signal.aborted) throw new ClientClosed();
 }
 
 async function* replay(c: Completion): AsyncGenerator<StreamEvent> {

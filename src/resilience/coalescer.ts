@@ -38,7 +38,12 @@ export class Coalescer<T> {
     return this.enabled && this.#inflight.has(key);
   }
 
+  /**
+   * `fn`'s result, shared with every caller of `key` meanwhile. A caller whose signal has already
+   * fired is refused (ClientClosed) before it joins or starts anything.
+   */
   run(key: string, signal: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (signal.aborted) return Promise.reject(new ClientClosed());
     if (!this.enabled) return fn(signal);
     let entry = this.#inflight.get(key);
     if (entry) {

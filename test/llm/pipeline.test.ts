@@ -3,6 +3,7 @@ import type { ServedCompletion } from '../../src/llm/pipeline';
 import type { ProviderRequest, StreamEvent } from '../../src/llm/types';
 import { chatStack, type ChatStack } from '../support/chat-stack';
 import { FakeOllama } from '../support/fake-ollama';
+import { StreamSlots } from '../../src/resilience/stream-slots';
 
 let fake: FakeOllama;
 beforeAll(async () => {
@@ -55,6 +56,49 @@ describe('ChatPipeline.complete', () => {
     fake.behave({ hang: true });
     await expect(stack.pipeline.complete(request(), 'c', direct)).rejects.toMatchObject({ code: 'upstream_timeout' });
     expect(stack.stages.timeout.snapshot().timeouts).toBe(1);
+  });
+});
+
+describe('a client already gone', () => {
+  const gone = () => {
+    const c = new AbortController();
+    c.abort();
+    return c.signal;
+  };
+
+  it('is refused before the rate limiter, the coalescer or the backend sees its chat', async () => {
+    stack = await chatStack(fake.url);
+    const calls = fake.generations.length;
+    await expect(stack.pipeline.complete(request(undefined, gone()), 'c', direct)).rejects.toMatchObject({ code: 'client_closed' });
+    expect(stack.stages.rateLimiter.snapshot().allowed).toBe(0);
+    expect(stack.stages.coalescer.snapshot()).toMatchObject({ leaders: 0, followers: 0, cancelled_calls: 0 });
+    expect(fake.generations.length).toBe(calls);
+  });
+
+  it('is refused before its stream takes a slot or a rate-limit token', async () => {
+    const slots = new StreamSlots({ maxConcurrent: 4, maxPerKey: 1 });
+    stack = await chatStack(fake.url, { streamSlots: slots });
+    const calls = fake.generations.length;
+    await expect(stack.pipeline.stream(request(undefined, gone()), 'c')).rejects.toMatchObject({ code: 'client_closed' });
+    expect(stack.stages.rateLimiter.snapshot().allowed).toBe(0);
+    expect(slots.snapshot()).toMatchObject({ open: 0, refused_key: 0, refused_global: 0 });
+    expect(fake.generations.length).toBe(calls);
+    // Its slot was never taken: the client's next stream gets the only one.
+    const { events } = await stack.pipeline.stream(request(), 'c');
+    await drain(events);
+  });
+
+  it('is stored once, as a failed conversation, by the chat service', async () => {
+    stack = await chatStack(fake.url);
+    const input = { prompt: 'gone', sessionId: 'sess-gone', source: 'chat', clientId: 'c', serverTools: false } as const;
+    await expect(stack.chat.complete(input, gone())).rejects.toMatchObject({ code: 'client_closed' });
+    await expect(stack.chat.stream({ ...input, sessionId: 'sess-gone-2' }, gone())).rejects.toMatchObject({ code: 'client_closed' });
+    await stack.conversationLog.flush();
+    const rows = await stack.db.knex('conversations').whereIn('session_id', ['sess-gone', 'sess-gone-2']).select('status', 'error_code');
+    expect(rows).toEqual([
+      { status: 'failed', error_code: 'client_closed' },
+      { status: 'failed', error_code: 'client_closed' },
+    ]);
   });
 });
 

@@ -31,6 +31,21 @@ function deferred<T>() {
 const live = () => new AbortController().signal;
 
 describe('Coalescer', () => {
+  it('refuses a caller that has already gone, without starting or joining a call', async () => {
+    const c = new Coalescer<string>();
+    const call = deferred<string>();
+    const gone = new AbortController();
+    gone.abort();
+    await expect(c.run('k', gone.signal, call.fn)).rejects.toMatchObject({ code: 'client_closed' });
+    expect(call.calls).toBe(0);
+    const leader = c.run('k', live(), call.fn);
+    await expect(c.run('k', gone.signal, call.fn)).rejects.toMatchObject({ code: 'client_closed' });
+    call.resolve('answer');
+    expect(await leader).toBe('answer');
+    expect(call.signal.aborted).toBe(false);
+    expect(c.snapshot()).toMatchObject({ leaders: 1, followers: 0, cancelled_waiters: 0, cancelled_calls: 0 });
+  });
+
   it('shares one call among identical concurrent requests', async () => {
     const c = new Coalescer<string>();
     const call = deferred<string>();

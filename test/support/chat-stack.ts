@@ -12,6 +12,7 @@ import { StreamingMonitor } from '../../src/resilience/backpressure';
 import { BreakerRegistry } from '../../src/resilience/breaker';
 import { Coalescer } from '../../src/resilience/coalescer';
 import { RateLimiter } from '../../src/resilience/rate-limit';
+import type { StreamSlots } from '../../src/resilience/stream-slots';
 import { ResponseCache } from '../../src/resilience/response-cache';
 import { RetryStage } from '../../src/resilience/retry';
 import { TimeoutStage } from '../../src/resilience/timeout';
@@ -37,7 +38,7 @@ export interface ChatStack {
  */
 export async function chatStack(
   baseUrl: string,
-  opts: { timeoutMs?: number; maxRetries?: number; cacheEntries?: number } = {},
+  opts: { timeoutMs?: number; maxRetries?: number; cacheEntries?: number; streamSlots?: StreamSlots } = {},
 ): Promise<ChatStack> {
   const db = await freshDatabase();
   const pool = new HttpPool({ connectionsPerOrigin: 4 });
@@ -50,6 +51,7 @@ export async function chatStack(
     retry: new RetryStage({ maxRetries: opts.maxRetries ?? 0, baseDelayMs: 1 }),
     timeout: new TimeoutStage(timeoutMs),
     streaming: new StreamingMonitor(),
+    ...(opts.streamSlots ? { streamSlots: opts.streamSlots } : {}),
   };
   const breaker = new BreakerRegistry({ isFailure: isUpstreamFault }).get('llm:ollama');
   const backends = new BackendChain([{ name: provider.name, role: 'primary', provider, model: undefined, breaker }]);
