@@ -16,6 +16,12 @@ export interface StreamGuardOptions {
   readonly onClose?: (err: StreamClosed) => void;
 }
 
+/** Options of {@link relayStream}. */
+export interface RelayOptions extends StreamGuardOptions {
+  /** The stream's own headers (its content type, what answered it); `Cache-Control: no-store` and `X-Accel-Buffering: no` are always set. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
 let closedCounter: ReturnType<typeof createCounter> | undefined;
 
 /** How long a closed stream's last frame may take to reach a client before the socket is dropped. */
@@ -71,8 +77,8 @@ function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOpt
 }
 
 /**
- * Sends `frames` as a streamed response's body, guarded by {@link guardStream}. The headers
- * must be set before this is called (a route that set no status answers 200). Koa does not send
+ * Sends `frames` as a streamed response's body, guarded by {@link guardStream}, with
+ * `opts.headers` (a route that set no status answers 200). Koa does not send
  * this response (`ctx.respond` is false): the relay writes each frame as the iterator gives it,
  * waits for a drain when the response's buffer is full, and ends the response after the last
  * one.
@@ -98,9 +104,24 @@ function guardStream(res: ServerResponse, stop: () => void, opts: StreamGuardOpt
  * An error thrown by the iterator before anything was sent goes to the error handler as any
  * route's would; after, the response is destroyed and the error rethrown (the error handler logs
  * it; the frames' generators turn every designed failure into an `error` frame themselves).
+ *
+ * From the moment a route holds the frames, the relay owns them: the headers are set here, so
+ * that a header Node refuses still gets the frames started and closed (see the first pull below)
+ * before the error handler answers.
  */
-export async function relayStream(ctx: Context, frames: AsyncIterator<string>, opts: StreamGuardOptions): Promise<void> {
+export async function relayStream(ctx: Context, frames: AsyncIterator<string>, opts: RelayOptions): Promise<void> {
   const res = ctx.res;
+  try {
+    ctx.set(opts.headers);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('X-Accel-Buffering', 'no');
+  } catch (err) {
+    await frames.next().then(
+      () => frames.return?.(),
+      () => undefined, // the iterator threw, so it is closed already
+    );
+    throw err;
+  }
   ctx.respond = false;
   // Koa's own default (no status set, no body) is 404; a stream body made it 200.
   if (ctx.status === 404 && ctx.body == null) ctx.status = 200;

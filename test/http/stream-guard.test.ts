@@ -43,9 +43,12 @@ beforeAll(async () => {
         seen.push({ buffered: res.writableLength, corked: res.writableCorked });
       }
     }
-    ctx.status = 200;
-    ctx.type = 'text/event-stream';
-    await relayStream(ctx, burst(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
+    await relayStream(ctx, burst(), {
+      headers: { 'Content-Type': 'text/event-stream' },
+      stallMs: 60_000,
+      maxMs: 60_000,
+      errorFrame: () => 'event: error\ndata: {}\n\n',
+    });
   });
   server = createServer(app.callback());
   base = await listenOnLoopback(server);
@@ -86,10 +89,12 @@ describe('relayStream', () => {
   let beforeRelay: (ctx: Koa.Context) => Promise<void> = async () => undefined;
   /** Settles when the last request's relay has returned. */
   let relayed: Promise<void> = Promise.resolve();
+  let headers: Record<string, string> = { 'Content-Type': 'text/event-stream; charset=utf-8' };
   const limits = { stallMs: 60_000, maxMs: 60_000 };
 
   beforeAll(async () => {
     const app = new Koa();
+    app.on('error', () => undefined); // a test's thrown error is answered with a 500, not printed
     // As Vega's server span does: the first to wait for the response's close, as the request arrives.
     app.use((ctx, next) => {
       onResponseClose(ctx.res, () => undefined);
@@ -97,8 +102,7 @@ describe('relayStream', () => {
     });
     app.use(async (ctx) => {
       await beforeRelay(ctx);
-      ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
-      relayed = relayStream(ctx, frames(), { ...limits, errorFrame: () => 'event: error\ndata: {}\n\n' });
+      relayed = relayStream(ctx, frames(), { headers, ...limits, errorFrame: () => 'event: error\ndata: {}\n\n' });
       await relayed;
     });
     relayServer = createServer(app.callback());
@@ -135,6 +139,47 @@ describe('relayStream', () => {
       expect(text.match(/"n":\d/g)).toEqual(['"n":1', '"n":2', '"n":3']);
     } finally {
       letGo();
+    }
+  });
+
+  it('sets the headers of a stream, the caching ones included', async () => {
+    frames = async function* () {
+      yield 'event: chunk\ndata: {"n":1}\n\n';
+    };
+    headers = { 'Content-Type': 'text/event-stream; charset=utf-8', 'X-Vega-Backend': 'ollama' };
+    try {
+      const res = await fetch(`${relayBase}/`);
+      await res.text();
+      expect(Object.fromEntries(['x-vega-backend', 'cache-control', 'x-accel-buffering'].map((h) => [h, res.headers.get(h)]))).toEqual({
+        'x-vega-backend': 'ollama',
+        'cache-control': 'no-store',
+        'x-accel-buffering': 'no',
+      });
+    } finally {
+      headers = { 'Content-Type': 'text/event-stream; charset=utf-8' };
+    }
+  });
+
+  it('still starts and closes the generators when a header is refused, and the error handler answers', async () => {
+    const steps: string[] = [];
+    frames = async function* () {
+      try {
+        steps.push('started');
+        yield 'event: chunk\ndata: {"n":1}\n\n';
+        steps.push('resumed');
+      } finally {
+        steps.push('finally');
+      }
+    };
+    headers = { 'Content-Type': 'text/event-stream; charset=utf-8', 'X-Vega-Backend': 'bad\nname' };
+    try {
+      const res = await fetch(`${relayBase}/`);
+      expect(res.status).toBe(500);
+      await res.text();
+      await relayed.catch(() => undefined);
+      expect(steps).toEqual(['started', 'finally']);
+    } finally {
+      headers = { 'Content-Type': 'text/event-stream; charset=utf-8' };
     }
   });
 
@@ -240,7 +285,12 @@ describe('relayStream: a client slower than the stream', () => {
           steps.push(`finally ${String(context.active().getValue(REQUEST))}`);
         }
       }
-      await relayStream(ctx, frames(), { stallMs: 60_000, maxMs: 60_000, errorFrame: () => 'event: error\ndata: {}\n\n' });
+      await relayStream(ctx, frames(), {
+        headers: { 'Content-Type': 'text/event-stream' },
+        stallMs: 60_000,
+        maxMs: 60_000,
+        errorFrame: () => 'event: error\ndata: {}\n\n',
+      });
     });
     slowServer = createServer(app.callback());
     slowBase = await listenOnLoopback(slowServer);

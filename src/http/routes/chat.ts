@@ -86,14 +86,13 @@ export function registerChatRoutes(router: Router<VegaState>, deps: ChatRouteDep
     const { cached, backend, events } = await deps.chat.stream(input, signal);
     const ndjson = /application\/x-ndjson/i.test(ctx.get('accept')) && !/text\/event-stream/i.test(ctx.get('accept'));
     const format = ndjson ? ndjsonFrame : sseFrame;
-    ctx.status = 200;
-    ctx.set('Content-Type', ndjson ? 'application/x-ndjson; charset=utf-8' : 'text/event-stream; charset=utf-8');
-    ctx.set('Cache-Control', 'no-store');
-    ctx.set('X-Accel-Buffering', 'no');
-    ctx.set('X-Cache', cached ? 'hit' : 'miss');
-    ctx.set('X-Vega-Backend', backend);
     const done = { session_id: input.sessionId, correlation_id: correlationId, cached };
     await relayStream(ctx, frames(events, format, done, { route: routeOf(ctx), logger: deps.logger }), {
+      headers: {
+        'Content-Type': ndjson ? 'application/x-ndjson; charset=utf-8' : 'text/event-stream; charset=utf-8',
+        'X-Cache': cached ? 'hit' : 'miss',
+        'X-Vega-Backend': backend,
+      },
       ...deps.streamLimits(),
       errorFrame: (err) => format('error', errorBody(err, correlationId)),
       onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),

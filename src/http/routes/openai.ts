@@ -310,18 +310,13 @@ export function registerOpenAiRoutes(router: Router<VegaState>, deps: OpenAiRout
       return;
     }
     const { cached, backend, events } = await deps.chat.stream(input, signal);
-    ctx.status = 200;
-    ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
-    ctx.set('Cache-Control', 'no-store');
-    ctx.set('X-Accel-Buffering', 'no');
-    ctx.set('X-Cache', cached ? 'hit' : 'miss');
-    ctx.set('X-Vega-Backend', backend);
     const includeUsage = body.stream_options?.include_usage === true;
     const frames = chunks(events, { id, created, model: input.model ?? '', includeUsage }, ctx.state.correlationId ?? '', {
       route: routeOf(ctx),
       logger: deps.logger,
     });
     await relayStream(ctx, frames, {
+      headers: { 'Content-Type': 'text/event-stream; charset=utf-8', 'X-Cache': cached ? 'hit' : 'miss', 'X-Vega-Backend': backend },
       ...deps.streamLimits(),
       errorFrame: (err) => `data: ${JSON.stringify(errorBody(err, ctx.state.correlationId, { type: 'upstream_error' }))}\n\n`,
       onClose: (err) => deps.logger.warn({ error_code: err.code }, 'stream closed by Vega'),
