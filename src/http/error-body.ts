@@ -8,7 +8,7 @@ export interface ErrorBody {
   readonly correlation_id: string | null;
 }
 
-/** Codes for the 4xx errors that koa's body parser (co-body, raw-body) raises as http-errors. */
+/** Codes for the 4xx errors a library raises as http-errors (raw-body, reading a request's body). */
 function fromHttpError(err: {
   status?: number;
   type?: string;

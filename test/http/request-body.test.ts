@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { brotliCompressSync } from 'node:zlib';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exceedsDepth } from '../../src/http/middleware/body';
 import { jsonOf, postJson, startVega, TEST_KEY, type VegaProcess } from '../support/vega-process';
@@ -68,6 +68,43 @@ describe('request bodies', () => {
     });
     expect(res.status).toBe(415);
     expect((await jsonOf(res)).error.code).toBe('unsupported_content_encoding');
+  });
+
+  describe('a compressed body', () => {
+    const post = (body: Buffer, encoding: string) =>
+      fetch(`${vega.url}/chat`, {
+        method: 'POST',
+        headers: { 'x-api-key': TEST_KEY, 'content-type': 'application/json', 'content-encoding': encoding },
+        body,
+      });
+    // A body without a prompt: the route's validation answering it shows the body was inflated and parsed.
+    const unprompted = Buffer.from(JSON.stringify({ stream: false }));
+
+    for (const [encoding, compress] of [
+      ['gzip', gzipSync],
+      ['deflate', deflateSync],
+      ['GZIP', gzipSync],
+    ] as const) {
+      it(`is inflated (${encoding}) and parsed`, async () => {
+        const res = await post(compress(unprompted), encoding);
+        expect(res.status).toBe(400);
+        expect((await jsonOf(res)).error.code).toBe('invalid_request');
+      });
+    }
+
+    it('that is not what its Content-Encoding says is 400, not a 500', async () => {
+      const res = await post(Buffer.from('this is not gzip at all'), 'gzip');
+      expect(res.status).toBe(400);
+      expect((await jsonOf(res)).error.code).toBe('bad_request');
+    });
+
+    it('that inflates past MAX_BODY_BYTES is 413, however small it was on the wire', async () => {
+      const bomb = gzipSync(Buffer.from(`{"prompt":"${'a'.repeat(4 * 1024 * 1024)}"}`));
+      expect(bomb.length).toBeLessThan(64 * 1024);
+      const res = await post(bomb, 'gzip');
+      expect(res.status).toBe(413);
+      expect((await jsonOf(res)).error.code).toBe('payload_too_large');
+    });
   });
 
   it('refuses JSON nested deeper than JSON_MAX_DEPTH with 400 json_too_deep', async () => {

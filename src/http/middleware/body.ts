@@ -1,6 +1,8 @@
 import type { Middleware } from 'koa';
-import { bodyParser } from '@koa/bodyparser';
-import { InvalidRequest, VegaError } from '../../errors';
+import type { IncomingMessage } from 'node:http';
+import { createUnzip } from 'node:zlib';
+import getRawBody from 'raw-body';
+import { ClientClosed, InvalidRequest, VegaError } from '../../errors';
 
 /** Options of {@link jsonBody}. */
 export interface JsonBodyOptions {
@@ -21,16 +23,11 @@ const ENCODINGS = new Set(['', 'identity', 'gzip', 'deflate']);
  * and its connection is closed after the answer so the unread body is not drained. A body with an
  * encoding other than gzip/deflate is 415 before it is read; nesting deeper than `maxDepth` is
  * 400 before JSON.parse sees it (deep nesting is what makes parsing and validation expensive).
+ *
+ * The content type was checked before (a body must be JSON), so a body route's body is read
+ * whatever its type says; an empty one is not a JSON object (400 invalid_json).
  */
 export function jsonBody(opts: JsonBodyOptions): Middleware {
-  // The library reads, inflates and limits the body; it hands over text, and the depth check and
-  // the parse happen here.
-  const read = bodyParser({
-    enableTypes: ['text'],
-    extendTypes: { text: ['application/json', 'application/*+json'] },
-    textLimit: opts.limitBytes,
-    encoding: 'utf-8',
-  } as never) as unknown as Middleware;
   const patterns = opts.routes.map((r) => new RegExp(`^${r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}$`));
   const takesBody = (method: string, path: string) => patterns.some((p) => p.test(`${method} ${path}`));
   return async (ctx, next) => {
@@ -44,23 +41,62 @@ export function jsonBody(opts: JsonBodyOptions): Middleware {
       ctx.set('Connection', 'close');
       throw new VegaError('unsupported_content_encoding', 'Content-Encoding must be gzip, deflate or identity');
     }
-    await read(ctx, async () => undefined);
-    const raw = (ctx.request as { body?: unknown }).body;
-    if (typeof raw === 'string') {
-      if (exceedsDepth(raw, opts.maxDepth))
-        throw new InvalidRequest(`the JSON body is nested deeper than ${opts.maxDepth} levels`, 'json_too_deep');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch {
-        throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
-      }
-      if (parsed === null || typeof parsed !== 'object')
-        throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
-      (ctx.request as { body?: unknown }).body = parsed;
+    let raw: string;
+    try {
+      raw = await readText(ctx.req, encoding, opts.limitBytes);
+    } catch (err) {
+      ctx.set('Connection', 'close'); // what is left of the body is not read
+      throw err;
     }
+    if (exceedsDepth(raw, opts.maxDepth))
+      throw new InvalidRequest(`the JSON body is nested deeper than ${opts.maxDepth} levels`, 'json_too_deep');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
+    }
+    if (parsed === null || typeof parsed !== 'object')
+      throw new InvalidRequest('the request body is not valid JSON (an object is expected)', 'invalid_json');
+    (ctx.request as { body?: unknown }).body = parsed;
     return next();
   };
+}
+
+/**
+ * The request's body as UTF-8 text, inflated when `encoding` (lower case) is gzip or deflate, and
+ * at most `limit` bytes after inflating (raw-body: 413 past it, 400 when the bytes differ from the
+ * Content-Length). Data that does not inflate is 400; a client that leaves while its body is read
+ * is ClientClosed.
+ */
+async function readText(req: IncomingMessage, encoding: string, limit: number): Promise<string> {
+  if (encoding !== 'gzip' && encoding !== 'deflate') {
+    return getRawBody(req, { length: req.headers['content-length'], limit, encoding: 'utf-8' }).catch((err: unknown) => {
+      throw req.destroyed && !req.complete ? new ClientClosed() : err;
+    });
+  }
+  // The inflater is read, not the request; it is broken off if the request is, and destroyed after
+  // (one left paused past the limit would hold its memory). The request is only unpiped, so that the
+  // error's answer can still go out on its socket.
+  const inflater = createUnzip();
+  const broken = () => {
+    if (!req.complete) inflater.destroy(new ClientClosed());
+  };
+  req.once('close', broken);
+  req.pipe(inflater);
+  try {
+    return await getRawBody(inflater, { limit, encoding: 'utf-8' });
+  } catch (err) {
+    if (req.destroyed && !req.complete) throw new ClientClosed();
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_'))
+      throw new VegaError('bad_request', `the request body is not valid ${encoding} data`);
+    throw err; // raw-body's own (413), which the error handler maps
+  } finally {
+    req.off('close', broken);
+    req.unpipe(inflater);
+    inflater.destroy();
+  }
 }
 
 /** Whether `text` nests arrays/objects deeper than `max` (strings skipped); linear, no parse. */
