@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { createLogger, redactSecrets, turnBufferedStdout } from '../../src/telemetry/logger';
+import fc from 'fast-check';
+import { createLogger, isoTimeAt, redactSecrets, turnBufferedStdout } from '../../src/telemetry/logger';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -221,5 +222,18 @@ describe('the ids on a line', () => {
     expect(first).toMatchObject({ trace_id: 'e'.repeat(32) });
     expect(second).not.toHaveProperty('trace_id');
     expect(third).toMatchObject({ trace_id: 'e'.repeat(32), span_id: 'f'.repeat(16) });
+  });
+});
+
+describe('the time on a line', () => {
+  it("is what pino's isoTime writes, for any time, in any order", () => {
+    // Across days (the date part is kept from one call to the next), before 1970 and past year 9999.
+    const ms = fc.oneof(fc.integer({ min: -8.64e15, max: 8.64e15 }), fc.integer({ min: 1.7e12, max: 1.9e12 }));
+    fc.assert(
+      fc.property(fc.array(ms, { minLength: 1, maxLength: 8 }), (times) => {
+        for (const t of times) expect(isoTimeAt(t)).toBe(`,"time":"${new Date(t).toISOString()}"`);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
