@@ -116,10 +116,13 @@ export async function relayStream(ctx: Context, frames: AsyncIterator<string>, o
     ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Accel-Buffering', 'no');
   } catch (err) {
-    await frames.next().then(
-      () => frames.return?.(),
-      () => undefined, // the iterator threw, so it is closed already
-    );
+    await frames
+      .next()
+      .then(
+        () => frames.return?.(),
+        () => undefined, // the iterator threw, so it is closed already
+      )
+      .catch(() => undefined); // the header's error is the one to answer
     throw err;
   }
   ctx.respond = false;

@@ -64,38 +64,68 @@ export function jsonBody(opts: JsonBodyOptions): Middleware {
 }
 
 /**
- * The request's body as UTF-8 text, inflated when `encoding` (lower case) is gzip or deflate, and
- * at most `limit` bytes after inflating (raw-body: 413 past it, 400 when the bytes differ from the
- * Content-Length). Data that does not inflate is 400; a client that leaves while its body is read
- * is ClientClosed.
+ * The request's body as UTF-8 text, at most `limit` bytes (413 past it). A client that leaves
+ * before its body was read to the end is ClientClosed, whether or not its last byte had arrived:
+ * raw-body on its own hears only the request's deprecated `aborted` event, and nothing at all
+ * through an inflater.
  */
 async function readText(req: IncomingMessage, encoding: string, limit: number): Promise<string> {
-  if (encoding !== 'gzip' && encoding !== 'deflate') {
-    return getRawBody(req, { length: req.headers['content-length'], limit, encoding: 'utf-8' }).catch((err: unknown) => {
-      throw req.destroyed && !req.complete ? new ClientClosed() : err;
-    });
-  }
-  // The inflater is read, not the request; it is broken off if the request is, and destroyed after
-  // (one left paused past the limit would hold its memory). The request is only unpiped, so that the
-  // error's answer can still go out on its socket.
-  const inflater = createUnzip();
-  const broken = () => {
-    if (!req.complete) inflater.destroy(new ClientClosed());
+  if (req.destroyed) throw new ClientClosed();
+  let left!: (err: Error) => void;
+  const gone = new Promise<never>((_, reject) => (left = reject));
+  gone.catch(() => undefined);
+  const onClose = () => {
+    if (!req.readableEnded) left(new ClientClosed());
   };
-  req.once('close', broken);
+  req.once('close', onClose);
+  try {
+    const text =
+      encoding === 'gzip' || encoding === 'deflate'
+        ? inflate(req, encoding, limit)
+        : getRawBody(req, { length: req.headers['content-length'], limit, encoding: 'utf-8' });
+    return await Promise.race([text, gone]);
+  } catch (err) {
+    if (req.destroyed && !req.readableEnded) throw new ClientClosed();
+    throw err; // raw-body's own (413), which the error handler maps, or inflate's
+  } finally {
+    req.off('close', onClose);
+  }
+}
+
+/**
+ * A gzip or deflate body inflated, with `limit` held on both sides: the bytes on the wire and the
+ * bytes they inflate to (a body of empty deflate blocks is small once inflated and as large as
+ * its sender likes on the wire). Data that does not inflate, or that goes on after the end of the
+ * compressed stream (which would be left unread on the connection), is 400 bad_request.
+ */
+async function inflate(req: IncomingMessage, encoding: string, limit: number): Promise<string> {
+  const tooLarge = () => new VegaError('payload_too_large', `the request body is larger than the limit of ${limit} bytes (MAX_BODY_BYTES)`);
+  if (Number(req.headers['content-length']) > limit) throw tooLarge();
+  const inflater = createUnzip();
+  inflater.on('error', () => undefined); // raw-body hears its errors while it reads; none may go unheard after
+  let wire = 0;
+  const count = (chunk: Buffer) => {
+    wire += chunk.length;
+    if (wire > limit) inflater.destroy(tooLarge());
+  };
+  req.on('data', count);
   req.pipe(inflater);
   try {
-    return await getRawBody(inflater, { limit, encoding: 'utf-8' });
+    const text = await getRawBody(inflater, { limit, encoding: 'utf-8' });
+    if (!req.readableEnded && !(req.complete && req.readableLength === 0)) {
+      throw new VegaError('bad_request', `the request body goes on after the end of its ${encoding} data`);
+    }
+    return text;
   } catch (err) {
-    if (req.destroyed && !req.complete) throw new ClientClosed();
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && code.startsWith('Z_'))
       throw new VegaError('bad_request', `the request body is not valid ${encoding} data`);
-    throw err; // raw-body's own (413), which the error handler maps
+    throw err;
   } finally {
-    req.off('close', broken);
+    // Only unpiped: the request stays open, so an error's answer can still go out on its socket.
+    req.off('data', count);
     req.unpipe(inflater);
-    inflater.destroy();
+    inflater.destroy(); // one left paused past the limit would hold its memory
   }
 }
 
