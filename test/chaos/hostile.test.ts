@@ -1,3 +1,4 @@
+import { deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationRows } from '../support/db';
@@ -101,7 +102,7 @@ function judge(category: string, status: number, contentType: string | null | un
 async function post(
   category: string,
   path: string,
-  body: string,
+  body: string | Uint8Array,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; text: string; id: string }> {
   const res = await fetch(`${vega.url}${path}`, {
@@ -110,7 +111,7 @@ async function post(
     body,
   });
   const text = await res.text();
-  judge(category, res.status, res.headers.get('content-type'), text, body);
+  judge(category, res.status, res.headers.get('content-type'), text, typeof body === 'string' ? body : `${body.length} bytes`);
   const id = res.headers.get('x-correlation-id') ?? '';
   if (res.status === 200 && path === '/chat') acked.push(id);
   return { status: res.status, text, id };
@@ -211,6 +212,45 @@ describe('hostile input', () => {
       body: '{}',
     }).catch(() => undefined);
     if (big) judge('huge or deep: 70 KB header', big.status, big.headers.get('content-type'), await big.text(), 'x-correlation-id');
+    expect(problems).toEqual([]);
+  });
+
+  it('compressed bodies: random bytes, bombs, truncated and trailing data, any case of the encoding', async () => {
+    const encodings = fc.constantFrom('gzip', 'deflate', 'GZIP', 'Deflate', ' gzip ');
+    const zip = (encoding: string, data: Buffer) => (/gzip/i.test(encoding) ? gzipSync(data) : deflateSync(data));
+    // Bytes that only claim to be compressed.
+    await fc.assert(
+      fc.asyncProperty(encodings, fc.uint8Array({ maxLength: 2_000 }), async (encoding, bytes) => {
+        await post('random bytes as a compressed body', '/chat', bytes, { 'content-encoding': encoding });
+      }),
+      { numRuns: RUNS },
+    );
+    // Compressed for real, then cut short or followed by more bytes.
+    await fc.assert(
+      fc.asyncProperty(
+        encodings,
+        fc.string({ unit: 'grapheme', minLength: 1, maxLength: 200 }).filter((p) => p.trim() !== ''),
+        fc.oneof(fc.constant('whole'), fc.constant('cut'), fc.constant('trailing')),
+        async (encoding, prompt, shape) => {
+          sent.add(prompt);
+          const whole = zip(encoding, Buffer.from(JSON.stringify({ prompt, session_id: 'zipped' })));
+          const body =
+            shape === 'cut'
+              ? whole.subarray(0, whole.length >> 1)
+              : shape === 'trailing'
+                ? Buffer.concat([whole, Buffer.from('more')])
+                : whole;
+          await post(`a compressed JSON body (${shape})`, '/chat', body, { 'content-encoding': encoding });
+        },
+      ),
+      { numRuns: RUNS },
+    );
+    // Small on the wire, past MAX_BODY_BYTES once inflated.
+    for (const encoding of ['gzip', 'deflate']) {
+      const bomb = zip(encoding, Buffer.from(JSON.stringify({ prompt: 'z'.repeat(MAX_BODY_BYTES * 40) })));
+      const { status } = await post(`a compressed body that inflates past MAX_BODY_BYTES`, '/chat', bomb, { 'content-encoding': encoding });
+      expect(status).toBe(413);
+    }
     expect(problems).toEqual([]);
   });
 
