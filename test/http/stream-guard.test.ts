@@ -81,6 +81,19 @@ describe('relayStream: a burst', () => {
   });
 });
 
+/** A one-frame stream that notes in `steps` how far it was run: started, resumed after its frame, and its `finally`. */
+function noting(steps: string[]): () => AsyncGenerator<string> {
+  return async function* () {
+    try {
+      steps.push('started');
+      yield 'event: chunk\ndata: {"n":1}\n\n';
+      steps.push('resumed');
+    } finally {
+      steps.push('finally'); // where /chat stores the conversation and lets the backend call go
+    }
+  };
+}
+
 describe('relayStream', () => {
   let relayServer: Server;
   let relayBase: string;
@@ -162,15 +175,7 @@ describe('relayStream', () => {
 
   it('still starts and closes the generators when a header is refused, and the error handler answers', async () => {
     const steps: string[] = [];
-    frames = async function* () {
-      try {
-        steps.push('started');
-        yield 'event: chunk\ndata: {"n":1}\n\n';
-        steps.push('resumed');
-      } finally {
-        steps.push('finally');
-      }
-    };
+    frames = noting(steps);
     headers = { 'Content-Type': 'text/event-stream; charset=utf-8', 'X-Vega-Backend': 'bad\nname' };
     try {
       const res = await fetch(`${relayBase}/`);
@@ -220,15 +225,7 @@ describe('relayStream', () => {
       await clientLeft; // the route carries on only once the server has seen the client go
     };
     const steps: string[] = [];
-    frames = async function* () {
-      try {
-        steps.push('started');
-        yield 'event: chunk\ndata: {"n":1}\n\n';
-        steps.push('resumed');
-      } finally {
-        steps.push('finally'); // where /chat stores the conversation and lets the backend call go
-      }
-    };
+    frames = noting(steps);
     const aborter = new AbortController();
     const answer = fetch(`${relayBase}/`, { signal: aborter.signal }).catch(() => undefined);
     try {
