@@ -65,38 +65,37 @@ export function jsonBody(opts: JsonBodyOptions): Middleware {
 
 /**
  * The request's body as UTF-8 text, at most `limit` bytes (413 past it). A client that leaves
- * before its body was read to the end is ClientClosed, whether or not its last byte had arrived:
- * raw-body on its own hears only the request's deprecated `aborted` event, and nothing at all
- * through an inflater.
+ * before its body was read to the end is ClientClosed, whether or not its last byte had arrived.
  */
 async function readText(req: IncomingMessage, encoding: string, limit: number): Promise<string> {
   if (req.destroyed) throw new ClientClosed();
-  let left!: (err: Error) => void;
-  const gone = new Promise<never>((_, reject) => (left = reject));
-  gone.catch(() => undefined);
-  const onClose = () => {
-    if (!req.readableEnded) left(new ClientClosed());
-  };
-  req.once('close', onClose);
   try {
-    const text =
-      encoding === 'gzip' || encoding === 'deflate'
-        ? inflate(req, encoding, limit)
-        : getRawBody(req, { length: req.headers['content-length'], limit, encoding: 'utf-8' });
-    return await Promise.race([text, gone]);
+    return await (encoding === 'gzip' || encoding === 'deflate' ? inflate(req, encoding, limit) : readPlain(req, limit));
   } catch (err) {
     if (req.destroyed && !req.readableEnded) throw new ClientClosed();
     throw err; // raw-body's own (413), which the error handler maps, or inflate's
-  } finally {
-    req.off('close', onClose);
   }
+}
+
+/** raw-body on the request itself, ended by the request's close too: raw-body alone hears only its deprecated `aborted` event. */
+function readPlain(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onClose = () => {
+      if (!req.readableEnded) reject(new ClientClosed());
+    };
+    req.once('close', onClose);
+    getRawBody(req, { length: req.headers['content-length'], limit, encoding: 'utf-8' })
+      .then(resolve, reject)
+      .finally(() => req.off('close', onClose));
+  });
 }
 
 /**
  * A gzip or deflate body inflated, with `limit` held on both sides: the bytes on the wire and the
  * bytes they inflate to (a body of empty deflate blocks is small once inflated and as large as
  * its sender likes on the wire). Data that does not inflate, or that goes on after the end of the
- * compressed stream (which would be left unread on the connection), is 400 bad_request.
+ * compressed stream (which would be left unread on the connection), is 400 bad_request. A request
+ * that closes before its end breaks the inflater off, so the read ends.
  */
 async function inflate(req: IncomingMessage, encoding: string, limit: number): Promise<string> {
   const tooLarge = () => new VegaError('payload_too_large', `the request body is larger than the limit of ${limit} bytes (MAX_BODY_BYTES)`);
@@ -108,7 +107,11 @@ async function inflate(req: IncomingMessage, encoding: string, limit: number): P
     wire += chunk.length;
     if (wire > limit) inflater.destroy(tooLarge());
   };
+  const onClose = () => {
+    if (!req.readableEnded) inflater.destroy(new ClientClosed());
+  };
   req.on('data', count);
+  req.once('close', onClose);
   req.pipe(inflater);
   try {
     const text = await getRawBody(inflater, { limit, encoding: 'utf-8' });
@@ -124,6 +127,7 @@ async function inflate(req: IncomingMessage, encoding: string, limit: number): P
   } finally {
     // Only unpiped: the request stays open, so an error's answer can still go out on its socket.
     req.off('data', count);
+    req.off('close', onClose);
     req.unpipe(inflater);
     inflater.destroy(); // one left paused past the limit would hold its memory
   }
