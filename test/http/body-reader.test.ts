@@ -114,13 +114,27 @@ describe('the body reader, when the client leaves', () => {
 });
 
 describe('the body reader, on a compressed body', () => {
-  it('refuses data after the end of the deflate stream, and closes the connection instead of leaving it unread', async () => {
-    const body = Buffer.concat([deflateSync(json(10)), Buffer.alloc(512 * 1024, 0x20)]);
-    const { id, socket } = await send(body, ['content-encoding: deflate', `content-length: ${body.length}`]);
-    socket.write(`GET /next HTTP/1.1\r\nhost: ${base.host}\r\n\r\n`);
-    const got = answer(socket);
-    expect(await outcome(id)).toBe('bad_request');
-    expect((await got).closed).toBe(true);
+  for (const [name, extra, encoding, compress] of [
+    ['512 KB still on their way', Buffer.alloc(512 * 1024, 0x20), 'deflate', deflateSync],
+    ['three bytes in the same write', Buffer.from('xyz'), 'deflate', deflateSync],
+    ['eight zero bytes in the same write', Buffer.alloc(8), 'gzip', gzipSync],
+  ] as const) {
+    it(`refuses data after the end of the compressed data (${name}), and closes the connection`, async () => {
+      const body = Buffer.concat([compress(json(10)), extra]);
+      const { id, socket } = await send(body, [`content-encoding: ${encoding}`, `content-length: ${body.length}`]);
+      socket.write(`GET /next HTTP/1.1\r\nhost: ${base.host}\r\n\r\n`);
+      const got = answer(socket);
+      expect(await outcome(id)).toBe('bad_request');
+      expect((await got).closed).toBe(true);
+      socket.destroy();
+    });
+  }
+
+  it('takes a body that does not compress, up to the limit once inflated', async () => {
+    const body = gzipSync(Buffer.from(JSON.stringify({ prompt: randomBytes((LIMIT - 64) * 0.75).toString('base64') })), { level: 0 });
+    expect(body.length).toBeGreaterThan(LIMIT - 64);
+    const { id, socket } = await send(body, ['content-encoding: gzip', `content-length: ${body.length}`]);
+    expect(await outcome(id)).toBe('read');
     socket.destroy();
   });
 

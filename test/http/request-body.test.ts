@@ -84,6 +84,7 @@ describe('request bodies', () => {
       ['gzip', gzipSync],
       ['deflate', deflateSync],
       ['GZIP', gzipSync],
+      ['x-gzip', gzipSync],
     ] as const) {
       it(`is inflated (${encoding}) and parsed`, async () => {
         const res = await post(compress(unprompted), encoding);
